@@ -1,0 +1,131 @@
+//! The kvnetd API: one JSON request per line on a Unix stream socket, one JSON reply
+//! line back. Shared by the daemon and the CLI so both sides agree on the wire format;
+//! the client is synchronous so the CLI needs no async runtime (it starts in ~1 ms).
+//! The protocol is documented in docs/api.md.
+
+use serde::{Deserialize, Serialize};
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+
+pub const DEFAULT_SOCKET: &str = "/run/kvnet/kvnetd.sock";
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "op", rename_all = "kebab-case")]
+pub enum Request {
+    Ping,
+    /// Define (or redefine) a persistent network from XML.
+    Define { xml: String },
+    /// Create and start a transient network from XML.
+    Create { xml: String },
+    Undefine { network: String },
+    Start { network: String },
+    Destroy { network: String },
+    Autostart { network: String, enable: bool },
+    List,
+    Info { network: String },
+    DumpXml { network: String, inactive: bool },
+    Update {
+        network: String,
+        command: String,
+        section: String,
+        xml: String,
+        parent_index: Option<usize>,
+        live: bool,
+        config: bool,
+    },
+}
+
+/// One network as `net-list` / `net-info` show it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct NetSummary {
+    pub name: String,
+    pub uuid: String,
+    pub active: bool,
+    pub persistent: bool,
+    pub autostart: bool,
+    pub bridge: Option<String>,
+    pub forward: String,
+    pub title: Option<String>,
+}
+
+/// What a successful call returns besides its data: warnings the user must see
+/// (e.g. features kvnet accepted but cannot apply yet).
+#[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq)]
+pub struct Reply {
+    pub ok: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+    #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
+    pub data: serde_json::Value,
+}
+
+impl Reply {
+    pub fn ok(data: serde_json::Value) -> Reply {
+        Reply { ok: true, data, ..Reply::default() }
+    }
+
+    pub fn err(msg: impl Into<String>) -> Reply {
+        Reply { ok: false, error: Some(msg.into()), ..Reply::default() }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error(
+        "cannot reach kvnetd at {path}: {source}\n(is the daemon running? start it with `kvnetd` as root, or point --socket / KVNET_SOCKET at its socket)"
+    )]
+    Connect { path: String, source: std::io::Error },
+    #[error("talking to kvnetd: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("bad reply from kvnetd: {0}")]
+    Decode(#[from] serde_json::Error),
+    #[error("kvnetd closed the connection without replying")]
+    Closed,
+}
+
+/// Send one request and wait for its reply.
+pub fn call(socket: &Path, req: &Request) -> Result<Reply, ClientError> {
+    let stream = UnixStream::connect(socket).map_err(|source| ClientError::Connect {
+        path: socket.display().to_string(),
+        source,
+    })?;
+    let mut line = serde_json::to_vec(req)?;
+    line.push(b'\n');
+    (&stream).write_all(&line)?;
+    let mut reader = BufReader::new(stream);
+    let mut buf = String::new();
+    if reader.read_line(&mut buf)? == 0 {
+        return Err(ClientError::Closed);
+    }
+    Ok(serde_json::from_str(&buf)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_wire_format_is_tagged_kebab_case() {
+        let r = Request::DumpXml { network: "default".into(), inactive: true };
+        let s = serde_json::to_string(&r).unwrap();
+        assert_eq!(s, r#"{"op":"dump-xml","network":"default","inactive":true}"#);
+        assert_eq!(serde_json::from_str::<Request>(&s).unwrap(), r);
+    }
+
+    #[test]
+    fn reply_omits_empty_fields() {
+        assert_eq!(serde_json::to_string(&Reply::ok(serde_json::Value::Null)).unwrap(), r#"{"ok":true}"#);
+        let e: Reply = serde_json::from_str(r#"{"ok":false,"error":"x"}"#).unwrap();
+        assert_eq!(e.error.as_deref(), Some("x"));
+    }
+
+    #[test]
+    fn connect_error_says_how_to_start_the_daemon() {
+        let err = call(Path::new("/nonexistent/kvnetd.sock"), &Request::Ping).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("/nonexistent/kvnetd.sock") && msg.contains("kvnetd"), "{msg}");
+    }
+}

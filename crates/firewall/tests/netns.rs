@@ -1,0 +1,420 @@
+//! Root-only tests that load the rendered scripts with the real `nft` inside
+//! network namespaces created (and always deleted) by the test itself; the
+//! host's own namespace is never touched.
+
+mod common;
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Instant;
+
+use kvnet_firewall::{FwNetwork, render_add, render_full, render_remove, validate_all};
+
+const TABLE: &str = "kvnet";
+
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(2).map(|euid| euid == "0"))
+        })
+        .unwrap_or(false)
+}
+
+/// A network namespace deleted on drop, so a failing test cleans up too.
+struct Netns {
+    name: String,
+}
+
+impl Netns {
+    /// None (with the reason printed) when the test cannot run here.
+    fn new() -> Option<Netns> {
+        static SEQ: AtomicU32 = AtomicU32::new(0);
+        if !is_root() {
+            eprintln!("skipped: needs root");
+            return None;
+        }
+        let name = format!(
+            "kvfw-{}-{}",
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::Relaxed)
+        );
+        let out = Command::new("ip").args(["netns", "add", &name]).output();
+        match out {
+            Ok(o) if o.status.success() => Some(Netns { name }),
+            Ok(o) => {
+                eprintln!(
+                    "skipped: ip netns add failed: {}",
+                    String::from_utf8_lossy(&o.stderr)
+                );
+                None
+            }
+            Err(e) => {
+                eprintln!("skipped: cannot run ip: {e}");
+                None
+            }
+        }
+    }
+
+    fn exec(&self, args: &[&str]) -> Output {
+        Command::new("ip")
+            .args(["netns", "exec", &self.name])
+            .args(args)
+            .output()
+            .expect("ip netns exec")
+    }
+
+    /// Runs a command in the namespace and panics with its stderr on failure.
+    fn run(&self, args: &[&str]) -> String {
+        let out = self.exec(args);
+        assert!(
+            out.status.success(),
+            "{args:?} in {} failed: {}",
+            self.name,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn nft_script(&self, script: &str) -> Result<(), String> {
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", &self.name, "nft", "-f", "-"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn nft");
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(script.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).into_owned())
+        }
+    }
+
+    fn apply(&self, script: &str) {
+        if let Err(e) = self.nft_script(script) {
+            panic!("nft -f failed in {}: {e}\nscript:\n{script}", self.name);
+        }
+    }
+
+    fn list(&self) -> String {
+        self.run(&["nft", "list", "table", "inet", TABLE])
+    }
+
+    fn has_table(&self) -> bool {
+        self.exec(&["nft", "list", "table", "inet", TABLE])
+            .status
+            .success()
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .output();
+    }
+}
+
+fn three() -> Vec<FwNetwork> {
+    vec![
+        common::nat_default(),
+        common::route_v4v6(),
+        common::isolated(),
+    ]
+}
+
+#[test]
+fn full_applies_and_is_reproducible() {
+    let Some(ns) = Netns::new() else { return };
+    let nets = three();
+    validate_all(&nets).unwrap();
+    ns.apply(&render_full(TABLE, &nets));
+    let first = ns.list();
+    for chain in ["to_virbr0", "from_virbr5", "svc_in_virbr6", "nat_virbr0"] {
+        assert!(first.contains(&format!("chain {chain} {{")), "{first}");
+    }
+    ns.apply(&render_full(TABLE, &nets));
+    assert_eq!(ns.list(), first);
+    // Replacing drops networks that are no longer listed.
+    ns.apply(&render_full(TABLE, &nets[..1]));
+    let one = ns.list();
+    assert!(!one.contains("virbr5") && one.contains("virbr0"), "{one}");
+    // No networks: no table at all.
+    ns.apply(&render_full(TABLE, &[]));
+    assert!(!ns.has_table());
+    ns.apply(&render_full(TABLE, &[]));
+}
+
+#[test]
+fn add_and_remove_are_idempotent() {
+    let Some(ns) = Netns::new() else { return };
+    ns.apply(&render_full(TABLE, &three()));
+    let base = ns.list();
+    let new = common::nat_ipv6_masq();
+    ns.apply(&render_add(TABLE, &new));
+    let added = ns.list();
+    assert_ne!(added, base);
+    assert!(added.contains("chain nat_virbr4 {"), "{added}");
+    ns.apply(&render_add(TABLE, &new));
+    assert_eq!(ns.list(), added, "second render_add changed the table");
+    ns.apply(&render_remove(TABLE, &new));
+    assert_eq!(ns.list(), base, "render_remove did not restore the table");
+    ns.apply(&render_remove(TABLE, &new));
+    assert_eq!(ns.list(), base, "second render_remove changed the table");
+}
+
+#[test]
+fn every_fixture_adds_and_removes_cleanly() {
+    let Some(ns) = Netns::new() else { return };
+    // render_add must also work on a namespace without the table.
+    ns.apply(&render_add(TABLE, &common::nat_default()));
+    ns.apply(&render_remove(TABLE, &common::nat_default()));
+    let skeleton = ns.list();
+    for (name, net) in common::all() {
+        ns.apply(&render_add(TABLE, &net));
+        assert!(ns.list().len() > skeleton.len(), "{name}");
+        ns.apply(&render_remove(TABLE, &net));
+        assert_eq!(ns.list(), skeleton, "{name} left something behind");
+    }
+    // Removing from a namespace that never had the table succeeds too.
+    let fresh = Netns::new().unwrap();
+    fresh.apply(&render_remove(TABLE, &common::nat_default()));
+    // All fixtures at once, as render_full, then removed one by one.
+    let nets: Vec<_> = common::all().into_iter().map(|(_, n)| n).collect();
+    ns.apply(&render_full(TABLE, &nets));
+    for net in &nets {
+        ns.apply(&render_remove(TABLE, net));
+    }
+    let left = ns.list();
+    assert!(!left.contains("jump"), "{left}");
+}
+
+#[test]
+fn add_after_full_matches_full() {
+    let Some(ns) = Netns::new() else { return };
+    let nets = three();
+    ns.apply(&render_full(TABLE, &nets));
+    let full = ns.list();
+    let other = Netns::new().unwrap();
+    for net in &nets {
+        other.apply(&render_add(TABLE, net));
+    }
+    let sorted = |s: &str| {
+        let mut v: Vec<&str> = s.lines().map(str::trim).collect();
+        v.sort();
+        v.join("\n")
+    };
+    // Chain order in the listing differs; the content must not.
+    assert_eq!(sorted(&other.list()), sorted(&full));
+}
+
+#[test]
+fn add_cost_does_not_grow_with_network_count() {
+    let Some(ns) = Netns::new() else { return };
+    let first = common::numbered(0);
+    let first_script = render_add(TABLE, &first);
+    let t0 = Instant::now();
+    ns.apply(&first_script);
+    let first_time = t0.elapsed();
+    let mut last_time = first_time;
+    for i in 1..=200 {
+        let net = common::numbered(i);
+        let script = render_add(TABLE, &net);
+        let renamed = script
+            .replace(&net.name, &first.name)
+            .replace(&net.bridge, &first.bridge)
+            .replace(&net.subnets[0].to_string(), &first.subnets[0].to_string());
+        assert_eq!(renamed, first_script, "script for network {i} differs");
+        let t = Instant::now();
+        ns.apply(&script);
+        last_time = t.elapsed();
+    }
+    let listing = ns.list();
+    assert_eq!(listing.matches("chain to_kvs").count(), 201);
+    eprintln!(
+        "nft -f of render_add: network 1 took {first_time:?}, network 201 took {last_time:?}"
+    );
+    ns.apply(&render_remove(TABLE, &common::numbered(100)));
+    assert_eq!(ns.list().matches("chain to_kvs").count(), 200);
+}
+
+#[test]
+fn overlapping_nat_subnets_are_refused_by_nft_too() {
+    let Some(ns) = Netns::new() else { return };
+    ns.apply(&render_add(TABLE, &common::nat_default()));
+    let mut wide = common::numbered(1);
+    wide.subnets = vec!["192.168.0.0/16".parse().unwrap()];
+    let before = ns.list();
+    let err = ns
+        .nft_script(&render_add(TABLE, &wide))
+        .expect_err("overlap must fail");
+    assert!(err.contains("overlap"), "{err}");
+    // The failed transaction left nothing behind.
+    assert_eq!(ns.list(), before);
+}
+
+/// Real packets: two NAT networks, one routed network and a "wan" namespace
+/// without routes back to any guest subnet.
+mod packets {
+    use super::*;
+
+    const PY: &str = r#"
+import socket, sys
+mode = sys.argv[1]
+if mode == "serve":
+    s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("0.0.0.0", 8080)); s.listen(8); s.settimeout(8)
+    print("ready", flush=True)
+    while True:
+        try:
+            c, peer = s.accept()
+        except socket.timeout:
+            break
+        c.sendall(peer[0].encode()); c.close()
+else:
+    c = socket.socket(); c.settimeout(3)
+    try:
+        c.connect((sys.argv[2], 8080)); print("ok " + c.recv(64).decode())
+    except ConnectionRefusedError:
+        print("refused")
+    except OSError as e:
+        print("error " + type(e).__name__ + " " + str(e))
+"#;
+
+    struct Topo {
+        host: Netns,
+        guests: Vec<Netns>,
+        wan: Netns,
+    }
+
+    fn veth(host: &Netns, peer: &Netns, hname: &str, addr: &str, gw: Option<&str>) {
+        host.run(&[
+            "ip", "link", "add", hname, "type", "veth", "peer", "name", "eth0", "netns", &peer.name,
+        ]);
+        host.run(&["ip", "link", "set", hname, "up"]);
+        peer.run(&["ip", "addr", "add", addr, "dev", "eth0"]);
+        peer.run(&["ip", "link", "set", "eth0", "up"]);
+        peer.run(&["ip", "link", "set", "lo", "up"]);
+        if let Some(gw) = gw {
+            peer.run(&["ip", "route", "add", "default", "via", gw]);
+        }
+    }
+
+    fn setup() -> Option<Topo> {
+        let host = Netns::new()?;
+        let wan = Netns::new()?;
+        host.run(&["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
+        veth(&host, &wan, "wan0", "198.51.100.2/24", None);
+        host.run(&["ip", "addr", "add", "198.51.100.1/24", "dev", "wan0"]);
+        let mut guests = Vec::new();
+        for (i, br) in ["brA", "brB", "brC"].iter().enumerate() {
+            let n = i + 1;
+            host.run(&["ip", "link", "add", br, "type", "bridge"]);
+            host.run(&["ip", "addr", "add", &format!("10.10.{n}.1/24"), "dev", br]);
+            host.run(&["ip", "link", "set", br, "up"]);
+            let g = Netns::new()?;
+            let port = format!("vg{n}");
+            veth(
+                &host,
+                &g,
+                &port,
+                &format!("10.10.{n}.2/24"),
+                Some(&format!("10.10.{n}.1")),
+            );
+            host.run(&["ip", "link", "set", &port, "master", br]);
+            guests.push(g);
+        }
+        Some(Topo { host, guests, wan })
+    }
+
+    fn net(name: &str, bridge: &str, mode: kvnet_firewall::FwMode, subnet: &str) -> FwNetwork {
+        FwNetwork {
+            name: name.into(),
+            bridge: bridge.into(),
+            subnets: vec![subnet.parse().unwrap()],
+            mode,
+            ..common::nat_default()
+        }
+    }
+
+    /// Connects from `client` to `server_ip`:8080 served in `server`; returns
+    /// "ok <peer address seen by the server>", "refused" or "error …".
+    fn connect(client: &Netns, server: &Netns, server_ip: &str) -> String {
+        let mut srv = Command::new("ip")
+            .args(["netns", "exec", &server.name, "python3", "-c", PY, "serve"])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("spawn server");
+        let mut line = String::new();
+        {
+            use std::io::BufRead;
+            let mut r = std::io::BufReader::new(srv.stdout.as_mut().unwrap());
+            r.read_line(&mut line).unwrap();
+        }
+        assert_eq!(line.trim(), "ready");
+        let out = client.run(&["python3", "-c", PY, "connect", server_ip]);
+        let _ = srv.kill();
+        let _ = srv.wait();
+        out.trim().to_string()
+    }
+
+    fn have_python() -> bool {
+        Command::new("python3")
+            .arg("-c")
+            .arg("pass")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    }
+
+    #[test]
+    fn nat_masquerades_and_isolates_networks_like_libvirt() {
+        if !is_root() {
+            eprintln!("skipped: needs root");
+            return;
+        }
+        if !have_python() {
+            eprintln!("skipped: needs python3 for the socket helper");
+            return;
+        }
+        let Some(t) = setup() else { return };
+        use kvnet_firewall::FwMode::*;
+        let nets = [
+            net("a", "brA", Nat, "10.10.1.0/24"),
+            net("b", "brB", Nat, "10.10.2.0/24"),
+            net("c", "brC", Route, "10.10.3.0/24"),
+        ];
+        t.host.apply(&render_full(TABLE, &nets));
+        let (ga, gb, gc) = (&t.guests[0], &t.guests[1], &t.guests[2]);
+
+        // NAT guest → wan: masqueraded to the host's wan address (wan has no
+        // route back to 10.10.1.0/24, so success itself proves the NAT).
+        assert_eq!(connect(ga, &t.wan, "198.51.100.2"), "ok 198.51.100.1");
+        // NAT → NAT: rejected (ICMP port unreachable → refused, not a timeout).
+        assert_eq!(connect(ga, gb, "10.10.2.2"), "refused");
+        // Routed → NAT: rejected too.
+        assert_eq!(connect(gc, ga, "10.10.1.2"), "refused");
+        // NAT → routed: allowed (a routed subnet accepts inbound from
+        // anywhere) and masqueraded to brC's address, exactly as libvirt.
+        assert_eq!(connect(ga, gc, "10.10.3.2"), "ok 10.10.3.1");
+        // Routed guest → wan: forwarded without NAT, so the wan side (no route
+        // back) cannot answer: the connection times out.
+        assert!(connect(gc, &t.wan, "198.51.100.2").starts_with("error"));
+
+        // After removing network a, brA is no longer firewalled at all: b's
+        // guests get through (still masqueraded by b) and c's are not NATed.
+        t.host.apply(&render_remove(TABLE, &nets[0]));
+        assert_eq!(connect(gb, ga, "10.10.1.2"), "ok 10.10.1.1");
+        assert_eq!(connect(gc, ga, "10.10.1.2"), "ok 10.10.3.2");
+    }
+}

@@ -1,0 +1,782 @@
+//! Links, bridges, addresses and routes over one rtnetlink connection.
+
+use std::net::IpAddr;
+
+use futures::StreamExt;
+use ipnet::IpNet;
+use rtnetlink::packet_core::{
+    NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_ECHO, NLM_F_EXCL, NLM_F_REQUEST, NetlinkMessage,
+    NetlinkPayload,
+};
+use rtnetlink::packet_route::address::{AddressAttribute, AddressMessage};
+use rtnetlink::packet_route::link::{
+    BridgeStpState, InfoBridge, InfoData, InfoKind, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
+};
+use rtnetlink::packet_route::route::{
+    RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
+};
+use rtnetlink::packet_route::{AddressFamily, RouteNetlinkMessage};
+use rtnetlink::sys::AsyncSocket;
+use rtnetlink::{AddressMessageBuilder, LinkBridge, LinkUnspec, LinkVeth, RouteMessageBuilder};
+
+use crate::HostError;
+
+/// Kernel bounds for a bridge's forward delay while STP runs
+/// (`BR_MIN_FORWARD_DELAY`/`BR_MAX_FORWARD_DELAY`, in centiseconds).
+pub const STP_MIN_FORWARD_DELAY_CS: u32 = 200;
+pub const STP_MAX_FORWARD_DELAY_CS: u32 = 3000;
+
+/// The main routing table (`RT_TABLE_MAIN`).
+pub const TABLE_MAIN: u32 = 254;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Link {
+    pub index: u32,
+    pub name: String,
+    /// `IFLA_INFO_KIND`: "bridge", "veth", "tun", ...; `None` for physical devices and lo.
+    pub kind: Option<String>,
+    pub mac: Option<[u8; 6]>,
+    pub mtu: u32,
+    /// Administratively up (`IFF_UP`), not carrier.
+    pub up: bool,
+    pub master: Option<u32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BridgeSpec {
+    pub name: String,
+    pub mac: Option<[u8; 6]>,
+    pub mtu: Option<u32>,
+    pub stp: bool,
+    /// Centiseconds, as the kernel takes it. With STP on the kernel keeps it
+    /// within 200..=3000; [`BridgeSpec::effective_forward_delay_cs`] says what it will show.
+    pub forward_delay_cs: u32,
+}
+
+impl BridgeSpec {
+    /// The forward delay the kernel will report for this spec.
+    pub fn effective_forward_delay_cs(&self) -> u32 {
+        if self.stp {
+            self.forward_delay_cs
+                .clamp(STP_MIN_FORWARD_DELAY_CS, STP_MAX_FORWARD_DELAY_CS)
+        } else {
+            self.forward_delay_cs
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    pub dest: IpNet,
+    pub gateway: Option<IpAddr>,
+    pub oif: Option<u32>,
+    pub metric: Option<u32>,
+    pub table: u32,
+    /// `RTPROT_*`: 2 kernel, 3 boot (what `ip route add` uses), 4 static.
+    pub proto: u8,
+}
+
+impl Route {
+    /// A main-table route as `ip route add DEST [via GW] [dev OIF]` would make it.
+    pub fn new(dest: IpNet, gateway: Option<IpAddr>, oif: Option<u32>) -> Route {
+        Route {
+            dest,
+            gateway,
+            oif,
+            metric: None,
+            table: TABLE_MAIN,
+            proto: 3,
+        }
+    }
+}
+
+/// Formats a MAC as `52:54:00:09:33:55`.
+pub fn format_mac(mac: &[u8; 6]) -> String {
+    mac.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+/// One rtnetlink socket; the connection task lives on the tokio runtime that
+/// called [`Netlink::connect`] and is stopped when this is dropped.
+pub struct Netlink {
+    handle: rtnetlink::Handle,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Netlink {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// A kernel NACK before it is given its context.
+struct Nack {
+    errno: i32,
+    ext_ack: Option<String>,
+}
+
+impl Nack {
+    fn into_error(self, context: impl Into<String>) -> HostError {
+        HostError::netlink(context, self.errno, self.ext_ack)
+    }
+}
+
+/// Extracts `NLMSGERR_ATTR_MSG` from an error payload. With `NETLINK_CAP_ACK`
+/// the payload is the 16-byte original header followed by the ext-ack TLVs.
+fn ext_ack_message(payload: &[u8]) -> Option<String> {
+    const NLMSGERR_ATTR_MSG: u16 = 1;
+    let mut tlvs = payload.get(16..)?;
+    while tlvs.len() >= 4 {
+        let len = u16::from_ne_bytes([tlvs[0], tlvs[1]]) as usize;
+        let kind = u16::from_ne_bytes([tlvs[2], tlvs[3]]) & 0x3fff;
+        if len < 4 || len > tlvs.len() {
+            return None;
+        }
+        if kind == NLMSGERR_ATTR_MSG {
+            let text = &tlvs[4..len];
+            let text = text.split(|b| *b == 0).next().unwrap_or_default();
+            return Some(String::from_utf8_lossy(text).into_owned());
+        }
+        tlvs = tlvs.get(len.next_multiple_of(4)..).unwrap_or_default();
+    }
+    None
+}
+
+fn link_from_message(msg: &LinkMessage) -> Link {
+    let mut link = Link {
+        index: msg.header.index,
+        name: String::new(),
+        kind: None,
+        mac: None,
+        mtu: 0,
+        up: msg.header.flags.contains(LinkFlags::Up),
+        master: None,
+    };
+    for attr in &msg.attributes {
+        match attr {
+            LinkAttribute::IfName(n) => link.name = n.clone(),
+            LinkAttribute::Address(a) => link.mac = <[u8; 6]>::try_from(a.as_slice()).ok(),
+            LinkAttribute::Mtu(m) => link.mtu = *m,
+            LinkAttribute::Controller(m) if *m != 0 => link.master = Some(*m),
+            LinkAttribute::LinkInfo(infos) => {
+                for info in infos {
+                    if let LinkInfo::Kind(k) = info {
+                        link.kind = Some(k.to_string());
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    link
+}
+
+fn bridge_settings_from_message(msg: &LinkMessage) -> Option<(bool, u32)> {
+    let mut stp = None;
+    let mut delay = None;
+    for attr in &msg.attributes {
+        if let LinkAttribute::LinkInfo(infos) = attr {
+            for info in infos {
+                if let LinkInfo::Data(InfoData::Bridge(opts)) = info {
+                    for opt in opts {
+                        match opt {
+                            InfoBridge::StpState(s) => stp = Some(*s != BridgeStpState::Disabled),
+                            InfoBridge::ForwardDelay(d) => delay = Some(*d),
+                            _ => {}
+                        }
+                    }
+                }
+            }
+        }
+    }
+    Some((stp?, delay?))
+}
+
+fn address_from_message(msg: &AddressMessage) -> Option<IpNet> {
+    let mut local = None;
+    let mut address = None;
+    for attr in &msg.attributes {
+        match attr {
+            AddressAttribute::Local(a) => local = Some(*a),
+            AddressAttribute::Address(a) => address = Some(*a),
+            _ => {}
+        }
+    }
+    // IFA_LOCAL is the interface's own address; IFA_ADDRESS is the peer on point-to-point links.
+    IpNet::new(local.or(address)?, msg.header.prefix_len).ok()
+}
+
+fn route_from_message(msg: &RouteMessage) -> Option<Route> {
+    let mut dest = None;
+    let mut gateway = None;
+    let mut oif = None;
+    let mut metric = None;
+    let mut table = u32::from(msg.header.table);
+    for attr in &msg.attributes {
+        match attr {
+            RouteAttribute::Destination(a) => dest = route_addr(a),
+            RouteAttribute::Gateway(a) => gateway = route_addr(a),
+            RouteAttribute::Oif(i) => oif = Some(*i),
+            RouteAttribute::Priority(p) => metric = Some(*p),
+            RouteAttribute::Table(t) => table = *t,
+            _ => {}
+        }
+    }
+    let dest = match (dest, msg.header.address_family) {
+        (Some(d), _) => d,
+        (None, AddressFamily::Inet) => IpAddr::from([0u8; 4]),
+        (None, AddressFamily::Inet6) => IpAddr::from([0u16; 8]),
+        _ => return None,
+    };
+    Some(Route {
+        dest: IpNet::new(dest, msg.header.destination_prefix_length).ok()?,
+        gateway,
+        oif,
+        metric,
+        table,
+        proto: msg.header.protocol.into(),
+    })
+}
+
+fn route_addr(a: &RouteAddress) -> Option<IpAddr> {
+    match a {
+        RouteAddress::Inet(v4) => Some(IpAddr::V4(*v4)),
+        RouteAddress::Inet6(v6) => Some(IpAddr::V6(*v6)),
+        _ => None,
+    }
+}
+
+fn address_message(index: u32, addr: IpNet) -> AddressMessage {
+    match addr {
+        // The builder adds IFA_BROADCAST for prefixes < 31, as `ip addr add ... brd +` does.
+        IpNet::V4(n) => AddressMessageBuilder::<std::net::Ipv4Addr>::new()
+            .index(index)
+            .address(n.addr(), n.prefix_len())
+            .build(),
+        IpNet::V6(n) => AddressMessageBuilder::<std::net::Ipv6Addr>::new()
+            .index(index)
+            .address(n.addr(), n.prefix_len())
+            .build(),
+    }
+}
+
+fn route_message(r: &Route) -> RouteMessage {
+    let dest = r.dest.trunc();
+    let mut b = RouteMessageBuilder::<IpAddr>::new()
+        .destination_prefix(dest.addr(), dest.prefix_len())
+        .expect("IpNet prefix length is valid for its family");
+    if let Some(gw) = r.gateway {
+        b = b.gateway(gw).expect("address family checked by the kernel");
+    }
+    if let Some(oif) = r.oif {
+        b = b.output_interface(oif);
+    }
+    if let Some(m) = r.metric {
+        b = b.priority(m);
+    }
+    // `ip route add PREFIX dev X` makes IPv4 device routes link-scoped; keep the same shape.
+    if r.gateway.is_none() && r.dest.addr().is_ipv4() {
+        b = b.scope(RouteScope::Link);
+    }
+    b.table_id(r.table)
+        .protocol(RouteProtocol::from(r.proto))
+        .build()
+}
+
+impl Netlink {
+    /// Opens an rtnetlink socket in the calling thread's network namespace and
+    /// spawns its connection task on the current tokio runtime.
+    pub async fn connect() -> Result<Netlink, HostError> {
+        let (mut conn, handle, _) = rtnetlink::new_connection_with_strict_check()
+            .map_err(|e| HostError::new("open rtnetlink socket", e))?;
+        let sock = conn.socket_mut().socket_mut();
+        // Ext-ack gives the kernel's reason text; cap-ack keeps NACKs small.
+        sock.set_ext_ack(true)
+            .and_then(|_| sock.set_cap_ack(true))
+            .map_err(|e| HostError::new("configure rtnetlink socket", e))?;
+        let task = tokio::spawn(conn);
+        Ok(Netlink { handle, task })
+    }
+
+    /// Sends one request and collects the messages answering it.
+    async fn request(
+        &self,
+        msg: RouteNetlinkMessage,
+        flags: u16,
+    ) -> Result<Vec<RouteNetlinkMessage>, Nack> {
+        let mut req = NetlinkMessage::from(msg);
+        req.header.flags = flags;
+        let mut responses = self.handle.clone().request(req).map_err(|_| Nack {
+            errno: libc::EPIPE,
+            ext_ack: Some("rtnetlink connection closed".into()),
+        })?;
+        let mut out = Vec::new();
+        while let Some(m) = responses.next().await {
+            match m.payload {
+                NetlinkPayload::InnerMessage(inner) => out.push(inner),
+                NetlinkPayload::Error(e) if e.code.is_some() => {
+                    return Err(Nack {
+                        errno: -e.raw_code(),
+                        ext_ack: ext_ack_message(&e.header),
+                    });
+                }
+                NetlinkPayload::Overrun(_) => {
+                    return Err(Nack {
+                        errno: libc::ENOBUFS,
+                        ext_ack: Some("netlink overrun".into()),
+                    });
+                }
+                _ => {}
+            }
+        }
+        Ok(out)
+    }
+
+    async fn ack(&self, msg: RouteNetlinkMessage, flags: u16) -> Result<(), Nack> {
+        self.request(msg, NLM_F_REQUEST | NLM_F_ACK | flags)
+            .await
+            .map(|_| ())
+    }
+
+    async fn get_link_message(&self, msg: LinkMessage) -> Result<Option<LinkMessage>, Nack> {
+        match self
+            .request(RouteNetlinkMessage::GetLink(msg), NLM_F_REQUEST)
+            .await
+        {
+            Ok(v) => Ok(v.into_iter().find_map(|m| match m {
+                RouteNetlinkMessage::NewLink(l) => Some(l),
+                _ => None,
+            })),
+            Err(n) if n.errno == libc::ENODEV => Ok(None),
+            Err(n) => Err(n),
+        }
+    }
+
+    async fn link_message_by_index(&self, index: u32) -> Result<LinkMessage, HostError> {
+        let ctx = || format!("get link #{index}");
+        self.get_link_message(LinkUnspec::new_with_index(index).build())
+            .await
+            .map_err(|n| n.into_error(ctx()))?
+            .ok_or_else(|| HostError::netlink(ctx(), libc::ENODEV, None))
+    }
+
+    /// The link called `name`, or `None`.
+    pub async fn link(&self, name: &str) -> Result<Option<Link>, HostError> {
+        let msg = self
+            .get_link_message(LinkUnspec::new_with_name(name).build())
+            .await
+            .map_err(|n| n.into_error(format!("get link {name}")))?;
+        Ok(msg.as_ref().map(link_from_message))
+    }
+
+    /// The link with this index, or `None`.
+    pub async fn link_by_index(&self, index: u32) -> Result<Option<Link>, HostError> {
+        let msg = self
+            .get_link_message(LinkUnspec::new_with_index(index).build())
+            .await
+            .map_err(|n| n.into_error(format!("get link #{index}")))?;
+        Ok(msg.as_ref().map(link_from_message))
+    }
+
+    pub async fn links(&self) -> Result<Vec<Link>, HostError> {
+        let msgs = self
+            .request(
+                RouteNetlinkMessage::GetLink(LinkMessage::default()),
+                NLM_F_REQUEST | NLM_F_DUMP,
+            )
+            .await
+            .map_err(|n| n.into_error("list links"))?;
+        Ok(msgs
+            .iter()
+            .filter_map(|m| match m {
+                RouteNetlinkMessage::NewLink(l) => Some(link_from_message(l)),
+                _ => None,
+            })
+            .collect())
+    }
+
+    /// Creates the bridge DOWN in one RTM_NEWLINK carrying its MAC, MTU, STP
+    /// state and forward delay; returns its index.
+    pub async fn create_bridge(&self, spec: &BridgeSpec) -> Result<u32, HostError> {
+        let ctx = || format!("create bridge {}", spec.name);
+        // The kernel applies IFLA_BR_FORWARD_DELAY before IFLA_BR_STP_STATE, and
+        // starting STP raises the delay to its minimum, so this matches what
+        // libvirt gets by writing forward_delay and then stp_state in sysfs.
+        let mut b = LinkBridge::new(&spec.name)
+            .down()
+            .forward_delay(spec.forward_delay_cs)
+            .stp_state(if spec.stp {
+                BridgeStpState::KernelStp
+            } else {
+                BridgeStpState::Disabled
+            });
+        if let Some(mac) = spec.mac {
+            // An explicit address also stops the bridge adopting its ports' MACs.
+            b = b.address(mac.to_vec());
+        }
+        if let Some(mtu) = spec.mtu {
+            b = b.mtu(mtu);
+        }
+        // NLM_F_ECHO (kernel >= 6.3) returns the new link, saving a lookup.
+        let echoed = self
+            .request(
+                RouteNetlinkMessage::NewLink(b.build()),
+                NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL | NLM_F_ECHO,
+            )
+            .await
+            .map_err(|n| n.into_error(ctx()))?;
+        let echoed = echoed.iter().find_map(|m| match m {
+            RouteNetlinkMessage::NewLink(l) if l.header.index != 0 => {
+                let link = link_from_message(l);
+                (link.name == spec.name).then_some(link.index)
+            }
+            _ => None,
+        });
+        if let Some(index) = echoed {
+            return Ok(index);
+        }
+        match self.link(&spec.name).await? {
+            Some(l) => Ok(l.index),
+            None => Err(HostError::netlink(
+                ctx(),
+                libc::ENODEV,
+                Some("vanished after creation".into()),
+            )),
+        }
+    }
+
+    /// Creates a veth pair (both ends DOWN); returns the index of `name`.
+    pub async fn create_veth(&self, name: &str, peer: &str) -> Result<u32, HostError> {
+        let ctx = || format!("create veth {name} peer {peer}");
+        let msg = LinkVeth::new(name, peer).down().build();
+        self.ack(RouteNetlinkMessage::NewLink(msg), NLM_F_CREATE | NLM_F_EXCL)
+            .await
+            .map_err(|n| n.into_error(ctx()))?;
+        match self.link(name).await? {
+            Some(l) => Ok(l.index),
+            None => Err(HostError::netlink(
+                ctx(),
+                libc::ENODEV,
+                Some("vanished after creation".into()),
+            )),
+        }
+    }
+
+    /// Brings an existing bridge's MAC, MTU, STP and forward delay in line with
+    /// `spec`; returns a description of each correction (empty: nothing changed).
+    pub async fn reconcile_bridge(&self, spec: &BridgeSpec) -> Result<Vec<String>, HostError> {
+        let ctx = || format!("reconcile bridge {}", spec.name);
+        let msg = self
+            .get_link_message(LinkUnspec::new_with_name(&spec.name).build())
+            .await
+            .map_err(|n| n.into_error(ctx()))?
+            .ok_or_else(|| HostError::netlink(ctx(), libc::ENODEV, None))?;
+        let link = link_from_message(&msg);
+        if link.kind.as_deref() != Some("bridge") {
+            return Err(HostError::invalid(
+                ctx(),
+                format!(
+                    "exists as {} link, not a bridge",
+                    link.kind.as_deref().unwrap_or("a plain")
+                ),
+            ));
+        }
+        let (stp, delay) = bridge_settings_from_message(&msg)
+            .ok_or_else(|| HostError::invalid(ctx(), "kernel reported no bridge settings"))?;
+
+        let mut changes = Vec::new();
+        let mut b = LinkUnspec::new_with_index(link.index);
+        let mut touched = false;
+        if let Some(mac) = spec.mac
+            && link.mac != Some(mac)
+        {
+            let old = link.mac.as_ref().map(format_mac).unwrap_or_default();
+            changes.push(format!("mac {old} -> {}", format_mac(&mac)));
+            b = b.address(mac.to_vec());
+            touched = true;
+        }
+        if let Some(mtu) = spec.mtu
+            && link.mtu != mtu
+        {
+            changes.push(format!("mtu {} -> {mtu}", link.mtu));
+            b = b.mtu(mtu);
+            touched = true;
+        }
+        if touched {
+            self.ack(RouteNetlinkMessage::NewLink(b.build()), 0)
+                .await
+                .map_err(|n| n.into_error(ctx()))?;
+        }
+
+        let want_delay = spec.effective_forward_delay_cs();
+        if stp != spec.stp || delay != want_delay {
+            if stp != spec.stp {
+                changes.push(format!("stp {} -> {}", on_off(stp), on_off(spec.stp)));
+            }
+            if delay != want_delay {
+                changes.push(format!("forward_delay {delay} -> {want_delay}"));
+            }
+            // The kernel checks the delay against STP's bounds before it
+            // applies a new STP state, so when STP goes off a short delay has
+            // to follow in a second message.
+            let state = if spec.stp {
+                BridgeStpState::KernelStp
+            } else {
+                BridgeStpState::Disabled
+            };
+            if stp && !spec.stp && want_delay < STP_MIN_FORWARD_DELAY_CS {
+                self.change_bridge(&link, vec![InfoBridge::StpState(state)])
+                    .await
+                    .map_err(|n| n.into_error(ctx()))?;
+                self.change_bridge(&link, vec![InfoBridge::ForwardDelay(want_delay)])
+                    .await
+                    .map_err(|n| n.into_error(ctx()))?;
+            } else {
+                self.change_bridge(
+                    &link,
+                    vec![
+                        InfoBridge::ForwardDelay(want_delay),
+                        InfoBridge::StpState(state),
+                    ],
+                )
+                .await
+                .map_err(|n| n.into_error(ctx()))?;
+            }
+        }
+        Ok(changes)
+    }
+
+    async fn change_bridge(&self, link: &Link, opts: Vec<InfoBridge>) -> Result<(), Nack> {
+        let mut msg = LinkUnspec::new_with_index(link.index).build();
+        msg.attributes.push(LinkAttribute::LinkInfo(vec![
+            LinkInfo::Kind(InfoKind::Bridge),
+            LinkInfo::Data(InfoData::Bridge(opts)),
+        ]));
+        self.ack(RouteNetlinkMessage::NewLink(msg), 0).await
+    }
+
+    /// `(stp_enabled, forward_delay_cs)` of a bridge.
+    pub async fn bridge_settings(&self, index: u32) -> Result<(bool, u32), HostError> {
+        let msg = self.link_message_by_index(index).await?;
+        bridge_settings_from_message(&msg).ok_or_else(|| {
+            HostError::invalid(
+                format!("get bridge settings of link #{index}"),
+                "not a bridge",
+            )
+        })
+    }
+
+    pub async fn set_up(&self, index: u32, up: bool) -> Result<(), HostError> {
+        let b = LinkUnspec::new_with_index(index);
+        let b = if up { b.up() } else { b.down() };
+        self.ack(RouteNetlinkMessage::NewLink(b.build()), 0)
+            .await
+            .map_err(|n| {
+                n.into_error(format!(
+                    "set link #{index} {}",
+                    if up { "up" } else { "down" }
+                ))
+            })
+    }
+
+    /// Enslaves the link to `master`, or releases it with `None`.
+    pub async fn set_master(&self, index: u32, master: Option<u32>) -> Result<(), HostError> {
+        let b = LinkUnspec::new_with_index(index).controller(master.unwrap_or(0));
+        self.ack(RouteNetlinkMessage::NewLink(b.build()), 0)
+            .await
+            .map_err(|n| {
+                n.into_error(match master {
+                    Some(m) => format!("set master of link #{index} to #{m}"),
+                    None => format!("release link #{index} from its master"),
+                })
+            })
+    }
+
+    pub async fn set_mtu(&self, index: u32, mtu: u32) -> Result<(), HostError> {
+        let b = LinkUnspec::new_with_index(index).mtu(mtu);
+        self.ack(RouteNetlinkMessage::NewLink(b.build()), 0)
+            .await
+            .map_err(|n| n.into_error(format!("set mtu of link #{index} to {mtu}")))
+    }
+
+    /// Deletes a link; one that is already gone is not an error.
+    pub async fn delete_link(&self, index: u32) -> Result<(), HostError> {
+        let msg = LinkUnspec::new_with_index(index).build();
+        match self.ack(RouteNetlinkMessage::DelLink(msg), 0).await {
+            Err(n) if n.errno != libc::ENODEV => Err(n.into_error(format!("delete link #{index}"))),
+            _ => Ok(()),
+        }
+    }
+
+    /// Addresses on the link, with their prefix length (e.g. 192.168.122.1/24).
+    pub async fn addresses(&self, index: u32) -> Result<Vec<IpNet>, HostError> {
+        let mut req = AddressMessage::default();
+        // With strict checking the kernel filters the dump by index.
+        req.header.index = index;
+        let msgs = self
+            .request(
+                RouteNetlinkMessage::GetAddress(req),
+                NLM_F_REQUEST | NLM_F_DUMP,
+            )
+            .await
+            .map_err(|n| n.into_error(format!("list addresses of link #{index}")))?;
+        Ok(msgs
+            .iter()
+            .filter_map(|m| match m {
+                RouteNetlinkMessage::NewAddress(a) if a.header.index == index => {
+                    address_from_message(a)
+                }
+                _ => None,
+            })
+            .collect())
+    }
+
+    /// Adds an address (IPv4 with its broadcast); one already present is not an error.
+    pub async fn add_address(&self, index: u32, addr: IpNet) -> Result<(), HostError> {
+        let msg = address_message(index, addr);
+        match self
+            .ack(
+                RouteNetlinkMessage::NewAddress(msg),
+                NLM_F_CREATE | NLM_F_EXCL,
+            )
+            .await
+        {
+            Err(n) if n.errno != libc::EEXIST => {
+                Err(n.into_error(format!("add address {addr} to link #{index}")))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Removes an address; one that is not there is not an error.
+    pub async fn del_address(&self, index: u32, addr: IpNet) -> Result<(), HostError> {
+        let msg = address_message(index, addr);
+        match self.ack(RouteNetlinkMessage::DelAddress(msg), 0).await {
+            Err(n) if n.errno != libc::EADDRNOTAVAIL => {
+                Err(n.into_error(format!("delete address {addr} from link #{index}")))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Unicast routes of the main table, IPv4 and IPv6.
+    pub async fn routes(&self) -> Result<Vec<Route>, HostError> {
+        let mut out = Vec::new();
+        for family in [AddressFamily::Inet, AddressFamily::Inet6] {
+            let mut req = RouteMessage::default();
+            req.header.address_family = family;
+            req.header.table = RouteHeader::RT_TABLE_MAIN;
+            let msgs = self
+                .request(
+                    RouteNetlinkMessage::GetRoute(req),
+                    NLM_F_REQUEST | NLM_F_DUMP,
+                )
+                .await
+                .map_err(|n| n.into_error("list routes"))?;
+            out.extend(msgs.iter().filter_map(|m| match m {
+                RouteNetlinkMessage::NewRoute(r) if r.header.kind == RouteType::Unicast => {
+                    route_from_message(r).filter(|r| r.table == TABLE_MAIN)
+                }
+                _ => None,
+            }));
+        }
+        Ok(out)
+    }
+
+    /// Adds a route; an identical one already present is not an error.
+    pub async fn add_route(&self, r: &Route) -> Result<(), HostError> {
+        match self
+            .ack(
+                RouteNetlinkMessage::NewRoute(route_message(r)),
+                NLM_F_CREATE | NLM_F_EXCL,
+            )
+            .await
+        {
+            Err(n) if n.errno != libc::EEXIST => {
+                Err(n.into_error(format!("add route {}", describe(r))))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Deletes a route; one that is not there is not an error. Matches like
+    /// `ip route del`: any scope, and any protocol when `r.proto` is 0 (the
+    /// kernel only compares protocols when one is given).
+    pub async fn del_route(&self, r: &Route) -> Result<(), HostError> {
+        let mut msg = route_message(r);
+        msg.header.scope = RouteScope::NoWhere;
+        match self.ack(RouteNetlinkMessage::DelRoute(msg), 0).await {
+            Err(n) if n.errno != libc::ESRCH => {
+                Err(n.into_error(format!("delete route {}", describe(r))))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+fn on_off(b: bool) -> &'static str {
+    if b { "on" } else { "off" }
+}
+
+fn describe(r: &Route) -> String {
+    let mut s = r.dest.to_string();
+    if let Some(gw) = r.gateway {
+        s += &format!(" via {gw}");
+    }
+    if let Some(oif) = r.oif {
+        s += &format!(" dev #{oif}");
+    }
+    if let Some(m) = r.metric {
+        s += &format!(" metric {m}");
+    }
+    if r.table != TABLE_MAIN {
+        s += &format!(" table {}", r.table);
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ext_ack_text_is_found() {
+        let mut payload = vec![0u8; 16];
+        let text = b"tun/tap creation via rtnetlink is not supported.\0";
+        let len = (4 + text.len()) as u16;
+        payload.extend_from_slice(&len.to_ne_bytes());
+        payload.extend_from_slice(&1u16.to_ne_bytes());
+        payload.extend_from_slice(text);
+        assert_eq!(
+            ext_ack_message(&payload).as_deref(),
+            Some("tun/tap creation via rtnetlink is not supported.")
+        );
+        assert_eq!(ext_ack_message(&payload[..16]), None);
+    }
+
+    #[test]
+    fn effective_delay_follows_kernel_bounds() {
+        let mut s = BridgeSpec {
+            name: "virbr0".into(),
+            mac: None,
+            mtu: None,
+            stp: true,
+            forward_delay_cs: 0,
+        };
+        assert_eq!(s.effective_forward_delay_cs(), 200);
+        s.forward_delay_cs = 5000;
+        assert_eq!(s.effective_forward_delay_cs(), 3000);
+        s.stp = false;
+        assert_eq!(s.effective_forward_delay_cs(), 5000);
+    }
+
+    #[test]
+    fn mac_format() {
+        assert_eq!(
+            format_mac(&[0x52, 0x54, 0, 9, 0x33, 0x55]),
+            "52:54:00:09:33:55"
+        );
+    }
+}

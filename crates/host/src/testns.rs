@@ -1,0 +1,144 @@
+//! Throw-away network namespaces for tests (this crate's and other crates').
+//!
+//! Namespace membership is per thread: [`TestNs::run`] and [`TestNs::block_on`]
+//! run the closure on a fresh thread that has `setns`'d into the namespace, so
+//! netlink sockets, `/proc/sys/net` files and child processes (nft) opened
+//! there belong to it, while the test's own thread stays in the host
+//! namespace. The namespace is deleted when the [`TestNs`] is dropped, also
+//! when the test panics.
+
+use std::fs::File;
+use std::future::Future;
+use std::io;
+use std::path::PathBuf;
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// True when running as root (needed to create namespaces).
+pub fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+/// Returns from the calling test with "skipped: NAME needs root" unless root.
+#[macro_export]
+macro_rules! require_root {
+    ($name:expr) => {
+        if !$crate::testns::is_root() {
+            eprintln!("skipped: {} needs root", $name);
+            return;
+        }
+    };
+}
+
+/// A named network namespace (`/run/netns/NAME`), removed on drop.
+#[derive(Debug)]
+pub struct TestNs {
+    name: String,
+}
+
+impl TestNs {
+    /// Creates `kvh-<pid>-<n>`.
+    pub fn new() -> io::Result<TestNs> {
+        Self::with_prefix("kvh")
+    }
+
+    /// Creates `<prefix>-<pid>-<n>`; other crates pass their own prefix.
+    pub fn with_prefix(prefix: &str) -> io::Result<TestNs> {
+        let name = format!(
+            "{prefix}-{}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        );
+        // A leftover of the same name belongs to a dead process that reused our pid.
+        if PathBuf::from("/run/netns").join(&name).exists() {
+            let _ = ip(&["netns", "del", &name]);
+        }
+        let out = ip(&["netns", "add", &name])?;
+        if !out.status.success() {
+            return Err(io::Error::other(format!(
+                "ip netns add {name}: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            )));
+        }
+        Ok(TestNs { name })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn path(&self) -> PathBuf {
+        PathBuf::from("/run/netns").join(&self.name)
+    }
+
+    /// Runs `f` on a new thread inside the namespace and returns its result;
+    /// a panic in `f` is re-raised here.
+    pub fn run<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
+        let ns = File::open(self.path())
+            .unwrap_or_else(|e| panic!("open {}: {e}", self.path().display()));
+        std::thread::scope(|s| {
+            s.spawn(move || {
+                nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET)
+                    .unwrap_or_else(|e| panic!("setns into {}: {e}", self.name));
+                f()
+            })
+            .join()
+            .unwrap_or_else(|p| std::panic::resume_unwind(p))
+        })
+    }
+
+    /// Like [`TestNs::run`], with a current-thread tokio runtime inside the namespace.
+    pub fn block_on<F>(&self, f: impl FnOnce() -> F + Send) -> F::Output
+    where
+        F: Future,
+        F::Output: Send,
+    {
+        self.run(|| {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("build tokio runtime")
+                .block_on(f())
+        })
+    }
+
+    /// Runs `program args...` inside the namespace via `ip netns exec`.
+    pub fn exec(&self, program: &str, args: &[&str]) -> io::Result<Output> {
+        let mut all = vec!["netns", "exec", &self.name, program];
+        all.extend_from_slice(args);
+        ip(&all)
+    }
+
+    /// Like [`TestNs::exec`], but fails unless the command succeeds; returns stdout.
+    pub fn exec_ok(&self, program: &str, args: &[&str]) -> io::Result<String> {
+        let out = self.exec(program, args)?;
+        if !out.status.success() {
+            return Err(io::Error::other(format!(
+                "{program} {args:?} in {}: {}",
+                self.name,
+                String::from_utf8_lossy(&out.stderr).trim()
+            )));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+}
+
+impl Drop for TestNs {
+    fn drop(&mut self) {
+        match ip(&["netns", "del", &self.name]) {
+            Ok(out) if out.status.success() => {}
+            Ok(out) => eprintln!(
+                "ip netns del {}: {}",
+                self.name,
+                String::from_utf8_lossy(&out.stderr).trim()
+            ),
+            Err(e) => eprintln!("ip netns del {}: {e}", self.name),
+        }
+    }
+}
+
+fn ip(args: &[&str]) -> io::Result<Output> {
+    Command::new("ip").args(args).output()
+}
