@@ -15,16 +15,34 @@ pub const DEFAULT_SOCKET: &str = "/run/kvnet/kvnetd.sock";
 pub enum Request {
     Ping,
     /// Define (or redefine) a persistent network from XML.
-    Define { xml: String },
+    Define {
+        xml: String,
+    },
     /// Create and start a transient network from XML.
-    Create { xml: String },
-    Undefine { network: String },
-    Start { network: String },
-    Destroy { network: String },
-    Autostart { network: String, enable: bool },
+    Create {
+        xml: String,
+    },
+    Undefine {
+        network: String,
+    },
+    Start {
+        network: String,
+    },
+    Destroy {
+        network: String,
+    },
+    Autostart {
+        network: String,
+        enable: bool,
+    },
     List,
-    Info { network: String },
-    DumpXml { network: String, inactive: bool },
+    Info {
+        network: String,
+    },
+    DumpXml {
+        network: String,
+        inactive: bool,
+    },
     Update {
         network: String,
         command: String,
@@ -64,11 +82,19 @@ pub struct Reply {
 
 impl Reply {
     pub fn ok(data: serde_json::Value) -> Reply {
-        Reply { ok: true, data, ..Reply::default() }
+        Reply {
+            ok: true,
+            data,
+            ..Reply::default()
+        }
     }
 
     pub fn err(msg: impl Into<String>) -> Reply {
-        Reply { ok: false, error: Some(msg.into()), ..Reply::default() }
+        Reply {
+            ok: false,
+            error: Some(msg.into()),
+            ..Reply::default()
+        }
     }
 }
 
@@ -77,7 +103,10 @@ pub enum ClientError {
     #[error(
         "cannot reach kvnetd at {path}: {source}\n(is the daemon running? start it with `kvnetd` as root, or point --socket / KVNET_SOCKET at its socket)"
     )]
-    Connect { path: String, source: std::io::Error },
+    Connect {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("talking to kvnetd: {0}")]
     Io(#[from] std::io::Error),
     #[error("bad reply from kvnetd: {0}")]
@@ -109,15 +138,24 @@ mod tests {
 
     #[test]
     fn request_wire_format_is_tagged_kebab_case() {
-        let r = Request::DumpXml { network: "default".into(), inactive: true };
+        let r = Request::DumpXml {
+            network: "default".into(),
+            inactive: true,
+        };
         let s = serde_json::to_string(&r).unwrap();
-        assert_eq!(s, r#"{"op":"dump-xml","network":"default","inactive":true}"#);
+        assert_eq!(
+            s,
+            r#"{"op":"dump-xml","network":"default","inactive":true}"#
+        );
         assert_eq!(serde_json::from_str::<Request>(&s).unwrap(), r);
     }
 
     #[test]
     fn reply_omits_empty_fields() {
-        assert_eq!(serde_json::to_string(&Reply::ok(serde_json::Value::Null)).unwrap(), r#"{"ok":true}"#);
+        assert_eq!(
+            serde_json::to_string(&Reply::ok(serde_json::Value::Null)).unwrap(),
+            r#"{"ok":true}"#
+        );
         let e: Reply = serde_json::from_str(r#"{"ok":false,"error":"x"}"#).unwrap();
         assert_eq!(e.error.as_deref(), Some("x"));
     }
@@ -126,6 +164,9 @@ mod tests {
     fn connect_error_says_how_to_start_the_daemon() {
         let err = call(Path::new("/nonexistent/kvnetd.sock"), &Request::Ping).unwrap_err();
         let msg = err.to_string();
-        assert!(msg.contains("/nonexistent/kvnetd.sock") && msg.contains("kvnetd"), "{msg}");
+        assert!(
+            msg.contains("/nonexistent/kvnetd.sock") && msg.contains("kvnetd"),
+            "{msg}"
+        );
     }
 }

@@ -25,8 +25,13 @@ fn run(context: &str, args: &[&str], stdin: Option<&str>) -> Result<Output, Host
     if let Some(input) = stdin {
         // Dropping the pipe after writing gives nft its EOF.
         let mut pipe = child.stdin.take().expect("stdin is piped");
-        pipe.write_all(input.as_bytes())
-            .map_err(|e| HostError::new(format!("{context}: write to nft"), e))?;
+        // An nft that exits early closes its stdin: its exit status and stderr, read
+        // below, say why, better than the EPIPE would.
+        if let Err(e) = pipe.write_all(input.as_bytes())
+            && e.kind() != std::io::ErrorKind::BrokenPipe
+        {
+            return Err(HostError::new(format!("{context}: write to nft"), e));
+        }
     }
     child
         .wait_with_output()

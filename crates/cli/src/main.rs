@@ -1,0 +1,502 @@
+//! kvnet: the virsh net-* verbs against kvnetd.
+
+mod table;
+
+use anyhow::{Context, Result, anyhow, bail};
+use clap::{Args, CommandFactory, Parser, Subcommand};
+use kvnet_api::{NetSummary, Request};
+use kvnet_model::Network;
+use serde_json::Value;
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+
+#[derive(Parser)]
+#[command(
+    name = "kvnet",
+    version,
+    about = "Manage kvnet virtual networks (virsh net-* compatible)"
+)]
+struct Cli {
+    /// kvnetd API socket.
+    #[arg(long, global = true, env = "KVNET_SOCKET", default_value = kvnet_api::DEFAULT_SOCKET)]
+    socket: PathBuf,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Args)]
+struct Json {
+    /// Print JSON instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Define (but don't start) a persistent network from an XML file.
+    NetDefine {
+        file: PathBuf,
+        /// Validate the XML (kvnet always does; kept for virsh compatibility).
+        #[arg(long)]
+        validate: bool,
+    },
+    /// Create and start a transient network from an XML file.
+    NetCreate {
+        file: PathBuf,
+        #[arg(long)]
+        validate: bool,
+    },
+    /// Remove a network's persistent definition (a running network becomes transient).
+    NetUndefine { network: String },
+    /// Start a defined, inactive network.
+    NetStart { network: String },
+    /// Stop a network now (a transient one disappears).
+    NetDestroy { network: String },
+    /// Start a network when kvnetd starts at boot.
+    NetAutostart {
+        network: String,
+        #[arg(long)]
+        disable: bool,
+    },
+    /// List networks (active ones unless --all or --inactive).
+    NetList {
+        #[arg(long, conflicts_with = "inactive")]
+        all: bool,
+        #[arg(long)]
+        inactive: bool,
+        #[arg(long, conflicts_with = "no_autostart")]
+        autostart: bool,
+        #[arg(long)]
+        no_autostart: bool,
+        #[arg(long, conflicts_with = "transient")]
+        persistent: bool,
+        #[arg(long)]
+        transient: bool,
+        /// Only names, one per line.
+        #[arg(long, conflicts_with = "uuid")]
+        name: bool,
+        /// Only UUIDs, one per line.
+        #[arg(long)]
+        uuid: bool,
+        /// Add a Title column.
+        #[arg(long)]
+        title: bool,
+        #[command(flatten)]
+        json: Json,
+    },
+    /// Basic facts about a network.
+    NetInfo {
+        network: String,
+        #[command(flatten)]
+        json: Json,
+    },
+    /// A network's XML: live if active, else its definition.
+    NetDumpxml {
+        network: String,
+        /// The definition used at the next start.
+        #[arg(long)]
+        inactive: bool,
+        #[command(flatten)]
+        json: Json,
+    },
+    /// Edit a network's definition in $VISUAL/$EDITOR and redefine it.
+    NetEdit { network: String },
+    /// A network's UUID.
+    NetUuid {
+        network: String,
+        #[command(flatten)]
+        json: Json,
+    },
+    /// A network's name from its UUID.
+    NetName {
+        uuid: String,
+        #[command(flatten)]
+        json: Json,
+    },
+    /// Change part of a network: COMMAND add|add-first|add-last|delete|modify,
+    /// SECTION ip-dhcp-host|ip-dhcp-range|dns-host|dns-txt|dns-srv|forward-interface|portgroup,
+    /// XML an element (starting with '<') or a file holding one.
+    NetUpdate {
+        network: String,
+        command: String,
+        section: String,
+        xml: String,
+        /// Which <ip> element (0-based) for ip-dhcp-* sections.
+        #[arg(long)]
+        parent_index: Option<usize>,
+        /// Change the running network.
+        #[arg(long)]
+        live: bool,
+        /// Change the persistent definition.
+        #[arg(long)]
+        config: bool,
+        /// The running network if active, else the definition (the default).
+        #[arg(long, conflicts_with_all = ["live", "config"])]
+        current: bool,
+    },
+    /// Check a network XML file offline (no daemon needed).
+    NetValidate {
+        file: PathBuf,
+        /// Print the canonical XML, as libvirt formats it.
+        #[arg(long)]
+        canonical: bool,
+    },
+    /// Print shell completions.
+    Completions { shell: clap_complete::Shell },
+}
+
+struct Client {
+    socket: PathBuf,
+}
+
+impl Client {
+    fn call(&self, req: Request) -> Result<Value> {
+        let reply = kvnet_api::call(&self.socket, &req)?;
+        for w in &reply.warnings {
+            eprintln!("warning: {w}");
+        }
+        if !reply.ok {
+            bail!(reply.error.unwrap_or_else(|| "unknown error".into()));
+        }
+        Ok(reply.data)
+    }
+
+    fn list(&self) -> Result<Vec<NetSummary>> {
+        Ok(serde_json::from_value(self.call(Request::List)?)?)
+    }
+
+    /// virsh accepts a name or a UUID wherever it takes a network.
+    fn resolve(&self, network: &str) -> Result<String> {
+        if uuid_like(network) {
+            let nets = self.list()?;
+            if !nets.iter().any(|n| n.name == network)
+                && let Some(n) = nets.iter().find(|n| n.uuid.eq_ignore_ascii_case(network))
+            {
+                return Ok(n.name.clone());
+            }
+        }
+        Ok(network.to_string())
+    }
+}
+
+fn uuid_like(s: &str) -> bool {
+    s.len() == 36 && s.chars().all(|c| c.is_ascii_hexdigit() || c == '-')
+}
+
+fn read_file(path: &Path) -> Result<String> {
+    std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))
+}
+
+/// Parse locally first so errors name the file and line.
+fn parse_file(path: &Path) -> Result<(String, Network)> {
+    let text = read_file(path)?;
+    let net = Network::from_xml(&text)
+        .and_then(|n| n.validate_for_define().map(|()| n))
+        .map_err(|e| anyhow!("{}: {e}", path.display()))?;
+    Ok((text, net))
+}
+
+fn yes_no(b: bool) -> &'static str {
+    if b { "yes" } else { "no" }
+}
+
+fn print_json(v: &impl serde::Serialize) -> Result<()> {
+    println!("{}", serde_json::to_string_pretty(v)?);
+    Ok(())
+}
+
+fn run(cli: Cli) -> Result<()> {
+    let c = Client { socket: cli.socket };
+    match cli.cmd {
+        Cmd::NetDefine { file, validate: _ } => {
+            let (text, net) = parse_file(&file)?;
+            c.call(Request::Define { xml: text })
+                .with_context(|| format!("failed to define network from {}", file.display()))?;
+            println!("Network {} defined from {}", net.name, file.display());
+        }
+        Cmd::NetCreate { file, validate: _ } => {
+            let (text, net) = parse_file(&file)?;
+            c.call(Request::Create { xml: text })
+                .with_context(|| format!("failed to create network from {}", file.display()))?;
+            println!("Network {} created from {}", net.name, file.display());
+        }
+        Cmd::NetUndefine { network } => {
+            let network = c.resolve(&network)?;
+            c.call(Request::Undefine {
+                network: network.clone(),
+            })
+            .with_context(|| format!("failed to undefine network '{network}'"))?;
+            println!("Network {network} has been undefined");
+        }
+        Cmd::NetStart { network } => {
+            let network = c.resolve(&network)?;
+            c.call(Request::Start {
+                network: network.clone(),
+            })
+            .with_context(|| format!("failed to start network '{network}'"))?;
+            println!("Network {network} started");
+        }
+        Cmd::NetDestroy { network } => {
+            let network = c.resolve(&network)?;
+            c.call(Request::Destroy {
+                network: network.clone(),
+            })
+            .with_context(|| format!("failed to destroy network '{network}'"))?;
+            println!("Network {network} destroyed");
+        }
+        Cmd::NetAutostart { network, disable } => {
+            let network = c.resolve(&network)?;
+            c.call(Request::Autostart {
+                network: network.clone(),
+                enable: !disable,
+            })
+            .with_context(|| format!("failed to change autostart of network '{network}'"))?;
+            if disable {
+                println!("Network {network} unmarked as autostarted");
+            } else {
+                println!("Network {network} marked as autostarted");
+            }
+        }
+        Cmd::NetList {
+            all,
+            inactive,
+            autostart,
+            no_autostart,
+            persistent,
+            transient,
+            name,
+            uuid,
+            title,
+            json,
+        } => {
+            let nets: Vec<NetSummary> = c
+                .list()?
+                .into_iter()
+                .filter(|n| {
+                    if all {
+                        true
+                    } else if inactive {
+                        !n.active
+                    } else {
+                        n.active
+                    }
+                })
+                .filter(|n| !autostart || n.autostart)
+                .filter(|n| !no_autostart || !n.autostart)
+                .filter(|n| !persistent || n.persistent)
+                .filter(|n| !transient || !n.persistent)
+                .collect();
+            if json.json {
+                return print_json(&nets);
+            }
+            if name || uuid {
+                for n in &nets {
+                    println!("{}", if name { &n.name } else { &n.uuid });
+                }
+                return Ok(());
+            }
+            let mut header = vec!["Name", "State", "Autostart", "Persistent"];
+            if title {
+                header.push("Title");
+            }
+            let rows = nets
+                .iter()
+                .map(|n| {
+                    let mut r = vec![
+                        n.name.clone(),
+                        if n.active { "active" } else { "inactive" }.to_string(),
+                        yes_no(n.autostart).to_string(),
+                        yes_no(n.persistent).to_string(),
+                    ];
+                    if title {
+                        r.push(n.title.clone().unwrap_or_default());
+                    }
+                    r
+                })
+                .collect::<Vec<_>>();
+            print!("{}", table::render(&header, &rows));
+        }
+        Cmd::NetInfo { network, json } => {
+            let network = c.resolve(&network)?;
+            let v = c.call(Request::Info { network })?;
+            let n: NetSummary = serde_json::from_value(v)?;
+            if json.json {
+                return print_json(&n);
+            }
+            let lines = [
+                ("Name:", n.name.clone()),
+                ("UUID:", n.uuid.clone()),
+                ("Active:", yes_no(n.active).into()),
+                ("Persistent:", yes_no(n.persistent).into()),
+                ("Autostart:", yes_no(n.autostart).into()),
+                ("Bridge:", n.bridge.clone().unwrap_or_default()),
+            ];
+            for (k, v) in lines {
+                println!("{k:<15} {v}");
+            }
+        }
+        Cmd::NetDumpxml {
+            network,
+            inactive,
+            json,
+        } => {
+            let network = c.resolve(&network)?;
+            let v = c.call(Request::DumpXml { network, inactive })?;
+            let xml = v.as_str().unwrap_or_default();
+            if json.json {
+                return print_json(&serde_json::json!({ "xml": xml }));
+            }
+            print!("{xml}");
+        }
+        Cmd::NetEdit { network } => edit(&c, &c.resolve(&network)?)?,
+        Cmd::NetUuid { network, json } => {
+            let network = c.resolve(&network)?;
+            let n: NetSummary = serde_json::from_value(c.call(Request::Info { network })?)?;
+            if json.json {
+                return print_json(&serde_json::json!({ "name": n.name, "uuid": n.uuid }));
+            }
+            println!("{}", n.uuid);
+        }
+        Cmd::NetName { uuid, json } => {
+            let n = c
+                .list()?
+                .into_iter()
+                .find(|n| n.uuid.eq_ignore_ascii_case(&uuid))
+                .ok_or_else(|| anyhow!("no network with uuid '{uuid}'"))?;
+            if json.json {
+                return print_json(&serde_json::json!({ "name": n.name, "uuid": n.uuid }));
+            }
+            println!("{}", n.name);
+        }
+        Cmd::NetUpdate {
+            network,
+            command,
+            section,
+            xml,
+            parent_index,
+            live,
+            config,
+            current: _,
+        } => {
+            let network = c.resolve(&network)?;
+            let xml = if xml.trim_start().starts_with('<') {
+                xml
+            } else {
+                read_file(Path::new(&xml))?
+            };
+            c.call(Request::Update {
+                network: network.clone(),
+                command,
+                section,
+                xml,
+                parent_index,
+                live,
+                config,
+            })
+            .with_context(|| format!("failed to update network '{network}'"))?;
+            let what = match (live, config) {
+                (true, true) => "live state and persistent config",
+                (true, false) => "live state",
+                (false, true) => "persistent config",
+                (false, false) => "current state",
+            };
+            println!("Updated network {network} {what}");
+        }
+        Cmd::NetValidate { file, canonical } => {
+            // --canonical is libvirt's parse-and-format round trip, which also accepts
+            // definitions a define would refuse (e.g. <ip> on a passthrough network).
+            let net = if canonical {
+                let text = read_file(&file)?;
+                Network::from_xml(&text).map_err(|e| anyhow!("{}: {e}", file.display()))?
+            } else {
+                parse_file(&file)?.1
+            };
+            if canonical {
+                print!("{}", net.to_xml());
+            } else {
+                println!("{} validates", file.display());
+                for u in net.unsupported() {
+                    println!("note: {u} is accepted but not applied by kvnet yet");
+                }
+            }
+        }
+        Cmd::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "kvnet", &mut std::io::stdout());
+        }
+    }
+    Ok(())
+}
+
+/// virsh net-edit: edit the inactive XML, re-validate, offer to retry on error.
+fn edit(c: &Client, network: &str) -> Result<()> {
+    let orig = c.call(Request::DumpXml {
+        network: network.to_string(),
+        inactive: true,
+    })?;
+    let orig = orig.as_str().unwrap_or_default().to_string();
+    let dir = std::env::temp_dir().join(format!("kvnet-edit-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let path = dir.join(format!("{network}.xml"));
+    std::fs::write(&path, &orig)?;
+    let editor = std::env::var("VISUAL")
+        .or_else(|_| std::env::var("EDITOR"))
+        .unwrap_or_else(|_| "vi".into());
+    let result = (|| -> Result<()> {
+        loop {
+            let status = std::process::Command::new("sh")
+                .arg("-c")
+                .arg(format!("{editor} \"$1\""))
+                .arg("sh")
+                .arg(&path)
+                .status()
+                .with_context(|| format!("cannot run editor '{editor}'"))?;
+            if !status.success() {
+                bail!("editor '{editor}' failed ({status})");
+            }
+            let text = read_file(&path)?;
+            if text == orig {
+                println!("Network {network} XML configuration not changed.");
+                return Ok(());
+            }
+            let res = Network::from_xml(&text).map_err(|e| anyhow!("{e}")).and_then(|n| {
+                if n.name != network {
+                    bail!("the network name cannot be changed by net-edit (was '{network}', now '{}')", n.name);
+                }
+                c.call(Request::Define { xml: text.clone() })
+            });
+            match res {
+                Ok(_) => {
+                    println!("Network {network} XML configuration edited.");
+                    return Ok(());
+                }
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    if !ask("Failed. Try again? [y/n]: ")? {
+                        bail!("network '{network}' not changed");
+                    }
+                }
+            }
+        }
+    })();
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
+fn ask(prompt: &str) -> Result<bool> {
+    if !std::io::stdin().is_terminal() {
+        return Ok(false);
+    }
+    eprint!("{prompt}");
+    std::io::stderr().flush()?;
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line)?;
+    Ok(matches!(line.trim(), "y" | "Y" | "yes"))
+}
+
+fn main() {
+    let cli = Cli::parse();
+    if let Err(e) = run(cli) {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}

@@ -1,0 +1,722 @@
+//! The daemon's view of every network (defined, active, transient) and the verbs that
+//! change it. One request at a time: the server holds the manager behind a mutex, so a
+//! verb sees and leaves a consistent state.
+
+use crate::dataplane::{self, Dataplane};
+use crate::paths::Paths;
+use crate::{plan, store};
+use anyhow::{Context, Result, anyhow, bail};
+use kvnet_api::{NetSummary, Reply, Request};
+use kvnet_model::{MacAddr, Network, UpdateCommand, UpdateSection, apply_update};
+use serde_json::json;
+use std::collections::{BTreeMap, HashSet};
+use std::time::{SystemTime, UNIX_EPOCH};
+use tracing::{error, info, warn};
+
+pub struct NetObj {
+    /// The persistent definition; None for a transient network.
+    pub def: Option<Network>,
+    /// The definition it runs with; Some while active.
+    pub live: Option<Network>,
+    pub owns_bridge: bool,
+    pub autostart: bool,
+}
+
+/// A net-update request: libvirt's command and section names, the XML fragment, and
+/// which definitions to change (neither live nor config = virsh's --current).
+#[derive(Clone, Copy)]
+pub struct UpdateArgs<'a> {
+    pub cmd: &'a str,
+    pub section: &'a str,
+    pub xml: &'a str,
+    pub parent_index: Option<usize>,
+    pub live: bool,
+    pub config: bool,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct FirewallSnapshot {
+    networks: Vec<String>,
+    listing: String,
+}
+
+pub struct Manager {
+    pub paths: Paths,
+    pub dp: Dataplane,
+    pub nets: BTreeMap<String, NetObj>,
+    sysctl_orig: BTreeMap<String, String>,
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn entropy() -> impl FnMut() -> u64 {
+    || uuid::Uuid::new_v4().as_u64_pair().0
+}
+
+impl Manager {
+    /// Load definitions and status, adopt running networks, define `default` on first
+    /// start and run autostart once per boot.
+    pub async fn init(paths: Paths, dp: Dataplane) -> Result<Manager> {
+        store::ensure_dirs(&paths)?;
+        let mut m = Manager {
+            sysctl_orig: store::load_sysctl_orig(&paths),
+            paths,
+            dp,
+            nets: BTreeMap::new(),
+        };
+        for (file_name, text) in store::load_definitions(&m.paths)? {
+            match Network::from_xml(&text) {
+                Ok(net) if net.name == file_name => {
+                    let autostart = store::is_autostart(&m.paths, &net.name);
+                    m.nets.insert(
+                        net.name.clone(),
+                        NetObj {
+                            def: Some(net),
+                            live: None,
+                            owns_bridge: false,
+                            autostart,
+                        },
+                    );
+                }
+                Ok(net) => error!(
+                    "skipping {}: it defines network '{}'",
+                    m.paths.definition(&file_name).display(),
+                    net.name
+                ),
+                Err(e) => error!("skipping {}: {e}", m.paths.definition(&file_name).display()),
+            }
+        }
+        m.adopt_running().await?;
+        if !m.paths.default_defined_marker().exists() {
+            m.define_default().await?;
+        }
+        if !m.paths.autostarted_marker().exists() {
+            m.autostart_all().await;
+            store::write_atomic(
+                &m.paths.autostarted_marker(),
+                b"",
+                0o600,
+                store::Durability::Runtime,
+            )?;
+        }
+        Ok(m)
+    }
+
+    async fn adopt_running(&mut self) -> Result<()> {
+        for (name, st) in store::load_statuses(&self.paths)? {
+            let st = match st {
+                Ok(st) => st,
+                Err(e) => {
+                    error!("dropping unreadable status of network '{name}': {e:#}");
+                    store::remove_if_exists(&self.paths.status(&name))?;
+                    continue;
+                }
+            };
+            let live = match Network::from_xml(&st.live_xml) {
+                Ok(n) => n,
+                Err(e) => {
+                    error!("dropping status of network '{name}': its XML no longer parses: {e}");
+                    store::remove_if_exists(&self.paths.status(&name))?;
+                    continue;
+                }
+            };
+            match self.dp.adopt(&live, st.owns_bridge).await {
+                Ok(true) => {
+                    info!(network = %name, "adopted running network");
+                    let obj = self.nets.entry(name.clone()).or_insert(NetObj {
+                        def: None,
+                        live: None,
+                        owns_bridge: false,
+                        autostart: false,
+                    });
+                    if st.transient {
+                        obj.def = None;
+                    }
+                    obj.live = Some(live);
+                    obj.owns_bridge = st.owns_bridge;
+                }
+                Ok(false) => {
+                    warn!(network = %name, "bridge vanished while kvnetd was down: network cleaned up and marked inactive");
+                    let needed = self.needed_sysctls(&name);
+                    let mut orig = std::mem::take(&mut self.sysctl_orig);
+                    if let Err(e) = self
+                        .dp
+                        .stop(&live, st.owns_bridge, &needed, &mut orig)
+                        .await
+                    {
+                        warn!(network = %name, "cleanup: {e:#}");
+                    }
+                    self.sysctl_orig = orig;
+                    store::remove_if_exists(&self.paths.status(&name))?;
+                }
+                Err(e) => {
+                    error!(network = %name, "adopting failed, left as it is: {e:#}");
+                    let obj = self.nets.entry(name.clone()).or_insert(NetObj {
+                        def: None,
+                        live: None,
+                        owns_bridge: false,
+                        autostart: false,
+                    });
+                    obj.live = Some(live);
+                    obj.owns_bridge = st.owns_bridge;
+                }
+            }
+        }
+        store::save_sysctl_orig(&self.paths, &self.sysctl_orig)?;
+        self.reconcile_firewall_at_start();
+        Ok(())
+    }
+
+    /// Leave the rules alone when they are exactly what the previous kvnetd left (so a
+    /// restart changes nothing in the kernel); otherwise one transaction brings kvnet's
+    /// table to the active networks' rules, repairing anything changed meanwhile.
+    fn reconcile_firewall_at_start(&self) {
+        let snapshot: Option<FirewallSnapshot> = std::fs::read(self.paths.firewall_snapshot())
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok());
+        let _ = store::remove_if_exists(&self.paths.firewall_snapshot());
+        let names: Vec<String> = self.active().iter().map(|n| n.name.clone()).collect();
+        let current = match self.dp.firewall_listing() {
+            Ok(c) => c,
+            Err(e) => {
+                error!("cannot read the firewall: {e:#}");
+                None
+            }
+        };
+        let unchanged = match (&snapshot, &current) {
+            (_, None) => names.is_empty(),
+            (Some(s), Some(c)) => s.networks == names && &s.listing == c,
+            (None, Some(_)) => false,
+        };
+        if unchanged {
+            return;
+        }
+        match self.dp.reconcile_firewall(&self.active()) {
+            Ok(()) => info!("firewall rules rebuilt for {} active networks", names.len()),
+            Err(e) => error!("firewall rules could not be applied, guests may be cut off: {e:#}"),
+        }
+    }
+
+    /// Record the firewall as this daemon leaves it, for the next one.
+    pub fn save_firewall_snapshot(&self) {
+        let networks = self.active().iter().map(|n| n.name.clone()).collect();
+        let res = self.dp.firewall_listing().and_then(|listing| {
+            let snap = FirewallSnapshot {
+                networks,
+                listing: listing.unwrap_or_default(),
+            };
+            store::write_atomic(
+                &self.paths.firewall_snapshot(),
+                &serde_json::to_vec(&snap)?,
+                0o600,
+                store::Durability::Runtime,
+            )
+        });
+        if let Err(e) = res {
+            warn!(
+                "cannot save the firewall snapshot (the next kvnetd will rebuild the rules): {e:#}"
+            );
+        }
+    }
+
+    async fn define_default(&mut self) -> Result<()> {
+        if !self.nets.contains_key("default") {
+            let routes = self.dp.nl.routes().await?;
+            let defined: Vec<&Network> =
+                self.nets.values().filter_map(|o| o.def.as_ref()).collect();
+            match plan::default_network_xml(&routes, &defined) {
+                Some(xml) => {
+                    self.define(&xml).await?;
+                    store::set_autostart(&self.paths, "default", true)?;
+                    if let Some(o) = self.nets.get_mut("default") {
+                        o.autostart = true;
+                    }
+                    info!("defined the built-in 'default' network (autostart)");
+                }
+                None => {
+                    warn!("no free 192.168.N.0/24 for the built-in 'default' network; not defined")
+                }
+            }
+        }
+        store::write_atomic(
+            &self.paths.default_defined_marker(),
+            b"",
+            0o600,
+            store::Durability::Durable,
+        )
+    }
+
+    async fn autostart_all(&mut self) {
+        let names: Vec<String> = self
+            .nets
+            .iter()
+            .filter(|(_, o)| o.autostart && o.live.is_none())
+            .map(|(n, _)| n.clone())
+            .collect();
+        for name in names {
+            match self.start(&name).await {
+                Ok(w) => {
+                    for w in w {
+                        warn!(network = %name, "{w}");
+                    }
+                }
+                Err(e) => error!(network = %name, "autostart failed: {e:#}"),
+            }
+        }
+    }
+
+    pub fn active(&self) -> Vec<&Network> {
+        self.nets.values().filter_map(|o| o.live.as_ref()).collect()
+    }
+
+    fn get(&self, name: &str) -> Result<&NetObj> {
+        self.nets
+            .get(name)
+            .ok_or_else(|| anyhow!("network '{name}' not found"))
+    }
+
+    fn needed_sysctls(&self, except: &str) -> Vec<&'static str> {
+        self.nets
+            .iter()
+            .filter(|(n, _)| n.as_str() != except)
+            .filter_map(|(_, o)| o.live.as_ref())
+            .flat_map(plan::global_sysctls)
+            .collect()
+    }
+
+    /// Parse, complete and check a definition against the others, like virNetworkDefineXML.
+    async fn prepare(&self, xml: &str) -> Result<Network> {
+        let mut net = Network::from_xml(xml)
+            .and_then(|n| n.validate_for_define().map(|()| n))
+            .map_err(|e| anyhow!("invalid network XML: {e}"))?;
+        let existing = self.nets.get(&net.name);
+        if let Some(obj) = existing {
+            let cur = obj.def.as_ref().or(obj.live.as_ref()).and_then(|n| n.uuid);
+            match (net.uuid, cur) {
+                (Some(new), Some(cur)) if new != cur => {
+                    bail!("network '{}' already exists with uuid {cur}", net.name)
+                }
+                (None, Some(cur)) => net.uuid = Some(cur),
+                _ => {}
+            }
+            // Keep what was generated at the first define unless the new XML says otherwise.
+            if let Some(old) = obj.def.as_ref().or(obj.live.as_ref()) {
+                if net.mac.is_none() && net.is_l3() {
+                    net.mac = old.mac;
+                }
+                if net.is_l3() && net.bridge.as_ref().and_then(|b| b.name.as_ref()).is_none() {
+                    let stp = net.bridge.as_ref().and_then(|b| b.stp);
+                    let delay = net.bridge.as_ref().and_then(|b| b.delay);
+                    if let Some(b) = old.bridge.clone() {
+                        let mut b = b;
+                        b.stp = stp.or(b.stp);
+                        b.delay = delay.or(b.delay);
+                        net.bridge = Some(b);
+                    }
+                }
+            }
+        }
+        if let Some(u) = net.uuid
+            && let Some((other, _)) = self.nets.iter().find(|(n, o)| {
+                *n != &net.name
+                    && o.def.as_ref().or(o.live.as_ref()).and_then(|d| d.uuid) == Some(u)
+            })
+        {
+            bail!("uuid {u} is already used by network '{other}'");
+        }
+        let others = || {
+            self.nets
+                .iter()
+                .filter(|(n, _)| *n != &net.name)
+                .flat_map(|(_, o)| [o.def.as_ref(), o.live.as_ref()])
+                .flatten()
+        };
+        let mut used_bridges: HashSet<String> = others()
+            .filter(|n| n.is_l3())
+            .filter_map(|n| plan::bridge_name(n).map(str::to_string))
+            .collect();
+        let used_macs: HashSet<MacAddr> = others().filter_map(|n| n.mac).collect();
+        if let Some(br) = plan::bridge_name(&net)
+            && net.is_l3()
+            && used_bridges.contains(br)
+        {
+            bail!("bridge name '{br}' is already in use by another network");
+        }
+        // A generated name must not collide with a host link either.
+        for l in self.dp.nl.links().await? {
+            used_bridges.insert(l.name);
+        }
+        net.complete_for_define(&used_bridges, &used_macs, &mut entropy());
+        Ok(net)
+    }
+
+    pub async fn define(&mut self, xml: &str) -> Result<Network> {
+        let net = self.prepare(xml).await?;
+        store::save_definition(&self.paths, &net.name, &net.to_xml())?;
+        let autostart = store::is_autostart(&self.paths, &net.name);
+        let obj = self.nets.entry(net.name.clone()).or_insert(NetObj {
+            def: None,
+            live: None,
+            owns_bridge: false,
+            autostart,
+        });
+        let was_transient_active = obj.def.is_none() && obj.live.is_some();
+        obj.def = Some(net.clone());
+        if let Some(live) = &obj.live {
+            store::save_status(
+                &self.paths,
+                &net.name,
+                &store::Status {
+                    live_xml: live.to_xml(),
+                    transient: false,
+                    owns_bridge: obj.owns_bridge,
+                    started: now(),
+                },
+            )?;
+        }
+        info!(network = %net.name, "defined{}", if was_transient_active { " (now persistent)" } else { "" });
+        Ok(net)
+    }
+
+    pub async fn create(&mut self, xml: &str) -> Result<(Network, Vec<String>)> {
+        let net = self.prepare(xml).await?;
+        if self
+            .nets
+            .get(&net.name)
+            .is_some_and(|o| o.live.is_some() || o.def.is_some())
+        {
+            bail!("network '{}' already exists", net.name);
+        }
+        self.nets.insert(
+            net.name.clone(),
+            NetObj {
+                def: None,
+                live: None,
+                owns_bridge: false,
+                autostart: false,
+            },
+        );
+        match self.start_net(net.clone(), true).await {
+            Ok(w) => Ok((net, w)),
+            Err(e) => {
+                self.nets.remove(&net.name);
+                Err(e)
+            }
+        }
+    }
+
+    pub async fn start(&mut self, name: &str) -> Result<Vec<String>> {
+        let obj = self.get(name)?;
+        if obj.live.is_some() {
+            bail!("network '{name}' is already active");
+        }
+        let net = obj
+            .def
+            .clone()
+            .ok_or_else(|| anyhow!("network '{name}' has no definition"))?;
+        self.start_net(net, false).await
+    }
+
+    async fn start_net(&mut self, net: Network, transient: bool) -> Result<Vec<String>> {
+        let t0 = std::time::Instant::now();
+        let name = net.name.clone();
+        if let Some(msg) = dataplane::unsupported_mode(&net) {
+            bail!(msg);
+        }
+        let links = self.dp.nl.links().await?;
+        let routes = self.dp.nl.routes().await?;
+        plan::check_start(&net, &self.active(), &routes, &links, None)
+            .map_err(|e| anyhow!("cannot start network '{name}': {e}"))?;
+        let mut orig = std::mem::take(&mut self.sysctl_orig);
+        let res = self.dp.start(&net, &mut orig).await;
+        self.sysctl_orig = orig;
+        let started = res.with_context(|| format!("cannot start network '{name}'"))?;
+        let status = store::Status {
+            live_xml: net.to_xml(),
+            transient,
+            owns_bridge: started.owns_bridge,
+            started: now(),
+        };
+        let saved = store::save_status(&self.paths, &name, &status)
+            .and_then(|()| store::save_sysctl_orig(&self.paths, &self.sysctl_orig));
+        if let Err(e) = saved {
+            // Without a status record a restart could not adopt or clean up: undo.
+            let needed = self.needed_sysctls(&name);
+            let mut orig = std::mem::take(&mut self.sysctl_orig);
+            let _ = self
+                .dp
+                .stop(&net, started.owns_bridge, &needed, &mut orig)
+                .await;
+            self.sysctl_orig = orig;
+            return Err(e.context(format!("cannot start network '{name}'")));
+        }
+        let warnings: Vec<String> = net
+            .unsupported()
+            .into_iter()
+            .map(|w| format!("network '{name}': {w} is accepted but not applied by kvnet yet"))
+            .collect();
+        let obj = self
+            .nets
+            .get_mut(&name)
+            .expect("caller inserted the network");
+        obj.owns_bridge = started.owns_bridge;
+        obj.live = Some(net);
+        info!(network = %name, "started in {:.1} ms", t0.elapsed().as_secs_f64() * 1e3);
+        for w in &warnings {
+            warn!("{w}");
+        }
+        Ok(warnings)
+    }
+
+    pub async fn destroy(&mut self, name: &str) -> Result<()> {
+        let obj = self.get(name)?;
+        let live = obj
+            .live
+            .clone()
+            .ok_or_else(|| anyhow!("network '{name}' is not active"))?;
+        let owns = obj.owns_bridge;
+        let needed = self.needed_sysctls(name);
+        let mut orig = std::mem::take(&mut self.sysctl_orig);
+        let res = self.dp.stop(&live, owns, &needed, &mut orig).await;
+        self.sysctl_orig = orig;
+        store::remove_if_exists(&self.paths.status(name))?;
+        store::save_sysctl_orig(&self.paths, &self.sysctl_orig)?;
+        let obj = self.nets.get_mut(name).expect("checked above");
+        obj.live = None;
+        if obj.def.is_none() {
+            self.nets.remove(name);
+        }
+        match res {
+            Ok(()) => {
+                info!(network = %name, "destroyed");
+                Ok(())
+            }
+            Err(e) => {
+                error!(network = %name, "destroyed with errors: {e:#}");
+                Err(e.context(format!(
+                    "network '{name}' stopped, but cleanup was incomplete"
+                )))
+            }
+        }
+    }
+
+    pub fn undefine(&mut self, name: &str) -> Result<()> {
+        let obj = self.get(name)?;
+        if obj.def.is_none() {
+            bail!("cannot undefine transient network '{name}'");
+        }
+        store::remove_if_exists(&self.paths.autostart_link(name))?;
+        store::remove_if_exists(&self.paths.definition(name))?;
+        let obj = self.nets.get_mut(name).expect("checked above");
+        obj.def = None;
+        obj.autostart = false;
+        if let Some(live) = &obj.live {
+            // Still running: it becomes transient and vanishes when stopped, as in libvirt.
+            store::save_status(
+                &self.paths,
+                name,
+                &store::Status {
+                    live_xml: live.to_xml(),
+                    transient: true,
+                    owns_bridge: obj.owns_bridge,
+                    started: now(),
+                },
+            )?;
+        } else {
+            self.nets.remove(name);
+        }
+        info!(network = %name, "undefined");
+        Ok(())
+    }
+
+    pub fn set_autostart(&mut self, name: &str, enable: bool) -> Result<()> {
+        let obj = self.get(name)?;
+        if obj.def.is_none() {
+            bail!("cannot set autostart for transient network '{name}'");
+        }
+        store::set_autostart(&self.paths, name, enable)?;
+        self.nets.get_mut(name).expect("checked above").autostart = enable;
+        info!(network = %name, "autostart {}", if enable { "enabled" } else { "disabled" });
+        Ok(())
+    }
+
+    fn summary(name: &str, o: &NetObj) -> NetSummary {
+        let n = o
+            .live
+            .as_ref()
+            .or(o.def.as_ref())
+            .expect("a network has a live or persistent definition");
+        NetSummary {
+            name: name.to_string(),
+            uuid: n.uuid.map(|u| u.to_string()).unwrap_or_default(),
+            active: o.live.is_some(),
+            persistent: o.def.is_some(),
+            autostart: o.autostart,
+            bridge: plan::bridge_name(n).map(str::to_string),
+            forward: n.forward_mode().to_string(),
+            title: n.title.clone(),
+        }
+    }
+
+    pub fn dump_xml(&self, name: &str, inactive: bool) -> Result<String> {
+        let o = self.get(name)?;
+        let n = if inactive {
+            o.def.as_ref().or(o.live.as_ref())
+        } else {
+            o.live.as_ref().or(o.def.as_ref())
+        };
+        Ok(n.expect("a network has a definition").to_xml())
+    }
+
+    pub fn update(&mut self, name: &str, u: &UpdateArgs) -> Result<()> {
+        let UpdateArgs {
+            cmd,
+            section,
+            xml,
+            parent_index,
+            live,
+            config,
+        } = *u;
+        let cmd: UpdateCommand = cmd.parse().map_err(|e| anyhow!("{e}"))?;
+        let section: UpdateSection = section.parse().map_err(|e| anyhow!("{e}"))?;
+        let o = self.get(name)?;
+        // --current (neither flag): the live network if active, else the definition.
+        let (live, config) = if !live && !config {
+            (o.live.is_some(), o.live.is_none())
+        } else {
+            (live, config)
+        };
+        if live && o.live.is_none() {
+            bail!("network '{name}' is not active, cannot update it live");
+        }
+        if config && o.def.is_none() {
+            bail!("cannot update the persistent definition of transient network '{name}'");
+        }
+        let new_def = if config {
+            Some(apply_update(
+                o.def.as_ref().expect("checked"),
+                cmd,
+                section,
+                xml,
+                parent_index,
+            )?)
+        } else {
+            None
+        };
+        let new_live = if live {
+            Some(apply_update(
+                o.live.as_ref().expect("checked"),
+                cmd,
+                section,
+                xml,
+                parent_index,
+            )?)
+        } else {
+            None
+        };
+        if let Some(d) = &new_def {
+            store::save_definition(&self.paths, name, &d.to_xml())?;
+        }
+        if let Some(l) = &new_live {
+            let old = o.live.clone().expect("checked");
+            self.dp.refresh_firewall(&old, l)?;
+            store::save_status(
+                &self.paths,
+                name,
+                &store::Status {
+                    live_xml: l.to_xml(),
+                    transient: o.def.is_none(),
+                    owns_bridge: o.owns_bridge,
+                    started: now(),
+                },
+            )?;
+        }
+        let o = self.nets.get_mut(name).expect("checked");
+        if let Some(d) = new_def {
+            o.def = Some(d);
+        }
+        if let Some(l) = new_live {
+            o.live = Some(l);
+        }
+        info!(network = %name, "updated ({}{})", if live { "live " } else { "" }, if config { "config" } else { "" });
+        Ok(())
+    }
+
+    /// Serve one API request.
+    pub async fn handle(&mut self, req: Request) -> Reply {
+        let res: Result<Reply> = async {
+            Ok(match req {
+                Request::Ping => Reply::ok(json!({"version": env!("CARGO_PKG_VERSION")})),
+                Request::Define { xml } => {
+                    let n = self.define(&xml).await?;
+                    Reply::ok(json!({"name": n.name, "uuid": n.uuid.map(|u| u.to_string())}))
+                }
+                Request::Create { xml } => {
+                    let (n, warnings) = self.create(&xml).await?;
+                    Reply {
+                        warnings,
+                        ..Reply::ok(json!({"name": n.name, "uuid": n.uuid.map(|u| u.to_string())}))
+                    }
+                }
+                Request::Undefine { network } => {
+                    self.undefine(&network)?;
+                    Reply::ok(json!(null))
+                }
+                Request::Start { network } => {
+                    let warnings = self.start(&network).await?;
+                    Reply {
+                        warnings,
+                        ..Reply::ok(json!(null))
+                    }
+                }
+                Request::Destroy { network } => {
+                    self.destroy(&network).await?;
+                    Reply::ok(json!(null))
+                }
+                Request::Autostart { network, enable } => {
+                    self.set_autostart(&network, enable)?;
+                    Reply::ok(json!(null))
+                }
+                Request::List => {
+                    let v: Vec<NetSummary> =
+                        self.nets.iter().map(|(n, o)| Self::summary(n, o)).collect();
+                    Reply::ok(serde_json::to_value(v)?)
+                }
+                Request::Info { network } => {
+                    let o = self.get(&network)?;
+                    Reply::ok(serde_json::to_value(Self::summary(&network, o))?)
+                }
+                Request::DumpXml { network, inactive } => {
+                    Reply::ok(json!(self.dump_xml(&network, inactive)?))
+                }
+                Request::Update {
+                    network,
+                    command,
+                    section,
+                    xml,
+                    parent_index,
+                    live,
+                    config,
+                } => {
+                    let args = UpdateArgs {
+                        cmd: &command,
+                        section: &section,
+                        xml: &xml,
+                        parent_index,
+                        live,
+                        config,
+                    };
+                    self.update(&network, &args)?;
+                    Reply::ok(json!(null))
+                }
+            })
+        }
+        .await;
+        res.unwrap_or_else(|e| Reply::err(format!("{e:#}")))
+    }
+}

@@ -1,0 +1,81 @@
+//! Where kvnetd keeps things. Every path is configurable so that many daemons can run
+//! side by side (tests run one per network namespace).
+
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone)]
+pub struct Paths {
+    /// Persistent definitions: `NAME.xml`, and `autostart/NAME.xml` links.
+    pub config_dir: PathBuf,
+    /// Durable state that is not configuration (leases later; first-start marker).
+    pub state_dir: PathBuf,
+    /// Runtime state that must not survive a reboot: socket, status of active networks.
+    pub run_dir: PathBuf,
+    pub socket: PathBuf,
+}
+
+impl Paths {
+    pub fn new(
+        config_dir: PathBuf,
+        state_dir: PathBuf,
+        run_dir: PathBuf,
+        socket: Option<PathBuf>,
+    ) -> Paths {
+        let socket = socket.unwrap_or_else(|| run_dir.join("kvnetd.sock"));
+        Paths {
+            config_dir,
+            state_dir,
+            run_dir,
+            socket,
+        }
+    }
+
+    pub fn definition(&self, name: &str) -> PathBuf {
+        self.config_dir.join(format!("{name}.xml"))
+    }
+
+    pub fn autostart_dir(&self) -> PathBuf {
+        self.config_dir.join("autostart")
+    }
+
+    pub fn autostart_link(&self, name: &str) -> PathBuf {
+        self.autostart_dir().join(format!("{name}.xml"))
+    }
+
+    pub fn status_dir(&self) -> PathBuf {
+        self.run_dir.join("networks")
+    }
+
+    pub fn status(&self, name: &str) -> PathBuf {
+        self.status_dir().join(format!("{name}.json"))
+    }
+
+    /// Original values of host-wide sysctls kvnet changed, restored when no network needs them.
+    pub fn sysctl_orig(&self) -> PathBuf {
+        self.run_dir.join("sysctl-orig.json")
+    }
+
+    /// kvnet's table as kvnetd left it at shutdown: lets the next kvnetd see that
+    /// nothing changed and leave the rules alone.
+    pub fn firewall_snapshot(&self) -> PathBuf {
+        self.run_dir.join("firewall-snapshot.json")
+    }
+
+    /// Present once autostart ran since boot (the run dir is a tmpfs), like libvirt's marker.
+    pub fn autostarted_marker(&self) -> PathBuf {
+        self.run_dir.join("autostarted")
+    }
+
+    /// Present once the built-in `default` network was defined, so that undefining it sticks.
+    pub fn default_defined_marker(&self) -> PathBuf {
+        self.state_dir.join("default-network-defined")
+    }
+
+    pub fn lock(&self) -> PathBuf {
+        self.run_dir.join("kvnetd.pid")
+    }
+
+    pub fn dirs(&self) -> [&Path; 3] {
+        [&self.config_dir, &self.state_dir, &self.run_dir]
+    }
+}

@@ -1,0 +1,370 @@
+//! Pure decisions of the daemon: what a network needs from the host, and whether it may
+//! start next to what is already there. No I/O: the caller passes in what it read.
+
+use ipnet::IpNet;
+use kvnet_firewall::{FwMode, FwNetwork};
+use kvnet_host::{BridgeSpec, Link, Route};
+use kvnet_model::{ForwardMode, Network};
+use std::net::Ipv4Addr;
+
+/// Host-wide sysctls a network needs while it runs.
+pub const IP_FORWARD: &str = "net/ipv4/ip_forward";
+pub const IP6_FORWARD: &str = "net/ipv6/conf/all/forwarding";
+
+pub fn bridge_name(net: &Network) -> Option<&str> {
+    net.bridge.as_ref().and_then(|b| b.name.as_deref())
+}
+
+fn has_ipv6(net: &Network) -> bool {
+    net.ips.iter().any(|ip| ip.is_ipv6())
+}
+
+/// Kernel STP cannot forward on a new port before 2 × its 2 s minimum forward delay, so
+/// a guest's first DHCP packets would be lost. With libvirt's default `delay='0'` the
+/// admin asked for no delay: kvnet keeps `stp='on'` in the definition and runs the bridge
+/// without kernel STP (guests are leaf ports). A delay of 2 s or more is an explicit
+/// request and gets real kernel STP with that delay. See docs/stp.md.
+pub fn stp_policy(net: &Network) -> (bool, u32) {
+    let (stp, delay) = net
+        .bridge
+        .as_ref()
+        .map(|b| (b.stp.unwrap_or(true), b.delay.unwrap_or(0)))
+        .unwrap_or((true, 0));
+    if stp && delay >= 2 {
+        (true, delay * 100)
+    } else {
+        (false, delay * 100)
+    }
+}
+
+pub fn bridge_spec(net: &Network) -> Option<BridgeSpec> {
+    let name = bridge_name(net)?.to_string();
+    let (stp, forward_delay_cs) = stp_policy(net);
+    Some(BridgeSpec {
+        name,
+        mac: net.mac.as_ref().map(|m| m.0),
+        mtu: net.mtu,
+        stp,
+        forward_delay_cs,
+    })
+}
+
+/// The addresses kvnet puts on the bridge, with their prefix.
+pub fn bridge_addresses(net: &Network) -> Vec<IpNet> {
+    net.ips
+        .iter()
+        .filter_map(|ip| IpNet::new(ip.address, ip.prefix_len()).ok())
+        .collect()
+}
+
+pub fn global_sysctls(net: &Network) -> Vec<&'static str> {
+    match net.forward_mode() {
+        ForwardMode::Nat | ForwardMode::Route | ForwardMode::Open => {
+            let mut v = vec![IP_FORWARD];
+            if has_ipv6(net) {
+                v.push(IP6_FORWARD);
+            }
+            v
+        }
+        _ => vec![],
+    }
+}
+
+/// Per-bridge sysctls as libvirt sets them: no autoconfiguration from guests' RAs, and no
+/// IPv6 at all on a bridge whose network has no IPv6 address.
+pub fn bridge_sysctls(net: &Network, bridge: &str) -> Vec<(String, &'static str)> {
+    let conf = format!("net/ipv6/conf/{bridge}");
+    vec![
+        (
+            format!("{conf}/disable_ipv6"),
+            if has_ipv6(net) { "0" } else { "1" },
+        ),
+        (format!("{conf}/accept_ra"), "0"),
+        (format!("{conf}/autoconf"), "0"),
+    ]
+}
+
+/// The firewall input for a network, or None when its mode installs no rules
+/// (open, bridge and the macvtap/hostdev modes, as in libvirt).
+pub fn fw_network(net: &Network) -> Option<FwNetwork> {
+    let mode = match net.forward_mode() {
+        ForwardMode::Nat => FwMode::Nat,
+        ForwardMode::Route => FwMode::Route,
+        ForwardMode::Isolated => FwMode::Isolated,
+        _ => return None,
+    };
+    let fwd = net.forward.as_ref();
+    let nat = fwd.and_then(|f| f.nat.as_ref());
+    let dns_enabled = net.dns.as_ref().and_then(|d| d.enable) != Some(false);
+    let dhcp = |v6: bool| {
+        net.ips
+            .iter()
+            .any(|ip| ip.is_ipv6() == v6 && ip.dhcp.is_some())
+    };
+    Some(FwNetwork {
+        name: net.name.clone(),
+        bridge: bridge_name(net)?.to_string(),
+        mode,
+        forward_dev: fwd.and_then(|f| f.dev.clone()),
+        subnets: net.ips.iter().map(|ip| ip.network()).collect(),
+        nat_ipv6: nat.and_then(|n| n.ipv6) == Some(true),
+        nat_addresses: nat.and_then(|n| n.address),
+        nat_ports: nat.and_then(|n| n.port),
+        ipv6: has_ipv6(net) || net.ipv6 == Some(true),
+        dhcpv4: dhcp(false),
+        dhcpv6: dhcp(true),
+        dns: dns_enabled,
+        tftp: net.ips.iter().any(|ip| ip.tftp_root.is_some()),
+    })
+}
+
+/// Checks made at start against the other active networks and the host, as libvirt
+/// does (and stricter: any overlap, not only an identical route, is a conflict).
+/// `own_index` is the bridge's index when kvnet is adopting its own running bridge.
+pub fn check_start(
+    net: &Network,
+    active: &[&Network],
+    routes: &[Route],
+    links: &[Link],
+    own_index: Option<u32>,
+) -> Result<(), String> {
+    let subnets: Vec<IpNet> = net.ips.iter().map(|ip| ip.network()).collect();
+    for other in active.iter().filter(|o| o.name != net.name) {
+        for ip in &other.ips {
+            let theirs = ip.network();
+            if let Some(mine) = subnets.iter().find(|s| overlaps(s, &theirs)) {
+                return Err(format!(
+                    "subnet {mine} of network '{}' overlaps {theirs} of active network '{}'",
+                    net.name, other.name
+                ));
+            }
+        }
+        if net.is_l3() && bridge_name(net).is_some() && bridge_name(net) == bridge_name(other) {
+            return Err(format!(
+                "bridge name '{}' is already used by active network '{}'",
+                bridge_name(net).unwrap_or_default(),
+                other.name
+            ));
+        }
+    }
+    let by_index = |i: u32| {
+        links
+            .iter()
+            .find(|l| l.index == i)
+            .map(|l| l.name.as_str())
+            .unwrap_or("?")
+    };
+    for r in routes {
+        // The default route and link-local prefixes cover everything; only specific
+        // routes say a subnet is in use.
+        if r.dest.prefix_len() == 0
+            || is_link_local(&r.dest)
+            || (own_index.is_some() && r.oif == own_index)
+        {
+            continue;
+        }
+        if let Some(mine) = subnets.iter().find(|s| overlaps(s, &r.dest)) {
+            let dev = r.oif.map(by_index).unwrap_or("?");
+            return Err(format!(
+                "subnet {mine} of network '{}' is already in use on the host: route {} dev {dev}",
+                net.name, r.dest
+            ));
+        }
+    }
+    if net.is_l3()
+        && let Some(br) = bridge_name(net)
+        && let Some(l) = links.iter().find(|l| l.name == br)
+        && Some(l.index) != own_index
+    {
+        return Err(if l.kind.as_deref() == Some("bridge") {
+            format!("bridge '{br}' already exists on the host and is not managed by kvnet")
+        } else {
+            format!(
+                "bridge name '{br}' is taken by a host link of type {}",
+                l.kind.as_deref().unwrap_or("unknown")
+            )
+        });
+    }
+    if net.forward_mode() == ForwardMode::Bridge
+        && let Some(br) = bridge_name(net)
+    {
+        match links.iter().find(|l| l.name == br) {
+            Some(l) if l.kind.as_deref() == Some("bridge") => {}
+            Some(l) => {
+                return Err(format!(
+                    "'{br}' is a {} link, not a bridge",
+                    l.kind.as_deref().unwrap_or("non-bridge")
+                ));
+            }
+            None => return Err(format!("host bridge '{br}' does not exist")),
+        }
+    }
+    Ok(())
+}
+
+pub fn overlaps(a: &IpNet, b: &IpNet) -> bool {
+    a.contains(&b.network()) || b.contains(&a.network())
+}
+
+fn is_link_local(n: &IpNet) -> bool {
+    match n {
+        IpNet::V4(v) => v.addr().is_link_local(),
+        IpNet::V6(v) => (v.addr().segments()[0] & 0xffc0) == 0xfe80 || v.addr().is_multicast(),
+    }
+}
+
+/// The built-in `default` network: 192.168.122.0/24 unless the host already routes it or
+/// another defined network uses it; then the next free 192.168.N.0/24 (as libvirt's
+/// packaging does).
+pub fn default_network_xml(routes: &[Route], defined: &[&Network]) -> Option<String> {
+    let used = |n: u8| {
+        let net = IpNet::new(Ipv4Addr::new(192, 168, n, 0).into(), 24).expect("valid prefix");
+        routes
+            .iter()
+            .any(|r| r.dest.prefix_len() > 0 && overlaps(&r.dest, &net))
+            || defined
+                .iter()
+                .any(|d| d.ips.iter().any(|ip| overlaps(&ip.network(), &net)))
+    };
+    let n = (122..=254).find(|&n| !used(n))?;
+    Some(format!(
+        "<network>\n  <name>default</name>\n  <bridge name='virbr0'/>\n  <forward/>\n  \
+         <ip address='192.168.{n}.1' netmask='255.255.255.0'>\n    <dhcp>\n      \
+         <range start='192.168.{n}.2' end='192.168.{n}.254'/>\n    </dhcp>\n  </ip>\n</network>\n"
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn net(xml: &str) -> Network {
+        Network::from_xml(xml).unwrap()
+    }
+
+    fn nat(name: &str, br: &str, third: u8) -> Network {
+        net(&format!(
+            "<network><name>{name}</name><forward mode='nat'/><bridge name='{br}'/>\
+             <ip address='192.168.{third}.1' prefix='24'><dhcp><range start='192.168.{third}.2' end='192.168.{third}.254'/></dhcp></ip></network>"
+        ))
+    }
+
+    fn route(dest: &str, oif: u32) -> Route {
+        Route {
+            dest: dest.parse().unwrap(),
+            gateway: None,
+            oif: Some(oif),
+            metric: None,
+            table: 254,
+            proto: 2,
+        }
+    }
+
+    fn link(index: u32, name: &str, kind: &str) -> Link {
+        Link {
+            index,
+            name: name.into(),
+            kind: Some(kind.into()),
+            mac: None,
+            mtu: 1500,
+            up: true,
+            master: None,
+        }
+    }
+
+    #[test]
+    fn stp_default_runs_without_kernel_stp_and_long_delay_gets_it() {
+        assert_eq!(stp_policy(&nat("a", "virbr9", 9)), (false, 0));
+        let n = net("<network><name>a</name><bridge name='b0' stp='on' delay='4'/></network>");
+        assert_eq!(stp_policy(&n), (true, 400));
+        let n = net("<network><name>a</name><bridge name='b0' stp='off' delay='4'/></network>");
+        assert_eq!(stp_policy(&n), (false, 400));
+    }
+
+    #[test]
+    fn sysctls_follow_the_mode() {
+        assert_eq!(global_sysctls(&nat("a", "v", 1)), vec![IP_FORWARD]);
+        let iso = net(
+            "<network><name>i</name><bridge name='v'/><ip address='10.0.0.1' prefix='24'/></network>",
+        );
+        assert!(global_sysctls(&iso).is_empty());
+        assert_eq!(
+            bridge_sysctls(&iso, "v")[0],
+            ("net/ipv6/conf/v/disable_ipv6".to_string(), "1")
+        );
+        let r6 = net(
+            "<network><name>r</name><forward mode='route'/><bridge name='v'/>\
+             <ip family='ipv6' address='2001:db8::1' prefix='64'/></network>",
+        );
+        assert_eq!(global_sysctls(&r6), vec![IP_FORWARD, IP6_FORWARD]);
+        assert_eq!(bridge_sysctls(&r6, "v")[0].1, "0");
+    }
+
+    #[test]
+    fn firewall_input_maps_the_model() {
+        let fw = fw_network(&nat("a", "virbr5", 5)).unwrap();
+        assert_eq!(fw.bridge, "virbr5");
+        assert!(matches!(fw.mode, FwMode::Nat));
+        assert_eq!(fw.subnets, vec!["192.168.5.0/24".parse::<IpNet>().unwrap()]);
+        assert!(fw.dhcpv4 && fw.dns && !fw.dhcpv6 && !fw.ipv6);
+        let open = net(
+            "<network><name>o</name><forward mode='open'/><bridge name='v'/><ip address='10.0.0.1' prefix='24'/></network>",
+        );
+        assert!(fw_network(&open).is_none());
+    }
+
+    #[test]
+    fn overlapping_active_network_is_refused() {
+        let a = nat("a", "virbr1", 1);
+        let b = nat("b", "virbr2", 1);
+        let err = check_start(&b, &[&a], &[], &[], None).unwrap_err();
+        assert!(err.contains("overlaps") && err.contains("'a'"), "{err}");
+        assert!(check_start(&nat("c", "virbr3", 3), &[&a], &[], &[], None).is_ok());
+    }
+
+    #[test]
+    fn host_route_conflict_names_the_device() {
+        let a = nat("a", "virbr1", 1);
+        let links = [link(7, "eth0", "veth")];
+        let err = check_start(&a, &[], &[route("192.168.0.0/16", 7)], &links, None).unwrap_err();
+        assert!(err.contains("dev eth0"), "{err}");
+        assert!(check_start(&a, &[], &[route("0.0.0.0/0", 7)], &links, None).is_ok());
+        // adopting our own bridge: its own route is no conflict
+        let links = [link(9, "virbr1", "bridge")];
+        assert!(check_start(&a, &[], &[route("192.168.1.0/24", 9)], &links, Some(9)).is_ok());
+    }
+
+    #[test]
+    fn bridge_name_taken_by_other_link() {
+        let a = nat("a", "virbr1", 1);
+        let err = check_start(&a, &[], &[], &[link(3, "virbr1", "veth")], None).unwrap_err();
+        assert!(err.contains("type veth"), "{err}");
+        let err = check_start(&a, &[], &[], &[link(3, "virbr1", "bridge")], None).unwrap_err();
+        assert!(err.contains("not managed by kvnet"), "{err}");
+    }
+
+    #[test]
+    fn bridge_mode_needs_an_existing_bridge() {
+        let b =
+            net("<network><name>h</name><forward mode='bridge'/><bridge name='br0'/></network>");
+        assert!(
+            check_start(&b, &[], &[], &[], None)
+                .unwrap_err()
+                .contains("does not exist")
+        );
+        assert!(check_start(&b, &[], &[], &[link(2, "br0", "bridge")], None).is_ok());
+    }
+
+    #[test]
+    fn default_network_moves_off_a_used_subnet() {
+        let xml = default_network_xml(&[], &[]).unwrap();
+        assert!(xml.contains("192.168.122.1"));
+        let d = net(&xml);
+        assert_eq!(d.forward_mode(), ForwardMode::Nat);
+        let xml = default_network_xml(&[route("192.168.122.0/24", 2)], &[]).unwrap();
+        assert!(xml.contains("192.168.123.1") && xml.contains("192.168.123.254"));
+        let other = nat("x", "virbr1", 123);
+        let xml = default_network_xml(&[route("192.168.122.0/24", 2)], &[&other]).unwrap();
+        assert!(xml.contains("192.168.124.1"));
+    }
+}

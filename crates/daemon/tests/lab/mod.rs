@@ -1,0 +1,285 @@
+//! A lab in network namespaces for end-to-end tests: a "host" namespace running kvnetd
+//! with its own temporary dirs, a "LAN" namespace behind an uplink veth, and guest
+//! namespaces whose veth host end becomes a bridge port. Everything is created with
+//! unique names and removed on drop, also when a test fails; the machine's own
+//! namespace is never touched.
+
+#![allow(dead_code)]
+
+use kvnet_api::{Reply, Request};
+use kvnet_host::testns::TestNs;
+use std::net::{SocketAddr, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+pub const LAN_HOST: &str = "203.0.113.1";
+pub const LAN_PEER: &str = "203.0.113.2";
+
+static N: AtomicU32 = AtomicU32::new(0);
+
+pub fn bin(name: &str) -> PathBuf {
+    let d = PathBuf::from(env!("CARGO_BIN_EXE_kvnetd"));
+    let p = d.parent().expect("bin dir").join(name);
+    assert!(
+        p.exists(),
+        "{} missing: run `cargo build --workspace` first",
+        p.display()
+    );
+    p
+}
+
+pub struct Daemon {
+    pub child: Option<Child>,
+    pub dir: PathBuf,
+    pub socket: PathBuf,
+    pub log: PathBuf,
+}
+
+pub struct Lab {
+    pub host: TestNs,
+    pub lan: TestNs,
+    pub guests: Vec<TestNs>,
+    pub daemon: Daemon,
+}
+
+/// Run `ip ARGS` in `ns`, panicking with stderr on failure.
+pub fn ip(ns: &TestNs, args: &str) -> String {
+    let a: Vec<&str> = args.split_whitespace().collect();
+    ns.exec_ok("ip", &a).unwrap_or_else(|e| panic!("{e}"))
+}
+
+pub fn sh(ns: &TestNs, cmd: &str) -> (bool, String) {
+    let out = ns.exec("sh", &["-c", cmd]).expect("exec");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+pub fn ping(ns: &TestNs, addr: &str) -> bool {
+    sh(ns, &format!("ping -n -q -c 1 -W 1 {addr}")).0
+}
+
+impl Daemon {
+    fn start(host: &TestNs, dir: &Path, env: &[(&str, &str)]) -> Daemon {
+        let socket = dir.join("run/kvnetd.sock");
+        let log = dir.join("kvnetd.log");
+        let logf = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .expect("log");
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", host.name()])
+            .arg(bin("kvnetd"))
+            .arg("--config-dir")
+            .arg(dir.join("etc"))
+            .arg("--state-dir")
+            .arg(dir.join("lib"))
+            .arg("--run-dir")
+            .arg(dir.join("run"))
+            .stdin(Stdio::null())
+            .stdout(logf.try_clone().expect("log"))
+            .stderr(logf);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        // Owned by a Daemon at once, so that its Drop reaps kvnetd if we panic below.
+        let mut d = Daemon {
+            child: Some(cmd.spawn().expect("spawn kvnetd")),
+            dir: dir.to_path_buf(),
+            socket,
+            log,
+        };
+        let t0 = Instant::now();
+        while t0.elapsed() < Duration::from_secs(20) {
+            if kvnet_api::call(&d.socket, &Request::Ping).is_ok() {
+                return d;
+            }
+            if let Some(Ok(Some(st))) = d.child.as_mut().map(|c| c.try_wait()) {
+                panic!("kvnetd exited ({st}):\n{}", d.log());
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        panic!("kvnetd did not answer:\n{}", d.log());
+    }
+
+    /// SIGTERM and wait: networks stay up.
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(c.id() as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+            let _ = c.wait();
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+impl Lab {
+    /// Host namespace with kvnetd running, uplink `wan0` (203.0.113.1/24) to a LAN
+    /// namespace (203.0.113.2/24).
+    pub fn new() -> Lab {
+        Self::with_env(&[])
+    }
+
+    pub fn with_env(env: &[(&str, &str)]) -> Lab {
+        let host = TestNs::with_prefix("kvt-h").expect("host ns");
+        let lan = TestNs::with_prefix("kvt-l").expect("lan ns");
+        ip(&host, "link set lo up");
+        ip(&lan, "link set lo up");
+        ip(
+            &host,
+            &format!(
+                "link add wan0 type veth peer name lan0 netns {}",
+                lan.name()
+            ),
+        );
+        ip(&host, &format!("addr add {LAN_HOST}/24 dev wan0"));
+        ip(&host, "link set wan0 up");
+        ip(&lan, &format!("addr add {LAN_PEER}/24 dev lan0"));
+        ip(&lan, "link set lan0 up");
+        let n = N.fetch_add(1, Ordering::SeqCst);
+        let dir = std::env::temp_dir().join(format!("kvnet-e2e-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("tmp dir");
+        let daemon = Daemon::start(&host, &dir, env);
+        Lab {
+            host,
+            lan,
+            guests: Vec::new(),
+            daemon,
+        }
+    }
+
+    pub fn restart_daemon(&mut self) {
+        self.daemon.stop();
+        let dir = self.daemon.dir.clone();
+        let old = std::mem::replace(&mut self.daemon, Daemon::start(&self.host, &dir, &[]));
+        std::mem::forget(old);
+    }
+
+    pub fn call(&self, req: Request) -> Reply {
+        kvnet_api::call(&self.daemon.socket, &req).expect("api call")
+    }
+
+    pub fn ok(&self, req: Request) -> Reply {
+        let r = self.call(req.clone());
+        assert!(r.ok, "{req:?} failed: {:?}\n{}", r.error, self.daemon.log());
+        r
+    }
+
+    /// Run the kvnet CLI against this lab's daemon.
+    pub fn cli(&self, args: &[&str]) -> (bool, String) {
+        let out = Command::new(bin("kvnet"))
+            .arg("--socket")
+            .arg(&self.daemon.socket)
+            .args(args)
+            .output()
+            .expect("run kvnet");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.success(), text)
+    }
+
+    pub fn define_and_start(&self, xml: &str) -> String {
+        let r = self.ok(Request::Define {
+            xml: xml.to_string(),
+        });
+        let name = r.data["name"].as_str().expect("name").to_string();
+        self.ok(Request::Start {
+            network: name.clone(),
+        });
+        name
+    }
+
+    /// A guest namespace with `eth0` = ADDR/24 and a default route via GW; its peer
+    /// `vg<i>` in the host namespace is made a port of BRIDGE.
+    pub fn guest(&mut self, bridge: &str, addr: &str, gw: &str) -> usize {
+        let g = TestNs::with_prefix("kvt-g").expect("guest ns");
+        let i = self.guests.len();
+        let port = format!("vg{i}");
+        ip(
+            &self.host,
+            &format!(
+                "link add {port} type veth peer name eth0 netns {}",
+                g.name()
+            ),
+        );
+        ip(&self.host, &format!("link set {port} master {bridge} up"));
+        ip(&g, "link set lo up");
+        ip(&g, &format!("addr add {addr}/24 dev eth0"));
+        ip(&g, "link set eth0 up");
+        if !gw.is_empty() {
+            ip(&g, &format!("route add default via {gw}"));
+        }
+        self.guests.push(g);
+        i
+    }
+
+    pub fn nft_table(&self) -> String {
+        sh(&self.host, "nft list table inet kvnet").1
+    }
+
+    pub fn links(&self) -> String {
+        ip(&self.host, "-br link")
+    }
+}
+
+/// Send one UDP datagram from `from` to LAN_PEER and return the source address the LAN
+/// saw, or None if it never arrived.
+pub fn udp_source_seen_by_lan(lab: &Lab, from: &TestNs) -> Option<SocketAddr> {
+    let port =
+        40000 + (std::process::id() % 10000) as u16 + N.fetch_add(1, Ordering::SeqCst) as u16;
+    std::thread::scope(|s| {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let recv = s.spawn(move || {
+            lab.lan.run(|| {
+                let sock = UdpSocket::bind((LAN_PEER, port)).expect("bind lan");
+                sock.set_read_timeout(Some(Duration::from_secs(2)))
+                    .expect("timeout");
+                tx.send(()).expect("ready");
+                let mut buf = [0u8; 16];
+                sock.recv_from(&mut buf).ok().map(|(_, a)| a)
+            })
+        });
+        rx.recv().expect("receiver ready");
+        from.run(|| {
+            let sock = UdpSocket::bind("0.0.0.0:0").expect("bind guest");
+            for _ in 0..3 {
+                let _ = sock.send_to(b"kvnet", (LAN_PEER, port));
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        });
+        recv.join().expect("receiver")
+    })
+}
+
+pub fn require_root(name: &str) -> bool {
+    if !kvnet_host::testns::is_root() {
+        eprintln!("skipped: {name} needs root");
+        return false;
+    }
+    true
+}

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# The whole test suite: installs the system packages the tests need, then format and
+# lint checks, unit tests, and the root-only integration tests in network namespaces.
+set -euo pipefail
+cd "$(dirname "$0")"
+./scripts/deps.sh test
+cargo fmt --all --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+# The end-to-end tests run the kvnet and kvnetd binaries: build them first.
+cargo build --workspace --locked
+cargo test --workspace --locked
+if [ -d ../shared/corpus/libvirt ]; then
+  ./scripts/corpus.sh
+fi
