@@ -211,7 +211,12 @@ fn dnsmasq_options_with_any_prefix() {
         n.unsupported()[0],
         "<dnsmasq:options> (1 option; kvnet does not run dnsmasq)"
     );
-    assert!(!net(BASE).unsupported().iter().any(|u| u.contains("dnsmasq")));
+    assert!(
+        !net(BASE)
+            .unsupported()
+            .iter()
+            .any(|u| u.contains("dnsmasq"))
+    );
 }
 
 #[test]
@@ -1188,8 +1193,17 @@ fn unsupported_features_are_listed() {
                  <dhcp><range start='fd00::10' end='fd00::20'/></dhcp></ip></network>",
     );
     let u = d.unsupported();
-    for want in ["<bandwidth>", "<port isolated='yes'>", "<dhcp>", "DNS", "IPv6 router"] {
-        assert!(u.iter().any(|x| x.starts_with(want)), "{want} missing: {u:?}");
+    for want in [
+        "<bandwidth>",
+        "<port isolated='yes'>",
+        "<dhcp>",
+        "DNS",
+        "IPv6 router",
+    ] {
+        assert!(
+            u.iter().any(|x| x.starts_with(want)),
+            "{want} missing: {u:?}"
+        );
     }
     let h = net("<network><name>h</name><forward mode='hostdev'><pf dev='p'/></forward></network>");
     assert_eq!(
