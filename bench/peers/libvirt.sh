@@ -2,7 +2,12 @@
 # Peer benchmark: libvirt's own virtual-network driver (Debian 12: monolithic libvirtd 9.0,
 # dnsmasq, iptables-nft), measured the same way bench/lifecycle.sh measures kvnet: wall time
 # of each whole CLI command (virsh start-up and connection included).
-#   bench/peers/libvirt.sh [--reps N] [--nets N] [--no-install]
+#   bench/peers/libvirt.sh [--reps N] [--nets N] [--no-install] [--deadline SECONDS]
+# --reps: samples per figure (default 15); --nets: N for "1st vs Nth network" (default 20:
+# libvirt needs ~0.5 s per start+destroy); --deadline: abort the whole run after this long
+# (default 120 + 6*reps + 4*nets s). LVB_DRIVER=network uses network:///system instead of
+# qemu:///system (both reach the network driver of the monolithic daemon).
+# Installs libvirt-daemon libvirt-clients dnsmasq-base iptables if missing (apt).
 #
 # Isolation: libvirtd runs in a network namespace of its own (kvlvb-PID) and in a private
 # mount namespace in which /etc/libvirt, /var/lib/libvirt, /var/cache/libvirt,
@@ -152,7 +157,7 @@ ip netns exec "$NS" unshare -m --propagation private sh -ec '
   export HOME=$D/home XDG_CONFIG_HOME=$D/home XDG_CACHE_HOME=$D/home XDG_RUNTIME_DIR=$D/home
   export DBUS_SYSTEM_BUS_ADDRESS=unix:path=$D/no-dbus   # no firewalld, no host dbus
   exec libvirtd --config /etc/libvirt/libvirtd.conf --pid-file "$D/run/libvirtd.pid"
-' sh "$DIR" >"$DIR/libvirtd.log" 2>&1 &
+' sh "$DIR" >"$DIR/libvirtd.log" 2>&1 9<&- &
 DPID=$!
 disown "$DPID"   # no job report when it is killed; cleanup polls it instead of waiting
 
@@ -161,7 +166,7 @@ disown "$DPID"   # no job report when it is killed; cleanup polls it instead of 
 ( trap 'kill $s 2>/dev/null; exit 0' TERM   # cleanup ends the watchdog with SIGTERM
   sleep "$DEADLINE" & s=$!; wait $s
   echo "libvirt.sh: deadline of ${DEADLINE}s passed, aborting" >&2
-  kill -KILL $(ip netns pids "$NS" 2>/dev/null) 2>/dev/null; kill -TERM $$ ) &
+  kill -KILL $(ip netns pids "$NS" 2>/dev/null) 2>/dev/null; kill -TERM $$ ) 9<&- &
 WATCHDOG=$!
 disown "$WATCHDOG"
 
@@ -176,6 +181,7 @@ for _ in $(seq 300); do   # 30 s
 done
 if [ "$up" != 1 ]; then
   tail -20 "$DIR/libvirtd.log" >&2
+  kill -0 "$DPID" 2>/dev/null || die "libvirtd exited during start-up (log above)"
   die "libvirtd did not answer on $SOCK within 30 s (log above)"
 fi
 t1=$EPOCHREALTIME

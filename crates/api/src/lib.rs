@@ -28,8 +28,12 @@ pub enum Request {
     Start {
         network: String,
     },
+    /// Stop a network. Traffic stops at once; with `wait` the reply also waits until
+    /// the kernel has finished deleting the bridge and the rules.
     Destroy {
         network: String,
+        #[serde(default)]
+        wait: bool,
     },
     Autostart {
         network: String,

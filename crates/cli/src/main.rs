@@ -51,7 +51,13 @@ enum Cmd {
     /// Start a defined, inactive network.
     NetStart { network: String },
     /// Stop a network now (a transient one disappears).
-    NetDestroy { network: String },
+    NetDestroy {
+        network: String,
+        /// Also wait until the kernel has deleted the bridge and the rules (tens of
+        /// milliseconds after traffic has stopped).
+        #[arg(long)]
+        wait: bool,
+    },
     /// Start a network when kvnetd starts at boot.
     NetAutostart {
         network: String,
@@ -236,10 +242,11 @@ fn run(cli: Cli) -> Result<()> {
             .with_context(|| format!("failed to start network '{network}'"))?;
             println!("Network {network} started");
         }
-        Cmd::NetDestroy { network } => {
+        Cmd::NetDestroy { network, wait } => {
             let network = c.resolve(&network)?;
             c.call(Request::Destroy {
                 network: network.clone(),
+                wait,
             })
             .with_context(|| format!("failed to destroy network '{network}'"))?;
             println!("Network {network} destroyed");

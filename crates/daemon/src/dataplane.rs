@@ -3,10 +3,12 @@
 
 use crate::plan;
 use anyhow::{Context, Result, anyhow};
-use kvnet_firewall::{FwNetwork, render_add, render_full, render_remove};
+use kvnet_firewall::{FwNetwork, render_add, render_add_new, render_full, render_remove};
 use kvnet_host::{Netlink, Route, nft, sysctl};
 use kvnet_model::{ForwardMode, Network};
 use std::collections::BTreeMap;
+use std::sync::atomic::AtomicBool;
+use std::sync::atomic::Ordering::Relaxed;
 use tracing::{debug, info, warn};
 
 /// Main routing table and the "static" route protocol, as `ip route add` uses.
@@ -16,6 +18,9 @@ const RTPROT_STATIC: u8 = 4;
 pub struct Dataplane {
     pub nl: Netlink,
     pub table: String,
+    /// kvnet's table has its maps and base chains, so a new network's rules can go in
+    /// with additions only (no RCU grace period, see render_add_new).
+    pub skeleton: AtomicBool,
 }
 
 enum Undo {
@@ -117,7 +122,7 @@ impl Dataplane {
         if let Some(fw) = plan::fw_network(net) {
             // The renderer refuses names that could escape nft's quoting; check first.
             fw.validate().map_err(|e| anyhow!("firewall: {e}"))?;
-            nft::apply(&render_add(&self.table, &fw)).context("apply firewall rules")?;
+            self.add_firewall(&fw)?;
             undo.push(Undo::Firewall(fw));
         }
         debug!(network = %net.name, "links, addresses, routes, sysctls: {t_kernel:?}; firewall: {:?}", t0.elapsed() - t_kernel);
@@ -140,9 +145,9 @@ impl Dataplane {
         Ok(())
     }
 
-    /// Remove everything `net` added. Keeps going past failures and reports them all,
-    /// so one stuck step never leaves the rest behind. `still_needed` are the host-wide
-    /// sysctls other active networks rely on.
+    /// Remove everything `net` added, now. Keeps going past failures and reports them
+    /// all, so one stuck step never leaves the rest behind. `still_needed` are the
+    /// host-wide sysctls other active networks rely on.
     pub async fn stop(
         &self,
         net: &Network,
@@ -167,21 +172,43 @@ impl Dataplane {
                 Err(e) => errors.push(format!("look up bridge {br}: {e}")),
             }
         }
-        for key in plan::global_sysctls(net) {
-            if still_needed.contains(&key) {
-                continue;
-            }
-            if let Some(old) = orig.remove(key)
-                && let Err(e) = sysctl::write(key, &old)
-            {
-                errors.push(format!("restore {key}: {e}"));
-            }
-        }
+        errors.extend(release_sysctls(net, still_needed, orig));
         if errors.is_empty() {
             Ok(())
         } else {
             Err(anyhow!(errors.join("; ")))
         }
+    }
+
+    /// The part of a stop that traffic notices, done at once: the bridge goes down
+    /// (its routes with it) and forwarding sysctls nobody needs are restored. The
+    /// rest is returned as a job for the background teardown.
+    pub async fn quiesce(
+        &self,
+        net: &Network,
+        owns_bridge: bool,
+        still_needed: &[&str],
+        orig: &mut BTreeMap<String, String>,
+    ) -> (Option<FwNetwork>, Option<String>, Vec<String>) {
+        let mut errors = Vec::new();
+        let bridge = if owns_bridge {
+            plan::bridge_name(net).map(str::to_string)
+        } else {
+            None
+        };
+        if let Some(br) = &bridge {
+            match self.nl.link(br).await {
+                Ok(Some(l)) => {
+                    if let Err(e) = self.nl.set_up(l.index, false).await {
+                        errors.push(format!("set {br} down: {e}"));
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => errors.push(format!("look up bridge {br}: {e}")),
+            }
+        }
+        errors.extend(release_sysctls(net, still_needed, orig));
+        (plan::fw_network(net), bridge, errors)
     }
 
     /// A restarted daemon takes over a network it started before. Returns false when the
@@ -247,7 +274,21 @@ impl Dataplane {
     pub fn reconcile_firewall(&self, active: &[&Network]) -> Result<()> {
         let fws: Vec<FwNetwork> = active.iter().filter_map(|n| plan::fw_network(n)).collect();
         kvnet_firewall::validate_all(&fws).map_err(|e| anyhow!("firewall: {e}"))?;
-        nft::apply(&render_full(&self.table, &fws)).context("apply firewall ruleset")
+        nft::apply(&render_full(&self.table, &fws)).context("apply firewall ruleset")?;
+        // render_full drops the table when no network needs it.
+        self.skeleton.store(!fws.is_empty(), Relaxed);
+        Ok(())
+    }
+
+    /// Install a starting network's rules: additions only when the skeleton is known to
+    /// be there, else (or if that assumption fails) the idempotent full add.
+    fn add_firewall(&self, fw: &FwNetwork) -> Result<()> {
+        if self.skeleton.load(Relaxed) && nft::apply(&render_add_new(&self.table, fw)).is_ok() {
+            return Ok(());
+        }
+        nft::apply(&render_add(&self.table, fw)).context("apply firewall rules")?;
+        self.skeleton.store(true, Relaxed);
+        Ok(())
     }
 
     /// kvnet's table in comparable form, None when it does not exist.
@@ -269,6 +310,25 @@ impl Dataplane {
         }
         Ok(())
     }
+}
+
+fn release_sysctls(
+    net: &Network,
+    still_needed: &[&str],
+    orig: &mut BTreeMap<String, String>,
+) -> Vec<String> {
+    let mut errors = Vec::new();
+    for key in plan::global_sysctls(net) {
+        if still_needed.contains(&key) {
+            continue;
+        }
+        if let Some(old) = orig.remove(key)
+            && let Err(e) = sysctl::write(key, &old)
+        {
+            errors.push(format!("restore {key}: {e}"));
+        }
+    }
+    errors
 }
 
 pub fn unsupported_mode(net: &Network) -> Option<String> {

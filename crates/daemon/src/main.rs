@@ -6,6 +6,7 @@ mod paths;
 mod plan;
 mod server;
 mod store;
+mod teardown;
 
 use anyhow::{Context, Result};
 use clap::Parser;
@@ -85,6 +86,7 @@ async fn run(args: Args) -> Result<()> {
     let dp = dataplane::Dataplane {
         nl,
         table: args.nft_table,
+        skeleton: std::sync::atomic::AtomicBool::new(false),
     };
     let listener = server::bind(&paths.socket, group)?;
     let mgr = Manager::init(paths.clone(), dp).await?;
@@ -102,8 +104,7 @@ async fn run(args: Args) -> Result<()> {
         _ = tokio::signal::ctrl_c() => {}
     }
     // Networks keep running: the next kvnetd adopts them. Wait for a request in flight.
-    let guard = mgr.lock().await;
-    guard.save_firewall_snapshot();
+    mgr.lock().await.shutdown();
     let _ = std::fs::remove_file(&paths.socket);
     info!("kvnetd stopping; active networks stay up");
     Ok(())
@@ -115,6 +116,7 @@ fn main() {
         .with_env_filter(tracing_subscriber::EnvFilter::new(&args.log))
         .with_ansi(false)
         .with_target(false)
+        .with_writer(std::io::stderr)
         .init();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -4,13 +4,16 @@
 
 use crate::dataplane::{self, Dataplane};
 use crate::paths::Paths;
+use crate::teardown::{Job, Reaper};
 use crate::{plan, store};
 use anyhow::{Context, Result, anyhow, bail};
+use ipnet::IpNet;
 use kvnet_api::{NetSummary, Reply, Request};
 use kvnet_model::{MacAddr, Network, UpdateCommand, UpdateSection, apply_update};
 use serde_json::json;
 use std::collections::{BTreeMap, HashSet};
 use std::time::{SystemTime, UNIX_EPOCH};
+use tokio::sync::oneshot;
 use tracing::{error, info, warn};
 
 pub struct NetObj {
@@ -40,9 +43,18 @@ struct FirewallSnapshot {
     listing: String,
 }
 
+/// A stopped network whose bridge and rules are still being removed.
+pub struct Pending {
+    bridge: Option<String>,
+    subnets: Vec<IpNet>,
+    done: oneshot::Receiver<()>,
+}
+
 pub struct Manager {
     pub paths: Paths,
     pub dp: Dataplane,
+    reaper: Reaper,
+    pending: Vec<Pending>,
     pub nets: BTreeMap<String, NetObj>,
     sysctl_orig: BTreeMap<String, String>,
 }
@@ -63,10 +75,13 @@ impl Manager {
     /// start and run autostart once per boot.
     pub async fn init(paths: Paths, dp: Dataplane) -> Result<Manager> {
         store::ensure_dirs(&paths)?;
+        let reaper = Reaper::spawn(dp.table.clone())?;
         let mut m = Manager {
             sysctl_orig: store::load_sysctl_orig(&paths),
             paths,
             dp,
+            reaper,
+            pending: Vec::new(),
             nets: BTreeMap::new(),
         };
         for (file_name, text) in store::load_definitions(&m.paths)? {
@@ -125,6 +140,18 @@ impl Manager {
                     continue;
                 }
             };
+            if st.stopping {
+                // The previous daemon died during this network's background teardown.
+                let mut orig = std::mem::take(&mut self.sysctl_orig);
+                let res = self.dp.stop(&live, st.owns_bridge, &[], &mut orig).await;
+                self.sysctl_orig = orig;
+                match res {
+                    Ok(()) => info!(network = %name, "finished an interrupted teardown"),
+                    Err(e) => warn!(network = %name, "finishing an interrupted teardown: {e:#}"),
+                }
+                store::remove_if_exists(&self.paths.status(&name))?;
+                continue;
+            }
             match self.dp.adopt(&live, st.owns_bridge).await {
                 Ok(true) => {
                     info!(network = %name, "adopted running network");
@@ -194,6 +221,9 @@ impl Manager {
             (None, Some(_)) => false,
         };
         if unchanged {
+            self.dp
+                .skeleton
+                .store(current.is_some(), std::sync::atomic::Ordering::Relaxed);
             return;
         }
         match self.dp.reconcile_firewall(&self.active()) {
@@ -202,8 +232,14 @@ impl Manager {
         }
     }
 
-    /// Record the firewall as this daemon leaves it, for the next one.
-    pub fn save_firewall_snapshot(&self) {
+    /// At shutdown: finish queued teardowns, then record the firewall as this daemon
+    /// leaves it, for the next one.
+    pub fn shutdown(&mut self) {
+        self.reaper.drain();
+        self.save_firewall_snapshot();
+    }
+
+    fn save_firewall_snapshot(&self) {
         let networks = self.active().iter().map(|n| n.name.clone()).collect();
         let res = self.dp.firewall_listing().and_then(|listing| {
             let snap = FirewallSnapshot {
@@ -376,6 +412,7 @@ impl Manager {
                     transient: false,
                     owns_bridge: obj.owns_bridge,
                     started: now(),
+                    stopping: false,
                 },
             )?;
         }
@@ -428,8 +465,38 @@ impl Manager {
         if let Some(msg) = dataplane::unsupported_mode(&net) {
             bail!(msg);
         }
-        let links = self.dp.nl.links().await?;
-        let routes = self.dp.nl.routes().await?;
+        // A network being torn down in the background may still hold this bridge name
+        // or these subnets (in the kernel and in the firewall maps).
+        let bridge = plan::bridge_name(&net).map(str::to_string);
+        let subnets: Vec<IpNet> = net.ips.iter().map(|ip| ip.network()).collect();
+        self.settle(|p| {
+            (bridge.is_some() && p.bridge == bridge)
+                || p.subnets
+                    .iter()
+                    .any(|a| subnets.iter().any(|b| plan::overlaps(a, b)))
+        })
+        .await;
+        // Only the links and routes that matter, looked up one by one: a full link dump
+        // grows with every network and would make the 200th start slower than the 1st.
+        let routes: Vec<_> = self
+            .dp
+            .nl
+            .routes()
+            .await?
+            .into_iter()
+            .filter(|r| subnets.iter().any(|s| plan::overlaps(s, &r.dest)))
+            .collect();
+        let mut links = Vec::new();
+        if let Some(br) = &bridge
+            && let Some(l) = self.dp.nl.link(br).await?
+        {
+            links.push(l);
+        }
+        for oif in routes.iter().filter_map(|r| r.oif) {
+            if let Some(l) = self.dp.nl.link_by_index(oif).await? {
+                links.push(l);
+            }
+        }
         plan::check_start(&net, &self.active(), &routes, &links, None)
             .map_err(|e| anyhow!("cannot start network '{name}': {e}"))?;
         let mut orig = std::mem::take(&mut self.sysctl_orig);
@@ -441,6 +508,7 @@ impl Manager {
             transient,
             owns_bridge: started.owns_bridge,
             started: now(),
+            stopping: false,
         };
         let saved = store::save_status(&self.paths, &name, &status)
             .and_then(|()| store::save_sysctl_orig(&self.paths, &self.sysctl_orig));
@@ -473,36 +541,80 @@ impl Manager {
         Ok(warnings)
     }
 
-    pub async fn destroy(&mut self, name: &str) -> Result<()> {
+    /// Stop a network. Traffic stops before this returns (bridge down); deleting the
+    /// bridge and the rules, which costs the kernel RCU grace periods, finishes in the
+    /// background unless `wait` is set. A later start that needs the same bridge name
+    /// or subnets waits for it.
+    pub async fn destroy(&mut self, name: &str, wait: bool) -> Result<()> {
         let obj = self.get(name)?;
         let live = obj
             .live
             .clone()
             .ok_or_else(|| anyhow!("network '{name}' is not active"))?;
         let owns = obj.owns_bridge;
+        let transient = obj.def.is_none();
         let needed = self.needed_sysctls(name);
         let mut orig = std::mem::take(&mut self.sysctl_orig);
-        let res = self.dp.stop(&live, owns, &needed, &mut orig).await;
+        let (firewall, bridge, errors) = self.dp.quiesce(&live, owns, &needed, &mut orig).await;
         self.sysctl_orig = orig;
-        store::remove_if_exists(&self.paths.status(name))?;
+        // The status stays, marked stopping, until the teardown is done: a daemon
+        // killed meanwhile finishes it at its next start.
+        store::save_status(
+            &self.paths,
+            name,
+            &store::Status {
+                live_xml: live.to_xml(),
+                transient,
+                owns_bridge: owns,
+                started: now(),
+                stopping: true,
+            },
+        )?;
         store::save_sysctl_orig(&self.paths, &self.sysctl_orig)?;
+        let (done, rx) = oneshot::channel();
+        self.pending.push(Pending {
+            bridge: bridge.clone(),
+            subnets: live.ips.iter().map(|ip| ip.network()).collect(),
+            done: rx,
+        });
+        self.reaper.submit(Job {
+            network: name.to_string(),
+            firewall,
+            bridge,
+            status: self.paths.status(name),
+            done,
+        });
         let obj = self.nets.get_mut(name).expect("checked above");
         obj.live = None;
-        if obj.def.is_none() {
+        if transient {
             self.nets.remove(name);
         }
-        match res {
-            Ok(()) => {
-                info!(network = %name, "destroyed");
-                Ok(())
-            }
-            Err(e) => {
-                error!(network = %name, "destroyed with errors: {e:#}");
-                Err(e.context(format!(
-                    "network '{name}' stopped, but cleanup was incomplete"
-                )))
+        if wait {
+            self.settle(|_| true).await;
+        }
+        if errors.is_empty() {
+            info!(network = %name, "destroyed");
+            Ok(())
+        } else {
+            let e = errors.join("; ");
+            error!(network = %name, "destroyed with errors: {e}");
+            bail!("network '{name}' stopped, but cleanup was incomplete: {e}")
+        }
+    }
+
+    /// Wait for the background teardowns `conflicts` selects, and forget finished ones.
+    async fn settle(&mut self, conflicts: impl Fn(&Pending) -> bool) {
+        let mut keep = Vec::new();
+        for mut p in std::mem::take(&mut self.pending) {
+            match p.done.try_recv() {
+                Err(oneshot::error::TryRecvError::Empty) if conflicts(&p) => {
+                    let _ = p.done.await;
+                }
+                Err(oneshot::error::TryRecvError::Empty) => keep.push(p),
+                _ => {}
             }
         }
+        self.pending = keep;
     }
 
     pub fn undefine(&mut self, name: &str) -> Result<()> {
@@ -525,6 +637,7 @@ impl Manager {
                     transient: true,
                     owns_bridge: obj.owns_bridge,
                     started: now(),
+                    stopping: false,
                 },
             )?;
         } else {
@@ -633,6 +746,7 @@ impl Manager {
                     transient: o.def.is_none(),
                     owns_bridge: o.owns_bridge,
                     started: now(),
+                    stopping: false,
                 },
             )?;
         }
@@ -674,8 +788,8 @@ impl Manager {
                         ..Reply::ok(json!(null))
                     }
                 }
-                Request::Destroy { network } => {
-                    self.destroy(&network).await?;
+                Request::Destroy { network, wait } => {
+                    self.destroy(&network, wait).await?;
                     Reply::ok(json!(null))
                 }
                 Request::Autostart { network, enable } => {

@@ -125,6 +125,9 @@ pub struct Status {
     pub owns_bridge: bool,
     /// Unix time of the start.
     pub started: u64,
+    /// Destroyed; the background teardown has not finished yet.
+    #[serde(default)]
+    pub stopping: bool,
 }
 
 pub fn save_status(paths: &Paths, name: &str, st: &Status) -> Result<()> {
@@ -256,6 +259,7 @@ mod tests {
             transient: true,
             owns_bridge: true,
             started: 5,
+            stopping: false,
         };
         save_status(&p, "x", &st).unwrap();
         let all = load_statuses(&p).unwrap();

@@ -86,6 +86,7 @@ fn default_network_nat_end_to_end() {
 
     lab.ok(Request::Destroy {
         network: "default".into(),
+        wait: true,
     });
     assert!(
         !lab.links().contains("virbr0"),
@@ -106,7 +107,8 @@ fn default_network_nat_end_to_end() {
     // destroy of an inactive network is an error, and the definition stays
     assert!(
         !lab.call(Request::Destroy {
-            network: "default".into()
+            network: "default".into(),
+            wait: true
         })
         .ok
     );
@@ -141,6 +143,7 @@ fn routed_network_forwards_both_ways_without_rewrite() {
     );
     lab.ok(Request::Destroy {
         network: "routed".into(),
+        wait: true,
     });
     assert!(!lab.links().contains("kvr0"));
     assert!(!lab.nft_table().contains("kvr0"));
@@ -154,6 +157,7 @@ fn isolated_network_reaches_only_host_and_peers() {
     let mut lab = Lab::new();
     lab.ok(Request::Destroy {
         network: "default".into(),
+        wait: true,
     });
     lab.define_and_start(&net_xml("iso", "kvi0", 152, ""));
     let a = lab.guest("kvi0", "192.168.152.10", "192.168.152.1");
@@ -178,6 +182,7 @@ fn isolated_network_reaches_only_host_and_peers() {
     );
     lab.ok(Request::Destroy {
         network: "iso".into(),
+        wait: true,
     });
     assert!(!lab.links().contains("kvi0"));
 }
@@ -198,6 +203,7 @@ fn open_network_has_no_rules() {
     assert_eq!(src.ip().to_string(), "192.168.154.10");
     lab.ok(Request::Destroy {
         network: "open".into(),
+        wait: true,
     });
     assert!(!lab.links().contains("kvo0"));
 }
@@ -240,6 +246,7 @@ fn bridge_mode_uses_the_host_bridge_as_is() {
     );
     lab.ok(Request::Destroy {
         network: "lanbr".into(),
+        wait: true,
     });
     assert!(
         lab.links().contains("kvlan0"),
@@ -439,4 +446,49 @@ fn cli_verbs_against_the_daemon() {
         .output()
         .unwrap();
     assert!(String::from_utf8_lossy(&out.stderr).contains("is the daemon running"));
+}
+
+#[test]
+fn destroy_returns_at_once_and_restart_finishes_interrupted_teardown() {
+    if !require_root("destroy_returns_at_once_and_restart_finishes_interrupted_teardown") {
+        return;
+    }
+    let mut lab = Lab::new();
+    // Without --wait the reply comes before the kernel has deleted the bridge; an
+    // immediate start of the same network still works (it waits for the teardown).
+    for _ in 0..3 {
+        lab.ok(Request::Destroy {
+            network: "default".into(),
+            wait: false,
+        });
+        lab.ok(Request::Start {
+            network: "default".into(),
+        });
+    }
+    let g = lab.guest("virbr0", "192.168.122.10", "192.168.122.1");
+    assert!(ping(&lab.guests[g], LAN_PEER));
+    // A daemon killed during a teardown leaves the status marked stopping: the next
+    // daemon finishes the job.
+    let status = lab.daemon.dir.join("run/networks/default.json");
+    let text = std::fs::read_to_string(&status).unwrap();
+    if let Some(mut c) = lab.daemon.child.take() {
+        c.kill().unwrap();
+        c.wait().unwrap();
+    }
+    std::fs::write(
+        &status,
+        text.replace("\"stopping\": false", "\"stopping\": true"),
+    )
+    .unwrap();
+    lab.restart_daemon();
+    assert!(!lab.links().contains("virbr0"), "{}", lab.links());
+    assert!(!lab.nft_table().contains("virbr0"));
+    assert!(!status.exists());
+    assert!(
+        !list(&lab)
+            .iter()
+            .find(|n| n.name == "default")
+            .unwrap()
+            .active
+    );
 }

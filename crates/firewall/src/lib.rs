@@ -781,6 +781,39 @@ pub fn render_add(table: &str, net: &FwNetwork) -> String {
     s
 }
 
+/// The fast path of a start: one atomic transaction made only of additions,
+/// for a network that has no chains yet in a table whose skeleton (maps and
+/// base chains, as [`render_add`] or [`render_full`] leave it) exists.
+///
+/// Why it exists: the kernel waits for an RCU grace period (15–30 ms here)
+/// in every nftables transaction that deletes or replaces anything, a flush
+/// included; [`render_add`] flushes to be idempotent, this script never does.
+/// `create chain` fails if the network's chains already exist, so a wrong
+/// assumption aborts the whole transaction and changes nothing: the caller
+/// then falls back to [`render_add`].
+///
+/// # Panics
+/// If `table` or `net` fails validation.
+pub fn render_add_new(table: &str, net: &FwNetwork) -> String {
+    check_table(table);
+    let p = plan(net);
+    let mut s = format!("# kvnet firewall: add new {}\n", p.header);
+    for chain in &p.chains {
+        let _ = writeln!(s, "create chain inet {table} {}", chain.name);
+        for rule in &chain.rules {
+            let _ = writeln!(s, "add rule inet {table} {} {rule}", chain.name);
+        }
+    }
+    for e in &p.elements {
+        let _ = writeln!(
+            s,
+            "add element inet {table} {} {{ {} : {} }}",
+            e.map.name, e.key, e.value
+        );
+    }
+    s
+}
+
 /// One atomic, idempotent transaction removing exactly this network's map
 /// elements and chains. Each object is first added (a no-op if present) so
 /// that deleting it cannot fail when it is already gone. Must be given the

@@ -9,7 +9,9 @@ use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Instant;
 
-use kvnet_firewall::{FwNetwork, render_add, render_full, render_remove, validate_all};
+use kvnet_firewall::{
+    FwNetwork, render_add, render_add_new, render_full, render_remove, validate_all,
+};
 
 const TABLE: &str = "kvnet";
 
@@ -172,6 +174,41 @@ fn add_and_remove_are_idempotent() {
     assert_eq!(ns.list(), base, "render_remove did not restore the table");
     ns.apply(&render_remove(TABLE, &new));
     assert_eq!(ns.list(), base, "second render_remove changed the table");
+}
+
+#[test]
+fn add_new_equals_add_and_refuses_an_existing_network() {
+    let Some(ns) = Netns::new() else { return };
+    ns.apply(&render_full(TABLE, &three()));
+    let base = ns.list();
+    let taken: Vec<String> = three().into_iter().map(|n| n.bridge).collect();
+    for (_, net) in common::all()
+        .into_iter()
+        .filter(|(_, n)| !taken.contains(&n.bridge))
+    {
+        ns.apply(&render_add(TABLE, &net));
+        let via_add = ns.list();
+        ns.apply(&render_remove(TABLE, &net));
+        assert_eq!(ns.list(), base);
+        ns.apply(&render_add_new(TABLE, &net));
+        assert_eq!(
+            ns.list(),
+            via_add,
+            "add_new differs from add for {}",
+            net.name
+        );
+        // A second fast add must fail as a whole and change nothing.
+        assert!(ns.nft_script(&render_add_new(TABLE, &net)).is_err());
+        assert_eq!(ns.list(), via_add);
+        ns.apply(&render_remove(TABLE, &net));
+    }
+    // No skeleton: the fast path fails without leaving anything.
+    ns.apply(&render_full(TABLE, &[]));
+    assert!(
+        ns.nft_script(&render_add_new(TABLE, &common::nat_default()))
+            .is_err()
+    );
+    assert!(!ns.has_table());
 }
 
 #[test]

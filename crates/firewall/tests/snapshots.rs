@@ -5,7 +5,7 @@ mod common;
 
 use std::path::PathBuf;
 
-use kvnet_firewall::{render_add, render_full, render_remove, validate_all};
+use kvnet_firewall::{render_add, render_add_new, render_full, render_remove, validate_all};
 
 fn check(name: &str, actual: &str) {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -32,6 +32,7 @@ fn per_network_snapshots() {
             &render_full("kvnet", std::slice::from_ref(&net)),
         );
         check(&format!("{name}.add"), &render_add("kvnet", &net));
+        check(&format!("{name}.add_new"), &render_add_new("kvnet", &net));
         check(&format!("{name}.remove"), &render_remove("kvnet", &net));
     }
 }
