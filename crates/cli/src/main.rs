@@ -167,6 +167,13 @@ impl Client {
         Ok(reply.data)
     }
 
+    /// A verb that changes something: virsh-style context on failure, its message on success.
+    fn act(&self, req: Request, failed: String, done: String) -> Result<()> {
+        self.call(req).context(failed)?;
+        println!("{done}");
+        Ok(())
+    }
+
     fn list(&self) -> Result<Vec<NetSummary>> {
         Ok(serde_json::from_value(self.call(Request::List)?)?)
     }
@@ -216,53 +223,64 @@ fn run(cli: Cli) -> Result<()> {
     match cli.cmd {
         Cmd::NetDefine { file, validate: _ } => {
             let (text, net) = parse_file(&file)?;
-            c.call(Request::Define { xml: text })
-                .with_context(|| format!("failed to define network from {}", file.display()))?;
-            println!("Network {} defined from {}", net.name, file.display());
+            let f = file.display();
+            c.act(
+                Request::Define { xml: text },
+                format!("failed to define network from {f}"),
+                format!("Network {} defined from {f}", net.name),
+            )?;
         }
         Cmd::NetCreate { file, validate: _ } => {
             let (text, net) = parse_file(&file)?;
-            c.call(Request::Create { xml: text })
-                .with_context(|| format!("failed to create network from {}", file.display()))?;
-            println!("Network {} created from {}", net.name, file.display());
+            let f = file.display();
+            c.act(
+                Request::Create { xml: text },
+                format!("failed to create network from {f}"),
+                format!("Network {} created from {f}", net.name),
+            )?;
         }
         Cmd::NetUndefine { network } => {
-            let network = c.resolve(&network)?;
-            c.call(Request::Undefine {
-                network: network.clone(),
-            })
-            .with_context(|| format!("failed to undefine network '{network}'"))?;
-            println!("Network {network} has been undefined");
+            let n = c.resolve(&network)?;
+            c.act(
+                Request::Undefine { network: n.clone() },
+                format!("failed to undefine network '{n}'"),
+                format!("Network {n} has been undefined"),
+            )?;
         }
         Cmd::NetStart { network } => {
-            let network = c.resolve(&network)?;
-            c.call(Request::Start {
-                network: network.clone(),
-            })
-            .with_context(|| format!("failed to start network '{network}'"))?;
-            println!("Network {network} started");
+            let n = c.resolve(&network)?;
+            c.act(
+                Request::Start { network: n.clone() },
+                format!("failed to start network '{n}'"),
+                format!("Network {n} started"),
+            )?;
         }
         Cmd::NetDestroy { network, wait } => {
-            let network = c.resolve(&network)?;
-            c.call(Request::Destroy {
-                network: network.clone(),
-                wait,
-            })
-            .with_context(|| format!("failed to destroy network '{network}'"))?;
-            println!("Network {network} destroyed");
+            let n = c.resolve(&network)?;
+            c.act(
+                Request::Destroy {
+                    network: n.clone(),
+                    wait,
+                },
+                format!("failed to destroy network '{n}'"),
+                format!("Network {n} destroyed"),
+            )?;
         }
         Cmd::NetAutostart { network, disable } => {
-            let network = c.resolve(&network)?;
-            c.call(Request::Autostart {
-                network: network.clone(),
-                enable: !disable,
-            })
-            .with_context(|| format!("failed to change autostart of network '{network}'"))?;
-            if disable {
-                println!("Network {network} unmarked as autostarted");
+            let n = c.resolve(&network)?;
+            let done = if disable {
+                "unmarked as autostarted"
             } else {
-                println!("Network {network} marked as autostarted");
-            }
+                "marked as autostarted"
+            };
+            c.act(
+                Request::Autostart {
+                    network: n.clone(),
+                    enable: !disable,
+                },
+                format!("failed to change autostart of network '{n}'"),
+                format!("Network {n} {done}"),
+            )?;
         }
         Cmd::NetList {
             all,

@@ -295,13 +295,9 @@ impl Manager {
             .map(|(n, _)| n.clone())
             .collect();
         for name in names {
-            match self.start(&name).await {
-                Ok(w) => {
-                    for w in w {
-                        warn!(network = %name, "{w}");
-                    }
-                }
-                Err(e) => error!(network = %name, "autostart failed: {e:#}"),
+            // start_net logs the start and its warnings.
+            if let Err(e) = self.start(&name).await {
+                error!(network = %name, "autostart failed: {e:#}");
             }
         }
     }
@@ -710,28 +706,13 @@ impl Manager {
         if config && o.def.is_none() {
             bail!("cannot update the persistent definition of transient network '{name}'");
         }
-        let new_def = if config {
-            Some(apply_update(
-                o.def.as_ref().expect("checked"),
-                cmd,
-                section,
-                xml,
-                parent_index,
-            )?)
-        } else {
-            None
+        let apply = |n: &Option<Network>| {
+            n.as_ref()
+                .map(|n| apply_update(n, cmd, section, xml, parent_index))
+                .transpose()
         };
-        let new_live = if live {
-            Some(apply_update(
-                o.live.as_ref().expect("checked"),
-                cmd,
-                section,
-                xml,
-                parent_index,
-            )?)
-        } else {
-            None
-        };
+        let new_def = if config { apply(&o.def)? } else { None };
+        let new_live = if live { apply(&o.live)? } else { None };
         if let Some(d) = &new_def {
             store::save_definition(&self.paths, name, &d.to_xml())?;
         }

@@ -125,7 +125,26 @@ fn routed_network_forwards_both_ways_without_rewrite() {
         return;
     }
     let mut lab = Lab::new();
-    lab.define_and_start(&net_xml("routed", "kvr0", 150, "<forward mode='route'/>"));
+    lab.define_and_start(
+        "<network><name>routed</name><forward mode='route'/><bridge name='kvr0'/>\
+         <mtu size='9000'/>\
+         <ip address='192.168.150.1' netmask='255.255.255.0'/>\
+         <ip family='ipv6' address='2001:db8:ca2:2::1' prefix='64'/>\
+         <route address='192.168.222.0' prefix='24' gateway='192.168.150.2'/></network>",
+    );
+    assert!(ip(&lab.host, "link show kvr0").contains("mtu 9000"));
+    assert!(ip(&lab.host, "-6 addr show kvr0").contains("2001:db8:ca2:2::1/64"));
+    assert!(
+        ip(&lab.host, "route").contains("192.168.222.0/24 via 192.168.150.2 dev kvr0"),
+        "{}",
+        ip(&lab.host, "route")
+    );
+    assert_eq!(
+        sh(&lab.host, "cat /proc/sys/net/ipv6/conf/all/forwarding")
+            .1
+            .trim(),
+        "1"
+    );
     let g = lab.guest("kvr0", "192.168.150.10", "192.168.150.1");
     ip(
         &lab.lan,
@@ -141,12 +160,36 @@ fn routed_network_forwards_both_ways_without_rewrite() {
         ping(&lab.lan, "192.168.150.10"),
         "the LAN reaches a routed guest"
     );
+    // IPv6 is routed both ways too.
+    ip(
+        &lab.guests[g],
+        "-6 addr add 2001:db8:ca2:2::10/64 dev eth0 nodad",
+    );
+    ip(&lab.guests[g], "-6 route add default via 2001:db8:ca2:2::1");
+    ip(&lab.host, "-6 addr add 2001:db8:ffff::1/64 dev wan0 nodad");
+    ip(&lab.lan, "-6 addr add 2001:db8:ffff::2/64 dev lan0 nodad");
+    ip(
+        &lab.lan,
+        "-6 route add 2001:db8:ca2:2::/64 via 2001:db8:ffff::1",
+    );
+    let v6 = (0..10).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        sh(&lab.lan, "ping -6 -n -q -c 1 -W 1 2001:db8:ca2:2::10").0
+    });
+    assert!(v6, "the LAN reaches a routed guest over IPv6");
     lab.ok(Request::Destroy {
         network: "routed".into(),
         wait: true,
     });
     assert!(!lab.links().contains("kvr0"));
     assert!(!lab.nft_table().contains("kvr0"));
+    assert!(!ip(&lab.host, "route").contains("192.168.222.0"));
+    assert_eq!(
+        sh(&lab.host, "cat /proc/sys/net/ipv6/conf/all/forwarding")
+            .1
+            .trim(),
+        "0"
+    );
 }
 
 #[test]
@@ -407,6 +450,37 @@ fn cli_verbs_against_the_daemon() {
     assert!(
         xml.contains("<host mac='52:54:00:aa:bb:cc' name='vm1' ip='192.168.180.50'/>"),
         "{xml}"
+    );
+    // net-edit: the editor changes the definition, which is re-validated and saved.
+    let out = std::process::Command::new(bin("kvnet"))
+        .args([
+            "--socket",
+            lab.daemon.socket.to_str().unwrap(),
+            "net-edit",
+            "lab1",
+        ])
+        .env("EDITOR", "sed -i s/192.168.180.50/192.168.180.60/")
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("XML configuration edited"),
+        "{out:?}"
+    );
+    let (_, xml) = lab.cli(&["net-dumpxml", "--inactive", "lab1"]);
+    assert!(xml.contains("ip='192.168.180.60'"), "{xml}");
+    let out = std::process::Command::new(bin("kvnet"))
+        .args([
+            "--socket",
+            lab.daemon.socket.to_str().unwrap(),
+            "net-edit",
+            "lab1",
+        ])
+        .env("EDITOR", "sed -i s/192.168.180.60/10.0.0.1/")
+        .output()
+        .unwrap();
+    assert!(
+        !out.status.success(),
+        "a host outside the subnet is refused: {out:?}"
     );
     let (ok, out) = lab.cli(&["net-autostart", "lab1"]);
     assert!(ok && out.contains("marked as autostarted"), "{out}");
