@@ -53,5 +53,5 @@ for in in "$corpus"/networkxml2confdata/*.xml; do
     echo "FAIL $name: $(head -n1 "$tmp/err")"
   fi
 done
-echo "corpus: $pass passed / $fail failed"
+echo "corpus: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]

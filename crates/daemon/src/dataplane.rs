@@ -3,12 +3,12 @@
 
 use crate::plan;
 use anyhow::{Context, Result, anyhow};
-use kvnet_firewall::{FwNetwork, render_add, render_add_new, render_full, render_remove};
+use kvnet_firewall::{FwNetwork, encode_add_new, render_add, render_full, render_remove};
 use kvnet_host::{Netlink, Route, nft, sysctl};
 use kvnet_model::{ForwardMode, Network};
 use std::collections::BTreeMap;
-use std::sync::atomic::AtomicBool;
 use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicBool, AtomicU32};
 use tracing::{debug, info, warn};
 
 /// Main routing table and the "static" route protocol, as `ip route add` uses.
@@ -21,17 +21,14 @@ pub struct Dataplane {
     /// kvnet's table has its maps and base chains, so a new network's rules can go in
     /// with additions only (no RCU grace period, see render_add_new).
     pub skeleton: AtomicBool,
+    /// Sequence numbers of native nf_tables batches.
+    pub nl_seq: AtomicU32,
 }
 
 enum Undo {
     DeleteLink(u32, String),
     Firewall(FwNetwork),
     Sysctl(String, String),
-}
-
-/// What the manager must remember about a started network.
-pub struct Started {
-    pub owns_bridge: bool,
 }
 
 fn static_route(r: &kvnet_model::RouteDef, oif: u32) -> Route {
@@ -48,14 +45,10 @@ fn static_route(r: &kvnet_model::RouteDef, oif: u32) -> Route {
 impl Dataplane {
     /// Start `net`. `orig` records the first value kvnet overwrote for each host-wide
     /// sysctl, so that the last network needing it can restore it.
-    pub async fn start(
-        &self,
-        net: &Network,
-        orig: &mut BTreeMap<String, String>,
-    ) -> Result<Started> {
+    pub async fn start(&self, net: &Network, orig: &mut BTreeMap<String, String>) -> Result<()> {
         let mut undo = Vec::new();
         match self.start_steps(net, orig, &mut undo).await {
-            Ok(s) => Ok(s),
+            Ok(()) => Ok(()),
             Err(e) => {
                 for u in undo.into_iter().rev() {
                     if let Err(ue) = self.run_undo(u, orig).await {
@@ -72,10 +65,10 @@ impl Dataplane {
         net: &Network,
         orig: &mut BTreeMap<String, String>,
         undo: &mut Vec<Undo>,
-    ) -> Result<Started> {
+    ) -> Result<()> {
         if !net.is_l3() {
             // bridge mode uses the host's bridge as it is; plan::check_start verified it.
-            return Ok(Started { owns_bridge: false });
+            return Ok(());
         }
         let t0 = std::time::Instant::now();
         let spec = plan::bridge_spec(net)
@@ -126,7 +119,7 @@ impl Dataplane {
             undo.push(Undo::Firewall(fw));
         }
         debug!(network = %net.name, "links, addresses, routes, sysctls: {t_kernel:?}; firewall: {:?}", t0.elapsed() - t_kernel);
-        Ok(Started { owns_bridge: true })
+        Ok(())
     }
 
     async fn run_undo(&self, u: Undo, orig: &mut BTreeMap<String, String>) -> Result<()> {
@@ -280,11 +273,18 @@ impl Dataplane {
         Ok(())
     }
 
-    /// Install a starting network's rules: additions only when the skeleton is known to
-    /// be there, else (or if that assumption fails) the idempotent full add.
+    /// Install a starting network's rules. When the skeleton is known to be there, the
+    /// additions go straight to the kernel as one netlink batch: no nft process, and no
+    /// dump of the whole table into nft's cache, which would make the 200th start slower
+    /// than the 1st. Otherwise (or if that assumption fails: the batch is atomic, a
+    /// failure changes nothing) the idempotent full add through nft.
     fn add_firewall(&self, fw: &FwNetwork) -> Result<()> {
-        if self.skeleton.load(Relaxed) && nft::apply(&render_add_new(&self.table, fw)).is_ok() {
-            return Ok(());
+        if self.skeleton.load(Relaxed) {
+            let seq = self.nl_seq.fetch_add(1024, Relaxed);
+            match nft::apply_batch(&encode_add_new(&self.table, fw, seq)) {
+                Ok(()) => return Ok(()),
+                Err(e) => debug!(network = %fw.name, "fast firewall add failed, using nft: {e}"),
+            }
         }
         nft::apply(&render_add(&self.table, fw)).context("apply firewall rules")?;
         self.skeleton.store(true, Relaxed);
@@ -312,7 +312,7 @@ impl Dataplane {
     }
 }
 
-fn release_sysctls(
+pub fn release_sysctls(
     net: &Network,
     still_needed: &[&str],
     orig: &mut BTreeMap<String, String>,

@@ -87,6 +87,7 @@ async fn run(args: Args) -> Result<()> {
         nl,
         table: args.nft_table,
         skeleton: std::sync::atomic::AtomicBool::new(false),
+        nl_seq: std::sync::atomic::AtomicU32::new(1),
     };
     let listener = server::bind(&paths.socket, group)?;
     let mgr = Manager::init(paths.clone(), dp).await?;

@@ -14,7 +14,7 @@ use serde_json::json;
 use std::collections::{BTreeMap, HashSet};
 use std::time::{SystemTime, UNIX_EPOCH};
 use tokio::sync::oneshot;
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 pub struct NetObj {
     /// The persistent definition; None for a transient network.
@@ -262,7 +262,7 @@ impl Manager {
 
     async fn define_default(&mut self) -> Result<()> {
         if !self.nets.contains_key("default") {
-            let routes = self.dp.nl.routes().await?;
+            let routes = kvnet_host::procroutes::read()?;
             let defined: Vec<&Network> =
                 self.nets.values().filter_map(|o| o.def.as_ref()).collect();
             match plan::default_network_xml(&routes, &defined) {
@@ -472,53 +472,59 @@ impl Manager {
                     .any(|a| subnets.iter().any(|b| plan::overlaps(a, b)))
         })
         .await;
-        // Only the links and routes that matter, looked up one by one: a full link dump
-        // grows with every network and would make the 200th start slower than the 1st.
-        let routes: Vec<_> = self
-            .dp
-            .nl
-            .routes()
-            .await?
-            .into_iter()
-            .filter(|r| subnets.iter().any(|s| plan::overlaps(s, &r.dest)))
-            .collect();
-        let mut links = Vec::new();
-        if let Some(br) = &bridge
-            && let Some(l) = self.dp.nl.link(br).await?
-        {
-            links.push(l);
-        }
-        for oif in routes.iter().filter_map(|r| r.oif) {
-            if let Some(l) = self.dp.nl.link_by_index(oif).await? {
-                links.push(l);
-            }
-        }
-        plan::check_start(&net, &self.active(), &routes, &links, None)
+        // The bridge's name is looked up alone and the routes read from procfs: a full
+        // link or route dump over netlink grows with every network and would make the
+        // 200th start slower than the 1st.
+        let routes = kvnet_host::procroutes::read()?;
+        let bridge_link = match &bridge {
+            Some(br) => self.dp.nl.link(br).await?,
+            None => None,
+        };
+        plan::check_start(&net, &self.active(), &routes, bridge_link.as_ref())
             .map_err(|e| anyhow!("cannot start network '{name}': {e}"))?;
-        let mut orig = std::mem::take(&mut self.sysctl_orig);
-        let res = self.dp.start(&net, &mut orig).await;
-        self.sysctl_orig = orig;
-        let started = res.with_context(|| format!("cannot start network '{name}'"))?;
+        let t_checks = t0.elapsed();
+        // Write-ahead: the status and the original sysctl values are on disk before the
+        // kernel is touched, so a daemon killed mid-start finds the network at its next
+        // start and completes it (adopt adds what is missing) instead of leaving an
+        // orphan bridge; a failed start removes them again.
         let status = store::Status {
             live_xml: net.to_xml(),
             transient,
-            owns_bridge: started.owns_bridge,
+            owns_bridge: net.is_l3(),
             started: now(),
             stopping: false,
         };
-        let saved = store::save_status(&self.paths, &name, &status)
-            .and_then(|()| store::save_sysctl_orig(&self.paths, &self.sysctl_orig));
-        if let Err(e) = saved {
-            // Without a status record a restart could not adopt or clean up: undo.
+        for key in plan::global_sysctls(&net) {
+            if !self.sysctl_orig.contains_key(key) {
+                let cur = kvnet_host::sysctl::read(key)?;
+                if cur.trim() != "1" {
+                    self.sysctl_orig
+                        .insert(key.to_string(), cur.trim().to_string());
+                }
+            }
+        }
+        store::save_status(&self.paths, &name, &status)
+            .and_then(|()| store::save_sysctl_orig(&self.paths, &self.sysctl_orig))
+            .with_context(|| format!("cannot start network '{name}'"))?;
+        let mut orig = std::mem::take(&mut self.sysctl_orig);
+        let res = self.dp.start(&net, &mut orig).await;
+        if res.is_err() {
             let needed = self.needed_sysctls(&name);
-            let mut orig = std::mem::take(&mut self.sysctl_orig);
-            let _ = self
-                .dp
-                .stop(&net, started.owns_bridge, &needed, &mut orig)
-                .await;
-            self.sysctl_orig = orig;
+            for e in dataplane::release_sysctls(&net, &needed, &mut orig) {
+                warn!(network = %name, "rollback: {e}");
+            }
+        }
+        self.sysctl_orig = orig;
+        if let Err(e) = res {
+            let _ = store::remove_if_exists(&self.paths.status(&name));
+            let _ = store::save_sysctl_orig(&self.paths, &self.sysctl_orig);
             return Err(e.context(format!("cannot start network '{name}'")));
         }
+        debug!(
+            network = %name,
+            "checks {t_checks:?}, kernel and firewall {:?}",
+            t0.elapsed() - t_checks
+        );
         let warnings: Vec<String> = net
             .unsupported()
             .into_iter()
@@ -528,7 +534,7 @@ impl Manager {
             .nets
             .get_mut(&name)
             .expect("caller inserted the network");
-        obj.owns_bridge = started.owns_bridge;
+        obj.owns_bridge = net.is_l3();
         obj.live = Some(net);
         info!(network = %name, "started in {:.1} ms", t0.elapsed().as_secs_f64() * 1e3);
         for w in &warnings {

@@ -3,7 +3,8 @@
 
 use ipnet::IpNet;
 use kvnet_firewall::{FwMode, FwNetwork};
-use kvnet_host::{BridgeSpec, Link, Route};
+use kvnet_host::procroutes::HostRoute;
+use kvnet_host::{BridgeSpec, Link};
 use kvnet_model::{ForwardMode, Network};
 use std::net::Ipv4Addr;
 
@@ -120,13 +121,12 @@ pub fn fw_network(net: &Network) -> Option<FwNetwork> {
 
 /// Checks made at start against the other active networks and the host, as libvirt
 /// does (and stricter: any overlap, not only an identical route, is a conflict).
-/// `own_index` is the bridge's index when kvnet is adopting its own running bridge.
+/// `bridge_link` is the host link named like the network's bridge, if there is one.
 pub fn check_start(
     net: &Network,
     active: &[&Network],
-    routes: &[Route],
-    links: &[Link],
-    own_index: Option<u32>,
+    routes: &[HostRoute],
+    bridge_link: Option<&Link>,
 ) -> Result<(), String> {
     let subnets: Vec<IpNet> = net.ips.iter().map(|ip| ip.network()).collect();
     for other in active.iter().filter(|o| o.name != net.name) {
@@ -147,34 +147,22 @@ pub fn check_start(
             ));
         }
     }
-    let by_index = |i: u32| {
-        links
-            .iter()
-            .find(|l| l.index == i)
-            .map(|l| l.name.as_str())
-            .unwrap_or("?")
-    };
     for r in routes {
         // The default route and link-local prefixes cover everything; only specific
         // routes say a subnet is in use.
-        if r.dest.prefix_len() == 0
-            || is_link_local(&r.dest)
-            || (own_index.is_some() && r.oif == own_index)
-        {
+        if r.dest.prefix_len() == 0 || is_link_local(&r.dest) || r.dev == "lo" {
             continue;
         }
         if let Some(mine) = subnets.iter().find(|s| overlaps(s, &r.dest)) {
-            let dev = r.oif.map(by_index).unwrap_or("?");
             return Err(format!(
-                "subnet {mine} of network '{}' is already in use on the host: route {} dev {dev}",
-                net.name, r.dest
+                "subnet {mine} of network '{}' is already in use on the host: route {} dev {}",
+                net.name, r.dest, r.dev
             ));
         }
     }
+    let br = bridge_name(net);
     if net.is_l3()
-        && let Some(br) = bridge_name(net)
-        && let Some(l) = links.iter().find(|l| l.name == br)
-        && Some(l.index) != own_index
+        && let (Some(br), Some(l)) = (br, bridge_link)
     {
         return Err(if l.kind.as_deref() == Some("bridge") {
             format!("bridge '{br}' already exists on the host and is not managed by kvnet")
@@ -186,9 +174,9 @@ pub fn check_start(
         });
     }
     if net.forward_mode() == ForwardMode::Bridge
-        && let Some(br) = bridge_name(net)
+        && let Some(br) = br
     {
-        match links.iter().find(|l| l.name == br) {
+        match bridge_link {
             Some(l) if l.kind.as_deref() == Some("bridge") => {}
             Some(l) => {
                 return Err(format!(
@@ -216,7 +204,7 @@ fn is_link_local(n: &IpNet) -> bool {
 /// The built-in `default` network: 192.168.122.0/24 unless the host already routes it or
 /// another defined network uses it; then the next free 192.168.N.0/24 (as libvirt's
 /// packaging does).
-pub fn default_network_xml(routes: &[Route], defined: &[&Network]) -> Option<String> {
+pub fn default_network_xml(routes: &[HostRoute], defined: &[&Network]) -> Option<String> {
     let used = |n: u8| {
         let net = IpNet::new(Ipv4Addr::new(192, 168, n, 0).into(), 24).expect("valid prefix");
         routes
@@ -249,14 +237,10 @@ mod tests {
         ))
     }
 
-    fn route(dest: &str, oif: u32) -> Route {
-        Route {
+    fn route(dest: &str, dev: &str) -> HostRoute {
+        HostRoute {
             dest: dest.parse().unwrap(),
-            gateway: None,
-            oif: Some(oif),
-            metric: None,
-            table: 254,
-            proto: 2,
+            dev: dev.into(),
         }
     }
 
@@ -317,29 +301,36 @@ mod tests {
     fn overlapping_active_network_is_refused() {
         let a = nat("a", "virbr1", 1);
         let b = nat("b", "virbr2", 1);
-        let err = check_start(&b, &[&a], &[], &[], None).unwrap_err();
+        let err = check_start(&b, &[&a], &[], None).unwrap_err();
         assert!(err.contains("overlaps") && err.contains("'a'"), "{err}");
-        assert!(check_start(&nat("c", "virbr3", 3), &[&a], &[], &[], None).is_ok());
+        assert!(check_start(&nat("c", "virbr3", 3), &[&a], &[], None).is_ok());
     }
 
     #[test]
     fn host_route_conflict_names_the_device() {
         let a = nat("a", "virbr1", 1);
-        let links = [link(7, "eth0", "veth")];
-        let err = check_start(&a, &[], &[route("192.168.0.0/16", 7)], &links, None).unwrap_err();
-        assert!(err.contains("dev eth0"), "{err}");
-        assert!(check_start(&a, &[], &[route("0.0.0.0/0", 7)], &links, None).is_ok());
-        // adopting our own bridge: its own route is no conflict
-        let links = [link(9, "virbr1", "bridge")];
-        assert!(check_start(&a, &[], &[route("192.168.1.0/24", 9)], &links, Some(9)).is_ok());
+        let err = check_start(&a, &[], &[route("192.168.0.0/16", "eth0")], None).unwrap_err();
+        assert!(err.contains("route 192.168.0.0/16 dev eth0"), "{err}");
+        let err = check_start(&a, &[], &[route("192.168.1.64/26", "eth0")], None).unwrap_err();
+        assert!(
+            err.contains("192.168.1.64/26"),
+            "a more specific route conflicts: {err}"
+        );
+        for harmless in [
+            route("0.0.0.0/0", "eth0"),
+            route("169.254.0.0/16", "eth0"),
+            route("192.168.1.1/32", "lo"),
+        ] {
+            assert!(check_start(&a, &[], &[harmless], None).is_ok());
+        }
     }
 
     #[test]
     fn bridge_name_taken_by_other_link() {
         let a = nat("a", "virbr1", 1);
-        let err = check_start(&a, &[], &[], &[link(3, "virbr1", "veth")], None).unwrap_err();
+        let err = check_start(&a, &[], &[], Some(&link(3, "virbr1", "veth"))).unwrap_err();
         assert!(err.contains("type veth"), "{err}");
-        let err = check_start(&a, &[], &[], &[link(3, "virbr1", "bridge")], None).unwrap_err();
+        let err = check_start(&a, &[], &[], Some(&link(3, "virbr1", "bridge"))).unwrap_err();
         assert!(err.contains("not managed by kvnet"), "{err}");
     }
 
@@ -347,12 +338,11 @@ mod tests {
     fn bridge_mode_needs_an_existing_bridge() {
         let b =
             net("<network><name>h</name><forward mode='bridge'/><bridge name='br0'/></network>");
-        assert!(
-            check_start(&b, &[], &[], &[], None)
-                .unwrap_err()
-                .contains("does not exist")
-        );
-        assert!(check_start(&b, &[], &[], &[link(2, "br0", "bridge")], None).is_ok());
+        let err = check_start(&b, &[], &[], None).unwrap_err();
+        assert!(err.contains("does not exist"), "{err}");
+        let err = check_start(&b, &[], &[], Some(&link(2, "br0", "veth"))).unwrap_err();
+        assert!(err.contains("not a bridge"), "{err}");
+        assert!(check_start(&b, &[], &[], Some(&link(2, "br0", "bridge"))).is_ok());
     }
 
     #[test]
@@ -361,10 +351,10 @@ mod tests {
         assert!(xml.contains("192.168.122.1"));
         let d = net(&xml);
         assert_eq!(d.forward_mode(), ForwardMode::Nat);
-        let xml = default_network_xml(&[route("192.168.122.0/24", 2)], &[]).unwrap();
+        let xml = default_network_xml(&[route("192.168.122.0/24", "eth0")], &[]).unwrap();
         assert!(xml.contains("192.168.123.1") && xml.contains("192.168.123.254"));
         let other = nat("x", "virbr1", 123);
-        let xml = default_network_xml(&[route("192.168.122.0/24", 2)], &[&other]).unwrap();
+        let xml = default_network_xml(&[route("192.168.122.0/24", "eth0")], &[&other]).unwrap();
         assert!(xml.contains("192.168.124.1"));
     }
 }

@@ -69,6 +69,9 @@ use std::net::Ipv4Addr;
 
 use ipnet::IpNet;
 
+pub mod nl;
+pub use nl::encode_add_new;
+
 /// Forward modes that get firewall rules. Open, bridge and macvtap networks
 /// get none: the daemon simply does not pass them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -345,8 +348,8 @@ enum SubnetKind {
     Natted,
 }
 
-struct MapDef {
-    name: &'static str,
+pub(crate) struct MapDef {
+    pub(crate) name: &'static str,
     spec: &'static [&'static str],
 }
 
@@ -427,22 +430,198 @@ const BASE_CHAINS: [BaseChain; 4] = [
 /// Per-network chain kinds; the prefixes are prefix-free so names never clash.
 const CHAIN_PREFIXES: [&str; 5] = ["to_", "from_", "svc_in_", "svc_out_", "nat_"];
 
-struct Chain {
-    name: String,
-    rules: Vec<String>,
+pub(crate) struct Chain {
+    pub(crate) name: String,
+    pub(crate) rules: Vec<Rule>,
 }
 
-struct Element {
-    map: &'static MapDef,
-    key: String,
-    value: String,
+/// One per-network rule. Kept structured, not as text, so that the nft
+/// script ([`fmt::Display`]) and the netlink batch ([`crate::nl`]) are
+/// derived from the same description and cannot drift apart. Every rule
+/// counts, then takes its action.
+pub(crate) struct Rule {
+    pub(crate) matches: Vec<Match>,
+    pub(crate) action: Action,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Proto {
+    Tcp,
+    Udp,
+}
+
+impl Proto {
+    fn name(self) -> &'static str {
+        match self {
+            Proto::Tcp => "tcp",
+            Proto::Udp => "udp",
+        }
+    }
+
+    /// The IP protocol number.
+    pub(crate) fn number(self) -> u8 {
+        match self {
+            Proto::Tcp => 6,
+            Proto::Udp => 17,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Dir {
+    Saddr,
+    Daddr,
+}
+
+pub(crate) enum Match {
+    Iifname(String),
+    Oifname(String),
+    /// `ip|ip6 saddr|daddr [!=] NET`; `host` writes a full-length prefix as
+    /// a bare address (the listing is the same either way).
+    Addr {
+        dir: Dir,
+        negate: bool,
+        net: IpNet,
+        host: bool,
+    },
+    CtEstablishedRelated,
+    NfprotoIpv4,
+    L4proto(Proto),
+    Dport(Proto, u16),
+}
+
+pub(crate) enum Action {
+    Accept,
+    Return,
+    Reject,
+    Masquerade {
+        ports: Option<(u16, u16)>,
+    },
+    Snat {
+        addrs: (Ipv4Addr, Ipv4Addr),
+        ports: Option<(u16, u16)>,
+    },
+}
+
+impl fmt::Display for Match {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Match::Iifname(name) => write!(f, "iifname {}", quote(name)),
+            Match::Oifname(name) => write!(f, "oifname {}", quote(name)),
+            Match::Addr {
+                dir,
+                negate,
+                net,
+                host,
+            } => {
+                let dir = match dir {
+                    Dir::Saddr => "saddr",
+                    Dir::Daddr => "daddr",
+                };
+                let op = if *negate { " !=" } else { "" };
+                write!(f, "{} {dir}{op} ", family(net))?;
+                if *host {
+                    write!(f, "{}", net.addr())
+                } else {
+                    write!(f, "{net}")
+                }
+            }
+            Match::CtEstablishedRelated => f.write_str("ct state related,established"),
+            Match::NfprotoIpv4 => f.write_str("meta nfproto ipv4"),
+            Match::L4proto(p) => write!(f, "meta l4proto {}", p.name()),
+            Match::Dport(p, port) => write!(f, "{} dport {port}", p.name()),
+        }
+    }
+}
+
+struct Ports(Option<(u16, u16)>);
+
+impl fmt::Display for Ports {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            None => Ok(()),
+            Some((a, b)) if a == b => write!(f, ":{a}"),
+            Some((a, b)) => write!(f, ":{a}-{b}"),
+        }
+    }
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Action::Accept => f.write_str("accept"),
+            Action::Return => f.write_str("return"),
+            Action::Reject => f.write_str("reject"),
+            Action::Masquerade { ports: None } => f.write_str("masquerade"),
+            Action::Masquerade { ports } => write!(f, "masquerade to {}", Ports(*ports)),
+            Action::Snat {
+                addrs: (a, b),
+                ports,
+            } if a == b => {
+                write!(f, "snat ip to {a}{}", Ports(*ports))
+            }
+            Action::Snat {
+                addrs: (a, b),
+                ports,
+            } => {
+                write!(f, "snat ip to {a}-{b}{}", Ports(*ports))
+            }
+        }
+    }
+}
+
+impl fmt::Display for Rule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for m in &self.matches {
+            write!(f, "{m} ")?;
+        }
+        write!(f, "counter {}", self.action)
+    }
+}
+
+/// A map element's key: a bridge name, the bridge twice (for `cross`), or a
+/// subnet (an interval in nat4/nat6).
+pub(crate) enum Key {
+    Ifname(String),
+    IfnamePair(String),
+    Net(IpNet),
+}
+
+pub(crate) enum Verdict {
+    Accept,
+    Jump(String),
+}
+
+impl fmt::Display for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Key::Ifname(b) => f.write_str(&quote(b)),
+            Key::IfnamePair(b) => write!(f, "{} . {}", quote(b), quote(b)),
+            Key::Net(n) => write!(f, "{n}"),
+        }
+    }
+}
+
+impl fmt::Display for Verdict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Verdict::Accept => f.write_str("accept"),
+            Verdict::Jump(chain) => write!(f, "jump {chain}"),
+        }
+    }
+}
+
+pub(crate) struct Element {
+    pub(crate) map: &'static MapDef,
+    pub(crate) key: Key,
+    pub(crate) value: Verdict,
 }
 
 /// Everything one network contributes to the table.
-struct Plan {
+pub(crate) struct Plan {
     header: String,
-    chains: Vec<Chain>,
-    elements: Vec<Element>,
+    pub(crate) chains: Vec<Chain>,
+    pub(crate) elements: Vec<Element>,
 }
 
 fn quote(s: &str) -> String {
@@ -480,71 +659,81 @@ fn mode_name(mode: FwMode) -> &'static str {
     }
 }
 
-fn plan(net: &FwNetwork) -> Plan {
+fn addr(dir: Dir, negate: bool, net: IpNet) -> Match {
+    Match::Addr {
+        dir,
+        negate,
+        net,
+        host: false,
+    }
+}
+
+pub(crate) fn plan(net: &FwNetwork) -> Plan {
     if let Err(e) = net.validate() {
         panic!("kvnet-firewall: render called on an invalid network: {e}");
     }
     let id = chain_id(&net.bridge);
-    let br = quote(&net.bridge);
-    let dev = net.forward_dev.as_deref().map(quote);
-    let iif_dev = dev
-        .as_ref()
-        .map(|d| format!("iifname {d} "))
-        .unwrap_or_default();
-    let oif_dev = dev
-        .as_ref()
-        .map(|d| format!(" oifname {d}"))
-        .unwrap_or_default();
-    let oif_dev_pre = dev
-        .as_ref()
-        .map(|d| format!("oifname {d} "))
-        .unwrap_or_default();
+    let iif_dev = || net.forward_dev.clone().map(Match::Iifname);
+    let oif_dev = || net.forward_dev.clone().map(Match::Oifname);
 
     // Without IPv6 the catch-all only rejects IPv4, as libvirt only adds the
     // ip6 rejects when the network has IPv6.
-    let reject = if net.has_ipv6() {
-        "counter reject".to_string()
-    } else {
-        "meta nfproto ipv4 counter reject".to_string()
+    let reject = || Rule {
+        matches: if net.has_ipv6() {
+            vec![]
+        } else {
+            vec![Match::NfprotoIpv4]
+        },
+        action: Action::Reject,
     };
 
     let mut to_guest = Vec::new();
     let mut from_guest = Vec::new();
     let mut nat = Vec::new();
     for subnet in net.subnets.iter().map(IpNet::trunc) {
-        let fam = family(&subnet);
         let kind = net.subnet_kind(&subnet);
+        let mut to = iif_dev().into_iter().collect::<Vec<_>>();
+        to.push(addr(Dir::Daddr, false, subnet));
         match kind {
             SubnetKind::None => continue,
-            SubnetKind::Natted => to_guest.push(format!(
-                "{iif_dev}{fam} daddr {subnet} ct state related,established counter accept"
-            )),
-            SubnetKind::Routed => {
-                to_guest.push(format!("{iif_dev}{fam} daddr {subnet} counter accept"))
-            }
+            SubnetKind::Natted => to.push(Match::CtEstablishedRelated),
+            SubnetKind::Routed => {}
         }
-        from_guest.push(format!("{fam} saddr {subnet}{oif_dev} counter accept"));
+        to_guest.push(Rule {
+            matches: to,
+            action: Action::Accept,
+        });
+        let mut from = vec![addr(Dir::Saddr, false, subnet)];
+        from.extend(oif_dev());
+        from_guest.push(Rule {
+            matches: from,
+            action: Action::Accept,
+        });
         if kind == SubnetKind::Natted {
-            nat.extend(nat_rules(net, &subnet, &oif_dev_pre, &oif_dev));
+            nat.extend(nat_rules(net, &subnet));
         }
     }
-    to_guest.push(reject.clone());
-    from_guest.push(reject);
+    to_guest.push(reject());
+    from_guest.push(reject());
 
     let mut svc_in = Vec::new();
     let mut svc_out = Vec::new();
-    let mut svc = |on: bool, protos: &[&str], port_in: u16, port_out: u16| {
+    let mut svc = |on: bool, protos: &[Proto], port_in: u16, port_out: u16| {
         if on {
-            for p in protos {
-                svc_in.push(format!("{p} dport {port_in} counter accept"));
-                svc_out.push(format!("{p} dport {port_out} counter accept"));
+            for &p in protos {
+                for (rules, port) in [(&mut svc_in, port_in), (&mut svc_out, port_out)] {
+                    rules.push(Rule {
+                        matches: vec![Match::Dport(p, port)],
+                        action: Action::Accept,
+                    });
+                }
             }
         }
     };
-    svc(net.dns, &["udp", "tcp"], 53, 53);
-    svc(net.dhcpv4, &["udp", "tcp"], 67, 68);
-    svc(net.tftp, &["udp"], 69, 69);
-    svc(net.dhcpv6, &["udp"], 547, 546);
+    svc(net.dns, &[Proto::Udp, Proto::Tcp], 53, 53);
+    svc(net.dhcpv4, &[Proto::Udp, Proto::Tcp], 67, 68);
+    svc(net.tftp, &[Proto::Udp], 69, 69);
+    svc(net.dhcpv6, &[Proto::Udp], 547, 546);
 
     let chains: Vec<Chain> = CHAIN_PREFIXES
         .iter()
@@ -555,31 +744,32 @@ fn plan(net: &FwNetwork) -> Plan {
         })
         .collect();
 
-    let jump = |prefix: &str| format!("jump {prefix}{id}");
+    let jump = |prefix: &str| Verdict::Jump(format!("{prefix}{id}"));
+    let br = || Key::Ifname(net.bridge.clone());
     let mut elements = vec![
         Element {
             map: &MAP_CROSS,
-            key: format!("{br} . {br}"),
-            value: "accept".into(),
+            key: Key::IfnamePair(net.bridge.clone()),
+            value: Verdict::Accept,
         },
         Element {
             map: &MAP_TO_GUEST,
-            key: br.clone(),
+            key: br(),
             value: jump("to_"),
         },
         Element {
             map: &MAP_FROM_GUEST,
-            key: br.clone(),
+            key: br(),
             value: jump("from_"),
         },
         Element {
             map: &MAP_SVC_IN,
-            key: br.clone(),
+            key: br(),
             value: jump("svc_in_"),
         },
         Element {
             map: &MAP_SVC_OUT,
-            key: br,
+            key: br(),
             value: jump("svc_out_"),
         },
     ];
@@ -589,7 +779,7 @@ fn plan(net: &FwNetwork) -> Plan {
                 IpNet::V4(_) => &MAP_NAT4,
                 IpNet::V6(_) => &MAP_NAT6,
             },
-            key: key.to_string(),
+            key: Key::Net(key),
             value: jump("nat_"),
         });
     }
@@ -609,41 +799,58 @@ fn plan(net: &FwNetwork) -> Plan {
 
 /// libvirt's five NAT rules for one subnet, in its order (four for IPv6,
 /// which has no broadcast). `<nat><address>` only applies to IPv4.
-fn nat_rules(net: &FwNetwork, subnet: &IpNet, oif_pre: &str, oif_post: &str) -> Vec<String> {
-    let fam = family(subnet);
-    let (multicast, broadcast) = match subnet {
-        IpNet::V4(_) => ("224.0.0.0/24", Some("255.255.255.255")),
-        IpNet::V6(_) => ("ff02::/16", None),
+fn nat_rules(net: &FwNetwork, subnet: &IpNet) -> Vec<Rule> {
+    let (multicast, broadcast): (IpNet, Option<IpNet>) = match subnet {
+        IpNet::V4(_) => (
+            "224.0.0.0/24".parse().expect("valid"),
+            Some("255.255.255.255/32".parse().expect("valid")),
+        ),
+        IpNet::V6(_) => ("ff02::/16".parse().expect("valid"), None),
     };
-    let (p1, p2) = net.nat_ports.unwrap_or((1024, 65535));
-    let ports = if p1 == p2 {
-        format!(":{p1}")
-    } else {
-        format!(":{p1}-{p2}")
+    let ports = net.nat_ports.unwrap_or((1024, 65535));
+    let snat = match subnet {
+        IpNet::V4(_) => net.nat_addresses,
+        IpNet::V6(_) => None,
     };
-    let snat = match (subnet, net.nat_addresses) {
-        (IpNet::V4(_), Some((a, b))) if a == b => Some(a.to_string()),
-        (IpNet::V4(_), Some((a, b))) => Some(format!("{a}-{b}")),
-        _ => None,
+    let action = |with_ports: bool| {
+        let ports = with_ports.then_some(ports);
+        match snat {
+            Some(addrs) => Action::Snat { addrs, ports },
+            None => Action::Masquerade { ports },
+        }
     };
-    let action = |with_ports: bool| match (&snat, with_ports) {
-        (Some(range), true) => format!("snat ip to {range}{ports}"),
-        (Some(range), false) => format!("snat ip to {range}"),
-        (None, true) => format!("masquerade to {ports}"),
-        (None, false) => "masquerade".to_string(),
+    let oif_dev = || net.forward_dev.clone().map(Match::Oifname);
+    let local = |dst: IpNet, host: bool| {
+        let mut m: Vec<Match> = oif_dev().into_iter().collect();
+        m.push(addr(Dir::Saddr, false, *subnet));
+        m.push(Match::Addr {
+            dir: Dir::Daddr,
+            negate: false,
+            net: dst,
+            host,
+        });
+        Rule {
+            matches: m,
+            action: Action::Return,
+        }
     };
-    let base = format!("{fam} saddr {subnet} {fam} daddr != {subnet}{oif_post} counter");
-    let mut rules = vec![format!(
-        "{oif_pre}{fam} saddr {subnet} {fam} daddr {multicast} counter return"
-    )];
+    let outbound = |proto: Option<Proto>, with_ports: bool| {
+        let mut m: Vec<Match> = proto.map(Match::L4proto).into_iter().collect();
+        m.push(addr(Dir::Saddr, false, *subnet));
+        m.push(addr(Dir::Daddr, true, *subnet));
+        m.extend(oif_dev());
+        Rule {
+            matches: m,
+            action: action(with_ports),
+        }
+    };
+    let mut rules = vec![local(multicast, false)];
     if let Some(bc) = broadcast {
-        rules.push(format!(
-            "{oif_pre}{fam} saddr {subnet} {fam} daddr {bc} counter return"
-        ));
+        rules.push(local(bc, true));
     }
-    rules.push(format!("meta l4proto tcp {base} {}", action(true)));
-    rules.push(format!("meta l4proto udp {base} {}", action(true)));
-    rules.push(format!("{base} {}", action(false)));
+    rules.push(outbound(Some(Proto::Tcp), true));
+    rules.push(outbound(Some(Proto::Udp), true));
+    rules.push(outbound(None, false));
     rules
 }
 

@@ -7,6 +7,7 @@
 mod error;
 mod netlink;
 pub mod nft;
+pub mod procroutes;
 pub mod sysctl;
 pub mod tap;
 pub mod testns;

@@ -1,0 +1,178 @@
+//! What the engine asks the shell to do, and what it reports.
+
+use std::fmt;
+use std::net::Ipv4Addr;
+
+use kvnet_model::MacAddr;
+
+use crate::lease::LeaseRecord;
+use crate::wire::Malformed;
+
+/// One thing for the shell to do. Effects come in the order they must be carried out;
+/// see the crate docs for the contract.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Effect {
+    /// Append `encode_record(&rec)` to the network's journal and make it durable (fsync)
+    /// before carrying out any later `Send` of the same batch.
+    Persist(LeaseRecord),
+    /// A complete DHCP message (UDP payload) from our server address, port 67.
+    Send {
+        bytes: Vec<u8>,
+        to: Destination,
+    },
+    Log(Event),
+}
+
+/// Where a reply goes (RFC 2131 §4.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Destination {
+    /// 255.255.255.255:68, Ethernet broadcast.
+    Broadcast,
+    /// `ip`:68 in an Ethernet frame to `mac`, without ARP: the client has no address yet
+    /// and cannot answer ARP. Send it through a packet socket, or after installing a
+    /// neighbour entry `ip → mac` on the bridge.
+    Hardware { ip: Ipv4Addr, mac: MacAddr },
+    /// Ordinary unicast to `ip`:68, the address the client already uses (renew, INFORM).
+    Unicast(Ipv4Addr),
+    /// To the relay agent at `ip`:67.
+    Relay(Ipv4Addr),
+}
+
+impl Destination {
+    /// UDP destination port.
+    pub fn port(&self) -> u16 {
+        match self {
+            Destination::Relay(_) => 67,
+            _ => 68,
+        }
+    }
+
+    /// Destination IP address.
+    pub fn ip(&self) -> Ipv4Addr {
+        match *self {
+            Destination::Broadcast => Ipv4Addr::BROADCAST,
+            Destination::Hardware { ip, .. }
+            | Destination::Unicast(ip)
+            | Destination::Relay(ip) => ip,
+        }
+    }
+}
+
+/// Log events, dnsmasq-style. Noisy kinds (malformed packets, floods, exhaustion) are
+/// rate-limited by the engine and summarised by [`Event::Suppressed`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    Offer {
+        ip: Ipv4Addr,
+        mac: MacAddr,
+    },
+    Ack {
+        ip: Ipv4Addr,
+        mac: MacAddr,
+        hostname: Option<String>,
+    },
+    Nak {
+        ip: Ipv4Addr,
+        mac: MacAddr,
+        reason: &'static str,
+    },
+    Inform {
+        ip: Ipv4Addr,
+        mac: MacAddr,
+    },
+    Release {
+        ip: Ipv4Addr,
+        mac: MacAddr,
+    },
+    Decline {
+        ip: Ipv4Addr,
+        mac: MacAddr,
+    },
+    /// A lease ran out without renewal.
+    Expired {
+        ip: Ipv4Addr,
+        mac: MacAddr,
+    },
+    /// Another machine was seen using `ip`; the offer or lease of `holder` was dropped.
+    Conflict {
+        ip: Ipv4Addr,
+        holder: MacAddr,
+        seen: MacAddr,
+    },
+    /// A static host's address went to its host, taking it from `previous`.
+    Revoked {
+        ip: Ipv4Addr,
+        previous: MacAddr,
+    },
+    /// A static host's address is declined or used by another machine: no offer.
+    StaticUnavailable {
+        ip: Ipv4Addr,
+        mac: MacAddr,
+    },
+    PoolExhausted {
+        mac: MacAddr,
+    },
+    RateLimited {
+        mac: MacAddr,
+    },
+    Malformed(Malformed),
+    /// A well-formed message we deliberately do not answer.
+    Ignored {
+        mac: MacAddr,
+        reason: &'static str,
+    },
+    /// Noisy events dropped by the log rate limit since the last summary.
+    Suppressed {
+        count: u64,
+    },
+}
+
+impl Event {
+    /// Whether this kind is subject to the log rate limit.
+    pub(crate) fn is_noisy(&self) -> bool {
+        matches!(
+            self,
+            Event::PoolExhausted { .. }
+                | Event::RateLimited { .. }
+                | Event::Malformed(_)
+                | Event::Ignored { .. }
+        )
+    }
+}
+
+impl fmt::Display for Event {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Event::Offer { ip, mac } => write!(f, "DHCPOFFER {ip} {mac}"),
+            Event::Ack { ip, mac, hostname } => {
+                write!(f, "DHCPACK {ip} {mac}")?;
+                if let Some(h) = hostname {
+                    write!(f, " {h}")?;
+                }
+                Ok(())
+            }
+            Event::Nak { ip, mac, reason } => write!(f, "DHCPNAK {ip} {mac} {reason}"),
+            Event::Inform { ip, mac } => write!(f, "DHCPINFORM {ip} {mac}"),
+            Event::Release { ip, mac } => write!(f, "DHCPRELEASE {ip} {mac}"),
+            Event::Decline { ip, mac } => write!(f, "DHCPDECLINE {ip} {mac}"),
+            Event::Expired { ip, mac } => write!(f, "lease {ip} of {mac} expired"),
+            Event::Conflict { ip, holder, seen } => {
+                write!(f, "{ip} of {holder} is in use by {seen}: abandoned")
+            }
+            Event::Revoked { ip, previous } => {
+                write!(
+                    f,
+                    "{ip} is reserved for a static host: lease of {previous} revoked"
+                )
+            }
+            Event::StaticUnavailable { ip, mac } => {
+                write!(f, "reserved address {ip} of {mac} is in use or declined")
+            }
+            Event::PoolExhausted { mac } => write!(f, "no address available for {mac}"),
+            Event::RateLimited { mac } => write!(f, "too many packets from {mac}: dropping"),
+            Event::Malformed(m) => write!(f, "malformed packet: {m}"),
+            Event::Ignored { mac, reason } => write!(f, "ignoring packet from {mac}: {reason}"),
+            Event::Suppressed { count } => write!(f, "{count} similar messages suppressed"),
+        }
+    }
+}

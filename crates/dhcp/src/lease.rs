@@ -1,0 +1,155 @@
+//! Lease records, the in-memory table, and the journal format (pure functions).
+//!
+//! The journal is a text file of JSON lines, one [`LeaseRecord`] each, appended in the
+//! order the engine emits `Persist` effects. A record replaces whatever the table held for
+//! its address, so replaying the lines in order rebuilds the table. Field names follow
+//! libvirt's lease `.status` file.
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+
+use kvnet_model::MacAddr;
+use serde::{Deserialize, Serialize};
+
+/// Whether the address is held by the client or only remembered for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LeaseState {
+    /// Held until `expiry` (0 = forever).
+    Bound,
+    /// Given back (RELEASE, DECLINE, conflict, or moved); `expiry` is when it was freed.
+    /// Kept so the same client gets the address again, and so reuse goes oldest first.
+    Released,
+}
+
+/// One address's lease. Field order matters: every encoded record starts with
+/// `{"ip-address":`, which [`replay`] uses to salvage a record glued to a torn one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct LeaseRecord {
+    pub ip_address: Ipv4Addr,
+    pub mac_address: MacAddr,
+    /// Option 61 as `01:52:54:…`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hostname: Option<String>,
+    /// Unix seconds; 0 = infinite (only meaningful while bound).
+    pub expiry_time: u64,
+    pub state: LeaseState,
+}
+
+impl LeaseRecord {
+    /// Bound and not expired at `now`.
+    pub fn is_active(&self, now: u64) -> bool {
+        self.state == LeaseState::Bound && (self.expiry_time == 0 || self.expiry_time > now)
+    }
+
+    /// When the address became (or becomes) free, for oldest-first reuse.
+    pub(crate) fn freed_at(&self) -> u64 {
+        self.expiry_time
+    }
+
+    /// dnsmasq's rule: client ids are compared when both sides have one, MACs otherwise.
+    pub(crate) fn belongs_to(&self, mac: MacAddr, client_id: Option<&str>) -> bool {
+        match (self.client_id.as_deref(), client_id) {
+            (Some(a), Some(b)) => a == b,
+            _ => self.mac_address == mac,
+        }
+    }
+}
+
+/// All leases of one network, keyed by address. Keep one per network *name*, so leases
+/// survive a network stop/start.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LeaseTable {
+    by_ip: BTreeMap<Ipv4Addr, LeaseRecord>,
+}
+
+impl LeaseTable {
+    pub fn new() -> LeaseTable {
+        LeaseTable::default()
+    }
+
+    /// Apply one journal record (it replaces the address's previous record).
+    pub fn apply(&mut self, rec: LeaseRecord) {
+        self.by_ip.insert(rec.ip_address, rec);
+    }
+
+    pub fn get(&self, ip: Ipv4Addr) -> Option<&LeaseRecord> {
+        self.by_ip.get(&ip)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &LeaseRecord> {
+        self.by_ip.values()
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_ip.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_ip.is_empty()
+    }
+
+    pub(crate) fn remove(&mut self, ip: Ipv4Addr) -> Option<LeaseRecord> {
+        self.by_ip.remove(&ip)
+    }
+
+    pub(crate) fn retain(&mut self, mut f: impl FnMut(&LeaseRecord) -> bool) {
+        self.by_ip.retain(|_, r| f(r));
+    }
+}
+
+/// One journal line, newline included, so appending it is the whole write.
+pub fn encode_record(rec: &LeaseRecord) -> String {
+    // Serializing plain strings, numbers and addresses cannot fail.
+    let mut s = serde_json::to_string(rec).unwrap_or_default();
+    s.push('\n');
+    s
+}
+
+const RECORD_START: &str = "{\"ip-address\":";
+
+/// Rebuild the table from a journal's text. Lines that do not parse (a write torn by a
+/// crash) are skipped; when a torn line was followed by an append without a newline in
+/// between, the record glued to its end is still recovered. Later records win.
+pub fn replay(text: &str) -> LeaseTable {
+    let mut table = LeaseTable::new();
+    for line in text.lines() {
+        let line = line.trim();
+        if line.is_empty() {
+            continue;
+        }
+        let rec = serde_json::from_str::<LeaseRecord>(line).ok().or_else(|| {
+            line.rfind(RECORD_START)
+                .filter(|&i| i > 0)
+                .and_then(|i| serde_json::from_str(&line[i..]).ok())
+        });
+        if let Some(rec) = rec {
+            table.apply(rec);
+        }
+    }
+    table
+}
+
+/// The whole table as a fresh journal (one line per address). Write it to a temporary
+/// file and rename it over the journal, e.g. at start-up after [`replay`].
+pub fn compact(table: &LeaseTable) -> String {
+    table.iter().map(encode_record).collect()
+}
+
+/// One row of `net-dhcp-leases`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct LeaseView {
+    /// Unix seconds; 0 = infinite.
+    pub expiry_time: u64,
+    pub mac_address: MacAddr,
+    pub ip_address: Ipv4Addr,
+    pub prefix: u8,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hostname: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+}

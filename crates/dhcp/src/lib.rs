@@ -1,0 +1,79 @@
+//! kvnet-dhcp: a sans-IO DHCPv4 server engine (RFC 2131/2132), one [`Server`] per
+//! network's IPv4 subnet.
+//!
+//! The engine owns no socket, file or clock. The daemon (the *shell*) feeds it datagrams
+//! and the current time, and carries out the [`Effect`]s it returns:
+//!
+//! ```text
+//! table  = replay(&journal_text);              // at start-up; then rewrite with compact()
+//! server = Server::new(Config::from_network(&net, ip_index)?, table);
+//! loop {
+//!     effects = server.handle(now, &datagram)  // a packet arrived on port 67
+//!            |  server.expire(now)             // the timer from next_deadline() fired
+//!            |  server.note_in_use(ip, mac, now); // ARP/neighbour/traffic sighting
+//!     for e in effects { run(e) }              // strictly in order, see below
+//! }
+//! ```
+//!
+//! # The contract
+//!
+//! **Order.** Effects are returned in the order they must be carried out. Every
+//! [`Effect::Persist`] comes before the [`Effect::Send`] whose promise it records (the
+//! ACK), so the shell must append `encode_record(&rec)` to the network's journal and make
+//! it durable (fsync) before sending anything that follows it in the same batch. If the
+//! write fails, drop the rest of the batch: the client retries, and an unsent ACK is
+//! harmless while an ACK for an unrecorded lease could hand one address to two clients
+//! after a crash. OFFERs are not journalled: an offer is a tentative reservation kept in
+//! memory for [`Config::offer_hold`] seconds. When a client moves to another address, the
+//! release of its old one is persisted before the new binding.
+//!
+//! **Journal.** [`encode_record`] gives one JSON line (newline included); [`replay`]
+//! rebuilds the table from the file's text, skipping a line torn by a crash; [`compact`]
+//! writes the table as a fresh journal (write to a temporary file, then rename). Keep one
+//! journal per network *name*, so leases survive a network stop/start. Lease expiry is
+//! never journalled: records carry their expiry time.
+//!
+//! **Destinations.** [`Destination`] says where a reply goes (RFC 2131 §4.1): the relay
+//! (`giaddr`, port 67), broadcast (255.255.255.255:68, NAKs and clients that set the
+//! broadcast flag), unicast to `ciaddr` (renewals, INFORM), or
+//! [`Destination::Hardware`]: to the offered address in a frame addressed to the client's
+//! MAC, which must bypass ARP because the client cannot answer for an address it does not
+//! have yet (packet socket, or a neighbour entry installed first).
+//!
+//! **What the shell adds.** Replies are complete DHCP messages (the UDP payload, padded
+//! to BOOTP's 300 bytes). IP/UDP headers and the UDP checksum are the shell's job;
+//! compute it in full rather than relying on checksum offload, which old guest clients
+//! reject (libvirt adds a CHECKSUM-fill rule for the same reason). Replies leave from
+//! [`Config::server_ip`], port 67.
+//!
+//! **Conflicts.** The engine never waits (dnsmasq pings for 3 s before an offer).
+//! Instead the shell reports addresses it sees in use with [`Server::note_in_use`];
+//! allocation skips them, and an offer or lease that turns out to collide is abandoned.
+//!
+//! # Mapping from the network XML
+//!
+//! | XML | DHCP |
+//! |---|---|
+//! | `<ip address prefix>` | server id (54), subnet mask (1), broadcast (28) |
+//! | `<range start end><lease expiry unit>` | pool; lease time (51), T1 (58) = ½, T2 (59) = ⅞; `expiry='0'` = infinite; default 1 hour |
+//! | `<host mac|id|name ip><lease>` | reservation, matched by MAC, then option 61, then option 12; hostname (12) |
+//! | `<forward>` present | router (3) = our address; none on isolated networks |
+//! | `<dns enable='no'>` absent | DNS server (6) = our address |
+//! | `<domain name>` | domain name (15) |
+//! | `<mtu size>` | interface MTU (26) |
+//! | `<bootp file server>` | BOOTP `file`, `siaddr` = server or us |
+//! | `<tftp root>` | `siaddr` = us |
+
+mod config;
+mod event;
+mod lease;
+mod server;
+mod wire;
+
+pub use config::{
+    Config, ConfigError, LeaseTime, Range, RateLimit, StaticHost, format_client_id, parse_client_id,
+};
+pub use event::{Destination, Effect, Event};
+pub use lease::{LeaseRecord, LeaseState, LeaseTable, LeaseView, compact, encode_record, replay};
+pub use server::Server;
+pub use wire::Malformed;

@@ -1,0 +1,842 @@
+//! The DHCPv4 state machine (RFC 2131) for one subnet.
+
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
+
+use dhcproto::v4::{DhcpOption, MessageType};
+use kvnet_model::MacAddr;
+
+use crate::config::{Config, LeaseTime, StaticHost, format_client_id};
+use crate::event::{Destination, Effect, Event};
+use crate::lease::{LeaseRecord, LeaseState, LeaseTable, LeaseView};
+use crate::wire::{self, Reply, Request};
+
+/// Noisy log events allowed per window before they are summarised.
+const LOG_BURST: u64 = 20;
+const LOG_WINDOW: u64 = 10;
+/// Bound on per-client rate-limit state, so a flood of random MACs cannot grow it forever.
+const MAX_BUCKETS: usize = 65_536;
+
+/// Who is asking: MAC, and option 61 in libvirt's text form when sent.
+#[derive(Debug, Clone)]
+struct Client {
+    mac: MacAddr,
+    id: Option<String>,
+    id_raw: Option<Vec<u8>>,
+    hostname: Option<String>,
+}
+
+impl Client {
+    fn of(req: &Request) -> Client {
+        Client {
+            mac: req.mac,
+            id: req.client_id.as_deref().map(format_client_id),
+            id_raw: req.client_id.clone(),
+            hostname: req.hostname.clone(),
+        }
+    }
+
+    fn owns(&self, rec: &LeaseRecord) -> bool {
+        rec.belongs_to(self.mac, self.id.as_deref())
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Offer {
+    mac: MacAddr,
+    client_id: Option<String>,
+    until: u64,
+}
+
+impl Offer {
+    fn for_client(&self, c: &Client) -> bool {
+        match (&self.client_id, &c.id) {
+            (Some(a), Some(b)) => a == b,
+            _ => self.mac == c.mac,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Bucket {
+    tokens: u64,
+    last: u64,
+    warned: bool,
+}
+
+/// Why an address cannot go to a client; the NAK message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Refusal {
+    WrongNetwork,
+    NotInRange,
+    Reserved,
+    Taken,
+    Offered,
+    Declined,
+    InUse,
+    WrongAddress,
+}
+
+impl Refusal {
+    fn message(self) -> &'static str {
+        match self {
+            Refusal::WrongNetwork => "wrong network",
+            Refusal::NotInRange => "address not available",
+            Refusal::Reserved => "address reserved",
+            Refusal::Taken => "address in use",
+            Refusal::Offered => "address offered to another client",
+            Refusal::Declined => "address declined",
+            Refusal::InUse => "address in use",
+            Refusal::WrongAddress => "wrong address",
+        }
+    }
+}
+
+/// The DHCP server for one network's IPv4 subnet. Pure: time comes in as `now`
+/// (unix seconds) on every call, packets come in as bytes, decisions go out as [`Effect`]s.
+#[derive(Debug, Clone)]
+pub struct Server {
+    cfg: Config,
+    leases: LeaseTable,
+    offers: HashMap<Ipv4Addr, Offer>,
+    quarantine: HashMap<Ipv4Addr, u64>,
+    in_use: HashMap<Ipv4Addr, (MacAddr, u64)>,
+    buckets: HashMap<MacAddr, Bucket>,
+    log_window: u64,
+    log_count: u64,
+    log_suppressed: u64,
+    /// Leases expiring at or before this were already reported by `expire`.
+    expired_upto: u64,
+}
+
+impl Server {
+    /// A server over `table` (typically `replay` of the network's journal). Records that
+    /// the configuration can no longer serve (outside the subnet, or our own address)
+    /// are dropped from memory; clients holding them get a NAK when they renew.
+    pub fn new(cfg: Config, table: LeaseTable) -> Server {
+        let mut s = Server {
+            cfg,
+            leases: table,
+            offers: HashMap::new(),
+            quarantine: HashMap::new(),
+            in_use: HashMap::new(),
+            buckets: HashMap::new(),
+            log_window: 0,
+            log_count: 0,
+            log_suppressed: 0,
+            expired_upto: 0,
+        };
+        s.prune();
+        s
+    }
+
+    /// Swap in a new configuration (e.g. after `net-update`), keeping leases, offers and
+    /// conflict state.
+    pub fn reconfigure(&mut self, cfg: Config) {
+        self.cfg = cfg;
+        self.prune();
+    }
+
+    fn prune(&mut self) {
+        let cfg = &self.cfg;
+        self.leases.retain(|r| cfg.assignable(r.ip_address));
+        self.offers.retain(|ip, _| cfg.assignable(*ip));
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    /// The lease table as it stands (what `compact` should write).
+    pub fn table(&self) -> &LeaseTable {
+        &self.leases
+    }
+
+    /// Give the table back, e.g. to keep it across a network stop/start.
+    pub fn into_table(self) -> LeaseTable {
+        self.leases
+    }
+
+    /// Active leases at `now`, for `net-dhcp-leases`.
+    pub fn leases(&self, now: u64) -> Vec<LeaseView> {
+        let prefix = self.cfg.subnet.prefix_len();
+        self.leases
+            .iter()
+            .filter(|r| r.is_active(now))
+            .map(|r| LeaseView {
+                expiry_time: r.expiry_time,
+                mac_address: r.mac_address,
+                ip_address: r.ip_address,
+                prefix,
+                hostname: r.hostname.clone(),
+                client_id: r.client_id.clone(),
+            })
+            .collect()
+    }
+
+    /// The earliest time at which `expire` has something to do, for the shell's timer.
+    pub fn next_deadline(&self) -> Option<u64> {
+        let leases = self
+            .leases
+            .iter()
+            .filter(|r| r.state == LeaseState::Bound && r.expiry_time > self.expired_upto)
+            .map(|r| r.expiry_time);
+        let offers = self.offers.values().map(|o| o.until);
+        let quarantine = self.quarantine.values().copied();
+        let in_use = self.in_use.values().map(|(_, t)| *t);
+        leases.chain(offers).chain(quarantine).chain(in_use).min()
+    }
+
+    /// Housekeeping at `now`: forget stale offers, quarantines and sightings, and report
+    /// leases that ran out. Expiry needs no journal write: the record already carries its
+    /// expiry time, and an expired lease is free for reuse (oldest first) on replay too.
+    pub fn expire(&mut self, now: u64) -> Vec<Effect> {
+        self.offers.retain(|_, o| o.until > now);
+        self.quarantine.retain(|_, t| *t > now);
+        self.in_use.retain(|_, (_, t)| *t > now);
+        let rate = self.cfg.rate;
+        self.buckets
+            .retain(|_, b| refill(b, now, rate.burst, rate.per_sec) < u64::from(rate.burst));
+        let from = self.expired_upto;
+        let out = self
+            .leases
+            .iter()
+            .filter(|r| {
+                r.state == LeaseState::Bound && r.expiry_time > from && r.expiry_time <= now
+            })
+            .map(|r| {
+                Effect::Log(Event::Expired {
+                    ip: r.ip_address,
+                    mac: r.mac_address,
+                })
+            })
+            .collect();
+        self.expired_upto = self.expired_upto.max(now);
+        out
+    }
+
+    /// The shell saw `mac` using `ip` on the bridge (ARP, neighbour table, traffic).
+    /// The address is avoided for `in_use_hold` seconds; if it was offered or leased to
+    /// another machine, that offer or lease is abandoned (the holder's next renewal is
+    /// NAKed and its next DISCOVER gets another address).
+    pub fn note_in_use(&mut self, ip: Ipv4Addr, mac: MacAddr, now: u64) -> Vec<Effect> {
+        let mut out = Vec::new();
+        if !self.cfg.assignable(ip) {
+            return out;
+        }
+        if let Some(rec) = self.leases.get(ip)
+            && rec.is_active(now)
+            && rec.mac_address == mac
+        {
+            return out;
+        }
+        self.in_use
+            .insert(ip, (mac, now.saturating_add(self.cfg.in_use_hold)));
+        if let Some(o) = self.offers.get(&ip)
+            && o.mac != mac
+        {
+            let holder = o.mac;
+            self.offers.remove(&ip);
+            out.push(Effect::Log(Event::Conflict {
+                ip,
+                holder,
+                seen: mac,
+            }));
+        }
+        if let Some(rec) = self.leases.get(ip)
+            && rec.is_active(now)
+        {
+            let holder = rec.mac_address;
+            out.extend(self.free(ip, now));
+            out.push(Effect::Log(Event::Conflict {
+                ip,
+                holder,
+                seen: mac,
+            }));
+        }
+        out
+    }
+
+    /// Handle one datagram received on port 67 of this network's bridge.
+    pub fn handle(&mut self, now: u64, bytes: &[u8]) -> Vec<Effect> {
+        let mut out = Vec::new();
+        let req = match wire::parse(bytes) {
+            Ok(r) => r,
+            Err(m) => {
+                self.log(&mut out, now, Event::Malformed(m));
+                return out;
+            }
+        };
+        if !self.take_token(&mut out, now, req.mac) {
+            return out;
+        }
+        let giaddr = req.msg.giaddr();
+        if !giaddr.is_unspecified() && !self.cfg.subnet.contains(&giaddr) {
+            let ev = Event::Ignored {
+                mac: req.mac,
+                reason: "relayed from another subnet",
+            };
+            self.log(&mut out, now, ev);
+            return out;
+        }
+        let client = Client::of(&req);
+        match req.msg_type {
+            MessageType::Discover => self.discover(&mut out, now, &req, &client),
+            MessageType::Request => self.request(&mut out, now, &req, &client),
+            MessageType::Release => self.release(&mut out, now, &req, &client),
+            MessageType::Decline => self.decline(&mut out, now, &req, &client),
+            MessageType::Inform => self.inform(&mut out, now, &req, &client),
+            _ => {}
+        }
+        out
+    }
+
+    fn discover(&mut self, out: &mut Vec<Effect>, now: u64, req: &Request, c: &Client) {
+        let host = self.host_for(c).cloned();
+        let ip = match host.as_ref().and_then(|h| h.ip) {
+            Some(ip) => match self.check(ip, c, now) {
+                Ok(()) => Some(ip),
+                Err(_) => {
+                    let ev = Event::StaticUnavailable { ip, mac: c.mac };
+                    out.push(Effect::Log(ev));
+                    return;
+                }
+            },
+            None => self.allocate(c, req.requested_ip, now),
+        };
+        let Some(ip) = ip else {
+            self.log(out, now, Event::PoolExhausted { mac: c.mac });
+            return;
+        };
+        self.offers.retain(|_, o| !o.for_client(c));
+        self.offers.insert(
+            ip,
+            Offer {
+                mac: c.mac,
+                client_id: c.id.clone(),
+                until: now.saturating_add(self.cfg.offer_hold),
+            },
+        );
+        let lease = self.lease_time(host.as_ref(), ip);
+        let name = host.as_ref().and_then(|h| h.name.clone());
+        let bytes = self.address_reply(req, MessageType::Offer, ip, Some(lease), name, c);
+        out.push(Effect::Send {
+            bytes,
+            to: destination(req, ip, false),
+        });
+        out.push(Effect::Log(Event::Offer { ip, mac: c.mac }));
+    }
+
+    fn request(&mut self, out: &mut Vec<Effect>, now: u64, req: &Request, c: &Client) {
+        let ciaddr = req.msg.ciaddr();
+        let ip = match req.server_id {
+            Some(sid) if sid != self.cfg.server_ip => {
+                // The client picked another server's offer: ours is free again.
+                self.offers.retain(|_, o| !o.for_client(c));
+                let ev = Event::Ignored {
+                    mac: c.mac,
+                    reason: "request for another server",
+                };
+                self.log(out, now, ev);
+                return;
+            }
+            // SELECTING: the address comes in option 50.
+            Some(_) => req
+                .requested_ip
+                .or((!ciaddr.is_unspecified()).then_some(ciaddr)),
+            // INIT-REBOOT: option 50, ciaddr empty.
+            None if ciaddr.is_unspecified() => req.requested_ip,
+            // RENEWING / REBINDING: the address in use is ciaddr.
+            None => Some(ciaddr),
+        };
+        let Some(ip) = ip else {
+            let ev = Event::Ignored {
+                mac: c.mac,
+                reason: "request without an address",
+            };
+            self.log(out, now, ev);
+            return;
+        };
+        let host = self.host_for(c).cloned();
+        let verdict = if !self.cfg.subnet.contains(&ip) {
+            Err(Refusal::WrongNetwork)
+        } else if host.as_ref().and_then(|h| h.ip).is_some_and(|h| h != ip) {
+            // A reserved host only ever holds its reserved address.
+            Err(Refusal::WrongAddress)
+        } else {
+            self.check(ip, c, now)
+        };
+        match verdict {
+            Ok(()) => self.grant(out, now, req, c, ip, host.as_ref()),
+            Err(r) => {
+                self.offers.retain(|_, o| !o.for_client(c));
+                let mut opts = vec![
+                    DhcpOption::ServerIdentifier(self.cfg.server_ip),
+                    DhcpOption::Message(r.message().to_string()),
+                ];
+                if let Some(id) = &c.id_raw {
+                    opts.push(DhcpOption::ClientIdentifier(id.clone()));
+                }
+                let relayed = !req.msg.giaddr().is_unspecified();
+                let bytes = wire::encode_reply(
+                    &req.msg,
+                    Reply {
+                        msg_type: MessageType::Nak,
+                        yiaddr: Ipv4Addr::UNSPECIFIED,
+                        ciaddr: Ipv4Addr::UNSPECIFIED,
+                        siaddr: Ipv4Addr::UNSPECIFIED,
+                        file: None,
+                        // RFC 2131 4.3.2: a relay must broadcast the NAK to the client.
+                        broadcast: relayed,
+                        opts,
+                    },
+                );
+                out.push(Effect::Send {
+                    bytes,
+                    to: destination(req, ip, true),
+                });
+                out.push(Effect::Log(Event::Nak {
+                    ip,
+                    mac: c.mac,
+                    reason: r.message(),
+                }));
+            }
+        }
+    }
+
+    /// Bind `ip` to the client: journal first, then the ACK.
+    fn grant(
+        &mut self,
+        out: &mut Vec<Effect>,
+        now: u64,
+        req: &Request,
+        c: &Client,
+        ip: Ipv4Addr,
+        host: Option<&StaticHost>,
+    ) {
+        // One client, one address: free any other binding before creating this one, so
+        // no prefix of the journal ever shows the client on two addresses.
+        let others: Vec<Ipv4Addr> = self
+            .leases
+            .iter()
+            .filter(|r| r.ip_address != ip && r.is_active(now) && c.owns(r))
+            .map(|r| r.ip_address)
+            .collect();
+        for old in others {
+            out.extend(self.free(old, now));
+        }
+        if let Some(rec) = self.leases.get(ip)
+            && rec.is_active(now)
+            && !c.owns(rec)
+        {
+            // Only a static host's reserved address gets here (`check` refuses the rest).
+            let previous = rec.mac_address;
+            out.extend(self.free(ip, now));
+            out.push(Effect::Log(Event::Revoked { ip, previous }));
+        }
+        let lease = self.lease_time(host, ip);
+        let hostname = host
+            .and_then(|h| h.name.clone())
+            .or_else(|| c.hostname.clone())
+            .or_else(|| {
+                self.leases
+                    .get(ip)
+                    .filter(|r| c.owns(r))
+                    .and_then(|r| r.hostname.clone())
+            });
+        let rec = LeaseRecord {
+            ip_address: ip,
+            mac_address: c.mac,
+            client_id: c.id.clone(),
+            hostname: hostname.clone(),
+            expiry_time: lease.expiry(now),
+            state: LeaseState::Bound,
+        };
+        self.leases.apply(rec.clone());
+        out.push(Effect::Persist(rec));
+        self.offers.retain(|k, o| *k != ip && !o.for_client(c));
+        let name = host.and_then(|h| h.name.clone());
+        let bytes = self.address_reply(req, MessageType::Ack, ip, Some(lease), name, c);
+        out.push(Effect::Send {
+            bytes,
+            to: destination(req, ip, false),
+        });
+        out.push(Effect::Log(Event::Ack {
+            ip,
+            mac: c.mac,
+            hostname,
+        }));
+    }
+
+    fn release(&mut self, out: &mut Vec<Effect>, now: u64, req: &Request, c: &Client) {
+        if req.server_id.is_some_and(|s| s != self.cfg.server_ip) {
+            return;
+        }
+        let ip = req.msg.ciaddr();
+        match self.leases.get(ip) {
+            Some(rec) if rec.is_active(now) && c.owns(rec) => {
+                out.extend(self.free(ip, now));
+                out.push(Effect::Log(Event::Release { ip, mac: c.mac }));
+            }
+            _ => {
+                let ev = Event::Ignored {
+                    mac: c.mac,
+                    reason: "release of an address it does not hold",
+                };
+                self.log(out, now, ev);
+            }
+        }
+    }
+
+    fn decline(&mut self, out: &mut Vec<Effect>, now: u64, req: &Request, c: &Client) {
+        if req.server_id.is_some_and(|s| s != self.cfg.server_ip) {
+            return;
+        }
+        let Some(ip) = req.requested_ip else { return };
+        let leased = self
+            .leases
+            .get(ip)
+            .is_some_and(|r| r.is_active(now) && c.owns(r));
+        let offered = self.offers.get(&ip).is_some_and(|o| o.for_client(c));
+        // Only the holder may take an address out of the pool, or one client could
+        // quarantine everything.
+        if !leased && !offered {
+            let ev = Event::Ignored {
+                mac: c.mac,
+                reason: "decline of an address it does not hold",
+            };
+            self.log(out, now, ev);
+            return;
+        }
+        if leased {
+            out.extend(self.free(ip, now));
+        }
+        self.offers.remove(&ip);
+        self.quarantine
+            .insert(ip, now.saturating_add(self.cfg.decline_quarantine));
+        out.push(Effect::Log(Event::Decline { ip, mac: c.mac }));
+    }
+
+    fn inform(&mut self, out: &mut Vec<Effect>, now: u64, req: &Request, c: &Client) {
+        let ip = req.msg.ciaddr();
+        if ip.is_unspecified() || !self.cfg.subnet.contains(&ip) {
+            let ev = Event::Ignored {
+                mac: c.mac,
+                reason: "inform from outside the subnet",
+            };
+            self.log(out, now, ev);
+            return;
+        }
+        let mut opts = self.common_options(None);
+        if let Some(id) = &c.id_raw {
+            opts.push(DhcpOption::ClientIdentifier(id.clone()));
+        }
+        let bytes = wire::encode_reply(
+            &req.msg,
+            Reply {
+                msg_type: MessageType::Ack,
+                yiaddr: Ipv4Addr::UNSPECIFIED,
+                ciaddr: ip,
+                siaddr: self.cfg.next_server.unwrap_or(Ipv4Addr::UNSPECIFIED),
+                file: self.cfg.boot_file.clone(),
+                broadcast: false,
+                opts,
+            },
+        );
+        out.push(Effect::Send {
+            bytes,
+            to: destination(req, ip, false),
+        });
+        out.push(Effect::Log(Event::Inform { ip, mac: c.mac }));
+    }
+
+    /// Mark `ip` released now and return the journal write for it (none if not leased).
+    fn free(&mut self, ip: Ipv4Addr, now: u64) -> Option<Effect> {
+        let mut rec = self.leases.remove(ip)?;
+        rec.state = LeaseState::Released;
+        rec.expiry_time = now;
+        self.leases.apply(rec.clone());
+        Some(Effect::Persist(rec))
+    }
+
+    /// The static host entry for this client: by MAC, then client id, then hostname.
+    fn host_for(&self, c: &Client) -> Option<&StaticHost> {
+        let hosts = &self.cfg.hosts;
+        hosts
+            .iter()
+            .find(|h| h.mac == Some(c.mac))
+            .or_else(|| {
+                c.id_raw.as_ref().and_then(|id| {
+                    hosts
+                        .iter()
+                        .find(|h| h.client_id.as_deref() == Some(id.as_slice()))
+                })
+            })
+            .or_else(|| {
+                c.hostname.as_deref().and_then(|n| {
+                    hosts.iter().find(|h| {
+                        h.name
+                            .as_deref()
+                            .is_some_and(|hn| hn.eq_ignore_ascii_case(n))
+                    })
+                })
+            })
+    }
+
+    fn host_matches(h: &StaticHost, c: &Client) -> bool {
+        h.mac == Some(c.mac)
+            || (h.client_id.is_some() && h.client_id == c.id_raw)
+            || h.name.as_deref().is_some_and(|hn| {
+                c.hostname
+                    .as_deref()
+                    .is_some_and(|n| hn.eq_ignore_ascii_case(n))
+            })
+    }
+
+    /// May `ip` go to this client now?
+    fn check(&self, ip: Ipv4Addr, c: &Client, now: u64) -> Result<(), Refusal> {
+        if !self.cfg.assignable(ip) {
+            return Err(Refusal::WrongNetwork);
+        }
+        let reserved = self.cfg.hosts.iter().find(|h| h.ip == Some(ip));
+        match reserved {
+            Some(h) if !Self::host_matches(h, c) => return Err(Refusal::Reserved),
+            Some(_) => {}
+            None => {
+                if !self.cfg.in_range(ip) {
+                    return Err(Refusal::NotInRange);
+                }
+                if self
+                    .leases
+                    .get(ip)
+                    .is_some_and(|r| r.is_active(now) && !c.owns(r))
+                {
+                    return Err(Refusal::Taken);
+                }
+            }
+        }
+        if self
+            .offers
+            .get(&ip)
+            .is_some_and(|o| o.until > now && !o.for_client(c))
+            && reserved.is_none()
+        {
+            return Err(Refusal::Offered);
+        }
+        if self.quarantine.get(&ip).is_some_and(|t| *t > now) {
+            return Err(Refusal::Declined);
+        }
+        if self
+            .in_use
+            .get(&ip)
+            .is_some_and(|(m, t)| *t > now && *m != c.mac)
+        {
+            return Err(Refusal::InUse);
+        }
+        Ok(())
+    }
+
+    /// A dynamic address for a DISCOVER: the current offer, the client's previous lease,
+    /// the requested address, a never-used address, then the longest-free expired one.
+    fn allocate(&self, c: &Client, requested: Option<Ipv4Addr>, now: u64) -> Option<Ipv4Addr> {
+        let ok = |ip: Ipv4Addr| self.check(ip, c, now).is_ok();
+        if let Some((ip, _)) = self
+            .offers
+            .iter()
+            .find(|(ip, o)| o.until > now && o.for_client(c) && ok(**ip))
+        {
+            return Some(*ip);
+        }
+        // Bound before released, then the most recent.
+        let previous = self
+            .leases
+            .iter()
+            .filter(|r| c.owns(r) && ok(r.ip_address))
+            .max_by_key(|r| {
+                (
+                    r.state == LeaseState::Bound,
+                    r.expiry_time == 0,
+                    r.freed_at(),
+                )
+            });
+        if let Some(r) = previous {
+            return Some(r.ip_address);
+        }
+        if let Some(ip) = requested.filter(|ip| ok(*ip)) {
+            return Some(ip);
+        }
+        for r in &self.cfg.ranges {
+            let (s, e) = (u32::from(r.start), u32::from(r.end));
+            if let Some(ip) = (s..=e)
+                .map(Ipv4Addr::from)
+                .find(|ip| self.leases.get(*ip).is_none() && ok(*ip))
+            {
+                return Some(ip);
+            }
+        }
+        self.leases
+            .iter()
+            .filter(|r| !r.is_active(now) && ok(r.ip_address))
+            .min_by_key(|r| r.freed_at())
+            .map(|r| r.ip_address)
+    }
+
+    fn lease_time(&self, host: Option<&StaticHost>, ip: Ipv4Addr) -> LeaseTime {
+        host.and_then(|h| h.lease)
+            .unwrap_or_else(|| self.cfg.range_lease(ip))
+    }
+
+    /// Options every configured reply carries (RFC 2132), lease options aside.
+    fn common_options(&self, hostname: Option<String>) -> Vec<DhcpOption> {
+        let cfg = &self.cfg;
+        let mut opts = vec![
+            DhcpOption::ServerIdentifier(cfg.server_ip),
+            DhcpOption::SubnetMask(cfg.subnet.netmask()),
+            DhcpOption::BroadcastAddr(cfg.subnet.broadcast()),
+        ];
+        if let Some(r) = cfg.router {
+            opts.push(DhcpOption::Router(vec![r]));
+        }
+        if let Some(d) = cfg.dns_server {
+            opts.push(DhcpOption::DomainNameServer(vec![d]));
+        }
+        if let Some(d) = &cfg.domain {
+            opts.push(DhcpOption::DomainName(d.clone()));
+        }
+        if let Some(m) = cfg.mtu {
+            opts.push(DhcpOption::InterfaceMtu(m));
+        }
+        if let Some(h) = hostname {
+            opts.push(DhcpOption::Hostname(h));
+        }
+        opts
+    }
+
+    fn address_reply(
+        &self,
+        req: &Request,
+        kind: MessageType,
+        ip: Ipv4Addr,
+        lease: Option<LeaseTime>,
+        hostname: Option<String>,
+        c: &Client,
+    ) -> Vec<u8> {
+        let mut opts = self.common_options(hostname);
+        match lease {
+            Some(LeaseTime::Finite(s)) => {
+                opts.push(DhcpOption::AddressLeaseTime(s));
+                opts.push(DhcpOption::Renewal(s / 2));
+                opts.push(DhcpOption::Rebinding((u64::from(s) * 7 / 8) as u32));
+            }
+            // RFC 2131: 0xffffffff is infinity; T1/T2 make no sense then.
+            Some(LeaseTime::Infinite) => opts.push(DhcpOption::AddressLeaseTime(u32::MAX)),
+            None => {}
+        }
+        // RFC 6842: echo the client identifier.
+        if let Some(id) = &c.id_raw {
+            opts.push(DhcpOption::ClientIdentifier(id.clone()));
+        }
+        let ciaddr = if kind == MessageType::Ack {
+            req.msg.ciaddr()
+        } else {
+            Ipv4Addr::UNSPECIFIED
+        };
+        wire::encode_reply(
+            &req.msg,
+            Reply {
+                msg_type: kind,
+                yiaddr: ip,
+                ciaddr,
+                siaddr: self.cfg.next_server.unwrap_or(Ipv4Addr::UNSPECIFIED),
+                file: self.cfg.boot_file.clone(),
+                broadcast: false,
+                opts,
+            },
+        )
+    }
+
+    /// Per-client token bucket; when it runs dry the packet is dropped, and that is
+    /// logged once per dry spell.
+    fn take_token(&mut self, out: &mut Vec<Effect>, now: u64, mac: MacAddr) -> bool {
+        let rate = self.cfg.rate;
+        if !self.buckets.contains_key(&mac) && self.buckets.len() >= MAX_BUCKETS {
+            self.buckets
+                .retain(|_, b| refill(b, now, rate.burst, rate.per_sec) < u64::from(rate.burst));
+            if self.buckets.len() >= MAX_BUCKETS {
+                self.log(out, now, Event::RateLimited { mac });
+                return false;
+            }
+        }
+        let b = self.buckets.entry(mac).or_insert(Bucket {
+            tokens: u64::from(rate.burst),
+            last: now,
+            warned: false,
+        });
+        b.tokens = refill(b, now, rate.burst, rate.per_sec);
+        b.last = b.last.max(now);
+        if b.tokens > 0 {
+            b.tokens -= 1;
+            b.warned = false;
+            return true;
+        }
+        let first = !b.warned;
+        b.warned = true;
+        if first {
+            self.log(out, now, Event::RateLimited { mac });
+        }
+        false
+    }
+
+    /// Emit a log event, applying the shared rate limit to noisy kinds.
+    fn log(&mut self, out: &mut Vec<Effect>, now: u64, ev: Event) {
+        if !ev.is_noisy() {
+            out.push(Effect::Log(ev));
+            return;
+        }
+        if now >= self.log_window.saturating_add(LOG_WINDOW) {
+            self.log_window = now;
+            self.log_count = 0;
+            if self.log_suppressed > 0 {
+                out.push(Effect::Log(Event::Suppressed {
+                    count: self.log_suppressed,
+                }));
+                self.log_suppressed = 0;
+            }
+        }
+        if self.log_count < LOG_BURST {
+            self.log_count += 1;
+            out.push(Effect::Log(ev));
+        } else {
+            self.log_suppressed += 1;
+        }
+    }
+}
+
+/// Tokens in `b` at `now` (time going backwards refills nothing).
+fn refill(b: &Bucket, now: u64, burst: u32, per_sec: u32) -> u64 {
+    let elapsed = now.saturating_sub(b.last);
+    b.tokens
+        .saturating_add(elapsed.saturating_mul(u64::from(per_sec)))
+        .min(u64::from(burst))
+}
+
+/// RFC 2131 §4.1: relay agent first; NAKs broadcast; a configured client by unicast;
+/// otherwise broadcast if asked, else to the MAC without ARP.
+fn destination(req: &Request, yiaddr: Ipv4Addr, nak: bool) -> Destination {
+    let giaddr = req.msg.giaddr();
+    let ciaddr = req.msg.ciaddr();
+    if !giaddr.is_unspecified() {
+        Destination::Relay(giaddr)
+    } else if nak {
+        Destination::Broadcast
+    } else if !ciaddr.is_unspecified() {
+        Destination::Unicast(ciaddr)
+    } else if req.msg.flags().broadcast() {
+        Destination::Broadcast
+    } else {
+        Destination::Hardware {
+            ip: yiaddr,
+            mac: req.mac,
+        }
+    }
+}

@@ -1,0 +1,216 @@
+//! Request parsing and reply encoding.
+//!
+//! Untrusted bytes never reach dhcproto's option decoders directly: some of them assert
+//! on lengths (and so panic in debug builds). We walk the option area ourselves, keep
+//! only the options the server reads, check their lengths, and hand dhcproto a clean
+//! packet to decode.
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+
+use dhcproto::v4::{DhcpOption, Message, MessageType, Opcode, OptionCode};
+use dhcproto::{Decodable, Decoder, Encodable};
+use kvnet_model::MacAddr;
+
+const HEADER_LEN: usize = 236;
+const MAGIC: [u8; 4] = [99, 130, 83, 99];
+/// BOOTP's minimum message size; some old clients drop shorter replies.
+const MIN_REPLY_LEN: usize = 300;
+
+/// The parts of a client message the engine acts on.
+#[derive(Debug, Clone)]
+pub(crate) struct Request {
+    pub msg: Message,
+    pub msg_type: MessageType,
+    pub mac: MacAddr,
+    pub client_id: Option<Vec<u8>>,
+    pub requested_ip: Option<Ipv4Addr>,
+    pub server_id: Option<Ipv4Addr>,
+    pub hostname: Option<String>,
+}
+
+/// Why a packet was dropped before reaching the state machine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Malformed {
+    TooShort,
+    NotRequest,
+    NotEthernet,
+    BadMagic,
+    BadOptions,
+    NoMessageType,
+    /// A message type a server never receives (OFFER, ACK, …) or does not serve.
+    UnsupportedType(u8),
+}
+
+impl std::fmt::Display for Malformed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Malformed::TooShort => f.write_str("shorter than a DHCP header"),
+            Malformed::NotRequest => f.write_str("not a BOOTREQUEST"),
+            Malformed::NotEthernet => f.write_str("hardware type is not Ethernet"),
+            Malformed::BadMagic => f.write_str("bad magic cookie"),
+            Malformed::BadOptions => f.write_str("malformed options"),
+            Malformed::NoMessageType => f.write_str("no DHCP message type (BOOTP)"),
+            Malformed::UnsupportedType(t) => write!(f, "unsupported message type {t}"),
+        }
+    }
+}
+
+/// The options we read: code and the length rule it must satisfy.
+fn wanted(code: u8, len: usize) -> Option<bool> {
+    Some(match code {
+        53 => len == 1,
+        50 | 54 => len == 4,
+        61 => (2..=255).contains(&len),
+        12 => (1..=255).contains(&len),
+        _ => return None,
+    })
+}
+
+pub(crate) fn parse(bytes: &[u8]) -> Result<Request, Malformed> {
+    if bytes.len() < HEADER_LEN + 4 {
+        return Err(Malformed::TooShort);
+    }
+    if bytes[0] != 1 {
+        return Err(Malformed::NotRequest);
+    }
+    if bytes[1] != 1 || bytes[2] != 6 {
+        return Err(Malformed::NotEthernet);
+    }
+    if bytes[HEADER_LEN..HEADER_LEN + 4] != MAGIC {
+        return Err(Malformed::BadMagic);
+    }
+
+    // RFC 3396: repeated instances of an option are concatenated.
+    let mut opts: BTreeMap<u8, Vec<u8>> = BTreeMap::new();
+    let mut i = HEADER_LEN + 4;
+    while i < bytes.len() {
+        let code = bytes[i];
+        match code {
+            0 => i += 1,
+            255 => break,
+            _ => {
+                let len = *bytes.get(i + 1).ok_or(Malformed::BadOptions)? as usize;
+                let data = bytes.get(i + 2..i + 2 + len).ok_or(Malformed::BadOptions)?;
+                if wanted(code, 0).is_some() {
+                    opts.entry(code).or_default().extend_from_slice(data);
+                }
+                i += 2 + len;
+            }
+        }
+    }
+    opts.retain(|&code, data| wanted(code, data.len()) == Some(true));
+    if let Some(h) = opts.get(&12)
+        && std::str::from_utf8(h).is_err()
+    {
+        // A name we cannot use is no reason to refuse an address.
+        opts.remove(&12);
+    }
+
+    // The header with sname/file blanked (we never read them) plus the vetted options.
+    let mut clean = Vec::with_capacity(HEADER_LEN + 4 + 64);
+    clean.extend_from_slice(&bytes[..44]);
+    clean.resize(HEADER_LEN, 0);
+    clean.extend_from_slice(&MAGIC);
+    for (code, data) in &opts {
+        for chunk in data.chunks(255) {
+            clean.push(*code);
+            clean.push(chunk.len() as u8);
+            clean.extend_from_slice(chunk);
+        }
+    }
+    clean.push(255);
+
+    let msg = Message::decode(&mut Decoder::new(&clean)).map_err(|_| Malformed::BadOptions)?;
+    let msg_type = match msg.opts().msg_type() {
+        None => return Err(Malformed::NoMessageType),
+        Some(
+            t @ (MessageType::Discover
+            | MessageType::Request
+            | MessageType::Decline
+            | MessageType::Release
+            | MessageType::Inform),
+        ) => t,
+        Some(t) => return Err(Malformed::UnsupportedType(u8::from(t))),
+    };
+    let ch = msg.chaddr();
+    let mac = MacAddr([ch[0], ch[1], ch[2], ch[3], ch[4], ch[5]]);
+    let client_id = match msg.opts().get(OptionCode::ClientIdentifier) {
+        Some(DhcpOption::ClientIdentifier(id)) => Some(id.clone()),
+        _ => None,
+    };
+    let ip_opt = |code| match msg.opts().get(code) {
+        Some(DhcpOption::RequestedIpAddress(ip) | DhcpOption::ServerIdentifier(ip)) => Some(*ip),
+        _ => None,
+    };
+    let requested_ip = ip_opt(OptionCode::RequestedIpAddress);
+    let server_id = ip_opt(OptionCode::ServerIdentifier);
+    let hostname = match msg.opts().get(OptionCode::Hostname) {
+        Some(DhcpOption::Hostname(h)) => clean_hostname(h),
+        _ => None,
+    };
+    Ok(Request {
+        msg,
+        msg_type,
+        mac,
+        client_id,
+        requested_ip,
+        server_id,
+        hostname,
+    })
+}
+
+/// Keep a client-supplied name only if it is a plausible host label (it ends up in DNS
+/// and in the lease listing).
+fn clean_hostname(h: &str) -> Option<String> {
+    let h = h.trim_end_matches('\0');
+    let ok = !h.is_empty()
+        && h.len() <= 63
+        && h.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        && !h.starts_with('-');
+    ok.then(|| h.to_string())
+}
+
+/// Header fields and options of a reply, filled in by the server.
+pub(crate) struct Reply {
+    pub msg_type: MessageType,
+    pub yiaddr: Ipv4Addr,
+    pub ciaddr: Ipv4Addr,
+    pub siaddr: Ipv4Addr,
+    pub file: Option<String>,
+    pub broadcast: bool,
+    pub opts: Vec<DhcpOption>,
+}
+
+pub(crate) fn encode_reply(req: &Message, reply: Reply) -> Vec<u8> {
+    let mut m = Message::default();
+    m.set_opcode(Opcode::BootReply)
+        .set_htype(req.htype())
+        .set_chaddr(req.chaddr())
+        .set_xid(req.xid())
+        .set_ciaddr(reply.ciaddr)
+        .set_yiaddr(reply.yiaddr)
+        .set_siaddr(reply.siaddr)
+        .set_giaddr(req.giaddr());
+    let flags = if reply.broadcast {
+        req.flags().set_broadcast()
+    } else {
+        req.flags()
+    };
+    m.set_flags(flags);
+    if let Some(f) = reply.file.as_deref().filter(|f| f.len() < 128) {
+        m.set_fname_str(f);
+    }
+    let opts = m.opts_mut();
+    opts.insert(DhcpOption::MessageType(reply.msg_type));
+    for o in reply.opts {
+        opts.insert(o);
+    }
+    // Encoding our own well-formed message into a Vec cannot fail.
+    let mut out = m.to_vec().unwrap_or_default();
+    if out.len() < MIN_REPLY_LEN {
+        out.resize(MIN_REPLY_LEN, 0);
+    }
+    out
+}

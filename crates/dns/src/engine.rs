@@ -1,0 +1,629 @@
+//! The query state machine: local answers, routing, and the table of forwarded queries.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use hickory_proto::op::{Edns, Header, Message, MessageType, OpCode, Query, ResponseCode};
+use hickory_proto::rr::{DNSClass, Record, RecordType};
+use hickory_proto::serialize::binary::{BinDecodable, BinDecoder};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+use crate::config::Config;
+use crate::local::{LocalData, Lookup, guest_name};
+use crate::names::{in_zone, is_plain, key_of, reverse_addr};
+
+/// How a message travels between the shell and a peer. The engine never sees the 2-byte TCP
+/// length prefix; it only needs the transport to decide truncation and to forward a query the
+/// way it arrived.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Transport {
+    Udp,
+    Tcp,
+}
+
+/// A client or an upstream server: address plus transport. For TCP the address identifies
+/// the connection (the shell maps it back to its stream).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Peer {
+    pub addr: SocketAddr,
+    pub transport: Transport,
+}
+
+impl Peer {
+    pub fn udp(addr: SocketAddr) -> Peer {
+        Peer {
+            addr,
+            transport: Transport::Udp,
+        }
+    }
+    pub fn tcp(addr: SocketAddr) -> Peer {
+        Peer {
+            addr,
+            transport: Transport::Tcp,
+        }
+    }
+}
+
+/// What the shell must do next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// Send `bytes` to the client `to`.
+    Answer { to: Peer, bytes: Vec<u8> },
+    /// Send `bytes` (a query with a fresh ID) to the upstream `to`, over `to.transport`, and
+    /// feed what comes back to [`Engine::handle_upstream_reply`] with `from = to`.
+    Forward { to: Peer, bytes: Vec<u8> },
+    /// Nothing to send.
+    Drop,
+}
+
+/// Tunables; the defaults suit a guest network.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// How long one upstream gets before the next is tried.
+    pub attempt_timeout: Duration,
+    /// Upstreams tried per query (strict order, as libvirt's `strict-order`) before SERVFAIL.
+    pub max_attempts: usize,
+    /// Forwarded queries in flight; the oldest is forgotten beyond this, so a flood cannot
+    /// grow memory (its client simply retries).
+    pub max_pending: usize,
+    /// Our own largest UDP answer; 1232 avoids IP fragmentation (DNS flag day 2020).
+    pub max_udp_payload: u16,
+    /// TTL of local records. dnsmasq's `local-ttl` default is 0: lease names change.
+    pub ttl: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            attempt_timeout: Duration::from_secs(2),
+            max_attempts: 3,
+            max_pending: 1024,
+            max_udp_payload: 1232,
+            ttl: 0,
+        }
+    }
+}
+
+/// Queries longer than this are refused with FORMERR; real ones are far smaller, and the
+/// pending table keeps a copy of each.
+const MAX_QUERY_LEN: usize = 4096;
+const HEADER_LEN: usize = 12;
+
+#[derive(Debug, Clone)]
+enum Route {
+    /// Answer NXDOMAIN rather than forward (`local=/zone/`).
+    Local,
+    /// Domain-specific upstreams (`server=/zone/addr`).
+    Servers(Vec<SocketAddr>),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Question {
+    key: String,
+    qtype: u16,
+    qclass: u16,
+}
+
+impl Question {
+    fn of(q: &Query) -> Question {
+        Question {
+            key: key_of(q.name()),
+            qtype: q.query_type().into(),
+            qclass: q.query_class().into(),
+        }
+    }
+}
+
+type PendingKey = (Peer, u16);
+
+#[derive(Debug)]
+struct Pending {
+    client: Peer,
+    client_id: u16,
+    question: Question,
+    query: Vec<u8>,
+    upstreams: Vec<SocketAddr>,
+    tried: usize,
+    timer: (Instant, u64),
+    udp_limit: usize,
+}
+
+/// The DNS engine of one network. See the crate documentation for the shell's side.
+#[derive(Debug)]
+pub struct Engine {
+    config: Config,
+    limits: Limits,
+    guests: Vec<(String, IpAddr)>,
+    local: LocalData,
+    routes: Vec<(String, Route)>,
+    resolv: Vec<SocketAddr>,
+    local_addrs: Vec<IpAddr>,
+    rng: StdRng,
+    pending: HashMap<PendingKey, Pending>,
+    /// Deadlines in order; the first entry is also the oldest query, evicted when full.
+    timers: BTreeMap<(Instant, u64), PendingKey>,
+    by_client: HashMap<(Peer, u16), PendingKey>,
+    seq: u64,
+}
+
+impl Engine {
+    /// `seed` feeds the ChaCha generator of upstream query IDs: take it from the OS.
+    pub fn new(config: Config, seed: [u8; 32]) -> Engine {
+        Engine::with_limits(config, Limits::default(), seed)
+    }
+
+    pub fn with_limits(config: Config, limits: Limits, seed: [u8; 32]) -> Engine {
+        let mut e = Engine {
+            config,
+            limits,
+            guests: Vec::new(),
+            local: LocalData::default(),
+            routes: Vec::new(),
+            resolv: Vec::new(),
+            local_addrs: Vec::new(),
+            rng: StdRng::from_seed(seed),
+            pending: HashMap::new(),
+            timers: BTreeMap::new(),
+            by_client: HashMap::new(),
+            seq: 0,
+        };
+        e.rebuild();
+        e
+    }
+
+    /// Replace the configuration (`net-update`); queries in flight carry on.
+    pub fn set_config(&mut self, config: Config) {
+        self.config = config;
+        self.rebuild();
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Guest names from DHCP leases and static DHCP hosts, replacing the previous set.
+    /// Returns the names refused (control characters, invalid labels) for the shell to log.
+    pub fn set_guest_names(&mut self, names: Vec<(String, IpAddr)>) -> Vec<String> {
+        let mut rejected = Vec::new();
+        self.guests.clear();
+        for (n, ip) in names {
+            match guest_name(&n, None) {
+                Ok(_) => self.guests.push((n, ip)),
+                Err(_) => rejected.push(n.escape_debug().to_string()),
+            }
+        }
+        self.rebuild();
+        rejected
+    }
+
+    /// The host's resolvers (from [`crate::parse_resolv_conf`]), used when no `<forwarder>`
+    /// replaces them and the network is not isolated.
+    pub fn set_upstreams(&mut self, upstreams: Vec<SocketAddr>) {
+        self.resolv = upstreams;
+    }
+
+    /// Addresses of every network kvnetd serves. Also never used as upstreams: a host whose
+    /// resolv.conf names another network's gateway would otherwise bounce queries between
+    /// two networks until both pending tables fill.
+    pub fn set_local_addrs(&mut self, addrs: Vec<IpAddr>) {
+        self.local_addrs = addrs;
+    }
+
+    /// Forwarded queries awaiting a reply.
+    pub fn pending_len(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// When [`Engine::poll_timeouts`] next has work.
+    pub fn next_timeout(&self) -> Option<Instant> {
+        self.timers.keys().next().map(|(t, _)| *t)
+    }
+
+    fn rebuild(&mut self) {
+        let domain = self.config.domain.clone();
+        let guests: Vec<(String, IpAddr)> = self
+            .guests
+            .iter()
+            .filter_map(|(n, ip)| Some((guest_name(n, domain.as_deref()).ok()?, *ip)))
+            .collect();
+        self.local = LocalData::build(&self.config, &guests);
+
+        let mut routes: HashMap<String, Route> = HashMap::new();
+        let mut add = |zone: String, route: Route| {
+            // For one zone, explicit upstreams win over "local only".
+            let merged = match (routes.remove(&zone), route) {
+                (Some(Route::Servers(mut a)), Route::Servers(b)) => {
+                    a.extend(b);
+                    Route::Servers(a)
+                }
+                (Some(old @ Route::Servers(_)), Route::Local) => old,
+                (_, new) => new,
+            };
+            routes.insert(zone, merged);
+        };
+        if let (Some(d), true) = (&self.config.domain, self.config.local_only) {
+            add(d.clone(), Route::Local);
+        }
+        for z in &self.config.local_ptr_zones {
+            add(z.clone(), Route::Local);
+        }
+        for f in &self.config.forwarders {
+            if let Some(d) = &f.domain {
+                // libvirt documents a domain-only forwarder as "never forward"; its own
+                // `server=/d/#` means the opposite in dnsmasq (libvirt issue 597).
+                let r = match f.addr {
+                    Some(a) => Route::Servers(vec![a]),
+                    None => Route::Local,
+                };
+                add(d.clone(), r);
+            }
+        }
+        let mut routes: Vec<(String, Route)> = routes.into_iter().collect();
+        routes.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then(a.0.cmp(&b.0)));
+        self.routes = routes;
+    }
+
+    fn default_upstreams(&self) -> Vec<SocketAddr> {
+        if self.config.has_default_forwarders() {
+            self.config
+                .forwarders
+                .iter()
+                .filter(|f| f.domain.is_none())
+                .filter_map(|f| f.addr)
+                .collect()
+        } else if self.config.isolated {
+            Vec::new()
+        } else {
+            self.resolv.clone()
+        }
+    }
+
+    /// Upstreams for a name not answered locally; `None` means "local only": NXDOMAIN.
+    fn upstreams_for(&self, key: &str) -> Option<Vec<SocketAddr>> {
+        if !self.config.forward_plain_names && is_plain(key) {
+            return None;
+        }
+        let route = self
+            .routes
+            .iter()
+            .find(|(zone, _)| in_zone(key, zone))
+            .map(|(_, r)| r);
+        let list = match route {
+            Some(Route::Local) => return None,
+            Some(Route::Servers(s)) => s.clone(),
+            None => {
+                let local_ptr = reverse_addr(key).is_some_and(|ip| {
+                    self.config
+                        .local_ptr_nets
+                        .iter()
+                        .any(|(net, len)| same_subnet(ip, *net, *len))
+                });
+                if local_ptr {
+                    return None;
+                }
+                self.default_upstreams()
+            }
+        };
+        let mut out: Vec<SocketAddr> = Vec::new();
+        for a in list {
+            // Forwarding to ourselves would loop until the pending table fills.
+            let ip = a.ip();
+            let own = self.config.own_addrs.contains(&ip)
+                || self.local_addrs.contains(&ip)
+                || ip.is_unspecified();
+            if !own && a.port() != 0 && !out.contains(&a) {
+                out.push(a);
+            }
+        }
+        Some(out)
+    }
+
+    /// A query from a client. Never panics, whatever the bytes.
+    pub fn handle_query(&mut self, now: Instant, client: Peer, bytes: &[u8]) -> Decision {
+        let Some(header) = read_header(bytes) else {
+            return Decision::Drop;
+        };
+        // Answering responses would let two servers bounce packets forever.
+        if header.metadata.message_type != MessageType::Query {
+            return Decision::Drop;
+        }
+        let answer = |b: Option<Vec<u8>>| match b {
+            Some(bytes) => Decision::Answer { to: client, bytes },
+            None => Decision::Drop,
+        };
+        if bytes.len() > MAX_QUERY_LEN {
+            return answer(header_only(&header, ResponseCode::FormErr));
+        }
+        let query = match Message::from_vec(bytes) {
+            Ok(m) => m,
+            Err(_) => return answer(header_only(&header, ResponseCode::FormErr)),
+        };
+        let limit = self.client_limit(client, &query);
+        if query.metadata.op_code != OpCode::Query {
+            return answer(self.respond(&query, ResponseCode::NotImp, false, vec![], limit));
+        }
+        if query.queries.len() != 1 {
+            return answer(self.respond(&query, ResponseCode::FormErr, false, vec![], limit));
+        }
+        if query.edns.as_ref().is_some_and(|e| e.version() > 0) {
+            return answer(self.respond(&query, ResponseCode::BADVERS, false, vec![], limit));
+        }
+        let q = &query.queries[0];
+        match q.query_class() {
+            DNSClass::IN | DNSClass::ANY => {}
+            _ => return answer(self.respond(&query, ResponseCode::Refused, false, vec![], limit)),
+        }
+        if matches!(q.query_type(), RecordType::AXFR | RecordType::IXFR) {
+            return answer(self.respond(&query, ResponseCode::Refused, false, vec![], limit));
+        }
+        let question = Question::of(q);
+        match self
+            .local
+            .lookup(&question.key, q.name(), q.query_type(), self.limits.ttl)
+        {
+            Lookup::Records(records) => {
+                return answer(self.respond(&query, ResponseCode::NoError, true, records, limit));
+            }
+            Lookup::NoData => {
+                return answer(self.respond(&query, ResponseCode::NoError, true, vec![], limit));
+            }
+            Lookup::NotFound => {}
+        }
+        let Some(upstreams) = self.upstreams_for(&question.key) else {
+            return answer(self.respond(&query, ResponseCode::NXDomain, true, vec![], limit));
+        };
+        // Isolated networks and loops-only lists: a policy refusal, not a failure.
+        if upstreams.is_empty() || self.limits.max_attempts == 0 || self.limits.max_pending == 0 {
+            return answer(self.respond(&query, ResponseCode::Refused, false, vec![], limit));
+        }
+        let client_id = header.metadata.id;
+        if let Some(k) = self.by_client.get(&(client, client_id))
+            && self.pending.get(k).is_some_and(|p| p.question == question)
+        {
+            // A retransmission: the answer to the first copy will serve it.
+            return Decision::Drop;
+        }
+        let p = Pending {
+            client,
+            client_id,
+            question,
+            query: bytes.to_vec(),
+            upstreams,
+            tried: 0,
+            timer: (now, 0),
+            udp_limit: limit,
+        };
+        self.forward(now, p)
+    }
+
+    /// A reply from an upstream. Dropped unless it answers a query we sent to exactly that
+    /// upstream, with that ID and that question (anti-spoofing).
+    pub fn handle_upstream_reply(&mut self, now: Instant, from: Peer, bytes: &[u8]) -> Decision {
+        let mut dec = BinDecoder::new(bytes);
+        let Ok(header) = Header::read(&mut dec) else {
+            return Decision::Drop;
+        };
+        if header.metadata.message_type != MessageType::Response || header.counts.queries != 1 {
+            return Decision::Drop;
+        }
+        let key = (from, header.metadata.id);
+        let Some(p) = self.pending.get(&key) else {
+            return Decision::Drop;
+        };
+        let Ok(q) = Query::read(&mut dec) else {
+            return Decision::Drop;
+        };
+        if Question::of(&q) != p.question {
+            return Decision::Drop;
+        }
+        let question_end = dec.index();
+        let Some(p) = self.remove(&key) else {
+            return Decision::Drop;
+        };
+        let rcode = header.metadata.response_code;
+        if matches!(rcode, ResponseCode::ServFail | ResponseCode::Refused) && self.can_retry(&p) {
+            return self.forward(now, p);
+        }
+        let mut out = bytes.to_vec();
+        out[..2].copy_from_slice(&p.client_id.to_be_bytes());
+        if p.client.transport == Transport::Udp && out.len() > p.udp_limit {
+            out.truncate(question_end);
+            // Header + question only, TC set: the client retries over TCP.
+            out[2] |= 0x02;
+            out[6..12].fill(0);
+        }
+        Decision::Answer {
+            to: p.client,
+            bytes: out,
+        }
+    }
+
+    /// Queries whose upstream did not answer in time: the next upstream is tried, or the
+    /// client gets SERVFAIL. Call at [`Engine::next_timeout`].
+    pub fn poll_timeouts(&mut self, now: Instant) -> Vec<Decision> {
+        let mut out = Vec::new();
+        while let Some((&(deadline, seq), &key)) = self.timers.iter().next() {
+            if deadline > now {
+                break;
+            }
+            let Some(p) = self.remove(&key) else {
+                self.timers.remove(&(deadline, seq));
+                continue;
+            };
+            if self.can_retry(&p) {
+                out.push(self.forward(now, p));
+            } else {
+                out.push(self.servfail(&p));
+            }
+        }
+        out
+    }
+
+    fn can_retry(&self, p: &Pending) -> bool {
+        p.tried < p.upstreams.len() && p.tried < self.limits.max_attempts
+    }
+
+    fn servfail(&self, p: &Pending) -> Decision {
+        let bytes = Message::from_vec(&p.query)
+            .ok()
+            .and_then(|q| self.respond(&q, ResponseCode::ServFail, false, vec![], p.udp_limit));
+        match bytes {
+            Some(bytes) => Decision::Answer {
+                to: p.client,
+                bytes,
+            },
+            None => Decision::Drop,
+        }
+    }
+
+    /// Send `p` to its next upstream under a fresh ID.
+    fn forward(&mut self, now: Instant, mut p: Pending) -> Decision {
+        let Some(&addr) = p.upstreams.get(p.tried) else {
+            return self.servfail(&p);
+        };
+        let upstream = Peer {
+            addr,
+            transport: p.client.transport,
+        };
+        let mut id = None;
+        for _ in 0..16 {
+            let candidate = self.rng.next_u32() as u16;
+            if !self.pending.contains_key(&(upstream, candidate)) {
+                id = Some(candidate);
+                break;
+            }
+        }
+        let Some(id) = id else {
+            return self.servfail(&p);
+        };
+        while self.pending.len() >= self.limits.max_pending {
+            let Some((_, oldest)) = self.timers.pop_first() else {
+                break;
+            };
+            self.remove(&oldest);
+        }
+        let mut bytes = p.query.clone();
+        bytes[..2].copy_from_slice(&id.to_be_bytes());
+        self.seq += 1;
+        let deadline = now.checked_add(self.limits.attempt_timeout).unwrap_or(now);
+        p.timer = (deadline, self.seq);
+        p.tried += 1;
+        let key = (upstream, id);
+        self.timers.insert(p.timer, key);
+        self.by_client.insert((p.client, p.client_id), key);
+        self.pending.insert(key, p);
+        Decision::Forward {
+            to: upstream,
+            bytes,
+        }
+    }
+
+    fn remove(&mut self, key: &PendingKey) -> Option<Pending> {
+        let p = self.pending.remove(key)?;
+        self.timers.remove(&p.timer);
+        if self.by_client.get(&(p.client, p.client_id)) == Some(key) {
+            self.by_client.remove(&(p.client, p.client_id));
+        }
+        Some(p)
+    }
+
+    /// The largest answer the client takes: 512 without EDNS (RFC 1035), its EDNS size capped
+    /// by ours otherwise; TCP is bounded only by the length prefix.
+    fn client_limit(&self, client: Peer, query: &Message) -> usize {
+        match (client.transport, &query.edns) {
+            (Transport::Tcp, _) => usize::from(u16::MAX),
+            (Transport::Udp, None) => 512,
+            (Transport::Udp, Some(e)) => {
+                usize::from(e.max_payload().min(self.limits.max_udp_payload)).max(512)
+            }
+        }
+    }
+
+    /// A response to `query`; RA mirrors RD because the engine recurses (by forwarding).
+    fn respond(
+        &self,
+        query: &Message,
+        rcode: ResponseCode,
+        authoritative: bool,
+        answers: Vec<Record>,
+        limit: usize,
+    ) -> Option<Vec<u8>> {
+        let mut m = Message::new(
+            query.metadata.id,
+            MessageType::Response,
+            query.metadata.op_code,
+        );
+        m.metadata.recursion_desired = query.metadata.recursion_desired;
+        m.metadata.recursion_available = query.metadata.recursion_desired;
+        m.metadata.checking_disabled = query.metadata.checking_disabled;
+        m.metadata.authoritative = authoritative;
+        m.metadata.response_code = rcode;
+        m.queries = query.queries.clone();
+        m.answers = answers;
+        if query.edns.is_some() {
+            let mut e = Edns::new();
+            e.set_max_payload(self.limits.max_udp_payload.max(512));
+            m.edns = Some(e);
+        }
+        let bytes = m.to_vec().ok()?;
+        if bytes.len() <= limit {
+            return Some(bytes);
+        }
+        m.answers.clear();
+        m.metadata.truncation = true;
+        m.to_vec().ok()
+    }
+}
+
+fn read_header(bytes: &[u8]) -> Option<Header> {
+    if bytes.len() < HEADER_LEN {
+        return None;
+    }
+    Header::read(&mut BinDecoder::new(bytes)).ok()
+}
+
+/// An error for a query we could not parse: ID, opcode and RD echoed, no question.
+fn header_only(h: &Header, rcode: ResponseCode) -> Option<Vec<u8>> {
+    let mut m = Message::new(h.metadata.id, MessageType::Response, h.metadata.op_code);
+    m.metadata.recursion_desired = h.metadata.recursion_desired;
+    m.metadata.response_code = rcode;
+    m.to_vec().ok()
+}
+
+fn same_subnet(ip: IpAddr, net: IpAddr, prefix: u8) -> bool {
+    match (ip, net) {
+        (IpAddr::V4(a), IpAddr::V4(n)) => {
+            let p = u32::from(prefix.min(32));
+            let mask = u32::MAX.checked_shl(32 - p).unwrap_or(0);
+            u32::from(a) & mask == u32::from(n) & mask
+        }
+        (IpAddr::V6(a), IpAddr::V6(n)) => {
+            let p = u32::from(prefix.min(128));
+            let mask = u128::MAX.checked_shl(128 - p).unwrap_or(0);
+            u128::from(a) & mask == u128::from(n) & mask
+        }
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subnets() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert!(same_subnet(
+            ip("192.168.122.200"),
+            ip("192.168.122.128"),
+            25
+        ));
+        assert!(!same_subnet(ip("192.168.122.2"), ip("192.168.122.128"), 25));
+        assert!(same_subnet(ip("10.1.2.3"), ip("0.0.0.0"), 0));
+        assert!(same_subnet(ip("2001:db8::5"), ip("2001:db8::"), 64));
+        assert!(!same_subnet(ip("2001:db9::5"), ip("2001:db8::"), 64));
+        assert!(!same_subnet(ip("2001:db8::5"), ip("10.0.0.0"), 8));
+    }
+}

@@ -1,0 +1,203 @@
+//! The network's own names: `<dns>` records plus guest names, indexed for lookup.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+
+use hickory_proto::rr::rdata::{A, AAAA, PTR, SRV, TXT};
+use hickory_proto::rr::{Name, RData, Record, RecordType};
+
+use crate::config::{Config, SrvRecord};
+use crate::names::{check_name, is_plain, name_of, reverse_addr};
+
+#[derive(Debug, Default)]
+struct Entry {
+    addrs: Vec<IpAddr>,
+    txts: Vec<String>,
+    srvs: Vec<SrvRecord>,
+}
+
+/// What the local data says about a (name, type).
+#[derive(Debug)]
+pub(crate) enum Lookup {
+    Records(Vec<Record>),
+    /// The name exists with other types: NOERROR with an empty answer.
+    NoData,
+    NotFound,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct LocalData {
+    names: HashMap<String, Entry>,
+    ptrs: HashMap<IpAddr, Vec<String>>,
+}
+
+/// A guest name as dnsmasq registers a DHCP name: our domain suffix is dropped, and a foreign
+/// domain is ignored (only the host part is kept), so guests cannot claim names elsewhere.
+pub(crate) fn guest_name(raw: &str, domain: Option<&str>) -> Result<String, String> {
+    let n = check_name(raw)?;
+    let n = match domain.and_then(|d| n.strip_suffix(d)) {
+        Some(host) if host.ends_with('.') => host.trim_end_matches('.').to_string(),
+        _ => n,
+    };
+    Ok(n.split('.').next().unwrap_or_default().to_string())
+}
+
+impl LocalData {
+    /// `guests` must hold names already passed through [`guest_name`].
+    pub(crate) fn build(cfg: &Config, guests: &[(String, IpAddr)]) -> LocalData {
+        let mut d = LocalData::default();
+        let expand = |n: &str| match &cfg.domain {
+            Some(dom) if is_plain(n) => Some(format!("{n}.{dom}")),
+            _ => None,
+        };
+        for (ip, names) in &cfg.hosts {
+            for n in names {
+                d.add_addr(n, *ip);
+                if let Some(full) = expand(n) {
+                    d.add_addr(&full, *ip);
+                }
+            }
+            if let Some(first) = names.first() {
+                d.add_ptr(*ip, expand(first).unwrap_or_else(|| first.clone()));
+            }
+        }
+        for (n, ip) in guests {
+            d.add_addr(n, *ip);
+            let full = expand(n);
+            if let Some(full) = &full {
+                d.add_addr(full, *ip);
+            }
+            d.add_ptr(*ip, full.unwrap_or_else(|| n.clone()));
+        }
+        for (owner, value) in &cfg.txts {
+            d.names
+                .entry(owner.clone())
+                .or_default()
+                .txts
+                .push(value.clone());
+        }
+        for s in &cfg.srvs {
+            d.names
+                .entry(s.name.clone())
+                .or_default()
+                .srvs
+                .push(s.clone());
+        }
+        d
+    }
+
+    fn add_addr(&mut self, name: &str, ip: IpAddr) {
+        let e = self.names.entry(name.to_string()).or_default();
+        if !e.addrs.contains(&ip) {
+            e.addrs.push(ip);
+        }
+    }
+
+    fn add_ptr(&mut self, ip: IpAddr, target: String) {
+        let v = self.ptrs.entry(ip).or_default();
+        if !v.contains(&target) {
+            v.push(target);
+        }
+    }
+
+    /// Records for `key` of type `qtype`, owned by `owner` (the query's own spelling).
+    pub(crate) fn lookup(&self, key: &str, owner: &Name, qtype: RecordType, ttl: u32) -> Lookup {
+        let mut out = Vec::new();
+        let mut exists = false;
+        let any = qtype == RecordType::ANY;
+        let mut push = |rdata: RData| out.push(Record::from_rdata(owner.clone(), ttl, rdata));
+        if let Some(e) = self.names.get(key) {
+            exists = true;
+            for ip in &e.addrs {
+                match ip {
+                    IpAddr::V4(a) if any || qtype == RecordType::A => push(RData::A(A(*a))),
+                    IpAddr::V6(a) if any || qtype == RecordType::AAAA => {
+                        push(RData::AAAA(AAAA(*a)))
+                    }
+                    _ => {}
+                }
+            }
+            if any || qtype == RecordType::TXT {
+                for t in &e.txts {
+                    push(RData::TXT(TXT::new(txt_strings(t))));
+                }
+            }
+            if any || qtype == RecordType::SRV {
+                for s in &e.srvs {
+                    let target = match &s.target {
+                        Some(t) => name_of(t),
+                        None => Some(Name::root()),
+                    };
+                    if let Some(target) = target {
+                        push(RData::SRV(SRV::new(s.priority, s.weight, s.port, target)));
+                    }
+                }
+            }
+        }
+        if let Some(targets) = reverse_addr(key).and_then(|ip| self.ptrs.get(&ip)) {
+            exists = true;
+            if any || qtype == RecordType::PTR {
+                for t in targets {
+                    if let Some(n) = name_of(t) {
+                        push(RData::PTR(PTR(n)));
+                    }
+                }
+            }
+        }
+        match (exists, out.is_empty()) {
+            (false, _) => Lookup::NotFound,
+            (true, true) => Lookup::NoData,
+            (true, false) => Lookup::Records(out),
+        }
+    }
+}
+
+/// TXT character-strings are at most 255 bytes: longer values are split on char boundaries.
+fn txt_strings(value: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    for c in value.chars() {
+        if cur.len() + c.len_utf8() > 255 {
+            out.push(std::mem::take(&mut cur));
+        }
+        cur.push(c);
+    }
+    out.push(cur);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn guest_names_follow_dnsmasq() {
+        let d = Some("example.com");
+        assert_eq!(guest_name("VM1", d).unwrap(), "vm1");
+        assert_eq!(guest_name("vm1.example.com", d).unwrap(), "vm1");
+        assert_eq!(guest_name("vm1.example.com.", d).unwrap(), "vm1");
+        assert_eq!(guest_name("vm1.evil.org", d).unwrap(), "vm1");
+        assert_eq!(guest_name("vm1.sub.example.com", d).unwrap(), "vm1");
+        assert_eq!(guest_name("vm1.example.com", None).unwrap(), "vm1");
+        assert_eq!(guest_name("example.com", d).unwrap(), "example");
+        assert!(guest_name("vm\n1", d).is_err());
+        assert!(guest_name("", d).is_err());
+        assert!(guest_name("vm 1", d).is_err());
+    }
+
+    #[test]
+    fn txt_split() {
+        assert_eq!(txt_strings(""), vec![String::new()]);
+        assert_eq!(txt_strings("abc"), vec!["abc".to_string()]);
+        let long = "x".repeat(600);
+        let parts = txt_strings(&long);
+        assert_eq!(
+            parts.iter().map(String::len).collect::<Vec<_>>(),
+            [255, 255, 90]
+        );
+        let uni = "é".repeat(200);
+        let parts = txt_strings(&uni);
+        assert!(parts.iter().all(|p| p.len() <= 255));
+        assert_eq!(parts.concat(), uni);
+    }
+}

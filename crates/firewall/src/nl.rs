@@ -1,0 +1,641 @@
+//! The [`render_add_new`](crate::render_add_new) transaction as an
+//! nfnetlink batch, for applying it without the `nft` binary.
+//!
+//! `nft -f` costs a process start and, in nft 1.0.6, a dump of the whole
+//! table into its cache before every transaction, so it gets slower as
+//! networks accumulate. [`encode_add_new`] builds the same messages nft sends
+//! for that script (checked against `nft --debug=netlink` and the bytes nft
+//! writes), from this network alone: its size and cost do not depend on how
+//! many networks the table holds. Pure encoding: the caller sends the bytes
+//! over a `NETLINK_NETFILTER` socket.
+
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+
+use crate::{Action, Dir, FwNetwork, Key, Match, Rule, Verdict, check_table, plan};
+
+/// The few nftables netlink numbers this module uses, from
+/// `include/uapi/linux/netfilter/nf_tables.h`, `nfnetlink.h`, `netlink.h`
+/// and `nf_nat.h` (stable kernel ABI).
+pub mod consts {
+    pub const NLMSG_HDRLEN: usize = 16;
+    /// `struct nfgenmsg`: family, version, big-endian res_id.
+    pub const NFGENMSG_LEN: usize = 4;
+    pub const NLA_HDRLEN: usize = 4;
+    pub const NLA_F_NESTED: u16 = 0x8000;
+
+    pub const NLM_F_REQUEST: u16 = 0x1;
+    pub const NLM_F_ACK: u16 = 0x4;
+    pub const NLM_F_EXCL: u16 = 0x200;
+    pub const NLM_F_CREATE: u16 = 0x400;
+    pub const NLM_F_APPEND: u16 = 0x800;
+
+    pub const NFNL_SUBSYS_NFTABLES: u16 = 10;
+    pub const NFNL_MSG_BATCH_BEGIN: u16 = 16;
+    pub const NFNL_MSG_BATCH_END: u16 = 17;
+    pub const NFT_MSG_NEWCHAIN: u16 = 3;
+    pub const NFT_MSG_NEWRULE: u16 = 6;
+    pub const NFT_MSG_NEWSETELEM: u16 = 12;
+
+    pub const NFPROTO_INET: u8 = 1;
+    pub const NFPROTO_IPV4: u8 = 2;
+    pub const NFPROTO_IPV6: u8 = 10;
+
+    pub const NFTA_CHAIN_TABLE: u16 = 1;
+    pub const NFTA_CHAIN_NAME: u16 = 3;
+    pub const NFTA_RULE_TABLE: u16 = 1;
+    pub const NFTA_RULE_CHAIN: u16 = 2;
+    pub const NFTA_RULE_EXPRESSIONS: u16 = 4;
+    pub const NFTA_LIST_ELEM: u16 = 1;
+    pub const NFTA_EXPR_NAME: u16 = 1;
+    pub const NFTA_EXPR_DATA: u16 = 2;
+
+    pub const NFTA_SET_ELEM_LIST_TABLE: u16 = 1;
+    pub const NFTA_SET_ELEM_LIST_SET: u16 = 2;
+    pub const NFTA_SET_ELEM_LIST_ELEMENTS: u16 = 3;
+    pub const NFTA_SET_ELEM_KEY: u16 = 1;
+    pub const NFTA_SET_ELEM_DATA: u16 = 2;
+    pub const NFTA_SET_ELEM_FLAGS: u16 = 3;
+    pub const NFTA_SET_ELEM_USERDATA: u16 = 6;
+    pub const NFT_SET_ELEM_INTERVAL_END: u32 = 1;
+
+    pub const NFTA_DATA_VALUE: u16 = 1;
+    pub const NFTA_DATA_VERDICT: u16 = 2;
+    pub const NFTA_VERDICT_CODE: u16 = 1;
+    pub const NFTA_VERDICT_CHAIN: u16 = 2;
+    pub const NF_ACCEPT: i32 = 1;
+    pub const NFT_JUMP: i32 = -3;
+    pub const NFT_RETURN: i32 = -5;
+
+    pub const NFT_REG_VERDICT: u32 = 0;
+    pub const NFT_REG_1: u32 = 1;
+
+    pub const NFTA_META_DREG: u16 = 1;
+    pub const NFTA_META_KEY: u16 = 2;
+    pub const NFT_META_IIFNAME: u32 = 6;
+    pub const NFT_META_OIFNAME: u32 = 7;
+    pub const NFT_META_NFPROTO: u32 = 15;
+    pub const NFT_META_L4PROTO: u32 = 16;
+
+    pub const NFTA_CMP_SREG: u16 = 1;
+    pub const NFTA_CMP_OP: u16 = 2;
+    pub const NFTA_CMP_DATA: u16 = 3;
+    pub const NFT_CMP_EQ: u32 = 0;
+    pub const NFT_CMP_NEQ: u32 = 1;
+
+    pub const NFTA_PAYLOAD_DREG: u16 = 1;
+    pub const NFTA_PAYLOAD_BASE: u16 = 2;
+    pub const NFTA_PAYLOAD_OFFSET: u16 = 3;
+    pub const NFTA_PAYLOAD_LEN: u16 = 4;
+    pub const NFT_PAYLOAD_NETWORK_HEADER: u32 = 1;
+    pub const NFT_PAYLOAD_TRANSPORT_HEADER: u32 = 2;
+
+    pub const NFTA_BITWISE_SREG: u16 = 1;
+    pub const NFTA_BITWISE_DREG: u16 = 2;
+    pub const NFTA_BITWISE_LEN: u16 = 3;
+    pub const NFTA_BITWISE_MASK: u16 = 4;
+    pub const NFTA_BITWISE_XOR: u16 = 5;
+
+    pub const NFTA_CT_DREG: u16 = 1;
+    pub const NFTA_CT_KEY: u16 = 2;
+    pub const NFT_CT_STATE: u32 = 0;
+    /// `NF_CT_STATE_BIT(IP_CT_ESTABLISHED) | NF_CT_STATE_BIT(IP_CT_RELATED)`.
+    pub const CT_STATE_ESTABLISHED_RELATED: u32 = 0x2 | 0x4;
+
+    pub const NFTA_IMMEDIATE_DREG: u16 = 1;
+    pub const NFTA_IMMEDIATE_DATA: u16 = 2;
+
+    pub const NFTA_REJECT_TYPE: u16 = 1;
+    pub const NFTA_REJECT_ICMP_CODE: u16 = 2;
+    pub const NFT_REJECT_ICMP_UNREACH: u32 = 0;
+    pub const NFT_REJECT_ICMPX_UNREACH: u32 = 2;
+    pub const NFT_REJECT_ICMPX_PORT_UNREACH: u8 = 1;
+    /// ICMP_PORT_UNREACH and ICMPV6_PORT_UNREACH.
+    pub const ICMP_PORT_UNREACH: u8 = 3;
+    pub const ICMPV6_PORT_UNREACH: u8 = 4;
+
+    pub const NFTA_MASQ_FLAGS: u16 = 1;
+    pub const NFTA_MASQ_REG_PROTO_MIN: u16 = 2;
+    pub const NFTA_MASQ_REG_PROTO_MAX: u16 = 3;
+
+    pub const NFTA_NAT_TYPE: u16 = 1;
+    pub const NFTA_NAT_FAMILY: u16 = 2;
+    pub const NFTA_NAT_REG_ADDR_MIN: u16 = 3;
+    pub const NFTA_NAT_REG_ADDR_MAX: u16 = 4;
+    pub const NFTA_NAT_REG_PROTO_MIN: u16 = 5;
+    pub const NFTA_NAT_REG_PROTO_MAX: u16 = 6;
+    pub const NFTA_NAT_FLAGS: u16 = 7;
+    pub const NFT_NAT_SNAT: u32 = 0;
+    pub const NF_NAT_RANGE_PROTO_SPECIFIED: u32 = 0x2;
+
+    /// libnftnl's element user data `NFTNL_UDATA_SET_ELEM_FLAGS` with
+    /// `NFTNL_SET_ELEM_F_INTERVAL_OPEN`: how nft marks an interval that runs
+    /// to the end of the address space (it has no end element).
+    pub const NFTNL_UDATA_SET_ELEM_FLAGS: u8 = 1;
+    pub const NFTNL_SET_ELEM_F_INTERVAL_OPEN: u32 = 1;
+
+    /// `IFNAMSIZ`: nft compares and stores interface names zero-padded to it.
+    pub const IFNAMSIZ: usize = 16;
+}
+
+use consts::*;
+
+fn align4(n: usize) -> usize {
+    (n + 3) & !3
+}
+
+/// A growing netlink buffer; attributes are padded to 4 bytes as netlink requires.
+struct Buf(Vec<u8>);
+
+impl Buf {
+    fn pad(&mut self) {
+        let len = align4(self.0.len());
+        self.0.resize(len, 0);
+    }
+
+    fn attr(&mut self, kind: u16, data: &[u8]) {
+        let len = u16::try_from(NLA_HDRLEN + data.len()).expect("netlink attribute too long");
+        self.0.extend_from_slice(&len.to_ne_bytes());
+        self.0.extend_from_slice(&kind.to_ne_bytes());
+        self.0.extend_from_slice(data);
+        self.pad();
+    }
+
+    fn str(&mut self, kind: u16, s: &str) {
+        let mut data = Vec::with_capacity(s.len() + 1);
+        data.extend_from_slice(s.as_bytes());
+        data.push(0);
+        self.attr(kind, &data);
+    }
+
+    fn be32(&mut self, kind: u16, v: u32) {
+        self.attr(kind, &v.to_be_bytes());
+    }
+
+    /// Writes a nested attribute whose content `f` appends.
+    fn nest(&mut self, kind: u16, f: impl FnOnce(&mut Buf)) {
+        let start = self.0.len();
+        self.0.extend_from_slice(&[0; NLA_HDRLEN]);
+        f(self);
+        let len = u16::try_from(self.0.len() - start).expect("netlink attribute too long");
+        self.0[start..start + 2].copy_from_slice(&len.to_ne_bytes());
+        self.0[start + 2..start + 4].copy_from_slice(&(kind | NLA_F_NESTED).to_ne_bytes());
+    }
+
+    /// Writes one netlink message: header, `nfgenmsg`, then what `f` appends.
+    fn msg(
+        &mut self,
+        kind: u16,
+        flags: u16,
+        seq: u32,
+        family: u8,
+        res_id: u16,
+        f: impl FnOnce(&mut Buf),
+    ) {
+        let start = self.0.len();
+        self.0.extend_from_slice(&[0; NLMSG_HDRLEN]);
+        self.0.extend_from_slice(&[family, 0]);
+        self.0.extend_from_slice(&res_id.to_be_bytes());
+        f(self);
+        let len = u32::try_from(self.0.len() - start).expect("netlink message too long");
+        let h = &mut self.0[start..start + NLMSG_HDRLEN];
+        h[0..4].copy_from_slice(&len.to_ne_bytes());
+        h[4..6].copy_from_slice(&kind.to_ne_bytes());
+        h[6..8].copy_from_slice(&flags.to_ne_bytes());
+        h[8..12].copy_from_slice(&seq.to_ne_bytes());
+        // nlmsg_pid stays 0: the kernel fills in the sender.
+    }
+}
+
+/// One nftables expression in a rule's expression list.
+fn expr(b: &mut Buf, name: &str, data: impl FnOnce(&mut Buf)) {
+    b.nest(NFTA_LIST_ELEM, |b| {
+        b.str(NFTA_EXPR_NAME, name);
+        b.nest(NFTA_EXPR_DATA, data);
+    });
+}
+
+fn meta_load(b: &mut Buf, key: u32) {
+    expr(b, "meta", |b| {
+        b.be32(NFTA_META_KEY, key);
+        b.be32(NFTA_META_DREG, NFT_REG_1);
+    });
+}
+
+fn cmp(b: &mut Buf, op: u32, value: &[u8]) {
+    expr(b, "cmp", |b| {
+        b.be32(NFTA_CMP_SREG, NFT_REG_1);
+        b.be32(NFTA_CMP_OP, op);
+        b.nest(NFTA_CMP_DATA, |b| b.attr(NFTA_DATA_VALUE, value));
+    });
+}
+
+fn payload_load(b: &mut Buf, base: u32, offset: u32, len: usize) {
+    expr(b, "payload", |b| {
+        b.be32(NFTA_PAYLOAD_DREG, NFT_REG_1);
+        b.be32(NFTA_PAYLOAD_BASE, base);
+        b.be32(NFTA_PAYLOAD_OFFSET, offset);
+        b.be32(NFTA_PAYLOAD_LEN, len as u32);
+    });
+}
+
+/// `reg 1 = (reg 1 & mask) ^ 0`.
+fn bitwise_mask(b: &mut Buf, mask: &[u8]) {
+    expr(b, "bitwise", |b| {
+        b.be32(NFTA_BITWISE_SREG, NFT_REG_1);
+        b.be32(NFTA_BITWISE_DREG, NFT_REG_1);
+        b.be32(NFTA_BITWISE_LEN, mask.len() as u32);
+        b.nest(NFTA_BITWISE_MASK, |b| b.attr(NFTA_DATA_VALUE, mask));
+        b.nest(NFTA_BITWISE_XOR, |b| {
+            b.attr(NFTA_DATA_VALUE, &vec![0; mask.len()]);
+        });
+    });
+}
+
+fn immediate_value(b: &mut Buf, reg: u32, value: &[u8]) {
+    expr(b, "immediate", |b| {
+        b.be32(NFTA_IMMEDIATE_DREG, reg);
+        b.nest(NFTA_IMMEDIATE_DATA, |b| b.attr(NFTA_DATA_VALUE, value));
+    });
+}
+
+fn verdict_data(b: &mut Buf, code: i32, chain: Option<&str>) {
+    b.nest(NFTA_DATA_VERDICT, |b| {
+        b.be32(NFTA_VERDICT_CODE, code as u32);
+        if let Some(chain) = chain {
+            b.str(NFTA_VERDICT_CHAIN, chain);
+        }
+    });
+}
+
+fn immediate_verdict(b: &mut Buf, code: i32) {
+    expr(b, "immediate", |b| {
+        b.be32(NFTA_IMMEDIATE_DREG, NFT_REG_VERDICT);
+        b.nest(NFTA_IMMEDIATE_DATA, |b| verdict_data(b, code, None));
+    });
+}
+
+/// An interface name as nft puts it in a register or a set key.
+fn ifname(name: &str) -> [u8; IFNAMSIZ] {
+    let mut out = [0; IFNAMSIZ];
+    out[..name.len()].copy_from_slice(name.as_bytes());
+    out
+}
+
+fn addr_bytes(addr: IpAddr) -> Vec<u8> {
+    match addr {
+        IpAddr::V4(a) => a.octets().to_vec(),
+        IpAddr::V6(a) => a.octets().to_vec(),
+    }
+}
+
+fn nfproto(net: &IpNet) -> u8 {
+    match net {
+        IpNet::V4(_) => NFPROTO_IPV4,
+        IpNet::V6(_) => NFPROTO_IPV6,
+    }
+}
+
+/// Encodes one rule's expressions the way nft 1.0.6 linearizes it for an
+/// `inet` table: address matches get a `meta nfproto` dependency (once per
+/// rule), ports a `meta l4proto` one, prefixes on a byte boundary load only
+/// their bytes, other prefixes load the address and mask it.
+fn rule_exprs(b: &mut Buf, rule: &Rule) {
+    // The family the rule is known to match, which also picks the reject type.
+    let mut family: Option<u8> = None;
+    for m in &rule.matches {
+        match m {
+            Match::Iifname(name) | Match::Oifname(name) => {
+                let key = if matches!(m, Match::Iifname(_)) {
+                    NFT_META_IIFNAME
+                } else {
+                    NFT_META_OIFNAME
+                };
+                meta_load(b, key);
+                cmp(b, NFT_CMP_EQ, &ifname(name));
+            }
+            Match::Addr {
+                dir, negate, net, ..
+            } => {
+                let fam = nfproto(net);
+                if family != Some(fam) {
+                    meta_load(b, NFT_META_NFPROTO);
+                    cmp(b, NFT_CMP_EQ, &[fam]);
+                    family = Some(fam);
+                }
+                let offset = match (net, dir) {
+                    (IpNet::V4(_), Dir::Saddr) => 12,
+                    (IpNet::V4(_), Dir::Daddr) => 16,
+                    (IpNet::V6(_), Dir::Saddr) => 8,
+                    (IpNet::V6(_), Dir::Daddr) => 24,
+                };
+                let bits = usize::from(net.prefix_len());
+                let addr = addr_bytes(net.network());
+                let op = if *negate { NFT_CMP_NEQ } else { NFT_CMP_EQ };
+                if bits > 0 && bits % 8 == 0 {
+                    payload_load(b, NFT_PAYLOAD_NETWORK_HEADER, offset, bits / 8);
+                    cmp(b, op, &addr[..bits / 8]);
+                } else {
+                    payload_load(b, NFT_PAYLOAD_NETWORK_HEADER, offset, addr.len());
+                    bitwise_mask(b, &addr_bytes(net.netmask()));
+                    cmp(b, op, &addr);
+                }
+            }
+            Match::CtEstablishedRelated => {
+                expr(b, "ct", |b| {
+                    b.be32(NFTA_CT_KEY, NFT_CT_STATE);
+                    b.be32(NFTA_CT_DREG, NFT_REG_1);
+                });
+                bitwise_mask(b, &CT_STATE_ESTABLISHED_RELATED.to_ne_bytes());
+                cmp(b, NFT_CMP_NEQ, &[0; 4]);
+            }
+            Match::NfprotoIpv4 => {
+                meta_load(b, NFT_META_NFPROTO);
+                cmp(b, NFT_CMP_EQ, &[NFPROTO_IPV4]);
+                family = Some(NFPROTO_IPV4);
+            }
+            Match::L4proto(p) => {
+                meta_load(b, NFT_META_L4PROTO);
+                cmp(b, NFT_CMP_EQ, &[p.number()]);
+            }
+            Match::Dport(p, port) => {
+                meta_load(b, NFT_META_L4PROTO);
+                cmp(b, NFT_CMP_EQ, &[p.number()]);
+                payload_load(b, NFT_PAYLOAD_TRANSPORT_HEADER, 2, 2);
+                cmp(b, NFT_CMP_EQ, &port.to_be_bytes());
+            }
+        }
+    }
+    // Like nft, no initial values: the kernel starts counters at zero.
+    expr(b, "counter", |_| {});
+    match &rule.action {
+        Action::Accept => immediate_verdict(b, NF_ACCEPT),
+        Action::Return => immediate_verdict(b, NFT_RETURN),
+        Action::Reject => {
+            let (kind, code) = match family {
+                Some(NFPROTO_IPV4) => (NFT_REJECT_ICMP_UNREACH, ICMP_PORT_UNREACH),
+                Some(_) => (NFT_REJECT_ICMP_UNREACH, ICMPV6_PORT_UNREACH),
+                None => (NFT_REJECT_ICMPX_UNREACH, NFT_REJECT_ICMPX_PORT_UNREACH),
+            };
+            expr(b, "reject", |b| {
+                b.be32(NFTA_REJECT_TYPE, kind);
+                b.attr(NFTA_REJECT_ICMP_CODE, &[code]);
+            });
+        }
+        Action::Masquerade { ports } => {
+            let regs = ports.map(|p| load_ports(b, NFT_REG_1, p));
+            expr(b, "masq", |b| {
+                if let Some((min, max)) = regs {
+                    b.be32(NFTA_MASQ_FLAGS, NF_NAT_RANGE_PROTO_SPECIFIED);
+                    b.be32(NFTA_MASQ_REG_PROTO_MIN, min);
+                    if let Some(max) = max {
+                        b.be32(NFTA_MASQ_REG_PROTO_MAX, max);
+                    }
+                }
+            });
+        }
+        Action::Snat {
+            addrs: (a1, a2),
+            ports,
+        } => {
+            // Registers are handed out in order: addresses, then ports; a
+            // single address or port takes one register, as nft does.
+            let mut next = NFT_REG_1;
+            immediate_value(b, next, &a1.octets());
+            let addr_min = next;
+            next += 1;
+            let addr_max = (a1 != a2).then(|| {
+                immediate_value(b, next, &a2.octets());
+                next += 1;
+                next - 1
+            });
+            let port_regs = ports.map(|p| load_ports(b, next, p));
+            expr(b, "nat", |b| {
+                b.be32(NFTA_NAT_TYPE, NFT_NAT_SNAT);
+                b.be32(NFTA_NAT_FAMILY, u32::from(NFPROTO_IPV4));
+                b.be32(NFTA_NAT_REG_ADDR_MIN, addr_min);
+                if let Some(r) = addr_max {
+                    b.be32(NFTA_NAT_REG_ADDR_MAX, r);
+                }
+                if let Some((min, max)) = port_regs {
+                    b.be32(NFTA_NAT_REG_PROTO_MIN, min);
+                    if let Some(max) = max {
+                        b.be32(NFTA_NAT_REG_PROTO_MAX, max);
+                    }
+                    b.be32(NFTA_NAT_FLAGS, NF_NAT_RANGE_PROTO_SPECIFIED);
+                }
+            });
+        }
+    }
+}
+
+/// Loads a port range into registers from `first`; returns the registers of
+/// the minimum and (unless it is a single port) the maximum.
+fn load_ports(b: &mut Buf, first: u32, (p1, p2): (u16, u16)) -> (u32, Option<u32>) {
+    immediate_value(b, first, &p1.to_be_bytes());
+    if p1 == p2 {
+        return (first, None);
+    }
+    immediate_value(b, first + 1, &p2.to_be_bytes());
+    (first, Some(first + 1))
+}
+
+/// The first address after `net`, or None when `net` reaches the end of the
+/// address space.
+fn interval_end(net: &IpNet) -> Option<Vec<u8>> {
+    match net {
+        IpNet::V4(n) => {
+            let end = u64::from(u32::from(n.broadcast())) + 1;
+            u32::try_from(end).ok().map(|e| e.to_be_bytes().to_vec())
+        }
+        IpNet::V6(n) => u128::from(n.broadcast())
+            .checked_add(1)
+            .map(|e| e.to_be_bytes().to_vec()),
+    }
+}
+
+/// One set element inside NFTA_SET_ELEM_LIST_ELEMENTS. libnftnl numbers
+/// them 1, 2, … (the kernel ignores the number), so `index` is copied.
+fn element(b: &mut Buf, index: u16, key: &[u8], end: bool, value: Option<&Verdict>, open: bool) {
+    b.nest(index, |b| {
+        if end {
+            b.be32(NFTA_SET_ELEM_FLAGS, NFT_SET_ELEM_INTERVAL_END);
+        }
+        b.nest(NFTA_SET_ELEM_KEY, |b| b.attr(NFTA_DATA_VALUE, key));
+        if let Some(v) = value {
+            b.nest(NFTA_SET_ELEM_DATA, |b| match v {
+                Verdict::Accept => verdict_data(b, NF_ACCEPT, None),
+                Verdict::Jump(chain) => verdict_data(b, NFT_JUMP, Some(chain)),
+            });
+        }
+        if open {
+            let mut udata = vec![NFTNL_UDATA_SET_ELEM_FLAGS, 4];
+            udata.extend_from_slice(&NFTNL_SET_ELEM_F_INTERVAL_OPEN.to_ne_bytes());
+            b.attr(NFTA_SET_ELEM_USERDATA, &udata);
+        }
+    });
+}
+
+/// The batch that applies [`render_add_new`](crate::render_add_new)`(table,
+/// net)`: BATCH_BEGIN (sequence number `seq`), then for each of the
+/// network's chains a NEWCHAIN with `NLM_F_CREATE | NLM_F_EXCL` (fails if it
+/// exists, like `create chain`) followed by a NEWRULE per rule, then a
+/// NEWSETELEM per map element, then BATCH_END; the messages in between carry
+/// `seq + 1`, `seq + 2`, … and `NLM_F_ACK`, so the kernel acknowledges each
+/// one and an error names the message that failed.
+///
+/// An interval (nat4/nat6) element is sent as nft sends it: its start with
+/// the verdict, then its end flagged `NFT_SET_ELEM_INTERVAL_END` (none when
+/// the interval runs to the top of the address space, which nft marks in
+/// the start's user data instead). nft also sends an end element at address
+/// zero when its cache shows the map empty; without a cache it is sent
+/// every time, which the kernel ignores when the element is already there.
+///
+/// # Panics
+/// If `table` or `net` fails validation, like the renderers.
+pub fn encode_add_new(table: &str, net: &FwNetwork, seq: u32) -> Vec<u8> {
+    check_table(table);
+    let p = plan(net);
+    let mut b = Buf(Vec::with_capacity(8192));
+    let mut seq = seq;
+    let mut next_seq = || {
+        let s = seq;
+        seq = seq.wrapping_add(1);
+        s
+    };
+    let flags = NLM_F_REQUEST | NLM_F_ACK;
+    let nft = |kind: u16| (NFNL_SUBSYS_NFTABLES << 8) | kind;
+
+    b.msg(
+        NFNL_MSG_BATCH_BEGIN,
+        NLM_F_REQUEST,
+        next_seq(),
+        0,
+        NFNL_SUBSYS_NFTABLES,
+        |_| {},
+    );
+    for chain in &p.chains {
+        b.msg(
+            nft(NFT_MSG_NEWCHAIN),
+            flags | NLM_F_CREATE | NLM_F_EXCL,
+            next_seq(),
+            NFPROTO_INET,
+            0,
+            |b| {
+                b.str(NFTA_CHAIN_TABLE, table);
+                b.str(NFTA_CHAIN_NAME, &chain.name);
+            },
+        );
+        for rule in &chain.rules {
+            b.msg(
+                nft(NFT_MSG_NEWRULE),
+                flags | NLM_F_CREATE | NLM_F_APPEND,
+                next_seq(),
+                NFPROTO_INET,
+                0,
+                |b| {
+                    b.str(NFTA_RULE_TABLE, table);
+                    b.str(NFTA_RULE_CHAIN, &chain.name);
+                    b.nest(NFTA_RULE_EXPRESSIONS, |b| rule_exprs(b, rule));
+                },
+            );
+        }
+    }
+    for e in &p.elements {
+        b.msg(
+            nft(NFT_MSG_NEWSETELEM),
+            flags | NLM_F_CREATE,
+            next_seq(),
+            NFPROTO_INET,
+            0,
+            |b| {
+                b.str(NFTA_SET_ELEM_LIST_TABLE, table);
+                b.str(NFTA_SET_ELEM_LIST_SET, e.map.name);
+                b.nest(NFTA_SET_ELEM_LIST_ELEMENTS, |b| match &e.key {
+                    Key::Ifname(br) => element(b, 1, &ifname(br), false, Some(&e.value), false),
+                    Key::IfnamePair(br) => {
+                        let key = [ifname(br), ifname(br)].concat();
+                        element(b, 1, &key, false, Some(&e.value), false);
+                    }
+                    Key::Net(n) => {
+                        let start = addr_bytes(n.network());
+                        let mut index = 1;
+                        if start.iter().any(|&x| x != 0) {
+                            element(b, index, &vec![0; start.len()], true, None, false);
+                            index += 1;
+                        }
+                        let end = interval_end(n);
+                        element(b, index, &start, false, Some(&e.value), end.is_none());
+                        if let Some(end) = end {
+                            element(b, index + 1, &end, true, None, false);
+                        }
+                    }
+                });
+            },
+        );
+    }
+    b.msg(
+        NFNL_MSG_BATCH_END,
+        NLM_F_REQUEST,
+        next_seq(),
+        0,
+        NFNL_SUBSYS_NFTABLES,
+        |_| {},
+    );
+    b.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hex(b: &[u8]) -> String {
+        b.iter().map(|x| format!("{x:02x}")).collect()
+    }
+
+    #[test]
+    fn interval_ends() {
+        let end = |s: &str| interval_end(&s.parse().unwrap()).map(|e| hex(&e));
+        assert_eq!(end("192.168.122.0/24").as_deref(), Some("c0a87b00"));
+        assert_eq!(end("10.0.0.0/12").as_deref(), Some("0a100000"));
+        assert_eq!(end("255.255.255.0/24"), None);
+        assert_eq!(end("0.0.0.0/0"), None);
+        assert_eq!(
+            end("fd00:141::/64").as_deref(),
+            Some("fd000141000000010000000000000000")
+        );
+        assert_eq!(end("ffff::/16"), None);
+    }
+
+    #[test]
+    fn ifnames_are_zero_padded_to_ifnamsiz() {
+        assert_eq!(hex(&ifname("wan0")), "77616e30000000000000000000000000");
+        assert_eq!(ifname("abcdefghijklmno")[15], 0);
+    }
+
+    /// The encoded expression list of one rule.
+    fn exprs(rule: &Rule) -> Vec<u8> {
+        let mut b = Buf(Vec::new());
+        rule_exprs(&mut b, rule);
+        b.0
+    }
+
+    #[test]
+    fn prefixes_load_whole_bytes_or_mask() {
+        let rule = |net: &str| Rule {
+            matches: vec![crate::addr(Dir::Saddr, false, net.parse().unwrap())],
+            action: Action::Accept,
+        };
+        // A /24 loads 3 bytes and needs no mask; a /12 loads 4 and masks.
+        let aligned = hex(&exprs(&rule("10.1.2.0/24")));
+        assert!(aligned.contains(&hex(&[7, 0, 1, 0, 10, 1, 2])), "{aligned}");
+        assert!(!aligned.contains(&hex(b"bitwise")));
+        let masked = hex(&exprs(&rule("10.16.0.0/12")));
+        assert!(masked.contains(&hex(b"bitwise")));
+        assert!(
+            masked.contains(&hex(&[8, 0, 1, 0, 255, 240, 0, 0])),
+            "{masked}"
+        );
+    }
+}
