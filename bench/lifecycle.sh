@@ -42,7 +42,7 @@ net_xml() { # name bridge third-octet second-octet
 XML
 }
 # microseconds a command takes, CLI process start to exit
-us() { local t0=$EPOCHREALTIME; "$@" >/dev/null; local t1=$EPOCHREALTIME; echo $(( (${t1/./} - ${t0/./}) )); }
+us() { local t0=$EPOCHREALTIME; "$@" >/dev/null 2>&1; local t1=$EPOCHREALTIME; echo $(( (${t1/./} - ${t0/./}) )); }
 median() { sort -n | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else print int((a[NR/2]+a[NR/2+1])/2)}'; }
 minmax() { sort -n | awk 'NR==1{mn=$1} {mx=$1} END {print mn " – " mx}'; }
 ms() { awk -v u="$1" 'BEGIN {printf "%.2f ms", u/1000}'; }
@@ -64,10 +64,10 @@ for _ in $(seq "$REPS"); do
   us "$KVNET" net-start bench0 >>"$DIR/start"
   us "$KVNET" net-destroy bench0 >>"$DIR/destroy"
   sleep $QUIET
-  "$KVNET" net-start bench0 >/dev/null
+  "$KVNET" net-start bench0 >/dev/null 2>&1
   us "$KVNET" net-destroy --wait bench0 >>"$DIR/destroy_wait"
-  "$KVNET" net-start bench0 >/dev/null
-  t0=$EPOCHREALTIME; "$KVNET" net-destroy bench0 >/dev/null; "$KVNET" net-start bench0 >/dev/null; t1=$EPOCHREALTIME
+  "$KVNET" net-start bench0 >/dev/null 2>&1
+  t0=$EPOCHREALTIME; "$KVNET" net-destroy bench0 >/dev/null; "$KVNET" net-start bench0 >/dev/null 2>&1; t1=$EPOCHREALTIME
   echo $(( ${t1/./} - ${t0/./} )) >>"$DIR/cycle"
   "$KVNET" net-destroy --wait bench0 >/dev/null
 done
@@ -83,7 +83,7 @@ done
 for _ in $(seq "$REPS"); do
   sleep $QUIET; us "$KVNET" net-start "n$NETS" >>"$DIR/first"; "$KVNET" net-destroy "n$NETS" >/dev/null
 done
-for i in $(seq 1 $((NETS - 1))); do "$KVNET" net-start "n$i" >/dev/null; done
+for i in $(seq 1 $((NETS - 1))); do "$KVNET" net-start "n$i" >/dev/null 2>&1; done
 : >"$DIR/last"
 for _ in $(seq "$REPS"); do
   sleep $QUIET; us "$KVNET" net-start "n$NETS" >>"$DIR/last"; "$KVNET" net-destroy "n$NETS" >/dev/null
