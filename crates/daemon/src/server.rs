@@ -6,7 +6,7 @@ use kvnet_api::{Reply, Request};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::sync::Arc;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::Mutex;
 use tracing::warn;
@@ -76,4 +76,3 @@ async fn connection(stream: UnixStream, mgr: Arc<Mutex<Manager>>) -> Result<()> 
     }
 }
 
-use tokio::io::AsyncReadExt;
