@@ -17,6 +17,8 @@ const RTPROT_STATIC: u8 = 4;
 
 pub struct Dataplane {
     pub nl: Netlink,
+    /// The host's routes for the start checks, without a table read per start.
+    pub routes: kvnet_host::routewatch::RouteWatcher,
     pub table: String,
     /// kvnet's table has its maps and base chains, so a new network's rules can go in
     /// with additions only (no RCU grace period, see render_add_new).

@@ -83,8 +83,10 @@ async fn run(args: Args) -> Result<()> {
     let nl = kvnet_host::Netlink::connect()
         .await
         .context("open netlink")?;
+    let routes = kvnet_host::routewatch::RouteWatcher::start().context("watch routes")?;
     let dp = dataplane::Dataplane {
         nl,
+        routes,
         table: args.nft_table,
         skeleton: std::sync::atomic::AtomicBool::new(false),
         nl_seq: std::sync::atomic::AtomicU32::new(1),

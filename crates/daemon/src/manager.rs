@@ -472,10 +472,10 @@ impl Manager {
                     .any(|a| subnets.iter().any(|b| plan::overlaps(a, b)))
         })
         .await;
-        // The bridge's name is looked up alone and the routes read from procfs: a full
-        // link or route dump over netlink grows with every network and would make the
-        // 200th start slower than the 1st.
-        let routes = kvnet_host::procroutes::read()?;
+        // The bridge's name is looked up alone and the routes come from the watcher's
+        // copy: reading the whole link or route table grows with every network and
+        // would make the 200th start slower than the 1st.
+        let routes = self.dp.routes.routes()?;
         let bridge_link = match &bridge {
             Some(br) => self.dp.nl.link(br).await?,
             None => None,

@@ -75,4 +75,3 @@ async fn connection(stream: UnixStream, mgr: Arc<Mutex<Manager>>) -> Result<()> 
         wr.write_all(&out).await?;
     }
 }
-

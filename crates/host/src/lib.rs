@@ -8,6 +8,7 @@ mod error;
 mod netlink;
 pub mod nft;
 pub mod procroutes;
+pub mod routewatch;
 pub mod sysctl;
 pub mod tap;
 pub mod testns;

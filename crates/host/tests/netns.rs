@@ -411,3 +411,73 @@ fn time_network_start() {
     println!("{report}");
     eprintln!("{report}");
 }
+
+#[test]
+fn route_watcher_follows_ip_route() {
+    require_root!("route_watcher_follows_ip_route");
+    let ns = TestNs::new().unwrap();
+    ns.block_on(|| async {
+        let sh = |cmd: &str| {
+            let args: Vec<&str> = cmd.split_whitespace().collect();
+            ns.exec_ok("ip", &args).unwrap();
+        };
+        sh("link add rw0 type bridge");
+        sh("link set rw0 up");
+        sh("addr add 10.9.0.1/24 dev rw0");
+        let w = kvnet_host::routewatch::RouteWatcher::start().unwrap();
+        let has = |dest: &str| {
+            let dest = net(dest);
+            w.routes()
+                .unwrap()
+                .iter()
+                .any(|r| r.dest == dest && r.dev == "rw0")
+        };
+        // The kernel queues notifications before it acks `ip`, and routes() reads them
+        // first; the short poll only guards against a slow runtime.
+        let eventually = |dest: &str, present: bool| {
+            let t = Instant::now();
+            while has(dest) != present {
+                assert!(
+                    t.elapsed().as_secs() < 2,
+                    "{dest} should be {}",
+                    if present { "present" } else { "absent" }
+                );
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+        };
+        eventually("10.9.0.0/24", true);
+        sh("route add 10.10.0.0/16 dev rw0");
+        sh("-6 route add 2001:db8:5::/64 dev rw0");
+        eventually("10.10.0.0/16", true);
+        eventually("2001:db8:5::/64", true);
+        sh("route del 10.10.0.0/16 dev rw0");
+        eventually("10.10.0.0/16", false);
+
+        // Two routes to one prefix: deleting one leaves the other.
+        sh("route add 10.12.0.0/16 dev rw0 metric 10");
+        sh("route add 10.12.0.0/16 dev rw0 metric 20");
+        sh("route del 10.12.0.0/16 dev rw0 metric 10");
+        eventually("10.12.0.0/16", true);
+
+        // Only the main table counts.
+        sh("route add 10.11.0.0/16 dev rw0 table 100");
+        assert!(!has("10.11.0.0/16"));
+
+        // Down, the link loses its routes; the IPv4 ones go without RTM_DELROUTE.
+        sh("link set rw0 down");
+        eventually("10.12.0.0/16", false);
+        eventually("2001:db8:5::/64", false);
+        sh("link set rw0 up");
+        sh("route add 10.13.0.0/16 dev rw0");
+        sh("-6 route add 2001:db8:6::/64 dev rw0");
+        eventually("10.13.0.0/16", true);
+        eventually("2001:db8:6::/64", true);
+
+        // The kernel deletes a link's routes with it.
+        sh("link del rw0");
+        for dest in ["10.13.0.0/16", "2001:db8:6::/64"] {
+            eventually(dest, false);
+        }
+        assert!(w.routes().unwrap().iter().all(|r| r.dev != "rw0"));
+    });
+}
