@@ -11,8 +11,9 @@ mod teardown;
 use anyhow::{Context, Result};
 use clap::Parser;
 use manager::Manager;
+use nix::fcntl::{Flock, FlockArg};
 use paths::Paths;
-use std::os::fd::AsRawFd;
+use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
 use tracing::{error, info};
@@ -57,7 +58,7 @@ fn group_id(name: &str) -> Result<u32> {
 }
 
 /// One daemon per run dir: a second one would fight over the same bridges and table.
-fn lock_run_dir(paths: &Paths) -> Result<std::fs::File> {
+fn lock_run_dir(paths: &Paths) -> Result<Flock<std::fs::File>> {
     std::fs::create_dir_all(&paths.run_dir)?;
     let f = std::fs::OpenOptions::new()
         .create(true)
@@ -65,14 +66,14 @@ fn lock_run_dir(paths: &Paths) -> Result<std::fs::File> {
         .write(true)
         .open(paths.lock())
         .with_context(|| format!("open {}", paths.lock().display()))?;
-    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-        anyhow::bail!(
+    let mut f = Flock::lock(f, FlockArg::LockExclusiveNonblock).map_err(|_| {
+        anyhow::anyhow!(
             "another kvnetd is running with run dir {}",
             paths.run_dir.display()
-        );
-    }
+        )
+    })?;
     f.set_len(0)?;
-    std::fs::write(paths.lock(), format!("{}\n", std::process::id()))?;
+    writeln!(f, "{}", std::process::id())?;
     Ok(f)
 }
 

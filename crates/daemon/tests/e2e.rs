@@ -514,6 +514,22 @@ fn cli_verbs_against_the_daemon() {
         !ok && out.contains("lab1.xml") && out.contains("line 3"),
         "{out}"
     );
+    // A second daemon on the same run dir refuses to start and changes nothing.
+    let d = &lab.daemon.dir;
+    let out = std::process::Command::new("ip")
+        .args(["netns", "exec", lab.host.name()])
+        .arg(bin("kvnetd"))
+        .args(["--config-dir", d.join("etc").to_str().unwrap()])
+        .args(["--state-dir", d.join("lib").to_str().unwrap()])
+        .args(["--run-dir", d.join("run").to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("another kvnetd"),
+        "{out:?}"
+    );
+    assert!(lab.cli(&["net-list"]).0, "the first daemon still serves");
     // Without a daemon the CLI says so and how to start one.
     let out = std::process::Command::new(bin("kvnet"))
         .args(["--socket", "/nonexistent/kvnetd.sock", "net-list"])
