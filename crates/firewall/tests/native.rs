@@ -4,8 +4,6 @@
 
 mod common;
 
-use std::io::Write;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use kvnet_firewall::{FwMode, FwNetwork, encode_add_new, render_add, render_add_new, render_full};
@@ -19,25 +17,7 @@ fn ns() -> TestNs {
 }
 
 fn nft_script(ns: &TestNs, script: &str) -> Result<(), String> {
-    let mut child = Command::new("ip")
-        .args(["netns", "exec", ns.name(), "nft", "-f", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn nft");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(script.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(String::from_utf8_lossy(&out.stderr).into_owned())
-    }
+    common::nft_script_in(ns.name(), script)
 }
 
 fn apply_nft(ns: &TestNs, script: &str) {

@@ -132,3 +132,29 @@ pub fn numbered(i: u32) -> FwNetwork {
     let net = format!("10.{}.{}.0/24", 100 + i / 256, i % 256);
     base(&format!("net{i}"), &format!("kvs{i}"), FwMode::Nat, &[&net])
 }
+
+/// `nft -f -` with `script` inside the named network namespace; nft's stderr on failure.
+#[allow(dead_code)] // not every test file that includes this module runs nft
+pub fn nft_script_in(ns: &str, script: &str) -> Result<(), String> {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new("ip")
+        .args(["netns", "exec", ns, "nft", "-f", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn nft");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(script.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
