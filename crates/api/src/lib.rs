@@ -47,6 +47,13 @@ pub enum Request {
         network: String,
         inactive: bool,
     },
+    /// The DHCPv4 leases of a network (a list of `kvnet_dhcp::LeaseView`), optionally
+    /// only those of one MAC address.
+    DhcpLeases {
+        network: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        mac: Option<String>,
+    },
     Update {
         network: String,
         command: String,
@@ -152,6 +159,23 @@ mod tests {
             r#"{"op":"dump-xml","network":"default","inactive":true}"#
         );
         assert_eq!(serde_json::from_str::<Request>(&s).unwrap(), r);
+    }
+
+    #[test]
+    fn dhcp_leases_mac_is_optional() {
+        let r: Request =
+            serde_json::from_str(r#"{"op":"dhcp-leases","network":"default"}"#).unwrap();
+        assert_eq!(
+            r,
+            Request::DhcpLeases {
+                network: "default".into(),
+                mac: None
+            }
+        );
+        assert_eq!(
+            serde_json::to_string(&r).unwrap(),
+            r#"{"op":"dhcp-leases","network":"default"}"#
+        );
     }
 
     #[test]

@@ -105,6 +105,15 @@ enum Cmd {
         #[command(flatten)]
         json: Json,
     },
+    /// The DHCPv4 leases a network's DHCP server handed out.
+    NetDhcpLeases {
+        network: String,
+        /// Only the leases of this MAC address.
+        #[arg(long)]
+        mac: Option<String>,
+        #[command(flatten)]
+        json: Json,
+    },
     /// Edit a network's definition in $VISUAL/$EDITOR and redefine it.
     NetEdit { network: String },
     /// A network's UUID.
@@ -207,6 +216,43 @@ fn parse_file(path: &Path) -> Result<(String, Network)> {
         .and_then(|n| n.validate_for_define().map(|()| n))
         .map_err(|e| anyhow!("{}: {e}", path.display()))?;
     Ok((text, net))
+}
+
+/// One row of `net-dhcp-leases` as kvnetd sends it (kvnet_dhcp::LeaseView), read here
+/// without linking the DHCP engine into the CLI.
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+struct Lease {
+    expiry_time: u64,
+    mac_address: String,
+    ip_address: String,
+    prefix: u8,
+    #[serde(default)]
+    hostname: Option<String>,
+    #[serde(default)]
+    client_id: Option<String>,
+}
+
+/// Unix seconds as local time, the way virsh prints lease expiry; 0 is an infinite lease.
+fn local_time(t: u64) -> String {
+    if t == 0 {
+        return "never".to_string();
+    }
+    let secs = libc::time_t::try_from(t).unwrap_or(libc::time_t::MAX);
+    // SAFETY: localtime_r only writes the tm we pass; a zeroed tm is a valid value.
+    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+    if unsafe { libc::localtime_r(&secs, &mut tm) }.is_null() {
+        return t.to_string();
+    }
+    format!(
+        "{:04}-{:02}-{:02} {:02}:{:02}:{:02}",
+        tm.tm_year + 1900,
+        tm.tm_mon + 1,
+        tm.tm_mday,
+        tm.tm_hour,
+        tm.tm_min,
+        tm.tm_sec
+    )
 }
 
 fn yes_no(b: bool) -> &'static str {
@@ -372,6 +418,40 @@ fn run(cli: Cli) -> Result<()> {
                 return print_json(&serde_json::json!({ "xml": xml }));
             }
             print!("{xml}");
+        }
+        Cmd::NetDhcpLeases { network, mac, json } => {
+            let network = c.resolve(&network)?;
+            let v = c.call(Request::DhcpLeases { network, mac })?;
+            if json.json {
+                return print_json(&v);
+            }
+            let leases: Vec<Lease> = serde_json::from_value(v)?;
+            let dash = |s: &Option<String>| match s.as_deref() {
+                None | Some("") => "-".to_string(),
+                Some(s) => s.to_string(),
+            };
+            let rows = leases
+                .iter()
+                .map(|l| {
+                    vec![
+                        local_time(l.expiry_time),
+                        l.mac_address.clone(),
+                        "ipv4".to_string(),
+                        format!("{}/{}", l.ip_address, l.prefix),
+                        dash(&l.hostname),
+                        dash(&l.client_id),
+                    ]
+                })
+                .collect::<Vec<_>>();
+            let header = [
+                "Expiry Time",
+                "MAC address",
+                "Protocol",
+                "IP address",
+                "Hostname",
+                "Client ID or DUID",
+            ];
+            print!("{}", table::render(&header, &rows));
         }
         Cmd::NetEdit { network } => edit(&c, &c.resolve(&network)?)?,
         Cmd::NetUuid { network, json } => {

@@ -1,6 +1,7 @@
 //! kvnetd: serves every kvnet network from one process.
 
 mod dataplane;
+mod dhcp;
 mod manager;
 mod paths;
 mod plan;

@@ -3,6 +3,7 @@
 //! verb sees and leaves a consistent state.
 
 use crate::dataplane::{self, Dataplane};
+use crate::dhcp;
 use crate::paths::Paths;
 use crate::teardown::{Job, Reaper};
 use crate::{plan, store};
@@ -57,6 +58,8 @@ pub struct Manager {
     pending: Vec<Pending>,
     pub nets: BTreeMap<String, NetObj>,
     sysctl_orig: BTreeMap<String, String>,
+    /// DHCP services of active networks, by network name.
+    dhcp: BTreeMap<String, dhcp::Service>,
 }
 
 fn now() -> u64 {
@@ -83,6 +86,7 @@ impl Manager {
             reaper,
             pending: Vec::new(),
             nets: BTreeMap::new(),
+            dhcp: BTreeMap::new(),
         };
         for (file_name, text) in store::load_definitions(&m.paths)? {
             match Network::from_xml(&text) {
@@ -196,7 +200,72 @@ impl Manager {
         }
         store::save_sysctl_orig(&self.paths, &self.sysctl_orig)?;
         self.reconcile_firewall_at_start();
+        let live: Vec<Network> = self.active().into_iter().cloned().collect();
+        for net in &live {
+            if let Some(w) = self.start_dhcp(net) {
+                error!("{w}");
+            }
+        }
         Ok(())
+    }
+
+    /// Serve DHCP on `net` if it asks for it. A failure leaves the network up without
+    /// DHCP and is returned as a warning for the user.
+    fn start_dhcp(&mut self, net: &Network) -> Option<String> {
+        let br = plan::bridge_name(net).filter(|_| net.is_l3())?;
+        match dhcp::Service::start(&self.paths, net, br) {
+            Ok(Some(svc)) => {
+                info!(network = %net.name, "DHCP server on {br}");
+                self.dhcp.insert(net.name.clone(), svc);
+                None
+            }
+            Ok(None) => None,
+            Err(e) => Some(format!(
+                "network '{}': DHCP server not started: {e:#}",
+                net.name
+            )),
+        }
+    }
+
+    /// After a live update: hand the DHCP server its new hosts and ranges, or start or
+    /// stop it when the update added or removed the network's IPv4 `<dhcp>`.
+    fn sync_dhcp(&mut self, net: &Network) {
+        let name = &net.name;
+        match (self.dhcp.get(name), dhcp::ip_index(net)) {
+            (Some(svc), Some(_)) => {
+                if let Err(e) = svc.reconfigure(net) {
+                    warn!(network = %name, "DHCP server keeps its previous settings: {e:#}");
+                }
+            }
+            (Some(_), None) => {
+                self.dhcp.remove(name);
+                info!(network = %name, "DHCP server stopped");
+            }
+            (None, Some(_)) => {
+                if let Some(w) = self.start_dhcp(net) {
+                    warn!("{w}");
+                }
+            }
+            (None, None) => {}
+        }
+    }
+
+    /// Leases of a network: from its running DHCP server, else from its journal.
+    fn dhcp_leases(&self, name: &str, mac: Option<&str>) -> Result<Vec<kvnet_dhcp::LeaseView>> {
+        let o = self.get(name)?;
+        let mac: Option<MacAddr> = mac
+            .map(|m| {
+                m.parse()
+                    .map_err(|e| anyhow!("invalid MAC address '{m}': {e}"))
+            })
+            .transpose()?;
+        let mut leases = match (self.dhcp.get(name), o.live.as_ref().or(o.def.as_ref())) {
+            (Some(svc), _) => svc.leases(),
+            (None, Some(net)) if net.is_l3() => dhcp::stored_leases(&self.paths, net)?,
+            _ => Vec::new(),
+        };
+        leases.retain(|l| mac.is_none_or(|m| l.mac_address == m));
+        Ok(leases)
     }
 
     /// Leave the rules alone when they are exactly what the previous kvnetd left (so a
@@ -525,11 +594,12 @@ impl Manager {
             "checks {t_checks:?}, kernel and firewall {:?}",
             t0.elapsed() - t_checks
         );
-        let warnings: Vec<String> = net
+        let mut warnings: Vec<String> = net
             .unsupported()
             .into_iter()
             .map(|w| format!("network '{name}': {w} is accepted but not applied by kvnet yet"))
             .collect();
+        warnings.extend(self.start_dhcp(&net));
         let obj = self
             .nets
             .get_mut(&name)
@@ -555,6 +625,10 @@ impl Manager {
             .ok_or_else(|| anyhow!("network '{name}' is not active"))?;
         let owns = obj.owns_bridge;
         let transient = obj.def.is_none();
+        // Leases stay in the journal for the next start, as libvirt keeps them.
+        if self.dhcp.remove(name).is_some() {
+            info!(network = %name, "DHCP server stopped");
+        }
         let needed = self.needed_sysctls(name);
         let mut orig = std::mem::take(&mut self.sysctl_orig);
         let (firewall, bridge, errors) = self.dp.quiesce(&live, owns, &needed, &mut orig).await;
@@ -742,7 +816,8 @@ impl Manager {
             o.def = Some(d);
         }
         if let Some(l) = new_live {
-            o.live = Some(l);
+            o.live = Some(l.clone());
+            self.sync_dhcp(&l);
         }
         info!(network = %name, "updated ({}{})", if live { "live " } else { "" }, if config { "config" } else { "" });
         Ok(())
@@ -792,6 +867,9 @@ impl Manager {
                     let o = self.get(&network)?;
                     Reply::ok(serde_json::to_value(Self::summary(&network, o))?)
                 }
+                Request::DhcpLeases { network, mac } => Reply::ok(serde_json::to_value(
+                    self.dhcp_leases(&network, mac.as_deref())?,
+                )?),
                 Request::DumpXml { network, inactive } => {
                     Reply::ok(json!(self.dump_xml(&network, inactive)?))
                 }

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 pub struct Paths {
     /// Persistent definitions: `NAME.xml`, and `autostart/NAME.xml` links.
     pub config_dir: PathBuf,
-    /// Durable state that is not configuration (leases later; first-start marker).
+    /// Durable state that is not configuration (lease journals, first-start marker).
     pub state_dir: PathBuf,
     /// Runtime state that must not survive a reboot: socket, status of active networks.
     pub run_dir: PathBuf,
@@ -69,6 +69,11 @@ impl Paths {
     /// Present once the built-in `default` network was defined, so that undefining it sticks.
     pub fn default_defined_marker(&self) -> PathBuf {
         self.state_dir.join("default-network-defined")
+    }
+
+    /// The DHCP lease journal of a network, kept across stops like libvirt's leases.
+    pub fn lease_journal(&self, name: &str) -> PathBuf {
+        self.state_dir.join("leases").join(format!("{name}.jsonl"))
     }
 
     pub fn lock(&self) -> PathBuf {

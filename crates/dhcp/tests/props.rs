@@ -180,7 +180,12 @@ fn run(acts: Vec<Step>) -> Result<(), TestCaseError> {
                 guests[c].held = None;
                 guests[c].offered = None;
             }
-            Act::Select(_) => guests[c].offered = None,
+            // A client selecting an offer has been through DISCOVER (INIT): it holds no
+            // lease until the ACK (RFC 2131 §4.4.1), and its old address may be freed.
+            Act::Select(_) => {
+                guests[c].offered = None;
+                guests[c].held = None;
+            }
             // A client rebooting into another address has let go of its old one.
             Act::Reboot(_, n) if held_before != Some(ip(POOL[*n])) => guests[c].held = None,
             _ => {}

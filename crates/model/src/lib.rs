@@ -135,9 +135,9 @@ impl Network {
         if self.isolated_port == Some(true) {
             out.push("<port isolated='yes'> (guest port isolation)".to_string());
         }
-        // The services below come with kvnet's built-in DHCP/DNS server (a later step).
-        if self.ips.iter().any(|ip| ip.dhcp.is_some()) {
-            out.push("<dhcp> (the built-in DHCP server)".to_string());
+        // kvnetd serves DHCPv4; DHCPv6 and DNS are a later step.
+        if self.ips.iter().any(|ip| ip.is_ipv6() && ip.dhcp.is_some()) {
+            out.push("<dhcp> on an IPv6 address (DHCPv6)".to_string());
         }
         if self.is_l3() && self.dns.as_ref().and_then(|d| d.enable) != Some(false) {
             out.push("DNS for guests (the built-in DNS server)".to_string());

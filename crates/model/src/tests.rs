@@ -1205,6 +1205,15 @@ fn unsupported_features_are_listed() {
             "{want} missing: {u:?}"
         );
     }
+    // kvnetd serves DHCPv4 itself: an IPv4 <dhcp> is not reported.
+    assert!(
+        !net(BASE)
+            .unsupported()
+            .iter()
+            .any(|x| x.starts_with("<dhcp>")),
+        "{:?}",
+        net(BASE).unsupported()
+    );
     let h = net("<network><name>h</name><forward mode='hostdev'><pf dev='p'/></forward></network>");
     assert_eq!(
         h.unsupported(),

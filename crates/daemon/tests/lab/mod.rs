@@ -214,8 +214,9 @@ impl Lab {
         name
     }
 
-    /// A guest namespace with `eth0` = ADDR/24 and a default route via GW; its peer
-    /// `vg<i>` in the host namespace is made a port of BRIDGE.
+    /// A guest namespace with `eth0` = ADDR/24 (none if empty, for a DHCP client) and a
+    /// default route via GW (none if empty); its peer `vg<i>` in the host namespace is
+    /// made a port of BRIDGE.
     pub fn guest(&mut self, bridge: &str, addr: &str, gw: &str) -> usize {
         let g = TestNs::with_prefix("kvt-g").expect("guest ns");
         let i = self.guests.len();
@@ -229,7 +230,9 @@ impl Lab {
         );
         ip(&self.host, &format!("link set {port} master {bridge} up"));
         ip(&g, "link set lo up");
-        ip(&g, &format!("addr add {addr}/24 dev eth0"));
+        if !addr.is_empty() {
+            ip(&g, &format!("addr add {addr}/24 dev eth0"));
+        }
         ip(&g, "link set eth0 up");
         if !gw.is_empty() {
             ip(&g, &format!("route add default via {gw}"));
