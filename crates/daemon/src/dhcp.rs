@@ -76,16 +76,21 @@ impl Service {
         };
         let cfg = Config::from_network(net, idx).map_err(|e| anyhow!("DHCP config: {e}"))?;
         let path = paths.lease_journal(&net.name);
-        let table = load_table(&path)?;
-        store::write_atomic(
-            &path,
-            kvnet_dhcp::compact(&table).as_bytes(),
-            0o600,
-            store::Durability::Durable,
-        )
-        .context("compact the lease journal")?;
+        let (table, text) = load_journal(&path)?;
+        // Compacting costs two fsyncs; only pay them when there is something to drop.
+        let compacted = kvnet_dhcp::compact(&table);
+        if compacted != text {
+            store::write_atomic(
+                &path,
+                compacted.as_bytes(),
+                0o600,
+                store::Durability::Durable,
+            )
+            .context("compact the lease journal")?;
+        }
         let journal = std::fs::OpenOptions::new()
             .append(true)
+            .create(true)
             .mode(0o600)
             .open(&path)
             .with_context(|| format!("open {}", path.display()))?;
@@ -127,14 +132,20 @@ pub fn stored_leases(paths: &Paths, net: &Network) -> Result<Vec<LeaseView>> {
 }
 
 fn load_table(path: &Path) -> Result<kvnet_dhcp::LeaseTable> {
+    Ok(load_journal(path)?.0)
+}
+
+/// The journal replayed, and its text as found (empty when there is none yet).
+fn load_journal(path: &Path) -> Result<(kvnet_dhcp::LeaseTable, String)> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
     }
-    match std::fs::read(path) {
-        Ok(b) => Ok(kvnet_dhcp::replay(&String::from_utf8_lossy(&b))),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(kvnet_dhcp::LeaseTable::new()),
-        Err(e) => Err(e).with_context(|| format!("read {}", path.display())),
-    }
+    let text = match std::fs::read(path) {
+        Ok(b) => String::from_utf8_lossy(&b).into_owned(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(e).with_context(|| format!("read {}", path.display())),
+    };
+    Ok((kvnet_dhcp::replay(&text), text))
 }
 
 fn open_socket(bridge: &str) -> Result<UdpSocket> {
