@@ -29,6 +29,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::net::UdpSocket;
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
@@ -53,7 +54,34 @@ pub fn ip_index(net: &Network) -> Option<usize> {
 /// A running DHCP service; dropping it stops the task (the journal stays).
 pub struct Service {
     server: Arc<Mutex<Server>>,
+    /// Bumped whenever a lease is recorded, for the DNS service's guest names.
+    changed: watch::Sender<()>,
     task: JoinHandle<()>,
+}
+
+/// The leases of a running DHCP service as the DNS service sees them.
+#[derive(Clone)]
+pub struct LeaseNames {
+    server: Arc<Mutex<Server>>,
+    changed: watch::Receiver<()>,
+}
+
+impl LeaseNames {
+    /// Whether a lease was recorded since the last call.
+    pub fn changed(&mut self) -> bool {
+        let c = self.changed.has_changed().unwrap_or(false);
+        self.changed.mark_unchanged();
+        c
+    }
+
+    /// (hostname, address) of every current lease that has a hostname.
+    pub fn names(&self) -> Vec<(String, Ipv4Addr)> {
+        lock(&self.server)
+            .leases(now())
+            .into_iter()
+            .filter_map(|l| Some((l.hostname?, l.ip_address)))
+            .collect()
+    }
 }
 
 impl Drop for Service {
@@ -96,6 +124,7 @@ impl Service {
             .with_context(|| format!("open {}", path.display()))?;
         let sock = open_socket(bridge)?;
         let server = Arc::new(Mutex::new(Server::new(cfg, table)));
+        let (changed, _) = watch::channel(());
         let task = tokio::spawn(run(
             net.name.clone(),
             sock,
@@ -103,9 +132,24 @@ impl Service {
             Journal {
                 file: journal,
                 path,
+                changed: changed.clone(),
             },
         ));
-        Ok(Some(Service { server, task }))
+        Ok(Some(Service {
+            server,
+            changed,
+            task,
+        }))
+    }
+
+    pub fn lease_names(&self) -> LeaseNames {
+        let mut changed = self.changed.subscribe();
+        // A new subscriber has not seen the leases recorded so far.
+        changed.mark_changed();
+        LeaseNames {
+            server: self.server.clone(),
+            changed,
+        }
     }
 
     pub fn leases(&self) -> Vec<LeaseView> {
@@ -173,6 +217,7 @@ fn open_socket(bridge: &str) -> Result<UdpSocket> {
 struct Journal {
     file: File,
     path: PathBuf,
+    changed: watch::Sender<()>,
 }
 
 async fn run(name: String, sock: UdpSocket, server: Arc<Mutex<Server>>, mut journal: Journal) {
@@ -213,6 +258,7 @@ async fn carry_out(name: &str, sock: &UdpSocket, journal: &mut Journal, effects:
                         rec.ip_address, journal.path.display());
                     return;
                 }
+                journal.changed.send_replace(());
             }
             Effect::Send { bytes, to } => {
                 // A client without an address cannot answer ARP. Broadcasting the reply

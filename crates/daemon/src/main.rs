@@ -2,6 +2,7 @@
 
 mod dataplane;
 mod dhcp;
+mod dns;
 mod manager;
 mod paths;
 mod plan;

@@ -4,6 +4,7 @@
 
 use crate::dataplane::{self, Dataplane};
 use crate::dhcp;
+use crate::dns;
 use crate::paths::Paths;
 use crate::teardown::{Job, Reaper};
 use crate::{plan, store};
@@ -60,6 +61,8 @@ pub struct Manager {
     sysctl_orig: BTreeMap<String, String>,
     /// DHCP services of active networks, by network name.
     dhcp: BTreeMap<String, dhcp::Service>,
+    /// DNS services of active networks, by network name.
+    dns: BTreeMap<String, dns::Service>,
 }
 
 fn now() -> u64 {
@@ -87,6 +90,7 @@ impl Manager {
             pending: Vec::new(),
             nets: BTreeMap::new(),
             dhcp: BTreeMap::new(),
+            dns: BTreeMap::new(),
         };
         for (file_name, text) in store::load_definitions(&m.paths)? {
             match Network::from_xml(&text) {
@@ -202,11 +206,66 @@ impl Manager {
         self.reconcile_firewall_at_start();
         let live: Vec<Network> = self.active().into_iter().cloned().collect();
         for net in &live {
-            if let Some(w) = self.start_dhcp(net) {
+            for w in self.start_dhcp(net).into_iter().chain(self.start_dns(net)) {
                 error!("{w}");
             }
         }
         Ok(())
+    }
+
+    /// Serve DNS on `net` unless its DNS is disabled. Like DHCP, a failure leaves the
+    /// network up and is returned as a warning. Call after start_dhcp: guest names come
+    /// from its leases.
+    fn start_dns(&mut self, net: &Network) -> Option<String> {
+        let br = plan::bridge_name(net).filter(|_| net.is_l3())?;
+        let leases = self.dhcp.get(&net.name).map(dhcp::Service::lease_names);
+        let mut local = dns::local_addrs(self.active());
+        local.extend(dns::local_addrs([net]));
+        match dns::Service::start(net, br, leases, local) {
+            Ok(Some(svc)) => {
+                info!(network = %net.name, "DNS server on {br}");
+                self.dns.insert(net.name.clone(), svc);
+                self.sync_local_addrs();
+                None
+            }
+            Ok(None) => None,
+            Err(e) => Some(format!(
+                "network '{}': DNS server not started: {e:#}",
+                net.name
+            )),
+        }
+    }
+
+    /// After a live update: hand the DNS server its new records and static hosts (and
+    /// the DHCP service, which the update may have restarted), or start or stop it.
+    fn sync_dns(&mut self, net: &Network) {
+        let name = &net.name;
+        match (self.dns.get(name), dns::enabled(net)) {
+            (Some(svc), true) => {
+                let leases = self.dhcp.get(name).map(dhcp::Service::lease_names);
+                if let Err(e) = svc.reconfigure(net, leases) {
+                    warn!(network = %name, "DNS server keeps its previous settings: {e:#}");
+                }
+            }
+            (Some(_), false) => {
+                self.dns.remove(name);
+                info!(network = %name, "DNS server stopped");
+            }
+            (None, true) => {
+                if let Some(w) = self.start_dns(net) {
+                    warn!("{w}");
+                }
+            }
+            (None, false) => {}
+        }
+    }
+
+    /// Tell every DNS server the addresses of all active networks (never upstreams).
+    fn sync_local_addrs(&self) {
+        let addrs = dns::local_addrs(self.active());
+        for svc in self.dns.values() {
+            svc.set_local_addrs(addrs.clone());
+        }
     }
 
     /// Serve DHCP on `net` if it asks for it. A failure leaves the network up without
@@ -600,12 +659,14 @@ impl Manager {
             .map(|w| format!("network '{name}': {w} is accepted but not applied by kvnet yet"))
             .collect();
         warnings.extend(self.start_dhcp(&net));
+        warnings.extend(self.start_dns(&net));
         let obj = self
             .nets
             .get_mut(&name)
             .expect("caller inserted the network");
         obj.owns_bridge = net.is_l3();
         obj.live = Some(net);
+        self.sync_local_addrs();
         info!(network = %name, "started in {:.1} ms", t0.elapsed().as_secs_f64() * 1e3);
         for w in &warnings {
             warn!("{w}");
@@ -628,6 +689,9 @@ impl Manager {
         // Leases stay in the journal for the next start, as libvirt keeps them.
         if self.dhcp.remove(name).is_some() {
             info!(network = %name, "DHCP server stopped");
+        }
+        if self.dns.remove(name).is_some() {
+            info!(network = %name, "DNS server stopped");
         }
         let needed = self.needed_sysctls(name);
         let mut orig = std::mem::take(&mut self.sysctl_orig);
@@ -665,6 +729,7 @@ impl Manager {
         if transient {
             self.nets.remove(name);
         }
+        self.sync_local_addrs();
         if wait {
             self.settle(|_| true).await;
         }
@@ -818,6 +883,7 @@ impl Manager {
         if let Some(l) = new_live {
             o.live = Some(l.clone());
             self.sync_dhcp(&l);
+            self.sync_dns(&l);
         }
         info!(network = %name, "updated ({}{})", if live { "live " } else { "" }, if config { "config" } else { "" });
         Ok(())

@@ -135,12 +135,9 @@ impl Network {
         if self.isolated_port == Some(true) {
             out.push("<port isolated='yes'> (guest port isolation)".to_string());
         }
-        // kvnetd serves DHCPv4; DHCPv6 and DNS are a later step.
+        // kvnetd serves DHCPv4 and DNS; DHCPv6 is a later step.
         if self.ips.iter().any(|ip| ip.is_ipv6() && ip.dhcp.is_some()) {
             out.push("<dhcp> on an IPv6 address (DHCPv6)".to_string());
-        }
-        if self.is_l3() && self.dns.as_ref().and_then(|d| d.enable) != Some(false) {
-            out.push("DNS for guests (the built-in DNS server)".to_string());
         }
         if self.is_l3() && self.ips.iter().any(|ip| ip.is_ipv6()) {
             out.push("IPv6 router advertisements".to_string());

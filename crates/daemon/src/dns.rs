@@ -1,0 +1,524 @@
+//! The DNS service of a started network: the I/O shell around the sans-IO engine in
+//! `kvnet_dns` (sockets, clock, timers, resolv.conf, guest names). See
+//! crates/dns/src/lib.rs for the contract this module keeps.
+//!
+//! Per network: a UDP socket and a TCP listener on port 53 of each IPv4 address of the
+//! network, each also bound to the bridge (SO_BINDTODEVICE), so only the network's own
+//! guests are served and nothing listens on a wildcard address. IPv6 addresses are not
+//! served yet. Forwarded UDP queries leave from one socket on 0.0.0.0:0, which is not
+//! bound to the bridge: upstreams are reached through the host's routes. Forwarded TCP
+//! queries use one TCP connection to the upstream per query.
+//!
+//! One task per network runs the UDP side and the engine's timers; each TCP client
+//! connection has its own task. The engine sits behind a mutex that is never held
+//! across an await.
+
+use crate::dhcp::LeaseNames;
+use anyhow::{Context, Result, anyhow};
+use kvnet_dns::{Config, ConfigError, Decision, Engine, Peer, Transport};
+use kvnet_model::Network;
+use nix::sys::socket::{self, AddressFamily, Backlog, SockFlag, SockType, SockaddrIn, sockopt};
+use std::collections::HashMap;
+use std::ffi::OsString;
+use std::io::Read;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::Poll;
+use std::time::{Duration, Instant, SystemTime};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tracing::{debug, info, warn};
+
+/// How often resolv.conf's mtime is checked.
+const RESOLV_CHECK: Duration = Duration::from_secs(2);
+/// Lease names are also re-read this often, so expired leases drop out of DNS.
+const NAMES_REFRESH: Duration = Duration::from_secs(30);
+/// A TCP client silent this long is disconnected.
+const TCP_IDLE: Duration = Duration::from_secs(10);
+/// TCP clients served at once per network; more are refused until one leaves.
+const MAX_TCP_CLIENTS: usize = 32;
+
+/// The resolv.conf whose nameservers are the default upstreams; tests point it elsewhere.
+fn resolv_conf_path() -> PathBuf {
+    std::env::var_os("KVNET_RESOLV_CONF")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/etc/resolv.conf"))
+}
+
+/// Every address of the active networks (the engine never forwards to them).
+pub fn local_addrs<'a>(nets: impl IntoIterator<Item = &'a Network>) -> Vec<IpAddr> {
+    nets.into_iter()
+        .flat_map(|n| n.ips.iter().map(|ip| ip.address))
+        .collect()
+}
+
+/// Guest names of the static `<dhcp><host name ip>` entries.
+fn static_names(net: &Network) -> Vec<(String, IpAddr)> {
+    net.ips
+        .iter()
+        .filter_map(|ip| ip.dhcp.as_ref())
+        .flat_map(|d| d.hosts.iter())
+        .filter_map(|h| Some((h.name.clone()?, h.ip?)))
+        .collect()
+}
+
+/// Guest names: static hosts, the DHCP leases' hostnames, and when they were last read.
+struct Names {
+    statics: Vec<(String, IpAddr)>,
+    leases: Option<LeaseNames>,
+    stale: bool,
+    read: Instant,
+}
+
+/// State shared by the network's tasks.
+struct Shell {
+    name: String,
+    engine: Mutex<Engine>,
+    names: Mutex<Names>,
+    /// Listening UDP sockets with the subnet each serves, to answer from the address asked.
+    udp: Vec<(Arc<UdpSocket>, Ipv4Addr, u8)>,
+    upstream: UdpSocket,
+    /// Open TCP client connections: where to hand their answers.
+    tcp: Mutex<HashMap<SocketAddr, mpsc::Sender<Vec<u8>>>>,
+    tcp_clients: AtomicUsize,
+    /// Closed when the service is dropped: the tasks that hold the shell end, and with
+    /// them the sockets, so the network can start again at once.
+    stop: watch::Receiver<()>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Neither the engine nor the name lists have invariants a panicking caller could break.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A running DNS service; dropping it stops its tasks.
+pub struct Service {
+    shell: Arc<Shell>,
+    tasks: Vec<JoinHandle<()>>,
+    _stop: watch::Sender<()>,
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+fn config(net: &Network) -> Result<Option<Config>> {
+    match Config::from_network(net) {
+        Ok(c) => Ok(Some(c)),
+        Err(ConfigError::Disabled | ConfigError::NotServed(_)) => Ok(None),
+        Err(e) => Err(anyhow!("DNS config: {e}")),
+    }
+}
+
+/// Whether kvnetd serves DNS on `net`.
+pub fn enabled(net: &Network) -> bool {
+    matches!(config(net), Ok(Some(_)))
+}
+
+fn seed() -> Result<[u8; 32]> {
+    let mut s = [0u8; 32];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut s))
+        .context("read /dev/urandom")?;
+    Ok(s)
+}
+
+impl Service {
+    /// Start serving DNS on `net` unless its DNS is disabled or it is not L3: open the
+    /// sockets on `bridge` and spawn the tasks. Needs a tokio runtime.
+    pub fn start(
+        net: &Network,
+        bridge: &str,
+        leases: Option<LeaseNames>,
+        local: Vec<IpAddr>,
+    ) -> Result<Option<Service>> {
+        let Some(cfg) = config(net)? else {
+            return Ok(None);
+        };
+        let mut udp = Vec::new();
+        let mut listeners = Vec::new();
+        for ip in &net.ips {
+            let IpAddr::V4(addr) = ip.address else {
+                continue;
+            };
+            let sa = SocketAddrV4::new(addr, 53);
+            let u = open(bridge, sa, SockType::Datagram)?;
+            let u = UdpSocket::from_std(std::net::UdpSocket::from(u))
+                .context("register the DNS socket")?;
+            udp.push((Arc::new(u), addr, ip.network().prefix_len()));
+            let t = open(bridge, sa, SockType::Stream)?;
+            socket::listen(&t, Backlog::new(64).expect("valid backlog"))
+                .with_context(|| format!("listen on {sa} TCP"))?;
+            listeners.push(
+                TcpListener::from_std(std::net::TcpListener::from(t))
+                    .context("register the DNS listener")?,
+            );
+        }
+        let upstream = std::net::UdpSocket::bind("0.0.0.0:0")
+            .and_then(|s| s.set_nonblocking(true).map(|()| s))
+            .context("upstream DNS socket")?;
+        let upstream = UdpSocket::from_std(upstream).context("register the upstream socket")?;
+        let (stop_tx, stop) = watch::channel(());
+        let mut engine = Engine::new(cfg, seed()?);
+        engine.set_local_addrs(local);
+        let shell = Arc::new(Shell {
+            name: net.name.clone(),
+            engine: Mutex::new(engine),
+            names: Mutex::new(Names {
+                statics: static_names(net),
+                leases,
+                stale: true,
+                read: Instant::now(),
+            }),
+            udp,
+            upstream,
+            tcp: Mutex::new(HashMap::new()),
+            tcp_clients: AtomicUsize::new(0),
+            stop,
+        });
+        let mut tasks = vec![tokio::spawn(run_udp(shell.clone()))];
+        for l in listeners {
+            tasks.push(tokio::spawn(run_tcp(shell.clone(), l)));
+        }
+        Ok(Some(Service {
+            shell,
+            tasks,
+            _stop: stop_tx,
+        }))
+    }
+
+    /// Apply a live change of the definition (net-update of DNS records or DHCP hosts),
+    /// with the DHCP service's leases as they are now.
+    pub fn reconfigure(&self, net: &Network, leases: Option<LeaseNames>) -> Result<()> {
+        let cfg = config(net)?.context("DNS is no longer served on the network")?;
+        lock(&self.shell.engine).set_config(cfg);
+        let mut n = lock(&self.shell.names);
+        n.statics = static_names(net);
+        n.leases = leases;
+        n.stale = true;
+        Ok(())
+    }
+
+    pub fn set_local_addrs(&self, addrs: Vec<IpAddr>) {
+        lock(&self.shell.engine).set_local_addrs(addrs);
+    }
+}
+
+/// A socket bound to `sa` on `bridge`, non-blocking.
+fn open(bridge: &str, sa: SocketAddrV4, ty: SockType) -> Result<OwnedFd> {
+    let fd = socket::socket(
+        AddressFamily::Inet,
+        ty,
+        SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .context("DNS socket")?;
+    socket::setsockopt(&fd, sockopt::BindToDevice, &OsString::from(bridge))
+        .with_context(|| format!("bind the DNS socket to {bridge}"))?;
+    // A restarted kvnetd rebinds at once despite connections in TIME_WAIT.
+    socket::setsockopt(&fd, sockopt::ReuseAddr, &true).context("SO_REUSEADDR")?;
+    socket::bind(fd.as_raw_fd(), &SockaddrIn::from(sa))
+        .with_context(|| format!("bind {sa} on {bridge}"))?;
+    Ok(fd)
+}
+
+impl Shell {
+    /// Resolves once the service is dropped.
+    async fn stopped(&self) {
+        let mut stop = self.stop.clone();
+        while stop.changed().await.is_ok() {}
+    }
+
+    /// Hand the engine fresh guest names if a lease was recorded or the config changed.
+    fn refresh_names(&self) {
+        let mut n = lock(&self.names);
+        let lease_changed = n.leases.as_mut().is_some_and(|l| l.changed());
+        if !(n.stale || lease_changed || n.read.elapsed() >= NAMES_REFRESH) {
+            return;
+        }
+        let mut names = n.statics.clone();
+        if let Some(l) = &n.leases {
+            names.extend(l.names().into_iter().map(|(h, ip)| (h, IpAddr::V4(ip))));
+        }
+        n.stale = false;
+        n.read = Instant::now();
+        drop(n);
+        let rejected = lock(&self.engine).set_guest_names(names);
+        if !rejected.is_empty() {
+            debug!(network = %self.name, "guest names not usable in DNS: {}", rejected.join(", "));
+        }
+    }
+
+    fn query(&self, client: Peer, bytes: &[u8]) -> Decision {
+        self.refresh_names();
+        lock(&self.engine).handle_query(Instant::now(), client, bytes)
+    }
+
+    /// The listening socket to answer `client` from: the one on its subnet.
+    fn answer_socket(&self, client: IpAddr) -> Option<&UdpSocket> {
+        let on_subnet = self.udp.iter().find(|(_, addr, prefix)| match client {
+            IpAddr::V4(c) => {
+                let mask = u32::MAX.checked_shl(32 - u32::from(*prefix)).unwrap_or(0);
+                u32::from(c) & mask == u32::from(*addr) & mask
+            }
+            IpAddr::V6(_) => false,
+        });
+        on_subnet.or(self.udp.first()).map(|(s, _, _)| &**s)
+    }
+
+    /// Carry out one decision. UDP sends do not wait: a full socket buffer loses the
+    /// datagram, which the client or the engine retries anyway.
+    fn dispatch(self: &Arc<Self>, d: Decision) {
+        match d {
+            Decision::Drop => {}
+            Decision::Answer { to, bytes } => match to.transport {
+                Transport::Udp => {
+                    if let Some(s) = self.answer_socket(to.addr.ip())
+                        && let Err(e) = s.try_send_to(&bytes, to.addr)
+                    {
+                        debug!(network = %self.name, "DNS answer to {}: {e}", to.addr);
+                    }
+                }
+                Transport::Tcp => {
+                    if let Some(tx) = lock(&self.tcp).get(&to.addr) {
+                        let _ = tx.try_send(bytes);
+                    }
+                }
+            },
+            Decision::Forward { to, bytes } => match to.transport {
+                Transport::Udp => {
+                    if let Err(e) = self.upstream.try_send_to(&bytes, to.addr) {
+                        debug!(network = %self.name, "DNS forward to {}: {e}", to.addr);
+                    }
+                }
+                Transport::Tcp => {
+                    let shell = self.clone();
+                    tokio::spawn(async move {
+                        // A failed exchange is left to the engine's timer: it retries
+                        // the next upstream or answers SERVFAIL.
+                        let res = tokio::select! {
+                            r = tcp_exchange(to.addr, &bytes) => r,
+                            () = shell.stopped() => return,
+                        };
+                        match res {
+                            Ok(reply) => {
+                                let d = lock(&shell.engine).handle_upstream_reply(
+                                    Instant::now(),
+                                    to,
+                                    &reply,
+                                );
+                                shell.dispatch(d);
+                            }
+                            Err(e) => {
+                                debug!(network = %shell.name, "DNS over TCP to {}: {e:#}", to.addr)
+                            }
+                        }
+                    });
+                }
+            },
+        }
+    }
+}
+
+/// One query over a fresh TCP connection to an upstream, within the engine's retry time.
+async fn tcp_exchange(to: SocketAddr, query: &[u8]) -> Result<Vec<u8>> {
+    let work = async {
+        let mut s = TcpStream::connect(to).await.context("connect")?;
+        write_frame(&mut s, query).await.context("send")?;
+        read_frame(&mut s).await?.context("closed")
+    };
+    tokio::time::timeout(kvnet_dns::Limits::default().attempt_timeout, work)
+        .await
+        .map_err(|_| anyhow!("timed out"))?
+}
+
+async fn write_frame(s: &mut (impl AsyncWriteExt + Unpin), bytes: &[u8]) -> std::io::Result<()> {
+    let len = u16::try_from(bytes.len()).map_err(|_| std::io::ErrorKind::InvalidInput)?;
+    let mut msg = Vec::with_capacity(bytes.len() + 2);
+    msg.extend_from_slice(&len.to_be_bytes());
+    msg.extend_from_slice(bytes);
+    s.write_all(&msg).await
+}
+
+/// One length-prefixed message, or None at a clean end of stream.
+async fn read_frame(s: &mut (impl AsyncReadExt + Unpin)) -> Result<Option<Vec<u8>>> {
+    let mut len = [0u8; 2];
+    match s.read_exact(&mut len).await {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(e.into()),
+    }
+    let mut msg = vec![0u8; usize::from(u16::from_be_bytes(len))];
+    s.read_exact(&mut msg).await?;
+    Ok(Some(msg))
+}
+
+/// Wait for a datagram on any of the listening sockets.
+async fn recv_any(socks: &[(Arc<UdpSocket>, Ipv4Addr, u8)], buf: &mut [u8]) -> (usize, SocketAddr) {
+    std::future::poll_fn(|cx| {
+        for (s, _, _) in socks {
+            let mut rb = tokio::io::ReadBuf::new(buf);
+            match s.poll_recv_from(cx, &mut rb) {
+                Poll::Ready(Ok(from)) => return Poll::Ready(Ok((rb.filled().len(), from))),
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => {}
+            }
+        }
+        Poll::Pending
+    })
+    .await
+    .unwrap_or((0, SocketAddr::from(([0, 0, 0, 0], 0))))
+}
+
+fn mtime(path: &std::path::Path) -> Option<SystemTime> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+}
+
+/// Read the upstreams from resolv.conf if it changed since `seen`.
+fn reload_resolv(shell: &Shell, path: &std::path::Path, seen: &mut Option<Option<SystemTime>>) {
+    let m = mtime(path);
+    if seen.as_ref() == Some(&m) {
+        return;
+    }
+    *seen = Some(m);
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let ups = kvnet_dns::parse_resolv_conf(&text);
+    info!(network = %shell.name, "DNS upstreams from {}: {ups:?}", path.display());
+    lock(&shell.engine).set_upstreams(ups);
+}
+
+/// The UDP side and the timers.
+async fn run_udp(shell: Arc<Shell>) {
+    let path = resolv_conf_path();
+    let mut seen = None;
+    reload_resolv(&shell, &path, &mut seen);
+    let mut next_check = Instant::now() + RESOLV_CHECK;
+    // Client queries fit in 512 bytes unless EDNS; upstream answers may be larger.
+    let mut qbuf = vec![0u8; 4096];
+    let mut rbuf = vec![0u8; 65535];
+    loop {
+        let timer = lock(&shell.engine)
+            .next_timeout()
+            .map_or(next_check, |t| t.min(next_check));
+        tokio::select! {
+            (n, from) = recv_any(&shell.udp, &mut qbuf) => {
+                if n == 0 && from.port() == 0 {
+                    // A receive error (e.g. ICMP feedback); do not spin on it.
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                }
+                let d = shell.query(Peer::udp(from), &qbuf[..n]);
+                shell.dispatch(d);
+            }
+            r = shell.upstream.recv_from(&mut rbuf) => match r {
+                Ok((n, from)) => {
+                    let d = lock(&shell.engine).handle_upstream_reply(
+                        Instant::now(),
+                        Peer::udp(from),
+                        &rbuf[..n],
+                    );
+                    shell.dispatch(d);
+                }
+                Err(e) => {
+                    debug!(network = %shell.name, "upstream receive: {e}");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            },
+            _ = tokio::time::sleep_until(timer.into()) => {
+                let ds = lock(&shell.engine).poll_timeouts(Instant::now());
+                for d in ds {
+                    shell.dispatch(d);
+                }
+                if Instant::now() >= next_check {
+                    reload_resolv(&shell, &path, &mut seen);
+                    next_check = Instant::now() + RESOLV_CHECK;
+                }
+            }
+        }
+    }
+}
+
+async fn run_tcp(shell: Arc<Shell>, listener: TcpListener) {
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(c) => c,
+            Err(e) => {
+                warn!(network = %shell.name, "DNS accept: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        if shell.tcp_clients.fetch_add(1, Ordering::SeqCst) >= MAX_TCP_CLIENTS {
+            shell.tcp_clients.fetch_sub(1, Ordering::SeqCst);
+            continue;
+        }
+        let shell = shell.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                () = serve_tcp(&shell, stream, peer) => {}
+                () = shell.stopped() => {}
+            }
+            lock(&shell.tcp).remove(&peer);
+            shell.tcp_clients.fetch_sub(1, Ordering::SeqCst);
+        });
+    }
+}
+
+/// One TCP client: a reader feeds its queries to the engine; answers, local or from an
+/// upstream, come back through the connection's channel and are written here.
+async fn serve_tcp(shell: &Arc<Shell>, stream: TcpStream, peer: SocketAddr) {
+    let (mut rd, mut wr) = stream.into_split();
+    let (tx, mut rx) = mpsc::channel::<Vec<u8>>(16);
+    lock(&shell.tcp).insert(peer, tx.clone());
+    // Queries not yet answered; the connection stays while there are any.
+    let open = Arc::new(AtomicUsize::new(0));
+    let reader = {
+        let shell = shell.clone();
+        let open = open.clone();
+        tokio::spawn(async move {
+            loop {
+                let q = tokio::select! {
+                    r = read_frame(&mut rd) => match r {
+                        Ok(Some(q)) => q,
+                        _ => break,
+                    },
+                    () = shell.stopped() => return,
+                };
+                open.fetch_add(1, Ordering::SeqCst);
+                let d = shell.query(Peer::tcp(peer), &q);
+                if d == Decision::Drop {
+                    open.fetch_sub(1, Ordering::SeqCst);
+                }
+                shell.dispatch(d);
+            }
+            // An empty message marks the end of the client's queries.
+            let _ = tx.send(Vec::new()).await;
+        })
+    };
+    let mut reading = true;
+    loop {
+        match tokio::time::timeout(TCP_IDLE, rx.recv()).await {
+            Ok(Some(a)) if a.is_empty() => reading = false,
+            Ok(Some(a)) => {
+                if write_frame(&mut wr, &a).await.is_err() {
+                    break;
+                }
+                open.fetch_sub(1, Ordering::SeqCst);
+            }
+            Ok(None) | Err(_) => break,
+        }
+        if !reading && open.load(Ordering::SeqCst) == 0 {
+            break;
+        }
+    }
+    reader.abort();
+}
