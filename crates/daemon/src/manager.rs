@@ -210,6 +210,7 @@ impl Manager {
                 error!("{w}");
             }
         }
+        self.sync_local_addrs();
         Ok(())
     }
 
@@ -225,7 +226,6 @@ impl Manager {
             Ok(Some(svc)) => {
                 info!(network = %net.name, "DNS server on {br}");
                 self.dns.insert(net.name.clone(), svc);
-                self.sync_local_addrs();
                 None
             }
             Ok(None) => None,
@@ -255,6 +255,7 @@ impl Manager {
                 if let Some(w) = self.start_dns(net) {
                     warn!("{w}");
                 }
+                self.sync_local_addrs();
             }
             (None, false) => {}
         }
