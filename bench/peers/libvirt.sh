@@ -17,6 +17,7 @@
 # scratch dir. On exit (also on error or signal) every process of the namespace is killed,
 # the namespace deleted and the scratch dir removed. Root only.
 set -euo pipefail
+BENCH_DIR=$(cd "$(dirname "$0")/.." && pwd)
 export LC_ALL=C
 REPS=15 NETS=20 INSTALL=1 DEADLINE=
 while [ $# -gt 0 ]; do
@@ -191,20 +192,7 @@ v() { timeout 60 "${VIRSH[@]}" "$@"; }
 [ -z "$(v net-list --all --name | grep .)" ] || die "the daemon already has networks: not ours?"
 
 # ---- 3. measurements (same method and helpers as bench/lifecycle.sh) ------------------------
-net_xml() { # name bridge third-octet second-octet
-  cat <<XML
-<network><name>$1</name><forward mode='nat'/><bridge name='$2'/>
-<ip address='10.$4.$3.1' netmask='255.255.255.0'><dhcp><range start='10.$4.$3.2' end='10.$4.$3.254'/></dhcp></ip></network>
-XML
-}
-us() { local t0=$EPOCHREALTIME; "$@" >/dev/null; local t1=$EPOCHREALTIME; echo $(( (${t1/./} - ${t0/./}) )); }
-median() { sort -n | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else print int((a[NR/2]+a[NR/2+1])/2)}'; }
-minmax() { sort -n | awk 'NR==1{mn=$1} {mx=$1} END {print mn " – " mx}'; }
-ms() { awk -v u="$1" 'BEGIN {printf "%.2f ms", u/1000}'; }
-report() { # label samples-file
-  local med mm; med=$(median <"$2"); mm=$(minmax <"$2")
-  printf '| %s | %s | %s µs | %s |\n' "$1" "$(ms "$med")" "$mm" "$(wc -l <"$2")"
-}
+. "$BENCH_DIR/lib.sh"
 
 net_xml bench0 lvbench0 0 250 >"$DIR/bench0.xml"
 v net-define "$DIR/bench0.xml" >/dev/null
