@@ -978,6 +978,12 @@ pub fn render_add(table: &str, net: &FwNetwork) -> String {
             let _ = writeln!(s, "add rule inet {table} {} {rule}", chain.name);
         }
     }
+    add_elements(&mut s, table, &p);
+    s
+}
+
+/// `add element` lines for the network's map entries (a no-op for an identical entry).
+fn add_elements(s: &mut String, table: &str, p: &Plan) {
     for e in &p.elements {
         let _ = writeln!(
             s,
@@ -985,7 +991,6 @@ pub fn render_add(table: &str, net: &FwNetwork) -> String {
             e.map.name, e.key, e.value
         );
     }
-    s
 }
 
 /// The fast path of a start: one atomic transaction made only of additions,
@@ -1011,13 +1016,7 @@ pub fn render_add_new(table: &str, net: &FwNetwork) -> String {
             let _ = writeln!(s, "add rule inet {table} {} {rule}", chain.name);
         }
     }
-    for e in &p.elements {
-        let _ = writeln!(
-            s,
-            "add element inet {table} {} {{ {} : {} }}",
-            e.map.name, e.key, e.value
-        );
-    }
+    add_elements(&mut s, table, &p);
     s
 }
 
