@@ -2,12 +2,13 @@
 //! `kvnet_dns` (sockets, clock, timers, resolv.conf, guest names). See
 //! crates/dns/src/lib.rs for the contract this module keeps.
 //!
-//! Per network: a UDP socket and a TCP listener on port 53 of each IPv4 address of the
-//! network, each also bound to the bridge (SO_BINDTODEVICE), so only the network's own
-//! guests are served and nothing listens on a wildcard address. IPv6 addresses are not
-//! served yet. Forwarded UDP queries leave from one socket on 0.0.0.0:0, which is not
-//! bound to the bridge: upstreams are reached through the host's routes. Forwarded TCP
-//! queries use one TCP connection to the upstream per query.
+//! Per network: a UDP socket and a TCP listener on port 53 of each address of the network,
+//! IPv4 and IPv6, each also bound to the bridge (SO_BINDTODEVICE), so only the network's
+//! own guests are served and nothing listens on a wildcard address. UDP answers leave from
+//! the address the query was sent to. Forwarded UDP queries leave from one socket per
+//! family on the unspecified address, which is not bound to the bridge: upstreams are
+//! reached through the host's routes. Forwarded TCP queries use one TCP connection to the
+//! upstream per query.
 //!
 //! One task per network runs the UDP side and the engine's timers; each TCP client
 //! connection has its own task. The engine sits behind a mutex that is never held
@@ -15,13 +16,16 @@
 
 use crate::dhcp::LeaseNames;
 use anyhow::{Context, Result, anyhow};
+use ipnet::IpNet;
 use kvnet_dns::{Config, ConfigError, Decision, Engine, Peer, Transport};
 use kvnet_model::Network;
-use nix::sys::socket::{self, AddressFamily, Backlog, SockFlag, SockType, SockaddrIn, sockopt};
+use nix::sys::socket::{
+    self, AddressFamily, Backlog, SockFlag, SockType, SockaddrIn, SockaddrIn6, sockopt,
+};
 use std::collections::HashMap;
 use std::ffi::OsString;
 use std::io::Read;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::net::{IpAddr, SocketAddr};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -42,6 +46,10 @@ const NAMES_REFRESH: Duration = Duration::from_secs(30);
 const TCP_IDLE: Duration = Duration::from_secs(10);
 /// TCP clients served at once per network; more are refused until one leaves.
 const MAX_TCP_CLIENTS: usize = 32;
+/// UDP clients whose receiving socket is remembered until they are answered; beyond this
+/// (queries that are never answered) the memory is cleared and answers fall back to the
+/// socket on the client's subnet.
+const MAX_UDP_CLIENTS: usize = 4096;
 
 /// The resolv.conf whose nameservers are the default upstreams; tests point it elsewhere.
 fn resolv_conf_path() -> PathBuf {
@@ -80,9 +88,14 @@ struct Shell {
     name: String,
     engine: Mutex<Engine>,
     names: Mutex<Names>,
-    /// Listening UDP sockets with the subnet each serves, to answer from the address asked.
-    udp: Vec<(Arc<UdpSocket>, Ipv4Addr, u8)>,
+    /// Listening UDP sockets with the subnet each serves.
+    udp: Vec<(UdpSocket, IpNet)>,
+    /// The listening socket each UDP client with a query in flight wrote to: its answer
+    /// leaves from the same address, or the client would not accept it.
+    udp_clients: Mutex<HashMap<SocketAddr, usize>>,
+    /// Forwarded UDP queries, IPv4 and IPv6 (an IPv4 socket cannot reach IPv6 upstreams).
     upstream: UdpSocket,
+    upstream6: Option<UdpSocket>,
     /// Open TCP client connections: where to hand their answers.
     tcp: Mutex<HashMap<SocketAddr, mpsc::Sender<Vec<u8>>>>,
     tcp_clients: AtomicUsize,
@@ -147,14 +160,11 @@ impl Service {
         let mut udp = Vec::new();
         let mut listeners = Vec::new();
         for ip in &net.ips {
-            let IpAddr::V4(addr) = ip.address else {
-                continue;
-            };
-            let sa = SocketAddrV4::new(addr, 53);
+            let sa = SocketAddr::new(ip.address, 53);
             let u = open(bridge, sa, SockType::Datagram)?;
             let u = UdpSocket::from_std(std::net::UdpSocket::from(u))
                 .context("register the DNS socket")?;
-            udp.push((Arc::new(u), addr, ip.network().prefix_len()));
+            udp.push((u, ip.network()));
             let t = open(bridge, sa, SockType::Stream)?;
             socket::listen(&t, Backlog::new(64).expect("valid backlog"))
                 .with_context(|| format!("listen on {sa} TCP"))?;
@@ -163,10 +173,11 @@ impl Service {
                     .context("register the DNS listener")?,
             );
         }
-        let upstream = std::net::UdpSocket::bind("0.0.0.0:0")
-            .and_then(|s| s.set_nonblocking(true).map(|()| s))
-            .context("upstream DNS socket")?;
-        let upstream = UdpSocket::from_std(upstream).context("register the upstream socket")?;
+        let upstream = upstream_socket("0.0.0.0:0")?;
+        // A host without IPv6 still forwards to its IPv4 upstreams.
+        let upstream6 = upstream_socket("[::]:0")
+            .inspect_err(|e| debug!(network = %net.name, "no IPv6 upstream socket: {e:#}"))
+            .ok();
         let (stop_tx, stop) = watch::channel(());
         let mut engine = Engine::new(cfg, seed()?);
         engine.set_local_addrs(local);
@@ -180,7 +191,9 @@ impl Service {
                 read: Instant::now(),
             }),
             udp,
+            udp_clients: Mutex::new(HashMap::new()),
             upstream,
+            upstream6,
             tcp: Mutex::new(HashMap::new()),
             tcp_clients: AtomicUsize::new(0),
             stop,
@@ -213,10 +226,21 @@ impl Service {
     }
 }
 
+fn upstream_socket(addr: &str) -> Result<UdpSocket> {
+    let s = std::net::UdpSocket::bind(addr)
+        .and_then(|s| s.set_nonblocking(true).map(|()| s))
+        .with_context(|| format!("upstream DNS socket on {addr}"))?;
+    UdpSocket::from_std(s).context("register the upstream socket")
+}
+
 /// A socket bound to `sa` on `bridge`, non-blocking.
-fn open(bridge: &str, sa: SocketAddrV4, ty: SockType) -> Result<OwnedFd> {
+fn open(bridge: &str, sa: SocketAddr, ty: SockType) -> Result<OwnedFd> {
+    let family = match sa {
+        SocketAddr::V4(_) => AddressFamily::Inet,
+        SocketAddr::V6(_) => AddressFamily::Inet6,
+    };
     let fd = socket::socket(
-        AddressFamily::Inet,
+        family,
         ty,
         SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
         None,
@@ -226,8 +250,19 @@ fn open(bridge: &str, sa: SocketAddrV4, ty: SockType) -> Result<OwnedFd> {
         .with_context(|| format!("bind the DNS socket to {bridge}"))?;
     // A restarted kvnetd rebinds at once despite connections in TIME_WAIT.
     socket::setsockopt(&fd, sockopt::ReuseAddr, &true).context("SO_REUSEADDR")?;
-    socket::bind(fd.as_raw_fd(), &SockaddrIn::from(sa))
-        .with_context(|| format!("bind {sa} on {bridge}"))?;
+    let bound = match sa {
+        SocketAddr::V4(a) => socket::bind(fd.as_raw_fd(), &SockaddrIn::from(a)),
+        SocketAddr::V6(a) => {
+            socket::setsockopt(&fd, sockopt::Ipv6V6Only, &true).context("IPV6_V6ONLY")?;
+            // The bridge's IPv6 addresses stay tentative until DAD ends, which needs a
+            // port with carrier: until then bind() fails with EADDRNOTAVAIL. IP_FREEBIND
+            // (honoured by IPv6 sockets too) lets it succeed; queries arrive once the
+            // address is usable.
+            socket::setsockopt(&fd, sockopt::IpFreebind, &true).context("IP_FREEBIND")?;
+            socket::bind(fd.as_raw_fd(), &SockaddrIn6::from(a))
+        }
+    };
+    bound.with_context(|| format!("bind {sa} on {bridge}"))?;
     Ok(fd)
 }
 
@@ -263,16 +298,36 @@ impl Shell {
         lock(&self.engine).handle_query(Instant::now(), client, bytes)
     }
 
-    /// The listening socket to answer `client` from: the one on its subnet.
-    fn answer_socket(&self, client: IpAddr) -> Option<&UdpSocket> {
-        let on_subnet = self.udp.iter().find(|(_, addr, prefix)| match client {
-            IpAddr::V4(c) => {
-                let mask = u32::MAX.checked_shl(32 - u32::from(*prefix)).unwrap_or(0);
-                u32::from(c) & mask == u32::from(*addr) & mask
-            }
-            IpAddr::V6(_) => false,
-        });
-        on_subnet.or(self.udp.first()).map(|(s, _, _)| &**s)
+    /// Remember which listening socket `client` wrote to.
+    fn note_udp_client(&self, client: SocketAddr, socket: usize) {
+        let mut m = lock(&self.udp_clients);
+        if m.len() >= MAX_UDP_CLIENTS {
+            m.clear();
+        }
+        m.insert(client, socket);
+    }
+
+    /// The listening socket to answer `client` from: the one it wrote to, else the one on
+    /// its subnet, else any of its family.
+    fn answer_socket(&self, client: SocketAddr) -> Option<&UdpSocket> {
+        let asked = lock(&self.udp_clients).remove(&client);
+        let ip = client.ip().to_canonical();
+        asked
+            .and_then(|i| self.udp.get(i))
+            .or_else(|| self.udp.iter().find(|(_, net)| net.contains(&ip)))
+            .or_else(|| {
+                self.udp
+                    .iter()
+                    .find(|(_, net)| net.addr().is_ipv4() == ip.is_ipv4())
+            })
+            .map(|(s, _)| s)
+    }
+
+    fn upstream_for(&self, to: SocketAddr) -> Option<&UdpSocket> {
+        match to {
+            SocketAddr::V4(_) => Some(&self.upstream),
+            SocketAddr::V6(_) => self.upstream6.as_ref(),
+        }
     }
 
     /// Carry out one decision. UDP sends do not wait: a full socket buffer loses the
@@ -282,7 +337,7 @@ impl Shell {
             Decision::Drop => {}
             Decision::Answer { to, bytes } => match to.transport {
                 Transport::Udp => {
-                    if let Some(s) = self.answer_socket(to.addr.ip())
+                    if let Some(s) = self.answer_socket(to.addr)
                         && let Err(e) = s.try_send_to(&bytes, to.addr)
                     {
                         debug!(network = %self.name, "DNS answer to {}: {e}", to.addr);
@@ -296,7 +351,11 @@ impl Shell {
             },
             Decision::Forward { to, bytes } => match to.transport {
                 Transport::Udp => {
-                    if let Err(e) = self.upstream.try_send_to(&bytes, to.addr) {
+                    // No socket for the family: the engine's timer moves on to the next
+                    // upstream.
+                    if let Some(s) = self.upstream_for(to.addr)
+                        && let Err(e) = s.try_send_to(&bytes, to.addr)
+                    {
                         debug!(network = %self.name, "DNS forward to {}: {e}", to.addr);
                     }
                 }
@@ -362,13 +421,16 @@ async fn read_frame(s: &mut (impl AsyncReadExt + Unpin)) -> Result<Option<Vec<u8
     Ok(Some(msg))
 }
 
-/// Wait for a datagram on any of the listening sockets.
-async fn recv_any(socks: &[(Arc<UdpSocket>, Ipv4Addr, u8)], buf: &mut [u8]) -> (usize, SocketAddr) {
+/// Wait for a datagram on any of `socks`: its length, sender and the socket's index.
+async fn recv_any<'a>(
+    socks: impl Iterator<Item = &'a UdpSocket> + Clone,
+    buf: &mut [u8],
+) -> std::io::Result<(usize, SocketAddr, usize)> {
     std::future::poll_fn(|cx| {
-        for (s, _, _) in socks {
+        for (i, s) in socks.clone().enumerate() {
             let mut rb = tokio::io::ReadBuf::new(buf);
             match s.poll_recv_from(cx, &mut rb) {
-                Poll::Ready(Ok(from)) => return Poll::Ready(Ok((rb.filled().len(), from))),
+                Poll::Ready(Ok(from)) => return Poll::Ready(Ok((rb.filled().len(), from, i))),
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
                 Poll::Pending => {}
             }
@@ -376,7 +438,6 @@ async fn recv_any(socks: &[(Arc<UdpSocket>, Ipv4Addr, u8)], buf: &mut [u8]) -> (
         Poll::Pending
     })
     .await
-    .unwrap_or((0, SocketAddr::from(([0, 0, 0, 0], 0))))
 }
 
 fn mtime(path: &std::path::Path) -> Option<SystemTime> {
@@ -391,7 +452,10 @@ fn reload_resolv(shell: &Shell, path: &std::path::Path, seen: &mut Option<Option
     }
     *seen = Some(m);
     let text = std::fs::read_to_string(path).unwrap_or_default();
-    let ups = kvnet_dns::parse_resolv_conf(&text);
+    // Link-local upstreams name their interface (fe80::1%eth0).
+    let ups = kvnet_dns::parse_resolv_conf_with(&text, |ifname| {
+        nix::net::if_::if_nametoindex(ifname).ok()
+    });
     info!(network = %shell.name, "DNS upstreams from {}: {ups:?}", path.display());
     lock(&shell.engine).set_upstreams(ups);
 }
@@ -409,18 +473,22 @@ async fn run_udp(shell: Arc<Shell>) {
         let timer = lock(&shell.engine)
             .next_timeout()
             .map_or(next_check, |t| t.min(next_check));
+        let upstreams = std::iter::once(&shell.upstream).chain(shell.upstream6.as_ref());
         tokio::select! {
-            (n, from) = recv_any(&shell.udp, &mut qbuf) => {
-                if n == 0 && from.port() == 0 {
-                    // A receive error (e.g. ICMP feedback); do not spin on it.
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                    continue;
+            r = recv_any(shell.udp.iter().map(|(s, _)| s), &mut qbuf) => match r {
+                Ok((n, from, i)) => {
+                    shell.note_udp_client(from, i);
+                    let d = shell.query(Peer::udp(from), &qbuf[..n]);
+                    shell.dispatch(d);
                 }
-                let d = shell.query(Peer::udp(from), &qbuf[..n]);
-                shell.dispatch(d);
-            }
-            r = shell.upstream.recv_from(&mut rbuf) => match r {
-                Ok((n, from)) => {
+                Err(e) => {
+                    // E.g. ICMP feedback; do not spin on it.
+                    debug!(network = %shell.name, "DNS receive: {e}");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            },
+            r = recv_any(upstreams, &mut rbuf) => match r {
+                Ok((n, from, _)) => {
                     let d = lock(&shell.engine).handle_upstream_reply(
                         Instant::now(),
                         Peer::udp(from),

@@ -7,7 +7,7 @@ use kvnet_api::Request;
 use kvnet_host::testns::TestNs;
 use lab::*;
 use std::io::{Read, Write};
-use std::net::{TcpListener, UdpSocket};
+use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
@@ -76,9 +76,32 @@ fn upstream(stop: &AtomicBool) {
     }
 }
 
+/// A UDP-only upstream on `addr` answering A queries with `answer`, until `stop` is set.
+fn udp_upstream(addr: SocketAddr, answer: [u8; 4], stop: &AtomicBool) {
+    let udp = UdpSocket::bind(addr).expect("bind upstream");
+    udp.set_read_timeout(Some(Duration::from_millis(20)))
+        .expect("timeout");
+    let mut buf = [0u8; 512];
+    while !stop.load(Ordering::SeqCst) {
+        if let Ok((n, from)) = udp.recv_from(&mut buf)
+            && let Some(mut r) = reply(&buf[..n])
+        {
+            if r[7] == 1 {
+                let at = r.len() - 4;
+                r[at..].copy_from_slice(&answer);
+            }
+            let _ = udp.send_to(&r, from);
+        }
+    }
+}
+
 fn dig(g: &TestNs, args: &str) -> String {
-    let (ok, out) = sh(g, &format!("dig +time=2 +tries=2 @192.168.100.1 {args}"));
-    assert!(ok, "dig {args} failed:\n{out}");
+    dig_at(g, "192.168.100.1", args)
+}
+
+fn dig_at(g: &TestNs, server: &str, args: &str) -> String {
+    let (ok, out) = sh(g, &format!("dig +time=2 +tries=2 @{server} {args}"));
+    assert!(ok, "dig @{server} {args} failed:\n{out}");
     out
 }
 
@@ -198,4 +221,175 @@ fn dhcp_lease_hostnames_resolve() {
         "{out}\n{}",
         lab.daemon.log()
     );
+}
+
+const NET6: &str = "<network><name>dns6</name><forward mode='nat'/><bridge name='kvdns1'/>\
+    <domain name='lab.test' localOnly='yes'/>\
+    <dns forwardPlainNames='no'>\
+    <forwarder domain='x.test' addr='203.0.113.2'/>\
+    <forwarder domain='p.test' addr='203.0.113.2' port='5353'/>\
+    <forwarder domain='y.test'/>\
+    <host ip='192.168.110.50'><hostname>db</hostname></host>\
+    <host ip='2001:db8:ca::50'><hostname>db6</hostname></host>\
+    <txt name='info.lab.test' value='hello world'/>\
+    <srv service='ldap' protocol='tcp' target='db.lab.test' port='389' priority='10' weight='5'/></dns>\
+    <ip address='192.168.110.1' prefix='24'><dhcp>\
+    <range start='192.168.110.100' end='192.168.110.120'/>\
+    <host mac='52:54:00:aa:bb:02' name='web' ip='192.168.110.20'/></dhcp></ip>\
+    <ip family='ipv6' address='2001:db8:ca::1' prefix='64'/></network>";
+
+const NODNS: &str = "<network><name>nodns</name><forward mode='nat'/><bridge name='kvdns2'/>\
+    <dns enable='no'/><ip address='192.168.111.1' prefix='24'/></network>";
+
+/// The LAN's IPv6 upstream, added by the test next to the lab's IPv4 uplink.
+const LAN6_HOST: &str = "2001:db8:113::1";
+const LAN6_PEER: &str = "2001:db8:113::2";
+
+/// Wait until `dev`'s IPv6 addresses in `ns` have finished DAD.
+fn wait_dad(ns: &TestNs, dev: &str) {
+    for _ in 0..100 {
+        if ip(ns, &format!("-6 addr show dev {dev} tentative"))
+            .trim()
+            .is_empty()
+        {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("{dev}: IPv6 DAD did not finish:\n{}", ip(ns, "-6 addr"));
+}
+
+/// Records, per-domain forwarders, local-only policies, resolv.conf reloads, IPv6 service
+/// and upstreams, and a network without DNS, all in one lab.
+#[test]
+fn records_policies_and_ipv6_over_the_wire() {
+    if !have_dig("records_policies_and_ipv6_over_the_wire") {
+        return;
+    }
+    // No default upstream at first: only the per-domain forwarders are used.
+    let resolv = std::env::temp_dir().join(format!("kvnet-dns6-resolv-{}", std::process::id()));
+    std::fs::write(&resolv, "").expect("resolv.conf");
+    let mut lab = Lab::with_env(&[("KVNET_RESOLV_CONF", resolv.to_str().expect("utf-8"))]);
+    ip(
+        &lab.host,
+        &format!("addr add {LAN6_HOST}/64 dev wan0 nodad"),
+    );
+    ip(&lab.lan, &format!("addr add {LAN6_PEER}/64 dev lan0 nodad"));
+    lab.define_and_start(NET6);
+    lab.define_and_start(NODNS);
+    let g = lab.guest("kvdns1", "192.168.110.10", "192.168.110.1");
+    ip(
+        &lab.guests[g],
+        "-6 addr add 2001:db8:ca::10/64 dev eth0 nodad",
+    );
+    let off = lab.guest("kvdns2", "192.168.111.10", "192.168.111.1");
+    wait_dad(&lab.host, "kvdns1");
+    let g = &lab.guests[g];
+    let log = || lab.daemon.log();
+    let v4 = "192.168.110.1";
+    let v6 = "2001:db8:ca::1";
+
+    // Records, over UDP and TCP, asked on the IPv4 and the IPv6 address.
+    for (server, tcp) in [(v4, ""), (v4, "+tcp"), (v6, ""), (v6, "+tcp")] {
+        let q = |args: &str| dig_at(g, server, &format!("{tcp} +short {args}"));
+        assert_eq!(
+            q("db A").trim(),
+            "192.168.110.50",
+            "{server} {tcp}\n{}",
+            log()
+        );
+        assert_eq!(
+            q("db6.lab.test AAAA").trim(),
+            "2001:db8:ca::50",
+            "{}",
+            log()
+        );
+        assert_eq!(
+            q("info.lab.test TXT").trim(),
+            "\"hello world\"",
+            "{}",
+            log()
+        );
+        assert_eq!(
+            q("_ldap._tcp.lab.test SRV").trim(),
+            "10 5 389 db.lab.test.",
+            "{}",
+            log()
+        );
+        assert_eq!(q("-x 192.168.110.20").trim(), "web.lab.test.", "{}", log());
+        assert_eq!(q("-x 192.168.110.50").trim(), "db.lab.test.", "{}", log());
+        assert_eq!(q("-x 2001:db8:ca::50").trim(), "db6.lab.test.", "{}", log());
+    }
+
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        let lan = &lab.lan;
+        let stop = &stop;
+        let ups = [
+            s.spawn(move || lan.run(|| upstream(stop))),
+            s.spawn(move || {
+                let a = SocketAddr::new(LAN_PEER.parse().expect("addr"), 5353);
+                lan.run(|| udp_upstream(a, [198, 51, 100, 8], stop))
+            }),
+            s.spawn(move || {
+                let a = SocketAddr::new(LAN6_PEER.parse().expect("addr"), 53);
+                lan.run(|| udp_upstream(a, [198, 51, 100, 9], stop))
+            }),
+        ];
+        std::thread::sleep(Duration::from_millis(200));
+        let checks = || {
+            // Per-domain forwarders, with the default port and with their own.
+            let out = dig_at(g, v4, "+short a.x.test A");
+            assert_eq!(out.trim(), "198.51.100.7", "{out}\n{}", log());
+            let out = dig_at(g, v6, "+tcp +short a.x.test A");
+            assert_eq!(out.trim(), "198.51.100.7", "{out}\n{}", log());
+            let out = dig_at(g, v4, "+short a.p.test A");
+            assert_eq!(out.trim(), "198.51.100.8", "{out}\n{}", log());
+            // Local only, though an upstream would answer: a domain-only forwarder, the
+            // localOnly domain, a plain name with forwardPlainNames='no'.
+            for name in ["a.y.test", "nosuch.lab.test", "plain"] {
+                let out = dig_at(g, v4, &format!("{name} A"));
+                assert!(out.contains("status: NXDOMAIN"), "{name}: {out}\n{}", log());
+            }
+            // No default upstream yet.
+            let out = dig_at(g, v4, "ext.example A");
+            assert!(out.contains("status: REFUSED"), "{out}\n{}", log());
+            // resolv.conf is re-read without a restart; an IPv6 upstream works.
+            std::fs::write(&resolv, format!("nameserver {LAN6_PEER}\n")).expect("resolv.conf");
+            let mut out = String::new();
+            for _ in 0..20 {
+                out = dig_at(g, v4, "+short ext.example A");
+                if out.trim() == "198.51.100.9" {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(300));
+            }
+            assert_eq!(out.trim(), "198.51.100.9", "{out}\n{}", log());
+        };
+        let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(checks));
+        stop.store(true, Ordering::SeqCst);
+        for u in ups {
+            u.join().expect("upstream");
+        }
+        if let Err(e) = res {
+            std::panic::resume_unwind(e);
+        }
+    });
+
+    // <dns enable='no'>: nothing listens on port 53 of that bridge.
+    let (_, socks) = sh(&lab.host, "ss -Hlntu 'sport = :53'");
+    assert!(!socks.contains("192.168.111.1"), "{socks}");
+    assert!(
+        socks.contains("192.168.110.1") && socks.contains("[2001:db8:ca::1]"),
+        "{socks}"
+    );
+    let off = &lab.guests[off];
+    for tcp in ["", "+tcp"] {
+        let (ok, out) = sh(
+            off,
+            &format!("dig +time=1 +tries=1 @192.168.111.1 {tcp} db A"),
+        );
+        assert!(!ok && !out.contains("status:"), "{out}");
+    }
+    let _ = std::fs::remove_file(&resolv);
 }
