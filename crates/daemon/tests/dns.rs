@@ -236,6 +236,7 @@ const NET6: &str = "<network><name>dns6</name><forward mode='nat'/><bridge name=
     <ip address='192.168.110.1' prefix='24'><dhcp>\
     <range start='192.168.110.100' end='192.168.110.120'/>\
     <host mac='52:54:00:aa:bb:02' name='web' ip='192.168.110.20'/></dhcp></ip>\
+    <ip address='192.168.112.1' prefix='24'/>\
     <ip family='ipv6' address='2001:db8:ca::1' prefix='64'/></network>";
 
 const NODNS: &str = "<network><name>nodns</name><forward mode='nat'/><bridge name='kvdns2'/>\
@@ -289,8 +290,16 @@ fn records_policies_and_ipv6_over_the_wire() {
     let v4 = "192.168.110.1";
     let v6 = "2001:db8:ca::1";
 
-    // Records, over UDP and TCP, asked on the IPv4 and the IPv6 address.
-    for (server, tcp) in [(v4, ""), (v4, "+tcp"), (v6, ""), (v6, "+tcp")] {
+    // Records, over UDP and TCP, asked on the IPv4 and the IPv6 address. The guest is not
+    // on 192.168.112.0/24: its answers must still come from the address it asked.
+    let servers = [
+        (v4, ""),
+        (v4, "+tcp"),
+        (v6, ""),
+        (v6, "+tcp"),
+        ("192.168.112.1", ""),
+    ];
+    for (server, tcp) in servers {
         let q = |args: &str| dig_at(g, server, &format!("{tcp} +short {args}"));
         assert_eq!(
             q("db A").trim(),
