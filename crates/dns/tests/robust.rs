@@ -190,29 +190,33 @@ fn config_rejects_control_characters_everywhere() {
          <host ip='192.168.122.5'><hostname>h</hostname></host></dns>");
     assert!(Config::from_network(&base).is_ok());
     type Edit = fn(&mut kvnet_model::Network);
-    let edits: [(&str, Edit); 8] = [
-        ("domain", |n| {
+    // Each error names the element that carries the bad string.
+    let edits: [(&str, Edit); 9] = [
+        ("domain name", |n| {
             n.domain.as_mut().unwrap().name = "ex\nample.com".into()
         }),
-        ("txt name", |n| {
+        ("TXT record name", |n| {
             n.dns.as_mut().unwrap().txts[0].name = "t\r".into()
         }),
-        ("txt value", |n| {
+        ("TXT record value", |n| {
             n.dns.as_mut().unwrap().txts[0].value = "v\r\nx".into()
         }),
-        ("srv service", |n| {
+        ("SRV service", |n| {
             n.dns.as_mut().unwrap().srvs[0].service = "ld\0ap".into()
         }),
-        ("srv domain", |n| {
+        ("SRV protocol", |n| {
+            n.dns.as_mut().unwrap().srvs[0].protocol = "tc\rp".into()
+        }),
+        ("SRV domain", |n| {
             n.dns.as_mut().unwrap().srvs[0].domain = Some("a\nb".into())
         }),
-        ("srv target", |n| {
+        ("SRV target", |n| {
             n.dns.as_mut().unwrap().srvs[0].target = Some("dc\n".into())
         }),
-        ("forwarder", |n| {
+        ("forwarder domain", |n| {
             n.dns.as_mut().unwrap().forwarders[0].domain = Some("c\u{7f}".into())
         }),
-        ("hostname", |n| {
+        ("DNS hostname", |n| {
             n.dns.as_mut().unwrap().hosts[0].hostnames[0] = "h\n".into()
         }),
     ];
@@ -228,6 +232,7 @@ fn config_rejects_control_characters_everywhere() {
             "{what}: {err}"
         );
         assert!(!err.to_string().contains('\n'), "{what}");
+        assert!(err.to_string().starts_with(what), "{what}: {err}");
     }
 }
 

@@ -314,6 +314,11 @@ fn validation_errors() {
         (nat_with("<dns><host><hostname>h</hostname></host></dns>", ""), "missing required attribute 'ip'"),
         (nat_with("<dns><host ip='10.0.0.5'/></dns>", ""), "at least one <hostname>"),
         (nat_with("<dns><host ip='10.0.0.5'><hostname>a\nb</hostname></host></dns>", ""), "control character"),
+        (nat_with("<domain name='a&#10;b'/>", ""), "domain name 'a\\nb' contains a control character"),
+        (nat_with("<dns><forwarder domain='a&#13;b' addr='10.0.0.53'/></dns>", ""), "forwarder domain 'a\\rb' contains a control character"),
+        (nat_with("<dns><txt name='a&#10;b' value='x'/></dns>", ""), "DNS TXT record name 'a\\nb' contains a control character"),
+        (nat_with("<dns><srv service='ld&#10;ap' protocol='tcp'/></dns>", ""), "SRV service 'ld\\nap' contains a control character"),
+        (nat_with("<dns><srv service='ldap' protocol='tcp' domain='a&#9;b'/></dns>", ""), "SRV domain 'a\\tb' contains a control character"),
         // vlan / bandwidth
         (nat_with("<vlan><tag id='5000'/></vlan>", ""), "out of range (0..4095)"),
         (nat_with("<vlan trunk='no'><tag id='1'/><tag id='2'/></vlan>", ""), "trunk='no' with multiple VLAN tags"),
