@@ -344,6 +344,26 @@ proptest! {
         let _ = e.poll_timeouts(secs(t, 10));
     }
 
+    /// The same over TCP, from an IPv6 client to an IPv6 upstream: other peer bookkeeping.
+    #[test]
+    fn tcp_and_ipv6_peers_never_panic(
+        bytes in prop::collection::vec(any::<u8>(), 0..600),
+        use_id in any::<bool>(),
+    ) {
+        let mut e = fuzz_engine();
+        e.set_upstreams(vec![sa("[2001:db8::53]:53")]);
+        let t = now0();
+        let c6 = Peer::tcp(sa("[2001:db8:ac10:fd01::9]:4000"));
+        let _ = e.handle_query(t, c6, &bytes);
+        let (up, fwd) = forward_of(e.handle_query(t, c6, &query(1, "www.example.org.", RecordType::A)));
+        let mut bytes = bytes;
+        if use_id && bytes.len() >= 2 {
+            bytes[..2].copy_from_slice(&fwd[..2]);
+        }
+        let _ = e.handle_upstream_reply(t, up, &bytes);
+        let _ = e.poll_timeouts(secs(t, 10));
+    }
+
     #[test]
     fn mutated_replies_never_panic(flips in prop::collection::vec((any::<usize>(), any::<u8>()), 0..6), cut in any::<usize>()) {
         let mut e = fuzz_engine();
