@@ -422,12 +422,17 @@ async fn read_frame(s: &mut (impl AsyncReadExt + Unpin)) -> Result<Option<Vec<u8
 }
 
 /// Wait for a datagram on any of `socks`: its length, sender and the socket's index.
-async fn recv_any<'a>(
-    socks: impl Iterator<Item = &'a UdpSocket> + Clone,
+/// Polling starts at `first`, which the caller rotates so that a flood on one address
+/// cannot starve the others.
+async fn recv_any(
+    socks: &[&UdpSocket],
+    first: usize,
     buf: &mut [u8],
 ) -> std::io::Result<(usize, SocketAddr, usize)> {
     std::future::poll_fn(|cx| {
-        for (i, s) in socks.clone().enumerate() {
+        for k in 0..socks.len() {
+            let i = (first + k) % socks.len();
+            let s = socks[i];
             let mut rb = tokio::io::ReadBuf::new(buf);
             match s.poll_recv_from(cx, &mut rb) {
                 Poll::Ready(Ok(from)) => return Poll::Ready(Ok((rb.filled().len(), from, i))),
@@ -469,13 +474,18 @@ async fn run_udp(shell: Arc<Shell>) {
     // Client queries fit in 512 bytes unless EDNS; upstream answers may be larger.
     let mut qbuf = vec![0u8; 4096];
     let mut rbuf = vec![0u8; 65535];
+    let listeners: Vec<&UdpSocket> = shell.udp.iter().map(|(s, _)| s).collect();
+    let upstreams: Vec<&UdpSocket> = std::iter::once(&shell.upstream)
+        .chain(shell.upstream6.as_ref())
+        .collect();
+    let mut turn = 0usize;
     loop {
         let timer = lock(&shell.engine)
             .next_timeout()
             .map_or(next_check, |t| t.min(next_check));
-        let upstreams = std::iter::once(&shell.upstream).chain(shell.upstream6.as_ref());
+        turn = turn.wrapping_add(1);
         tokio::select! {
-            r = recv_any(shell.udp.iter().map(|(s, _)| s), &mut qbuf) => match r {
+            r = recv_any(&listeners, turn, &mut qbuf) => match r {
                 Ok((n, from, i)) => {
                     shell.note_udp_client(from, i);
                     let d = shell.query(Peer::udp(from), &qbuf[..n]);
@@ -487,7 +497,7 @@ async fn run_udp(shell: Arc<Shell>) {
                     tokio::time::sleep(Duration::from_millis(10)).await;
                 }
             },
-            r = recv_any(upstreams, &mut rbuf) => match r {
+            r = recv_any(&upstreams, turn, &mut rbuf) => match r {
                 Ok((n, from, _)) => {
                     let d = lock(&shell.engine).handle_upstream_reply(
                         Instant::now(),
