@@ -51,6 +51,8 @@ pub struct TunInfo {
     /// Outlives its files (`TUNSETPERSIST`).
     pub persist: bool,
     pub multi_queue: bool,
+    /// Files attached to it (one per queue).
+    pub queues: u16,
     pub vnet_hdr: bool,
     pub owner: Option<u32>,
     pub group: Option<u32>,
@@ -202,6 +204,7 @@ fn tun_info_from_message(msg: &LinkMessage) -> Option<TunInfo> {
     const IFLA_TUN_VNET_HDR: u16 = 5;
     const IFLA_TUN_PERSIST: u16 = 6;
     const IFLA_TUN_MULTI_QUEUE: u16 = 7;
+    const IFLA_TUN_NUM_QUEUES: u16 = 8;
     let infos = msg.attributes.iter().find_map(|a| match a {
         LinkAttribute::LinkInfo(i) => Some(i),
         _ => None,
@@ -228,6 +231,9 @@ fn tun_info_from_message(msg: &LinkMessage) -> Option<TunInfo> {
                 IFLA_TUN_VNET_HDR => info.vnet_hdr = u8v != 0,
                 IFLA_TUN_OWNER => info.owner = u32v,
                 IFLA_TUN_GROUP => info.group = u32v,
+                IFLA_TUN_NUM_QUEUES => {
+                    info.queues = u32v.map_or(0, |q| u16::try_from(q).unwrap_or(u16::MAX))
+                }
                 _ => {}
             }
         }

@@ -56,6 +56,7 @@ fn multi_queue_and_pattern_names() {
         assert_eq!(t.fds.len(), 4);
         let info = nl.tun_info("vnet0").await.unwrap().unwrap();
         assert!(info.multi_queue && info.persist);
+        assert_eq!(info.queues, 4);
         // Deleting while its files are open drops persist; it goes with the files.
         tap::delete("vnet0").unwrap();
         assert!(!nl.tun_info("vnet0").await.unwrap().unwrap().persist);
