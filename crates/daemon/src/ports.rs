@@ -278,8 +278,13 @@ impl Manager {
     /// Create (if missing) and plug a persistent port's TAP; a TAP created here is
     /// deleted again when plugging fails.
     async fn realize(&self, rec: &PortRec, bridge: &Link) -> Result<()> {
-        let created = match self.dp.nl.link(&rec.ifname).await? {
-            Some(_) => false,
+        let nl = &self.dp.nl;
+        let created = match nl.tun_info(&rec.ifname).await? {
+            Some(t) if t.tap => false,
+            Some(_) => bail!("{} is a TUN device, not a TAP", rec.ifname),
+            None if nl.link(&rec.ifname).await?.is_some() => {
+                bail!("{} exists and is not a TAP device", rec.ifname)
+            }
             None => {
                 tap::create(&tap::TapConfig {
                     name: rec.ifname.clone(),
@@ -293,9 +298,7 @@ impl Manager {
             }
         };
         let res = async {
-            let link = self
-                .dp
-                .nl
+            let link = nl
                 .link(&rec.ifname)
                 .await?
                 .ok_or_else(|| anyhow!("TAP {} vanished after creation", rec.ifname))?;

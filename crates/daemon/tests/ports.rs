@@ -166,6 +166,23 @@ fn port_create_list_delete_across_restarts() {
         "{l}"
     );
 
+    // A link of the port's name that is not a TAP is not taken over.
+    lab.ok(Request::Destroy {
+        network: "n2".into(),
+        wait: true,
+    });
+    ip(&lab.host, "link del guest1");
+    ip(&lab.host, "link add guest1 type veth peer name guest1p");
+    let w = lab
+        .ok(Request::Start {
+            network: "n2".into(),
+        })
+        .warnings
+        .join("\n");
+    assert!(w.contains("guest1 exists and is not a TAP device"), "{w}");
+    assert!(!link(&lab, "guest1").unwrap().contains("master"));
+    ip(&lab.host, "link del guest1");
+
     let e = lab
         .call(Request::Undefine {
             network: "n2".into(),
@@ -300,11 +317,12 @@ fn bridge_helper(lab: &Lab, conf: &Path, fd_arg: Option<&str>) -> (bool, String,
     let mut buf = [0u8; 1];
     let mut iov = [IoSliceMut::new(&mut buf)];
     let mut space = nix::cmsg_space!(RawFd);
+    // CLOEXEC: a child another test spawns meanwhile must not keep the TAP open.
     let msg = recvmsg::<()>(
         ours.as_raw_fd(),
         &mut iov,
         Some(&mut space),
-        MsgFlags::empty(),
+        MsgFlags::MSG_CMSG_CLOEXEC,
     )
     .expect("recvmsg");
     let mut got = None;
