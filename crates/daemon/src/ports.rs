@@ -531,15 +531,14 @@ impl Manager {
         if !self.nets.contains_key(network) {
             bail!("network '{network}' not found");
         }
-        let mut ports = self.ports_of(network).to_vec();
-        let before = ports.len();
+        let ports = self.ports_of(network).to_vec();
         let mut keep = Vec::new();
-        for p in ports.drain(..) {
+        for p in &ports {
             if p.kind == PortKind::Persistent || self.dp.nl.link(&p.ifname).await?.is_some() {
-                keep.push(p);
+                keep.push(p.clone());
             }
         }
-        if keep.len() != before {
+        if keep.len() != ports.len() {
             self.save_ports(network, keep.clone())?;
         }
         Ok(keep.iter().map(|p| p.view(network)).collect())

@@ -23,7 +23,7 @@ use kvnet_attach::acl;
 use kvnet_host::{Netlink, tap};
 use nix::sys::socket::{ControlMessage, MsgFlags, sendmsg};
 use std::io::IoSlice;
-use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
+use std::os::fd::{AsRawFd, RawFd};
 use std::path::PathBuf;
 
 const DEFAULT_ACL: &str = "/etc/kvnet/bridge.conf";
@@ -68,7 +68,7 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Args> {
 
 /// The fd qemu handed us must be a Unix socket: anything else would receive a TAP
 /// (or fail in ways that hide the mistake).
-fn unix_socket(fd: RawFd) -> Result<BorrowedFd<'static>> {
+fn check_unix_socket(fd: RawFd) -> Result<()> {
     let mut domain: libc::c_int = 0;
     let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
     // SAFETY: SO_DOMAIN writes one int into `domain`; len says how big it is.
@@ -84,8 +84,7 @@ fn unix_socket(fd: RawFd) -> Result<BorrowedFd<'static>> {
     if rc < 0 || domain != libc::AF_UNIX {
         bail!("--fd={fd} is not a Unix socket");
     }
-    // SAFETY: the fd is open (getsockopt succeeded) and stays open until we exit.
-    Ok(unsafe { BorrowedFd::borrow_raw(fd) })
+    Ok(())
 }
 
 /// Privileged env overrides only for root; anyone else gets the defaults.
@@ -142,7 +141,7 @@ fn run() -> Result<()> {
         );
     }
     let args = parse_args(std::env::args().skip(1))?;
-    let sock = unix_socket(args.fd)?;
+    check_unix_socket(args.fd)?;
     check_acl(&args.bridge)?;
     let t = tap::create(&tap::TapConfig {
         name: "tap%d".into(),
@@ -160,7 +159,7 @@ fn run() -> Result<()> {
         .with_context(|| format!("cannot attach {} to bridge {}", t.name, args.bridge))?;
     let fds = [t.fds[0].as_raw_fd()];
     sendmsg::<()>(
-        sock.as_raw_fd(),
+        args.fd,
         &[IoSlice::new(&[0u8])],
         &[ControlMessage::ScmRights(&fds)],
         MsgFlags::empty(),
@@ -225,9 +224,9 @@ mod tests {
     #[test]
     fn fd_must_be_a_unix_socket() {
         let f = std::fs::File::open("/dev/null").unwrap();
-        let e = unix_socket(f.as_raw_fd()).unwrap_err().to_string();
+        let e = check_unix_socket(f.as_raw_fd()).unwrap_err().to_string();
         assert!(e.contains("not a Unix socket"), "{e}");
         let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
-        assert!(unix_socket(a.as_raw_fd()).is_ok());
+        assert!(check_unix_socket(a.as_raw_fd()).is_ok());
     }
 }
