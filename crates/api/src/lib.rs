@@ -63,6 +63,81 @@ pub enum Request {
         live: bool,
         config: bool,
     },
+    /// Create a persistent TAP on an active network for a guest (docs/api.md).
+    PortCreate {
+        network: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ifname: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        mac: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        owner: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        group: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        queues: Option<u16>,
+    },
+    /// Register a TAP someone else created and put it on the network's bridge: by
+    /// network name (a qemu `script=`) or by bridge name (the bridge helper).
+    PortAttach {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        network: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        bridge: Option<String>,
+        ifname: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        mac: Option<String>,
+    },
+    /// Detach and unregister a port; a TAP kvnet created is deleted.
+    PortDelete {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        network: Option<String>,
+        ifname: String,
+    },
+    PortList {
+        network: String,
+    },
+}
+
+/// How a port's TAP came to be.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum PortKind {
+    /// Created by kvnet (port-create): persistent, deleted by port-delete.
+    Persistent,
+    /// Created by qemu and registered by its `script=` (kvnet-ifup).
+    Script,
+    /// Created by kvnet-bridge-helper for qemu.
+    Helper,
+}
+
+impl PortKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PortKind::Persistent => "persistent",
+            PortKind::Script => "script",
+            PortKind::Helper => "helper",
+        }
+    }
+}
+
+/// One guest port of a network.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Port {
+    pub ifname: String,
+    /// The guest's MAC address; unknown (None) for a TAP attached without one.
+    pub mac: Option<String>,
+    pub network: String,
+    pub kind: PortKind,
+    pub queues: u16,
+}
+
+/// The reply to `port-create`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct CreatedPort {
+    pub port: Port,
+    /// Arguments that give a qemu guest this port, e.g. `-netdev tap,...`.
+    pub qemu_args: Vec<String>,
 }
 
 /// One network as `net-list` / `net-info` show it.
@@ -175,6 +250,29 @@ mod tests {
         assert_eq!(
             serde_json::to_string(&r).unwrap(),
             r#"{"op":"dhcp-leases","network":"default"}"#
+        );
+    }
+
+    #[test]
+    fn port_requests_omit_unset_options() {
+        let r = Request::PortAttach {
+            network: None,
+            bridge: Some("virbr0".into()),
+            ifname: "tap0".into(),
+            mac: None,
+        };
+        let s = serde_json::to_string(&r).unwrap();
+        assert_eq!(
+            s,
+            r#"{"op":"port-attach","bridge":"virbr0","ifname":"tap0"}"#
+        );
+        assert_eq!(serde_json::from_str::<Request>(&s).unwrap(), r);
+        let r: Request =
+            serde_json::from_str(r#"{"op":"port-create","network":"default"}"#).unwrap();
+        assert!(matches!(r, Request::PortCreate { queues: None, .. }));
+        assert_eq!(
+            serde_json::to_string(&PortKind::Persistent).unwrap(),
+            r#""persistent""#
         );
     }
 

@@ -4,7 +4,7 @@ mod table;
 
 use anyhow::{Context, Result, anyhow, bail};
 use clap::{Args, CommandFactory, Parser, Subcommand};
-use kvnet_api::{NetSummary, Request};
+use kvnet_api::{CreatedPort, NetSummary, Port, Request};
 use kvnet_model::Network;
 use serde_json::Value;
 use std::io::{BufRead, IsTerminal, Write};
@@ -148,6 +148,41 @@ enum Cmd {
         /// The running network if active, else the definition (the default).
         #[arg(long, conflicts_with_all = ["live", "config"])]
         current: bool,
+    },
+    /// Create a persistent TAP for a guest on an active network; prints the qemu
+    /// arguments that use it.
+    PortCreate {
+        network: String,
+        /// TAP name (default: the lowest free vnetN).
+        #[arg(long)]
+        ifname: Option<String>,
+        /// Guest MAC address (default: a random unused 52:54:00:xx:xx:xx).
+        #[arg(long)]
+        mac: Option<String>,
+        /// User (name or uid) allowed to open the TAP, e.g. the one qemu runs as.
+        #[arg(long)]
+        owner: Option<String>,
+        /// Group (name or gid) allowed to open the TAP.
+        #[arg(long)]
+        group: Option<String>,
+        /// Queues of a multi-queue TAP.
+        #[arg(long)]
+        queues: Option<u16>,
+        #[command(flatten)]
+        json: Json,
+    },
+    /// List a network's guest ports.
+    PortList {
+        network: String,
+        #[command(flatten)]
+        json: Json,
+    },
+    /// Detach and unregister a guest port (a TAP port-create made is deleted).
+    PortDelete {
+        ifname: String,
+        /// The port's network (default: whichever has it).
+        #[arg(long)]
+        network: Option<String>,
     },
     /// Check a network XML file offline (no daemon needed).
     NetValidate {
@@ -506,6 +541,73 @@ fn run(cli: Cli) -> Result<()> {
                 (false, false) => "current state",
             };
             println!("Updated network {network} {what}");
+        }
+        Cmd::PortCreate {
+            network,
+            ifname,
+            mac,
+            owner,
+            group,
+            queues,
+            json,
+        } => {
+            let network = c.resolve(&network)?;
+            let v = c
+                .call(Request::PortCreate {
+                    network: network.clone(),
+                    ifname,
+                    mac,
+                    owner,
+                    group,
+                    queues,
+                })
+                .with_context(|| format!("failed to create a port on network '{network}'"))?;
+            if json.json {
+                return print_json(&v);
+            }
+            let created: CreatedPort = serde_json::from_value(v)?;
+            let p = &created.port;
+            println!(
+                "Port {} created on network {} (MAC {}, {} queue{})",
+                p.ifname,
+                p.network,
+                p.mac.as_deref().unwrap_or("-"),
+                p.queues,
+                if p.queues == 1 { "" } else { "s" }
+            );
+            println!("{}", created.qemu_args.join(" "));
+        }
+        Cmd::PortList { network, json } => {
+            let network = c.resolve(&network)?;
+            let v = c.call(Request::PortList { network })?;
+            if json.json {
+                return print_json(&v);
+            }
+            let ports: Vec<Port> = serde_json::from_value(v)?;
+            let rows = ports
+                .iter()
+                .map(|p| {
+                    vec![
+                        p.ifname.clone(),
+                        p.mac.clone().unwrap_or_else(|| "-".into()),
+                        p.kind.as_str().to_string(),
+                        p.queues.to_string(),
+                    ]
+                })
+                .collect::<Vec<_>>();
+            let header = ["Interface", "MAC address", "Kind", "Queues"];
+            print!("{}", table::render(&header, &rows));
+        }
+        Cmd::PortDelete { ifname, network } => {
+            let network = network.map(|n| c.resolve(&n)).transpose()?;
+            c.act(
+                Request::PortDelete {
+                    network,
+                    ifname: ifname.clone(),
+                },
+                format!("failed to delete port {ifname}"),
+                format!("Port {ifname} deleted"),
+            )?;
         }
         Cmd::NetValidate { file, canonical } => {
             // --canonical is libvirt's parse-and-format round trip, which also accepts

@@ -6,6 +6,7 @@ mod dns;
 mod manager;
 mod paths;
 mod plan;
+mod ports;
 mod server;
 mod store;
 mod teardown;

@@ -7,7 +7,7 @@ use crate::dhcp;
 use crate::dns;
 use crate::paths::Paths;
 use crate::teardown::{Job, Reaper};
-use crate::{plan, store};
+use crate::{plan, ports, store};
 use anyhow::{Context, Result, anyhow, bail};
 use ipnet::IpNet;
 use kvnet_api::{NetSummary, Reply, Request};
@@ -63,6 +63,8 @@ pub struct Manager {
     dhcp: BTreeMap<String, dhcp::Service>,
     /// DNS services of active networks, by network name.
     dns: BTreeMap<String, dns::Service>,
+    /// Registered guest ports, by network name (ports.rs).
+    pub(crate) ports: BTreeMap<String, Vec<ports::PortRec>>,
 }
 
 fn now() -> u64 {
@@ -91,7 +93,9 @@ impl Manager {
             nets: BTreeMap::new(),
             dhcp: BTreeMap::new(),
             dns: BTreeMap::new(),
+            ports: BTreeMap::new(),
         };
+        m.ports = ports::load_all(&m.paths)?;
         for (file_name, text) in store::load_definitions(&m.paths)? {
             match Network::from_xml(&text) {
                 Ok(net) if net.name == file_name => {
@@ -668,6 +672,7 @@ impl Manager {
         obj.owns_bridge = net.is_l3();
         obj.live = Some(net);
         self.sync_local_addrs();
+        warnings.extend(self.replug_ports(&name).await);
         info!(network = %name, "started in {:.1} ms", t0.elapsed().as_secs_f64() * 1e3);
         for w in &warnings {
             warn!("{w}");
@@ -694,9 +699,13 @@ impl Manager {
         if self.dns.remove(name).is_some() {
             info!(network = %name, "DNS server stopped");
         }
+        // Ports stay registered (persistent TAPs stay too) and return at the next start.
+        let mut errors = self.unplug_ports(name, &live).await;
         let needed = self.needed_sysctls(name);
         let mut orig = std::mem::take(&mut self.sysctl_orig);
-        let (firewall, bridge, errors) = self.dp.quiesce(&live, owns, &needed, &mut orig).await;
+        let (firewall, bridge, quiesce_errors) =
+            self.dp.quiesce(&live, owns, &needed, &mut orig).await;
+        errors.extend(quiesce_errors);
         self.sysctl_orig = orig;
         // The status stays, marked stopping, until the teardown is done: a daemon
         // killed meanwhile finishes it at its next start.
@@ -729,6 +738,7 @@ impl Manager {
         obj.live = None;
         if transient {
             self.nets.remove(name);
+            self.drop_ports(name);
         }
         self.sync_local_addrs();
         if wait {
@@ -763,6 +773,14 @@ impl Manager {
         let obj = self.get(name)?;
         if obj.def.is_none() {
             bail!("cannot undefine transient network '{name}'");
+        }
+        // A port's guest would lose its network without being told: make it explicit.
+        let ports = self.port_names(name);
+        if !ports.is_empty() {
+            bail!(
+                "cannot undefine network '{name}': it has ports {}; delete them first (kvnet port-delete)",
+                ports.join(", ")
+            );
         }
         store::remove_if_exists(&self.paths.autostart_link(name))?;
         store::remove_if_exists(&self.paths.definition(name))?;
@@ -959,6 +977,46 @@ impl Manager {
                     };
                     self.update(&network, &args)?;
                     Reply::ok(json!(null))
+                }
+                Request::PortCreate {
+                    network,
+                    ifname,
+                    mac,
+                    owner,
+                    group,
+                    queues,
+                } => {
+                    let args = ports::CreateArgs {
+                        ifname,
+                        mac,
+                        owner,
+                        group,
+                        queues,
+                    };
+                    Reply::ok(serde_json::to_value(
+                        self.port_create(&network, args).await?,
+                    )?)
+                }
+                Request::PortAttach {
+                    network,
+                    bridge,
+                    ifname,
+                    mac,
+                } => Reply::ok(serde_json::to_value(
+                    self.port_attach(
+                        network.as_deref(),
+                        bridge.as_deref(),
+                        &ifname,
+                        mac.as_deref(),
+                    )
+                    .await?,
+                )?),
+                Request::PortDelete { network, ifname } => {
+                    self.port_delete(network.as_deref(), &ifname).await?;
+                    Reply::ok(json!(null))
+                }
+                Request::PortList { network } => {
+                    Reply::ok(serde_json::to_value(self.port_list(&network).await?)?)
                 }
             })
         }

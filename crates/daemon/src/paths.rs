@@ -76,6 +76,16 @@ impl Paths {
         self.state_dir.join("leases").join(format!("{name}.jsonl"))
     }
 
+    /// The guest ports registered per network (durable: persistent TAPs are re-created
+    /// after a reboot).
+    pub fn ports_dir(&self) -> PathBuf {
+        self.state_dir.join("ports")
+    }
+
+    pub fn ports(&self, name: &str) -> PathBuf {
+        self.ports_dir().join(format!("{name}.json"))
+    }
+
     pub fn lock(&self) -> PathBuf {
         self.run_dir.join("kvnetd.pid")
     }

@@ -6,12 +6,13 @@ use futures::StreamExt;
 use ipnet::IpNet;
 use rtnetlink::packet_core::{
     NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_ECHO, NLM_F_EXCL, NLM_F_REQUEST, NetlinkMessage,
-    NetlinkPayload,
+    NetlinkPayload, Nla,
 };
 use rtnetlink::packet_route::address::{AddressAttribute, AddressMessage};
 use rtnetlink::packet_route::link::{
     BridgeStpState, InfoBridge, InfoData, InfoKind, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
 };
+use rtnetlink::packet_route::neighbour::{NeighbourAttribute, NeighbourMessage, NeighbourState};
 use rtnetlink::packet_route::route::{
     RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
 };
@@ -40,6 +41,29 @@ pub struct Link {
     /// Administratively up (`IFF_UP`), not carrier.
     pub up: bool,
     pub master: Option<u32>,
+}
+
+/// What the kernel reports about a tun/tap device (`IFLA_TUN_*`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TunInfo {
+    /// A TAP (ethernet frames), not a TUN (IP packets).
+    pub tap: bool,
+    /// Outlives its files (`TUNSETPERSIST`).
+    pub persist: bool,
+    pub multi_queue: bool,
+    /// Files attached to it (one per queue).
+    pub queues: u16,
+    pub vnet_hdr: bool,
+    pub owner: Option<u32>,
+    pub group: Option<u32>,
+}
+
+/// A bridge forwarding entry for a MAC behind one of its ports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FdbEntry {
+    pub mac: [u8; 6],
+    /// Index of the port the MAC is behind.
+    pub port: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -171,6 +195,50 @@ fn link_from_message(msg: &LinkMessage) -> Link {
         }
     }
     link
+}
+
+fn tun_info_from_message(msg: &LinkMessage) -> Option<TunInfo> {
+    const IFLA_TUN_OWNER: u16 = 1;
+    const IFLA_TUN_GROUP: u16 = 2;
+    const IFLA_TUN_TYPE: u16 = 3;
+    const IFLA_TUN_VNET_HDR: u16 = 5;
+    const IFLA_TUN_PERSIST: u16 = 6;
+    const IFLA_TUN_MULTI_QUEUE: u16 = 7;
+    const IFLA_TUN_NUM_QUEUES: u16 = 8;
+    let infos = msg.attributes.iter().find_map(|a| match a {
+        LinkAttribute::LinkInfo(i) => Some(i),
+        _ => None,
+    })?;
+    if !infos.contains(&LinkInfo::Kind(InfoKind::Tun)) {
+        return None;
+    }
+    let mut info = TunInfo::default();
+    for i in infos {
+        let LinkInfo::Data(InfoData::Tun(nlas)) = i else {
+            continue;
+        };
+        for nla in nlas {
+            let mut v = vec![0u8; nla.value_len()];
+            nla.emit_value(&mut v);
+            let u8v = v.first().copied().unwrap_or(0);
+            let u32v = <[u8; 4]>::try_from(v.as_slice())
+                .map(u32::from_ne_bytes)
+                .ok();
+            match nla.kind() {
+                IFLA_TUN_TYPE => info.tap = u8v == libc::IFF_TAP as u8,
+                IFLA_TUN_PERSIST => info.persist = u8v != 0,
+                IFLA_TUN_MULTI_QUEUE => info.multi_queue = u8v != 0,
+                IFLA_TUN_VNET_HDR => info.vnet_hdr = u8v != 0,
+                IFLA_TUN_OWNER => info.owner = u32v,
+                IFLA_TUN_GROUP => info.group = u32v,
+                IFLA_TUN_NUM_QUEUES => {
+                    info.queues = u32v.map_or(0, |q| u16::try_from(q).unwrap_or(u16::MAX))
+                }
+                _ => {}
+            }
+        }
+    }
+    Some(info)
 }
 
 fn bridge_settings_from_message(msg: &LinkMessage) -> Option<(bool, u32)> {
@@ -599,6 +667,60 @@ impl Netlink {
         self.ack(RouteNetlinkMessage::NewLink(b.build()), 0)
             .await
             .map_err(|n| n.into_error(format!("set mtu of link #{index} to {mtu}")))
+    }
+
+    pub async fn set_mac(&self, index: u32, mac: [u8; 6]) -> Result<(), HostError> {
+        let b = LinkUnspec::new_with_index(index).address(mac.to_vec());
+        self.ack(RouteNetlinkMessage::NewLink(b.build()), 0)
+            .await
+            .map_err(|n| n.into_error(format!("set MAC of link #{index} to {}", format_mac(&mac))))
+    }
+
+    /// The tun/tap facts of the link called `name`; `None` when there is no such
+    /// link or it is not a tun/tap device.
+    pub async fn tun_info(&self, name: &str) -> Result<Option<TunInfo>, HostError> {
+        let msg = self
+            .get_link_message(LinkUnspec::new_with_name(name).build())
+            .await
+            .map_err(|n| n.into_error(format!("get link {name}")))?;
+        Ok(msg.as_ref().and_then(tun_info_from_message))
+    }
+
+    /// The MACs a bridge forwards to its ports: learned and static entries, not
+    /// the bridge's and its ports' own (local) addresses.
+    pub async fn bridge_fdb(&self, bridge: u32) -> Result<Vec<FdbEntry>, HostError> {
+        let mut req = NeighbourMessage::default();
+        req.header.family = AddressFamily::Bridge;
+        // With strict checking the kernel filters the dump by master.
+        req.attributes.push(NeighbourAttribute::Controller(bridge));
+        let msgs = self
+            .request(
+                RouteNetlinkMessage::GetNeighbour(req),
+                NLM_F_REQUEST | NLM_F_DUMP,
+            )
+            .await
+            .map_err(|n| n.into_error(format!("list forwarding entries of bridge #{bridge}")))?;
+        Ok(msgs
+            .iter()
+            .filter_map(|m| match m {
+                RouteNetlinkMessage::NewNeighbour(n)
+                    if n.header.state != NeighbourState::Permanent
+                        && n.header.ifindex != bridge =>
+                {
+                    let mac = n.attributes.iter().find_map(|a| match a {
+                        NeighbourAttribute::LinkLayerAddress(a) => {
+                            <[u8; 6]>::try_from(a.as_slice()).ok()
+                        }
+                        _ => None,
+                    })?;
+                    Some(FdbEntry {
+                        mac,
+                        port: n.header.ifindex,
+                    })
+                }
+                _ => None,
+            })
+            .collect())
     }
 
     /// Deletes a link; one that is already gone is not an error.

@@ -177,6 +177,15 @@ impl Lab {
         std::mem::forget(old);
     }
 
+    /// SIGKILL kvnetd, so it saves nothing at exit, and start a new one on the same dirs.
+    pub fn crash_daemon(&mut self) {
+        if let Some(mut c) = self.daemon.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        self.restart_daemon();
+    }
+
     pub fn call(&self, req: Request) -> Reply {
         kvnet_api::call(&self.daemon.socket, &req).expect("api call")
     }

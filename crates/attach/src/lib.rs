@@ -1,0 +1,39 @@
+//! kvnet-attach: how a qemu guest gets onto a kvnet network without libvirt.
+//!
+//! * `kvnet-ifup` / `kvnet-ifdown`: qemu's `script=` / `downscript=`, which register
+//!   the TAP qemu made with kvnetd (port-attach / port-delete).
+//! * `kvnet-bridge-helper`: qemu's `helper=` protocol (what qemu-bridge-helper
+//!   speaks), for unprivileged qemu, guarded by a bridge.conf ACL ([`acl`]).
+
+pub mod acl;
+
+use std::path::PathBuf;
+
+/// The network the ifup/ifdown hooks use when `KVNET_NETWORK` is unset.
+pub const DEFAULT_NETWORK: &str = "default";
+
+/// kvnetd's socket: `KVNET_SOCKET` or the default.
+pub fn socket_from_env() -> PathBuf {
+    std::env::var_os("KVNET_SOCKET")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(kvnet_api::DEFAULT_SOCKET))
+}
+
+/// Send one request to kvnetd at `socket`; an error reply becomes an error.
+pub fn call(socket: &std::path::Path, req: &kvnet_api::Request) -> anyhow::Result<()> {
+    let reply = kvnet_api::call(socket, req)?;
+    if !reply.ok {
+        anyhow::bail!(reply.error.unwrap_or_else(|| "unknown error".into()));
+    }
+    Ok(())
+}
+
+/// The interface name qemu passes as `$1`, checked.
+pub fn ifname_arg(prog: &str) -> anyhow::Result<String> {
+    let mut args = std::env::args().skip(1);
+    match (args.next(), args.next()) {
+        (Some(n), None) if kvnet_host::tap::valid_ifname(&n) => Ok(n),
+        (Some(n), None) => anyhow::bail!("'{n}' is not a valid interface name"),
+        _ => anyhow::bail!("usage: {prog} IFNAME (qemu passes the TAP's name)"),
+    }
+}
