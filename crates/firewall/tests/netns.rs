@@ -9,7 +9,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Instant;
 
 use kvnet_firewall::{
-    FwNetwork, render_add, render_add_new, render_full, render_remove, validate_all,
+    FwNetwork, normalize_listing, render_add, render_add_new, render_full, render_remove,
+    validate_all,
 };
 
 const TABLE: &str = "kvnet";
@@ -90,8 +91,9 @@ impl Netns {
         }
     }
 
+    /// The table, normalized (hash sets list elements in a per-set random order).
     fn list(&self) -> String {
-        self.run(&["nft", "list", "table", "inet", TABLE])
+        normalize_listing(&self.run(&["nft", "list", "table", "inet", TABLE]))
     }
 
     fn has_table(&self) -> bool {
@@ -124,8 +126,13 @@ fn full_applies_and_is_reproducible() {
     validate_all(&nets).unwrap();
     ns.apply(&render_full(TABLE, &nets));
     let first = ns.list();
-    for chain in ["to_virbr0", "from_virbr5", "svc_in_virbr6", "nat_virbr0"] {
-        assert!(first.contains(&format!("chain {chain} {{")), "{first}");
+    for elem in [
+        r#"set est4: element "virbr0" . 192.168.122.0/24"#,
+        r#"set src4_dev: element "virbr5" . "wan0" . 192.168.150.0/24"#,
+        r#"set svc_in: element "virbr6" . udp . 69"#,
+        "set nat4: element 192.168.122.0/24",
+    ] {
+        assert!(first.contains(elem), "{elem} missing in\n{first}");
     }
     ns.apply(&render_full(TABLE, &nets));
     assert_eq!(ns.list(), first);
@@ -137,6 +144,61 @@ fn full_applies_and_is_reproducible() {
     ns.apply(&render_full(TABLE, &[]));
     assert!(!ns.has_table());
     ns.apply(&render_full(TABLE, &[]));
+}
+
+/// The body of a render_full script, as `nft list table` prints it.
+fn rendered_table(nets: &[FwNetwork]) -> String {
+    let script = render_full(TABLE, nets);
+    let body = script
+        .split_once(&format!("delete table inet {TABLE}\n"))
+        .unwrap()
+        .1;
+    normalize_listing(body)
+}
+
+#[test]
+fn listing_normalizes_to_the_rendered_script() {
+    let Some(ns) = Netns::new() else { return };
+    let mut cases: Vec<Vec<FwNetwork>> = common::all().into_iter().map(|(_, n)| vec![n]).collect();
+    cases.push(common::all().into_iter().map(|(_, n)| n).collect());
+    for nets in cases {
+        ns.apply(&render_full(TABLE, &nets));
+        assert_eq!(ns.list(), rendered_table(&nets), "{}", nets[0].name);
+    }
+    // What the daemon compares at restart: the same state reached by adds.
+    let nets: Vec<FwNetwork> = common::all().into_iter().map(|(_, n)| n).collect();
+    let other = Netns::new().unwrap();
+    for net in nets.iter().rev() {
+        other.apply(&render_add_new_or_add(&other, net));
+    }
+    assert_eq!(other.list(), rendered_table(&nets));
+}
+
+/// The daemon's start: the fast script once the skeleton exists.
+fn render_add_new_or_add(ns: &Netns, net: &FwNetwork) -> String {
+    if ns.has_table() {
+        render_add_new(TABLE, net)
+    } else {
+        render_add(TABLE, net)
+    }
+}
+
+#[test]
+fn removing_one_network_leaves_the_others_intact() {
+    let Some(ns) = Netns::new() else { return };
+    let plain = common::nat_default();
+    let custom = common::nat_address_port();
+    ns.apply(&render_add(TABLE, &plain));
+    let only_plain = ns.list();
+    ns.apply(&render_add_new(TABLE, &custom));
+    assert_eq!(ns.list(), rendered_table(&[plain.clone(), custom.clone()]));
+    ns.apply(&render_remove(TABLE, &custom));
+    assert_eq!(ns.list(), only_plain);
+    ns.apply(&render_add_new(TABLE, &custom));
+    ns.apply(&render_remove(TABLE, &plain));
+    assert_eq!(ns.list(), rendered_table(std::slice::from_ref(&custom)));
+    ns.apply(&render_remove(TABLE, &custom));
+    assert!(!ns.list().contains("element"), "{}", ns.list());
 }
 
 #[test]
@@ -228,13 +290,8 @@ fn add_after_full_matches_full() {
     for net in &nets {
         other.apply(&render_add(TABLE, net));
     }
-    let sorted = |s: &str| {
-        let mut v: Vec<&str> = s.lines().map(str::trim).collect();
-        v.sort();
-        v.join("\n")
-    };
-    // Chain order in the listing differs; the content must not.
-    assert_eq!(sorted(&other.list()), sorted(&full));
+    // Chain and element order in the listing differ; the content must not.
+    assert_eq!(other.list(), full);
 }
 
 #[test]
@@ -259,12 +316,12 @@ fn add_cost_does_not_grow_with_network_count() {
         last_time = t.elapsed();
     }
     let listing = ns.list();
-    assert_eq!(listing.matches("chain to_kvs").count(), 201);
+    assert_eq!(listing.matches("set cross: element \"kvs").count(), 201);
     eprintln!(
         "nft -f of render_add: network 1 took {first_time:?}, network 201 took {last_time:?}"
     );
     ns.apply(&render_remove(TABLE, &common::numbered(100)));
-    assert_eq!(ns.list().matches("chain to_kvs").count(), 200);
+    assert_eq!(ns.list().matches("set cross: element \"kvs").count(), 200);
 }
 
 #[test]
