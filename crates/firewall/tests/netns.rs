@@ -348,17 +348,22 @@ mod packets {
 import socket, sys
 mode = sys.argv[1]
 if mode == "serve":
-    s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    s.bind(("0.0.0.0", 8080)); s.listen(8); s.settimeout(8)
+    s = socket.socket(socket.AF_INET6); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+    s.bind(("::", 8080)); s.listen(8); s.settimeout(8)
     print("ready", flush=True)
     while True:
         try:
             c, peer = s.accept()
         except socket.timeout:
             break
-        c.sendall(peer[0].encode()); c.close()
+        c.sendall(peer[0].removeprefix("::ffff:").encode()); c.close()
+elif mode == "udp":
+    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    u.sendto(b"x", (sys.argv[2], int(sys.argv[3]))); print("sent")
 else:
-    c = socket.socket(); c.settimeout(3)
+    fam = socket.AF_INET6 if ":" in sys.argv[2] else socket.AF_INET
+    c = socket.socket(fam); c.settimeout(3)
     try:
         c.connect((sys.argv[2], 8080)); print("ok " + c.recv(64).decode())
     except ConnectionRefusedError:
@@ -390,8 +395,26 @@ else:
         let host = Netns::new()?;
         let wan = Netns::new()?;
         host.run(&["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
+        host.run(&["sysctl", "-qw", "net.ipv6.conf.all.forwarding=1"]);
         veth(&host, &wan, "wan0", "198.51.100.2/24", None);
         host.run(&["ip", "addr", "add", "198.51.100.1/24", "dev", "wan0"]);
+        // A second host address, for the custom SNAT network.
+        host.run(&["ip", "addr", "add", "198.51.100.3/24", "dev", "wan0"]);
+        host.run(&["ip", "addr", "add", "fd00:ff::1/64", "dev", "wan0", "nodad"]);
+        wan.run(&["ip", "addr", "add", "fd00:ff::2/64", "dev", "eth0", "nodad"]);
+        // The wan knows the routed IPv6 subnets (fd00:2::/64, fd00:3::/64),
+        // not fd00:1::/64, which is NATed in the IPv6 test.
+        for n in [2, 3] {
+            wan.run(&[
+                "ip",
+                "-6",
+                "route",
+                "add",
+                &format!("fd00:{n}::/64"),
+                "via",
+                "fd00:ff::1",
+            ]);
+        }
         let mut guests = Vec::new();
         for (i, br) in ["brA", "brB", "brC"].iter().enumerate() {
             let n = i + 1;
@@ -408,6 +431,33 @@ else:
                 Some(&format!("10.10.{n}.1")),
             );
             host.run(&["ip", "link", "set", &port, "master", br]);
+            host.run(&[
+                "ip",
+                "addr",
+                "add",
+                &format!("fd00:{n}::1/64"),
+                "dev",
+                br,
+                "nodad",
+            ]);
+            g.run(&[
+                "ip",
+                "addr",
+                "add",
+                &format!("fd00:{n}::2/64"),
+                "dev",
+                "eth0",
+                "nodad",
+            ]);
+            g.run(&[
+                "ip",
+                "-6",
+                "route",
+                "add",
+                "default",
+                "via",
+                &format!("fd00:{n}::1"),
+            ]);
             guests.push(g);
         }
         Some(Topo { host, guests, wan })
@@ -442,6 +492,18 @@ else:
         let _ = srv.kill();
         let _ = srv.wait();
         out.trim().to_string()
+    }
+
+    fn skip() -> bool {
+        if !is_root() {
+            eprintln!("skipped: needs root");
+            return true;
+        }
+        if !have_python() {
+            eprintln!("skipped: needs python3 for the socket helper");
+            return true;
+        }
+        false
     }
 
     fn have_python() -> bool {
@@ -491,5 +553,131 @@ else:
         t.host.apply(&render_remove(TABLE, &nets[0]));
         assert_eq!(connect(gb, ga, "10.10.1.2"), "ok 10.10.1.1");
         assert_eq!(connect(gc, ga, "10.10.1.2"), "ok 10.10.3.2");
+    }
+
+    #[test]
+    fn isolated_guests_only_reach_the_host() {
+        if skip() {
+            return;
+        }
+        let Some(t) = setup() else { return };
+        use kvnet_firewall::FwMode::*;
+        let nets = [
+            net("a", "brA", Isolated, "10.10.1.0/24"),
+            net("b", "brB", Nat, "10.10.2.0/24"),
+        ];
+        t.host.apply(&render_full(TABLE, &nets));
+        let (ga, gb) = (&t.guests[0], &t.guests[1]);
+        assert_eq!(connect(ga, &t.host, "10.10.1.1"), "ok 10.10.1.2");
+        assert_eq!(connect(ga, &t.wan, "198.51.100.2"), "refused");
+        assert_eq!(connect(ga, gb, "10.10.2.2"), "refused");
+        assert_eq!(connect(gb, ga, "10.10.1.2"), "refused");
+        assert_eq!(connect(gb, &t.wan, "198.51.100.2"), "ok 198.51.100.1");
+    }
+
+    #[test]
+    fn forward_dev_restricts_nat_egress_and_routed_ingress() {
+        if skip() {
+            return;
+        }
+        let Some(t) = setup() else { return };
+        use kvnet_firewall::FwMode::*;
+        let mut a = net("a", "brA", Nat, "10.10.1.0/24");
+        a.forward_dev = Some("wan0".into());
+        let mut b = net("b", "brB", Nat, "10.10.2.0/24");
+        b.forward_dev = Some("eth9".into());
+        let mut c = net("c", "brC", Route, "10.10.3.0/24");
+        c.forward_dev = Some("wan0".into());
+        t.host.apply(&render_full(TABLE, &[a, b, c]));
+        let (ga, gb, gc) = (&t.guests[0], &t.guests[1], &t.guests[2]);
+        assert_eq!(connect(ga, &t.wan, "198.51.100.2"), "ok 198.51.100.1");
+        // b may only leave through eth9.
+        assert_eq!(connect(gb, &t.wan, "198.51.100.2"), "refused");
+        // c only admits what comes in through wan0: not a's guests.
+        assert_eq!(connect(ga, gc, "10.10.3.2"), "refused");
+    }
+
+    #[test]
+    fn custom_snat_next_to_plain_masquerade() {
+        if skip() {
+            return;
+        }
+        let Some(t) = setup() else { return };
+        use kvnet_firewall::FwMode::*;
+        let mut a = net("a", "brA", Nat, "10.10.1.0/24");
+        let snat = "198.51.100.3".parse().unwrap();
+        a.nat_addresses = Some((snat, snat));
+        a.nat_ports = Some((2000, 3000));
+        let b = net("b", "brB", Nat, "10.10.2.0/24");
+        // Started one after the other, as the daemon does.
+        t.host.apply(&render_add(TABLE, &b));
+        t.host.apply(&render_add_new(TABLE, &a));
+        let (ga, gb) = (&t.guests[0], &t.guests[1]);
+        assert_eq!(connect(ga, &t.wan, "198.51.100.2"), "ok 198.51.100.3");
+        assert_eq!(connect(gb, &t.wan, "198.51.100.2"), "ok 198.51.100.1");
+        assert_eq!(connect(ga, gb, "10.10.2.2"), "refused");
+        // Removing the custom network leaves the plain one working.
+        t.host.apply(&render_remove(TABLE, &a));
+        assert_eq!(connect(gb, &t.wan, "198.51.100.2"), "ok 198.51.100.1");
+        assert_eq!(
+            connect(ga, &t.wan, "198.51.100.2").split(' ').next(),
+            Some("error")
+        );
+    }
+
+    #[test]
+    fn ipv6_nat_and_routed_subnets() {
+        if skip() {
+            return;
+        }
+        let Some(t) = setup() else { return };
+        use kvnet_firewall::FwMode::*;
+        let dual = |name: &str, br: &str, mode, n: u8| FwNetwork {
+            subnets: vec![
+                format!("10.10.{n}.0/24").parse().unwrap(),
+                format!("fd00:{n}::/64").parse().unwrap(),
+            ],
+            ipv6: true,
+            ..net(name, br, mode, "10.10.0.0/24")
+        };
+        let mut a = dual("a", "brA", Nat, 1);
+        a.nat_ipv6 = true;
+        // b NATs IPv4 only: its IPv6 subnet is routed.
+        let b = dual("b", "brB", Nat, 2);
+        let c = dual("c", "brC", Route, 3);
+        t.host.apply(&render_full(TABLE, &[a, b, c]));
+        let (ga, gb, gc) = (&t.guests[0], &t.guests[1], &t.guests[2]);
+        assert_eq!(connect(ga, &t.wan, "fd00:ff::2"), "ok fd00:ff::1");
+        assert_eq!(connect(&t.wan, gc, "fd00:3::2"), "ok fd00:ff::2");
+        assert_eq!(connect(&t.wan, gb, "fd00:2::2"), "ok fd00:ff::2");
+        assert_eq!(connect(gb, gc, "fd00:3::2"), "ok fd00:2::2");
+        // a's IPv6 is NATed: only replies come in, from anywhere.
+        assert_eq!(connect(gc, ga, "fd00:1::2"), "refused");
+        // IPv4 is unchanged by IPv6 being on.
+        assert_eq!(connect(ga, gb, "10.10.2.2"), "refused");
+    }
+
+    #[test]
+    fn service_ports_are_counted_by_the_input_rule() {
+        if skip() {
+            return;
+        }
+        let Some(t) = setup() else { return };
+        use kvnet_firewall::FwMode::*;
+        let a = net("a", "brA", Nat, "10.10.1.0/24");
+        t.host.apply(&render_full(TABLE, &[a]));
+        let ga = &t.guests[0];
+        for port in ["53", "67", "5353"] {
+            assert_eq!(
+                ga.run(&["python3", "-c", PY, "udp", "10.10.1.1", port])
+                    .trim(),
+                "sent"
+            );
+        }
+        let input = t
+            .host
+            .run(&["nft", "list", "chain", "inet", TABLE, "input"]);
+        // DNS and DHCP are accepted; 5353 is not a service of the network.
+        assert!(input.contains("counter packets 2 "), "{input}");
     }
 }
