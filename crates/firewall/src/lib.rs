@@ -7,45 +7,66 @@
 //! * Both address families are changed in one `nft -f` transaction, so a
 //!   network never has its IPv4 rules without its IPv6 ones (libvirt needs two
 //!   tables, `ip` and `ip6`, and two sets of commands).
-//! * The interface-keyed verdict maps are shared by both families, so a
-//!   network costs one map element per map instead of two.
 //! * `ip …`/`ip6 …` matches carry an implicit family check in `inet`, so
-//!   family-specific rules still only see their family, and `reject` answers
-//!   with ICMP or ICMPv6 as appropriate.
+//!   family-specific rules still only see their family.
 //! * It is a private table: nothing goes into iptables' `ip filter`/`ip nat`
 //!   tables, so iptables(-nft) users and firewalld are left alone.
+//!
+//! # Why fixed rules over sets
+//!
+//! On every commit that adds a chain, a rule or a verdict-map element, the
+//! kernel re-validates the whole table (`nft_chain_validate`: loops, jump
+//! depth, hook types), at about 5 µs per existing network when each network
+//! had its own chains reached through verdict maps: the 200th start took
+//! about twice as long as the 1st. Here the rules are written once, with the
+//! skeleton, and match against sets; a network is only *elements* of those
+//! sets, keys without verdicts, so adding or removing it validates nothing
+//! and costs the same at any network count (see `examples/fw_commit.rs`).
+//! Lookups stay one hash or pipapo lookup per rule whatever the number of
+//! networks.
 //!
 //! # Layout (table `kvnet` by default)
 //!
 //! ```text
-//! map cross      ifname . ifname : verdict   "BR" . "BR" : accept
-//! map to_guest   ifname : verdict            "BR" : jump to_<id>
-//! map from_guest ifname : verdict            "BR" : jump from_<id>
-//! map svc_in     ifname : verdict            "BR" : jump svc_in_<id>
-//! map svc_out    ifname : verdict            "BR" : jump svc_out_<id>
-//! map nat4       ipv4_addr (interval)        NET  : jump nat_<id>
-//! map nat6       ipv6_addr (interval)        NET  : jump nat_<id>
+//! set cross     ifname . ifname                BR . BR
+//! set est4/6    ifname . ipv4/6_addr (int.)    BR . NET          NAT subnets
+//! set rt4/6     ifname . ipv4/6_addr (int.)    BR . NET          routed subnets
+//! set src4/6    ifname . ipv4/6_addr (int.)    BR . NET          both
+//!     (est/rt/src_dev: ifname . ifname . addr, BR . DEV . NET, for <forward dev>)
+//! set rej4/6    ifname                         BR                (rej6: if IPv6)
+//! set svc_in/out ifname . inet_proto . inet_service   BR . udp . 53
+//! set nat4/6_skip  addr . addr (int.)          NET . 224.0.0.0/24, NET . 255.255.255.255,
+//!                                              NET . NET (ff02::/16 for IPv6)
+//! set nat4/6    addr (int.)                    NET
+//! set nat4/6_dev addr . ifname (int.)          NET . DEV
+//! map nat4/6_custom addr (int.) : verdict      NET : jump nat_<id>
 //!
-//! chain forward     (filter/forward, prio 0)  iifname . oifname vmap @cross
-//!                                             oifname vmap @to_guest
-//!                                             iifname vmap @from_guest
-//! chain input       (filter/input, prio 0)    iifname vmap @svc_in
-//! chain output      (filter/output, prio 0)   oifname vmap @svc_out
-//! chain postrouting (nat/postrouting, srcnat) ip saddr vmap @nat4
-//!                                             ip6 saddr vmap @nat6
+//! chain forward (filter, prio 0)  iifname . oifname @cross accept
+//!                                 ct state established,related oifname . ip daddr @est4 accept
+//!                                 oifname . ip daddr @rt4 accept         (+ _dev, IPv6)
+//!                                 meta nfproto ipv4 oifname @rej4 reject (+ IPv6)
+//!                                 iifname . ip saddr @src4 accept        (+ _dev, IPv6)
+//!                                 meta nfproto ipv4 iifname @rej4 reject (+ IPv6)
+//! chain input  (filter, prio 0)   iifname . meta l4proto . th dport @svc_in accept
+//! chain output (filter, prio 0)   oifname . meta l4proto . th dport @svc_out accept
+//! chain postrouting (nat, srcnat) ip saddr vmap @nat4_custom             (+ IPv6)
+//!                                 ip saddr . ip daddr @nat4_skip return  (+ IPv6)
+//!                                 … ip saddr @nat4 masquerade [to :1024-65535]
+//!                                 … ip saddr . oifname @nat4_dev masquerade …
 //! ```
 //!
-//! Every network owns exactly five chains, `to_<id>`, `from_<id>`,
-//! `svc_in_<id>`, `svc_out_<id>` and `nat_<id>` (empty unless the network
-//! NATs), where `<id>` is the bridge name escaped by [`chain_id`]. Dispatch is
-//! one hash/interval lookup per map whatever the number of networks, and
-//! adding or removing a network only touches its own chains and elements.
+//! Only a network with `<nat><address>` or `<nat><port>` (custom SNAT) owns a
+//! chain, `nat_<id>`, holding libvirt's NAT rules with its addresses and
+//! ports, where `<id>` is the bridge name escaped by [`chain_id`]. It is rare,
+//! and its start pays the validation described above.
 //!
-//! The order cross → to_guest → from_guest is libvirt's
-//! `guest_cross`/`guest_input`/`guest_output` order, and every per-network
-//! chain ends in a verdict for its own family(ies), so traffic between two
-//! kvnet networks is judged exactly as libvirt judges it: a NAT network only
-//! admits established/related traffic (NAT→NAT is rejected), a routed network
+//! The forward order is libvirt's `guest_cross` → `guest_input` →
+//! `guest_output`: the accepts of the destination bridge, then its rejects,
+//! then the accepts and rejects of the source bridge. A bridge is in
+//! rej4/rej6 exactly for the families libvirt rejects on it (IPv6 only when
+//! the network has IPv6), so traffic between two kvnet networks is judged
+//! exactly as libvirt judges it: a NAT network only admits
+//! established/related traffic (NAT→NAT is rejected), a routed network
 //! admits anything addressed to its subnets, from anywhere.
 //!
 //! Bridges are matched by name (`iifname`/`oifname`), not by index, so the
@@ -54,14 +75,16 @@
 //!
 //! # Caveats
 //!
-//! * NAT dispatch is an interval map on the source address, which cannot
-//!   hold overlapping keys: two running NAT networks with nested subnets
-//!   (which libvirt's route-collision check lets through) are refused, by
-//!   [`validate_all`] or by nft itself for `render_add`.
-//! * `render_full` recreates the table, so it resets all counters.
+//! * Interval sets cannot hold overlapping keys: two running NAT networks
+//!   with nested subnets (which libvirt's route-collision check lets
+//!   through), or one NAT network with nested subnets, are refused, by
+//!   [`validate_all`]/[`FwNetwork::validate`] or by nft itself for
+//!   `render_add`. Nested routed subnets of one network are merged.
+//! * `render_full` recreates the table, so it resets all counters; counters
+//!   are per rule, shared by all networks.
 //! * nft 1.0.6 still reads the table into its cache before each transaction,
-//!   so applying a `render_add` gets slightly slower as networks accumulate
-//!   even though the script and the kernel transaction do not grow.
+//!   so applying a script through `nft -f` gets slightly slower as networks
+//!   accumulate; the daemon's start path ([`encode_add_new`]) does not use nft.
 
 use std::collections::HashSet;
 use std::fmt::{self, Write as _};
@@ -156,8 +179,8 @@ pub enum FwError {
         end: Ipv4Addr,
     },
     DuplicateBridge(String),
-    /// Two networks NAT overlapping subnets: nftables interval maps cannot
-    /// hold overlapping keys.
+    /// NAT subnets that overlap (across networks or nested within one):
+    /// nftables interval sets cannot hold overlapping keys.
     OverlappingNatSubnets {
         a: (String, IpNet),
         b: (String, IpNet),

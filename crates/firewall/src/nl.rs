@@ -8,6 +8,15 @@
 //! writes), from this network alone: its size and cost do not depend on how
 //! many networks the table holds. Pure encoding: the caller sends the bytes
 //! over a `NETLINK_NETFILTER` socket.
+//!
+//! Only elements (and a custom-NAT network's chain) are encoded: the sets,
+//! with their key types and concatenation field lengths, come from the
+//! skeleton that nft creates from [`render_add`](crate::render_add) or
+//! [`render_full`](crate::render_full); a missing set fails the batch, and
+//! the daemon falls back to nft. A key is its fields one after the other,
+//! each in whole 4-byte registers (an interface name takes 16 bytes, a
+//! protocol or a port 4); a concatenation with intervals gets the first and
+//! the last key of the range (`NFTA_SET_ELEM_KEY`, `NFTA_SET_ELEM_KEY_END`).
 
 use std::net::IpAddr;
 
