@@ -1254,6 +1254,21 @@ pub fn render_remove(table: &str, net: &FwNetwork) -> String {
     s
 }
 
+/// What [`normalize_listing`] gives for the table that [`render_full`]`(table,
+/// nets)` creates. A table that does not match it, e.g. one left by a kvnet
+/// with an older layout, must be replaced rather than adopted: the fast
+/// start path relies on the skeleton being exactly this one.
+///
+/// # Panics
+/// Like [`render_full`]; call [`validate_all`] first.
+pub fn expected_listing(table: &str, nets: &[FwNetwork]) -> String {
+    let script = render_full(table, nets);
+    let body = script
+        .split_once(&format!("delete table inet {table}\n"))
+        .map_or("", |(_, body)| body);
+    normalize_listing(body)
+}
+
 /// `nft list table` output (or a [`render_full`] table body) in a form that
 /// compares equal exactly when two tables hold the same rules and elements:
 /// counters dropped (they change with traffic), each line and each set
