@@ -82,6 +82,8 @@
 //!   `render_add`. Nested routed subnets of one network are merged.
 //! * `render_full` recreates the table, so it resets all counters; counters
 //!   are per rule, shared by all networks.
+//! * Concatenations with intervals (pipapo sets) need Linux 5.6 and nft
+//!   0.9.4 or later.
 //! * nft 1.0.6 still reads the table into its cache before each transaction,
 //!   so applying a script through `nft -f` gets slightly slower as networks
 //!   accumulate; the daemon's start path ([`encode_add_new`]) does not use nft.
