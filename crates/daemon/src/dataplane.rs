@@ -293,6 +293,14 @@ impl Dataplane {
         Ok(())
     }
 
+    /// The comparable form of the table `reconcile_firewall` would leave for `active`;
+    /// None when they cannot be rendered.
+    pub fn expected_firewall_listing(&self, active: &[&Network]) -> Option<String> {
+        let fws: Vec<FwNetwork> = active.iter().filter_map(|n| plan::fw_network(n)).collect();
+        kvnet_firewall::validate_all(&fws).ok()?;
+        Some(kvnet_firewall::expected_listing(&self.table, &fws))
+    }
+
     /// kvnet's table in comparable form, None when it does not exist.
     pub fn firewall_listing(&self) -> Result<Option<String>> {
         Ok(nft::list_table("inet", &self.table)?.map(|l| kvnet_firewall::normalize_listing(&l)))

@@ -350,7 +350,13 @@ impl Manager {
         };
         let unchanged = match (&snapshot, &current) {
             (_, None) => names.is_empty(),
-            (Some(s), Some(c)) => s.networks == names && &s.listing == c,
+            // Also exactly the table this kvnetd renders: one left by a kvnet with
+            // another layout would break the fast start path.
+            (Some(s), Some(c)) => {
+                s.networks == names
+                    && &s.listing == c
+                    && self.dp.expected_firewall_listing(&self.active()).as_ref() == Some(c)
+            }
             (None, Some(_)) => false,
         };
         if unchanged {

@@ -355,6 +355,12 @@ fn daemon_restart_adopts_running_networks_untouched() {
         kvnet_firewall::normalize_listing(&lab.nft_table()),
         rules_before
     );
+    // Adopted as it was, not rebuilt (which would look the same).
+    assert!(
+        !lab.daemon.log().contains("firewall rules rebuilt"),
+        "{}",
+        lab.daemon.log()
+    );
     assert!(ping(&lab.guests[g], LAN_PEER));
     // A bridge that vanished while the daemon was down is cleaned up and reported.
     lab.daemon.stop();

@@ -7,45 +7,66 @@
 //! * Both address families are changed in one `nft -f` transaction, so a
 //!   network never has its IPv4 rules without its IPv6 ones (libvirt needs two
 //!   tables, `ip` and `ip6`, and two sets of commands).
-//! * The interface-keyed verdict maps are shared by both families, so a
-//!   network costs one map element per map instead of two.
 //! * `ip …`/`ip6 …` matches carry an implicit family check in `inet`, so
-//!   family-specific rules still only see their family, and `reject` answers
-//!   with ICMP or ICMPv6 as appropriate.
+//!   family-specific rules still only see their family.
 //! * It is a private table: nothing goes into iptables' `ip filter`/`ip nat`
 //!   tables, so iptables(-nft) users and firewalld are left alone.
+//!
+//! # Why fixed rules over sets
+//!
+//! On every commit that adds a chain, a rule or a verdict-map element, the
+//! kernel re-validates the whole table (`nft_chain_validate`: loops, jump
+//! depth, hook types), at about 5 µs per existing network when each network
+//! had its own chains reached through verdict maps: the 200th start took
+//! about twice as long as the 1st. Here the rules are written once, with the
+//! skeleton, and match against sets; a network is only *elements* of those
+//! sets, keys without verdicts, so adding or removing it validates nothing
+//! and costs the same at any network count (see `examples/fw_commit.rs`).
+//! Lookups stay one hash or pipapo lookup per rule whatever the number of
+//! networks.
 //!
 //! # Layout (table `kvnet` by default)
 //!
 //! ```text
-//! map cross      ifname . ifname : verdict   "BR" . "BR" : accept
-//! map to_guest   ifname : verdict            "BR" : jump to_<id>
-//! map from_guest ifname : verdict            "BR" : jump from_<id>
-//! map svc_in     ifname : verdict            "BR" : jump svc_in_<id>
-//! map svc_out    ifname : verdict            "BR" : jump svc_out_<id>
-//! map nat4       ipv4_addr (interval)        NET  : jump nat_<id>
-//! map nat6       ipv6_addr (interval)        NET  : jump nat_<id>
+//! set cross     ifname . ifname                BR . BR
+//! set est4/6    ifname . ipv4/6_addr (int.)    BR . NET          NAT subnets
+//! set rt4/6     ifname . ipv4/6_addr (int.)    BR . NET          routed subnets
+//! set src4/6    ifname . ipv4/6_addr (int.)    BR . NET          both
+//!     (est/rt/src_dev: ifname . ifname . addr, BR . DEV . NET, for <forward dev>)
+//! set rej4/6    ifname                         BR                (rej6: if IPv6)
+//! set svc_in/out ifname . inet_proto . inet_service   BR . udp . 53
+//! set nat4/6_skip  addr . addr (int.)          NET . 224.0.0.0/24, NET . 255.255.255.255,
+//!                                              NET . NET (ff02::/16 for IPv6)
+//! set nat4/6    addr (int.)                    NET
+//! set nat4/6_dev addr . ifname (int.)          NET . DEV
+//! map nat4/6_custom addr (int.) : verdict      NET : jump nat_<id>
 //!
-//! chain forward     (filter/forward, prio 0)  iifname . oifname vmap @cross
-//!                                             oifname vmap @to_guest
-//!                                             iifname vmap @from_guest
-//! chain input       (filter/input, prio 0)    iifname vmap @svc_in
-//! chain output      (filter/output, prio 0)   oifname vmap @svc_out
-//! chain postrouting (nat/postrouting, srcnat) ip saddr vmap @nat4
-//!                                             ip6 saddr vmap @nat6
+//! chain forward (filter, prio 0)  iifname . oifname @cross accept
+//!                                 ct state established,related oifname . ip daddr @est4 accept
+//!                                 oifname . ip daddr @rt4 accept         (+ _dev, IPv6)
+//!                                 meta nfproto ipv4 oifname @rej4 reject (+ IPv6)
+//!                                 iifname . ip saddr @src4 accept        (+ _dev, IPv6)
+//!                                 meta nfproto ipv4 iifname @rej4 reject (+ IPv6)
+//! chain input  (filter, prio 0)   iifname . meta l4proto . th dport @svc_in accept
+//! chain output (filter, prio 0)   oifname . meta l4proto . th dport @svc_out accept
+//! chain postrouting (nat, srcnat) ip saddr vmap @nat4_custom             (+ IPv6)
+//!                                 ip saddr . ip daddr @nat4_skip return  (+ IPv6)
+//!                                 … ip saddr @nat4 masquerade [to :1024-65535]
+//!                                 … ip saddr . oifname @nat4_dev masquerade …
 //! ```
 //!
-//! Every network owns exactly five chains, `to_<id>`, `from_<id>`,
-//! `svc_in_<id>`, `svc_out_<id>` and `nat_<id>` (empty unless the network
-//! NATs), where `<id>` is the bridge name escaped by [`chain_id`]. Dispatch is
-//! one hash/interval lookup per map whatever the number of networks, and
-//! adding or removing a network only touches its own chains and elements.
+//! Only a network with `<nat><address>` or `<nat><port>` (custom SNAT) owns a
+//! chain, `nat_<id>`, holding libvirt's NAT rules with its addresses and
+//! ports, where `<id>` is the bridge name escaped by [`chain_id`]. It is rare,
+//! and its start pays the validation described above.
 //!
-//! The order cross → to_guest → from_guest is libvirt's
-//! `guest_cross`/`guest_input`/`guest_output` order, and every per-network
-//! chain ends in a verdict for its own family(ies), so traffic between two
-//! kvnet networks is judged exactly as libvirt judges it: a NAT network only
-//! admits established/related traffic (NAT→NAT is rejected), a routed network
+//! The forward order is libvirt's `guest_cross` → `guest_input` →
+//! `guest_output`: the accepts of the destination bridge, then its rejects,
+//! then the accepts and rejects of the source bridge. A bridge is in
+//! rej4/rej6 exactly for the families libvirt rejects on it (IPv6 only when
+//! the network has IPv6), so traffic between two kvnet networks is judged
+//! exactly as libvirt judges it: a NAT network only admits
+//! established/related traffic (NAT→NAT is rejected), a routed network
 //! admits anything addressed to its subnets, from anywhere.
 //!
 //! Bridges are matched by name (`iifname`/`oifname`), not by index, so the
@@ -54,14 +75,18 @@
 //!
 //! # Caveats
 //!
-//! * NAT dispatch is an interval map on the source address, which cannot
-//!   hold overlapping keys: two running NAT networks with nested subnets
-//!   (which libvirt's route-collision check lets through) are refused, by
-//!   [`validate_all`] or by nft itself for `render_add`.
-//! * `render_full` recreates the table, so it resets all counters.
+//! * Interval sets cannot hold overlapping keys: two running NAT networks
+//!   with nested subnets (which libvirt's route-collision check lets
+//!   through), or one NAT network with nested subnets, are refused, by
+//!   [`validate_all`]/[`FwNetwork::validate`] or by nft itself for
+//!   `render_add`. Nested routed subnets of one network are merged.
+//! * `render_full` recreates the table, so it resets all counters; counters
+//!   are per rule, shared by all networks.
+//! * Concatenations with intervals (pipapo sets) need Linux 5.6 and nft
+//!   0.9.4 or later.
 //! * nft 1.0.6 still reads the table into its cache before each transaction,
-//!   so applying a `render_add` gets slightly slower as networks accumulate
-//!   even though the script and the kernel transaction do not grow.
+//!   so applying a script through `nft -f` gets slightly slower as networks
+//!   accumulate; the daemon's start path ([`encode_add_new`]) does not use nft.
 
 use std::collections::HashSet;
 use std::fmt::{self, Write as _};
@@ -156,8 +181,8 @@ pub enum FwError {
         end: Ipv4Addr,
     },
     DuplicateBridge(String),
-    /// Two networks NAT overlapping subnets: nftables interval maps cannot
-    /// hold overlapping keys.
+    /// NAT subnets that overlap (across networks or nested within one):
+    /// nftables interval sets cannot hold overlapping keys.
     OverlappingNatSubnets {
         a: (String, IpNet),
         b: (String, IpNet),
@@ -257,6 +282,12 @@ impl FwNetwork {
                 end,
             });
         }
+        if let Some((a, b)) = self.nested_nat_subnets() {
+            return Err(FwError::OverlappingNatSubnets {
+                a: (self.name.clone(), a),
+                b: (self.name.clone(), b),
+            });
+        }
         Ok(())
     }
 
@@ -276,28 +307,52 @@ impl FwNetwork {
         }
     }
 
-    /// The subnets that go into nat4/nat6, without duplicates or subnets
-    /// contained in another of the same network (both would jump to the same
-    /// chain, and the interval map refuses overlaps).
+    /// The natted subnets, without duplicates: one key each in the NAT sets.
+    /// [`FwNetwork::validate`] refuses nested ones.
     fn nat_keys(&self) -> Vec<IpNet> {
+        maximal(
+            self.subnets
+                .iter()
+                .map(IpNet::trunc)
+                .filter(|n| self.subnet_kind(n) == SubnetKind::Natted),
+        )
+    }
+
+    /// Two natted subnets of this network that nest (identical ones are
+    /// merged). Their NAT set elements would overlap, and libvirt's rules
+    /// for them (masquerade unless the destination is in the *smaller*
+    /// subnet) cannot be expressed with per-subnet set elements.
+    fn nested_nat_subnets(&self) -> Option<(IpNet, IpNet)> {
         let natted: Vec<IpNet> = self
             .subnets
             .iter()
             .map(IpNet::trunc)
             .filter(|n| self.subnet_kind(n) == SubnetKind::Natted)
             .collect();
-        let mut keys: Vec<IpNet> = Vec::new();
-        for (i, n) in natted.iter().enumerate() {
-            let covered = natted
+        natted.iter().enumerate().find_map(|(i, a)| {
+            natted[i + 1..]
                 .iter()
-                .enumerate()
-                .any(|(j, o)| (o != n && o.contains(n)) || (o == n && j < i));
-            if !covered {
-                keys.push(*n);
-            }
-        }
-        keys
+                .find(|b| a != *b && (a.contains(*b) || b.contains(a)))
+                .map(|b| (*a, *b))
+        })
     }
+}
+
+/// `nets` without duplicates and without those contained in another one, in
+/// order: the union stays the same and no two interval elements overlap.
+fn maximal(nets: impl Iterator<Item = IpNet>) -> Vec<IpNet> {
+    let nets: Vec<IpNet> = nets.collect();
+    let mut keys: Vec<IpNet> = Vec::new();
+    for (i, n) in nets.iter().enumerate() {
+        let covered = nets
+            .iter()
+            .enumerate()
+            .any(|(j, o)| (o != n && o.contains(n)) || (o == n && j < i));
+        if !covered {
+            keys.push(*n);
+        }
+    }
+    keys
 }
 
 /// Checks a whole set of networks for [`render_full`]: each one, plus unique
@@ -348,48 +403,113 @@ enum SubnetKind {
     Natted,
 }
 
-pub(crate) struct MapDef {
+/// One set (or, for custom NAT, verdict map) of the table skeleton.
+pub(crate) struct SetDef {
     pub(crate) name: &'static str,
-    spec: &'static [&'static str],
+    /// The nft key type, fields joined by ` . `.
+    ty: &'static str,
+    pub(crate) interval: bool,
+    /// A verdict map (`: verdict`) instead of a set.
+    map: bool,
 }
 
-const MAP_CROSS: MapDef = MapDef {
-    name: "cross",
-    spec: &["type ifname . ifname : verdict"],
-};
-const MAP_TO_GUEST: MapDef = MapDef {
-    name: "to_guest",
-    spec: &["type ifname : verdict"],
-};
-const MAP_FROM_GUEST: MapDef = MapDef {
-    name: "from_guest",
-    spec: &["type ifname : verdict"],
-};
-const MAP_SVC_IN: MapDef = MapDef {
-    name: "svc_in",
-    spec: &["type ifname : verdict"],
-};
-const MAP_SVC_OUT: MapDef = MapDef {
-    name: "svc_out",
-    spec: &["type ifname : verdict"],
-};
-const MAP_NAT4: MapDef = MapDef {
-    name: "nat4",
-    spec: &["type ipv4_addr : verdict", "flags interval"],
-};
-const MAP_NAT6: MapDef = MapDef {
-    name: "nat6",
-    spec: &["type ipv6_addr : verdict", "flags interval"],
-};
+impl SetDef {
+    /// More than one key field: nft's concatenation, a pipapo set in the
+    /// kernel when it has intervals.
+    pub(crate) fn concat(&self) -> bool {
+        self.ty.contains(" . ")
+    }
 
-const MAPS: [&MapDef; 7] = [
-    &MAP_CROSS,
-    &MAP_TO_GUEST,
-    &MAP_FROM_GUEST,
-    &MAP_SVC_IN,
-    &MAP_SVC_OUT,
-    &MAP_NAT4,
-    &MAP_NAT6,
+    fn decl(&self) -> String {
+        let value = if self.map { " : verdict" } else { "" };
+        let flags = if self.interval {
+            "; flags interval"
+        } else {
+            ""
+        };
+        format!("type {}{value}{flags}", self.ty)
+    }
+}
+
+const fn set(name: &'static str, ty: &'static str, interval: bool) -> SetDef {
+    SetDef {
+        name,
+        ty,
+        interval,
+        map: false,
+    }
+}
+
+const IF_V4: &str = "ifname . ipv4_addr";
+const IF_IF_V4: &str = "ifname . ifname . ipv4_addr";
+const IF_V6: &str = "ifname . ipv6_addr";
+const IF_IF_V6: &str = "ifname . ifname . ipv6_addr";
+const SVC: &str = "ifname . inet_proto . inet_service";
+
+const CROSS: SetDef = set("cross", "ifname . ifname", false);
+const EST4: SetDef = set("est4", IF_V4, true);
+const EST4_DEV: SetDef = set("est4_dev", IF_IF_V4, true);
+const EST6: SetDef = set("est6", IF_V6, true);
+const EST6_DEV: SetDef = set("est6_dev", IF_IF_V6, true);
+const RT4: SetDef = set("rt4", IF_V4, true);
+const RT4_DEV: SetDef = set("rt4_dev", IF_IF_V4, true);
+const RT6: SetDef = set("rt6", IF_V6, true);
+const RT6_DEV: SetDef = set("rt6_dev", IF_IF_V6, true);
+const REJ4: SetDef = set("rej4", "ifname", false);
+const REJ6: SetDef = set("rej6", "ifname", false);
+const SRC4: SetDef = set("src4", IF_V4, true);
+const SRC4_DEV: SetDef = set("src4_dev", IF_IF_V4, true);
+const SRC6: SetDef = set("src6", IF_V6, true);
+const SRC6_DEV: SetDef = set("src6_dev", IF_IF_V6, true);
+const SVC_IN: SetDef = set("svc_in", SVC, false);
+const SVC_OUT: SetDef = set("svc_out", SVC, false);
+const NAT4_CUSTOM: SetDef = SetDef {
+    name: "nat4_custom",
+    ty: "ipv4_addr",
+    interval: true,
+    map: true,
+};
+const NAT6_CUSTOM: SetDef = SetDef {
+    name: "nat6_custom",
+    ty: "ipv6_addr",
+    interval: true,
+    map: true,
+};
+const NAT4_SKIP: SetDef = set("nat4_skip", "ipv4_addr . ipv4_addr", true);
+const NAT6_SKIP: SetDef = set("nat6_skip", "ipv6_addr . ipv6_addr", true);
+const NAT4: SetDef = set("nat4", "ipv4_addr", true);
+const NAT4_DEV: SetDef = set("nat4_dev", "ipv4_addr . ifname", true);
+const NAT6: SetDef = set("nat6", "ipv6_addr", true);
+const NAT6_DEV: SetDef = set("nat6_dev", "ipv6_addr . ifname", true);
+
+/// Every set of the skeleton, in declaration order. `cross` comes first: a
+/// network's element there marks it as present (see [`render_add_new`]).
+const SETS: [&SetDef; 25] = [
+    &CROSS,
+    &EST4,
+    &EST4_DEV,
+    &EST6,
+    &EST6_DEV,
+    &RT4,
+    &RT4_DEV,
+    &RT6,
+    &RT6_DEV,
+    &REJ4,
+    &REJ6,
+    &SRC4,
+    &SRC4_DEV,
+    &SRC6,
+    &SRC6_DEV,
+    &SVC_IN,
+    &SVC_OUT,
+    &NAT4_CUSTOM,
+    &NAT6_CUSTOM,
+    &NAT4_SKIP,
+    &NAT6_SKIP,
+    &NAT4,
+    &NAT4_DEV,
+    &NAT6,
+    &NAT6_DEV,
 ];
 
 struct BaseChain {
@@ -398,45 +518,79 @@ struct BaseChain {
     rules: &'static [&'static str],
 }
 
-/// Dispatch rules carry no counter: the per-network rules count, and these
-/// are re-added by every `render_add`.
+/// The fixed rules, written as `nft list` prints them so that a listing
+/// compares equal to [`render_full`]. The forward order is libvirt's
+/// guest_cross → guest_input → guest_output: a bridge is in rej4/rej6
+/// exactly for the families its per-network chain used to reject, so a
+/// packet leaving one kvnet network for another is judged by the
+/// destination's accepts and rejects first, then by the source's.
 const BASE_CHAINS: [BaseChain; 4] = [
     BaseChain {
         name: "forward",
         hook: "type filter hook forward priority filter; policy accept;",
         rules: &[
-            "iifname . oifname vmap @cross",
-            "oifname vmap @to_guest",
-            "iifname vmap @from_guest",
+            "iifname . oifname @cross counter accept",
+            "ct state established,related oifname . ip daddr @est4 counter accept",
+            "ct state established,related oifname . iifname . ip daddr @est4_dev counter accept",
+            "ct state established,related oifname . ip6 daddr @est6 counter accept",
+            "ct state established,related oifname . iifname . ip6 daddr @est6_dev counter accept",
+            "oifname . ip daddr @rt4 counter accept",
+            "oifname . iifname . ip daddr @rt4_dev counter accept",
+            "oifname . ip6 daddr @rt6 counter accept",
+            "oifname . iifname . ip6 daddr @rt6_dev counter accept",
+            "meta nfproto ipv4 oifname @rej4 counter reject with icmp port-unreachable",
+            "meta nfproto ipv6 oifname @rej6 counter reject with icmpv6 port-unreachable",
+            "iifname . ip saddr @src4 counter accept",
+            "iifname . oifname . ip saddr @src4_dev counter accept",
+            "iifname . ip6 saddr @src6 counter accept",
+            "iifname . oifname . ip6 saddr @src6_dev counter accept",
+            "meta nfproto ipv4 iifname @rej4 counter reject with icmp port-unreachable",
+            "meta nfproto ipv6 iifname @rej6 counter reject with icmpv6 port-unreachable",
         ],
     },
     BaseChain {
         name: "input",
         hook: "type filter hook input priority filter; policy accept;",
-        rules: &["iifname vmap @svc_in"],
+        rules: &["iifname . meta l4proto . th dport @svc_in counter accept"],
     },
     BaseChain {
         name: "output",
         hook: "type filter hook output priority filter; policy accept;",
-        rules: &["oifname vmap @svc_out"],
+        rules: &["oifname . meta l4proto . th dport @svc_out counter accept"],
     },
+    // Custom SNAT networks first, then libvirt's NAT rules for all others:
+    // no NAT towards multicast, broadcast or the own subnet, masquerade
+    // anything else (TCP/UDP to unprivileged ports).
     BaseChain {
         name: "postrouting",
         hook: "type nat hook postrouting priority srcnat; policy accept;",
-        rules: &["ip saddr vmap @nat4", "ip6 saddr vmap @nat6"],
+        rules: &[
+            "ip saddr vmap @nat4_custom",
+            "ip6 saddr vmap @nat6_custom",
+            "ip saddr . ip daddr @nat4_skip counter return",
+            "ip6 saddr . ip6 daddr @nat6_skip counter return",
+            "meta l4proto { tcp, udp } ip saddr @nat4 counter masquerade to :1024-65535",
+            "ip saddr @nat4 counter masquerade",
+            "meta l4proto { tcp, udp } ip saddr . oifname @nat4_dev counter masquerade to :1024-65535",
+            "ip saddr . oifname @nat4_dev counter masquerade",
+            "meta l4proto { tcp, udp } ip6 saddr @nat6 counter masquerade to :1024-65535",
+            "ip6 saddr @nat6 counter masquerade",
+            "meta l4proto { tcp, udp } ip6 saddr . oifname @nat6_dev counter masquerade to :1024-65535",
+            "ip6 saddr . oifname @nat6_dev counter masquerade",
+        ],
     },
 ];
 
-/// Per-network chain kinds; the prefixes are prefix-free so names never clash.
-const CHAIN_PREFIXES: [&str; 5] = ["to_", "from_", "svc_in_", "svc_out_", "nat_"];
+/// The chain of a custom-NAT network.
+const NAT_CHAIN_PREFIX: &str = "nat_";
 
 pub(crate) struct Chain {
     pub(crate) name: String,
     pub(crate) rules: Vec<Rule>,
 }
 
-/// One per-network rule. Kept structured, not as text, so that the nft
-/// script ([`fmt::Display`]) and the netlink batch ([`crate::nl`]) are
+/// One rule of a custom-NAT chain. Kept structured, not as text, so that the
+/// nft script ([`fmt::Display`]) and the netlink batch ([`crate::nl`]) are
 /// derived from the same description and cannot drift apart. Every rule
 /// counts, then takes its action.
 pub(crate) struct Rule {
@@ -474,7 +628,6 @@ pub(crate) enum Dir {
 }
 
 pub(crate) enum Match {
-    Iifname(String),
     Oifname(String),
     /// `ip|ip6 saddr|daddr [!=] NET`; `host` writes a full-length prefix as
     /// a bare address (the listing is the same either way).
@@ -484,16 +637,11 @@ pub(crate) enum Match {
         net: IpNet,
         host: bool,
     },
-    CtEstablishedRelated,
-    NfprotoIpv4,
     L4proto(Proto),
-    Dport(Proto, u16),
 }
 
 pub(crate) enum Action {
-    Accept,
     Return,
-    Reject,
     Masquerade {
         ports: Option<(u16, u16)>,
     },
@@ -506,7 +654,6 @@ pub(crate) enum Action {
 impl fmt::Display for Match {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Match::Iifname(name) => write!(f, "iifname {}", quote(name)),
             Match::Oifname(name) => write!(f, "oifname {}", quote(name)),
             Match::Addr {
                 dir,
@@ -526,10 +673,7 @@ impl fmt::Display for Match {
                     write!(f, "{net}")
                 }
             }
-            Match::CtEstablishedRelated => f.write_str("ct state related,established"),
-            Match::NfprotoIpv4 => f.write_str("meta nfproto ipv4"),
             Match::L4proto(p) => write!(f, "meta l4proto {}", p.name()),
-            Match::Dport(p, port) => write!(f, "{} dport {port}", p.name()),
         }
     }
 }
@@ -549,9 +693,7 @@ impl fmt::Display for Ports {
 impl fmt::Display for Action {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Action::Accept => f.write_str("accept"),
             Action::Return => f.write_str("return"),
-            Action::Reject => f.write_str("reject"),
             Action::Masquerade { ports: None } => f.write_str("masquerade"),
             Action::Masquerade { ports } => write!(f, "masquerade to {}", Ports(*ports)),
             Action::Snat {
@@ -579,49 +721,88 @@ impl fmt::Display for Rule {
     }
 }
 
-/// A map element's key: a bridge name, the bridge twice (for `cross`), or a
-/// subnet (an interval in nat4/nat6).
-pub(crate) enum Key {
+/// One field of a set element's key.
+#[derive(Clone)]
+pub(crate) enum Field {
     Ifname(String),
-    IfnamePair(String),
+    /// A subnet: an interval in interval sets, shown as a bare address when
+    /// it is a single one (as nft lists it).
     Net(IpNet),
+    Proto(Proto),
+    Port(u16),
 }
 
-pub(crate) enum Verdict {
-    Accept,
-    Jump(String),
-}
-
-impl fmt::Display for Key {
+impl fmt::Display for Field {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Key::Ifname(b) => f.write_str(&quote(b)),
-            Key::IfnamePair(b) => write!(f, "{} . {}", quote(b), quote(b)),
-            Key::Net(n) => write!(f, "{n}"),
-        }
-    }
-}
-
-impl fmt::Display for Verdict {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Verdict::Accept => f.write_str("accept"),
-            Verdict::Jump(chain) => write!(f, "jump {chain}"),
+            Field::Ifname(name) => f.write_str(&quote(name)),
+            Field::Net(n) if n.prefix_len() == n.max_prefix_len() => write!(f, "{}", n.addr()),
+            Field::Net(n) => write!(f, "{n}"),
+            Field::Proto(p) => f.write_str(p.name()),
+            Field::Port(p) => write!(f, "{p}"),
         }
     }
 }
 
 pub(crate) struct Element {
-    pub(crate) map: &'static MapDef,
-    pub(crate) key: Key,
-    pub(crate) value: Verdict,
+    pub(crate) key: Vec<Field>,
+    /// The chain a custom-NAT map element jumps to.
+    pub(crate) jump: Option<String>,
 }
 
-/// Everything one network contributes to the table.
+impl fmt::Display for Element {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, field) in self.key.iter().enumerate() {
+            if i > 0 {
+                f.write_str(" . ")?;
+            }
+            write!(f, "{field}")?;
+        }
+        match &self.jump {
+            Some(chain) => write!(f, " : jump {chain}"),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Elements added to one set in one `add element` statement (one netlink
+/// message). Plain interval sets get one group per element, the way the
+/// per-element NAT map statements always went through nft.
+pub(crate) struct Group {
+    pub(crate) set: &'static SetDef,
+    pub(crate) elements: Vec<Element>,
+}
+
+impl Group {
+    fn list(&self) -> String {
+        let elems: Vec<String> = self.elements.iter().map(|e| e.to_string()).collect();
+        elems.join(", ")
+    }
+
+    /// The keys alone, for `delete element`.
+    fn keys(&self) -> String {
+        let elems: Vec<String> = self
+            .elements
+            .iter()
+            .map(|e| {
+                Element {
+                    key: e.key.clone(),
+                    jump: None,
+                }
+                .to_string()
+            })
+            .collect();
+        elems.join(", ")
+    }
+}
+
+/// Everything one network contributes to the table: set elements, grouped
+/// by set in [`SETS`] order (so `cross` first), and a chain only for
+/// custom NAT.
 pub(crate) struct Plan {
     header: String,
-    pub(crate) chains: Vec<Chain>,
-    pub(crate) elements: Vec<Element>,
+    pub(crate) groups: Vec<Group>,
+    pub(crate) chain: Option<Chain>,
 }
 
 fn quote(s: &str) -> String {
@@ -668,137 +849,143 @@ fn addr(dir: Dir, negate: bool, net: IpNet) -> Match {
     }
 }
 
-pub(crate) fn plan(net: &FwNetwork) -> Plan {
-    if let Err(e) = net.validate() {
+fn net(s: &str) -> IpNet {
+    s.parse().expect("valid constant subnet")
+}
+
+pub(crate) fn plan(fw: &FwNetwork) -> Plan {
+    if let Err(e) = fw.validate() {
         panic!("kvnet-firewall: render called on an invalid network: {e}");
     }
-    let id = chain_id(&net.bridge);
-    let iif_dev = || net.forward_dev.clone().map(Match::Iifname);
-    let oif_dev = || net.forward_dev.clone().map(Match::Oifname);
-
-    // Without IPv6 the catch-all only rejects IPv4, as libvirt only adds the
-    // ip6 rejects when the network has IPv6.
-    let reject = || Rule {
-        matches: if net.has_ipv6() {
-            vec![]
-        } else {
-            vec![Match::NfprotoIpv4]
-        },
-        action: Action::Reject,
+    let br = || Field::Ifname(fw.bridge.clone());
+    let dev = fw.forward_dev.as_ref();
+    let mut elems: Vec<(&'static SetDef, Element)> = Vec::new();
+    let mut add = |set: &'static SetDef, key: Vec<Field>, jump: Option<String>| {
+        elems.push((set, Element { key, jump }));
     };
 
-    let mut to_guest = Vec::new();
-    let mut from_guest = Vec::new();
-    let mut nat = Vec::new();
-    for subnet in net.subnets.iter().map(IpNet::trunc) {
-        let kind = net.subnet_kind(&subnet);
-        let mut to = iif_dev().into_iter().collect::<Vec<_>>();
-        to.push(addr(Dir::Daddr, false, subnet));
-        match kind {
-            SubnetKind::None => continue,
-            SubnetKind::Natted => to.push(Match::CtEstablishedRelated),
-            SubnetKind::Routed => {}
-        }
-        to_guest.push(Rule {
-            matches: to,
-            action: Action::Accept,
-        });
-        let mut from = vec![addr(Dir::Saddr, false, subnet)];
-        from.extend(oif_dev());
-        from_guest.push(Rule {
-            matches: from,
-            action: Action::Accept,
-        });
-        if kind == SubnetKind::Natted {
-            nat.extend(nat_rules(net, &subnet));
+    add(&CROSS, vec![br(), br()], None);
+    // Contained subnets add nothing to a union of accepts.
+    let accepted = maximal(
+        fw.subnets
+            .iter()
+            .map(IpNet::trunc)
+            .filter(|n| fw.subnet_kind(n) != SubnetKind::None),
+    );
+    for subnet in accepted {
+        let v4 = matches!(subnet, IpNet::V4(_));
+        let to = match (fw.subnet_kind(&subnet), v4, dev.is_some()) {
+            (SubnetKind::Natted, true, false) => &EST4,
+            (SubnetKind::Natted, true, true) => &EST4_DEV,
+            (SubnetKind::Natted, false, false) => &EST6,
+            (SubnetKind::Natted, false, true) => &EST6_DEV,
+            (_, true, false) => &RT4,
+            (_, true, true) => &RT4_DEV,
+            (_, false, false) => &RT6,
+            (_, false, true) => &RT6_DEV,
+        };
+        let from = match (v4, dev.is_some()) {
+            (true, false) => &SRC4,
+            (true, true) => &SRC4_DEV,
+            (false, false) => &SRC6,
+            (false, true) => &SRC6_DEV,
+        };
+        for set in [to, from] {
+            let mut key = vec![br()];
+            key.extend(dev.map(|d| Field::Ifname(d.clone())));
+            key.push(Field::Net(subnet));
+            add(set, key, None);
         }
     }
-    to_guest.push(reject());
-    from_guest.push(reject());
+    // libvirt only adds the ip6 rejects when the network has IPv6.
+    add(&REJ4, vec![br()], None);
+    if fw.has_ipv6() {
+        add(&REJ6, vec![br()], None);
+    }
 
-    let mut svc_in = Vec::new();
-    let mut svc_out = Vec::new();
     let mut svc = |on: bool, protos: &[Proto], port_in: u16, port_out: u16| {
         if on {
             for &p in protos {
-                for (rules, port) in [(&mut svc_in, port_in), (&mut svc_out, port_out)] {
-                    rules.push(Rule {
-                        matches: vec![Match::Dport(p, port)],
-                        action: Action::Accept,
-                    });
+                for (set, port) in [(&SVC_IN, port_in), (&SVC_OUT, port_out)] {
+                    add(set, vec![br(), Field::Proto(p), Field::Port(port)], None);
                 }
             }
         }
     };
-    svc(net.dns, &[Proto::Udp, Proto::Tcp], 53, 53);
-    svc(net.dhcpv4, &[Proto::Udp, Proto::Tcp], 67, 68);
-    svc(net.tftp, &[Proto::Udp], 69, 69);
-    svc(net.dhcpv6, &[Proto::Udp], 547, 546);
+    svc(fw.dns, &[Proto::Udp, Proto::Tcp], 53, 53);
+    svc(fw.dhcpv4, &[Proto::Udp, Proto::Tcp], 67, 68);
+    svc(fw.tftp, &[Proto::Udp], 69, 69);
+    svc(fw.dhcpv6, &[Proto::Udp], 547, 546);
 
-    let chains: Vec<Chain> = CHAIN_PREFIXES
-        .iter()
-        .zip([to_guest, from_guest, svc_in, svc_out, nat])
-        .map(|(prefix, rules)| Chain {
-            name: format!("{prefix}{id}"),
-            rules,
-        })
-        .collect();
+    let nat_keys = fw.nat_keys();
+    let custom = fw.nat_addresses.is_some() || fw.nat_ports.is_some();
+    let chain = (custom && !nat_keys.is_empty()).then(|| Chain {
+        name: format!("{NAT_CHAIN_PREFIX}{}", chain_id(&fw.bridge)),
+        rules: nat_keys.iter().flat_map(|s| nat_rules(fw, s)).collect(),
+    });
+    for subnet in &nat_keys {
+        let v4 = matches!(subnet, IpNet::V4(_));
+        if let Some(chain) = &chain {
+            let map = if v4 { &NAT4_CUSTOM } else { &NAT6_CUSTOM };
+            add(map, vec![Field::Net(*subnet)], Some(chain.name.clone()));
+            continue;
+        }
+        let (skip, nat) = match (v4, dev) {
+            (true, None) => (&NAT4_SKIP, &NAT4),
+            (true, Some(_)) => (&NAT4_SKIP, &NAT4_DEV),
+            (false, None) => (&NAT6_SKIP, &NAT6),
+            (false, Some(_)) => (&NAT6_SKIP, &NAT6_DEV),
+        };
+        // Overlapping destinations (a subnet holding the broadcast address)
+        // would be refused; all three only skip NAT, so the largest suffices.
+        let dests = if v4 {
+            vec![net("224.0.0.0/24"), net("255.255.255.255/32"), *subnet]
+        } else {
+            vec![net("ff02::/16"), *subnet]
+        };
+        for d in maximal(dests.into_iter()) {
+            add(skip, vec![Field::Net(*subnet), Field::Net(d)], None);
+        }
+        let mut key = vec![Field::Net(*subnet)];
+        key.extend(dev.map(|d| Field::Ifname(d.clone())));
+        add(nat, key, None);
+    }
 
-    let jump = |prefix: &str| Verdict::Jump(format!("{prefix}{id}"));
-    let br = || Key::Ifname(net.bridge.clone());
-    let mut elements = vec![
-        Element {
-            map: &MAP_CROSS,
-            key: Key::IfnamePair(net.bridge.clone()),
-            value: Verdict::Accept,
-        },
-        Element {
-            map: &MAP_TO_GUEST,
-            key: br(),
-            value: jump("to_"),
-        },
-        Element {
-            map: &MAP_FROM_GUEST,
-            key: br(),
-            value: jump("from_"),
-        },
-        Element {
-            map: &MAP_SVC_IN,
-            key: br(),
-            value: jump("svc_in_"),
-        },
-        Element {
-            map: &MAP_SVC_OUT,
-            key: br(),
-            value: jump("svc_out_"),
-        },
-    ];
-    for key in net.nat_keys() {
-        elements.push(Element {
-            map: match key {
-                IpNet::V4(_) => &MAP_NAT4,
-                IpNet::V6(_) => &MAP_NAT6,
-            },
-            key: Key::Net(key),
-            value: jump("nat_"),
-        });
+    let mut groups: Vec<Group> = Vec::new();
+    for set in SETS {
+        let (mine, rest): (Vec<_>, Vec<_>) =
+            elems.into_iter().partition(|(s, _)| s.name == set.name);
+        elems = rest;
+        let mine = mine.into_iter().map(|(_, e)| e);
+        if set.interval && !set.concat() {
+            groups.extend(mine.map(|e| Group {
+                set,
+                elements: vec![e],
+            }));
+        } else if mine.len() > 0 {
+            groups.push(Group {
+                set,
+                elements: mine.collect(),
+            });
+        }
     }
 
     let header = format!(
         "network \"{}\": bridge {}, {}",
-        comment_text(&net.name),
-        net.bridge,
-        mode_name(net.mode)
+        comment_text(&fw.name),
+        fw.bridge,
+        mode_name(fw.mode)
     );
     Plan {
         header,
-        chains,
-        elements,
+        groups,
+        chain,
     }
 }
 
 /// libvirt's five NAT rules for one subnet, in its order (four for IPv6,
-/// which has no broadcast). `<nat><address>` only applies to IPv4.
+/// which has no broadcast), for a custom-NAT network's chain.
+/// `<nat><address>` only applies to IPv4.
 fn nat_rules(net: &FwNetwork, subnet: &IpNet) -> Vec<Rule> {
     let (multicast, broadcast): (IpNet, Option<IpNet>) = match subnet {
         IpNet::V4(_) => (
@@ -885,16 +1072,24 @@ pub fn render_full(table: &str, nets: &[FwNetwork]) -> String {
         return s;
     }
     let _ = writeln!(s, "table inet {table} {{");
-    for map in MAPS {
-        let _ = writeln!(s, "\tmap {} {{", map.name);
-        for line in map.spec {
-            let _ = writeln!(s, "\t\t{line}");
+    for set in SETS {
+        let kind = if set.map { "map" } else { "set" };
+        let _ = writeln!(s, "\t{kind} {} {{", set.name);
+        let _ = writeln!(
+            s,
+            "\t\ttype {}{}",
+            set.ty,
+            if set.map { " : verdict" } else { "" }
+        );
+        if set.interval {
+            let _ = writeln!(s, "\t\tflags interval");
         }
         let elems: Vec<String> = plans
             .iter()
-            .flat_map(|p| &p.elements)
-            .filter(|e| e.map.name == map.name)
-            .map(|e| format!("{} : {}", e.key, e.value))
+            .flat_map(|p| &p.groups)
+            .filter(|g| g.set.name == set.name)
+            .flat_map(|g| &g.elements)
+            .map(Element::to_string)
             .collect();
         if !elems.is_empty() {
             let _ = writeln!(s, "\t\telements = {{ {} }}", elems.join(",\n\t\t\t     "));
@@ -910,49 +1105,65 @@ pub fn render_full(table: &str, nets: &[FwNetwork]) -> String {
         let _ = writeln!(s, "\t}}\n");
     }
     for p in &plans {
-        let _ = writeln!(s, "\t# {}", p.header);
-        for chain in &p.chains {
+        if let Some(chain) = &p.chain {
+            let _ = writeln!(s, "\t# {}", p.header);
             let _ = writeln!(s, "\tchain {} {{", chain.name);
             for rule in &chain.rules {
                 let _ = writeln!(s, "\t\t{rule}");
             }
-            let _ = writeln!(s, "\t}}");
+            let _ = writeln!(s, "\t}}\n");
         }
-        s.push('\n');
     }
     s.truncate(s.trim_end().len());
     s.push_str("\n}\n");
     s
 }
 
-/// Idempotent declarations of the table, the network's chains and the maps
-/// (`add` of an identical object is a no-op). The chains come before the
+/// Idempotent declarations of the table, the network's chain and the sets
+/// (`add` of an identical object is a no-op). The chain comes before the
 /// maps: nft 1.0.6 sends the elements of an interval map it creates along
 /// with the map itself, so a jump target declared later is not found yet.
 fn render_decls(s: &mut String, table: &str, p: &Plan) {
     let _ = writeln!(s, "add table inet {table}");
-    for chain in &p.chains {
+    if let Some(chain) = &p.chain {
         let _ = writeln!(s, "add chain inet {table} {}", chain.name);
     }
-    for map in MAPS {
+    for set in SETS {
+        let kind = if set.map { "map" } else { "set" };
         let _ = writeln!(
             s,
-            "add map inet {table} {} {{ {}; }}",
-            map.name,
-            map.spec.join("; ")
+            "add {kind} inet {table} {} {{ {}; }}",
+            set.name,
+            set.decl()
         );
     }
 }
 
+fn add_chain(s: &mut String, table: &str, chain: &Chain, verb: &str) {
+    let _ = writeln!(s, "{verb} chain inet {table} {}", chain.name);
+    for rule in &chain.rules {
+        let _ = writeln!(s, "add rule inet {table} {} {rule}", chain.name);
+    }
+}
+
+fn add_group(s: &mut String, table: &str, g: &Group, verb: &str) {
+    let _ = writeln!(
+        s,
+        "{verb} element inet {table} {} {{ {} }}",
+        g.set.name,
+        g.list()
+    );
+}
+
 /// One atomic, idempotent transaction adding or replacing one network's
-/// rules. Creates the table skeleton if needed (re-adding the few dispatch
-/// rules of the base chains after flushing them), flushes and refills the
-/// network's five chains and adds its map elements: its size depends only on
-/// this network, never on how many networks exist.
+/// rules. Creates the table skeleton if needed (re-adding the fixed rules
+/// of the base chains after flushing them) and adds the network's set
+/// elements (and custom NAT chain): its size depends only on this network,
+/// never on how many networks exist.
 ///
-/// NAT-map elements of subnets the network no longer has are not found
-/// here: when a network's subnets or mode change, render_remove the old
-/// definition first (or use [`render_full`]).
+/// Elements the network no longer has are not found here: when a network's
+/// subnets, services or mode change, render_remove the old definition first
+/// (or use [`render_full`]).
 ///
 /// # Panics
 /// If `table` or `net` fails validation.
@@ -972,37 +1183,31 @@ pub fn render_add(table: &str, net: &FwNetwork) -> String {
             let _ = writeln!(s, "add rule inet {table} {} {rule}", base.name);
         }
     }
-    for chain in &p.chains {
+    if let Some(chain) = &p.chain {
         let _ = writeln!(s, "flush chain inet {table} {}", chain.name);
         for rule in &chain.rules {
             let _ = writeln!(s, "add rule inet {table} {} {rule}", chain.name);
         }
     }
-    add_elements(&mut s, table, &p);
+    for g in &p.groups {
+        add_group(&mut s, table, g, "add");
+    }
     s
 }
 
-/// `add element` lines for the network's map entries (a no-op for an identical entry).
-fn add_elements(s: &mut String, table: &str, p: &Plan) {
-    for e in &p.elements {
-        let _ = writeln!(
-            s,
-            "add element inet {table} {} {{ {} : {} }}",
-            e.map.name, e.key, e.value
-        );
-    }
-}
-
 /// The fast path of a start: one atomic transaction made only of additions,
-/// for a network that has no chains yet in a table whose skeleton (maps and
-/// base chains, as [`render_add`] or [`render_full`] leave it) exists.
+/// for a network that is not in a table whose skeleton (sets and base
+/// chains, as [`render_add`] or [`render_full`] leave it) exists. For a
+/// plain network these are set elements only, so the kernel has no chain to
+/// validate, however many networks there are; a custom-NAT network also
+/// creates its chain.
 ///
 /// Why it exists: the kernel waits for an RCU grace period (15–30 ms here)
 /// in every nftables transaction that deletes or replaces anything, a flush
 /// included; [`render_add`] flushes to be idempotent, this script never does.
-/// `create chain` fails if the network's chains already exist, so a wrong
-/// assumption aborts the whole transaction and changes nothing: the caller
-/// then falls back to [`render_add`].
+/// The `cross` element is created with `create`, which fails if the network
+/// is already there, so a wrong assumption aborts the whole transaction and
+/// changes nothing: the caller then falls back to [`render_add`].
 ///
 /// # Panics
 /// If `table` or `net` fails validation.
@@ -1010,22 +1215,22 @@ pub fn render_add_new(table: &str, net: &FwNetwork) -> String {
     check_table(table);
     let p = plan(net);
     let mut s = format!("# kvnet firewall: add new {}\n", p.header);
-    for chain in &p.chains {
-        let _ = writeln!(s, "create chain inet {table} {}", chain.name);
-        for rule in &chain.rules {
-            let _ = writeln!(s, "add rule inet {table} {} {rule}", chain.name);
-        }
+    let (first, rest) = p.groups.split_first().expect("cross element");
+    add_group(&mut s, table, first, "create");
+    if let Some(chain) = &p.chain {
+        add_chain(&mut s, table, chain, "create");
     }
-    add_elements(&mut s, table, &p);
+    for g in rest {
+        add_group(&mut s, table, g, "add");
+    }
     s
 }
 
-/// One atomic, idempotent transaction removing exactly this network's map
-/// elements and chains. Each object is first added (a no-op if present) so
-/// that deleting it cannot fail when it is already gone. Must be given the
-/// definition that was applied (its NAT subnets name the nat4/nat6 elements).
-/// If the table is missing this leaves an empty one with the maps but no
-/// hooks.
+/// One atomic, idempotent transaction removing exactly this network's set
+/// elements and custom NAT chain. Each object is first added (a no-op if
+/// present) so that deleting it cannot fail when it is already gone. Must be
+/// given the definition that was applied (it names the elements). If the
+/// table is missing this leaves an empty one with the sets but no hooks.
 ///
 /// # Panics
 /// If `table` or `net` fails validation.
@@ -1035,58 +1240,99 @@ pub fn render_remove(table: &str, net: &FwNetwork) -> String {
     let mut s = format!("# kvnet firewall: remove {}\n", p.header);
     render_decls(&mut s, table, &p);
     // Elements go first: a chain cannot be deleted while a map jumps to it.
-    for e in &p.elements {
-        let _ = writeln!(
-            s,
-            "add element inet {table} {} {{ {} : {} }}",
-            e.map.name, e.key, e.value
-        );
+    for g in &p.groups {
+        add_group(&mut s, table, g, "add");
         let _ = writeln!(
             s,
             "delete element inet {table} {} {{ {} }}",
-            e.map.name, e.key
+            g.set.name,
+            g.keys()
         );
     }
-    for chain in &p.chains {
+    if let Some(chain) = &p.chain {
         let _ = writeln!(s, "flush chain inet {table} {}", chain.name);
         let _ = writeln!(s, "delete chain inet {table} {}", chain.name);
     }
     s
 }
 
-/// `nft list table` output in a form that compares equal exactly when two tables hold
-/// the same rules: counters dropped (they change with traffic) and lines sorted (the
-/// kernel lists chains in creation order, which differs between a full render and a
-/// sequence of adds).
+/// What [`normalize_listing`] gives for the table that [`render_full`]`(table,
+/// nets)` creates. A table that does not match it, e.g. one left by a kvnet
+/// with an older layout, must be replaced rather than adopted: the fast
+/// start path relies on the skeleton being exactly this one.
+///
+/// # Panics
+/// Like [`render_full`]; call [`validate_all`] first.
+pub fn expected_listing(table: &str, nets: &[FwNetwork]) -> String {
+    let script = render_full(table, nets);
+    let body = script
+        .split_once(&format!("delete table inet {table}\n"))
+        .map_or("", |(_, body)| body);
+    normalize_listing(body)
+}
+
+/// `nft list table` output (or a [`render_full`] table body) in a form that
+/// compares equal exactly when two tables hold the same rules and elements:
+/// counters dropped (they change with traffic), each line and each set
+/// element prefixed with its set or chain, and all sorted (the kernel lists
+/// chains in creation order and hash-set elements in no stable order, which
+/// differ between a full render and a sequence of adds).
 pub fn normalize_listing(listing: &str) -> String {
-    let mut lines: Vec<String> = listing
-        .lines()
-        .map(|l| {
-            let mut words: Vec<&str> = l.split_whitespace().collect();
-            while let Some(i) = words
-                .windows(5)
-                .position(|w| w[0] == "counter" && w[1] == "packets" && w[3] == "bytes")
-            {
-                words.drain(i + 1..i + 5);
+    let mut out: Vec<String> = Vec::new();
+    let mut scope = String::new();
+    let mut elements: Option<String> = None;
+    for line in listing.lines() {
+        let mut words: Vec<&str> = line.split_whitespace().collect();
+        while let Some(i) = words
+            .windows(5)
+            .position(|w| w[0] == "counter" && w[1] == "packets" && w[3] == "bytes")
+        {
+            words.drain(i + 1..i + 5);
+        }
+        let l = words.join(" ");
+        if let Some(acc) = &mut elements {
+            acc.push(' ');
+            acc.push_str(&l);
+        } else if let Some(rest) = l.strip_prefix("elements = {") {
+            elements = Some(rest.to_string());
+        } else if l.is_empty() || l == "}" || l.starts_with('#') {
+            continue;
+        } else if let Some(head) = l.strip_suffix(" {") {
+            scope = head.to_string();
+            out.push(l);
+            continue;
+        } else {
+            out.push(format!("{scope}: {l}"));
+            continue;
+        }
+        if let Some(list) = elements.as_ref().and_then(|e| e.strip_suffix('}')) {
+            for e in list.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+                out.push(format!("{scope}: element {e}"));
             }
-            words.join(" ")
-        })
-        .filter(|l| !l.is_empty())
-        .collect();
-    lines.sort();
-    lines.join("\n")
+            elements = None;
+        }
+    }
+    out.sort();
+    out.join("\n")
 }
 
 #[cfg(test)]
 mod tests {
 
     #[test]
-    fn normalized_listings_ignore_counters_and_order() {
+    fn normalized_listings_ignore_counters_and_element_order() {
         let a = "table inet t {\n\tchain b {\n\t\tip saddr 10.0.0.0/8 counter packets 3 bytes 120 accept\n\t}\n\tchain a {\n\t}\n}";
         let b = "table inet t {\n\tchain a {\n\t}\n\tchain b {\n\t\tip saddr 10.0.0.0/8 counter packets 0 bytes 0 accept\n\t}\n}";
         assert_eq!(normalize_listing(a), normalize_listing(b));
         let c = b.replace("10.0.0.0/8", "10.0.0.0/16");
         assert_ne!(normalize_listing(a), normalize_listing(&c));
+        let s1 = "table inet t {\n\tset s {\n\t\telements = { \"a\",\n\t\t\t     \"b\" }\n\t}\n\tset r {\n\t}\n}";
+        let s2 =
+            "table inet t {\n\tset r {\n\t}\n\tset s {\n\t\telements = { \"b\", \"a\" }\n\t}\n}";
+        assert_eq!(normalize_listing(s1), normalize_listing(s2));
+        // An element belongs to its set.
+        let s3 = s2.replace("set r {\n\t}\n\tset s", "set s {\n\t}\n\tset r");
+        assert_ne!(normalize_listing(s1), normalize_listing(&s3));
     }
 
     use super::*;
@@ -1193,32 +1439,70 @@ mod tests {
     }
 
     #[test]
-    fn nat_keys_drop_duplicates_and_contained_subnets() {
+    fn nat_keys_drop_duplicates_and_nested_ones_are_refused() {
         let mut n = net("a");
-        n.subnets = [
-            "10.0.0.0/24",
-            "10.0.0.0/16",
-            "10.0.0.1/16",
-            "10.1.0.0/24",
-            "fd00::/64",
-        ]
-        .iter()
-        .map(|s| s.parse().unwrap())
-        .collect();
+        n.subnets = ["10.0.0.0/24", "10.0.0.1/24", "10.1.0.0/24", "fd00::/64"]
+            .iter()
+            .map(|s| s.parse().unwrap())
+            .collect();
         let keys: Vec<String> = n.nat_keys().iter().map(|k| k.to_string()).collect();
-        assert_eq!(keys, ["10.0.0.0/16", "10.1.0.0/24"]);
+        assert_eq!(keys, ["10.0.0.0/24", "10.1.0.0/24"]);
         n.nat_ipv6 = true;
         assert_eq!(n.nat_keys().len(), 3);
+        n.subnets.push("10.0.0.0/16".parse().unwrap());
+        assert!(matches!(
+            n.validate(),
+            Err(FwError::OverlappingNatSubnets { .. })
+        ));
+        // Routed subnets may nest: their accepts are merged.
+        n.mode = FwMode::Route;
+        assert!(n.validate().is_ok());
+        let s = render_add("kvnet", &n);
+        assert!(
+            s.contains(r#"rt4 { "a" . 10.1.0.0/24, "a" . 10.0.0.0/16 }"#),
+            "{s}"
+        );
     }
 
     #[test]
     fn ipv4_only_network_rejects_only_ipv4() {
         let s = render_add("kvnet", &net("virbr0"));
-        assert!(s.contains("add rule inet kvnet to_virbr0 meta nfproto ipv4 counter reject"));
+        assert!(s.contains(r#"add element inet kvnet rej4 { "virbr0" }"#));
+        assert!(!s.contains("element inet kvnet rej6"));
         let mut n = net("virbr0");
         n.ipv6 = true;
         let s = render_add("kvnet", &n);
-        assert!(s.contains("add rule inet kvnet to_virbr0 counter reject\n"));
+        assert!(s.contains(r#"add element inet kvnet rej6 { "virbr0" }"#));
+    }
+
+    #[test]
+    fn plain_network_adds_only_elements() {
+        let s = render_add_new("kvnet", &net("virbr0"));
+        for line in s.lines().skip(1) {
+            assert!(
+                line.starts_with("add element ") || line.starts_with("create element "),
+                "{line}"
+            );
+        }
+        let mut custom = net("virbr0");
+        custom.nat_ports = Some((2000, 3000));
+        let s = render_add_new("kvnet", &custom);
+        assert!(s.contains("create chain inet kvnet nat_virbr0\n"));
+        assert!(s.contains("nat4_custom { 192.168.122.0/24 : jump nat_virbr0 }"));
+        assert!(!s.contains("nat4 {"));
+    }
+
+    #[test]
+    fn skip_elements_never_overlap() {
+        let mut n = net("virbr0");
+        n.subnets = vec!["255.255.255.0/24".parse().unwrap()];
+        let s = render_add("kvnet", &n);
+        assert!(
+            s.contains(
+                "nat4_skip { 255.255.255.0/24 . 224.0.0.0/24, 255.255.255.0/24 . 255.255.255.0/24 }"
+            ),
+            "{s}"
+        );
     }
 
     #[test]
@@ -1239,7 +1523,7 @@ mod tests {
         let mut n = net("virbr0");
         n.subnets = vec!["192.168.122.1/24".parse().unwrap()];
         let s = render_add("kvnet", &n);
-        assert!(s.contains("ip daddr 192.168.122.0/24"));
+        assert!(s.contains(r#""virbr0" . 192.168.122.0/24"#));
         assert!(!s.contains("192.168.122.1/24"));
     }
 

@@ -8,12 +8,21 @@
 //! writes), from this network alone: its size and cost do not depend on how
 //! many networks the table holds. Pure encoding: the caller sends the bytes
 //! over a `NETLINK_NETFILTER` socket.
+//!
+//! Only elements (and a custom-NAT network's chain) are encoded: the sets,
+//! with their key types and concatenation field lengths, come from the
+//! skeleton that nft creates from [`render_add`](crate::render_add) or
+//! [`render_full`](crate::render_full); a missing set fails the batch, and
+//! the daemon falls back to nft. A key is its fields one after the other,
+//! each in whole 4-byte registers (an interface name takes 16 bytes, a
+//! protocol or a port 4); a concatenation with intervals gets the first and
+//! the last key of the range (`NFTA_SET_ELEM_KEY`, `NFTA_SET_ELEM_KEY_END`).
 
 use std::net::IpAddr;
 
 use ipnet::IpNet;
 
-use crate::{Action, Dir, FwNetwork, Key, Match, Rule, Verdict, check_table, plan};
+use crate::{Action, Chain, Dir, Element, Field, FwNetwork, Group, Match, Rule, check_table, plan};
 
 /// The few nftables netlink numbers this module uses, from
 /// `include/uapi/linux/netfilter/nf_tables.h`, `nfnetlink.h`, `netlink.h`
@@ -58,6 +67,7 @@ pub mod consts {
     pub const NFTA_SET_ELEM_DATA: u16 = 2;
     pub const NFTA_SET_ELEM_FLAGS: u16 = 3;
     pub const NFTA_SET_ELEM_USERDATA: u16 = 6;
+    pub const NFTA_SET_ELEM_KEY_END: u16 = 10;
     pub const NFT_SET_ELEM_INTERVAL_END: u32 = 1;
 
     pub const NFTA_DATA_VALUE: u16 = 1;
@@ -297,22 +307,16 @@ fn nfproto(net: &IpNet) -> u8 {
     }
 }
 
-/// Encodes one rule's expressions the way nft 1.0.6 linearizes it for an
-/// `inet` table: address matches get a `meta nfproto` dependency (once per
-/// rule), ports a `meta l4proto` one, prefixes on a byte boundary load only
-/// their bytes, other prefixes load the address and mask it.
+/// Encodes one custom-NAT rule's expressions the way nft 1.0.6 linearizes
+/// it for an `inet` table: address matches get a `meta nfproto` dependency
+/// (once per rule), prefixes on a byte boundary load only their bytes, other
+/// prefixes load the address and mask it.
 fn rule_exprs(b: &mut Buf, rule: &Rule) {
-    // The family the rule is known to match, which also picks the reject type.
     let mut family: Option<u8> = None;
     for m in &rule.matches {
         match m {
-            Match::Iifname(name) | Match::Oifname(name) => {
-                let key = if matches!(m, Match::Iifname(_)) {
-                    NFT_META_IIFNAME
-                } else {
-                    NFT_META_OIFNAME
-                };
-                meta_load(b, key);
+            Match::Oifname(name) => {
+                meta_load(b, NFT_META_OIFNAME);
                 cmp(b, NFT_CMP_EQ, &ifname(name));
             }
             Match::Addr {
@@ -342,47 +346,16 @@ fn rule_exprs(b: &mut Buf, rule: &Rule) {
                     cmp(b, op, &addr);
                 }
             }
-            Match::CtEstablishedRelated => {
-                expr(b, "ct", |b| {
-                    b.be32(NFTA_CT_KEY, NFT_CT_STATE);
-                    b.be32(NFTA_CT_DREG, NFT_REG_1);
-                });
-                bitwise_mask(b, &CT_STATE_ESTABLISHED_RELATED.to_ne_bytes());
-                cmp(b, NFT_CMP_NEQ, &[0; 4]);
-            }
-            Match::NfprotoIpv4 => {
-                meta_load(b, NFT_META_NFPROTO);
-                cmp(b, NFT_CMP_EQ, &[NFPROTO_IPV4]);
-                family = Some(NFPROTO_IPV4);
-            }
             Match::L4proto(p) => {
                 meta_load(b, NFT_META_L4PROTO);
                 cmp(b, NFT_CMP_EQ, &[p.number()]);
-            }
-            Match::Dport(p, port) => {
-                meta_load(b, NFT_META_L4PROTO);
-                cmp(b, NFT_CMP_EQ, &[p.number()]);
-                payload_load(b, NFT_PAYLOAD_TRANSPORT_HEADER, 2, 2);
-                cmp(b, NFT_CMP_EQ, &port.to_be_bytes());
             }
         }
     }
     // Like nft, no initial values: the kernel starts counters at zero.
     expr(b, "counter", |_| {});
     match &rule.action {
-        Action::Accept => immediate_verdict(b, NF_ACCEPT),
         Action::Return => immediate_verdict(b, NFT_RETURN),
-        Action::Reject => {
-            let (kind, code) = match family {
-                Some(NFPROTO_IPV4) => (NFT_REJECT_ICMP_UNREACH, ICMP_PORT_UNREACH),
-                Some(_) => (NFT_REJECT_ICMP_UNREACH, ICMPV6_PORT_UNREACH),
-                None => (NFT_REJECT_ICMPX_UNREACH, NFT_REJECT_ICMPX_PORT_UNREACH),
-            };
-            expr(b, "reject", |b| {
-                b.be32(NFTA_REJECT_TYPE, kind);
-                b.attr(NFTA_REJECT_ICMP_CODE, &[code]);
-            });
-        }
         Action::Masquerade { ports } => {
             let regs = ports.map(|p| load_ports(b, NFT_REG_1, p));
             expr(b, "masq", |b| {
@@ -455,18 +428,43 @@ fn interval_end(net: &IpNet) -> Option<Vec<u8>> {
     }
 }
 
+/// One field as the kernel stores it in a key: in a register of its own,
+/// zero-padded to 4 bytes. `last` gives the end of a subnet's range.
+fn field_bytes(f: &Field, last: bool) -> Vec<u8> {
+    let mut out = match f {
+        Field::Ifname(name) => ifname(name).to_vec(),
+        Field::Net(n) if last => addr_bytes(n.broadcast()),
+        Field::Net(n) => addr_bytes(n.network()),
+        Field::Proto(p) => vec![p.number()],
+        Field::Port(p) => p.to_be_bytes().to_vec(),
+    };
+    out.resize(align4(out.len()), 0);
+    out
+}
+
+fn key_bytes(e: &Element, last: bool) -> Vec<u8> {
+    e.key.iter().flat_map(|f| field_bytes(f, last)).collect()
+}
+
 /// One set element inside NFTA_SET_ELEM_LIST_ELEMENTS. libnftnl numbers
 /// them 1, 2, … (the kernel ignores the number), so `index` is copied.
-fn element(b: &mut Buf, index: u16, key: &[u8], end: bool, value: Option<&Verdict>, open: bool) {
+fn element(
+    b: &mut Buf,
+    index: u16,
+    key: &[u8],
+    key_end: Option<&[u8]>,
+    end: bool,
+    jump: Option<&str>,
+    open: bool,
+) {
     b.nest(index, |b| {
         if end {
             b.be32(NFTA_SET_ELEM_FLAGS, NFT_SET_ELEM_INTERVAL_END);
         }
         b.nest(NFTA_SET_ELEM_KEY, |b| b.attr(NFTA_DATA_VALUE, key));
-        if let Some(v) = value {
-            b.nest(NFTA_SET_ELEM_DATA, |b| match v {
-                Verdict::Accept => verdict_data(b, NF_ACCEPT, None),
-                Verdict::Jump(chain) => verdict_data(b, NFT_JUMP, Some(chain)),
+        if let Some(chain) = jump {
+            b.nest(NFTA_SET_ELEM_DATA, |b| {
+                verdict_data(b, NFT_JUMP, Some(chain))
             });
         }
         if open {
@@ -474,30 +472,75 @@ fn element(b: &mut Buf, index: u16, key: &[u8], end: bool, value: Option<&Verdic
             udata.extend_from_slice(&NFTNL_SET_ELEM_F_INTERVAL_OPEN.to_ne_bytes());
             b.attr(NFTA_SET_ELEM_USERDATA, &udata);
         }
+        if let Some(key_end) = key_end {
+            b.nest(NFTA_SET_ELEM_KEY_END, |b| b.attr(NFTA_DATA_VALUE, key_end));
+        }
     });
 }
 
+/// The elements of one group, as nft sends them. A concatenation with
+/// intervals (pipapo) takes each element as a key and an inclusive key end.
+/// A single-field interval set takes an element per boundary: the start
+/// (with the verdict), then the end flagged `NFT_SET_ELEM_INTERVAL_END`
+/// (none when the interval runs to the top of the address space, which nft
+/// marks in the start's user data instead); nft also sends an end element
+/// at address zero when its cache shows the set empty, and without a cache
+/// it is sent every time, which the kernel ignores when it is already there.
+fn group_elements(b: &mut Buf, g: &Group) {
+    let mut index = 1;
+    for e in &g.elements {
+        let jump = e.jump.as_deref();
+        match (g.set.interval, g.set.concat(), e.key.as_slice()) {
+            (true, false, [Field::Net(n)]) => {
+                let start = addr_bytes(n.network());
+                if start.iter().any(|&x| x != 0) {
+                    element(b, index, &vec![0; start.len()], None, true, None, false);
+                    index += 1;
+                }
+                let end = interval_end(n);
+                element(b, index, &start, None, false, jump, end.is_none());
+                index += 1;
+                if let Some(end) = end {
+                    element(b, index, &end, None, true, None, false);
+                    index += 1;
+                }
+            }
+            (true, _, _) => {
+                let end = key_bytes(e, true);
+                element(
+                    b,
+                    index,
+                    &key_bytes(e, false),
+                    Some(&end),
+                    false,
+                    jump,
+                    false,
+                );
+                index += 1;
+            }
+            (false, _, _) => {
+                element(b, index, &key_bytes(e, false), None, false, jump, false);
+                index += 1;
+            }
+        }
+    }
+}
+
 /// The batch that applies [`render_add_new`](crate::render_add_new)`(table,
-/// net)`: BATCH_BEGIN (sequence number `seq`), then for each of the
-/// network's chains a NEWCHAIN with `NLM_F_CREATE | NLM_F_EXCL` (fails if it
-/// exists, like `create chain`) followed by a NEWRULE per rule, then a
-/// NEWSETELEM per map element, then BATCH_END; the messages in between carry
-/// `seq + 1`, `seq + 2`, … and `NLM_F_ACK`, so the kernel acknowledges each
-/// one and an error names the message that failed.
-///
-/// An interval (nat4/nat6) element is sent as nft sends it: its start with
-/// the verdict, then its end flagged `NFT_SET_ELEM_INTERVAL_END` (none when
-/// the interval runs to the top of the address space, which nft marks in
-/// the start's user data instead). nft also sends an end element at address
-/// zero when its cache shows the map empty; without a cache it is sent
-/// every time, which the kernel ignores when the element is already there.
+/// net)`: BATCH_BEGIN (sequence number `seq`), a NEWSETELEM with
+/// `NLM_F_CREATE | NLM_F_EXCL` for the `cross` element (fails if it exists,
+/// like `create element`), for a custom-NAT network a NEWCHAIN (also
+/// exclusive) and a NEWRULE per rule, a NEWSETELEM per other group of
+/// elements, then BATCH_END; the messages in between carry `seq + 1`,
+/// `seq + 2`, … and `NLM_F_ACK`, so the kernel acknowledges each one and an
+/// error names the message that failed.
 ///
 /// # Panics
 /// If `table` or `net` fails validation, like the renderers.
 pub fn encode_add_new(table: &str, net: &FwNetwork, seq: u32) -> Vec<u8> {
     check_table(table);
     let p = plan(net);
-    let mut b = Buf(Vec::with_capacity(8192));
+    let mut b = Buf(Vec::with_capacity(4096));
     let mut seq = seq;
     let mut next_seq = || {
         let s = seq;
@@ -506,16 +549,21 @@ pub fn encode_add_new(table: &str, net: &FwNetwork, seq: u32) -> Vec<u8> {
     };
     let flags = NLM_F_REQUEST | NLM_F_ACK;
     let nft = |kind: u16| (NFNL_SUBSYS_NFTABLES << 8) | kind;
-
-    b.msg(
-        NFNL_MSG_BATCH_BEGIN,
-        NLM_F_REQUEST,
-        next_seq(),
-        0,
-        NFNL_SUBSYS_NFTABLES,
-        |_| {},
-    );
-    for chain in &p.chains {
+    let group = |b: &mut Buf, g: &Group, seq: u32, extra: u16| {
+        b.msg(
+            nft(NFT_MSG_NEWSETELEM),
+            flags | NLM_F_CREATE | extra,
+            seq,
+            NFPROTO_INET,
+            0,
+            |b| {
+                b.str(NFTA_SET_ELEM_LIST_TABLE, table);
+                b.str(NFTA_SET_ELEM_LIST_SET, g.set.name);
+                b.nest(NFTA_SET_ELEM_LIST_ELEMENTS, |b| group_elements(b, g));
+            },
+        );
+    };
+    let chain_msgs = |b: &mut Buf, chain: &Chain, next_seq: &mut dyn FnMut() -> u32| {
         b.msg(
             nft(NFT_MSG_NEWCHAIN),
             flags | NLM_F_CREATE | NLM_F_EXCL,
@@ -541,39 +589,23 @@ pub fn encode_add_new(table: &str, net: &FwNetwork, seq: u32) -> Vec<u8> {
                 },
             );
         }
+    };
+
+    b.msg(
+        NFNL_MSG_BATCH_BEGIN,
+        NLM_F_REQUEST,
+        next_seq(),
+        0,
+        NFNL_SUBSYS_NFTABLES,
+        |_| {},
+    );
+    let (first, rest) = p.groups.split_first().expect("cross element");
+    group(&mut b, first, next_seq(), NLM_F_EXCL);
+    if let Some(chain) = &p.chain {
+        chain_msgs(&mut b, chain, &mut next_seq);
     }
-    for e in &p.elements {
-        b.msg(
-            nft(NFT_MSG_NEWSETELEM),
-            flags | NLM_F_CREATE,
-            next_seq(),
-            NFPROTO_INET,
-            0,
-            |b| {
-                b.str(NFTA_SET_ELEM_LIST_TABLE, table);
-                b.str(NFTA_SET_ELEM_LIST_SET, e.map.name);
-                b.nest(NFTA_SET_ELEM_LIST_ELEMENTS, |b| match &e.key {
-                    Key::Ifname(br) => element(b, 1, &ifname(br), false, Some(&e.value), false),
-                    Key::IfnamePair(br) => {
-                        let key = [ifname(br), ifname(br)].concat();
-                        element(b, 1, &key, false, Some(&e.value), false);
-                    }
-                    Key::Net(n) => {
-                        let start = addr_bytes(n.network());
-                        let mut index = 1;
-                        if start.iter().any(|&x| x != 0) {
-                            element(b, index, &vec![0; start.len()], true, None, false);
-                            index += 1;
-                        }
-                        let end = interval_end(n);
-                        element(b, index, &start, false, Some(&e.value), end.is_none());
-                        if let Some(end) = end {
-                            element(b, index + 1, &end, true, None, false);
-                        }
-                    }
-                });
-            },
-        );
+    for g in rest {
+        group(&mut b, g, next_seq(), 0);
     }
     b.msg(
         NFNL_MSG_BATCH_END,
@@ -622,10 +654,32 @@ mod tests {
     }
 
     #[test]
+    fn key_fields_fill_whole_registers() {
+        let e = Element {
+            key: vec![
+                Field::Ifname("virbr0".into()),
+                Field::Proto(crate::Proto::Udp),
+                Field::Port(53),
+            ],
+            jump: None,
+        };
+        assert_eq!(
+            hex(&key_bytes(&e, false)),
+            "766972627230000000000000000000001100000000350000"
+        );
+        let e = Element {
+            key: vec![Field::Net("10.1.0.0/16".parse().unwrap())],
+            jump: None,
+        };
+        assert_eq!(hex(&key_bytes(&e, false)), "0a010000");
+        assert_eq!(hex(&key_bytes(&e, true)), "0a01ffff");
+    }
+
+    #[test]
     fn prefixes_load_whole_bytes_or_mask() {
         let rule = |net: &str| Rule {
             matches: vec![crate::addr(Dir::Saddr, false, net.parse().unwrap())],
-            action: Action::Accept,
+            action: Action::Return,
         };
         // A /24 loads 3 bytes and needs no mask; a /12 loads 4 and masks.
         let aligned = hex(&exprs(&rule("10.1.2.0/24")));

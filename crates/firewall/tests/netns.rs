@@ -9,7 +9,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Instant;
 
 use kvnet_firewall::{
-    FwNetwork, render_add, render_add_new, render_full, render_remove, validate_all,
+    FwNetwork, normalize_listing, render_add, render_add_new, render_full, render_remove,
+    validate_all,
 };
 
 const TABLE: &str = "kvnet";
@@ -90,8 +91,9 @@ impl Netns {
         }
     }
 
+    /// The table, normalized (hash sets list elements in a per-set random order).
     fn list(&self) -> String {
-        self.run(&["nft", "list", "table", "inet", TABLE])
+        normalize_listing(&self.run(&["nft", "list", "table", "inet", TABLE]))
     }
 
     fn has_table(&self) -> bool {
@@ -124,8 +126,13 @@ fn full_applies_and_is_reproducible() {
     validate_all(&nets).unwrap();
     ns.apply(&render_full(TABLE, &nets));
     let first = ns.list();
-    for chain in ["to_virbr0", "from_virbr5", "svc_in_virbr6", "nat_virbr0"] {
-        assert!(first.contains(&format!("chain {chain} {{")), "{first}");
+    for elem in [
+        r#"set est4: element "virbr0" . 192.168.122.0/24"#,
+        r#"set src4_dev: element "virbr5" . "wan0" . 192.168.150.0/24"#,
+        r#"set svc_in: element "virbr6" . udp . 69"#,
+        "set nat4: element 192.168.122.0/24",
+    ] {
+        assert!(first.contains(elem), "{elem} missing in\n{first}");
     }
     ns.apply(&render_full(TABLE, &nets));
     assert_eq!(ns.list(), first);
@@ -137,6 +144,61 @@ fn full_applies_and_is_reproducible() {
     ns.apply(&render_full(TABLE, &[]));
     assert!(!ns.has_table());
     ns.apply(&render_full(TABLE, &[]));
+}
+
+/// The body of a render_full script, as `nft list table` prints it.
+fn rendered_table(nets: &[FwNetwork]) -> String {
+    let script = render_full(TABLE, nets);
+    let body = script
+        .split_once(&format!("delete table inet {TABLE}\n"))
+        .unwrap()
+        .1;
+    normalize_listing(body)
+}
+
+#[test]
+fn listing_normalizes_to_the_rendered_script() {
+    let Some(ns) = Netns::new() else { return };
+    let mut cases: Vec<Vec<FwNetwork>> = common::all().into_iter().map(|(_, n)| vec![n]).collect();
+    cases.push(common::all().into_iter().map(|(_, n)| n).collect());
+    for nets in cases {
+        ns.apply(&render_full(TABLE, &nets));
+        assert_eq!(ns.list(), rendered_table(&nets), "{}", nets[0].name);
+    }
+    // What the daemon compares at restart: the same state reached by adds.
+    let nets: Vec<FwNetwork> = common::all().into_iter().map(|(_, n)| n).collect();
+    let other = Netns::new().unwrap();
+    for net in nets.iter().rev() {
+        other.apply(&render_add_new_or_add(&other, net));
+    }
+    assert_eq!(other.list(), rendered_table(&nets));
+}
+
+/// The daemon's start: the fast script once the skeleton exists.
+fn render_add_new_or_add(ns: &Netns, net: &FwNetwork) -> String {
+    if ns.has_table() {
+        render_add_new(TABLE, net)
+    } else {
+        render_add(TABLE, net)
+    }
+}
+
+#[test]
+fn removing_one_network_leaves_the_others_intact() {
+    let Some(ns) = Netns::new() else { return };
+    let plain = common::nat_default();
+    let custom = common::nat_address_port();
+    ns.apply(&render_add(TABLE, &plain));
+    let only_plain = ns.list();
+    ns.apply(&render_add_new(TABLE, &custom));
+    assert_eq!(ns.list(), rendered_table(&[plain.clone(), custom.clone()]));
+    ns.apply(&render_remove(TABLE, &custom));
+    assert_eq!(ns.list(), only_plain);
+    ns.apply(&render_add_new(TABLE, &custom));
+    ns.apply(&render_remove(TABLE, &plain));
+    assert_eq!(ns.list(), rendered_table(std::slice::from_ref(&custom)));
+    ns.apply(&render_remove(TABLE, &custom));
+    assert!(!ns.list().contains("element"), "{}", ns.list());
 }
 
 #[test]
@@ -228,13 +290,8 @@ fn add_after_full_matches_full() {
     for net in &nets {
         other.apply(&render_add(TABLE, net));
     }
-    let sorted = |s: &str| {
-        let mut v: Vec<&str> = s.lines().map(str::trim).collect();
-        v.sort();
-        v.join("\n")
-    };
-    // Chain order in the listing differs; the content must not.
-    assert_eq!(sorted(&other.list()), sorted(&full));
+    // Chain and element order in the listing differ; the content must not.
+    assert_eq!(other.list(), full);
 }
 
 #[test]
@@ -259,12 +316,12 @@ fn add_cost_does_not_grow_with_network_count() {
         last_time = t.elapsed();
     }
     let listing = ns.list();
-    assert_eq!(listing.matches("chain to_kvs").count(), 201);
+    assert_eq!(listing.matches("set cross: element \"kvs").count(), 201);
     eprintln!(
         "nft -f of render_add: network 1 took {first_time:?}, network 201 took {last_time:?}"
     );
     ns.apply(&render_remove(TABLE, &common::numbered(100)));
-    assert_eq!(ns.list().matches("chain to_kvs").count(), 200);
+    assert_eq!(ns.list().matches("set cross: element \"kvs").count(), 200);
 }
 
 #[test]
@@ -291,17 +348,22 @@ mod packets {
 import socket, sys
 mode = sys.argv[1]
 if mode == "serve":
-    s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    s.bind(("0.0.0.0", 8080)); s.listen(8); s.settimeout(8)
+    s = socket.socket(socket.AF_INET6); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+    s.bind(("::", 8080)); s.listen(8); s.settimeout(8)
     print("ready", flush=True)
     while True:
         try:
             c, peer = s.accept()
         except socket.timeout:
             break
-        c.sendall(peer[0].encode()); c.close()
+        c.sendall(peer[0].removeprefix("::ffff:").encode()); c.close()
+elif mode == "udp":
+    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    u.sendto(b"x", (sys.argv[2], int(sys.argv[3]))); print("sent")
 else:
-    c = socket.socket(); c.settimeout(3)
+    fam = socket.AF_INET6 if ":" in sys.argv[2] else socket.AF_INET
+    c = socket.socket(fam); c.settimeout(3)
     try:
         c.connect((sys.argv[2], 8080)); print("ok " + c.recv(64).decode())
     except ConnectionRefusedError:
@@ -333,8 +395,26 @@ else:
         let host = Netns::new()?;
         let wan = Netns::new()?;
         host.run(&["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
+        host.run(&["sysctl", "-qw", "net.ipv6.conf.all.forwarding=1"]);
         veth(&host, &wan, "wan0", "198.51.100.2/24", None);
         host.run(&["ip", "addr", "add", "198.51.100.1/24", "dev", "wan0"]);
+        // A second host address, for the custom SNAT network.
+        host.run(&["ip", "addr", "add", "198.51.100.3/24", "dev", "wan0"]);
+        host.run(&["ip", "addr", "add", "fd00:ff::1/64", "dev", "wan0", "nodad"]);
+        wan.run(&["ip", "addr", "add", "fd00:ff::2/64", "dev", "eth0", "nodad"]);
+        // The wan knows the routed IPv6 subnets (fd00:2::/64, fd00:3::/64),
+        // not fd00:1::/64, which is NATed in the IPv6 test.
+        for n in [2, 3] {
+            wan.run(&[
+                "ip",
+                "-6",
+                "route",
+                "add",
+                &format!("fd00:{n}::/64"),
+                "via",
+                "fd00:ff::1",
+            ]);
+        }
         let mut guests = Vec::new();
         for (i, br) in ["brA", "brB", "brC"].iter().enumerate() {
             let n = i + 1;
@@ -351,6 +431,33 @@ else:
                 Some(&format!("10.10.{n}.1")),
             );
             host.run(&["ip", "link", "set", &port, "master", br]);
+            host.run(&[
+                "ip",
+                "addr",
+                "add",
+                &format!("fd00:{n}::1/64"),
+                "dev",
+                br,
+                "nodad",
+            ]);
+            g.run(&[
+                "ip",
+                "addr",
+                "add",
+                &format!("fd00:{n}::2/64"),
+                "dev",
+                "eth0",
+                "nodad",
+            ]);
+            g.run(&[
+                "ip",
+                "-6",
+                "route",
+                "add",
+                "default",
+                "via",
+                &format!("fd00:{n}::1"),
+            ]);
             guests.push(g);
         }
         Some(Topo { host, guests, wan })
@@ -385,6 +492,18 @@ else:
         let _ = srv.kill();
         let _ = srv.wait();
         out.trim().to_string()
+    }
+
+    fn skip() -> bool {
+        if !is_root() {
+            eprintln!("skipped: needs root");
+            return true;
+        }
+        if !have_python() {
+            eprintln!("skipped: needs python3 for the socket helper");
+            return true;
+        }
+        false
     }
 
     fn have_python() -> bool {
@@ -434,5 +553,131 @@ else:
         t.host.apply(&render_remove(TABLE, &nets[0]));
         assert_eq!(connect(gb, ga, "10.10.1.2"), "ok 10.10.1.1");
         assert_eq!(connect(gc, ga, "10.10.1.2"), "ok 10.10.3.2");
+    }
+
+    #[test]
+    fn isolated_guests_only_reach_the_host() {
+        if skip() {
+            return;
+        }
+        let Some(t) = setup() else { return };
+        use kvnet_firewall::FwMode::*;
+        let nets = [
+            net("a", "brA", Isolated, "10.10.1.0/24"),
+            net("b", "brB", Nat, "10.10.2.0/24"),
+        ];
+        t.host.apply(&render_full(TABLE, &nets));
+        let (ga, gb) = (&t.guests[0], &t.guests[1]);
+        assert_eq!(connect(ga, &t.host, "10.10.1.1"), "ok 10.10.1.2");
+        assert_eq!(connect(ga, &t.wan, "198.51.100.2"), "refused");
+        assert_eq!(connect(ga, gb, "10.10.2.2"), "refused");
+        assert_eq!(connect(gb, ga, "10.10.1.2"), "refused");
+        assert_eq!(connect(gb, &t.wan, "198.51.100.2"), "ok 198.51.100.1");
+    }
+
+    #[test]
+    fn forward_dev_restricts_nat_egress_and_routed_ingress() {
+        if skip() {
+            return;
+        }
+        let Some(t) = setup() else { return };
+        use kvnet_firewall::FwMode::*;
+        let mut a = net("a", "brA", Nat, "10.10.1.0/24");
+        a.forward_dev = Some("wan0".into());
+        let mut b = net("b", "brB", Nat, "10.10.2.0/24");
+        b.forward_dev = Some("eth9".into());
+        let mut c = net("c", "brC", Route, "10.10.3.0/24");
+        c.forward_dev = Some("wan0".into());
+        t.host.apply(&render_full(TABLE, &[a, b, c]));
+        let (ga, gb, gc) = (&t.guests[0], &t.guests[1], &t.guests[2]);
+        assert_eq!(connect(ga, &t.wan, "198.51.100.2"), "ok 198.51.100.1");
+        // b may only leave through eth9.
+        assert_eq!(connect(gb, &t.wan, "198.51.100.2"), "refused");
+        // c only admits what comes in through wan0: not a's guests.
+        assert_eq!(connect(ga, gc, "10.10.3.2"), "refused");
+    }
+
+    #[test]
+    fn custom_snat_next_to_plain_masquerade() {
+        if skip() {
+            return;
+        }
+        let Some(t) = setup() else { return };
+        use kvnet_firewall::FwMode::*;
+        let mut a = net("a", "brA", Nat, "10.10.1.0/24");
+        let snat = "198.51.100.3".parse().unwrap();
+        a.nat_addresses = Some((snat, snat));
+        a.nat_ports = Some((2000, 3000));
+        let b = net("b", "brB", Nat, "10.10.2.0/24");
+        // Started one after the other, as the daemon does.
+        t.host.apply(&render_add(TABLE, &b));
+        t.host.apply(&render_add_new(TABLE, &a));
+        let (ga, gb) = (&t.guests[0], &t.guests[1]);
+        assert_eq!(connect(ga, &t.wan, "198.51.100.2"), "ok 198.51.100.3");
+        assert_eq!(connect(gb, &t.wan, "198.51.100.2"), "ok 198.51.100.1");
+        assert_eq!(connect(ga, gb, "10.10.2.2"), "refused");
+        // Removing the custom network leaves the plain one working.
+        t.host.apply(&render_remove(TABLE, &a));
+        assert_eq!(connect(gb, &t.wan, "198.51.100.2"), "ok 198.51.100.1");
+        assert_eq!(
+            connect(ga, &t.wan, "198.51.100.2").split(' ').next(),
+            Some("error")
+        );
+    }
+
+    #[test]
+    fn ipv6_nat_and_routed_subnets() {
+        if skip() {
+            return;
+        }
+        let Some(t) = setup() else { return };
+        use kvnet_firewall::FwMode::*;
+        let dual = |name: &str, br: &str, mode, n: u8| FwNetwork {
+            subnets: vec![
+                format!("10.10.{n}.0/24").parse().unwrap(),
+                format!("fd00:{n}::/64").parse().unwrap(),
+            ],
+            ipv6: true,
+            ..net(name, br, mode, "10.10.0.0/24")
+        };
+        let mut a = dual("a", "brA", Nat, 1);
+        a.nat_ipv6 = true;
+        // b NATs IPv4 only: its IPv6 subnet is routed.
+        let b = dual("b", "brB", Nat, 2);
+        let c = dual("c", "brC", Route, 3);
+        t.host.apply(&render_full(TABLE, &[a, b, c]));
+        let (ga, gb, gc) = (&t.guests[0], &t.guests[1], &t.guests[2]);
+        assert_eq!(connect(ga, &t.wan, "fd00:ff::2"), "ok fd00:ff::1");
+        assert_eq!(connect(&t.wan, gc, "fd00:3::2"), "ok fd00:ff::2");
+        assert_eq!(connect(&t.wan, gb, "fd00:2::2"), "ok fd00:ff::2");
+        assert_eq!(connect(gb, gc, "fd00:3::2"), "ok fd00:2::2");
+        // a's IPv6 is NATed: only replies come in, from anywhere.
+        assert_eq!(connect(gc, ga, "fd00:1::2"), "refused");
+        // IPv4 is unchanged by IPv6 being on.
+        assert_eq!(connect(ga, gb, "10.10.2.2"), "refused");
+    }
+
+    #[test]
+    fn service_ports_are_counted_by_the_input_rule() {
+        if skip() {
+            return;
+        }
+        let Some(t) = setup() else { return };
+        use kvnet_firewall::FwMode::*;
+        let a = net("a", "brA", Nat, "10.10.1.0/24");
+        t.host.apply(&render_full(TABLE, &[a]));
+        let ga = &t.guests[0];
+        for port in ["53", "67", "5353"] {
+            assert_eq!(
+                ga.run(&["python3", "-c", PY, "udp", "10.10.1.1", port])
+                    .trim(),
+                "sent"
+            );
+        }
+        let input = t
+            .host
+            .run(&["nft", "list", "chain", "inet", TABLE, "input"]);
+        // DNS and DHCP are accepted; 5353 is not a service of the network.
+        assert!(input.contains("counter packets 2 "), "{input}");
     }
 }

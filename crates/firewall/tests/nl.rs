@@ -1,5 +1,6 @@
 //! The nfnetlink batch of `encode_add_new` is well-formed and carries, in
-//! order, exactly the objects of the `render_add_new` script.
+//! order, exactly the objects of the `render_add_new` script: set elements
+//! only, except for a custom-NAT network's chain.
 
 mod common;
 
@@ -89,7 +90,7 @@ fn script_objects(script: &str) -> Vec<String> {
             match w.as_slice() {
                 ["create", "chain", "inet", _, chain] => Some(format!("chain {chain}")),
                 ["add", "rule", "inet", _, chain, ..] => Some(format!("rule {chain}")),
-                ["add", "element", "inet", _, map, ..] => Some(format!("element {map}")),
+                ["add" | "create", "element", "inet", _, set, ..] => Some(format!("element {set}")),
                 ["#", ..] => None,
                 _ => panic!("unexpected statement {l:?}"),
             }
@@ -128,12 +129,15 @@ fn check(table: &str, net: &FwNetwork, seq: u32) {
         assert_eq!(m.seq, seq.wrapping_add(i as u32), "sequence numbers");
     }
     let inner = &msgs[1..msgs.len() - 1];
-    for m in inner {
+    for (i, m) in inner.iter().enumerate() {
         assert_eq!(m.family, NFPROTO_INET);
         assert_eq!(m.res_id, 0);
+        // Only the first element (cross) and a custom chain are exclusive,
+        // like `create` in the script.
         let extra = match m.kind {
             k if k == nft(NFT_MSG_NEWCHAIN) => NLM_F_CREATE | NLM_F_EXCL,
             k if k == nft(NFT_MSG_NEWRULE) => NLM_F_CREATE | NLM_F_APPEND,
+            _ if i == 0 => NLM_F_CREATE | NLM_F_EXCL,
             _ => NLM_F_CREATE,
         };
         assert_eq!(m.flags, NLM_F_REQUEST | NLM_F_ACK | extra, "{:#x}", m.kind);
@@ -179,6 +183,42 @@ fn interval_elements_carry_start_and_end() {
     for key in ["00000000", "c0a87a00", "c0a87b00"] {
         assert!(hex.contains(&format!("08000100{key}")), "{key} in {hex}");
     }
+}
+
+#[test]
+fn plain_networks_send_only_set_elements() {
+    for (name, net) in common::all() {
+        let custom = net.nat_addresses.is_some() || net.nat_ports.is_some();
+        let batch = encode_add_new("kvnet", &net, 1);
+        let msgs = messages(&batch);
+        let chains = msgs[1..msgs.len() - 1]
+            .iter()
+            .filter(|m| m.kind != nft(NFT_MSG_NEWSETELEM))
+            .count();
+        assert_eq!(chains > 0, custom && net.mode == FwMode::Nat, "{name}");
+    }
+}
+
+/// A concatenation with intervals carries the key and the inclusive end.
+#[test]
+fn concatenated_interval_elements_carry_key_end() {
+    let batch = encode_add_new("kvnet", &common::nat_default(), 1);
+    let msgs = messages(&batch);
+    let est4 = msgs
+        .iter()
+        .find(|m| string_attr(m.attrs, NFTA_SET_ELEM_LIST_SET).as_deref() == Some("est4"))
+        .expect("est4 element");
+    let hex: String = est4.attrs.iter().map(|b| format!("{b:02x}")).collect();
+    let name = "76697262723000000000000000000000";
+    // NFTA_SET_ELEM_KEY and NFTA_SET_ELEM_KEY_END, each a nested NFTA_DATA_VALUE.
+    assert!(
+        hex.contains(&format!("1c00018018000100{name}c0a87a00")),
+        "{hex}"
+    );
+    assert!(
+        hex.contains(&format!("1c000a8018000100{name}c0a87aff")),
+        "{hex}"
+    );
 }
 
 #[test]
