@@ -34,7 +34,13 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get update -qq
   updated=1
   # busybox-static replaces busybox: apt removes the latter without asking.
-  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  log="$(mktemp)"
+  if ! apt-get install -y -qq --no-install-recommends "${missing[@]}" >"$log" 2>&1; then
+    cat "$log" >&2
+    rm -f "$log"
+    exit 1
+  fi
+  rm -f "$log"
 fi
 
 if [ "$mode" = test ]; then
