@@ -78,6 +78,10 @@ if [ "$mode" = test ]; then
     dpkg-deb -x "$kdir/dl/${pkg}"_*.deb "$kdir/$pkg"
     rm -f "$kdir/dl/"*.deb
     touch "$kdir/$pkg/.done"
+    # Kernels fetched before this one are of no more use.
+    for d in "$kdir"/linux-image-*; do
+      [ "$d" = "$kdir/$pkg" ] || rm -rf "$d"
+    done
   fi
   if [ -n "$pkg" ]; then
     vmlinuz="$(ls "$kdir/$pkg"/boot/vmlinuz-* | head -n1)"

@@ -14,29 +14,46 @@ const BOOT: Duration = Duration::from_secs(240);
 const STEP: Duration = Duration::from_secs(90);
 
 #[test]
-fn qemu_guest_on_default_network_gets_lease_dns_and_nat() {
-    let test = "qemu_guest_on_default_network_gets_lease_dns_and_nat";
+fn qemu_guest_on_tap_in_default_network_gets_lease_dns_and_nat() {
+    let test = "qemu_guest_on_tap_in_default_network_gets_lease_dns_and_nat";
     let Some(img) = Image::find(test) else {
         return;
     };
-    // kvnetd watches its resolv.conf: it must stay there while the lab runs.
+    let (lab, _resolv) = nat_lab();
+    // A TAP the test makes itself, a port of virbr0.
+    let netdev = guest::tap(&lab.host, "kvtap0", "virbr0");
+    default_network_guest_works(&lab, &img, "vm-one", &netdev);
+}
+
+/// A lab whose kvnetd forwards DNS to the LAN's upstream (see [`with_upstream`]); the
+/// LAN knows the way to the default NAT network, so only kvnet's firewall keeps it out.
+/// The file must live as long as the lab: kvnetd watches it.
+fn nat_lab() -> (Lab, TempFile) {
     let resolv =
         TempFile(std::env::temp_dir().join(format!("kvnet-guests-resolv-{}", std::process::id())));
     std::fs::write(&resolv.0, format!("nameserver {LAN_PEER}\n")).expect("resolv.conf");
     let lab = Lab::with_env(&[("KVNET_RESOLV_CONF", resolv.0.to_str().expect("utf-8"))]);
-    // The LAN knows the way to the NAT network, so only kvnet's firewall can keep it out.
     ip(
         &lab.lan,
         &format!("route add 192.168.122.0/24 via {LAN_HOST}"),
     );
-    let netdev = guest::tap(&lab.host, "kvtap0", "virbr0");
+    (lab, resolv)
+}
+
+/// Boot guest NAME attached by `netdev` (a `-netdev` with id n0, already plugged into
+/// virbr0 of `lab`, see [`nat_lab`]) and check what it sees on the default network: a
+/// lease in 192.168.122.0/24 with kvnet as router and DNS, a name resolved through
+/// kvnet's DNS by the LAN's upstream, a ping to the LAN through NAT; the host reaches
+/// it, the LAN does not; the lease list shows its hostname. Other ways to attach a guest
+/// (kvnet's own ports) reuse this with their `-netdev`.
+fn default_network_guest_works(lab: &Lab, img: &Image, name: &str, netdev: &str) {
     let mac = guest::mac();
-    with_upstream(&lab, || {
+    with_upstream(lab, || {
         let mut g = Guest::boot(
-            &img,
+            img,
             &lab.host,
-            "vm-one",
-            &netdev,
+            name,
+            netdev,
             &mac,
             &[
                 ("lookup", "ext.example"),
@@ -46,7 +63,7 @@ fn qemu_guest_on_default_network_gets_lease_dns_and_nat() {
         );
         let lease = g.lease(BOOT);
         eprintln!(
-            "guest vm-one: lease {}/{} after {:.1} s from QEMU start (guest uptime {} s)",
+            "guest {name}: lease {}/{} after {:.1} s from QEMU start (guest uptime {} s)",
             lease.ip,
             lease.prefix,
             lease.boot_to_lease.as_secs_f64(),
@@ -69,7 +86,7 @@ fn qemu_guest_on_default_network_gets_lease_dns_and_nat() {
 
         // The guest answers on its address (from the host), but the LAN cannot reach it.
         let addr = lease.ip.to_string();
-        assert!(ping_retry(&lab, &addr), "host cannot ping the guest");
+        assert!(ping_retry(lab, &addr), "host cannot ping the guest");
         assert!(
             !ping(&lab.lan, &addr),
             "the LAN reached the NATed guest\n{}",
@@ -83,7 +100,7 @@ fn qemu_guest_on_default_network_gets_lease_dns_and_nat() {
             .find(|l| l.contains(&mac))
             .unwrap_or_else(|| panic!("{mac} not listed:\n{out}\n{}", log()));
         assert!(row.contains(&format!("{addr}/24")), "{row}");
-        assert!(row.contains("vm-one"), "hostname missing: {row}");
+        assert!(row.contains(name), "hostname missing: {row}");
         eprintln!("kvnet net-dhcp-leases default:\n{out}");
     });
 }
