@@ -1,21 +1,93 @@
 #!/usr/bin/env bash
 # System packages kvnet needs: `deps.sh run` for the daemon, `deps.sh test` for the tests.
+# `test` also fetches a guest kernel for the QEMU guest tests, without installing it:
+# the current linux-image-*-cloud-amd64 .deb is extracted under $KVNET_TEST_CACHE
+# (default /var/cache/kvnet-test)/kernel, with stable links kernel/vmlinuz and
+# kernel/modules (the kernel's /lib/modules/VERSION). The host's /boot is not touched.
 set -euo pipefail
 run_pkgs=(nftables iproute2 procps)
-test_pkgs=(iputils-ping python3 busybox dnsutils)
+# busybox-static (not busybox, they conflict) gives the DHCP tests `busybox udhcpc` and
+# the QEMU guests their whole userland; cpio and gzip build the guests' initramfs.
+test_pkgs=(iputils-ping python3 busybox-static dnsutils qemu-system-x86 cpio gzip)
+mode="${1:-run}"
 want=("${run_pkgs[@]}")
-[ "${1:-run}" = test ] && want+=("${test_pkgs[@]}")
+[ "$mode" = test ] && want+=("${test_pkgs[@]}")
 missing=()
 for p in "${want[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
 done
+updated=
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
     echo "deps.sh: missing packages ${missing[*]}; run as root to install them" >&2
     exit 1
   fi
   export DEBIAN_FRONTEND=noninteractive
+  # qemu-system-x86 pulls in libibverbs1, whose postinst adds group rdma. Where /etc/group
+  # is a bind mount (containers), groupadd cannot replace the file and the install
+  # fails: then add the group in place, as a system group.
+  if [ "$mode" = test ] && ! getent group rdma >/dev/null && ! groupadd -r rdma 2>/dev/null; then
+    gid=999
+    while getent group "$gid" >/dev/null; do gid=$((gid - 1)); done
+    echo "rdma:x:$gid:" >>/etc/group
+  fi
   apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  updated=1
+  # busybox-static replaces busybox: apt removes the latter without asking.
+  log="$(mktemp)"
+  if ! apt-get install -y -qq --no-install-recommends "${missing[@]}" >"$log" 2>&1; then
+    cat "$log" >&2
+    rm -f "$log"
+    exit 1
+  fi
+  rm -f "$log"
+fi
+
+if [ "$mode" = test ]; then
+  cache="${KVNET_TEST_CACHE:-/var/cache/kvnet-test}"
+  kdir="$cache/kernel"
+  # The versioned package the meta package points at, e.g. linux-image-6.1.0-56-cloud-amd64.
+  resolve() {
+    apt-cache depends linux-image-cloud-amd64 2>/dev/null |
+      sed -n 's/^ *Depends: \(linux-image-[0-9][^ ]*-cloud-amd64\)$/\1/p' | head -n1
+  }
+  pkg="$(resolve)"
+  if [ -z "$pkg" ] && [ -z "$updated" ] && [ "$(id -u)" = 0 ]; then
+    apt-get update -qq
+    pkg="$(resolve)"
+  fi
+  if [ -z "$pkg" ]; then
+    # No package lists (not root): keep a kernel fetched earlier, if any.
+    [ -e "$kdir/vmlinuz" ] || {
+      echo "deps.sh: cannot resolve linux-image-cloud-amd64 (run as root)" >&2
+      exit 1
+    }
+  elif [ ! -e "$kdir/$pkg/.done" ]; then
+    if [ "$(id -u)" != 0 ]; then
+      echo "deps.sh: guest kernel $pkg missing under $kdir; run as root to fetch it" >&2
+      exit 1
+    fi
+    mkdir -p "$kdir/dl"
+    rm -rf "${kdir:?}/$pkg" "$kdir/dl/"*.deb
+    # apt downloads as the unprivileged _apt user: let it write there.
+    chown _apt "$kdir/dl" 2>/dev/null || true
+    (cd "$kdir/dl" && apt-get download -qq "$pkg" >/dev/null 2>&1) || {
+      echo "deps.sh: apt-get download $pkg failed" >&2
+      exit 1
+    }
+    dpkg-deb -x "$kdir/dl/${pkg}"_*.deb "$kdir/$pkg"
+    rm -f "$kdir/dl/"*.deb
+    touch "$kdir/$pkg/.done"
+    # Kernels fetched before this one are of no more use.
+    for d in "$kdir"/linux-image-*; do
+      [ "$d" = "$kdir/$pkg" ] || rm -rf "$d"
+    done
+  fi
+  if [ -n "$pkg" ]; then
+    vmlinuz="$(ls "$kdir/$pkg"/boot/vmlinuz-* | head -n1)"
+    modules="$(ls -d "$kdir/$pkg"/lib/modules/* | head -n1)"
+    ln -sfn "${vmlinuz#"$kdir"/}" "$kdir/vmlinuz"
+    ln -sfn "${modules#"$kdir"/}" "$kdir/modules"
+  fi
 fi
 command -v cargo >/dev/null || { echo "deps.sh: cargo not found (install Rust with rustup)" >&2; exit 1; }

@@ -6,8 +6,7 @@ mod lab;
 use kvnet_api::Request;
 use kvnet_host::testns::TestNs;
 use lab::*;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
@@ -19,63 +18,6 @@ const NET: &str = "<network><name>dnsnet</name><forward mode='nat'/><bridge name
     <range start='192.168.100.100' end='192.168.100.120'/>\
     <host mac='52:54:00:aa:bb:01' name='web' ip='192.168.100.20'/></dhcp></ip></network>";
 
-/// The answer the upstream gives to every A query.
-const UPSTREAM_A: [u8; 4] = [198, 51, 100, 7];
-
-/// The upstream's reply to `q`: one A record for an A question, else no answer.
-fn reply(q: &[u8]) -> Option<Vec<u8>> {
-    // Header, then the question's name up to its root label, then type and class.
-    let end = q.iter().skip(12).position(|&b| b == 0)? + 12 + 5;
-    if end > q.len() {
-        return None;
-    }
-    let is_a = q[end - 4..end - 2] == [0, 1];
-    let mut r = q[..end].to_vec();
-    r[2] = 0x81;
-    r[3] = 0x80;
-    r[6..12].copy_from_slice(&[0, u8::from(is_a), 0, 0, 0, 0]);
-    if is_a {
-        r.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4]);
-        r.extend_from_slice(&UPSTREAM_A);
-    }
-    Some(r)
-}
-
-/// A minimal upstream on LAN_PEER:53, UDP and TCP, until `stop` is set.
-fn upstream(stop: &AtomicBool) {
-    let udp = UdpSocket::bind((LAN_PEER, 53)).expect("bind upstream");
-    udp.set_read_timeout(Some(Duration::from_millis(20)))
-        .expect("timeout");
-    let tcp = TcpListener::bind((LAN_PEER, 53)).expect("listen upstream");
-    tcp.set_nonblocking(true).expect("nonblocking");
-    let mut buf = [0u8; 512];
-    while !stop.load(Ordering::SeqCst) {
-        if let Ok((n, from)) = udp.recv_from(&mut buf)
-            && let Some(r) = reply(&buf[..n])
-        {
-            let _ = udp.send_to(&r, from);
-        }
-        if let Ok((mut c, _)) = tcp.accept() {
-            c.set_nonblocking(false).expect("blocking");
-            c.set_read_timeout(Some(Duration::from_secs(1)))
-                .expect("timeout");
-            let mut len = [0u8; 2];
-            if c.read_exact(&mut len).is_err() {
-                continue;
-            }
-            let mut q = vec![0u8; usize::from(u16::from_be_bytes(len))];
-            if c.read_exact(&mut q).is_err() {
-                continue;
-            }
-            if let Some(r) = reply(&q) {
-                let mut msg = (r.len() as u16).to_be_bytes().to_vec();
-                msg.extend_from_slice(&r);
-                let _ = c.write_all(&msg);
-            }
-        }
-    }
-}
-
 /// A UDP-only upstream on `addr` answering A queries with `answer`, until `stop` is set.
 fn udp_upstream(addr: SocketAddr, answer: [u8; 4], stop: &AtomicBool) {
     let udp = UdpSocket::bind(addr).expect("bind upstream");
@@ -84,7 +26,7 @@ fn udp_upstream(addr: SocketAddr, answer: [u8; 4], stop: &AtomicBool) {
     let mut buf = [0u8; 512];
     while !stop.load(Ordering::SeqCst) {
         if let Ok((n, from)) = udp.recv_from(&mut buf)
-            && let Some(mut r) = reply(&buf[..n])
+            && let Some(mut r) = upstream_reply(&buf[..n])
         {
             if r[7] == 1 {
                 let at = r.len() - 4;

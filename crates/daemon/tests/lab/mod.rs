@@ -8,10 +8,11 @@
 
 use kvnet_api::{Reply, Request};
 use kvnet_host::testns::TestNs;
-use std::net::{SocketAddr, UdpSocket};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 pub const LAN_HOST: &str = "203.0.113.1";
@@ -294,4 +295,73 @@ pub fn require_root(name: &str) -> bool {
         return false;
     }
     true
+}
+
+/// The answer the upstream gives to every A query.
+pub const UPSTREAM_A: [u8; 4] = [198, 51, 100, 7];
+
+/// The upstream's reply to `q`: one A record for an A question, else no answer.
+pub fn upstream_reply(q: &[u8]) -> Option<Vec<u8>> {
+    // Header, then the question's name up to its root label, then type and class.
+    let end = q.iter().skip(12).position(|&b| b == 0)? + 12 + 5;
+    if end > q.len() {
+        return None;
+    }
+    let is_a = q[end - 4..end - 2] == [0, 1];
+    let mut r = q[..end].to_vec();
+    r[2] = 0x81;
+    r[3] = 0x80;
+    r[6..12].copy_from_slice(&[0, u8::from(is_a), 0, 0, 0, 0]);
+    if is_a {
+        r.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4]);
+        r.extend_from_slice(&UPSTREAM_A);
+    }
+    Some(r)
+}
+
+/// A minimal upstream DNS server on LAN_PEER:53 (run it in the LAN namespace), UDP and TCP, until `stop` is set.
+pub fn upstream(stop: &AtomicBool) {
+    let udp = UdpSocket::bind((LAN_PEER, 53)).expect("bind upstream");
+    udp.set_read_timeout(Some(Duration::from_millis(20)))
+        .expect("timeout");
+    let tcp = TcpListener::bind((LAN_PEER, 53)).expect("listen upstream");
+    tcp.set_nonblocking(true).expect("nonblocking");
+    let mut buf = [0u8; 512];
+    while !stop.load(Ordering::SeqCst) {
+        if let Ok((n, from)) = udp.recv_from(&mut buf)
+            && let Some(r) = upstream_reply(&buf[..n])
+        {
+            let _ = udp.send_to(&r, from);
+        }
+        if let Ok((mut c, _)) = tcp.accept() {
+            c.set_nonblocking(false).expect("blocking");
+            c.set_read_timeout(Some(Duration::from_secs(1)))
+                .expect("timeout");
+            let mut len = [0u8; 2];
+            if c.read_exact(&mut len).is_err() {
+                continue;
+            }
+            let mut q = vec![0u8; usize::from(u16::from_be_bytes(len))];
+            if c.read_exact(&mut q).is_err() {
+                continue;
+            }
+            if let Some(r) = upstream_reply(&q) {
+                let mut msg = (r.len() as u16).to_be_bytes().to_vec();
+                msg.extend_from_slice(&r);
+                let _ = c.write_all(&msg);
+            }
+        }
+    }
+}
+
+/// Run `f` while [`upstream`] serves in the LAN namespace, then stop it.
+pub fn with_upstream<R>(lab: &Lab, f: impl FnOnce() -> R) -> R {
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        let up = s.spawn(|| lab.lan.run(|| upstream(&stop)));
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+        stop.store(true, Ordering::SeqCst);
+        up.join().expect("upstream");
+        r.unwrap_or_else(|p| std::panic::resume_unwind(p))
+    })
 }
