@@ -9,7 +9,13 @@ if [ "$(id -u)" != 0 ]; then
   exit 1
 fi
 ./scripts/deps.sh run
-cargo build --release --locked --bin kvnetd --bin kvnet
-install -m 0755 target/release/kvnet /usr/local/bin/kvnet
-echo "kvnet CLI installed as /usr/local/bin/kvnet; starting kvnetd (Ctrl-C stops the daemon, networks stay up)"
+cargo build --release --locked --bin kvnetd --bin kvnet --bin kvnet-ifup --bin kvnet-ifdown \
+  --bin kvnet-bridge-helper
+install -m 0755 target/release/kvnet target/release/kvnet-ifup target/release/kvnet-ifdown /usr/local/bin/
+# The bridge helper gets CAP_NET_ADMIN as a file capability, never setuid; with no
+# /etc/kvnet/bridge.conf it denies every bridge.
+install -D -m 0755 target/release/kvnet-bridge-helper /usr/local/libexec/kvnet-bridge-helper
+setcap cap_net_admin+ep /usr/local/libexec/kvnet-bridge-helper
+echo "installed: /usr/local/bin/{kvnet,kvnet-ifup,kvnet-ifdown}, /usr/local/libexec/kvnet-bridge-helper"
+echo "starting kvnetd (Ctrl-C stops the daemon, networks stay up)"
 exec target/release/kvnetd "$@"

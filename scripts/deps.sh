@@ -5,7 +5,7 @@
 # (default /var/cache/kvnet-test)/kernel, with stable links kernel/vmlinuz and
 # kernel/modules (the kernel's /lib/modules/VERSION). The host's /boot is not touched.
 set -euo pipefail
-run_pkgs=(nftables iproute2 procps)
+run_pkgs=(nftables iproute2 procps libcap2-bin)
 # busybox-static (not busybox, they conflict) gives the DHCP tests `busybox udhcpc` and
 # the QEMU guests their whole userland; cpio and gzip build the guests' initramfs.
 test_pkgs=(iputils-ping python3 busybox-static dnsutils qemu-system-x86 cpio gzip)
