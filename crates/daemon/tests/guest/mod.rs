@@ -4,10 +4,11 @@
 //! (see scripts/guest/init), which the test reads here. Always TCG (no KVM needed).
 //!
 //! A guest runs in a given namespace (the lab's host namespace, where kvnetd and the
-//! bridges are) and is attached by whatever `-netdev` the test passes, with id `n0`:
-//! a TAP the test made ([`tap`]), and later kvnet's own port paths. QEMU runs under
-//! `timeout -s KILL` in its own process group, which is killed on drop: no QEMU
-//! outlives its test, also when the test fails.
+//! bridges are) and is attached by whatever `-netdev`/`-device` arguments the test
+//! passes: a TAP the test made ([`tap`] and [`nic`]), the arguments `kvnet port-create`
+//! prints, qemu's `script=` hooks or its bridge helper. QEMU runs under `timeout -s KILL`
+//! in its own process group, which is killed on drop: no QEMU outlives its test, also
+//! when the test fails.
 
 #![allow(dead_code)]
 
@@ -15,7 +16,7 @@ use kvnet_host::testns::TestNs;
 use std::net::Ipv4Addr;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
@@ -117,6 +118,26 @@ pub fn tap(ns: &TestNs, name: &str, bridge: &str) -> String {
     format!("tap,id=n0,ifname={name},script=no,downscript=no,vhost=off")
 }
 
+/// The `-netdev`/`-device` arguments of a virtio-net NIC with `mac` on `netdev` (a
+/// `-netdev` option with id `n0`).
+pub fn nic(netdev: &str, mac: &str) -> Vec<String> {
+    vec![
+        "-netdev".into(),
+        netdev.into(),
+        "-device".into(),
+        format!("virtio-net-pci,netdev=n0,mac={mac}"),
+    ]
+}
+
+/// The guest MAC of the `-device` in `net` (its `mac=`).
+fn device_mac(net: &[String]) -> Option<String> {
+    net.windows(2)
+        .filter(|w| w[0] == "-device")
+        .flat_map(|w| w[1].split(','))
+        .find_map(|o| o.strip_prefix("mac="))
+        .map(str::to_string)
+}
+
 /// What the guest's DHCP client got, from its `KVNET lease` line.
 #[derive(Debug, Clone)]
 pub struct Lease {
@@ -141,18 +162,32 @@ pub struct Guest {
 }
 
 impl Guest {
-    /// Boot `img` in `ns` with hostname `name` and a virtio-net NIC with `mac` on
-    /// `netdev` (a `-netdev` option with id `n0`). `params` become `kvnet.KEY=VALUE` on
-    /// the kernel command line: `lookup` (names, comma-separated), `ping` (addresses),
+    /// Boot `img` in `ns` with hostname `name` and the NIC `net` (`-netdev ... -device
+    /// ...` arguments, e.g. from [`nic`] or `kvnet port-create`; the device must set its
+    /// `mac=`, which is the guest's). `env` is added to QEMU's environment (its
+    /// `script=`s and bridge helper see it). `params` become `kvnet.KEY=VALUE` on the
+    /// kernel command line: `lookup` (names, comma-separated), `ping` (addresses),
     /// `hold` (seconds to stay up after `KVNET done`); see scripts/guest/init.
     pub fn boot(
         img: &Image,
         ns: &TestNs,
         name: &str,
-        netdev: &str,
-        mac: &str,
+        net: &[String],
+        env: &[(&str, &str)],
         params: &[(&str, &str)],
     ) -> Guest {
+        let mac = device_mac(net).unwrap_or_else(|| panic!("no mac= in {net:?}"));
+        // Without an option ROM: the NIC's PXE ROM (ipxe-qemu) need not be installed.
+        let net: Vec<String> = net
+            .iter()
+            .map(|a| {
+                if a.starts_with("virtio-net") && !a.contains("romfile=") {
+                    format!("{a},romfile=")
+                } else {
+                    a.clone()
+                }
+            })
+            .collect();
         let n = N.fetch_add(1, Ordering::SeqCst);
         let serial =
             std::env::temp_dir().join(format!("kvnet-guest-{}-{n}.log", std::process::id()));
@@ -176,8 +211,9 @@ impl Guest {
             .arg(&img.kernel)
             .arg("-initrd")
             .arg(&img.initrd)
-            .args(["-append", &append, "-netdev", netdev, "-device"])
-            .arg(format!("virtio-net-pci,netdev=n0,mac={mac},romfile="))
+            .args(["-append", &append])
+            .args(&net)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(out.try_clone().expect("serial log"))
             .stderr(out)
@@ -185,7 +221,7 @@ impl Guest {
         let child = cmd.spawn().expect("spawn qemu");
         Guest {
             name: name.to_string(),
-            mac: mac.to_string(),
+            mac,
             serial,
             child: Some(child),
             started: Instant::now(),
@@ -282,6 +318,41 @@ impl Guest {
             boot_to_lease,
             guest_uptime: field("uptime"),
         }
+    }
+
+    /// Wait up to `timeout` for QEMU to exit by itself; its exit status, or None if it
+    /// still runs.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let t0 = Instant::now();
+        loop {
+            if let Some(st) = self.child.as_mut()?.try_wait().expect("wait qemu") {
+                // Reaped: nothing left to kill on drop.
+                self.child = None;
+                return Some(st);
+            }
+            if t0.elapsed() >= timeout {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Stop QEMU the clean way (SIGTERM, so it runs its `downscript=` and closes its
+    /// TAP) and wait for it; panics with the console if it is not gone within `timeout`.
+    pub fn shutdown(&mut self, timeout: Duration) -> ExitStatus {
+        if let Some(c) = &self.child {
+            let _ = nix::sys::signal::killpg(
+                nix::unistd::Pid::from_raw(c.id() as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+        }
+        self.wait_exit(timeout).unwrap_or_else(|| {
+            panic!(
+                "guest {}: QEMU still runs {timeout:?} after SIGTERM; console:\n{}",
+                self.name,
+                self.console()
+            )
+        })
     }
 
     /// Kill QEMU (and the `timeout` around it) now.
