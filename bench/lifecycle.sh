@@ -20,18 +20,20 @@ cargo build --release --locked -q --bin kvnetd --bin kvnet
 KVNET=$PWD/target/release/kvnet
 NS=kvbench-$$
 DIR=$(mktemp -d /tmp/kvbench.XXXXXX)
+# The run dir on tmpfs, as /run is on a real host (here /run is on the root disk).
+RUN=$(mktemp -d /dev/shm/kvbench.XXXXXX)
 cleanup() {
   [ -n "${DPID:-}" ] && kill "$DPID" 2>/dev/null && wait "$DPID" 2>/dev/null
   ip netns del "$NS" 2>/dev/null || true
-  rm -rf "$DIR"
+  rm -rf "$DIR" "$RUN"
 }
 trap cleanup EXIT
 ip netns add "$NS"
 ip netns exec "$NS" ip link set lo up
 ip netns exec "$NS" target/release/kvnetd --config-dir "$DIR/etc" --state-dir "$DIR/lib" \
-  --run-dir "$DIR/run" --log warn 2>"$DIR/kvnetd.log" &
+  --run-dir "$RUN" --log warn 2>"$DIR/kvnetd.log" &
 DPID=$!
-export KVNET_SOCKET=$DIR/run/kvnetd.sock
+export KVNET_SOCKET=$RUN/kvnetd.sock
 for _ in $(seq 200); do "$KVNET" net-list >/dev/null 2>&1 && break; sleep 0.05; done
 "$KVNET" net-destroy default >/dev/null
 

@@ -22,7 +22,7 @@ use kvnet_model::Network;
 use nix::sys::socket::{
     self, AddressFamily, Backlog, SockFlag, SockType, SockaddrIn, SockaddrIn6, sockopt,
 };
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::ffi::OsString;
 use std::io::Read;
 use std::net::{IpAddr, SocketAddr};
@@ -59,10 +59,12 @@ fn resolv_conf_path() -> PathBuf {
 }
 
 /// Every address of the active networks (the engine never forwards to them).
-pub fn local_addrs<'a>(nets: impl IntoIterator<Item = &'a Network>) -> Vec<IpAddr> {
-    nets.into_iter()
-        .flat_map(|n| n.ips.iter().map(|ip| ip.address))
-        .collect()
+pub fn local_addrs<'a>(nets: impl IntoIterator<Item = &'a Network>) -> Arc<HashSet<IpAddr>> {
+    Arc::new(
+        nets.into_iter()
+            .flat_map(|n| n.ips.iter().map(|ip| ip.address))
+            .collect(),
+    )
 }
 
 /// Guest names of the static `<dhcp><host name ip>` entries.
@@ -152,7 +154,7 @@ impl Service {
         net: &Network,
         bridge: &str,
         leases: Option<LeaseNames>,
-        local: Vec<IpAddr>,
+        local: Arc<HashSet<IpAddr>>,
     ) -> Result<Option<Service>> {
         let Some(cfg) = config(net)? else {
             return Ok(None);
@@ -221,7 +223,7 @@ impl Service {
         Ok(())
     }
 
-    pub fn set_local_addrs(&self, addrs: Vec<IpAddr>) {
+    pub fn set_local_addrs(&self, addrs: Arc<HashSet<IpAddr>>) {
         lock(&self.shell.engine).set_local_addrs(addrs);
     }
 }

@@ -14,6 +14,7 @@ use kvnet_api::{NetSummary, Reply, Request};
 use kvnet_model::{MacAddr, Network, UpdateCommand, UpdateSection, apply_update};
 use serde_json::json;
 use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 use tokio::sync::oneshot;
 use tracing::{debug, error, info, warn};
@@ -224,8 +225,7 @@ impl Manager {
     fn start_dns(&mut self, net: &Network) -> Option<String> {
         let br = plan::bridge_name(net).filter(|_| net.is_l3())?;
         let leases = self.dhcp.get(&net.name).map(dhcp::Service::lease_names);
-        let mut local = dns::local_addrs(self.active());
-        local.extend(dns::local_addrs([net]));
+        let local = dns::local_addrs(self.active().into_iter().chain([net]));
         match dns::Service::start(net, br, leases, local) {
             Ok(Some(svc)) => {
                 info!(network = %net.name, "DNS server on {br}");
@@ -269,7 +269,7 @@ impl Manager {
     fn sync_local_addrs(&self) {
         let addrs = dns::local_addrs(self.active());
         for svc in self.dns.values() {
-            svc.set_local_addrs(addrs.clone());
+            svc.set_local_addrs(Arc::clone(&addrs));
         }
     }
 
@@ -645,6 +645,7 @@ impl Manager {
         store::save_status(&self.paths, &name, &status)
             .and_then(|()| store::save_sysctl_orig(&self.paths, &self.sysctl_orig))
             .with_context(|| format!("cannot start network '{name}'"))?;
+        let t_status = t0.elapsed();
         let mut orig = std::mem::take(&mut self.sysctl_orig);
         let res = self.dp.start(&net, &mut orig).await;
         if res.is_err() {
@@ -661,16 +662,20 @@ impl Manager {
         }
         debug!(
             network = %name,
-            "checks {t_checks:?}, kernel and firewall {:?}",
-            t0.elapsed() - t_checks
+            "checks {t_checks:?}, status {:?}, kernel and firewall {:?}",
+            t_status - t_checks,
+            t0.elapsed() - t_status
         );
         let mut warnings: Vec<String> = net
             .unsupported()
             .into_iter()
             .map(|w| format!("network '{name}': {w} is accepted but not applied by kvnet yet"))
             .collect();
+        let t_net = t0.elapsed();
         warnings.extend(self.start_dhcp(&net));
+        let t_dhcp = t0.elapsed();
         warnings.extend(self.start_dns(&net));
+        let t_dns = t0.elapsed();
         let obj = self
             .nets
             .get_mut(&name)
@@ -678,7 +683,16 @@ impl Manager {
         obj.owns_bridge = net.is_l3();
         obj.live = Some(net);
         self.sync_local_addrs();
+        let t_sync = t0.elapsed();
         warnings.extend(self.replug_ports(&name).await);
+        debug!(
+            network = %name,
+            "DHCP {:?}, DNS {:?}, local addresses {:?}, ports {:?}",
+            t_dhcp - t_net,
+            t_dns - t_dhcp,
+            t_sync - t_dns,
+            t0.elapsed() - t_sync
+        );
         info!(network = %name, "started in {:.1} ms", t0.elapsed().as_secs_f64() * 1e3);
         for w in &warnings {
             warn!("{w}");

@@ -1,7 +1,8 @@
 //! The query state machine: local answers, routing, and the table of forwarded queries.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hickory_proto::op::{Edns, Header, Message, MessageType, OpCode, Query, ResponseCode};
@@ -139,7 +140,7 @@ pub struct Engine {
     local: LocalData,
     routes: Vec<(String, Route)>,
     resolv: Vec<SocketAddr>,
-    local_addrs: Vec<IpAddr>,
+    local_addrs: Arc<HashSet<IpAddr>>,
     rng: StdRng,
     pending: HashMap<PendingKey, Pending>,
     /// Deadlines in order; the first entry is also the oldest query, evicted when full.
@@ -162,7 +163,7 @@ impl Engine {
             local: LocalData::default(),
             routes: Vec::new(),
             resolv: Vec::new(),
-            local_addrs: Vec::new(),
+            local_addrs: Arc::default(),
             rng: StdRng::from_seed(seed),
             pending: HashMap::new(),
             timers: BTreeMap::new(),
@@ -206,8 +207,9 @@ impl Engine {
 
     /// Addresses of every network kvnetd serves. Also never used as upstreams: a host whose
     /// resolv.conf names another network's gateway would otherwise bounce queries between
-    /// two networks until both pending tables fill.
-    pub fn set_local_addrs(&mut self, addrs: Vec<IpAddr>) {
+    /// two networks until both pending tables fill. One set is shared by every network's
+    /// engine, so a start with many networks running hands each engine a pointer, not a copy.
+    pub fn set_local_addrs(&mut self, addrs: Arc<HashSet<IpAddr>>) {
         self.local_addrs = addrs;
     }
 
