@@ -97,6 +97,29 @@ pub enum Request {
     PortList {
         network: String,
     },
+    /// Make a host bridge from a NIC, like virsh iface-bridge: the bridge takes the
+    /// NIC's MAC, MTU, addresses and routes, and the NIC becomes its port.
+    IfaceBridge {
+        iface: String,
+        bridge: String,
+        #[serde(default = "yes")]
+        stp: bool,
+        /// Forward delay in seconds.
+        #[serde(default)]
+        delay: u32,
+        /// Bring the bridge up (virsh's default; `--no-start` sends false).
+        #[serde(default = "yes")]
+        start: bool,
+    },
+    /// Undo `iface-bridge`: the addresses and routes go back to the bridge's one NIC
+    /// and the bridge is deleted.
+    IfaceUnbridge {
+        bridge: String,
+    },
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// How a port's TAP came to be.
@@ -274,6 +297,27 @@ mod tests {
             serde_json::to_string(&PortKind::Persistent).unwrap(),
             r#""persistent""#
         );
+    }
+
+    #[test]
+    fn iface_bridge_defaults_like_virsh() {
+        let r: Request =
+            serde_json::from_str(r#"{"op":"iface-bridge","iface":"eth0","bridge":"br0"}"#).unwrap();
+        assert_eq!(
+            r,
+            Request::IfaceBridge {
+                iface: "eth0".into(),
+                bridge: "br0".into(),
+                stp: true,
+                delay: 0,
+                start: true,
+            }
+        );
+        let s = serde_json::to_string(&Request::IfaceUnbridge {
+            bridge: "br0".into(),
+        })
+        .unwrap();
+        assert_eq!(s, r#"{"op":"iface-unbridge","bridge":"br0"}"#);
     }
 
     #[test]

@@ -3,6 +3,7 @@
 mod dataplane;
 mod dhcp;
 mod dns;
+mod ifbridge;
 mod manager;
 mod paths;
 mod plan;

@@ -1038,6 +1038,19 @@ impl Manager {
                 Request::PortList { network } => {
                     Reply::ok(serde_json::to_value(self.port_list(&network).await?)?)
                 }
+                Request::IfaceBridge {
+                    iface,
+                    bridge,
+                    stp,
+                    delay,
+                    start,
+                } => Reply::ok(serde_json::to_value(
+                    self.iface_bridge(&iface, &bridge, stp, delay, start)
+                        .await?,
+                )?),
+                Request::IfaceUnbridge { bridge } => {
+                    Reply::ok(serde_json::to_value(self.iface_unbridge(&bridge).await?)?)
+                }
             })
         }
         .await;

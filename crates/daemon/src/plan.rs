@@ -253,6 +253,7 @@ mod tests {
             mtu: 1500,
             up: true,
             master: None,
+            loopback: false,
         }
     }
 

@@ -15,6 +15,6 @@ pub mod testns;
 
 pub use error::{ErrorKind, HostError};
 pub use netlink::{
-    BridgeSpec, FdbEntry, Link, Netlink, Route, STP_MAX_FORWARD_DELAY_CS, STP_MIN_FORWARD_DELAY_CS,
-    TABLE_MAIN, TunInfo, format_mac,
+    BridgeSpec, FdbEntry, Link, LinkAddress, LinkRoute, Netlink, Route, STP_MAX_FORWARD_DELAY_CS,
+    STP_MIN_FORWARD_DELAY_CS, TABLE_MAIN, TunInfo, format_mac,
 };

@@ -8,13 +8,16 @@ use rtnetlink::packet_core::{
     NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_ECHO, NLM_F_EXCL, NLM_F_REQUEST, NetlinkMessage,
     NetlinkPayload, Nla,
 };
-use rtnetlink::packet_route::address::{AddressAttribute, AddressMessage};
+use rtnetlink::packet_route::address::{
+    AddressAttribute, AddressFlags, AddressMessage, AddressScope,
+};
 use rtnetlink::packet_route::link::{
     BridgeStpState, InfoBridge, InfoData, InfoKind, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
 };
 use rtnetlink::packet_route::neighbour::{NeighbourAttribute, NeighbourMessage, NeighbourState};
 use rtnetlink::packet_route::route::{
-    RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
+    RouteAddress, RouteAttribute, RouteFlags, RouteHeader, RouteMessage, RouteProtocol, RouteScope,
+    RouteType,
 };
 use rtnetlink::packet_route::{AddressFamily, RouteNetlinkMessage};
 use rtnetlink::sys::AsyncSocket;
@@ -41,6 +44,8 @@ pub struct Link {
     /// Administratively up (`IFF_UP`), not carrier.
     pub up: bool,
     pub master: Option<u32>,
+    /// A loopback device (`IFF_LOOPBACK`).
+    pub loopback: bool,
 }
 
 /// What the kernel reports about a tun/tap device (`IFLA_TUN_*`).
@@ -114,6 +119,68 @@ impl Route {
     }
 }
 
+/// An address as a link carries it, with what it takes to put it on another link.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkAddress {
+    pub addr: IpNet,
+    /// `RT_SCOPE_*`: 0 global, 200 site, 253 link, 254 host.
+    pub scope: u8,
+    /// The `IFA_F_*` flags one may set: nodad, homeaddress, managetempaddr,
+    /// noprefixroute, mcautojoin.
+    pub flags: u32,
+}
+
+impl LinkAddress {
+    /// The `IFA_F_*` flags an `RTM_NEWADDR` may carry.
+    pub const SETTABLE_FLAGS: u32 = 0x02 | 0x10 | 0x100 | 0x200 | 0x400;
+
+    pub fn new(addr: IpNet) -> LinkAddress {
+        LinkAddress {
+            addr,
+            scope: 0,
+            flags: 0,
+        }
+    }
+
+    /// An IPv6 link-local address (fe80::/10), which the kernel gives every link itself.
+    pub fn is_ipv6_link_local(&self) -> bool {
+        matches!(self.addr, IpNet::V6(n) if n.addr().segments()[0] & 0xffc0 == 0xfe80)
+    }
+}
+
+/// A main-table unicast route through one link, with everything that tells it
+/// apart from others (the link itself is implied).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkRoute {
+    pub dest: IpNet,
+    pub gateway: Option<IpAddr>,
+    pub metric: Option<u32>,
+    /// `RT_SCOPE_*`: 0 universe, 253 link, 254 host.
+    pub scope: u8,
+    /// `RTPROT_*`: 2 kernel, 3 boot, 4 static, 9 ra, 16 dhcp.
+    pub proto: u8,
+    pub prefsrc: Option<IpAddr>,
+    pub onlink: bool,
+}
+
+impl LinkRoute {
+    /// What `ip route` would print for it (without the device).
+    pub fn describe(&self) -> String {
+        let mut s = if self.dest.prefix_len() == 0 {
+            "default".to_string()
+        } else {
+            self.dest.to_string()
+        };
+        if let Some(gw) = self.gateway {
+            s += &format!(" via {gw}");
+        }
+        if let Some(m) = self.metric {
+            s += &format!(" metric {m}");
+        }
+        s
+    }
+}
+
 /// Formats a MAC as `52:54:00:09:33:55`.
 pub fn format_mac(mac: &[u8; 6]) -> String {
     mac.iter()
@@ -177,6 +244,7 @@ fn link_from_message(msg: &LinkMessage) -> Link {
         mtu: 0,
         up: msg.header.flags.contains(LinkFlags::Up),
         master: None,
+        loopback: msg.header.flags.contains(LinkFlags::Loopback),
     };
     for attr in &msg.attributes {
         match attr {
@@ -306,6 +374,55 @@ fn route_from_message(msg: &RouteMessage) -> Option<Route> {
         table,
         proto: msg.header.protocol.into(),
     })
+}
+
+fn link_route_from_message(msg: &RouteMessage) -> Option<(u32, LinkRoute)> {
+    let r = route_from_message(msg)?;
+    let prefsrc = msg.attributes.iter().find_map(|a| match a {
+        RouteAttribute::PrefSource(a) => route_addr(a),
+        _ => None,
+    });
+    Some((
+        r.oif?,
+        LinkRoute {
+            dest: r.dest,
+            gateway: r.gateway,
+            metric: r.metric,
+            scope: msg.header.scope.into(),
+            proto: r.proto,
+            prefsrc,
+            onlink: msg.header.flags.contains(RouteFlags::Onlink),
+        },
+    ))
+}
+
+fn link_route_message(index: u32, r: &LinkRoute) -> RouteMessage {
+    let dest = r.dest.trunc();
+    let mut b = RouteMessageBuilder::<IpAddr>::new()
+        .destination_prefix(dest.addr(), dest.prefix_len())
+        .expect("IpNet prefix length is valid for its family")
+        .output_interface(index);
+    if let Some(gw) = r.gateway {
+        b = b.gateway(gw).expect("address family checked by the kernel");
+    }
+    if let Some(m) = r.metric {
+        b = b.priority(m);
+    }
+    if r.onlink {
+        b = b.onlink();
+    }
+    let mut msg = b
+        .table_id(TABLE_MAIN)
+        .protocol(RouteProtocol::from(r.proto))
+        .scope(RouteScope::from(r.scope))
+        .build();
+    if let Some(src) = r.prefsrc {
+        msg.attributes.push(RouteAttribute::PrefSource(match src {
+            IpAddr::V4(a) => RouteAddress::Inet(a),
+            IpAddr::V6(a) => RouteAddress::Inet6(a),
+        }));
+    }
+    msg
 }
 
 fn route_addr(a: &RouteAddress) -> Option<IpAddr> {
@@ -778,6 +895,122 @@ impl Netlink {
         match self.ack(RouteNetlinkMessage::DelAddress(msg), 0).await {
             Err(n) if n.errno != libc::EADDRNOTAVAIL => {
                 Err(n.into_error(format!("delete address {addr} from link #{index}")))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Addresses on the link with their scope and settable flags, in the kernel's
+    /// order (an IPv4 primary before its secondaries).
+    pub async fn link_addresses(&self, index: u32) -> Result<Vec<LinkAddress>, HostError> {
+        let mut req = AddressMessage::default();
+        req.header.index = index;
+        let msgs = self
+            .request(
+                RouteNetlinkMessage::GetAddress(req),
+                NLM_F_REQUEST | NLM_F_DUMP,
+            )
+            .await
+            .map_err(|n| n.into_error(format!("list addresses of link #{index}")))?;
+        Ok(msgs
+            .iter()
+            .filter_map(|m| match m {
+                RouteNetlinkMessage::NewAddress(a) if a.header.index == index => {
+                    let flags = a
+                        .attributes
+                        .iter()
+                        .find_map(|x| match x {
+                            AddressAttribute::Flags(f) => Some(f.bits()),
+                            _ => None,
+                        })
+                        .unwrap_or(u32::from(a.header.flags.bits()));
+                    Some(LinkAddress {
+                        addr: address_from_message(a)?,
+                        scope: a.header.scope.into(),
+                        flags: flags & LinkAddress::SETTABLE_FLAGS,
+                    })
+                }
+                _ => None,
+            })
+            .collect())
+    }
+
+    /// Adds an address with its scope and flags; one already present is not an error.
+    pub async fn add_link_address(&self, index: u32, a: &LinkAddress) -> Result<(), HostError> {
+        let mut msg = address_message(index, a.addr);
+        msg.header.scope = AddressScope::from(a.scope);
+        if a.flags != 0 {
+            msg.attributes
+                .push(AddressAttribute::Flags(AddressFlags::from_bits_retain(
+                    a.flags,
+                )));
+        }
+        match self
+            .ack(
+                RouteNetlinkMessage::NewAddress(msg),
+                NLM_F_CREATE | NLM_F_EXCL,
+            )
+            .await
+        {
+            Err(n) if n.errno != libc::EEXIST => {
+                Err(n.into_error(format!("add address {} to link #{index}", a.addr)))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// The main table's unicast routes whose (single) nexthop is the link.
+    pub async fn link_routes(&self, index: u32) -> Result<Vec<LinkRoute>, HostError> {
+        let mut out = Vec::new();
+        for family in [AddressFamily::Inet, AddressFamily::Inet6] {
+            let mut req = RouteMessage::default();
+            req.header.address_family = family;
+            req.header.table = RouteHeader::RT_TABLE_MAIN;
+            let msgs = self
+                .request(
+                    RouteNetlinkMessage::GetRoute(req),
+                    NLM_F_REQUEST | NLM_F_DUMP,
+                )
+                .await
+                .map_err(|n| n.into_error(format!("list routes of link #{index}")))?;
+            out.extend(msgs.iter().filter_map(|m| match m {
+                RouteNetlinkMessage::NewRoute(r)
+                    if r.header.kind == RouteType::Unicast
+                        && route_from_message(r).is_some_and(|x| x.table == TABLE_MAIN) =>
+                {
+                    link_route_from_message(r).and_then(|(oif, r)| (oif == index).then_some(r))
+                }
+                _ => None,
+            }));
+        }
+        Ok(out)
+    }
+
+    /// Adds a route through the link; an identical one already present is not an error.
+    pub async fn add_link_route(&self, index: u32, r: &LinkRoute) -> Result<(), HostError> {
+        match self
+            .ack(
+                RouteNetlinkMessage::NewRoute(link_route_message(index, r)),
+                NLM_F_CREATE | NLM_F_EXCL,
+            )
+            .await
+        {
+            Err(n) if n.errno != libc::EEXIST => {
+                Err(n.into_error(format!("add route {} dev #{index}", r.describe())))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Deletes a route through the link; one that is not there is not an error.
+    pub async fn del_link_route(&self, index: u32, r: &LinkRoute) -> Result<(), HostError> {
+        let mut msg = link_route_message(index, r);
+        msg.header.scope = RouteScope::NoWhere;
+        msg.attributes
+            .retain(|a| !matches!(a, RouteAttribute::PrefSource(_)));
+        match self.ack(RouteNetlinkMessage::DelRoute(msg), 0).await {
+            Err(n) if n.errno != libc::ESRCH => {
+                Err(n.into_error(format!("delete route {} dev #{index}", r.describe())))
             }
             _ => Ok(()),
         }
