@@ -184,6 +184,25 @@ enum Cmd {
         #[arg(long)]
         network: Option<String>,
     },
+    /// Make a host bridge from a NIC: BRIDGE takes IFACE's MAC, MTU, addresses and
+    /// routes, IFACE becomes its port; everything is rolled back if a step fails or
+    /// the host loses its default route.
+    IfaceBridge {
+        iface: String,
+        bridge: String,
+        /// Turn off STP on the bridge.
+        #[arg(long)]
+        no_stp: bool,
+        /// Forward delay in seconds.
+        #[arg(long, default_value_t = 0)]
+        delay: u32,
+        /// Leave the bridge down (refused when IFACE has routes to move).
+        #[arg(long)]
+        no_start: bool,
+    },
+    /// Undo iface-bridge: move the addresses and routes back onto the bridge's NIC
+    /// and delete the bridge.
+    IfaceUnbridge { bridge: String },
     /// Check a network XML file offline (no daemon needed).
     NetValidate {
         file: PathBuf,
@@ -608,6 +627,36 @@ fn run(cli: Cli) -> Result<()> {
                 format!("failed to delete port {ifname}"),
                 format!("Port {ifname} deleted"),
             )?;
+        }
+        Cmd::IfaceBridge {
+            iface,
+            bridge,
+            no_stp,
+            delay,
+            no_start,
+        } => {
+            c.call(Request::IfaceBridge {
+                iface: iface.clone(),
+                bridge: bridge.clone(),
+                stp: !no_stp,
+                delay,
+                start: !no_start,
+            })
+            .with_context(|| format!("failed to bridge interface {iface} into {bridge}"))?;
+            println!("Created bridge {bridge} with attached device {iface}");
+            if !no_start {
+                println!("Bridge {bridge} started");
+            }
+        }
+        Cmd::IfaceUnbridge { bridge } => {
+            let v = c
+                .call(Request::IfaceUnbridge {
+                    bridge: bridge.clone(),
+                })
+                .with_context(|| format!("failed to unbridge {bridge}"))?;
+            let iface = v["iface"].as_str().unwrap_or("?");
+            println!("Device {iface} un-attached from bridge {bridge}");
+            println!("Interface {bridge} destroyed");
         }
         Cmd::NetValidate { file, canonical } => {
             // --canonical is libvirt's parse-and-format round trip, which also accepts

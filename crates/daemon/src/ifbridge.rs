@@ -442,10 +442,7 @@ impl Executor<'_> {
         let mut done: Vec<&Step> = Vec::new();
         for (n, s) in steps.iter().enumerate() {
             let res = if self.fail_at == Some(n + 1) {
-                Err(anyhow!(
-                    "injected failure (KVNET_TEST_IFACE_FAIL_AT={})",
-                    n + 1
-                ))
+                Err(anyhow!("injected failure (test hook, step {})", n + 1))
             } else {
                 self.step(s).await
             };
@@ -477,11 +474,12 @@ impl Executor<'_> {
     }
 }
 
-/// The test hook: `KVNET_TEST_IFACE_FAIL_AT=N` makes step N of every plan fail.
-fn fail_at() -> Option<usize> {
-    std::env::var("KVNET_TEST_IFACE_FAIL_AT")
-        .ok()
-        .and_then(|v| v.parse().ok())
+/// The test hook: `KVNET_TEST_IFACE_FAIL_AT=OP:N` (OP `bridge` or `unbridge`) makes
+/// step N (1-based) of that operation's plans fail.
+fn fail_at(op: &str) -> Option<usize> {
+    let v = std::env::var("KVNET_TEST_IFACE_FAIL_AT").ok()?;
+    let (o, n) = v.split_once(':')?;
+    (o == op).then(|| n.parse().ok()).flatten()
 }
 
 /// What `iface-bridge` did.
@@ -537,7 +535,7 @@ impl Manager {
         let steps = plan_bridge(&input)?;
         Executor {
             nl,
-            fail_at: fail_at(),
+            fail_at: fail_at("bridge"),
         }
         .run(&steps)
         .await
@@ -592,7 +590,7 @@ impl Manager {
             .expect("an unbridge plan detaches the NIC");
         Executor {
             nl,
-            fail_at: fail_at(),
+            fail_at: fail_at("unbridge"),
         }
         .run(&steps)
         .await

@@ -128,6 +128,8 @@ pub struct LinkAddress {
     /// The `IFA_F_*` flags one may set: nodad, homeaddress, managetempaddr,
     /// noprefixroute, mcautojoin.
     pub flags: u32,
+    /// IPv4 broadcast (`ip addr add ... brd`), if the address has one.
+    pub broadcast: Option<std::net::Ipv4Addr>,
 }
 
 impl LinkAddress {
@@ -139,6 +141,7 @@ impl LinkAddress {
             addr,
             scope: 0,
             flags: 0,
+            broadcast: None,
         }
     }
 
@@ -928,6 +931,10 @@ impl Netlink {
                         addr: address_from_message(a)?,
                         scope: a.header.scope.into(),
                         flags: flags & LinkAddress::SETTABLE_FLAGS,
+                        broadcast: a.attributes.iter().find_map(|x| match x {
+                            AddressAttribute::Broadcast(b) => Some(*b),
+                            _ => None,
+                        }),
                     })
                 }
                 _ => None,
@@ -939,6 +946,11 @@ impl Netlink {
     pub async fn add_link_address(&self, index: u32, a: &LinkAddress) -> Result<(), HostError> {
         let mut msg = address_message(index, a.addr);
         msg.header.scope = AddressScope::from(a.scope);
+        msg.attributes
+            .retain(|x| !matches!(x, AddressAttribute::Broadcast(_)));
+        if let Some(b) = a.broadcast {
+            msg.attributes.push(AddressAttribute::Broadcast(b));
+        }
         if a.flags != 0 {
             msg.attributes
                 .push(AddressAttribute::Flags(AddressFlags::from_bits_retain(
