@@ -744,9 +744,11 @@ mod tests {
     #[test]
     fn every_prefix_rolls_back_to_the_start() {
         use std::collections::BTreeMap;
+        /// Master, up, addresses, routes.
+        type LinkState = (Option<String>, bool, Vec<String>, Vec<String>);
         #[derive(Default, Clone, PartialEq, Debug)]
         struct Model {
-            links: BTreeMap<String, (Option<String>, bool, Vec<String>, Vec<String>)>,
+            links: BTreeMap<String, LinkState>,
         }
         fn apply(m: &mut Model, s: &Step) {
             match s {
