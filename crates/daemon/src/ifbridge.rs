@@ -146,6 +146,8 @@ pub struct BridgeInput {
     pub iface_master: Option<String>,
     pub addrs: Vec<LinkAddress>,
     pub routes: Vec<LinkRoute>,
+    /// Routes through `iface` kvnet cannot move (multipath, nexthop objects), described.
+    pub unmovable: Vec<String>,
     pub bridge: String,
     /// A link called `bridge` exists already.
     pub bridge_taken: bool,
@@ -166,6 +168,8 @@ pub struct UnbridgeInput {
     pub taps: Vec<String>,
     pub addrs: Vec<LinkAddress>,
     pub routes: Vec<LinkRoute>,
+    /// Routes through the bridge kvnet cannot move, described.
+    pub unmovable: Vec<String>,
     /// The active kvnet network that uses the bridge, if any.
     pub used_by: Option<String>,
     pub defaults: Defaults,
@@ -201,13 +205,29 @@ fn movable_addrs(addrs: &[LinkAddress]) -> Vec<LinkAddress> {
         .collect()
 }
 
+/// A route the kernel makes by itself for one of the addresses (its prefix route, or
+/// the IPv6 link-local one), which comes back with the address.
+fn kernel_made(r: &LinkRoute, addrs: &[LinkAddress]) -> bool {
+    r.proto == PROTO_KERNEL
+        && r.gateway.is_none()
+        && (r.dest == "fe80::/64".parse::<ipnet::IpNet>().expect("valid")
+            || addrs.iter().any(|a| {
+                a.flags & IFA_F_NOPREFIXROUTE == 0
+                    && a.addr.trunc() == r.dest
+                    && (r.dest.addr().is_ipv6() || r.prefsrc == Some(a.addr.addr()))
+            }))
+}
+
+/// The `IFA_F_NOPREFIXROUTE` address flag.
+const IFA_F_NOPREFIXROUTE: u32 = 0x200;
+
 /// The routes to move, in the order they can be added: routes to a link before
 /// routes through a gateway (which may need them). The kernel's own routes for the
 /// addresses come back with the addresses.
-fn movable_routes(routes: &[LinkRoute]) -> Vec<LinkRoute> {
+fn movable_routes(routes: &[LinkRoute], addrs: &[LinkAddress]) -> Vec<LinkRoute> {
     let mut v: Vec<LinkRoute> = routes
         .iter()
-        .filter(|r| r.proto != PROTO_KERNEL)
+        .filter(|r| !kernel_made(r, addrs))
         .cloned()
         .collect();
     v.sort_by_key(|r| r.gateway.is_some());
@@ -275,8 +295,14 @@ pub fn plan_bridge(i: &BridgeInput) -> Result<Vec<Step>> {
     if i.bridge_taken {
         bail!("interface {br} already exists");
     }
+    if !i.unmovable.is_empty() {
+        bail!(
+            "interface {name} has routes kvnet cannot move: {}",
+            i.unmovable.join(", ")
+        );
+    }
     let addrs = movable_addrs(&i.addrs);
-    let routes = movable_routes(&i.routes);
+    let routes = movable_routes(&i.routes, &i.addrs);
     if !i.start && !routes.is_empty() {
         bail!(
             "interface {name} has routes ({}) that cannot move onto a bridge that is not \
@@ -346,8 +372,14 @@ pub fn plan_unbridge(i: &UnbridgeInput) -> Result<Vec<Step>> {
             names(&others)
         );
     }
+    if !i.unmovable.is_empty() {
+        bail!(
+            "bridge {br} has routes kvnet cannot move: {}",
+            i.unmovable.join(", ")
+        );
+    }
     let addrs = movable_addrs(&i.addrs);
-    let routes = movable_routes(&i.routes);
+    let routes = movable_routes(&i.routes, &i.addrs);
     let mut between = vec![Step::Detach {
         port: nic.name.clone(),
         bridge: br.clone(),
@@ -523,6 +555,7 @@ impl Manager {
         let input = BridgeInput {
             addrs: nl.link_addresses(link.index).await?,
             routes: nl.link_routes(link.index).await?,
+            unmovable: nl.other_link_routes(link.index).await?,
             iface: link,
             iface_master,
             bridge: bridge.to_string(),
@@ -574,6 +607,7 @@ impl Manager {
         let input = UnbridgeInput {
             addrs: nl.link_addresses(br.index).await?,
             routes: nl.link_routes(br.index).await?,
+            unmovable: nl.other_link_routes(br.index).await?,
             bridge: br,
             ports,
             taps,
@@ -651,12 +685,17 @@ mod tests {
                 addr("fe80::5054:ff:fe01:203/64"),
             ],
             routes: vec![
-                route("192.0.2.0/24", None, PROTO_KERNEL),
+                LinkRoute {
+                    prefsrc: Some("192.0.2.10".parse().unwrap()),
+                    ..route("192.0.2.0/24", None, PROTO_KERNEL)
+                },
+                route("2001:db8::/64", None, PROTO_KERNEL),
                 route("0.0.0.0/0", Some("192.0.2.1"), 3),
                 route("10.0.0.0/8", None, 4),
                 route("::/0", Some("2001:db8::1"), 3),
                 route("fe80::/64", None, PROTO_KERNEL),
             ],
+            unmovable: vec![],
             bridge: "br0".into(),
             bridge_taken: false,
             stp: true,
@@ -800,7 +839,7 @@ mod tests {
                     .iter()
                     .map(|a| a.addr.to_string())
                     .collect(),
-                movable_routes(&i.routes)
+                movable_routes(&i.routes, &i.addrs)
                     .iter()
                     .map(LinkRoute::describe)
                     .collect(),
@@ -841,6 +880,7 @@ mod tests {
             taps: vec![],
             addrs: i.addrs.clone(),
             routes: i.routes.clone(),
+            unmovable: vec![],
             used_by: None,
             defaults: i.defaults,
         })
@@ -860,6 +900,64 @@ mod tests {
             }
         }
         assert_eq!(m, start);
+    }
+
+    #[test]
+    fn only_the_kernels_own_routes_stay_behind() {
+        let addrs = vec![
+            addr("192.0.2.10/24"),
+            LinkAddress {
+                flags: IFA_F_NOPREFIXROUTE,
+                ..addr("198.51.100.7/24")
+            },
+        ];
+        let src = Some("192.0.2.10".parse().unwrap());
+        let routes = vec![
+            // The prefix route of 192.0.2.10/24 and the IPv6 link-local one.
+            LinkRoute {
+                prefsrc: src,
+                ..route("192.0.2.0/24", None, PROTO_KERNEL)
+            },
+            route("fe80::/64", None, PROTO_KERNEL),
+            // Kernel protocol, but nothing re-creates them: they move.
+            route("0.0.0.0/0", Some("192.0.2.1"), PROTO_KERNEL),
+            LinkRoute {
+                prefsrc: Some("198.51.100.7".parse().unwrap()),
+                ..route("198.51.100.0/24", None, PROTO_KERNEL)
+            },
+            LinkRoute {
+                prefsrc: Some("192.0.2.99".parse().unwrap()),
+                ..route("192.0.2.0/24", None, PROTO_KERNEL)
+            },
+        ];
+        let moved: Vec<String> = movable_routes(&routes, &addrs)
+            .iter()
+            .map(|r| format!("{} src {:?}", r.describe(), r.prefsrc))
+            .collect();
+        assert_eq!(
+            moved,
+            [
+                "198.51.100.0/24 src Some(198.51.100.7)",
+                "192.0.2.0/24 src Some(192.0.2.99)",
+                "default via 192.0.2.1 src None",
+            ]
+        );
+    }
+
+    #[test]
+    fn unmovable_routes_are_refused() {
+        let mut i = input();
+        i.unmovable = vec!["0.0.0.0/0 (multipath)".into()];
+        assert_eq!(
+            plan_bridge(&i).unwrap_err().to_string(),
+            "interface eth0 has routes kvnet cannot move: 0.0.0.0/0 (multipath)"
+        );
+        let mut u = unbridge();
+        u.unmovable = vec!["10.0.0.0/8 (nexthop object)".into()];
+        assert_eq!(
+            plan_unbridge(&u).unwrap_err().to_string(),
+            "bridge br0 has routes kvnet cannot move: 10.0.0.0/8 (nexthop object)"
+        );
     }
 
     #[test]
@@ -914,8 +1012,12 @@ mod tests {
             addrs: vec![addr("192.0.2.10/24"), addr("fe80::1/64")],
             routes: vec![
                 route("0.0.0.0/0", Some("192.0.2.1"), 3),
-                route("192.0.2.0/24", None, PROTO_KERNEL),
+                LinkRoute {
+                    prefsrc: Some("192.0.2.10".parse().unwrap()),
+                    ..route("192.0.2.0/24", None, PROTO_KERNEL)
+                },
             ],
+            unmovable: vec![],
             used_by: None,
             defaults: Defaults {
                 v4: true,

@@ -73,6 +73,11 @@ fn uplink(lab: &Lab) {
         &lab.host,
         "route add 192.0.2.0/24 dev wan0 scope link src 203.0.113.1",
     );
+    // Of the kernel's protocol, but not one the kernel makes for an address: moved too.
+    ip(
+        &lab.host,
+        &format!("route add 10.44.0.0/16 via {LAN_PEER} dev wan0 proto kernel"),
+    );
 }
 
 fn reachable(lab: &Lab) {
@@ -145,6 +150,7 @@ fn bridge_the_uplink_and_back() {
         "default via fd00:113::2 dev kvbr0".to_string(),
         format!("198.51.100.0/24 via {LAN_PEER} dev {BR} proto static metric 50"),
         format!("192.0.2.0/24 dev {BR} scope link src 203.0.113.1"),
+        format!("10.44.0.0/16 via {LAN_PEER} dev {BR} proto kernel"),
     ] {
         assert!(routes.contains(&r), "{r} in:\n{routes}");
     }
@@ -255,6 +261,17 @@ fn refusals() {
         "interface kvtaken is already enslaved to kvother"
     );
     assert_eq!(bridge("kvother", BR), "interface kvother is a bridge");
+    ip(
+        &lab.host,
+        &format!(
+            "route add 10.45.0.0/16 nexthop via {LAN_PEER} dev wan0 nexthop via 203.0.113.3 dev wan0"
+        ),
+    );
+    assert_eq!(
+        bridge("wan0", BR),
+        "interface wan0 has routes kvnet cannot move: 10.45.0.0/16 (multipath)"
+    );
+    ip(&lab.host, "route del 10.45.0.0/16");
     let (ok, out) = lab.cli(&["iface-bridge", "lo", BR]);
     assert!(
         !ok && out.contains("failed to bridge interface lo into kvbr0"),

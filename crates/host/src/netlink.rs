@@ -971,8 +971,8 @@ impl Netlink {
         }
     }
 
-    /// The main table's unicast routes whose (single) nexthop is the link.
-    pub async fn link_routes(&self, index: u32) -> Result<Vec<LinkRoute>, HostError> {
+    /// The main table's unicast route messages, IPv4 and IPv6.
+    async fn main_route_messages(&self) -> Result<Vec<RouteMessage>, HostError> {
         let mut out = Vec::new();
         for family in [AddressFamily::Inet, AddressFamily::Inet6] {
             let mut req = RouteMessage::default();
@@ -984,16 +984,66 @@ impl Netlink {
                     NLM_F_REQUEST | NLM_F_DUMP,
                 )
                 .await
-                .map_err(|n| n.into_error(format!("list routes of link #{index}")))?;
-            out.extend(msgs.iter().filter_map(|m| match m {
+                .map_err(|n| n.into_error("list routes"))?;
+            out.extend(msgs.into_iter().filter_map(|m| match m {
                 RouteNetlinkMessage::NewRoute(r)
                     if r.header.kind == RouteType::Unicast
-                        && route_from_message(r).is_some_and(|x| x.table == TABLE_MAIN) =>
+                        && route_from_message(&r).is_some_and(|x| x.table == TABLE_MAIN) =>
                 {
-                    link_route_from_message(r).and_then(|(oif, r)| (oif == index).then_some(r))
+                    Some(r)
                 }
                 _ => None,
             }));
+        }
+        Ok(out)
+    }
+
+    /// The main table's unicast routes whose single nexthop is the link (not
+    /// multipath, no nexthop object).
+    pub async fn link_routes(&self, index: u32) -> Result<Vec<LinkRoute>, HostError> {
+        Ok(self
+            .main_route_messages()
+            .await?
+            .iter()
+            .filter(|r| {
+                !r.attributes
+                    .iter()
+                    .any(|a| matches!(a, RouteAttribute::NhId(_)))
+            })
+            .filter_map(link_route_from_message)
+            .filter_map(|(oif, r)| (oif == index).then_some(r))
+            .collect())
+    }
+
+    /// The main table's routes through the link that [`Netlink::link_routes`] leaves
+    /// out, described: multipath routes with a nexthop on it and routes using a
+    /// nexthop object.
+    pub async fn other_link_routes(&self, index: u32) -> Result<Vec<String>, HostError> {
+        let mut out = Vec::new();
+        for msg in self.main_route_messages().await? {
+            let Some(r) = route_from_message(&msg) else {
+                continue;
+            };
+            let multipath = msg.attributes.iter().any(|a| {
+                matches!(a, RouteAttribute::MultiPath(hops)
+                    if hops.iter().any(|h| h.interface_index == index))
+            });
+            let nhid = r.oif == Some(index)
+                && msg
+                    .attributes
+                    .iter()
+                    .any(|a| matches!(a, RouteAttribute::NhId(_)));
+            if multipath || nhid {
+                out.push(format!(
+                    "{} ({})",
+                    r.dest,
+                    if multipath {
+                        "multipath"
+                    } else {
+                        "nexthop object"
+                    }
+                ));
+            }
         }
         Ok(out)
     }
