@@ -41,7 +41,8 @@ command -v perfdhcp >/dev/null || [ -x /usr/sbin/perfdhcp ] || apt-get install -
 PERFDHCP=$(command -v perfdhcp || echo /usr/sbin/perfdhcp)
 DNSMASQ=$(command -v dnsmasq || echo /usr/sbin/dnsmasq)
 cargo build --release --locked -q --bin kvnetd --bin kvnet
-KVNET=$PWD/target/release/kvnet
+BIN=$(realpath "${CARGO_TARGET_DIR:-target}")/release
+KVNET=$BIN/kvnet
 END=$((SECONDS + DEADLINE))
 P=dhcpb-$$
 KH=$P-kh KC=$P-kc DH=$P-dh DC=$P-dc
@@ -79,7 +80,7 @@ veth() {
 
 # ---- kvnet ------------------------------------------------------------------------------
 mkdir -p "$DIR/kv"
-ip netns exec "$KH" target/release/kvnetd --config-dir "$DIR/kv/etc" --state-dir "$DIR/kv/lib" \
+ip netns exec "$KH" "$BIN/kvnetd" --config-dir "$DIR/kv/etc" --state-dir "$DIR/kv/lib" \
   --run-dir "$DIR/kv/run" --log warn 2>"$DIR/kvnetd.log" &
 DPID=$!
 export KVNET_SOCKET=$DIR/kv/run/kvnetd.sock

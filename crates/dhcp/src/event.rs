@@ -21,6 +21,11 @@ pub enum Effect {
         to: Destination,
     },
     Log(Event),
+    /// The address is about to be offered to a client that does not hold it: ask the
+    /// bridge whether another machine uses it (an ARP probe, RFC 5227), without waiting.
+    /// A claim seen in return goes to [`crate::Server::note_in_use`]. Best effort: the
+    /// shell may skip probes to bound their rate.
+    Probe(Ipv4Addr),
 }
 
 /// Where a reply goes (RFC 2131 §4.1).
