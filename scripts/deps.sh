@@ -2,7 +2,7 @@
 # System packages kvnet needs: `deps.sh run` for the daemon, `deps.sh test` for the tests.
 set -euo pipefail
 run_pkgs=(nftables iproute2 procps)
-test_pkgs=(iputils-ping python3 busybox dnsutils)
+test_pkgs=(iputils-ping python3 busybox dnsutils isc-dhcp-client dhcpcd-base)
 want=("${run_pkgs[@]}")
 [ "${1:-run}" = test ] && want+=("${test_pkgs[@]}")
 missing=()
