@@ -6,19 +6,22 @@
 //! (SO_BINDTODEVICE), so every network can listen on port 67 at once and a request is
 //! answered only by the network it arrived on.
 //!
-//! Checksums: replies go through an ordinary UDP socket, so the kernel builds the IP and
-//! UDP headers. The bridge offloads checksums, so a reply may leave the bridge with its
-//! UDP checksum still to be filled in (CHECKSUM_PARTIAL). Guests on veth ports (the
-//! tests) and virtio guests told so by vhost-net's header cope; old DHCP clients reading
-//! from a packet socket behind a vhost tap do not, which is why libvirt fills in the
-//! checksum of DHCP replies on the bridge (iptables CHECKSUM, later a tc `csum` action).
-//! kvnet does not do that yet; it matters only once TAP ports exist.
+//! Checksums: a reply sent through the kernel's UDP socket on the bridge leaves with its
+//! UDP checksum only partly computed (CHECKSUM_PARTIAL, the bridge offloads it), and a
+//! veth or TAP port hands it on like that. A client reading from a packet socket sees a
+//! wrong checksum unless it asks the kernel (PACKET_AUXDATA) whether it was offloaded:
+//! busybox udhcpc and ISC dhclient 4.4 do, older clients drop the reply, which is why
+//! libvirt has the checksum of DHCP replies filled in on the bridge. kvnet sends replies
+//! through a raw IPv4 socket instead, with the UDP checksum computed here, so every reply
+//! carries a complete checksum (`Replies`); without CAP_NET_RAW it falls back to the UDP
+//! socket.
 
 use crate::paths::Paths;
 use crate::store;
 use anyhow::{Context, Result, anyhow};
 use kvnet_dhcp::{Config, Destination, Effect, Event, LeaseView, Server};
 use kvnet_model::Network;
+use nix::libc;
 use nix::sys::socket::{
     self, AddressFamily, ControlMessageOwned, MsgFlags, SockFlag, SockType, SockaddrIn, sockopt,
 };
@@ -26,12 +29,13 @@ use std::ffi::OsString;
 use std::fs::File;
 use std::io::{IoSliceMut, Write};
 use std::net::{Ipv4Addr, SocketAddrV4};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::io::Interest;
+use tokio::io::unix::AsyncFd;
 use tokio::net::UdpSocket;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -133,12 +137,21 @@ impl Service {
                     "no address-conflict detection on {bridge}: ARP socket: {e}");
             })
             .ok();
+        let replies = Replies::open(bridge, cfg.server_ip).unwrap_or_else(|e| {
+            warn!(network = %net.name,
+                "DHCP replies on {bridge} through the UDP socket, checksums left to offload: raw socket: {e}");
+            Replies {
+                raw: None,
+                src: cfg.server_ip,
+            }
+        });
         let server = Arc::new(Mutex::new(Server::new(cfg, table)));
         let (changed, _) = watch::channel(());
         let task = tokio::spawn(run(
             net.name.clone(),
             bridge.to_string(),
             sock,
+            replies,
             arp,
             server.clone(),
             Journal {
@@ -308,6 +321,7 @@ async fn run(
     name: String,
     bridge: String,
     sock: UdpSocket,
+    replies: Replies,
     mut arp: Option<arp::Socket>,
     server: Arc<Mutex<Server>>,
     mut journal: Journal,
@@ -330,6 +344,7 @@ async fn run(
     carry_out(
         &name,
         &sock,
+        &replies,
         &mut arp,
         &mut journal,
         std::mem::take(&mut effects),
@@ -393,6 +408,7 @@ async fn run(
         carry_out(
             &name,
             &sock,
+            &replies,
             &mut arp,
             &mut journal,
             std::mem::take(&mut effects),
@@ -402,12 +418,113 @@ async fn run(
     }
 }
 
+/// Where replies leave: a raw IPv4 socket on the bridge (headers and UDP checksum built
+/// here, see the module docs), or the UDP socket when no raw socket could be opened.
+struct Replies {
+    raw: Option<AsyncFd<OwnedFd>>,
+    src: Ipv4Addr,
+}
+
+impl Replies {
+    fn open(bridge: &str, src: Ipv4Addr) -> std::io::Result<Replies> {
+        // SAFETY: plain socket(2); the result is checked before use.
+        let raw = unsafe {
+            libc::socket(
+                libc::AF_INET,
+                libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+                libc::IPPROTO_RAW,
+            )
+        };
+        if raw < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // SAFETY: a fresh descriptor that nothing else owns.
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        socket::setsockopt(&fd, sockopt::BindToDevice, &OsString::from(bridge))?;
+        socket::setsockopt(&fd, sockopt::Broadcast, &true)?;
+        if socket::setsockopt(&fd, sockopt::SndBufForce, &SNDBUF).is_err() {
+            socket::setsockopt(&fd, sockopt::SndBuf, &SNDBUF)?;
+        }
+        Ok(Replies {
+            // SAFETY: an OwnedFd keeps its descriptor open and unchanged until dropped.
+            raw: Some(unsafe { AsyncFd::register(fd) }?),
+            src,
+        })
+    }
+
+    async fn send(
+        &self,
+        sock: &UdpSocket,
+        payload: &[u8],
+        dest: Ipv4Addr,
+        port: u16,
+    ) -> std::io::Result<()> {
+        let Some(raw) = &self.raw else {
+            return sock
+                .send_to(payload, SocketAddrV4::new(dest, port))
+                .await
+                .map(|_| ());
+        };
+        let pkt = ip_udp(self.src, dest, port, payload);
+        let to = SockaddrIn::from(SocketAddrV4::new(dest, 0));
+        raw.async_io(Interest::WRITABLE, |fd| {
+            socket::sendto(fd.as_raw_fd(), &pkt, &to, MsgFlags::empty()).map_err(Into::into)
+        })
+        .await
+        .map(|_| ())
+    }
+}
+
+/// An IPv4/UDP datagram from `src`:67 with a complete UDP checksum. The kernel fills in
+/// the IP header's length, id and checksum (IP_HDRINCL).
+fn ip_udp(src: Ipv4Addr, dst: Ipv4Addr, dport: u16, payload: &[u8]) -> Vec<u8> {
+    let ulen = 8 + payload.len();
+    let total = 20 + ulen;
+    let mut p = Vec::with_capacity(total);
+    // version 4, 20-byte header, TOS 0, length, id 0, no fragment flags, TTL 64, UDP
+    p.extend_from_slice(&[0x45, 0]);
+    p.extend_from_slice(&(total as u16).to_be_bytes());
+    p.extend_from_slice(&[0, 0, 0, 0, 64, 17, 0, 0]);
+    p.extend_from_slice(&src.octets());
+    p.extend_from_slice(&dst.octets());
+    p.extend_from_slice(&67u16.to_be_bytes());
+    p.extend_from_slice(&dport.to_be_bytes());
+    p.extend_from_slice(&(ulen as u16).to_be_bytes());
+    p.extend_from_slice(&[0, 0]);
+    p.extend_from_slice(payload);
+    let c = udp_checksum(src, dst, &p[20..]);
+    p[26..28].copy_from_slice(&c.to_be_bytes());
+    p
+}
+
+/// RFC 768: the one's complement of the one's complement sum over the pseudo-header and
+/// the datagram; a result of 0 is sent as 0xffff, as 0 means "no checksum".
+fn udp_checksum(src: Ipv4Addr, dst: Ipv4Addr, udp: &[u8]) -> u16 {
+    let len = (udp.len() as u16).to_be_bytes();
+    let pseudo: [&[u8]; 4] = [&src.octets(), &dst.octets(), &[0, 17], &len];
+    let mut sum: u32 = pseudo.iter().map(|b| ones_sum(b)).sum::<u32>() + ones_sum(udp);
+    while sum >> 16 != 0 {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    match !(sum as u16) {
+        0 => 0xffff,
+        c => c,
+    }
+}
+
+fn ones_sum(b: &[u8]) -> u32 {
+    b.chunks(2)
+        .map(|c| u32::from(u16::from_be_bytes([c[0], c.get(1).copied().unwrap_or(0)])))
+        .sum()
+}
+
 /// Effects in order. Every journal line of the batch is written and made durable with
 /// one fsync before any reply goes out; if that fails, the replies that follow the first
 /// lease change are dropped and their clients retry.
 async fn carry_out(
     name: &str,
     sock: &UdpSocket,
+    replies: &Replies,
     arp: &mut Option<arp::Socket>,
     journal: &mut Journal,
     effects: Vec<Effect>,
@@ -450,10 +567,7 @@ async fn carry_out(
                     Destination::Hardware { .. } => Ipv4Addr::BROADCAST,
                     other => other.ip(),
                 };
-                if let Err(e) = sock
-                    .send_to(&bytes, SocketAddrV4::new(dest, to.port()))
-                    .await
-                {
+                if let Err(e) = replies.send(sock, &bytes, dest, to.port()).await {
                     warn!(network = %name, "DHCP send to {dest}: {e}");
                 }
             }
@@ -716,6 +830,34 @@ mod arp {
                 parse_proc_arp(t, "br0"),
                 vec![(Ipv4Addr::new(10, 0, 0, 5), mac)]
             );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn raw_replies_carry_a_verifiable_udp_checksum() {
+        let (src, dst) = (Ipv4Addr::new(192, 168, 122, 1), Ipv4Addr::BROADCAST);
+        for len in [0, 1, 300, 301, 548] {
+            let payload: Vec<u8> = (0..len).map(|i| (i * 7 + 3) as u8).collect();
+            let p = ip_udp(src, dst, 68, &payload);
+            assert_eq!(p.len(), 28 + len);
+            assert_eq!(&p[20..24], &[0, 67, 0, 68]);
+            assert_ne!(&p[26..28], &[0, 0], "0 would mean no checksum");
+            // A receiver sums pseudo-header and datagram, checksum included: all ones.
+            let len16 = ((8 + len) as u16).to_be_bytes();
+            let mut sum = ones_sum(&src.octets())
+                + ones_sum(&dst.octets())
+                + ones_sum(&[0, 17])
+                + ones_sum(&len16)
+                + ones_sum(&p[20..]);
+            while sum >> 16 != 0 {
+                sum = (sum & 0xffff) + (sum >> 16);
+            }
+            assert_eq!(sum, 0xffff, "payload of {len} bytes");
         }
     }
 }

@@ -434,3 +434,70 @@ fn dhcpcd_gets_a_listed_lease() {
     assert_eq!(&addr.octets()[..3], &[192, 168, 122], "{addr}");
     assert_listed(&lab, mac, addr);
 }
+
+/// Reads the replies to port 68 that reach the guest's eth0 from a packet socket, as an
+/// old DHCP client does, for `secs` seconds; one line per reply: whether its UDP checksum
+/// is complete and correct, and whether the kernel marked it as still to be computed.
+const CHECKSUM_SNIFFER: &str = r#"
+import socket, struct, sys, time
+SOL_PACKET, PACKET_AUXDATA, TP_STATUS_CSUMNOTREADY = 263, 8, 8
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0800))
+s.bind(("eth0", 0))
+s.setsockopt(SOL_PACKET, PACKET_AUXDATA, 1)
+s.settimeout(0.2)
+print("READY", flush=True)
+end = time.time() + float(sys.argv[1])
+while time.time() < end:
+    try:
+        data, anc, _, _ = s.recvmsg(2048, socket.CMSG_SPACE(64))
+    except socket.timeout:
+        continue
+    ip = data[14:]
+    ihl = (ip[0] & 15) * 4
+    if ip[9] != 17:
+        continue
+    udp = ip[ihl:]
+    sport, dport, ulen, csum = struct.unpack("!HHHH", udp[:8])
+    if (sport, dport) != (67, 68):
+        continue
+    status = 0
+    for level, kind, d in anc:
+        if level == SOL_PACKET and kind == PACKET_AUXDATA:
+            status = struct.unpack("I", d[:4])[0]
+    b = ip[12:20] + struct.pack("!BBH", 0, 17, ulen) + udp[:ulen]
+    if len(b) % 2:
+        b += b"\0"
+    t = sum(struct.unpack("!%dH" % (len(b) // 2), b))
+    while t >> 16:
+        t = (t & 0xFFFF) + (t >> 16)
+    ok = csum != 0 and t == 0xFFFF
+    print("REPLY", "complete" if ok else "partial", "notready" if status & TP_STATUS_CSUMNOTREADY else "ready", flush=True)
+"#;
+
+#[test]
+fn replies_carry_complete_udp_checksums() {
+    if !have_busybox("replies_carry_complete_udp_checksums") {
+        return;
+    }
+    let mut lab = Lab::new();
+    let g = dhcp_guest(&mut lab, "virbr0", MAC);
+    let dir = temp_dir("csum", &lab.guests[g]);
+    let d = dir.display();
+    std::fs::write(dir.join("sniff.py"), CHECKSUM_SNIFFER).expect("sniffer");
+    let (_, out) = sh(
+        &lab.guests[g],
+        &format!(
+            "python3 {d}/sniff.py 6 > {d}/out 2>&1 & p=$!; \
+             for _ in $(seq 50); do grep -qs READY {d}/out && break; sleep 0.1; done; \
+             busybox udhcpc -q -n -f -i eth0 -t 3 -T 1 -s /bin/true >/dev/null 2>&1; \
+             wait $p; cat {d}/out"
+        ),
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    let replies: Vec<&str> = out.lines().filter(|l| l.starts_with("REPLY")).collect();
+    assert!(replies.len() >= 2, "no OFFER and ACK seen:\n{out}");
+    assert!(
+        replies.iter().all(|l| *l == "REPLY complete ready"),
+        "{out}"
+    );
+}

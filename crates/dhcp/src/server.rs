@@ -60,14 +60,14 @@ impl Offer {
 }
 
 /// Pending offers by address, indexed by client like [`LeaseTable`], so that a client's
-/// offer is found without a scan. Also remembers the lowest address whose offer went away
-/// without becoming a lease, for the search of never-used addresses.
+/// offer is found without a scan. Also remembers the addresses whose offers went away,
+/// for the search of never-used addresses.
 #[derive(Debug, Clone, Default)]
 struct Offers {
     by_ip: HashMap<Ipv4Addr, Offer>,
     by_mac: HashMap<MacAddr, BTreeSet<Ipv4Addr>>,
     by_id: HashMap<String, BTreeSet<Ipv4Addr>>,
-    dropped_min: Option<Ipv4Addr>,
+    dropped: Vec<Ipv4Addr>,
 }
 
 impl Offers {
@@ -94,7 +94,7 @@ impl Offers {
         if let Some(id) = &o.client_id {
             unindex(&mut self.by_id, id, ip);
         }
-        self.dropped_min = Some(self.dropped_min.map_or(*ip, |m| m.min(*ip)));
+        self.dropped.push(*ip);
         Some(o)
     }
 
@@ -825,12 +825,19 @@ impl Server {
     fn advance_fresh(&mut self, now: u64) {
         let ranges = &self.cfg.ranges;
         self.fresh_from.resize(ranges.len(), 0);
-        let dropped = self.offers.dropped_min.take().map(u32::from);
+        // Only offers that did not turn into a lease give an address back; the hint must
+        // not go back for the others, or every ACK would cost a rescan.
+        let leases = &self.leases;
+        let dropped = std::mem::take(&mut self.offers.dropped)
+            .into_iter()
+            .filter(|ip| leases.get(*ip).is_none())
+            .map(u32::from)
+            .min();
         for (r, from) in ranges.iter().zip(self.fresh_from.iter_mut()) {
             let (s, e) = (u32::from(r.start), u32::from(r.end));
             let mut ip = (*from).max(s);
-            if let Some(d) = dropped {
-                ip = ip.min(d.max(s));
+            if let Some(d) = dropped.filter(|d| (s..=e).contains(d)) {
+                ip = ip.min(d);
             }
             while ip <= e && {
                 let a = Ipv4Addr::from(ip);
