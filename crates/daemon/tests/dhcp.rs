@@ -501,3 +501,61 @@ fn replies_carry_complete_udp_checksums() {
         "{out}"
     );
 }
+
+#[test]
+fn renewal_is_acked_by_unicast_and_extends_the_lease() {
+    if !have_busybox("renewal_is_acked_by_unicast_and_extends_the_lease") {
+        return;
+    }
+    let mut lab = Lab::new();
+    let g = dhcp_guest(&mut lab, "virbr0", MAC);
+    let dir = temp_dir("renew", &lab.guests[g]);
+    let d = dir.display();
+    // The address goes on the interface: a renewal is unicast from it (RENEWING state),
+    // and so is the ACK (to ciaddr, after ARP).
+    std::fs::write(
+        dir.join("script"),
+        format!(
+            "#!/bin/sh\ncase \"$1\" in\n\
+             bound) ip addr add $ip/$mask dev $interface; echo \"BOUND $ip\" >> {d}/out ;;\n\
+             renew) echo \"RENEW $ip\" >> {d}/out ;;\n\
+             esac\nexit 0\n"
+        ),
+    )
+    .expect("script");
+    let (_, out) = sh(
+        &lab.guests[g],
+        &format!(
+            "chmod +x {d}/script; busybox udhcpc -f -i eth0 -t 3 -T 1 -A 1 -s {d}/script \
+             > {d}/log 2>&1 & p=$!; \
+             for _ in $(seq 100); do grep -qs BOUND {d}/out && break; sleep 0.1; done; \
+             sleep 1.1; kill -USR1 $p; \
+             for _ in $(seq 50); do grep -qs RENEW {d}/out && break; sleep 0.1; done; \
+             kill $p; wait $p; cat {d}/out {d}/log"
+        ),
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    let bound = bound_address(&out, &["BOUND"]).unwrap_or_else(|| panic!("no lease:\n{out}"));
+    assert_eq!(
+        bound_address(&out, &["RENEW"]),
+        Some(bound),
+        "no renewal:\n{out}\n{}",
+        lab.daemon.log()
+    );
+    let log = lab.daemon.log();
+    let acks = log
+        .lines()
+        .filter(|l| l.contains(&format!("DHCPACK {bound} {MAC}")))
+        .count();
+    assert_eq!(acks, 2, "{log}");
+    // The journal holds both bindings, the renewal's expiring later.
+    let journal = lab.daemon.dir.join("lib/leases/default.jsonl");
+    let text = std::fs::read_to_string(&journal).expect("lease journal");
+    let expiries: Vec<u64> = text
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("journal line"))
+        .filter(|v| v["ip-address"] == bound.to_string() && v["state"] == "bound")
+        .map(|v| v["expiry-time"].as_u64().expect("expiry"))
+        .collect();
+    assert!(expiries.len() == 2 && expiries[1] > expiries[0], "{text}");
+}
