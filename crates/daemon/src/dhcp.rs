@@ -373,6 +373,7 @@ async fn run(
             () = arp_ready => {},
             _ = tokio::time::sleep(wait) => {},
         }
+        let mut recv_failed = false;
         {
             let t = now();
             let mut srv = lock(&server);
@@ -392,6 +393,7 @@ async fn run(
                     Ok(None) => break,
                     Err(e) => {
                         warn!(network = %name, "DHCP receive on {bridge}: {e}");
+                        recv_failed = true;
                         break;
                     }
                 }
@@ -418,6 +420,10 @@ async fn run(
         )
         .await;
         drops.report(&name, &bridge);
+        if recv_failed {
+            // The socket may stay readable with the same error: do not spin on it.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 }
 

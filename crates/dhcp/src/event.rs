@@ -173,7 +173,10 @@ impl fmt::Display for Event {
             Event::StaticUnavailable { ip, mac } => {
                 write!(f, "reserved address {ip} of {mac} is in use or declined")
             }
-            Event::PoolExhausted { mac } => write!(f, "no address available for {mac}"),
+            Event::PoolExhausted { mac } => write!(
+                f,
+                "no address available for {mac}: every address of the range is leased, offered or held (logged once a minute while it lasts)"
+            ),
             Event::RateLimited { mac } => write!(f, "too many packets from {mac}: dropping"),
             Event::Malformed(m) => write!(f, "malformed packet: {m}"),
             Event::Ignored { mac, reason } => write!(f, "ignoring packet from {mac}: {reason}"),
