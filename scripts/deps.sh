@@ -7,8 +7,10 @@
 set -euo pipefail
 run_pkgs=(nftables iproute2 procps libcap2-bin)
 # busybox-static (not busybox, they conflict) gives the DHCP tests `busybox udhcpc` and
-# the QEMU guests their whole userland; cpio and gzip build the guests' initramfs.
-test_pkgs=(iputils-ping python3 busybox-static dnsutils qemu-system-x86 cpio gzip)
+# the QEMU guests their whole userland; cpio and gzip build the guests' initramfs;
+# isc-dhcp-client and dhcpcd-base are the other real DHCP clients the tests run.
+test_pkgs=(iputils-ping python3 busybox-static dnsutils qemu-system-x86 cpio gzip
+  isc-dhcp-client dhcpcd-base)
 mode="${1:-run}"
 want=("${run_pkgs[@]}")
 [ "$mode" = test ] && want+=("${test_pkgs[@]}")
@@ -26,10 +28,19 @@ if [ ${#missing[@]} -gt 0 ]; then
   # qemu-system-x86 pulls in libibverbs1, whose postinst adds group rdma. Where /etc/group
   # is a bind mount (containers), groupadd cannot replace the file and the install
   # fails: then add the group in place, as a system group.
-  if [ "$mode" = test ] && ! getent group rdma >/dev/null && ! groupadd -r rdma 2>/dev/null; then
-    gid=999
-    while getent group "$gid" >/dev/null; do gid=$((gid - 1)); done
-    echo "rdma:x:$gid:" >>/etc/group
+  # Likewise dhcpcd-base's postinst, which adds system user dhcpcd unless it exists.
+  if [ "$mode" = test ]; then
+    if ! getent group rdma >/dev/null && ! groupadd -r rdma 2>/dev/null; then
+      gid=999
+      while getent group "$gid" >/dev/null; do gid=$((gid - 1)); done
+      echo "rdma:x:$gid:" >>/etc/group
+    fi
+    if ! getent passwd dhcpcd >/dev/null &&
+      ! useradd -r -g nogroup -d /usr/lib/dhcpcd -M -s /bin/false -c "DHCP Client Daemon" dhcpcd 2>/dev/null; then
+      uid=999
+      while getent passwd "$uid" >/dev/null; do uid=$((uid - 1)); done
+      echo "dhcpcd:x:$uid:65534:DHCP Client Daemon:/usr/lib/dhcpcd:/bin/false" >>/etc/passwd
+    fi
   fi
   apt-get update -qq
   updated=1

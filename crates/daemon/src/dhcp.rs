@@ -6,28 +6,36 @@
 //! (SO_BINDTODEVICE), so every network can listen on port 67 at once and a request is
 //! answered only by the network it arrived on.
 //!
-//! Checksums: replies go through an ordinary UDP socket, so the kernel builds the IP and
-//! UDP headers. The bridge offloads checksums, so a reply may leave the bridge with its
-//! UDP checksum still to be filled in (CHECKSUM_PARTIAL). Guests on veth ports (the
-//! tests) and virtio guests told so by vhost-net's header cope; old DHCP clients reading
-//! from a packet socket behind a vhost tap do not, which is why libvirt fills in the
-//! checksum of DHCP replies on the bridge (iptables CHECKSUM, later a tc `csum` action).
-//! kvnet does not do that yet; it matters only once TAP ports exist.
+//! Checksums: a reply sent through the kernel's UDP socket on the bridge leaves with its
+//! UDP checksum only partly computed (CHECKSUM_PARTIAL, the bridge offloads it), and a
+//! veth or TAP port hands it on like that. A client reading from a packet socket sees a
+//! wrong checksum unless it asks the kernel (PACKET_AUXDATA) whether it was offloaded:
+//! busybox udhcpc and ISC dhclient 4.4 do, older clients drop the reply, which is why
+//! libvirt has the checksum of DHCP replies filled in on the bridge. kvnet sends replies
+//! through a raw IPv4 socket instead, with the UDP checksum computed here, so every reply
+//! carries a complete checksum (`Replies`); without CAP_NET_RAW it falls back to the UDP
+//! socket.
 
 use crate::paths::Paths;
 use crate::store;
 use anyhow::{Context, Result, anyhow};
 use kvnet_dhcp::{Config, Destination, Effect, Event, LeaseView, Server};
 use kvnet_model::Network;
-use nix::sys::socket::{self, AddressFamily, SockFlag, SockType, SockaddrIn, sockopt};
+use nix::libc;
+use nix::sys::socket::{
+    self, AddressFamily, ControlMessageOwned, MsgFlags, SockFlag, SockType, SockaddrIn, sockopt,
+};
 use std::ffi::OsString;
 use std::fs::File;
-use std::io::Write;
+use std::io::{IoSliceMut, Write};
 use std::net::{Ipv4Addr, SocketAddrV4};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tokio::io::Interest;
+use tokio::io::unix::AsyncFd;
 use tokio::net::UdpSocket;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -123,11 +131,28 @@ impl Service {
             .open(&path)
             .with_context(|| format!("open {}", path.display()))?;
         let sock = open_socket(bridge)?;
+        let arp = arp::Socket::open(bridge)
+            .inspect_err(|e| {
+                warn!(network = %net.name,
+                    "no address-conflict detection on {bridge}: ARP socket: {e}");
+            })
+            .ok();
+        let replies = Replies::open(bridge, cfg.server_ip).unwrap_or_else(|e| {
+            warn!(network = %net.name,
+                "DHCP replies on {bridge} through the UDP socket, checksums left to offload: raw socket: {e}");
+            Replies {
+                raw: None,
+                src: cfg.server_ip,
+            }
+        });
         let server = Arc::new(Mutex::new(Server::new(cfg, table)));
         let (changed, _) = watch::channel(());
         let task = tokio::spawn(run(
             net.name.clone(),
+            bridge.to_string(),
             sock,
+            replies,
+            arp,
             server.clone(),
             Journal {
                 file: journal,
@@ -192,6 +217,18 @@ fn load_journal(path: &Path) -> Result<(kvnet_dhcp::LeaseTable, String)> {
     Ok((kvnet_dhcp::replay(&text), text))
 }
 
+/// Kernel receive buffer of the DHCP socket: room for a burst of a few thousand
+/// datagrams while a batch is being made durable.
+const RCVBUF: usize = 4 << 20;
+const SNDBUF: usize = 1 << 20;
+/// Datagrams handled per group commit (one fsync). Their replies leave back to back, and
+/// a client machine behind one socket (a relay, a test tool) with the default 212 KB
+/// receive buffer holds about 200 of them; a fsync takes a few ms, so 128 per batch still
+/// allows tens of thousands of datagrams per second.
+const BATCH: usize = 128;
+/// Kernel drops are logged at most this often.
+const DROP_LOG_EVERY: Duration = Duration::from_secs(10);
+
 fn open_socket(bridge: &str) -> Result<UdpSocket> {
     let fd = socket::socket(
         AddressFamily::Inet,
@@ -206,8 +243,17 @@ fn open_socket(bridge: &str) -> Result<UdpSocket> {
         .with_context(|| format!("bind the DHCP socket to {bridge}"))?;
     socket::setsockopt(&fd, sockopt::ReuseAddr, &true).context("SO_REUSEADDR")?;
     socket::setsockopt(&fd, sockopt::Broadcast, &true).context("SO_BROADCAST")?;
+    // The *FORCE variants pass net.core.rmem_max (root only); the plain ones are capped.
+    if socket::setsockopt(&fd, sockopt::RcvBufForce, &RCVBUF).is_err() {
+        socket::setsockopt(&fd, sockopt::RcvBuf, &RCVBUF).context("SO_RCVBUF")?;
+    }
+    if socket::setsockopt(&fd, sockopt::SndBufForce, &SNDBUF).is_err() {
+        socket::setsockopt(&fd, sockopt::SndBuf, &SNDBUF).context("SO_SNDBUF")?;
+    }
+    // Every datagram then carries the socket's running count of kernel drops.
+    socket::setsockopt(&fd, sockopt::RxqOvfl, &1).context("SO_RXQ_OVFL")?;
     socket::bind(
-        std::os::fd::AsRawFd::as_raw_fd(&fd),
+        fd.as_raw_fd(),
         &SockaddrIn::from(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 67)),
     )
     .with_context(|| format!("bind 0.0.0.0:67 on {bridge}"))?;
@@ -220,46 +266,309 @@ struct Journal {
     changed: watch::Sender<()>,
 }
 
-async fn run(name: String, sock: UdpSocket, server: Arc<Mutex<Server>>, mut journal: Journal) {
-    let mut buf = vec![0u8; 4096];
-    loop {
-        let deadline = lock(&server).next_deadline().unwrap_or(now() + IDLE_WAKEUP);
-        // At least a second, so a deadline that is already due cannot make us spin.
-        let wait = Duration::from_secs(deadline.saturating_sub(now()).max(1));
-        let effects = tokio::select! {
-            r = sock.recv_from(&mut buf) => match r {
-                Ok((n, _)) => lock(&server).handle(now(), &buf[..n]),
-                Err(e) => {
-                    warn!(network = %name, "DHCP receive: {e}");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-            _ = tokio::time::sleep(wait) => lock(&server).expire(now()),
-        };
-        carry_out(&name, &sock, &mut journal, effects).await;
+/// One datagram without blocking, with the socket's drop count when the kernel sent it.
+/// `Ok(None)`: nothing left to read.
+fn recv_one(sock: &UdpSocket, buf: &mut [u8]) -> std::io::Result<Option<(usize, Option<u32>)>> {
+    let r = sock.try_io(Interest::READABLE, || {
+        let mut iov = [IoSliceMut::new(buf)];
+        let mut space = nix::cmsg_space!(u32);
+        let msg = socket::recvmsg::<()>(
+            sock.as_raw_fd(),
+            &mut iov,
+            Some(&mut space),
+            MsgFlags::empty(),
+        )?;
+        let mut drops = None;
+        for c in msg.cmsgs()? {
+            if let ControlMessageOwned::RxqOvfl(n) = c {
+                drops = Some(n);
+            }
+        }
+        Ok((msg.bytes, drops))
+    });
+    match r {
+        Ok(v) => Ok(Some(v)),
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(None),
+        Err(e) => Err(e),
     }
 }
 
-/// Effects strictly in order. A lease is on disk before the reply that promises it; if
-/// it cannot be written, the rest of the batch is dropped and the client retries.
-async fn carry_out(name: &str, sock: &UdpSocket, journal: &mut Journal, effects: Vec<Effect>) {
-    for e in effects {
-        match e {
-            Effect::Persist(rec) => {
-                // A blocking write and fsync on the daemon's thread: a journal line is
-                // small and it keeps the ordering trivially right.
-                let res = journal
-                    .file
-                    .write_all(kvnet_dhcp::encode_record(&rec).as_bytes())
-                    .and_then(|()| journal.file.sync_data());
-                if let Err(e) = res {
-                    warn!(network = %name, "cannot record lease of {} in {}: {e}; reply dropped",
-                        rec.ip_address, journal.path.display());
-                    return;
+/// Datagrams the kernel dropped because the socket's buffer was full, logged in one line
+/// at most every [`DROP_LOG_EVERY`].
+struct Drops {
+    seen: u32,
+    logged: u32,
+    at: Instant,
+}
+
+impl Drops {
+    fn note(&mut self, count: Option<u32>) {
+        if let Some(n) = count {
+            self.seen = self.seen.max(n);
+        }
+    }
+
+    fn report(&mut self, name: &str, bridge: &str) {
+        if self.seen == self.logged || self.at.elapsed() < DROP_LOG_EVERY {
+            return;
+        }
+        warn!(network = %name,
+            "the kernel dropped {} DHCP datagrams on {bridge} in the last {} s: the receive buffer was full",
+            self.seen.wrapping_sub(self.logged), self.at.elapsed().as_secs());
+        self.logged = self.seen;
+        self.at = Instant::now();
+    }
+}
+
+async fn run(
+    name: String,
+    bridge: String,
+    sock: UdpSocket,
+    replies: Replies,
+    mut arp: Option<arp::Socket>,
+    server: Arc<Mutex<Server>>,
+    mut journal: Journal,
+) {
+    let mut buf = vec![0u8; 4096];
+    let mut drops = Drops {
+        seen: 0,
+        logged: 0,
+        at: Instant::now(),
+    };
+    // What the kernel's neighbour table knows: machines already on the bridge.
+    let mut effects = Vec::new();
+    if arp.is_some() {
+        let t = now();
+        let mut srv = lock(&server);
+        for (ip, mac) in arp::neighbours(&bridge) {
+            effects.extend(srv.note_in_use(ip, mac, t));
+        }
+    }
+    carry_out(
+        &name,
+        &sock,
+        &replies,
+        &mut arp,
+        &mut journal,
+        std::mem::take(&mut effects),
+    )
+    .await;
+    let mut deadline = lock(&server).next_deadline().unwrap_or(now() + IDLE_WAKEUP);
+    let mut deadline_at = now();
+    loop {
+        // At least a second, so a deadline that is already due cannot make us spin.
+        let wait = Duration::from_secs(deadline.saturating_sub(now()).max(1));
+        let arp_ready = async {
+            match &arp {
+                Some(a) => a.readable().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            r = sock.readable() => if let Err(e) = r {
+                warn!(network = %name, "DHCP socket on {bridge}: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            },
+            () = arp_ready => {},
+            _ = tokio::time::sleep(wait) => {},
+        }
+        let mut recv_failed = false;
+        {
+            let t = now();
+            let mut srv = lock(&server);
+            // Claims first, so that a squatter's answer to a probe counts against a REQUEST
+            // arriving in the same batch.
+            if let Some(a) = &mut arp {
+                a.drain(|ip, mac| effects.extend(srv.note_in_use(ip, mac, t)));
+            }
+            // Group commit: everything the socket holds (up to BATCH) goes through the
+            // engine, then one fsync covers every lease of the batch, then the replies go.
+            for _ in 0..BATCH {
+                match recv_one(&sock, &mut buf) {
+                    Ok(Some((n, d))) => {
+                        drops.note(d);
+                        effects.extend(srv.handle(t, &buf[..n]));
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        warn!(network = %name, "DHCP receive on {bridge}: {e}");
+                        recv_failed = true;
+                        break;
+                    }
                 }
+            }
+            if t >= deadline {
+                effects.extend(srv.expire(t));
+            }
+            // Finding the next deadline walks every lease: once a second is enough, as the
+            // engine's new deadlines are never earlier than the next second.
+            if t >= deadline || t != deadline_at {
+                deadline = srv.next_deadline().unwrap_or(t + IDLE_WAKEUP);
+                deadline_at = t;
+            } else {
+                deadline = deadline.min(t + 1);
+            }
+        }
+        carry_out(
+            &name,
+            &sock,
+            &replies,
+            &mut arp,
+            &mut journal,
+            std::mem::take(&mut effects),
+        )
+        .await;
+        drops.report(&name, &bridge);
+        if recv_failed {
+            // The socket may stay readable with the same error: do not spin on it.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// Where replies leave: a raw IPv4 socket on the bridge (headers and UDP checksum built
+/// here, see the module docs), or the UDP socket when no raw socket could be opened.
+struct Replies {
+    raw: Option<AsyncFd<OwnedFd>>,
+    src: Ipv4Addr,
+}
+
+impl Replies {
+    fn open(bridge: &str, src: Ipv4Addr) -> std::io::Result<Replies> {
+        // SAFETY: plain socket(2); the result is checked before use.
+        let raw = unsafe {
+            libc::socket(
+                libc::AF_INET,
+                libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+                libc::IPPROTO_RAW,
+            )
+        };
+        if raw < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // SAFETY: a fresh descriptor that nothing else owns.
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        socket::setsockopt(&fd, sockopt::BindToDevice, &OsString::from(bridge))?;
+        socket::setsockopt(&fd, sockopt::Broadcast, &true)?;
+        if socket::setsockopt(&fd, sockopt::SndBufForce, &SNDBUF).is_err() {
+            socket::setsockopt(&fd, sockopt::SndBuf, &SNDBUF)?;
+        }
+        Ok(Replies {
+            // SAFETY: an OwnedFd keeps its descriptor open and unchanged until dropped.
+            raw: Some(unsafe { AsyncFd::register(fd) }?),
+            src,
+        })
+    }
+
+    async fn send(
+        &self,
+        sock: &UdpSocket,
+        payload: &[u8],
+        dest: Ipv4Addr,
+        port: u16,
+    ) -> std::io::Result<()> {
+        let Some(raw) = &self.raw else {
+            return sock
+                .send_to(payload, SocketAddrV4::new(dest, port))
+                .await
+                .map(|_| ());
+        };
+        let pkt = ip_udp(self.src, dest, port, payload);
+        let to = SockaddrIn::from(SocketAddrV4::new(dest, 0));
+        raw.async_io(Interest::WRITABLE, |fd| {
+            socket::sendto(fd.as_raw_fd(), &pkt, &to, MsgFlags::empty()).map_err(Into::into)
+        })
+        .await
+        .map(|_| ())
+    }
+}
+
+/// An IPv4/UDP datagram from `src`:67 with a complete UDP checksum. The kernel fills in
+/// the IP header's length, id and checksum (IP_HDRINCL).
+fn ip_udp(src: Ipv4Addr, dst: Ipv4Addr, dport: u16, payload: &[u8]) -> Vec<u8> {
+    let ulen = 8 + payload.len();
+    let total = 20 + ulen;
+    let mut p = Vec::with_capacity(total);
+    // version 4, 20-byte header, TOS 0, length, id 0, no fragment flags, TTL 64, UDP
+    p.extend_from_slice(&[0x45, 0]);
+    p.extend_from_slice(&(total as u16).to_be_bytes());
+    p.extend_from_slice(&[0, 0, 0, 0, 64, 17, 0, 0]);
+    p.extend_from_slice(&src.octets());
+    p.extend_from_slice(&dst.octets());
+    p.extend_from_slice(&67u16.to_be_bytes());
+    p.extend_from_slice(&dport.to_be_bytes());
+    p.extend_from_slice(&(ulen as u16).to_be_bytes());
+    p.extend_from_slice(&[0, 0]);
+    p.extend_from_slice(payload);
+    let c = udp_checksum(src, dst, &p[20..]);
+    p[26..28].copy_from_slice(&c.to_be_bytes());
+    p
+}
+
+/// RFC 768: the one's complement of the one's complement sum over the pseudo-header and
+/// the datagram; a result of 0 is sent as 0xffff, as 0 means "no checksum".
+fn udp_checksum(src: Ipv4Addr, dst: Ipv4Addr, udp: &[u8]) -> u16 {
+    let len = (udp.len() as u16).to_be_bytes();
+    let pseudo: [&[u8]; 4] = [&src.octets(), &dst.octets(), &[0, 17], &len];
+    let mut sum: u32 = pseudo.iter().map(|b| ones_sum(b)).sum::<u32>() + ones_sum(udp);
+    while sum >> 16 != 0 {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    match !(sum as u16) {
+        0 => 0xffff,
+        c => c,
+    }
+}
+
+fn ones_sum(b: &[u8]) -> u32 {
+    b.chunks(2)
+        .map(|c| u32::from(u16::from_be_bytes([c[0], c.get(1).copied().unwrap_or(0)])))
+        .sum()
+}
+
+/// Effects in order. Every journal line of the batch is written and made durable with
+/// one fsync before any reply goes out; if that fails, the replies that follow the first
+/// lease change are dropped and their clients retry.
+async fn carry_out(
+    name: &str,
+    sock: &UdpSocket,
+    replies: &Replies,
+    arp: &mut Option<arp::Socket>,
+    journal: &mut Journal,
+    effects: Vec<Effect>,
+) {
+    let mut lines = String::new();
+    let mut first_persist = None;
+    for (i, e) in effects.iter().enumerate() {
+        if let Effect::Persist(rec) = e {
+            lines.push_str(&kvnet_dhcp::encode_record(rec));
+            first_persist.get_or_insert(i);
+        }
+    }
+    let mut durable = true;
+    if !lines.is_empty() {
+        // A blocking write and fsync on the daemon's thread: one per batch, and it keeps
+        // the ordering trivially right.
+        let res = journal
+            .file
+            .write_all(lines.as_bytes())
+            .and_then(|()| journal.file.sync_data());
+        match res {
+            Ok(()) => {
                 journal.changed.send_replace(());
             }
+            Err(e) => {
+                durable = false;
+                warn!(network = %name, "cannot record {} lease change(s) in {}: {e}; their replies dropped",
+                    lines.lines().count(), journal.path.display());
+            }
+        }
+    }
+    for (i, e) in effects.into_iter().enumerate() {
+        match e {
+            Effect::Persist(_) => {}
+            Effect::Send { .. } if !durable && first_persist.is_some_and(|p| i > p) => {}
             Effect::Send { bytes, to } => {
                 // A client without an address cannot answer ARP. Broadcasting the reply
                 // reaches it without a packet socket, and clients accept broadcast replies.
@@ -267,11 +576,13 @@ async fn carry_out(name: &str, sock: &UdpSocket, journal: &mut Journal, effects:
                     Destination::Hardware { .. } => Ipv4Addr::BROADCAST,
                     other => other.ip(),
                 };
-                if let Err(e) = sock
-                    .send_to(&bytes, SocketAddrV4::new(dest, to.port()))
-                    .await
-                {
+                if let Err(e) = replies.send(sock, &bytes, dest, to.port()).await {
                     warn!(network = %name, "DHCP send to {dest}: {e}");
+                }
+            }
+            Effect::Probe(ip) => {
+                if let Some(a) = arp {
+                    a.probe(ip);
                 }
             }
             Effect::Log(ev) => log_event(name, &ev),
@@ -288,5 +599,274 @@ fn log_event(name: &str, ev: &Event) {
         | Event::Malformed(_)
         | Event::Suppressed { .. } => warn!(network = %name, "{ev}"),
         _ => info!(network = %name, "{ev}"),
+    }
+}
+
+/// Address-conflict detection on the bridge: ARP probes for addresses about to be
+/// offered, and the claims (ARP senders) seen there, for `Server::note_in_use`.
+mod arp {
+    use kvnet_model::MacAddr;
+    use nix::libc;
+    use std::io;
+    use std::net::Ipv4Addr;
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    use std::time::{Duration, Instant};
+    use tokio::io::unix::AsyncFd;
+    use tracing::debug;
+
+    const ETH_P_ARP: u16 = 0x0806;
+    /// Probes are best effort: a flood of new clients must not become a flood of
+    /// broadcasts, nor cost the DHCP loop more than a few syscalls per batch.
+    const PROBES_PER_SEC: f64 = 200.0;
+    const PROBE_BURST: f64 = 50.0;
+    /// Frames read per drain, so that an ARP storm cannot starve DHCP.
+    const DRAIN_MAX: usize = 1024;
+    /// The bridge's MAC changes when ports come and go unless it was set; re-read it.
+    const MAC_MAX_AGE: Duration = Duration::from_secs(5);
+
+    pub struct Socket {
+        fd: AsyncFd<OwnedFd>,
+        bridge: String,
+        mac: Option<([u8; 6], Instant)>,
+        tokens: f64,
+        refilled: Instant,
+    }
+
+    impl Socket {
+        /// A packet socket for ARP frames on `bridge`. Needs CAP_NET_RAW and a runtime.
+        pub fn open(bridge: &str) -> io::Result<Socket> {
+            let ifindex = nix::net::if_::if_nametoindex(bridge)?;
+            let proto = ETH_P_ARP.to_be();
+            // SAFETY: plain socket(2); the result is checked before use.
+            let raw = unsafe {
+                libc::socket(
+                    libc::AF_PACKET,
+                    libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+                    i32::from(proto),
+                )
+            };
+            if raw < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            // SAFETY: a fresh descriptor that nothing else owns.
+            let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+            // SAFETY: sockaddr_ll is plain data; all-zero is a valid value.
+            let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+            sll.sll_family = libc::AF_PACKET as u16;
+            sll.sll_protocol = proto;
+            sll.sll_ifindex = ifindex as i32;
+            // SAFETY: a valid sockaddr_ll and its size.
+            let r = unsafe {
+                libc::bind(
+                    fd.as_raw_fd(),
+                    (&sll as *const libc::sockaddr_ll).cast(),
+                    std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+                )
+            };
+            if r < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(Socket {
+                // SAFETY: an OwnedFd keeps its descriptor open and unchanged until dropped.
+                fd: unsafe { AsyncFd::register(fd) }.map_err(io::Error::from)?,
+                bridge: bridge.to_string(),
+                mac: None,
+                tokens: PROBE_BURST,
+                refilled: Instant::now(),
+            })
+        }
+
+        /// Wait until frames may be there; `drain` reads them.
+        pub async fn readable(&self) {
+            // Cleared before the drain, so a frame arriving meanwhile wakes us again.
+            if let Ok(mut g) = self.fd.readable().await {
+                g.clear_ready();
+            }
+        }
+
+        /// Every claim read without blocking: (sender address, sender MAC).
+        pub fn drain(&mut self, mut claim: impl FnMut(Ipv4Addr, MacAddr)) {
+            let mut buf = [0u8; 128];
+            for _ in 0..DRAIN_MAX {
+                // SAFETY: recv(2) into a buffer of the length given.
+                let n = unsafe {
+                    libc::recv(
+                        self.fd.as_raw_fd(),
+                        buf.as_mut_ptr().cast(),
+                        buf.len(),
+                        libc::MSG_DONTWAIT,
+                    )
+                };
+                if n < 0 {
+                    let e = io::Error::last_os_error();
+                    if e.kind() != io::ErrorKind::WouldBlock {
+                        debug!("ARP receive on {}: {e}", self.bridge);
+                    }
+                    return;
+                }
+                if let Some((ip, mac)) = parse(&buf[..n as usize]) {
+                    claim(ip, mac);
+                }
+            }
+        }
+
+        /// Broadcast an RFC 5227 probe (who-has `ip`, sender address 0.0.0.0, so that no
+        /// neighbour cache learns anything from it), unless over the rate.
+        pub fn probe(&mut self, ip: Ipv4Addr) {
+            let now = Instant::now();
+            let dt = now.duration_since(self.refilled).as_secs_f64();
+            self.tokens = (self.tokens + dt * PROBES_PER_SEC).min(PROBE_BURST);
+            self.refilled = now;
+            if self.tokens < 1.0 {
+                return;
+            }
+            self.tokens -= 1.0;
+            let Some(mac) = self.own_mac() else { return };
+            let frame = probe_frame(mac, ip);
+            // SAFETY: send(2) of a buffer of the length given.
+            let n = unsafe {
+                libc::send(
+                    self.fd.as_raw_fd(),
+                    frame.as_ptr().cast(),
+                    frame.len(),
+                    libc::MSG_DONTWAIT,
+                )
+            };
+            if n < 0 {
+                debug!(
+                    "ARP probe for {ip} on {}: {}",
+                    self.bridge,
+                    io::Error::last_os_error()
+                );
+            }
+        }
+
+        fn own_mac(&mut self) -> Option<[u8; 6]> {
+            if let Some((m, at)) = self.mac
+                && at.elapsed() < MAC_MAX_AGE
+            {
+                return Some(m);
+            }
+            let path = format!("/sys/class/net/{}/address", self.bridge);
+            let text = std::fs::read_to_string(&path).ok()?;
+            let m = text.trim().parse::<MacAddr>().ok()?.0;
+            self.mac = Some((m, Instant::now()));
+            Some(m)
+        }
+    }
+
+    /// The sender of an Ethernet/IPv4 ARP request or reply, unless it has no address yet
+    /// (a probe, sender 0.0.0.0).
+    pub fn parse(f: &[u8]) -> Option<(Ipv4Addr, MacAddr)> {
+        if f.len() < 42 || f[12..14] != ETH_P_ARP.to_be_bytes() {
+            return None;
+        }
+        let a = &f[14..];
+        // htype Ethernet, ptype IPv4, hlen 6, plen 4, op request (1) or reply (2)
+        if a[..6] != [0, 1, 8, 0, 6, 4] || !matches!(a[6..8], [0, 1] | [0, 2]) {
+            return None;
+        }
+        let mac = MacAddr(a[8..14].try_into().ok()?);
+        let ip = Ipv4Addr::new(a[14], a[15], a[16], a[17]);
+        (!ip.is_unspecified() && !mac.is_multicast() && mac.0 != [0; 6]).then_some((ip, mac))
+    }
+
+    pub fn probe_frame(mac: [u8; 6], ip: Ipv4Addr) -> [u8; 42] {
+        let mut f = [0u8; 42];
+        f[..6].copy_from_slice(&[0xff; 6]);
+        f[6..12].copy_from_slice(&mac);
+        f[12..14].copy_from_slice(&ETH_P_ARP.to_be_bytes());
+        f[14..22].copy_from_slice(&[0, 1, 8, 0, 6, 4, 0, 1]);
+        f[22..28].copy_from_slice(&mac);
+        // sender address 0.0.0.0 and target MAC 0 are already zero
+        f[38..42].copy_from_slice(&ip.octets());
+        f
+    }
+
+    /// The bridge's complete entries in the kernel's neighbour table (/proc/net/arp).
+    pub fn neighbours(bridge: &str) -> Vec<(Ipv4Addr, MacAddr)> {
+        std::fs::read_to_string("/proc/net/arp")
+            .map(|t| parse_proc_arp(&t, bridge))
+            .unwrap_or_default()
+    }
+
+    pub fn parse_proc_arp(text: &str, bridge: &str) -> Vec<(Ipv4Addr, MacAddr)> {
+        const ATF_COM: u32 = 0x2;
+        text.lines()
+            .skip(1)
+            .filter_map(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                let [ip, _, flags, mac, _, dev] = f[..] else {
+                    return None;
+                };
+                let flags = u32::from_str_radix(flags.trim_start_matches("0x"), 16).ok()?;
+                (dev == bridge && flags & ATF_COM != 0)
+                    .then(|| Some((ip.parse().ok()?, mac.parse().ok()?)))?
+            })
+            .collect()
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn probes_parse_as_no_claim_and_replies_as_claims() {
+            let me = [0x52, 0x54, 0, 0, 0, 1];
+            let p = probe_frame(me, Ipv4Addr::new(10, 0, 0, 9));
+            assert_eq!(parse(&p), None, "a probe claims nothing");
+            let mut reply = p;
+            reply[21] = 2;
+            reply[28..32].copy_from_slice(&[10, 0, 0, 9]);
+            assert_eq!(
+                parse(&reply),
+                Some((Ipv4Addr::new(10, 0, 0, 9), MacAddr(me)))
+            );
+            assert_eq!(parse(&reply[..41]), None);
+            let mut ipv6 = reply;
+            ipv6[12..14].copy_from_slice(&[0x86, 0xdd]);
+            assert_eq!(parse(&ipv6), None);
+        }
+
+        #[test]
+        fn proc_arp_keeps_complete_entries_of_the_bridge() {
+            let t = "IP address       HW type     Flags       HW address            Mask     Device\n\
+                     10.0.0.5         0x1         0x2         52:54:00:00:00:05     *        br0\n\
+                     10.0.0.6         0x1         0x0         00:00:00:00:00:00     *        br0\n\
+                     10.0.0.7         0x1         0x2         52:54:00:00:00:07     *        eth0\n";
+            let mac: MacAddr = "52:54:00:00:00:05".parse().unwrap();
+            assert_eq!(
+                parse_proc_arp(t, "br0"),
+                vec![(Ipv4Addr::new(10, 0, 0, 5), mac)]
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn raw_replies_carry_a_verifiable_udp_checksum() {
+        let (src, dst) = (Ipv4Addr::new(192, 168, 122, 1), Ipv4Addr::BROADCAST);
+        for len in [0, 1, 300, 301, 548] {
+            let payload: Vec<u8> = (0..len).map(|i| (i * 7 + 3) as u8).collect();
+            let p = ip_udp(src, dst, 68, &payload);
+            assert_eq!(p.len(), 28 + len);
+            assert_eq!(&p[20..24], &[0, 67, 0, 68]);
+            assert_ne!(&p[26..28], &[0, 0], "0 would mean no checksum");
+            // A receiver sums pseudo-header and datagram, checksum included: all ones.
+            let len16 = ((8 + len) as u16).to_be_bytes();
+            let mut sum = ones_sum(&src.octets())
+                + ones_sum(&dst.octets())
+                + ones_sum(&[0, 17])
+                + ones_sum(&len16)
+                + ones_sum(&p[20..]);
+            while sum >> 16 != 0 {
+                sum = (sum & 0xffff) + (sum >> 16);
+            }
+            assert_eq!(sum, 0xffff, "payload of {len} bytes");
+        }
     }
 }

@@ -157,3 +157,405 @@ fn isolated_network_offers_no_router_and_serves_live_updates() {
     let (ok, out) = lab.cli(&["net-dhcp-leases", "iso"]);
     assert!(ok && out.contains("192.168.153.100/24"), "{out}");
 }
+
+/// Like `udhcpc`, but None when no lease came. With `release`, udhcpc stays up until it
+/// is bound and is then stopped with SIGTERM, so that it releases the lease (-R) as a
+/// shutting-down guest does.
+fn try_udhcpc(g: &TestNs, release: bool) -> Option<Ipv4Addr> {
+    let script = std::env::temp_dir().join(format!("kvnet-udhcpc-{}.sh", g.name()));
+    let out = std::env::temp_dir().join(format!("kvnet-udhcpc-{}.out", g.name()));
+    // udhcpc sends its RELEASE from the leased address: it must be on the interface then,
+    // and gone afterwards (deconfig), or the server's ARP probe finds it still in use.
+    let (configure, deconfigure) = if release {
+        (
+            "ip addr add $ip/$mask dev $interface; ",
+            "[ \"$1\" = deconfig ] && ip addr flush dev $interface\n",
+        )
+    } else {
+        ("", "")
+    };
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\n{deconfigure}[ \"$1\" = bound ] && {{ {configure}echo \"LEASE $ip\"; }}\nexit 0\n"
+        ),
+    )
+    .expect("script");
+    sh(g, &format!("chmod +x {}", script.display()));
+    let (s, o) = (script.display(), out.display());
+    let cmd = if release {
+        format!(
+            "busybox udhcpc -f -R -i eth0 -t 3 -T 1 -A 1 -s {s} > {o} 2>&1 & p=$!; \
+             for _ in $(seq 100); do grep -q LEASE {o} && break; sleep 0.1; done; \
+             kill $p; wait $p; cat {o}"
+        )
+    } else {
+        format!("busybox udhcpc -q -n -f -i eth0 -t 3 -T 1 -A 1 -s {s}")
+    };
+    let (_, text) = sh(g, &cmd);
+    let _ = std::fs::remove_file(&script);
+    let _ = std::fs::remove_file(&out);
+    text.lines()
+        .find_map(|l| l.strip_prefix("LEASE "))
+        .map(|a| a.trim().parse().expect("lease address"))
+}
+
+#[test]
+fn a_squatter_on_the_bridge_never_gets_its_address_handed_out() {
+    if !have_busybox("a_squatter_on_the_bridge_never_gets_its_address_handed_out") {
+        return;
+    }
+    let mut lab = Lab::new();
+    // A machine with a static address on the bridge, on the first address of the range:
+    // the one the server would offer first. It is not in the kernel's neighbour table,
+    // so only the ARP probe sent with the offer can find it.
+    let squat = lab.guest("virbr0", "192.168.122.2", "");
+    ip(
+        &lab.guests[squat],
+        "link set eth0 address 52:54:00:aa:00:02",
+    );
+    let g = dhcp_guest(&mut lab, "virbr0", MAC);
+    let got = udhcpc(&lab.guests[g]).ip;
+    let log = lab.daemon.log();
+    assert_ne!(got, Ipv4Addr::new(192, 168, 122, 2), "{log}");
+    assert!(
+        log.contains("192.168.122.2 of 52:54:00:12:34:56 is in use by 52:54:00:aa:00:02"),
+        "{log}"
+    );
+    // A second squatter on the next address is in the kernel's neighbour table (the host
+    // talked to it) when the DHCP service starts: it is never even offered.
+    let next = Ipv4Addr::from(u32::from(got) + 1);
+    let squat2 = lab.guest("virbr0", &next.to_string(), "");
+    ip(
+        &lab.guests[squat2],
+        "link set eth0 address 52:54:00:aa:00:03",
+    );
+    assert!(ping(&lab.host, &next.to_string()), "host reaches {next}");
+    let mut child = lab.daemon.child.take().expect("kvnetd running");
+    child.kill().expect("SIGKILL kvnetd");
+    let _ = child.wait();
+    lab.restart_daemon();
+    let other = dhcp_guest(&mut lab, "virbr0", "52:54:00:12:34:57");
+    let got2 = udhcpc(&lab.guests[other]).ip;
+    let log = lab.daemon.log();
+    assert!(![got, next].contains(&got2), "{got2} {log}");
+    assert!(
+        !log.contains(&format!("{next} of ")),
+        "{next} was offered:\n{log}"
+    );
+    let (ok, out) = lab.cli(&["net-dhcp-leases", "default"]);
+    assert!(ok && !out.contains("52:54:00:aa:00"), "{out}");
+}
+
+#[test]
+fn exhausted_pool_refuses_with_one_log_line_and_release_frees_an_address() {
+    if !have_busybox("exhausted_pool_refuses_with_one_log_line_and_release_frees_an_address") {
+        return;
+    }
+    let mut lab = Lab::new();
+    lab.define_and_start(
+        "<network><name>two</name><bridge name='kvd2'/>\
+         <ip address='192.168.154.1' netmask='255.255.255.0'>\
+         <dhcp><range start='192.168.154.10' end='192.168.154.11'/></dhcp></ip></network>",
+    );
+    let macs = [
+        "52:54:00:00:02:01",
+        "52:54:00:00:02:02",
+        "52:54:00:00:02:03",
+    ];
+    let g: Vec<usize> = macs
+        .iter()
+        .map(|m| dhcp_guest(&mut lab, "kvd2", m))
+        .collect();
+    let a = try_udhcpc(&lab.guests[g[0]], false).expect("first client gets a lease");
+    let b = try_udhcpc(&lab.guests[g[1]], false).expect("second client gets a lease");
+    assert_ne!(a, b);
+    assert_eq!(
+        try_udhcpc(&lab.guests[g[2]], false),
+        None,
+        "{}",
+        lab.daemon.log()
+    );
+    let log = lab.daemon.log();
+    let refusals: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("no address available"))
+        .collect();
+    assert_eq!(refusals.len(), 1, "{log}");
+    assert!(refusals[0].contains(macs[2]), "{log}");
+    // The first client leaves and releases its lease (-R): the third one gets it.
+    assert_eq!(try_udhcpc(&lab.guests[g[0]], true), Some(a));
+    let (ok, out) = lab.cli(&["net-dhcp-leases", "two"]);
+    assert!(
+        ok && !out.contains(macs[0]) && out.contains(macs[1]),
+        "{out}\n{}",
+        lab.daemon.log()
+    );
+    assert_eq!(
+        try_udhcpc(&lab.guests[g[2]], false),
+        Some(a),
+        "{}",
+        lab.daemon.log()
+    );
+}
+
+/// A client's run in `g`, with all of its files in a temporary directory: the shell
+/// runs under `ip netns exec`, in a mount namespace of its own, where tmpfs covers the
+/// clients' state directories and an empty file covers /etc/resolv.conf.
+fn isolated_client(g: &TestNs, dir: &std::path::Path, cmd: &str) -> (bool, String) {
+    let d = dir.display();
+    sh(
+        g,
+        &format!(
+            "set -e; : > {d}/resolv.conf; mount --bind {d}/resolv.conf /etc/resolv.conf; \
+             for m in /run /var/lib/dhcp /var/lib/dhcpcd; do \
+             [ -d $m ] && mount -t tmpfs kvnet-test $m; done; {cmd}"
+        ),
+    )
+}
+
+/// The address a client's script reported as bound, from the `OUT` lines it wrote.
+fn bound_address(out: &str, reasons: &[&str]) -> Option<Ipv4Addr> {
+    out.lines().find_map(|l| {
+        let (reason, addr) = l.split_once(' ')?;
+        reasons
+            .contains(&reason)
+            .then(|| addr.trim().parse().ok())?
+    })
+}
+
+fn assert_listed(lab: &Lab, mac: &str, addr: Ipv4Addr) {
+    let (ok, out) = lab.cli(&["net-dhcp-leases", "default", "--mac", mac]);
+    assert!(
+        ok && out.contains(&format!("{addr}/24")),
+        "{out}\n{}",
+        lab.daemon.log()
+    );
+}
+
+fn have(name: &str, program: &str, package: &str) -> bool {
+    if !require_root(name) {
+        return false;
+    }
+    let found = std::process::Command::new("sh")
+        .args([
+            "-c",
+            &format!(
+                "command -v {program} || [ -x /usr/sbin/{program} ] || [ -x /sbin/{program} ]"
+            ),
+        ])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(
+        found,
+        "{name} needs {program} (package {package}; scripts/deps.sh test installs it)"
+    );
+    true
+}
+
+fn temp_dir(tag: &str, g: &TestNs) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("kvnet-{tag}-{}", g.name()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
+
+#[test]
+fn isc_dhclient_gets_a_listed_lease() {
+    if !have(
+        "isc_dhclient_gets_a_listed_lease",
+        "dhclient",
+        "isc-dhcp-client",
+    ) {
+        return;
+    }
+    let mut lab = Lab::new();
+    let mac = "52:54:00:00:03:01";
+    let g = dhcp_guest(&mut lab, "virbr0", mac);
+    let dir = temp_dir("dhclient", &lab.guests[g]);
+    let d = dir.display();
+    std::fs::write(dir.join("dhclient.conf"), "timeout 20;\nretry 1;\n").expect("conf");
+    // The script only reports: the guest's address stays as it is.
+    std::fs::write(
+        dir.join("script"),
+        format!("#!/bin/sh\necho \"$reason $new_ip_address\" >> {d}/out\nexit 0\n"),
+    )
+    .expect("script");
+    let (ok, out) = isolated_client(
+        &lab.guests[g],
+        &dir,
+        &format!(
+            "chmod +x {d}/script; \
+             dhclient -d -4 -1 -v -cf {d}/dhclient.conf -sf {d}/script -lf {d}/leases \
+             -pf {d}/pid eth0 & p=$!; \
+             for _ in $(seq 200); do grep -qs BOUND {d}/out && break; sleep 0.1; done; \
+             kill $p; wait $p || true; grep -qs BOUND {d}/out"
+        ),
+    );
+    let report = std::fs::read_to_string(dir.join("out")).unwrap_or_default();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(ok, "dhclient failed:\n{out}\n{}", lab.daemon.log());
+    let addr = bound_address(&report, &["BOUND", "REBOOT"])
+        .unwrap_or_else(|| panic!("no lease reported:\n{report}\n{out}"));
+    assert_eq!(&addr.octets()[..3], &[192, 168, 122], "{addr}");
+    assert_listed(&lab, mac, addr);
+}
+
+#[test]
+fn dhcpcd_gets_a_listed_lease() {
+    if !have("dhcpcd_gets_a_listed_lease", "dhcpcd", "dhcpcd-base") {
+        return;
+    }
+    let mut lab = Lab::new();
+    let mac = "52:54:00:00:04:01";
+    let g = dhcp_guest(&mut lab, "virbr0", mac);
+    let dir = temp_dir("dhcpcd", &lab.guests[g]);
+    let d = dir.display();
+    std::fs::write(dir.join("dhcpcd.conf"), "").expect("conf");
+    // Our script instead of dhcpcd-run-hooks: no resolv.conf, hostname or NTP hooks.
+    std::fs::write(
+        dir.join("script"),
+        format!("#!/bin/sh\necho \"$reason $new_ip_address\" >> {d}/out\nexit 0\n"),
+    )
+    .expect("script");
+    let (ok, out) = isolated_client(
+        &lab.guests[g],
+        &dir,
+        &format!(
+            "chmod +x {d}/script; dhcpcd -f {d}/dhcpcd.conf -c {d}/script -4 -1 -B -t 20 \
+             --noarp --noipv4ll -d eth0"
+        ),
+    );
+    let report = std::fs::read_to_string(dir.join("out")).unwrap_or_default();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(ok, "dhcpcd failed:\n{out}\n{}", lab.daemon.log());
+    let addr = bound_address(&report, &["BOUND", "REBOOT"])
+        .unwrap_or_else(|| panic!("no lease reported:\n{report}\n{out}"));
+    assert_eq!(&addr.octets()[..3], &[192, 168, 122], "{addr}");
+    assert_listed(&lab, mac, addr);
+}
+
+/// Reads the replies to port 68 that reach the guest's eth0 from a packet socket, as an
+/// old DHCP client does, for `secs` seconds; one line per reply: whether its UDP checksum
+/// is complete and correct, and whether the kernel marked it as still to be computed.
+const CHECKSUM_SNIFFER: &str = r#"
+import socket, struct, sys, time
+SOL_PACKET, PACKET_AUXDATA, TP_STATUS_CSUMNOTREADY = 263, 8, 8
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0800))
+s.bind(("eth0", 0))
+s.setsockopt(SOL_PACKET, PACKET_AUXDATA, 1)
+s.settimeout(0.2)
+print("READY", flush=True)
+end = time.time() + float(sys.argv[1])
+while time.time() < end:
+    try:
+        data, anc, _, _ = s.recvmsg(2048, socket.CMSG_SPACE(64))
+    except socket.timeout:
+        continue
+    ip = data[14:]
+    ihl = (ip[0] & 15) * 4
+    if ip[9] != 17:
+        continue
+    udp = ip[ihl:]
+    sport, dport, ulen, csum = struct.unpack("!HHHH", udp[:8])
+    if (sport, dport) != (67, 68):
+        continue
+    status = 0
+    for level, kind, d in anc:
+        if level == SOL_PACKET and kind == PACKET_AUXDATA:
+            status = struct.unpack("I", d[:4])[0]
+    b = ip[12:20] + struct.pack("!BBH", 0, 17, ulen) + udp[:ulen]
+    if len(b) % 2:
+        b += b"\0"
+    t = sum(struct.unpack("!%dH" % (len(b) // 2), b))
+    while t >> 16:
+        t = (t & 0xFFFF) + (t >> 16)
+    ok = csum != 0 and t == 0xFFFF
+    print("REPLY", "complete" if ok else "partial", "notready" if status & TP_STATUS_CSUMNOTREADY else "ready", flush=True)
+"#;
+
+#[test]
+fn replies_carry_complete_udp_checksums() {
+    if !have_busybox("replies_carry_complete_udp_checksums") {
+        return;
+    }
+    let mut lab = Lab::new();
+    let g = dhcp_guest(&mut lab, "virbr0", MAC);
+    let dir = temp_dir("csum", &lab.guests[g]);
+    let d = dir.display();
+    std::fs::write(dir.join("sniff.py"), CHECKSUM_SNIFFER).expect("sniffer");
+    let (_, out) = sh(
+        &lab.guests[g],
+        &format!(
+            "python3 {d}/sniff.py 6 > {d}/out 2>&1 & p=$!; \
+             for _ in $(seq 50); do grep -qs READY {d}/out && break; sleep 0.1; done; \
+             busybox udhcpc -q -n -f -i eth0 -t 3 -T 1 -s /bin/true >/dev/null 2>&1; \
+             wait $p; cat {d}/out"
+        ),
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    let replies: Vec<&str> = out.lines().filter(|l| l.starts_with("REPLY")).collect();
+    assert!(replies.len() >= 2, "no OFFER and ACK seen:\n{out}");
+    assert!(
+        replies.iter().all(|l| *l == "REPLY complete ready"),
+        "{out}"
+    );
+}
+
+#[test]
+fn renewal_is_acked_by_unicast_and_extends_the_lease() {
+    if !have_busybox("renewal_is_acked_by_unicast_and_extends_the_lease") {
+        return;
+    }
+    let mut lab = Lab::new();
+    let g = dhcp_guest(&mut lab, "virbr0", MAC);
+    let dir = temp_dir("renew", &lab.guests[g]);
+    let d = dir.display();
+    // The address goes on the interface: a renewal is unicast from it (RENEWING state),
+    // and so is the ACK (to ciaddr, after ARP).
+    std::fs::write(
+        dir.join("script"),
+        format!(
+            "#!/bin/sh\ncase \"$1\" in\n\
+             bound) ip addr add $ip/$mask dev $interface; echo \"BOUND $ip\" >> {d}/out ;;\n\
+             renew) echo \"RENEW $ip\" >> {d}/out ;;\n\
+             esac\nexit 0\n"
+        ),
+    )
+    .expect("script");
+    let (_, out) = sh(
+        &lab.guests[g],
+        &format!(
+            "chmod +x {d}/script; busybox udhcpc -f -i eth0 -t 3 -T 1 -A 1 -s {d}/script \
+             > {d}/log 2>&1 & p=$!; \
+             for _ in $(seq 100); do grep -qs BOUND {d}/out && break; sleep 0.1; done; \
+             sleep 1.1; kill -USR1 $p; \
+             for _ in $(seq 50); do grep -qs RENEW {d}/out && break; sleep 0.1; done; \
+             kill $p; wait $p; cat {d}/out {d}/log"
+        ),
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    let bound = bound_address(&out, &["BOUND"]).unwrap_or_else(|| panic!("no lease:\n{out}"));
+    assert_eq!(
+        bound_address(&out, &["RENEW"]),
+        Some(bound),
+        "no renewal:\n{out}\n{}",
+        lab.daemon.log()
+    );
+    let log = lab.daemon.log();
+    let acks = log
+        .lines()
+        .filter(|l| l.contains(&format!("DHCPACK {bound} {MAC}")))
+        .count();
+    assert_eq!(acks, 2, "{log}");
+    // The journal holds both bindings, the renewal's expiring later.
+    let journal = lab.daemon.dir.join("lib/leases/default.jsonl");
+    let text = std::fs::read_to_string(&journal).expect("lease journal");
+    let expiries: Vec<u64> = text
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("journal line"))
+        .filter(|v| v["ip-address"] == bound.to_string() && v["state"] == "bound")
+        .map(|v| v["expiry-time"].as_u64().expect("expiry"))
+        .collect();
+    assert!(expiries.len() == 2 && expiries[1] > expiries[0], "{text}");
+}

@@ -21,6 +21,11 @@ pub enum Effect {
         to: Destination,
     },
     Log(Event),
+    /// The address is about to be offered to a client that does not hold it: ask the
+    /// bridge whether another machine uses it (an ARP probe, RFC 5227), without waiting.
+    /// A claim seen in return goes to [`crate::Server::note_in_use`]. Best effort: the
+    /// shell may skip probes to bound their rate.
+    Probe(Ipv4Addr),
 }
 
 /// Where a reply goes (RFC 2131 §4.1).
@@ -168,7 +173,10 @@ impl fmt::Display for Event {
             Event::StaticUnavailable { ip, mac } => {
                 write!(f, "reserved address {ip} of {mac} is in use or declined")
             }
-            Event::PoolExhausted { mac } => write!(f, "no address available for {mac}"),
+            Event::PoolExhausted { mac } => write!(
+                f,
+                "no address available for {mac}: every address of the range is leased, offered or held (logged once a minute while it lasts)"
+            ),
             Event::RateLimited { mac } => write!(f, "too many packets from {mac}: dropping"),
             Event::Malformed(m) => write!(f, "malformed packet: {m}"),
             Event::Ignored { mac, reason } => write!(f, "ignoring packet from {mac}: {reason}"),

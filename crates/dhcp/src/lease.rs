@@ -5,7 +5,7 @@
 //! its address, so replaying the lines in order rebuilds the table. Field names follow
 //! libvirt's lease `.status` file.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::Ipv4Addr;
 
 use kvnet_model::MacAddr;
@@ -59,12 +59,24 @@ impl LeaseRecord {
     }
 }
 
-/// All leases of one network, keyed by address. Keep one per network *name*, so leases
-/// survive a network stop/start.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// All leases of one network, keyed by address, with an index by MAC and by client id so
+/// that finding a client's leases does not scan the table (it holds a record for every
+/// address ever leased, tens of thousands on a /16).
+#[derive(Debug, Clone, Default)]
 pub struct LeaseTable {
     by_ip: BTreeMap<Ipv4Addr, LeaseRecord>,
+    by_mac: HashMap<MacAddr, BTreeSet<Ipv4Addr>>,
+    by_id: HashMap<String, BTreeSet<Ipv4Addr>>,
 }
+
+impl PartialEq for LeaseTable {
+    fn eq(&self, other: &Self) -> bool {
+        // The indexes are derived from `by_ip`.
+        self.by_ip == other.by_ip
+    }
+}
+
+impl Eq for LeaseTable {}
 
 impl LeaseTable {
     pub fn new() -> LeaseTable {
@@ -73,7 +85,41 @@ impl LeaseTable {
 
     /// Apply one journal record (it replaces the address's previous record).
     pub fn apply(&mut self, rec: LeaseRecord) {
+        if let Some(old) = self.by_ip.remove(&rec.ip_address) {
+            self.unindex(&old);
+        }
+        self.index(&rec);
         self.by_ip.insert(rec.ip_address, rec);
+    }
+
+    fn index(&mut self, rec: &LeaseRecord) {
+        self.by_mac
+            .entry(rec.mac_address)
+            .or_default()
+            .insert(rec.ip_address);
+        if let Some(id) = &rec.client_id {
+            self.by_id
+                .entry(id.clone())
+                .or_default()
+                .insert(rec.ip_address);
+        }
+    }
+
+    fn unindex(&mut self, rec: &LeaseRecord) {
+        if let Some(set) = self.by_mac.get_mut(&rec.mac_address) {
+            set.remove(&rec.ip_address);
+            if set.is_empty() {
+                self.by_mac.remove(&rec.mac_address);
+            }
+        }
+        if let Some(id) = &rec.client_id
+            && let Some(set) = self.by_id.get_mut(id)
+        {
+            set.remove(&rec.ip_address);
+            if set.is_empty() {
+                self.by_id.remove(id);
+            }
+        }
     }
 
     pub fn get(&self, ip: Ipv4Addr) -> Option<&LeaseRecord> {
@@ -82,6 +128,20 @@ impl LeaseTable {
 
     pub fn iter(&self) -> impl Iterator<Item = &LeaseRecord> {
         self.by_ip.values()
+    }
+
+    /// The records that belong to the client (`LeaseRecord::belongs_to`), by address.
+    pub(crate) fn owned_by(&self, mac: MacAddr, client_id: Option<&str>) -> Vec<&LeaseRecord> {
+        // A record belongs either by equal client ids or by equal MACs, so the union of
+        // the two index entries holds every candidate.
+        let mut ips: BTreeSet<Ipv4Addr> = self.by_mac.get(&mac).cloned().unwrap_or_default();
+        if let Some(set) = client_id.and_then(|id| self.by_id.get(id)) {
+            ips.extend(set);
+        }
+        ips.into_iter()
+            .filter_map(|ip| self.by_ip.get(&ip))
+            .filter(|r| r.belongs_to(mac, client_id))
+            .collect()
     }
 
     pub fn len(&self) -> usize {
@@ -93,11 +153,21 @@ impl LeaseTable {
     }
 
     pub(crate) fn remove(&mut self, ip: Ipv4Addr) -> Option<LeaseRecord> {
-        self.by_ip.remove(&ip)
+        let rec = self.by_ip.remove(&ip)?;
+        self.unindex(&rec);
+        Some(rec)
     }
 
     pub(crate) fn retain(&mut self, mut f: impl FnMut(&LeaseRecord) -> bool) {
-        self.by_ip.retain(|_, r| f(r));
+        let gone: Vec<Ipv4Addr> = self
+            .by_ip
+            .values()
+            .filter(|r| !f(r))
+            .map(|r| r.ip_address)
+            .collect();
+        for ip in gone {
+            self.remove(ip);
+        }
     }
 }
 

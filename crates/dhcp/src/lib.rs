@@ -25,7 +25,9 @@
 //! harmless while an ACK for an unrecorded lease could hand one address to two clients
 //! after a crash. OFFERs are not journalled: an offer is a tentative reservation kept in
 //! memory for [`Config::offer_hold`] seconds. When a client moves to another address, the
-//! release of its old one is persisted before the new binding.
+//! release of its old one is persisted before the new binding. The effects of several
+//! calls may be carried out as one batch (group commit): append all their records, fsync
+//! once, then send, which keeps the rule for every reply of the batch.
 //!
 //! **Journal.** [`encode_record`] gives one JSON line (newline included); [`replay`]
 //! rebuilds the table from the file's text, skipping a line torn by a crash; [`compact`]
@@ -47,8 +49,11 @@
 //! [`Config::server_ip`], port 67.
 //!
 //! **Conflicts.** The engine never waits (dnsmasq pings for 3 s before an offer).
-//! Instead the shell reports addresses it sees in use with [`Server::note_in_use`];
-//! allocation skips them, and an offer or lease that turns out to collide is abandoned.
+//! Instead it returns [`Effect::Probe`] before offering an address the client does not
+//! hold, the shell asks the bridge (ARP) without waiting, and reports every address it sees
+//! in use (ARP answers and announcements, the kernel's neighbour table) with
+//! [`Server::note_in_use`]; allocation skips them, a REQUEST for one is NAKed, and an offer
+//! or lease that turns out to collide is abandoned.
 //!
 //! # Mapping from the network XML
 //!

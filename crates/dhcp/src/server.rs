@@ -1,6 +1,6 @@
 //! The DHCPv4 state machine (RFC 2131) for one subnet.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::net::Ipv4Addr;
 
 use dhcproto::v4::{DhcpOption, MessageType};
@@ -14,6 +14,8 @@ use crate::wire::{self, Reply, Request};
 /// Noisy log events allowed per window before they are summarised.
 const LOG_BURST: u64 = 20;
 const LOG_WINDOW: u64 = 10;
+/// An exhausted pool is reported again after this many seconds.
+const EXHAUSTED_RELOG: u64 = 60;
 /// Bound on per-client rate-limit state, so a flood of random MACs cannot grow it forever.
 const MAX_BUCKETS: usize = 65_536;
 
@@ -53,6 +55,90 @@ impl Offer {
         match (&self.client_id, &c.id) {
             (Some(a), Some(b)) => a == b,
             _ => self.mac == c.mac,
+        }
+    }
+}
+
+/// Pending offers by address, indexed by client like [`LeaseTable`], so that a client's
+/// offer is found without a scan. Also remembers the addresses whose offers went away,
+/// for the search of never-used addresses.
+#[derive(Debug, Clone, Default)]
+struct Offers {
+    by_ip: HashMap<Ipv4Addr, Offer>,
+    by_mac: HashMap<MacAddr, BTreeSet<Ipv4Addr>>,
+    by_id: HashMap<String, BTreeSet<Ipv4Addr>>,
+    dropped: Vec<Ipv4Addr>,
+}
+
+impl Offers {
+    fn get(&self, ip: &Ipv4Addr) -> Option<&Offer> {
+        self.by_ip.get(ip)
+    }
+
+    fn until(&self) -> impl Iterator<Item = u64> + '_ {
+        self.by_ip.values().map(|o| o.until)
+    }
+
+    fn insert(&mut self, ip: Ipv4Addr, o: Offer) {
+        self.remove(&ip);
+        self.by_mac.entry(o.mac).or_default().insert(ip);
+        if let Some(id) = &o.client_id {
+            self.by_id.entry(id.clone()).or_default().insert(ip);
+        }
+        self.by_ip.insert(ip, o);
+    }
+
+    fn remove(&mut self, ip: &Ipv4Addr) -> Option<Offer> {
+        let o = self.by_ip.remove(ip)?;
+        unindex(&mut self.by_mac, &o.mac, ip);
+        if let Some(id) = &o.client_id {
+            unindex(&mut self.by_id, id, ip);
+        }
+        self.dropped.push(*ip);
+        Some(o)
+    }
+
+    /// The addresses offered to `c` (`Offer::for_client`).
+    fn of_client(&self, c: &Client) -> Vec<Ipv4Addr> {
+        // Matching is by client id when both have one, else by MAC: the union of the two
+        // index entries holds every candidate.
+        let mut ips = self.by_mac.get(&c.mac).cloned().unwrap_or_default();
+        if let Some(set) = c.id.as_ref().and_then(|id| self.by_id.get(id)) {
+            ips.extend(set);
+        }
+        ips.into_iter()
+            .filter(|ip| self.by_ip.get(ip).is_some_and(|o| o.for_client(c)))
+            .collect()
+    }
+
+    fn remove_client(&mut self, c: &Client) {
+        for ip in self.of_client(c) {
+            self.remove(&ip);
+        }
+    }
+
+    fn retain(&mut self, mut f: impl FnMut(&Ipv4Addr, &Offer) -> bool) {
+        let gone: Vec<Ipv4Addr> = self
+            .by_ip
+            .iter()
+            .filter(|(ip, o)| !f(ip, o))
+            .map(|(ip, _)| *ip)
+            .collect();
+        for ip in gone {
+            self.remove(&ip);
+        }
+    }
+}
+
+fn unindex<K: std::hash::Hash + Eq + Clone>(
+    map: &mut HashMap<K, BTreeSet<Ipv4Addr>>,
+    key: &K,
+    ip: &Ipv4Addr,
+) {
+    if let Some(set) = map.get_mut(key) {
+        set.remove(ip);
+        if set.is_empty() {
+            map.remove(key);
         }
     }
 }
@@ -98,15 +184,21 @@ impl Refusal {
 pub struct Server {
     cfg: Config,
     leases: LeaseTable,
-    offers: HashMap<Ipv4Addr, Offer>,
+    offers: Offers,
     quarantine: HashMap<Ipv4Addr, u64>,
     in_use: HashMap<Ipv4Addr, (MacAddr, u64)>,
     buckets: HashMap<MacAddr, Bucket>,
     log_window: u64,
     log_count: u64,
     log_suppressed: u64,
+    /// When "no address available" was last logged: once per exhaustion, not once per
+    /// DISCOVER, and again after [`EXHAUSTED_RELOG`] if it lasts.
+    exhausted_logged: Option<u64>,
     /// Leases expiring at or before this were already reported by `expire`.
     expired_upto: u64,
+    /// Per range: every address below this one has a lease record, so the search for a
+    /// never-used address starts here instead of rescanning the leased part.
+    fresh_from: Vec<u32>,
 }
 
 impl Server {
@@ -117,14 +209,16 @@ impl Server {
         let mut s = Server {
             cfg,
             leases: table,
-            offers: HashMap::new(),
+            offers: Offers::default(),
             quarantine: HashMap::new(),
             in_use: HashMap::new(),
             buckets: HashMap::new(),
             log_window: 0,
             log_count: 0,
             log_suppressed: 0,
+            exhausted_logged: None,
             expired_upto: 0,
+            fresh_from: Vec::new(),
         };
         s.prune();
         s
@@ -141,6 +235,8 @@ impl Server {
         let cfg = &self.cfg;
         self.leases.retain(|r| cfg.assignable(r.ip_address));
         self.offers.retain(|ip, _| cfg.assignable(*ip));
+        // Records may be gone and ranges may differ: search from each range's start.
+        self.fresh_from.clear();
     }
 
     pub fn config(&self) -> &Config {
@@ -181,7 +277,7 @@ impl Server {
             .iter()
             .filter(|r| r.state == LeaseState::Bound && r.expiry_time > self.expired_upto)
             .map(|r| r.expiry_time);
-        let offers = self.offers.values().map(|o| o.until);
+        let offers = self.offers.until();
         let quarantine = self.quarantine.values().copied();
         let in_use = self.in_use.values().map(|(_, t)| *t);
         leases.chain(offers).chain(quarantine).chain(in_use).min()
@@ -305,10 +401,30 @@ impl Server {
             None => self.allocate(c, req.requested_ip, now),
         };
         let Some(ip) = ip else {
-            self.log(out, now, Event::PoolExhausted { mac: c.mac });
+            if self
+                .exhausted_logged
+                .is_none_or(|t| now >= t.saturating_add(EXHAUSTED_RELOG))
+            {
+                self.exhausted_logged = Some(now);
+                self.log(out, now, Event::PoolExhausted { mac: c.mac });
+            }
             return;
         };
-        self.offers.retain(|_, o| !o.for_client(c));
+        self.exhausted_logged = None;
+        let holds = self
+            .leases
+            .get(ip)
+            .is_some_and(|r| r.is_active(now) && c.owns(r));
+        let offered = self
+            .offers
+            .get(&ip)
+            .is_some_and(|o| o.until > now && o.for_client(c));
+        if !holds && !offered {
+            // Before the OFFER, so that an answer from a squatter tends to arrive before
+            // the client's REQUEST.
+            out.push(Effect::Probe(ip));
+        }
+        self.offers.remove_client(c);
         self.offers.insert(
             ip,
             Offer {
@@ -332,7 +448,7 @@ impl Server {
         let ip = match req.server_id {
             Some(sid) if sid != self.cfg.server_ip => {
                 // The client picked another server's offer: ours is free again.
-                self.offers.retain(|_, o| !o.for_client(c));
+                self.offers.remove_client(c);
                 let ev = Event::Ignored {
                     mac: c.mac,
                     reason: "request for another server",
@@ -369,7 +485,7 @@ impl Server {
         match verdict {
             Ok(()) => self.grant(out, now, req, c, ip, host.as_ref()),
             Err(r) => {
-                self.offers.retain(|_, o| !o.for_client(c));
+                self.offers.remove_client(c);
                 let mut opts = vec![
                     DhcpOption::ServerIdentifier(self.cfg.server_ip),
                     DhcpOption::Message(r.message().to_string()),
@@ -418,8 +534,9 @@ impl Server {
         // no prefix of the journal ever shows the client on two addresses.
         let others: Vec<Ipv4Addr> = self
             .leases
-            .iter()
-            .filter(|r| r.ip_address != ip && r.is_active(now) && c.owns(r))
+            .owned_by(c.mac, c.id.as_deref())
+            .into_iter()
+            .filter(|r| r.ip_address != ip && r.is_active(now))
             .map(|r| r.ip_address)
             .collect();
         for old in others {
@@ -454,7 +571,8 @@ impl Server {
         };
         self.leases.apply(rec.clone());
         out.push(Effect::Persist(rec));
-        self.offers.retain(|k, o| *k != ip && !o.for_client(c));
+        self.offers.remove_client(c);
+        self.offers.remove(&ip);
         let name = host.and_then(|h| h.name.clone());
         let bytes = self.address_reply(req, MessageType::Ack, ip, Some(lease), name, c);
         out.push(Effect::Send {
@@ -638,20 +756,40 @@ impl Server {
 
     /// A dynamic address for a DISCOVER: the current offer, the client's previous lease,
     /// the requested address, a never-used address, then the longest-free expired one.
-    fn allocate(&self, c: &Client, requested: Option<Ipv4Addr>, now: u64) -> Option<Ipv4Addr> {
+    fn allocate(&mut self, c: &Client, requested: Option<Ipv4Addr>, now: u64) -> Option<Ipv4Addr> {
+        let found = self.allocate_once(c, requested, now);
+        // The search skips addresses under offer; offers that ran out but were not yet
+        // dropped by `expire` hide their addresses until then. Drop them and look again,
+        // only when the pool looks full.
+        if found.is_none() && self.offers.until().any(|t| t <= now) {
+            self.offers.retain(|_, o| o.until > now);
+            return self.allocate_once(c, requested, now);
+        }
+        found
+    }
+
+    fn allocate_once(
+        &mut self,
+        c: &Client,
+        requested: Option<Ipv4Addr>,
+        now: u64,
+    ) -> Option<Ipv4Addr> {
+        self.advance_fresh(now);
         let ok = |ip: Ipv4Addr| self.check(ip, c, now).is_ok();
-        if let Some((ip, _)) = self
+        if let Some(ip) = self
             .offers
-            .iter()
-            .find(|(ip, o)| o.until > now && o.for_client(c) && ok(**ip))
+            .of_client(c)
+            .into_iter()
+            .find(|ip| self.offers.get(ip).is_some_and(|o| o.until > now) && ok(*ip))
         {
-            return Some(*ip);
+            return Some(ip);
         }
         // Bound before released, then the most recent.
         let previous = self
             .leases
-            .iter()
-            .filter(|r| c.owns(r) && ok(r.ip_address))
+            .owned_by(c.mac, c.id.as_deref())
+            .into_iter()
+            .filter(|r| ok(r.ip_address))
             .max_by_key(|r| {
                 (
                     r.state == LeaseState::Bound,
@@ -665,9 +803,9 @@ impl Server {
         if let Some(ip) = requested.filter(|ip| ok(*ip)) {
             return Some(ip);
         }
-        for r in &self.cfg.ranges {
-            let (s, e) = (u32::from(r.start), u32::from(r.end));
-            if let Some(ip) = (s..=e)
+        for (r, from) in self.cfg.ranges.iter().zip(&self.fresh_from) {
+            let e = u32::from(r.end);
+            if let Some(ip) = (*from..=e)
                 .map(Ipv4Addr::from)
                 .find(|ip| self.leases.get(*ip).is_none() && ok(*ip))
             {
@@ -679,6 +817,36 @@ impl Server {
             .filter(|r| !r.is_active(now) && ok(r.ip_address))
             .min_by_key(|r| r.freed_at())
             .map(|r| r.ip_address)
+    }
+
+    /// Move each range's `fresh_from` past the addresses that have a record or a live
+    /// offer. Records are never removed except by `prune`, which resets the hints; an
+    /// offer that goes away without a lease moves the hint back to its address.
+    fn advance_fresh(&mut self, now: u64) {
+        let ranges = &self.cfg.ranges;
+        self.fresh_from.resize(ranges.len(), 0);
+        // Only offers that did not turn into a lease give an address back; the hint must
+        // not go back for the others, or every ACK would cost a rescan.
+        let leases = &self.leases;
+        let dropped = std::mem::take(&mut self.offers.dropped)
+            .into_iter()
+            .filter(|ip| leases.get(*ip).is_none())
+            .map(u32::from)
+            .min();
+        for (r, from) in ranges.iter().zip(self.fresh_from.iter_mut()) {
+            let (s, e) = (u32::from(r.start), u32::from(r.end));
+            let mut ip = (*from).max(s);
+            if let Some(d) = dropped.filter(|d| (s..=e).contains(d)) {
+                ip = ip.min(d);
+            }
+            while ip <= e && {
+                let a = Ipv4Addr::from(ip);
+                self.leases.get(a).is_some() || self.offers.get(&a).is_some_and(|o| o.until > now)
+            } {
+                ip += 1;
+            }
+            *from = ip;
+        }
     }
 
     fn lease_time(&self, host: Option<&StaticHost>, ip: Ipv4Addr) -> LeaseTime {

@@ -467,6 +467,14 @@ fn pool_exhaustion_logs_and_stays_silent() {
             .iter()
             .any(|e| matches!(e, Event::PoolExhausted { mac: m } if *m == mac(3)))
     );
+    // One line per exhaustion, not per DISCOVER: retries and other clients stay quiet...
+    assert!(send(&mut s, NOW + 1, Pkt::discover(mac(3))).logs.is_empty());
+    assert!(send(&mut s, NOW + 2, Pkt::discover(mac(4))).logs.is_empty());
+    // ...until a minute has passed, or the pool had room again in between.
+    assert_eq!(send(&mut s, NOW + 61, Pkt::discover(mac(3))).logs.len(), 1);
+    send(&mut s, NOW + 62, Pkt::release(mac(1), ip(10)));
+    dora(&mut s, NOW + 62, mac(5));
+    assert_eq!(send(&mut s, NOW + 63, Pkt::discover(mac(3))).logs.len(), 1);
 }
 
 #[test]
@@ -521,6 +529,87 @@ fn conflict_after_ack_abandons_the_lease() {
         send(&mut s, NOW + 700, Pkt::discover(mac(2)).requested(a)).yiaddr(),
         a
     );
+}
+
+#[test]
+fn offers_of_addresses_the_client_does_not_hold_are_probed_first() {
+    let mut s = server(&small_net(10, 12, "", ""));
+    let o = send(&mut s, NOW, Pkt::discover(mac(1)));
+    assert_eq!(o.probes, vec![ip(10)]);
+    // The probe leaves before the OFFER, to give a squatter's answer a head start.
+    assert!(matches!(o.effects[0], Effect::Probe(a) if a == ip(10)));
+    // A repeated DISCOVER for the same offer, and the holder coming back, are not probed.
+    assert!(send(&mut s, NOW, Pkt::discover(mac(1))).probes.is_empty());
+    dora(&mut s, NOW, mac(1));
+    let again = send(&mut s, NOW + 10, Pkt::discover(mac(1)));
+    assert_eq!(again.yiaddr(), ip(10));
+    assert!(again.probes.is_empty());
+    // A squatter answering the probe: the REQUEST for the offer is refused, the next
+    // DISCOVER gets (and probes) another address.
+    let o = send(&mut s, NOW, Pkt::discover(mac(2)));
+    assert_eq!(o.probes, vec![ip(11)]);
+    s.note_in_use(ip(11), mac(0x99), NOW);
+    let nak = send(&mut s, NOW, Pkt::select(mac(2), ip(11)));
+    assert_eq!(nak.kind(), MessageType::Nak);
+    let o = send(&mut s, NOW + 1, Pkt::discover(mac(2)));
+    assert_eq!((o.yiaddr(), o.probes.clone()), (ip(12), vec![ip(12)]));
+}
+
+fn big_net() -> String {
+    "<network><name>big</name><forward mode='nat'/>
+  <ip address='192.168.122.1' prefix='16'><dhcp>
+    <range start='192.168.0.10' end='192.168.99.250'/>
+  </dhcp></ip></network>"
+        .to_string()
+}
+
+fn mac16(i: u32) -> kvnet_model::MacAddr {
+    kvnet_model::MacAddr([0x52, 0x54, 0, 1, (i >> 8) as u8, i as u8])
+}
+
+#[test]
+fn clients_find_their_leases_in_a_large_table() {
+    // A /16 with thousands of leases: each client still gets its own address back, a
+    // client id wins over the MAC, and fresh addresses are handed out in order.
+    let mut s = server(&big_net());
+    let n = 3000u32;
+    let addr = |i: u32| Ipv4Addr::from(u32::from(Ipv4Addr::new(192, 168, 0, 10)) + i);
+    for i in 0..n {
+        let m = mac16(i);
+        let o = send(&mut s, NOW, Pkt::discover(m));
+        assert_eq!(o.yiaddr(), addr(i));
+        assert_eq!(
+            send(&mut s, NOW, Pkt::select(m, addr(i))).kind(),
+            MessageType::Ack
+        );
+    }
+    for i in (0..n).step_by(97) {
+        assert_eq!(
+            send(&mut s, NOW + 5, Pkt::discover(mac16(i))).yiaddr(),
+            addr(i)
+        );
+    }
+    // A client id follows its client to another MAC.
+    let (a, b) = (mac16(n + 5), mac16(n + 6));
+    assert_eq!(
+        send(&mut s, NOW + 5, Pkt::discover(a).client_id(&[1, 9])).yiaddr(),
+        addr(n)
+    );
+    let ack = send(&mut s, NOW + 5, Pkt::select(a, addr(n)).client_id(&[1, 9]));
+    assert_eq!(ack.kind(), MessageType::Ack);
+    let o = send(&mut s, NOW + 5, Pkt::discover(b).client_id(&[1, 9]));
+    assert_eq!(o.yiaddr(), addr(n));
+    // Released, then back: the released record still belongs to it.
+    let m = mac16(5);
+    let rel = send(&mut s, NOW + 6, Pkt::release(m, addr(5)));
+    assert_eq!(rel.persists.len(), 1);
+    assert_eq!(send(&mut s, NOW + 7, Pkt::discover(m)).yiaddr(), addr(5));
+    // A reconfiguration (new range start) restarts the search for never-used addresses.
+    let mut cfg = s.config().clone();
+    cfg.ranges[0].start = Ipv4Addr::new(192, 168, 0, 2);
+    s.reconfigure(cfg);
+    let o = send(&mut s, NOW + 8, Pkt::discover(mac16(n + 1)));
+    assert_eq!(o.yiaddr(), Ipv4Addr::new(192, 168, 0, 2));
 }
 
 #[test]

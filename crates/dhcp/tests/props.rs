@@ -238,7 +238,7 @@ fn run(acts: Vec<Step>) -> Result<(), TestCaseError> {
                         _ => {}
                     }
                 }
-                Effect::Log(_) => {}
+                Effect::Log(_) | Effect::Probe(_) => {}
             }
         }
 

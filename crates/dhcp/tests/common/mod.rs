@@ -145,6 +145,7 @@ pub struct Out {
     pub sends: Vec<(Message, Destination)>,
     pub persists: Vec<LeaseRecord>,
     pub logs: Vec<Event>,
+    pub probes: Vec<std::net::Ipv4Addr>,
 }
 
 impl Out {
@@ -160,6 +161,7 @@ impl Out {
                     o.sends.push((m, *to));
                 }
                 Effect::Log(ev) => o.logs.push(ev.clone()),
+                Effect::Probe(ip) => o.probes.push(*ip),
             }
         }
         o.effects = effects;
