@@ -145,6 +145,12 @@ pub fn create(cfg: &TapConfig) -> Result<Tap, HostError> {
 /// it open). A TAP that does not exist is not an error.
 pub fn delete(name: &str) -> Result<(), HostError> {
     let ctx = || format!("delete TAP {name}");
+    // TUNSETIFF would create a missing TAP, and a process forked meanwhile by another
+    // thread could keep it alive past our close: look first (in the calling thread's
+    // namespace, unlike /sys).
+    if nix::net::if_::if_nametoindex(name).is_err() {
+        return Ok(());
+    }
     let base = libc::IFF_TAP | libc::IFF_NO_PI;
     let f = open_tun().map_err(|e| HostError::new(format!("{}: open {TUN_PATH}", ctx()), e))?;
     // The multi-queue flag must match the device's, which we need not know.
