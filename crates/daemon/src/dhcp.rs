@@ -605,6 +605,7 @@ fn log_event(name: &str, ev: &Event) {
 /// Address-conflict detection on the bridge: ARP probes for addresses about to be
 /// offered, and the claims (ARP senders) seen there, for `Server::note_in_use`.
 mod arp {
+    use crate::bgclose::BgClose;
     use kvnet_model::MacAddr;
     use nix::libc;
     use std::io;
@@ -625,7 +626,7 @@ mod arp {
     const MAC_MAX_AGE: Duration = Duration::from_secs(5);
 
     pub struct Socket {
-        fd: AsyncFd<OwnedFd>,
+        fd: AsyncFd<BgClose>,
         bridge: String,
         mac: Option<([u8; 6], Instant)>,
         tokens: f64,
@@ -637,19 +638,22 @@ mod arp {
         pub fn open(bridge: &str) -> io::Result<Socket> {
             let ifindex = nix::net::if_::if_nametoindex(bridge)?;
             let proto = ETH_P_ARP.to_be();
+            // Protocol 0 here and ETH_P_ARP at bind: a socket created with a protocol
+            // already listens on every interface, and re-binding it to one waits for an
+            // RCU grace period (10-20 ms of every network start).
             // SAFETY: plain socket(2); the result is checked before use.
             let raw = unsafe {
                 libc::socket(
                     libc::AF_PACKET,
                     libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-                    i32::from(proto),
+                    0,
                 )
             };
             if raw < 0 {
                 return Err(io::Error::last_os_error());
             }
             // SAFETY: a fresh descriptor that nothing else owns.
-            let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+            let fd = BgClose::new(unsafe { OwnedFd::from_raw_fd(raw) });
             // SAFETY: sockaddr_ll is plain data; all-zero is a valid value.
             let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
             sll.sll_family = libc::AF_PACKET as u16;
@@ -667,7 +671,7 @@ mod arp {
                 return Err(io::Error::last_os_error());
             }
             Ok(Socket {
-                // SAFETY: an OwnedFd keeps its descriptor open and unchanged until dropped.
+                // SAFETY: BgClose keeps its descriptor open and unchanged until dropped.
                 fd: unsafe { AsyncFd::register(fd) }.map_err(io::Error::from)?,
                 bridge: bridge.to_string(),
                 mac: None,

@@ -1,5 +1,6 @@
 //! kvnetd: serves every kvnet network from one process.
 
+mod bgclose;
 mod dataplane;
 mod dhcp;
 mod dns;
