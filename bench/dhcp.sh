@@ -40,24 +40,11 @@ RS=${RANGE%-*} RE=${RANGE#*-}
 # addresses in the range: dnsmasq's dhcp-lease-max, as libvirt computes it
 RSIZE=$(awk -v a="$RS" -v b="$RE" 'BEGIN {split(a, x, "."); split(b, y, "."); print (y[3]*256 + y[4]) - (x[3]*256 + x[4]) + 1}')
 [ "$(id -u)" = 0 ] || { echo "bench needs root (network namespaces)" >&2; exit 1; }
-# kea-common's postinst adds system group and user _kea. Where /etc/passwd and /etc/group
-# are bind mounts (containers) addgroup cannot replace them and the install fails: add
-# them in place first (the postinst accepts existing system accounts).
-ensure_kea_account() {
-  local id=999
-  if ! getent group _kea >/dev/null && ! groupadd -r _kea 2>/dev/null; then
-    while getent group "$id" >/dev/null || getent passwd "$id" >/dev/null; do id=$((id - 1)); done
-    echo "_kea:x:$id:" >>/etc/group
-  fi
-  if ! getent passwd _kea >/dev/null &&
-    ! useradd -r -g _kea -d /var/lib/kea -M -s /bin/false -c "Kea DHCP User" _kea 2>/dev/null; then
-    id=999
-    while getent passwd "$id" >/dev/null; do id=$((id - 1)); done
-    echo "_kea:x:$id:$(getent group _kea | cut -d: -f3):Kea DHCP User:/var/lib/kea:/bin/false" >>/etc/passwd
-  fi
-}
 if ! command -v perfdhcp >/dev/null && [ ! -x /usr/sbin/perfdhcp ]; then
-  ensure_kea_account
+  # kea-common's postinst adds group and user _kea (see scripts/sysaccount.sh).
+  . scripts/sysaccount.sh
+  ensure_group _kea
+  ensure_user _kea _kea /var/lib/kea "Kea DHCP User"
   DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends kea-admin >/dev/null
 fi
 PERFDHCP=$(command -v perfdhcp || echo /usr/sbin/perfdhcp)

@@ -25,22 +25,12 @@ if [ ${#missing[@]} -gt 0 ]; then
     exit 1
   fi
   export DEBIAN_FRONTEND=noninteractive
-  # qemu-system-x86 pulls in libibverbs1, whose postinst adds group rdma. Where /etc/group
-  # is a bind mount (containers), groupadd cannot replace the file and the install
-  # fails: then add the group in place, as a system group.
-  # Likewise dhcpcd-base's postinst, which adds system user dhcpcd unless it exists.
+  # qemu-system-x86 pulls in libibverbs1, whose postinst adds group rdma; dhcpcd-base's
+  # adds user dhcpcd (see sysaccount.sh).
   if [ "$mode" = test ]; then
-    if ! getent group rdma >/dev/null && ! groupadd -r rdma 2>/dev/null; then
-      gid=999
-      while getent group "$gid" >/dev/null; do gid=$((gid - 1)); done
-      echo "rdma:x:$gid:" >>/etc/group
-    fi
-    if ! getent passwd dhcpcd >/dev/null &&
-      ! useradd -r -g nogroup -d /usr/lib/dhcpcd -M -s /bin/false -c "DHCP Client Daemon" dhcpcd 2>/dev/null; then
-      uid=999
-      while getent passwd "$uid" >/dev/null; do uid=$((uid - 1)); done
-      echo "dhcpcd:x:$uid:65534:DHCP Client Daemon:/usr/lib/dhcpcd:/bin/false" >>/etc/passwd
-    fi
+    . "$(dirname "$0")/sysaccount.sh"
+    ensure_group rdma
+    ensure_user dhcpcd nogroup /usr/lib/dhcpcd "DHCP Client Daemon"
   fi
   apt-get update -qq
   updated=1

@@ -854,25 +854,8 @@ impl Netlink {
 
     /// Addresses on the link, with their prefix length (e.g. 192.168.122.1/24).
     pub async fn addresses(&self, index: u32) -> Result<Vec<IpNet>, HostError> {
-        let mut req = AddressMessage::default();
-        // With strict checking the kernel filters the dump by index.
-        req.header.index = index;
-        let msgs = self
-            .request(
-                RouteNetlinkMessage::GetAddress(req),
-                NLM_F_REQUEST | NLM_F_DUMP,
-            )
-            .await
-            .map_err(|n| n.into_error(format!("list addresses of link #{index}")))?;
-        Ok(msgs
-            .iter()
-            .filter_map(|m| match m {
-                RouteNetlinkMessage::NewAddress(a) if a.header.index == index => {
-                    address_from_message(a)
-                }
-                _ => None,
-            })
-            .collect())
+        let addrs = self.link_addresses(index).await?;
+        Ok(addrs.into_iter().map(|a| a.addr).collect())
     }
 
     /// Adds an address (IPv4 with its broadcast); one already present is not an error.
