@@ -325,7 +325,11 @@ fn bound_address(out: &str, reasons: &[&str]) -> Option<Ipv4Addr> {
 }
 
 fn assert_listed(lab: &Lab, mac: &str, addr: Ipv4Addr) {
-    let (ok, out) = lab.cli(&["net-dhcp-leases", "default", "--mac", mac]);
+    assert_listed_in(lab, "default", mac, addr);
+}
+
+fn assert_listed_in(lab: &Lab, network: &str, mac: &str, addr: Ipv4Addr) {
+    let (ok, out) = lab.cli(&["net-dhcp-leases", network, "--mac", mac]);
     assert!(
         ok && out.contains(&format!("{addr}/24")),
         "{out}\n{}",
@@ -558,4 +562,59 @@ fn renewal_is_acked_by_unicast_and_extends_the_lease() {
         .map(|v| v["expiry-time"].as_u64().expect("expiry"))
         .collect();
     assert!(expiries.len() == 2 && expiries[1] > expiries[0], "{text}");
+}
+
+#[test]
+fn a_short_lease_expires_and_its_address_goes_to_another_client() {
+    if !have_busybox("a_short_lease_expires_and_its_address_goes_to_another_client") {
+        return;
+    }
+    let mut lab = Lab::new();
+    // One address, leased for libvirt's minimum of two minutes.
+    lab.define_and_start(
+        "<network><name>short</name><bridge name='kvd3'/>\
+         <ip address='192.168.155.1' netmask='255.255.255.0'>\
+         <dhcp><range start='192.168.155.10' end='192.168.155.10'>\
+         <lease expiry='2' unit='minutes'/></range></dhcp></ip></network>",
+    );
+    let macs = ["52:54:00:00:03:01", "52:54:00:00:03:02"];
+    let g: Vec<usize> = macs
+        .iter()
+        .map(|m| dhcp_guest(&mut lab, "kvd3", m))
+        .collect();
+    let addr: Ipv4Addr = "192.168.155.10".parse().expect("address");
+    // The first client leaves without releasing; its lease holds the only address.
+    let t0 = std::time::Instant::now();
+    assert_eq!(try_udhcpc(&lab.guests[g[0]], false), Some(addr));
+    assert_listed_in(&lab, "short", macs[0], addr);
+    assert_eq!(
+        try_udhcpc(&lab.guests[g[1]], false),
+        None,
+        "{}",
+        lab.daemon.log()
+    );
+    // Reclaimed once it expires, not before.
+    let gone = loop {
+        let (ok, out) = lab.cli(&["net-dhcp-leases", "short"]);
+        assert!(ok, "{out}");
+        if !out.contains(macs[0]) {
+            break t0.elapsed();
+        }
+        assert!(
+            t0.elapsed() < std::time::Duration::from_secs(150),
+            "lease not reclaimed:\n{out}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    };
+    assert!(
+        gone >= std::time::Duration::from_secs(115),
+        "lease gone after {gone:?}"
+    );
+    assert_eq!(
+        try_udhcpc(&lab.guests[g[1]], false),
+        Some(addr),
+        "{}",
+        lab.daemon.log()
+    );
+    assert_listed_in(&lab, "short", macs[1], addr);
 }
