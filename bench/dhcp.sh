@@ -2,7 +2,7 @@
 # DHCPv4 under load, side by side in one run: kvnetd's DHCP server vs dnsmasq configured the
 # way libvirt configures it (its conf lines, --leasefile-ro, a dhcp-script), with perfdhcp.
 #   bench/dhcp.sh [--secs N] [--rates "R1 R2 ..."] [--clients N] [--no-ping-only] [--deadline S]
-#                 [--range 10.77.A.B-10.77.C.D]
+#                 [--range 10.77.A.B-10.77.C.D] [--generators N]
 # For each server the rate asked (perfdhcp -r) steps up through --rates, each step on a fresh
 # server (no leases), until a step loses more than 1 %; the highest step without a single
 # drop is the server's zero-drop rate. "DORA/s" = ACKs received / test period (perfdhcp's
@@ -17,11 +17,14 @@
 # perfdhcp plays thousands of clients through one socket: replies that overflow its
 # receive buffer (212 KB; /proc/sys is read-only here) count as drops although the server
 # answered. Those are counted in a column of their own (UDP rcvbuf drops, perfdhcp ns).
+# --generators N: N perfdhcp processes, each in a client namespace of its own with its own
+# veth, giaddr (10.77.0.5, .6, ...) and client MACs, each asking RATE/N; their counts are
+# summed. One perfdhcp saturates its socket and a core near 5,000 exchanges/s.
 # Root only; installs kea-admin (perfdhcp) if missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export LC_ALL=C
-SECS=10 CLIENTS=10000 PINGON=1 DEADLINE=1500 RANGE=10.77.0.10-10.77.255.250
+SECS=10 CLIENTS=10000 PINGON=1 DEADLINE=1500 RANGE=10.77.0.10-10.77.255.250 GENS=1
 RATES="100 250 500 750 1000 1500 2000 3000 4000 6000 8000 12000 16000"
 PING_RATES="10 25 50 100"
 while [ $# -gt 0 ]; do
@@ -32,9 +35,11 @@ while [ $# -gt 0 ]; do
     --no-ping-only) PINGON=0; shift ;;
     --deadline) DEADLINE=$2; shift 2 ;;
     --range) RANGE=$2; shift 2 ;;  # within 10.77.0.0/16, both servers
-    *) echo "usage: $0 [--secs N] [--rates \"R1 R2 ...\"] [--clients N] [--no-ping-only] [--deadline S] [--range A-B]" >&2; exit 2 ;;
+    --generators) GENS=$2; shift 2 ;;
+    *) echo "usage: $0 [--secs N] [--rates \"R1 R2 ...\"] [--clients N] [--no-ping-only] [--deadline S] [--range A-B] [--generators N]" >&2; exit 2 ;;
   esac
 done
+[[ $GENS =~ ^[1-9]$ ]] || { echo "--generators must be 1..9" >&2; exit 2; }
 RS=${RANGE%-*} RE=${RANGE#*-}
 [[ $RS =~ ^10\.77\.[0-9]+\.[0-9]+$ && $RE =~ ^10\.77\.[0-9]+\.[0-9]+$ ]] || { echo "--range must be within 10.77.0.0/16" >&2; exit 2; }
 # addresses in the range: dnsmasq's dhcp-lease-max, as libvirt computes it
@@ -54,13 +59,16 @@ BIN=$(realpath "${CARGO_TARGET_DIR:-target}")/release
 KVNET=$BIN/kvnet
 END=$((SECONDS + DEADLINE))
 P=dhcpb-$$
-KH=$P-kh KC=$P-kc DH=$P-dh DC=$P-dc
+# Client namespaces are KC1.., DC1..; KC and DC name the first (the latency runs use it).
+KH=$P-kh KC=$P-kc1 DH=$P-dh DC=$P-dc1
+CLIENT_NS=()
+for g in $(seq "$GENS"); do CLIENT_NS+=("$P-kc$g" "$P-dc$g"); done
 DIR=$(mktemp -d /tmp/dhcpbench.XXXXXX)
 cleanup() {
   set +e
   [ -n "${MPID:-}" ] && kill "$MPID" 2>/dev/null && wait "$MPID" 2>/dev/null
   [ -n "${DPID:-}" ] && kill "$DPID" 2>/dev/null && wait "$DPID" 2>/dev/null
-  for ns in "$KC" "$DC" "$KH" "$DH"; do
+  for ns in "${CLIENT_NS[@]}" "$KH" "$DH"; do
     # anything still running in our namespaces (perfdhcp after a timeout, dnsmasq helper)
     for pid in $(ip netns pids "$ns" 2>/dev/null); do kill -9 "$pid" 2>/dev/null; done
     ip netns del "$ns" 2>/dev/null
@@ -70,7 +78,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 left() { echo $((END - SECONDS)); }
-for ns in "$KH" "$KC" "$DH" "$DC"; do ip netns add "$ns"; ip -n "$ns" link set lo up; done
+for ns in "$KH" "$DH" "${CLIENT_NS[@]}"; do ip netns add "$ns"; ip -n "$ns" link set lo up; done
 
 # wait (at most 10 s) until the host end of the veth forwards on its bridge
 wait_fwd() { # ns dev
@@ -80,11 +88,20 @@ wait_fwd() { # ns dev
   done
   echo "port $2 in $1 never reached forwarding" >&2; return 1
 }
-# veth pair inside the namespaces: vh0 in host ns $1, vc0 (10.77.0.5/16) in client ns $2
+# veth pairs inside the namespaces: vhG in host ns $1, vc0 (10.77.0.(4+G)/16) in client
+# namespace ${2%1}G, for each generator G
 veth() {
-  ip -n "$1" link add vh0 type veth peer name vc0 netns "$2"
-  ip -n "$2" addr add 10.77.0.5/16 dev vc0
-  ip -n "$2" link set vc0 up
+  local g
+  for g in $(seq "$GENS"); do
+    ip -n "$1" link add "vh$g" type veth peer name vc0 netns "${2%1}$g"
+    ip -n "${2%1}$g" addr add "10.77.0.$((4 + g))/16" dev vc0
+    ip -n "${2%1}$g" link set vc0 up
+  done
+}
+# the host ends of the veth pairs on bridge $2 of host ns $1
+plug() {
+  local g
+  for g in $(seq "$GENS"); do ip -n "$1" link set "vh$g" master "$2" up; done
 }
 
 # ---- kvnet ------------------------------------------------------------------------------
@@ -105,8 +122,8 @@ kv_fresh() { # a started network with no lease, its port forwarding
   "$KVNET" net-destroy bench >/dev/null 2>&1 || true
   rm -f "$DIR/kv/lib/leases/bench.jsonl"
   "$KVNET" net-start bench >/dev/null
-  ip -n "$KH" link set vh0 master kvdhcp0 up
-  wait_fwd "$KH" vh0
+  plug "$KH" kvdhcp0
+  for g in $(seq "$GENS"); do wait_fwd "$KH" "vh$g"; done
 }
 
 # ---- dnsmasq as libvirt runs it -------------------------------------------------------
@@ -116,7 +133,7 @@ ip -n "$DH" link add dmbr0 type bridge stp_state 0 forward_delay 0
 ip -n "$DH" addr add 10.77.0.1/16 dev dmbr0
 ip -n "$DH" link set dmbr0 up
 veth "$DH" "$DC"
-ip -n "$DH" link set vh0 master dmbr0 up
+plug "$DH" dmbr0
 mkdir -p "$DIR/dm" && : >"$DIR/dm/hostsfile" && : >"$DIR/dm/addnhosts" && : >"$DIR/dm/resolv.conf"
 # The conf libvirt 9.0 writes for a NAT network (reference/libvirt-live/nat-default.txt),
 # with this range; lease-max = range size.
@@ -168,18 +185,40 @@ perf() {
   local ns=$1; shift
   timeout -k 2 $((SECS + 30)) ip netns exec "$ns" "$PERFDHCP" -4 -l vc0 "$@" >"$OUT" 2>&1 || true
 }
-# fields from a perfdhcp report: rate, DO/RA sent, drops, min/avg/max delay
+# the generators at once, each asking rate $2/GENS from client namespace ${1%1}G with
+# MACs of its own; outputs in $OUT.G
+perf_all() { # first-client-ns rate args...
+  local ns=$1 rate=$2 g pids=(); shift 2
+  for g in $(seq "$GENS"); do
+    OUT=$OUTBASE.$g perf "${ns%1}$g" -r $(((rate + GENS - 1) / GENS)) -b "mac=00:0$g:01:02:03:04" "$@" &
+    pids+=($!)
+  done
+  wait "${pids[@]}"
+}
+# UDP receive-buffer drops summed over the client namespaces of ${1%1}G
+client_rcvbuf_errs() {
+  local t=0 g
+  for g in $(seq "$GENS"); do t=$((t + $(rcvbuf_errs "${1%1}$g"))); done
+  echo "$t"
+}
+# fields from perfdhcp reports (summed over the files given, default $OUT): rate, DO/RA
+# sent, drops, min/avg/max delay (avg weighted by replies received)
 parse() {
   awk '
+    function fin(s) { if (n[s] > 0) { sm[s] += av[s] * n[s]; cnt[s] += n[s] } n[s] = 0 }
+    FNR == 1 && NR > 1 { fin("do"); fin("ra") }
     /^Rate:/ { rate=$2 }
     /Statistics for: DISCOVER-OFFER/ { s="do" } /Statistics for: REQUEST-ACK/ { s="ra" }
-    /^sent packets:/ { sent[s]=$3 } /^received packets:/ { rcvd[s]=$3 }
-    /^drops:/ { drops[s]=$2 } /^drops ratio:/ { ratio[s]=$3 }
-    /^min delay:/ { mn[s]=$3 } /^avg delay:/ { av[s]=$3 } /^max delay:/ { mx[s]=$3 }
-    END { printf "%.1f %s %s %s %s %s %s %s %s %s %s %s %s %s\n", rcvd["ra"]/secs,
-      sent["do"]+0, drops["do"]+0, (ratio["do"]==""?"-":ratio["do"]), mn["do"]+0, av["do"]+0, mx["do"]+0,
-      sent["ra"]+0, drops["ra"]+0, (ratio["ra"]==""?"-":ratio["ra"]), mn["ra"]+0, av["ra"]+0, mx["ra"]+0,
-      (rate==""?"noreport":"ok") }' secs="$SECS" "$OUT"
+    /^sent packets:/ { sent[s]+=$3 } /^received packets:/ { rcvd[s]+=$3; n[s]=$3 }
+    /^drops:/ { drops[s]+=$2 }
+    /^min delay:/ { if (mn[s] == "" || $3 < mn[s]) mn[s]=$3 } /^avg delay:/ { av[s]=$3 }
+    /^max delay:/ { if ($3 > mx[s]) mx[s]=$3 }
+    END { fin("do"); fin("ra")
+      for (k in sent) ratio[k] = sent[k] ? sprintf("%g", 100 * drops[k] / sent[k]) : "-"
+      printf "%.1f %s %s %s %s %s %s %s %s %s %s %s %s %s\n", rcvd["ra"]/secs,
+      sent["do"]+0, drops["do"]+0, (ratio["do"]==""?"-":ratio["do"]), mn["do"]+0, (cnt["do"] ? sm["do"]/cnt["do"] : 0), mx["do"]+0,
+      sent["ra"]+0, drops["ra"]+0, (ratio["ra"]==""?"-":ratio["ra"]), mn["ra"]+0, (cnt["ra"] ? sm["ra"]/cnt["ra"] : 0), mx["ra"]+0,
+      (rate==""?"noreport":"ok") }' secs="$SECS" "${@:-$OUT}"
 }
 HZ=$(getconf CLK_TCK)
 : >"$DIR/rows" ; : >"$DIR/lat"
@@ -187,12 +226,13 @@ HZ=$(getconf CLK_TCK)
 run_step() { # label kind(kvnet|dm) client-ns fresh-cmd rate [extra perfdhcp args]
   local label=$1 kind=$2 ns=$3 fresh=$4 rate=$5; shift 5
   $fresh
-  OUT=$DIR/out.$kind.$rate
+  OUTBASE=$DIR/out.$kind.$rate
   local c0 c1 sns=$DH; [ "$kind" = kvnet ] && sns=$KH
-  local b0 b1 cb0 cb1; b0=$(rcvbuf_errs "$sns"); cb0=$(rcvbuf_errs "$ns"); c0=$(server_cpu "$kind")
-  perf "$ns" -r "$rate" -R "$CLIENTS" -p "$SECS" -W 1000000 "$@"
-  c1=$(server_cpu "$kind"); b1=$(rcvbuf_errs "$sns"); cb1=$(rcvbuf_errs "$ns")
-  read -r r dos dod dor domn doav domx ras rad rar ramn raav ramx ok < <(parse)
+  local b0 b1 cb0 cb1; b0=$(rcvbuf_errs "$sns"); cb0=$(client_rcvbuf_errs "$ns"); c0=$(server_cpu "$kind")
+  perf_all "$ns" "$rate" -R "$CLIENTS" -p "$SECS" -W 1000000 "$@"
+  c1=$(server_cpu "$kind"); b1=$(rcvbuf_errs "$sns"); cb1=$(client_rcvbuf_errs "$ns")
+  OUT=$OUTBASE.1
+  read -r r dos dod dor domn doav domx ras rad rar ramn raav ramx ok < <(parse "$OUTBASE".*)
   local naks=-; [ "$kind" = dm ] && naks=$(grep -c DHCPNAK "$DIR/dm.log" || true)
   local cpu; cpu=$(awk -v a="$c0" -v b="$c1" -v hz="$HZ" 'BEGIN {printf "%.1f", (b-a)/hz}')
   printf '| %s | %s | %s | %s (%s %%) | %s (%s %%) | %s | %s | %s | %s / %s / %s | %s / %s / %s | %s |\n' \
@@ -241,7 +281,11 @@ dm_stop
 rss=$(awk '/VmRSS/ {print $2}' "/proc/$DPID/status" 2>/dev/null || echo "?")
 
 echo "kvnet $(git describe --always --dirty 2>/dev/null || echo '?') vs $("$DNSMASQ" --version | head -1 | awk '{print $1, $3}'), $("$PERFDHCP" -v 2>&1 | head -1 | tr -d '\n'), $(date -u +%F), $(nproc) cores, kernel $(uname -r)"
-echo "perfdhcp -4 -l vc0 -r RATE -R $CLIENTS -p $SECS -W 1000000 (relay mode, giaddr 10.77.0.5), fresh server per step, range $RS-$RE ($RSIZE addresses)"
+if [ "$GENS" = 1 ]; then
+  echo "perfdhcp -4 -l vc0 -r RATE -R $CLIENTS -p $SECS -W 1000000 (relay mode, giaddr 10.77.0.5), fresh server per step, range $RS-$RE ($RSIZE addresses)"
+else
+  echo "$GENS perfdhcp at once, each -4 -l vc0 -r RATE/$GENS -R $CLIENTS -p $SECS -W 1000000 -b mac=00:0G:01:02:03:04 (relay mode, giaddr 10.77.0.(4+G)) from its own namespace; counts summed; fresh server per step, range $RS-$RE ($RSIZE addresses)"
+fi
 echo
 echo "Highest rate asked with 0 drops (DISCOVER-OFFER and REQUEST-ACK):"
 echo
