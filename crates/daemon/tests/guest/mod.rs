@@ -235,7 +235,10 @@ impl Guest {
 
     fn find(&self, prefix: &str) -> Option<String> {
         let key = format!("KVNET {prefix}");
-        self.console().lines().find_map(|l| {
+        let console = self.console();
+        // Only whole lines: QEMU may have written half of the last one so far.
+        let done = console.rfind('\n').map_or("", |end| &console[..end]);
+        done.lines().find_map(|l| {
             let i = l.find(&key)?;
             Some(l[i + key.len()..].trim().to_string())
         })
