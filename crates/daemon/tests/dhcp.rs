@@ -373,36 +373,20 @@ fn isc_dhclient_gets_a_listed_lease() {
     ) {
         return;
     }
-    let mut lab = Lab::new();
-    let mac = "52:54:00:00:03:01";
-    let g = dhcp_guest(&mut lab, "virbr0", mac);
-    let dir = temp_dir("dhclient", &lab.guests[g]);
-    let d = dir.display();
-    std::fs::write(dir.join("dhclient.conf"), "timeout 20;\nretry 1;\n").expect("conf");
     // The script only reports: the guest's address stays as it is.
-    std::fs::write(
-        dir.join("script"),
-        format!("#!/bin/sh\necho \"$reason $new_ip_address\" >> {d}/out\nexit 0\n"),
-    )
-    .expect("script");
-    let (ok, out) = isolated_client(
-        &lab.guests[g],
-        &dir,
-        &format!(
-            "chmod +x {d}/script; \
-             dhclient -d -4 -1 -v -cf {d}/dhclient.conf -sf {d}/script -lf {d}/leases \
-             -pf {d}/pid eth0 & p=$!; \
-             for _ in $(seq 200); do grep -qs BOUND {d}/out && break; sleep 0.1; done; \
-             kill $p; wait $p || true; grep -qs BOUND {d}/out"
-        ),
+    client_gets_a_listed_lease(
+        "dhclient",
+        "52:54:00:00:03:01",
+        "timeout 20;\nretry 1;\n",
+        |d| {
+            format!(
+                "dhclient -d -4 -1 -v -cf {d}/conf -sf {d}/script -lf {d}/leases \
+                 -pf {d}/pid eth0 & p=$!; \
+                 for _ in $(seq 200); do grep -qs BOUND {d}/out && break; sleep 0.1; done; \
+                 kill $p; wait $p || true; grep -qs BOUND {d}/out"
+            )
+        },
     );
-    let report = std::fs::read_to_string(dir.join("out")).unwrap_or_default();
-    let _ = std::fs::remove_dir_all(&dir);
-    assert!(ok, "dhclient failed:\n{out}\n{}", lab.daemon.log());
-    let addr = bound_address(&report, &["BOUND", "REBOOT"])
-        .unwrap_or_else(|| panic!("no lease reported:\n{report}\n{out}"));
-    assert_eq!(&addr.octets()[..3], &[192, 168, 122], "{addr}");
-    assert_listed(&lab, mac, addr);
 }
 
 #[test]
@@ -410,13 +394,20 @@ fn dhcpcd_gets_a_listed_lease() {
     if !have("dhcpcd_gets_a_listed_lease", "dhcpcd", "dhcpcd-base") {
         return;
     }
-    let mut lab = Lab::new();
-    let mac = "52:54:00:00:04:01";
-    let g = dhcp_guest(&mut lab, "virbr0", mac);
-    let dir = temp_dir("dhcpcd", &lab.guests[g]);
-    let d = dir.display();
-    std::fs::write(dir.join("dhcpcd.conf"), "").expect("conf");
     // Our script instead of dhcpcd-run-hooks: no resolv.conf, hostname or NTP hooks.
+    client_gets_a_listed_lease("dhcpcd", "52:54:00:00:04:01", "", |d| {
+        format!("dhcpcd -f {d}/conf -c {d}/script -4 -1 -B -t 20 --noarp --noipv4ll -d eth0")
+    });
+}
+
+/// `client` (with config file `conf`, run by `cmd(dir)` in an isolated guest on the
+/// default network, its hook script at DIR/script) gets a lease that the list shows.
+fn client_gets_a_listed_lease(client: &str, mac: &str, conf: &str, cmd: impl Fn(&str) -> String) {
+    let mut lab = Lab::new();
+    let g = dhcp_guest(&mut lab, "virbr0", mac);
+    let dir = temp_dir(client, &lab.guests[g]);
+    let d = dir.display().to_string();
+    std::fs::write(dir.join("conf"), conf).expect("conf");
     std::fs::write(
         dir.join("script"),
         format!("#!/bin/sh\necho \"$reason $new_ip_address\" >> {d}/out\nexit 0\n"),
@@ -425,23 +416,17 @@ fn dhcpcd_gets_a_listed_lease() {
     let (ok, out) = isolated_client(
         &lab.guests[g],
         &dir,
-        &format!(
-            "chmod +x {d}/script; dhcpcd -f {d}/dhcpcd.conf -c {d}/script -4 -1 -B -t 20 \
-             --noarp --noipv4ll -d eth0"
-        ),
+        &format!("chmod +x {d}/script; {}", cmd(&d)),
     );
     let report = std::fs::read_to_string(dir.join("out")).unwrap_or_default();
     let _ = std::fs::remove_dir_all(&dir);
-    assert!(ok, "dhcpcd failed:\n{out}\n{}", lab.daemon.log());
+    assert!(ok, "{client} failed:\n{out}\n{}", lab.daemon.log());
     let addr = bound_address(&report, &["BOUND", "REBOOT"])
         .unwrap_or_else(|| panic!("no lease reported:\n{report}\n{out}"));
     assert_eq!(&addr.octets()[..3], &[192, 168, 122], "{addr}");
     assert_listed(&lab, mac, addr);
 }
 
-/// Reads the replies to port 68 that reach the guest's eth0 from a packet socket, as an
-/// old DHCP client does, for `secs` seconds; one line per reply: whether its UDP checksum
-/// is complete and correct, and whether the kernel marked it as still to be computed.
 const CHECKSUM_SNIFFER: &str = r#"
 import socket, struct, sys, time
 SOL_PACKET, PACKET_AUXDATA, TP_STATUS_CSUMNOTREADY = 263, 8, 8
