@@ -552,11 +552,17 @@ impl Netlink {
 
     /// The link called `name`, or `None`.
     pub async fn link(&self, name: &str) -> Result<Option<Link>, HostError> {
-        let msg = self
-            .get_link_message(LinkUnspec::new_with_name(name).build())
+        Ok(self
+            .link_message(name)
+            .await?
+            .as_ref()
+            .map(link_from_message))
+    }
+
+    async fn link_message(&self, name: &str) -> Result<Option<LinkMessage>, HostError> {
+        self.get_link_message(LinkUnspec::new_with_name(name).build())
             .await
-            .map_err(|n| n.into_error(format!("get link {name}")))?;
-        Ok(msg.as_ref().map(link_from_message))
+            .map_err(|n| n.into_error(format!("get link {name}")))
     }
 
     /// The link with this index, or `None`.
@@ -799,11 +805,11 @@ impl Netlink {
     /// The tun/tap facts of the link called `name`; `None` when there is no such
     /// link or it is not a tun/tap device.
     pub async fn tun_info(&self, name: &str) -> Result<Option<TunInfo>, HostError> {
-        let msg = self
-            .get_link_message(LinkUnspec::new_with_name(name).build())
-            .await
-            .map_err(|n| n.into_error(format!("get link {name}")))?;
-        Ok(msg.as_ref().and_then(tun_info_from_message))
+        Ok(self
+            .link_message(name)
+            .await?
+            .as_ref()
+            .and_then(tun_info_from_message))
     }
 
     /// The MACs a bridge forwards to its ports: learned and static entries, not
@@ -1063,26 +1069,8 @@ impl Netlink {
 
     /// Unicast routes of the main table, IPv4 and IPv6.
     pub async fn routes(&self) -> Result<Vec<Route>, HostError> {
-        let mut out = Vec::new();
-        for family in [AddressFamily::Inet, AddressFamily::Inet6] {
-            let mut req = RouteMessage::default();
-            req.header.address_family = family;
-            req.header.table = RouteHeader::RT_TABLE_MAIN;
-            let msgs = self
-                .request(
-                    RouteNetlinkMessage::GetRoute(req),
-                    NLM_F_REQUEST | NLM_F_DUMP,
-                )
-                .await
-                .map_err(|n| n.into_error("list routes"))?;
-            out.extend(msgs.iter().filter_map(|m| match m {
-                RouteNetlinkMessage::NewRoute(r) if r.header.kind == RouteType::Unicast => {
-                    route_from_message(r).filter(|r| r.table == TABLE_MAIN)
-                }
-                _ => None,
-            }));
-        }
-        Ok(out)
+        let msgs = self.main_route_messages().await?;
+        Ok(msgs.iter().filter_map(route_from_message).collect())
     }
 
     /// Adds a route; an identical one already present is not an error.
