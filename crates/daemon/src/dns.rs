@@ -295,6 +295,24 @@ impl Shell {
         }
     }
 
+    /// One UDP query that arrived on listener `socket`. An immediate answer leaves from
+    /// that socket; a forwarded query remembers it for the upstream's answer.
+    fn serve_udp(self: &Arc<Self>, bytes: &[u8], from: SocketAddr, socket: usize) {
+        match self.query(Peer::udp(from), bytes) {
+            Decision::Answer { to, bytes } if to == Peer::udp(from) => {
+                if let Some((s, _)) = self.udp.get(socket)
+                    && let Err(e) = s.try_send_to(&bytes, from)
+                {
+                    debug!(network = %self.name, "DNS answer to {from}: {e}");
+                }
+            }
+            d => {
+                self.note_udp_client(from, socket);
+                self.dispatch(d);
+            }
+        }
+    }
+
     fn query(&self, client: Peer, bytes: &[u8]) -> Decision {
         self.refresh_names();
         lock(&self.engine).handle_query(Instant::now(), client, bytes)
@@ -423,6 +441,30 @@ async fn read_frame(s: &mut (impl AsyncReadExt + Unpin)) -> Result<Option<Vec<u8
     Ok(Some(msg))
 }
 
+/// Queries read per wakeup once one has arrived: a burst is answered without a trip
+/// through the runtime (select, timer, epoll) per datagram, yet the timers and upstream
+/// answers get their turn after a bounded amount of work.
+const DRAIN_MAX: usize = 64;
+
+/// Answer what the listeners already hold, without waiting.
+fn drain_queries(shell: &Arc<Shell>, listeners: &[&UdpSocket], buf: &mut [u8]) {
+    let mut served = 0;
+    while served < DRAIN_MAX {
+        let mut any = false;
+        for (i, s) in listeners.iter().enumerate() {
+            // WouldBlock, or an error (ICMP feedback) that the next recv_any reports.
+            if let Ok((n, from)) = s.try_recv_from(buf) {
+                shell.serve_udp(&buf[..n], from, i);
+                served += 1;
+                any = true;
+            }
+        }
+        if !any {
+            return;
+        }
+    }
+}
+
 /// Wait for a datagram on any of `socks`: its length, sender and the socket's index.
 /// Polling starts at `first`, which the caller rotates so that a flood on one address
 /// cannot starve the others.
@@ -489,9 +531,8 @@ async fn run_udp(shell: Arc<Shell>) {
         tokio::select! {
             r = recv_any(&listeners, turn, &mut qbuf) => match r {
                 Ok((n, from, i)) => {
-                    shell.note_udp_client(from, i);
-                    let d = shell.query(Peer::udp(from), &qbuf[..n]);
-                    shell.dispatch(d);
+                    shell.serve_udp(&qbuf[..n], from, i);
+                    drain_queries(&shell, &listeners, &mut qbuf);
                 }
                 Err(e) => {
                     // E.g. ICMP feedback; do not spin on it.
