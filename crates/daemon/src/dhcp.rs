@@ -25,6 +25,7 @@ use nix::libc;
 use nix::sys::socket::{
     self, AddressFamily, ControlMessageOwned, MsgFlags, SockFlag, SockType, SockaddrIn, sockopt,
 };
+use std::collections::HashMap;
 use std::ffi::OsString;
 use std::fs::File;
 use std::io::{IoSliceMut, Write};
@@ -39,10 +40,17 @@ use tokio::io::unix::AsyncFd;
 use tokio::net::UdpSocket;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 /// With no lease or offer pending, the timer still wakes up now and then; harmless.
 const IDLE_WAKEUP: u64 = 3600;
+/// How long after its ARP probe the ACK of a fresh binding waits for a squatter's answer.
+/// Kea's ping-check hook waits 100 ms by default (ping-timeout) before it even offers;
+/// here the OFFER leaves at once and only the ACK waits, for what is left of the window.
+const PROBE_WAIT: Duration = Duration::from_millis(100);
+/// Bound on ACKs held at once; beyond it they leave without waiting (best effort, like
+/// the probes, whose rate limit keeps far fewer in the window anyway).
+const MAX_HELD: usize = 256;
 
 fn now() -> u64 {
     SystemTime::now()
@@ -330,6 +338,7 @@ async fn run(
     mut journal: Journal,
 ) {
     let mut buf = vec![0u8; 4096];
+    let mut holds = Holds::default();
     let mut drops = Drops {
         seen: 0,
         logged: 0,
@@ -350,6 +359,7 @@ async fn run(
         &replies,
         &mut arp,
         &mut journal,
+        &mut holds,
         std::mem::take(&mut effects),
     )
     .await;
@@ -364,6 +374,12 @@ async fn run(
                 None => std::future::pending().await,
             }
         };
+        let release = async {
+            match holds.next_release() {
+                Some(t) => tokio::time::sleep_until(t.into()).await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             r = sock.readable() => if let Err(e) = r {
                 warn!(network = %name, "DHCP socket on {bridge}: {e}");
@@ -371,17 +387,27 @@ async fn run(
                 continue;
             },
             () = arp_ready => {},
+            () = release => {},
             _ = tokio::time::sleep(wait) => {},
         }
         let mut recv_failed = false;
+        let due;
         {
             let t = now();
             let mut srv = lock(&server);
             // Claims first, so that a squatter's answer to a probe counts against a REQUEST
-            // arriving in the same batch.
+            // arriving in the same batch, and against the held ACKs released below.
             if let Some(a) = &mut arp {
                 a.drain(|ip, mac| effects.extend(srv.note_in_use(ip, mac, t)));
             }
+            for e in &effects {
+                if let Effect::Log(Event::Conflict { ip, .. }) = e
+                    && holds.drop_claimed(*ip) > 0
+                {
+                    warn!(network = %name, "held DHCPACK of {ip} not sent: the address is in use");
+                }
+            }
+            due = holds.take_due(Instant::now());
             // Group commit: everything the socket holds (up to BATCH) goes through the
             // engine, then one fsync covers every lease of the batch, then the replies go.
             for _ in 0..BATCH {
@@ -416,9 +442,13 @@ async fn run(
             &replies,
             &mut arp,
             &mut journal,
+            &mut holds,
             std::mem::take(&mut effects),
         )
         .await;
+        for h in due {
+            send_reply(&name, &sock, &replies, &h.bytes, h.to).await;
+        }
         drops.report(&name, &bridge);
         if recv_failed {
             // The socket may stay readable with the same error: do not spin on it.
@@ -527,15 +557,96 @@ fn ones_sum(b: &[u8]) -> u32 {
         .sum()
 }
 
+/// ACKs of fresh bindings held while the ARP probe for their address may still be
+/// answered (see the Conflicts section of crates/dhcp/src/lib.rs).
+#[derive(Default)]
+struct Holds {
+    /// When a probe for each address left. Only those younger than PROBE_WAIT matter;
+    /// older ones are pruned at every probe and wakeup, so the probe rate bounds the map.
+    probed: HashMap<Ipv4Addr, Instant>,
+    held: Vec<HeldAck>,
+}
+
+struct HeldAck {
+    ip: Ipv4Addr,
+    until: Instant,
+    bytes: Vec<u8>,
+    to: Destination,
+}
+
+impl Holds {
+    fn probed(&mut self, ip: Ipv4Addr, at: Instant) {
+        self.prune(at);
+        self.probed.insert(ip, at);
+    }
+
+    fn prune(&mut self, now: Instant) {
+        self.probed
+            .retain(|_, t| now.saturating_duration_since(*t) < PROBE_WAIT);
+    }
+
+    /// Until when an ACK binding `ip` must wait: the end of the window of a probe still
+    /// in flight; none when no probe was sent (rate limit, no ARP socket) or it is older.
+    fn hold_until(&self, ip: Ipv4Addr, now: Instant) -> Option<Instant> {
+        let until = *self.probed.get(&ip)? + PROBE_WAIT;
+        (until > now && self.held.len() < MAX_HELD).then_some(until)
+    }
+
+    /// Forget the ACKs held for `ip`, which another machine was seen using; how many.
+    fn drop_claimed(&mut self, ip: Ipv4Addr) -> usize {
+        self.probed.remove(&ip);
+        let before = self.held.len();
+        self.held.retain(|h| h.ip != ip);
+        before - self.held.len()
+    }
+
+    fn next_release(&self) -> Option<Instant> {
+        self.held.iter().map(|h| h.until).min()
+    }
+
+    /// The held ACKs due at `now`, in the order they were held.
+    fn take_due(&mut self, now: Instant) -> Vec<HeldAck> {
+        self.prune(now);
+        if self.held.iter().all(|h| h.until > now) {
+            return Vec::new();
+        }
+        let (due, wait) = std::mem::take(&mut self.held)
+            .into_iter()
+            .partition(|h| h.until <= now);
+        self.held = wait;
+        due
+    }
+}
+
+async fn send_reply(
+    name: &str,
+    sock: &UdpSocket,
+    replies: &Replies,
+    bytes: &[u8],
+    to: Destination,
+) {
+    // A client without an address cannot answer ARP. Broadcasting the reply reaches it
+    // without a packet socket, and clients accept broadcast replies.
+    let dest = match to {
+        Destination::Hardware { .. } => Ipv4Addr::BROADCAST,
+        other => other.ip(),
+    };
+    if let Err(e) = replies.send(sock, bytes, dest, to.port()).await {
+        warn!(network = %name, "DHCP send to {dest}: {e}");
+    }
+}
+
 /// Effects in order. Every journal line of the batch is written and made durable with
 /// one fsync before any reply goes out; if that fails, the replies that follow the first
-/// lease change are dropped and their clients retry.
+/// lease change are dropped and their clients retry. ACKs that must wait for a probe go
+/// to `holds` (after the fsync, like every reply).
 async fn carry_out(
     name: &str,
     sock: &UdpSocket,
     replies: &Replies,
     arp: &mut Option<arp::Socket>,
     journal: &mut Journal,
+    holds: &mut Holds,
     effects: Vec<Effect>,
 ) {
     let mut lines = String::new();
@@ -569,20 +680,32 @@ async fn carry_out(
         match e {
             Effect::Persist(_) => {}
             Effect::Send { .. } if !durable && first_persist.is_some_and(|p| i > p) => {}
-            Effect::Send { bytes, to } => {
-                // A client without an address cannot answer ARP. Broadcasting the reply
-                // reaches it without a packet socket, and clients accept broadcast replies.
-                let dest = match to {
-                    Destination::Hardware { .. } => Ipv4Addr::BROADCAST,
-                    other => other.ip(),
-                };
-                if let Err(e) = replies.send(sock, &bytes, dest, to.port()).await {
-                    warn!(network = %name, "DHCP send to {dest}: {e}");
+            Effect::Send {
+                bytes,
+                to,
+                after_probe,
+            } => {
+                let now = Instant::now();
+                if let Some(ip) = after_probe
+                    && let Some(until) = holds.hold_until(ip, now)
+                {
+                    debug!(network = %name, "DHCPACK of {ip} held {} ms for the ARP probe",
+                        until.saturating_duration_since(now).as_millis());
+                    holds.held.push(HeldAck {
+                        ip,
+                        until,
+                        bytes,
+                        to,
+                    });
+                    continue;
                 }
+                send_reply(name, sock, replies, &bytes, to).await;
             }
             Effect::Probe(ip) => {
-                if let Some(a) = arp {
-                    a.probe(ip);
+                if let Some(a) = arp
+                    && a.probe(ip)
+                {
+                    holds.probed(ip, Instant::now());
                 }
             }
             Effect::Log(ev) => log_event(name, &ev),
@@ -715,17 +838,20 @@ mod arp {
         }
 
         /// Broadcast an RFC 5227 probe (who-has `ip`, sender address 0.0.0.0, so that no
-        /// neighbour cache learns anything from it), unless over the rate.
-        pub fn probe(&mut self, ip: Ipv4Addr) {
+        /// neighbour cache learns anything from it), unless over the rate. Whether it was
+        /// sent.
+        pub fn probe(&mut self, ip: Ipv4Addr) -> bool {
             let now = Instant::now();
             let dt = now.duration_since(self.refilled).as_secs_f64();
             self.tokens = (self.tokens + dt * PROBES_PER_SEC).min(PROBE_BURST);
             self.refilled = now;
             if self.tokens < 1.0 {
-                return;
+                return false;
             }
             self.tokens -= 1.0;
-            let Some(mac) = self.own_mac() else { return };
+            let Some(mac) = self.own_mac() else {
+                return false;
+            };
             let frame = probe_frame(mac, ip);
             // SAFETY: send(2) of a buffer of the length given.
             let n = unsafe {
@@ -742,7 +868,9 @@ mod arp {
                     self.bridge,
                     io::Error::last_os_error()
                 );
+                return false;
             }
+            true
         }
 
         fn own_mac(&mut self) -> Option<[u8; 6]> {
@@ -850,6 +978,51 @@ mod arp {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn held(holds: &mut Holds, ip: Ipv4Addr, now: Instant) -> bool {
+        let Some(until) = holds.hold_until(ip, now) else {
+            return false;
+        };
+        holds.held.push(HeldAck {
+            ip,
+            until,
+            bytes: vec![ip.octets()[3]],
+            to: Destination::Broadcast,
+        });
+        true
+    }
+
+    #[test]
+    fn acks_wait_only_for_probes_in_flight_and_claims_drop_them() {
+        let (a, b, c) = (
+            Ipv4Addr::new(10, 0, 0, 2),
+            Ipv4Addr::new(10, 0, 0, 3),
+            Ipv4Addr::new(10, 0, 0, 4),
+        );
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let mut h = Holds::default();
+        assert!(!held(&mut h, a, t0), "no probe sent: no wait");
+        h.probed(a, t0);
+        h.probed(b, t0 + ms(10));
+        h.probed(c, t0 + ms(20));
+        assert!(held(&mut h, a, t0 + ms(1)));
+        assert!(held(&mut h, b, t0 + ms(11)));
+        assert!(held(&mut h, c, t0 + ms(21)));
+        assert_eq!(h.next_release(), Some(t0 + PROBE_WAIT));
+        // A claim for b drops its ACK; the others leave at the end of their windows.
+        assert_eq!(h.drop_claimed(b), 1);
+        assert!(h.take_due(t0 + ms(99)).is_empty());
+        let due = h.take_due(t0 + ms(100));
+        assert_eq!(due.iter().map(|d| d.ip).collect::<Vec<_>>(), vec![a]);
+        assert_eq!(h.next_release(), Some(t0 + ms(120)));
+        assert_eq!(h.take_due(t0 + ms(200)).len(), 1);
+        assert_eq!(h.next_release(), None);
+        // A probe older than the window is forgotten, and holds nothing.
+        assert!(h.probed.is_empty(), "pruned once past the window");
+        h.probed(a, t0 + ms(200));
+        assert!(!held(&mut h, a, t0 + ms(300)));
+    }
 
     #[test]
     fn raw_replies_carry_a_verifiable_udp_checksum() {

@@ -7,6 +7,9 @@ use kvnet_api::Request;
 use kvnet_host::testns::TestNs;
 use lab::*;
 use std::net::Ipv4Addr;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 const MAC: &str = "52:54:00:12:34:56";
 
@@ -245,6 +248,207 @@ fn a_squatter_on_the_bridge_never_gets_its_address_handed_out() {
     );
     let (ok, out) = lab.cli(&["net-dhcp-leases", "default"]);
     assert!(ok && !out.contains("52:54:00:aa:00"), "{out}");
+}
+
+/// Whether `f` is an Ethernet/IPv4/UDP frame to port 67 carrying a DHCPREQUEST.
+fn is_dhcp_request(f: &[u8]) -> bool {
+    if f.len() < 14 + 20 + 8 + 240 || f[12..14] != [8, 0] || f[23] != 17 {
+        return false;
+    }
+    let udp = 14 + usize::from(f[14] & 0x0f) * 4;
+    if f.len() < udp + 8 + 240 || f[udp + 2..udp + 4] != 67u16.to_be_bytes() {
+        return false;
+    }
+    // Options after the BOOTP header and magic cookie: option 53 (message type) = 3.
+    let mut opts = &f[udp + 8 + 240..];
+    while let [code, rest @ ..] = opts {
+        match *code {
+            0 => opts = rest,
+            255 => return false,
+            _ => {
+                let [len, rest @ ..] = rest else { return false };
+                let len = usize::from(*len);
+                if rest.len() < len {
+                    return false;
+                }
+                if *code == 53 && len == 1 && rest[0] == 3 {
+                    return true;
+                }
+                opts = &rest[len..];
+            }
+        }
+    }
+    false
+}
+
+/// A slow squatter on the namespace's eth0: it answers ARP who-has for `target` with
+/// `mac`, no sooner than `delay` after the question and than `delay / 3` after the
+/// client's DHCPREQUEST went by (so that the server has handled the REQUEST when the
+/// answer comes), but at most `max_delay` after the question. Runs until `stop` is set;
+/// `ready` is called once it listens. Run it inside the squatter's namespace.
+fn slow_arp_responder(
+    target: Ipv4Addr,
+    mac: [u8; 6],
+    (delay, max_delay): (Duration, Duration),
+    stop: &AtomicBool,
+    ready: impl FnOnce(),
+) {
+    use nix::libc;
+    const ETH_P_ALL: u16 = 0x0003;
+    let ifindex = nix::net::if_::if_nametoindex("eth0").expect("eth0");
+    // SAFETY: plain socket(2); checked below.
+    let fd = unsafe {
+        libc::socket(
+            libc::AF_PACKET,
+            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+            i32::from(ETH_P_ALL.to_be()),
+        )
+    };
+    assert!(
+        fd >= 0,
+        "packet socket: {}",
+        std::io::Error::last_os_error()
+    );
+    // SAFETY: a fresh descriptor that nothing else owns.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    // SAFETY: sockaddr_ll is plain data; all-zero is a valid value.
+    let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+    sll.sll_family = libc::AF_PACKET as u16;
+    sll.sll_protocol = ETH_P_ALL.to_be();
+    sll.sll_ifindex = ifindex as i32;
+    // SAFETY: a valid sockaddr_ll and its size.
+    let r = unsafe {
+        libc::bind(
+            fd.as_raw_fd(),
+            (&sll as *const libc::sockaddr_ll).cast(),
+            std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+        )
+    };
+    assert!(r == 0, "bind: {}", std::io::Error::last_os_error());
+    // A short receive timeout: the answer is due at a time, and `stop` must be seen soon.
+    let tv = nix::sys::time::TimeVal::new(0, 1_000);
+    nix::sys::socket::setsockopt(&fd, nix::sys::socket::sockopt::ReceiveTimeout, &tv)
+        .expect("SO_RCVTIMEO");
+    ready();
+    let mut buf = [0u8; 1600];
+    // The question being delayed.
+    struct Question {
+        at: Instant,
+        asker_mac: [u8; 6],
+        asker_ip: [u8; 4],
+        /// When the client's REQUEST went by since.
+        request: Option<Instant>,
+    }
+    let mut pending: Option<Question> = None;
+    while !stop.load(Ordering::SeqCst) {
+        if let Some(Question {
+            at,
+            asker_mac,
+            asker_ip,
+            request,
+        }) = pending
+        {
+            let waited = at.elapsed();
+            let after_request = request.is_some_and(|r| r.elapsed() >= delay / 3);
+            if (after_request && waited >= delay) || waited >= max_delay {
+                let mut reply = [0u8; 42];
+                reply[..6].copy_from_slice(&asker_mac);
+                reply[6..12].copy_from_slice(&mac);
+                reply[12..14].copy_from_slice(&[8, 6]);
+                reply[14..22].copy_from_slice(&[0, 1, 8, 0, 6, 4, 0, 2]);
+                reply[22..28].copy_from_slice(&mac);
+                reply[28..32].copy_from_slice(&target.octets());
+                reply[32..38].copy_from_slice(&asker_mac);
+                reply[38..42].copy_from_slice(&asker_ip);
+                // SAFETY: send(2) of a buffer of the length given.
+                unsafe { libc::send(fd.as_raw_fd(), reply.as_ptr().cast(), reply.len(), 0) };
+                pending = None;
+            }
+        }
+        // SAFETY: recv(2) into a buffer of the length given.
+        let n = unsafe { libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+        let Ok(n) = usize::try_from(n) else { continue };
+        let f = &buf[..n];
+        // Ethernet/IPv4 ARP request (op 1) for the target address.
+        if n >= 42
+            && f[12..14] == [8, 6]
+            && f[14..22] == [0, 1, 8, 0, 6, 4, 0, 1]
+            && f[38..42] == target.octets()
+        {
+            if pending.is_none() {
+                let asker_mac = f[22..28].try_into().expect("6 bytes");
+                let asker_ip = f[28..32].try_into().expect("4 bytes");
+                pending = Some(Question {
+                    at: Instant::now(),
+                    asker_mac,
+                    asker_ip,
+                    request: None,
+                });
+            }
+        } else if let Some(q) = &mut pending
+            && q.request.is_none()
+            && is_dhcp_request(f)
+        {
+            q.request = Some(Instant::now());
+        }
+    }
+}
+
+#[test]
+fn a_slow_squatter_still_never_gets_its_address_handed_out() {
+    if !have_busybox("a_slow_squatter_still_never_gets_its_address_handed_out") {
+        return;
+    }
+    let mut lab = Lab::new();
+    // A machine using the first address of the range without having it configured (so
+    // the kernel does not answer for it): its answers to ARP come 30 ms late, and after
+    // the client's REQUEST. The ACK must wait for them.
+    let squat = lab.guest("virbr0", "", "");
+    ip(
+        &lab.guests[squat],
+        "link set eth0 address 52:54:00:aa:00:09",
+    );
+    let g = dhcp_guest(&mut lab, "virbr0", MAC);
+    let target = Ipv4Addr::new(192, 168, 122, 2);
+    let stop = AtomicBool::new(false);
+    let got = std::thread::scope(|s| {
+        let (lab, stop) = (&lab, &stop);
+        let (tx, rx) = std::sync::mpsc::channel();
+        let responder = s.spawn(move || {
+            lab.guests[squat].run(|| {
+                // Both well inside the 100 ms the server waits for a probe's answer.
+                slow_arp_responder(
+                    target,
+                    [0x52, 0x54, 0, 0xaa, 0, 0x09],
+                    (Duration::from_millis(30), Duration::from_millis(70)),
+                    stop,
+                    || tx.send(()).expect("ready"),
+                )
+            })
+        });
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            rx.recv().expect("ARP responder listening");
+            udhcpc(&lab.guests[g]).ip
+        }));
+        // Stopped whatever happened; its own failure, if any, says the most.
+        stop.store(true, Ordering::SeqCst);
+        if let Err(p) = responder.join() {
+            std::panic::resume_unwind(p);
+        }
+        r.unwrap_or_else(|p| std::panic::resume_unwind(p))
+    });
+    let log = lab.daemon.log();
+    assert_ne!(got, target, "{log}");
+    assert!(
+        log.contains("192.168.122.2 of 52:54:00:12:34:56 is in use by 52:54:00:aa:00:09"),
+        "{log}"
+    );
+    assert!(
+        log.contains("held DHCPACK of 192.168.122.2 not sent"),
+        "{log}"
+    );
+    let (ok, out) = lab.cli(&["net-dhcp-leases", "default"]);
+    assert!(ok && !out.contains("192.168.122.2/"), "{out}");
 }
 
 #[test]

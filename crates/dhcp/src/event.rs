@@ -16,15 +16,26 @@ pub enum Effect {
     /// before carrying out any later `Send` of the same batch.
     Persist(LeaseRecord),
     /// A complete DHCP message (UDP payload) from our server address, port 67.
+    ///
+    /// `after_probe` is set on the ACK that binds an address the client did not hold as
+    /// an active lease (a fresh binding): if the shell sent an ARP probe for that address
+    /// moments ago and its answer may still be on the way, it should hold this ACK until
+    /// the probe settles, and drop it if a claim for the address meanwhile makes
+    /// [`crate::Server::note_in_use`] report a [`Event::Conflict`] (the engine has then
+    /// abandoned the lease; the client retries, is NAKed and starts over). The wait is
+    /// the shell's to choose, as the engine has no clock finer than seconds. `None` on
+    /// every other reply: OFFERs, NAKs, INFORM answers, renewals.
     Send {
         bytes: Vec<u8>,
         to: Destination,
+        after_probe: Option<Ipv4Addr>,
     },
     Log(Event),
     /// The address is about to be offered to a client that does not hold it: ask the
     /// bridge whether another machine uses it (an ARP probe, RFC 5227), without waiting.
     /// A claim seen in return goes to [`crate::Server::note_in_use`]. Best effort: the
-    /// shell may skip probes to bound their rate.
+    /// shell may skip probes to bound their rate. The ACK that later binds the address
+    /// names it in `Send::after_probe`.
     Probe(Ipv4Addr),
 }
 

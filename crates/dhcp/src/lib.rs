@@ -12,6 +12,7 @@
 //!            |  server.expire(now)             // the timer from next_deadline() fired
 //!            |  server.note_in_use(ip, mac, now); // ARP/neighbour/traffic sighting
 //!     for e in effects { run(e) }              // strictly in order, see below
+//!     send the held ACKs whose probe settled   // see Conflicts
 //! }
 //! ```
 //!
@@ -48,12 +49,20 @@
 //! reject (libvirt adds a CHECKSUM-fill rule for the same reason). Replies leave from
 //! [`Config::server_ip`], port 67.
 //!
-//! **Conflicts.** The engine never waits (dnsmasq pings for 3 s before an offer).
-//! Instead it returns [`Effect::Probe`] before offering an address the client does not
-//! hold, the shell asks the bridge (ARP) without waiting, and reports every address it sees
-//! in use (ARP answers and announcements, the kernel's neighbour table) with
+//! **Conflicts.** OFFERs never wait (dnsmasq pings for 3 s before an offer). Instead the
+//! engine returns [`Effect::Probe`] before offering an address the client does not hold,
+//! the shell asks the bridge (ARP) without waiting, and reports every address it sees in
+//! use (ARP answers and announcements, the kernel's neighbour table) with
 //! [`Server::note_in_use`]; allocation skips them, a REQUEST for one is NAKed, and an offer
-//! or lease that turns out to collide is abandoned.
+//! or lease that turns out to collide is abandoned. Clients send their REQUEST about a
+//! millisecond after the OFFER, before a slow squatter's answer, so the ACK of a fresh
+//! binding (an address the client did not hold as an active lease) names that address in
+//! `Send::after_probe`: the shell holds it, after the journal write, until 100 ms after
+//! the probe it sent for the address, and drops it if `note_in_use` meanwhile reports a
+//! [`Event::Conflict`] for the address (the client retries, is NAKed and starts over).
+//! The engine keeps no sub-second clock: the shell times the wait, and sends at once when
+//! it sent no probe for the address (rate limit, no ARP socket) or the probe is older
+//! than that. Other replies never wait.
 //!
 //! # Mapping from the network XML
 //!

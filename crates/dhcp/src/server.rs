@@ -439,6 +439,7 @@ impl Server {
         out.push(Effect::Send {
             bytes,
             to: destination(req, ip, false),
+            after_probe: None,
         });
         out.push(Effect::Log(Event::Offer { ip, mac: c.mac }));
     }
@@ -510,6 +511,7 @@ impl Server {
                 out.push(Effect::Send {
                     bytes,
                     to: destination(req, ip, true),
+                    after_probe: None,
                 });
                 out.push(Effect::Log(Event::Nak {
                     ip,
@@ -530,6 +532,12 @@ impl Server {
         ip: Ipv4Addr,
         host: Option<&StaticHost>,
     ) {
+        // A fresh binding: the address may have been probed with the OFFER moments ago,
+        // and the ACK must not outrun a squatter's answer.
+        let fresh = !self
+            .leases
+            .get(ip)
+            .is_some_and(|r| r.is_active(now) && c.owns(r));
         // One client, one address: free any other binding before creating this one, so
         // no prefix of the journal ever shows the client on two addresses.
         let others: Vec<Ipv4Addr> = self
@@ -578,6 +586,7 @@ impl Server {
         out.push(Effect::Send {
             bytes,
             to: destination(req, ip, false),
+            after_probe: fresh.then_some(ip),
         });
         out.push(Effect::Log(Event::Ack {
             ip,
@@ -664,6 +673,7 @@ impl Server {
         out.push(Effect::Send {
             bytes,
             to: destination(req, ip, false),
+            after_probe: None,
         });
         out.push(Effect::Log(Event::Inform { ip, mac: c.mac }));
     }

@@ -555,6 +555,46 @@ fn offers_of_addresses_the_client_does_not_hold_are_probed_first() {
     assert_eq!((o.yiaddr(), o.probes.clone()), (ip(12), vec![ip(12)]));
 }
 
+#[test]
+fn only_acks_of_fresh_bindings_wait_for_the_probe() {
+    let mut s = server(&small_net(10, 12, "", ""));
+    let o = send(&mut s, NOW, Pkt::discover(mac(1)));
+    assert_eq!(o.after_probe, vec![None], "OFFERs never wait");
+    // The first ACK of an address names it: the shell holds it while the probe sent with
+    // the OFFER may still be answered.
+    let ack = send(&mut s, NOW, Pkt::select(mac(1), ip(10)));
+    assert_eq!(ack.kind(), MessageType::Ack);
+    assert_eq!(ack.after_probe, vec![Some(ip(10))]);
+    // The holder asking again (a retransmitted REQUEST, INIT-REBOOT, renewal, rebinding)
+    // already has the address: nothing to wait for.
+    for p in [
+        Pkt::select(mac(1), ip(10)),
+        Pkt::init_reboot(mac(1), ip(10)),
+        Pkt::renew(mac(1), ip(10)),
+        Pkt::renew(mac(1), ip(10)).broadcast(),
+    ] {
+        let r = send(&mut s, NOW + 1, p);
+        assert_eq!(r.kind(), MessageType::Ack);
+        assert_eq!(r.after_probe, vec![None]);
+    }
+    // A NAK and an INFORM answer bind nothing.
+    let nak = send(&mut s, NOW + 1, Pkt::init_reboot(mac(2), ip(10)));
+    assert_eq!(nak.kind(), MessageType::Nak);
+    assert_eq!(nak.after_probe, vec![None]);
+    let inf = send(&mut s, NOW + 1, Pkt::inform(mac(3), ip(11)));
+    assert_eq!(inf.kind(), MessageType::Ack);
+    assert_eq!(inf.after_probe, vec![None]);
+    // A client moving to another address binds it afresh; so does one whose lease ran
+    // out or was released.
+    let moved = send(&mut s, NOW + 2, Pkt::init_reboot(mac(1), ip(12)));
+    assert_eq!(moved.kind(), MessageType::Ack);
+    assert_eq!(moved.after_probe, vec![Some(ip(12))]);
+    send(&mut s, NOW + 3, Pkt::release(mac(1), ip(12)));
+    let back = send(&mut s, NOW + 4, Pkt::init_reboot(mac(1), ip(12)));
+    assert_eq!(back.kind(), MessageType::Ack);
+    assert_eq!(back.after_probe, vec![Some(ip(12))]);
+}
+
 fn big_net() -> String {
     "<network><name>big</name><forward mode='nat'/>
   <ip address='192.168.122.1' prefix='16'><dhcp>

@@ -218,6 +218,7 @@ fn run(acts: Vec<Step>) -> Result<(), TestCaseError> {
                     let o = Out::of(vec![Effect::Send {
                         bytes,
                         to: kvnet_dhcp::Destination::Broadcast,
+                        after_probe: None,
                     }]);
                     let r = o.reply();
                     let g = &mut guests[c];

@@ -143,6 +143,8 @@ impl Pkt {
 pub struct Out {
     pub effects: Vec<Effect>,
     pub sends: Vec<(Message, Destination)>,
+    /// `after_probe` of each send, in the same order.
+    pub after_probe: Vec<Option<std::net::Ipv4Addr>>,
     pub persists: Vec<LeaseRecord>,
     pub logs: Vec<Event>,
     pub probes: Vec<std::net::Ipv4Addr>,
@@ -154,11 +156,16 @@ impl Out {
         for e in &effects {
             match e {
                 Effect::Persist(r) => o.persists.push(r.clone()),
-                Effect::Send { bytes, to } => {
+                Effect::Send {
+                    bytes,
+                    to,
+                    after_probe,
+                } => {
                     assert!(bytes.len() >= 300, "replies are padded to BOOTP size");
                     let m = Message::decode(&mut Decoder::new(bytes)).expect("reply decodes");
                     assert_eq!(m.opcode(), Opcode::BootReply);
                     o.sends.push((m, *to));
+                    o.after_probe.push(*after_probe);
                 }
                 Effect::Log(ev) => o.logs.push(ev.clone()),
                 Effect::Probe(ip) => o.probes.push(*ip),
