@@ -73,6 +73,8 @@ pub fn encode_ra(cfg: &Config, shutdown: bool) -> Vec<u8> {
 pub struct Solicitation {
     /// The Source Link-Layer Address option, if present with an Ethernet address.
     pub source_mac: Option<MacAddr>,
+    /// A Source Link-Layer Address option of any length is present.
+    pub has_source_lla: bool,
 }
 
 /// Why a received message is not a valid Router Solicitation.
@@ -105,6 +107,7 @@ pub fn parse_solicit(bytes: &[u8]) -> Result<Solicitation, RsError> {
         return Err(RsError::BadCode(bytes[1]));
     }
     let mut source_mac = None;
+    let mut has_source_lla = false;
     let mut rest = &bytes[8..];
     while !rest.is_empty() {
         let [kind, len, ..] = *rest else {
@@ -114,14 +117,20 @@ pub fn parse_solicit(bytes: &[u8]) -> Result<Solicitation, RsError> {
         if len == 0 || len > rest.len() {
             return Err(RsError::BadOption);
         }
-        if kind == OPT_SOURCE_LLA && len == 8 {
-            let mut mac = [0u8; 6];
-            mac.copy_from_slice(&rest[2..8]);
-            source_mac = Some(MacAddr(mac));
+        if kind == OPT_SOURCE_LLA {
+            has_source_lla = true;
+            if len == 8 {
+                let mut mac = [0u8; 6];
+                mac.copy_from_slice(&rest[2..8]);
+                source_mac = Some(MacAddr(mac));
+            }
         }
         rest = &rest[len..];
     }
-    Ok(Solicitation { source_mac })
+    Ok(Solicitation {
+        source_mac,
+        has_source_lla,
+    })
 }
 
 /// The checks that need what the kernel tells about the packet: a solicitation must
@@ -136,7 +145,7 @@ pub fn validate_solicit(
         return Err(RsError::HopLimit(hop_limit));
     }
     let rs = parse_solicit(bytes)?;
-    if from.is_unspecified() && rs.source_mac.is_some() {
+    if from.is_unspecified() && rs.has_source_lla {
         return Err(RsError::UnspecifiedWithSourceLla);
     }
     Ok(rs)

@@ -203,13 +203,28 @@ const LL: Ipv6Addr = Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 2);
 fn solicitations_parse() {
     assert_eq!(
         parse_solicit(&[133, 0, 0x12, 0x34, 0, 0, 0, 0]),
-        Ok(Solicitation { source_mac: None })
+        Ok(Solicitation {
+            source_mac: None,
+            has_source_lla: false
+        })
     );
     let with_lla = [133, 0, 0, 0, 0, 0, 0, 0, 1, 1, 2, 3, 4, 5, 6, 7];
     assert_eq!(
         parse_solicit(&with_lla),
         Ok(Solicitation {
-            source_mac: Some(MacAddr([2, 3, 4, 5, 6, 7]))
+            source_mac: Some(MacAddr([2, 3, 4, 5, 6, 7])),
+            has_source_lla: true
+        })
+    );
+    // A link-layer address that is not Ethernet's: present, but no MAC.
+    let long_lla = [
+        133, 0, 0, 0, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    ];
+    assert_eq!(
+        parse_solicit(&long_lla),
+        Ok(Solicitation {
+            source_mac: None,
+            has_source_lla: true
         })
     );
     // Unknown options are skipped.
@@ -243,6 +258,13 @@ fn solicitations_need_hop_limit_255_and_no_lla_from_unspecified() {
     assert!(validate_solicit(Ipv6Addr::UNSPECIFIED, 255, &rs).is_ok());
     assert_eq!(
         validate_solicit(Ipv6Addr::UNSPECIFIED, 255, &with_lla),
+        Err(RsError::UnspecifiedWithSourceLla)
+    );
+    let long_lla = [
+        133, 0, 0, 0, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    ];
+    assert_eq!(
+        validate_solicit(Ipv6Addr::UNSPECIFIED, 255, &long_lla),
         Err(RsError::UnspecifiedWithSourceLla)
     );
 }
