@@ -101,8 +101,8 @@ impl Engine {
         Ok(rs)
     }
 
-    /// The RA to send now, if one is due. The schedule moves on as if it was sent; call
-    /// [`Engine::on_send_failed`] at once if it was not.
+    /// The RA to send now, if one is due. The schedule moves on as if it was sent;
+    /// report the outcome with [`Engine::on_sent`] or [`Engine::on_send_failed`].
     pub fn poll(&mut self, now: Instant) -> Option<Vec<u8>> {
         if now < self.next_deadline() {
             return None;
