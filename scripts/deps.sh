@@ -8,9 +8,10 @@ set -euo pipefail
 run_pkgs=(nftables iproute2 procps libcap2-bin)
 # busybox-static (not busybox, they conflict) gives the DHCP tests `busybox udhcpc` and
 # the QEMU guests their whole userland; cpio and gzip build the guests' initramfs;
-# isc-dhcp-client and dhcpcd-base are the other real DHCP clients the tests run.
+# isc-dhcp-client and dhcpcd-base are the other real DHCP clients the tests run; ndisc6
+# gives the router advertisement tests rdisc6, which solicits and prints an RA's fields.
 test_pkgs=(iputils-ping python3 busybox-static dnsutils qemu-system-x86 cpio gzip
-  isc-dhcp-client dhcpcd-base)
+  isc-dhcp-client dhcpcd-base ndisc6)
 mode="${1:-run}"
 want=("${run_pkgs[@]}")
 [ "$mode" = test ] && want+=("${test_pkgs[@]}")

@@ -9,6 +9,7 @@ mod manager;
 mod paths;
 mod plan;
 mod ports;
+mod ra;
 mod server;
 mod store;
 mod teardown;

@@ -6,6 +6,7 @@ use crate::dataplane::{self, Dataplane};
 use crate::dhcp;
 use crate::dns;
 use crate::paths::Paths;
+use crate::ra;
 use crate::teardown::{Job, Reaper};
 use crate::{plan, ports, store};
 use anyhow::{Context, Result, anyhow, bail};
@@ -64,6 +65,8 @@ pub struct Manager {
     dhcp: BTreeMap<String, dhcp::Service>,
     /// DNS services of active networks, by network name.
     dns: BTreeMap<String, dns::Service>,
+    /// Router advertisement services of active networks with IPv6, by network name.
+    ra: BTreeMap<String, ra::Service>,
     /// Registered guest ports, by network name (ports.rs).
     pub(crate) ports: BTreeMap<String, Vec<ports::PortRec>>,
 }
@@ -94,6 +97,7 @@ impl Manager {
             nets: BTreeMap::new(),
             dhcp: BTreeMap::new(),
             dns: BTreeMap::new(),
+            ra: BTreeMap::new(),
             ports: BTreeMap::new(),
         };
         m.ports = ports::load_all(&m.paths)?;
@@ -211,7 +215,10 @@ impl Manager {
         self.reconcile_firewall_at_start();
         let live: Vec<Network> = self.active().into_iter().cloned().collect();
         for net in &live {
-            for w in self.start_dhcp(net).into_iter().chain(self.start_dns(net)) {
+            let mut warnings: Vec<String> = self.start_dhcp(net).into_iter().collect();
+            warnings.extend(self.start_dns(net));
+            warnings.extend(self.start_ra(net));
+            for w in warnings {
                 error!("{w}");
             }
         }
@@ -260,6 +267,49 @@ impl Manager {
                     warn!("{w}");
                 }
                 self.sync_local_addrs();
+            }
+            (None, false) => {}
+        }
+    }
+
+    /// Send router advertisements on `net` if it has IPv6 addresses. Like DHCP, a
+    /// failure leaves the network up and is returned as a warning.
+    fn start_ra(&mut self, net: &Network) -> Option<String> {
+        let br = plan::bridge_name(net).filter(|_| net.is_l3())?;
+        match ra::Service::start(net, br) {
+            Ok(Some(svc)) => {
+                info!(network = %net.name, "router advertisements on {br}");
+                self.ra.insert(net.name.clone(), svc);
+                None
+            }
+            Ok(None) => None,
+            Err(e) => Some(format!(
+                "network '{}': router advertisements not started: {e:#}",
+                net.name
+            )),
+        }
+    }
+
+    /// After a live update: hand the RA service the new definition, or start it, or
+    /// stop it (with a final RA) when the update removed the last IPv6 address.
+    fn sync_ra(&mut self, net: &Network) {
+        let name = &net.name;
+        match (self.ra.get(name), ra::enabled(net)) {
+            (Some(svc), true) => {
+                if let Err(e) = svc.reconfigure(net) {
+                    warn!(network = %name, "router advertisements keep their previous settings: {e:#}");
+                }
+            }
+            (Some(_), false) => {
+                if let Some(svc) = self.ra.remove(name) {
+                    svc.stop();
+                }
+                info!(network = %name, "router advertisements stopped");
+            }
+            (None, true) => {
+                if let Some(w) = self.start_ra(net) {
+                    warn!("{w}");
+                }
             }
             (None, false) => {}
         }
@@ -675,6 +725,7 @@ impl Manager {
         warnings.extend(self.start_dhcp(&net));
         let t_dhcp = t0.elapsed();
         warnings.extend(self.start_dns(&net));
+        warnings.extend(self.start_ra(&net));
         let t_dns = t0.elapsed();
         let obj = self
             .nets
@@ -687,7 +738,7 @@ impl Manager {
         warnings.extend(self.replug_ports(&name).await);
         debug!(
             network = %name,
-            "DHCP {:?}, DNS {:?}, local addresses {:?}, ports {:?}",
+            "DHCP {:?}, DNS and RA {:?}, local addresses {:?}, ports {:?}",
             t_dhcp - t_net,
             t_dns - t_dhcp,
             t_sync - t_dns,
@@ -712,6 +763,12 @@ impl Manager {
             .ok_or_else(|| anyhow!("network '{name}' is not active"))?;
         let owns = obj.owns_bridge;
         let transient = obj.def.is_none();
+        // While the bridge and its ports are still up: the final RA withdraws the
+        // guests' default route through us.
+        if let Some(svc) = self.ra.remove(name) {
+            svc.stop();
+            info!(network = %name, "router advertisements stopped");
+        }
         // Leases stay in the journal for the next start, as libvirt keeps them.
         if self.dhcp.remove(name).is_some() {
             info!(network = %name, "DHCP server stopped");
@@ -923,6 +980,7 @@ impl Manager {
             o.live = Some(l.clone());
             self.sync_dhcp(&l);
             self.sync_dns(&l);
+            self.sync_ra(&l);
         }
         info!(network = %name, "updated ({}{})", if live { "live " } else { "" }, if config { "config" } else { "" });
         Ok(())
