@@ -2,7 +2,7 @@
 # DHCPv4 under load, side by side in one run: kvnetd's DHCP server vs dnsmasq configured the
 # way libvirt configures it (its conf lines, --leasefile-ro, a dhcp-script), with perfdhcp.
 #   bench/dhcp.sh [--secs N] [--rates "R1 R2 ..."] [--clients N] [--no-ping-only] [--deadline S]
-#                 [--range 10.77.A.B-10.77.C.D] [--generators N] [--rcvbuf BYTES]
+#                 [--range 10.77.A.B-10.77.C.D] [--generators N] [--rcvbuf BYTES] [--nice N]
 # For each server the rate asked (perfdhcp -r) steps up through --rates, each step on a fresh
 # server (no leases), until a step loses more than 1 %; the highest step without a single
 # drop is the server's zero-drop rate. "DORA/s" = ACKs received / test period (perfdhcp's
@@ -20,6 +20,9 @@
 # the kernel's default of 208 KiB) gives perfdhcp's sockets that buffer through an
 # LD_PRELOAD shim (bench/shim/rcvbuf.c): the usual tuning is net.core.rmem_default, and
 # /proc/sys is read-only here. Both servers are measured with the same generators.
+# --nice N runs the generators at that niceness: on a machine where they share the cores
+# with the server, the server then gets the CPU it needs first, as it would if the load
+# came from other machines (the generators still get everything the server leaves).
 # --generators N: N perfdhcp processes, each in a client namespace of its own with its own
 # veth, giaddr (10.77.0.5, .6, ...) and client MACs, each asking RATE/N; their counts are
 # summed. One perfdhcp saturates its socket and a core near 5,000 exchanges/s.
@@ -28,7 +31,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export LC_ALL=C
 SECS=10 CLIENTS=10000 PINGON=1 DEADLINE=1500 RANGE=10.77.0.10-10.77.255.250 GENS=1
-RCVBUF=4194304
+RCVBUF=4194304 NICE=0
 RATES="100 250 500 750 1000 1500 2000 3000 4000 6000 8000 12000 16000"
 PING_RATES="10 25 50 100"
 while [ $# -gt 0 ]; do
@@ -41,11 +44,13 @@ while [ $# -gt 0 ]; do
     --range) RANGE=$2; shift 2 ;;  # within 10.77.0.0/16, both servers
     --generators) GENS=$2; shift 2 ;;
     --rcvbuf) RCVBUF=$2; shift 2 ;;
-    *) echo "usage: $0 [--secs N] [--rates \"R1 R2 ...\"] [--clients N] [--no-ping-only] [--deadline S] [--range A-B] [--generators N] [--rcvbuf BYTES]" >&2; exit 2 ;;
+    --nice) NICE=$2; shift 2 ;;
+    *) echo "usage: $0 [--secs N] [--rates \"R1 R2 ...\"] [--clients N] [--no-ping-only] [--deadline S] [--range A-B] [--generators N] [--rcvbuf BYTES] [--nice N]" >&2; exit 2 ;;
   esac
 done
 [[ $GENS =~ ^[1-9]$ ]] || { echo "--generators must be 1..9" >&2; exit 2; }
 [[ $RCVBUF =~ ^[0-9]+$ ]] || { echo "--rcvbuf must be a number of bytes" >&2; exit 2; }
+[[ $NICE =~ ^[0-9]+$ && $NICE -le 19 ]] || { echo "--nice must be 0..19" >&2; exit 2; }
 RS=${RANGE%-*} RE=${RANGE#*-}
 [[ $RS =~ ^10\.77\.[0-9]+\.[0-9]+$ && $RE =~ ^10\.77\.[0-9]+\.[0-9]+$ ]] || { echo "--range must be within 10.77.0.0/16" >&2; exit 2; }
 # addresses in the range: dnsmasq's dhcp-lease-max, as libvirt computes it
@@ -194,7 +199,7 @@ rcvbuf_errs() { ip netns exec "$1" awk '/^Udp:/ {n++; if (n == 1) for (i = 1; i 
 # perfdhcp in client namespace $1, arguments after; output in $OUT
 perf() {
   local ns=$1; shift
-  timeout -k 2 $((SECS + 30)) ip netns exec "$ns" "${PRELOAD[@]}" "$PERFDHCP" -4 -l vc0 "$@" >"$OUT" 2>&1 || true
+  timeout -k 2 $((SECS + 30)) ip netns exec "$ns" nice -n "$NICE" "${PRELOAD[@]}" "$PERFDHCP" -4 -l vc0 "$@" >"$OUT" 2>&1 || true
 }
 # the generators at once, each asking rate $2/GENS from client namespace ${1%1}G with
 # MACs of its own; outputs in $OUT.G
@@ -291,7 +296,7 @@ sweep "dnsmasq --no-ping" dm "$DC" dm_noping "$RATES"
 dm_stop
 rss=$(awk '/VmRSS/ {print $2}' "/proc/$DPID/status" 2>/dev/null || echo "?")
 
-echo "perfdhcp receive buffers: $([ "$RCVBUF" = 0 ] && echo "kernel default" || echo "$RCVBUF bytes (bench/shim/rcvbuf.c)")"
+echo "perfdhcp receive buffers: $([ "$RCVBUF" = 0 ] && echo "kernel default" || echo "$RCVBUF bytes (bench/shim/rcvbuf.c)"); perfdhcp niceness: $NICE"
 echo "kvnet $(git describe --always --dirty 2>/dev/null || echo '?') vs $("$DNSMASQ" --version | head -1 | awk '{print $1, $3}'), $("$PERFDHCP" -v 2>&1 | head -1 | tr -d '\n'), $(date -u +%F), $(nproc) cores, kernel $(uname -r)"
 if [ "$GENS" = 1 ]; then
   echo "perfdhcp -4 -l vc0 -r RATE -R $CLIENTS -p $SECS -W 1000000 (relay mode, giaddr 10.77.0.5), fresh server per step, range $RS-$RE ($RSIZE addresses)"

@@ -8,7 +8,9 @@
 # (no rate limit: as many queries as the server answers, OUTSTANDING in flight at most).
 # NAMES holds HOSTS names hX.bench.test (type A), read round robin; they are `<dns><host>`
 # entries for kvnet and the same lines in addn-hosts for dnsmasq. Server CPU is
-# utime+stime from /proc over the dnsperf run; server UDP drops are the host namespace's
+# utime+stime from /proc over the dnsperf run; "machine busy" and "rest µs/query" come from
+# /proc/stat (all CPUs; rest = machine CPU per query minus the server's, so run it on an
+# otherwise idle machine); server UDP drops are the host namespace's
 # Udp RcvbufErrors / SndbufErrors (/proc/net/snmp) over the run.
 # dnsmasq's conf is libvirt's for a NAT network with `<domain name localOnly='yes'>`
 # (see nat-static.txt in the peer reference), with an empty resolv-file instead of the
@@ -155,18 +157,24 @@ HZ=$(getconf CLK_TCK)
 udperr() { # host-ns -> "RcvbufErrors SndbufErrors" of its UDP stack
   ip netns exec "$1" awk '/^Udp:/ {n++; if (n==1) for (i=2;i<=NF;i++) h[$i]=i; else print $h["RcvbufErrors"], $h["SndbufErrors"]}' /proc/net/snmp
 }
+# busy and total ticks of the whole machine (all CPUs; iowait counts as idle)
+machine() { awk '/^cpu / {print $2+$3+$4+$7+$8+$9, $2+$3+$4+$5+$6+$7+$8+$9}' /proc/stat; }
 run() { # label client-ns server-pid round host-ns
-  local out=$DIR/perf-$1-$4 t0 t1 e0 e1
+  local out=$DIR/perf-$1-$4 t0 t1 e0 e1 m0 m1
   e0=$(udperr "$5")
   t0=$(ticks "$3")
+  m0=$(machine)
   timeout $((SECS + 60)) ip netns exec "$2" dnsperf -s 10.78.0.1 -d "$DIR/names" \
     -l "$SECS" -c "$CLIENTS" -q "$OUTST" >"$out" 2>&1 || die "dnsperf failed: $(tail -3 "$out")"
   t1=$(ticks "$3")
+  m1=$(machine)
   e1=$(udperr "$5")
   kill -0 "$3" 2>/dev/null || die "$1 server died during round $4"
-  awk -v l="$1" -v r="$4" -v cpu="$(( (t1 - t0) * 1000 / HZ ))" -v s="$SECS" -v e0="$e0" -v e1="$e1" '
+  awk -v l="$1" -v r="$4" -v cpu="$(( (t1 - t0) * 1000 / HZ ))" -v s="$SECS" -v e0="$e0" -v e1="$e1" \
+    -v m0="$m0" -v m1="$m1" -v hz="$HZ" '
     /Queries sent:/ {sent=$3}
-    BEGIN {split(e0, w0, " "); split(e1, w1, " ")}
+    BEGIN {split(e0, w0, " "); split(e1, w1, " "); split(m0, a, " "); split(m1, b, " ")
+      busy = (b[1] - a[1]) * 1000 / hz; tot = (b[2] - a[2]) * 1000 / hz}
     /Queries completed:/ {done=$3}
     /Queries lost:/ {lost=$3}
     /Response codes:/ {sub(/.*Response codes: */, ""); rc=$0}
@@ -174,16 +182,17 @@ run() { # label client-ns server-pid round host-ns
     /Average Latency/ {avg=$4; mn=$6; mx=$8; sub(/,/, "", mn); sub(/\)/, "", mx)}
     /Latency StdDev/ {sd=$4}
     /Average packet size/ {rsz=$NF}
-    END {printf "| %s | %d | %.0f | %.3f %% | %.3f | %.3f | %.3f | %.3f | %.2f s (%.0f %%) | %.1f | %s | %s B | %d / %d |\n",
+    END {printf "| %s | %d | %.0f | %.3f %% | %.3f | %.3f | %.3f | %.3f | %.2f s (%.0f %%) | %.1f | %.0f %% | %.1f | %s | %s B | %d / %d |\n",
       l, r, qps, sent ? 100*lost/sent : 0, avg*1000, mn*1000, mx*1000, sd*1000, cpu/1000,
-      cpu/10/s, done ? cpu*1000/done : 0, rc, rsz, w1[1]-w0[1], w1[2]-w0[2]}' "$out" | tee -a "$DIR/rows"
+      cpu/10/s, done ? cpu*1000/done : 0, tot ? 100*busy/tot : 0, done ? (busy-cpu)*1000/done : 0,
+      rc, rsz, w1[1]-w0[1], w1[2]-w0[2]}' "$out" | tee -a "$DIR/rows"
 }
 rk0=$(rss "$KPID"); rm0=$(rss "$MPID")
 echo "kvnet $(git describe --always --dirty 2>/dev/null || echo '?'), dnsmasq $(dnsmasq --version | awk 'NR==1 {print $3}'), dnsperf $(dpkg-query -W -f='${Version}' dnsperf 2>/dev/null || echo '?'), $(date -u +%F), $(nproc) cores, kernel $(uname -r)"
 echo "dnsperf -s 10.78.0.1 -d NAMES -l $SECS -c $CLIENTS -q $OUTST; NAMES = $HOSTS x 'hX.bench.test A', round robin"
 echo
-echo "| server | round | queries/s | lost | avg latency ms | min ms | max ms | stddev ms | server CPU (of one core) | server CPU µs/query | response codes | avg response | server UDP drops rcvbuf / sndbuf |"
-echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+echo "| server | round | queries/s | lost | avg latency ms | min ms | max ms | stddev ms | server CPU (of one core) | server CPU µs/query | machine busy | rest µs/query | response codes | avg response | server UDP drops rcvbuf / sndbuf |"
+echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
 : >"$DIR/rows"
 for r in $(seq "$ROUNDS"); do
   run kvnet "$KCL" "$KPID" "$r" "$KNS"
@@ -194,12 +203,18 @@ med() { # label column -> median over rounds
     sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'
 }
 echo
-echo "| median of $ROUNDS rounds | queries/s | lost % | avg latency ms | max latency ms | server CPU µs/query |"
-echo "| --- | --- | --- | --- | --- | --- |"
+echo "| median of $ROUNDS rounds | queries/s | lost % | avg latency ms | max latency ms | server CPU µs/query | rest µs/query |"
+echo "| --- | --- | --- | --- | --- | --- | --- |"
 for s in kvnet dnsmasq; do
-  printf '| %s | %.0f | %.3f | %.3f | %.3f | %.1f |\n' "$s" "$(med $s 4)" "$(med $s 5)" "$(med $s 6)" "$(med $s 8)" "$(med $s 11)"
+  printf '| %s | %.0f | %.3f | %.3f | %.3f | %.1f | %.1f |\n' "$s" "$(med $s 4)" "$(med $s 5)" "$(med $s 6)" "$(med $s 8)" "$(med $s 11)" "$(med $s 13)"
 done
 awk -v k="$(med kvnet 4)" -v m="$(med dnsmasq 4)" 'BEGIN {printf "\nkvnet / dnsmasq qps: %.2fx\n", k/m}'
+# "rest" is the machine's CPU per query minus the server's: dnsperf and the kernel's
+# path for the queries, which do not depend on the server. When the CPU is what limits,
+# qps is cores / (rest + server), so a server that cost nothing at all would reach at most
+# (rest + dnsmasq's) / rest times dnsmasq's qps.
+awk -v r="$(med dnsmasq 13)" -v d="$(med dnsmasq 11)" -v k="$(med kvnet 11)" 'BEGIN {
+  if (r > 0) printf "CPU per query, whole machine: kvnet %.1f µs, dnsmasq %.1f µs; a server costing nothing: %.1f µs, at most %.2fx dnsmasq on this machine\n", r + k, r + d, r, (r + d) / r}'
 echo "RSS kB before -> after: kvnetd $rk0 -> $(rss "$KPID") (whole daemon), dnsmasq $rm0 -> $(rss "$MPID")"
 w=$(grep -c -E 'WARN|ERROR' "$DIR/kvnetd.log" || true)
 echo "kvnetd log: $w WARN/ERROR lines"

@@ -51,6 +51,9 @@ const MAX_TCP_CLIENTS: usize = 32;
 /// socket on the client's subnet.
 const MAX_UDP_CLIENTS: usize = 4096;
 
+/// Receive buffer of each listening UDP socket: room for a few thousand queries.
+const UDP_RCVBUF: usize = 2 << 20;
+
 /// The resolv.conf whose nameservers are the default upstreams; tests point it elsewhere.
 fn resolv_conf_path() -> PathBuf {
     std::env::var_os("KVNET_RESOLV_CONF")
@@ -252,6 +255,14 @@ fn open(bridge: &str, sa: SocketAddr, ty: SockType) -> Result<OwnedFd> {
         .with_context(|| format!("bind the DNS socket to {bridge}"))?;
     // A restarted kvnetd rebinds at once despite connections in TIME_WAIT.
     socket::setsockopt(&fd, sockopt::ReuseAddr, &true).context("SO_REUSEADDR")?;
+    if ty == SockType::Datagram {
+        // The default buffer holds about 190 queries: a burst of guests booting, or a
+        // resolver retrying, would lose queries before the task is scheduled. A limit,
+        // not an allocation. Best effort: without CAP_NET_ADMIN, up to rmem_max.
+        if socket::setsockopt(&fd, sockopt::RcvBufForce, &UDP_RCVBUF).is_err() {
+            let _ = socket::setsockopt(&fd, sockopt::RcvBuf, &UDP_RCVBUF);
+        }
+    }
     let bound = match sa {
         SocketAddr::V4(a) => socket::bind(fd.as_raw_fd(), &SockaddrIn::from(a)),
         SocketAddr::V6(a) => {
