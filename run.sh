@@ -9,13 +9,14 @@ if [ "$(id -u)" != 0 ]; then
   exit 1
 fi
 ./scripts/deps.sh run
+T=$(realpath -m "${CARGO_TARGET_DIR:-target}")
 cargo build --release --locked --bin kvnetd --bin kvnet --bin kvnet-ifup --bin kvnet-ifdown \
   --bin kvnet-bridge-helper
-install -m 0755 target/release/kvnet target/release/kvnet-ifup target/release/kvnet-ifdown /usr/local/bin/
+install -m 0755 "$T"/release/kvnet "$T"/release/kvnet-ifup "$T"/release/kvnet-ifdown /usr/local/bin/
 # The bridge helper gets CAP_NET_ADMIN as a file capability, never setuid; with no
 # /etc/kvnet/bridge.conf it denies every bridge.
-install -D -m 0755 target/release/kvnet-bridge-helper /usr/local/libexec/kvnet-bridge-helper
+install -D -m 0755 "$T"/release/kvnet-bridge-helper /usr/local/libexec/kvnet-bridge-helper
 setcap cap_net_admin+ep /usr/local/libexec/kvnet-bridge-helper
 echo "installed: /usr/local/bin/{kvnet,kvnet-ifup,kvnet-ifdown}, /usr/local/libexec/kvnet-bridge-helper"
 echo "starting kvnetd (Ctrl-C stops the daemon, networks stay up)"
-exec target/release/kvnetd "$@"
+exec "$T"/release/kvnetd "$@"

@@ -42,7 +42,8 @@ if ! command -v dnsperf >/dev/null; then
     die "apt-get install dnsperf failed"
 fi
 cargo build --release -q --bin kvnetd --bin kvnet
-KVNET=$PWD/target/release/kvnet
+T=$(realpath -m "${CARGO_TARGET_DIR:-target}")
+KVNET=$T/release/kvnet
 
 KNS=kvdnsk-$$ KCL=kvdnskc-$$ MNS=kvdnsm-$$ MCL=kvdnsmc-$$
 DIR=$(mktemp -d /tmp/kvdns.XXXXXX)
@@ -104,7 +105,7 @@ mkns "$KNS" "$KCL"
 mkns "$MNS" "$MCL"
 
 # ---- kvnet ------------------------------------------------------------------------------
-KVNET_RESOLV_CONF=$DIR/resolv.conf ip netns exec "$KNS" target/release/kvnetd \
+KVNET_RESOLV_CONF=$DIR/resolv.conf ip netns exec "$KNS" "$T"/release/kvnetd \
   --config-dir "$DIR/k/etc" --state-dir "$DIR/k/lib" --run-dir "$DIR/k/run" --log info \
   2>"$DIR/kvnetd.log" &
 KPID=$!

@@ -17,7 +17,8 @@ while [ $# -gt 0 ]; do
 done
 [ "$(id -u)" = 0 ] || { echo "bench needs root (network namespaces)" >&2; exit 1; }
 cargo build --release --locked -q --bin kvnetd --bin kvnet
-KVNET=$PWD/target/release/kvnet
+T=$(realpath -m "${CARGO_TARGET_DIR:-target}")
+KVNET=$T/release/kvnet
 NS=kvbench-$$
 DIR=$(mktemp -d /tmp/kvbench.XXXXXX)
 # The run dir on tmpfs, as /run is on a real host (here /run is on the root disk).
@@ -30,7 +31,7 @@ cleanup() {
 trap cleanup EXIT
 ip netns add "$NS"
 ip netns exec "$NS" ip link set lo up
-ip netns exec "$NS" target/release/kvnetd --config-dir "$DIR/etc" --state-dir "$DIR/lib" \
+ip netns exec "$NS" "$T"/release/kvnetd --config-dir "$DIR/etc" --state-dir "$DIR/lib" \
   --run-dir "$RUN" --log warn 2>"$DIR/kvnetd.log" &
 DPID=$!
 export KVNET_SOCKET=$RUN/kvnetd.sock

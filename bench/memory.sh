@@ -21,7 +21,8 @@ case "$NETS" in '' | *[!0-9]*) die "--nets takes a positive integer" ;; esac
 [ "$(id -u)" = 0 ] || die "needs root (network namespaces)"
 command -v busybox >/dev/null || die "busybox missing (scripts/deps.sh test installs it)"
 cargo build --release --locked -q --bin kvnetd --bin kvnet
-KVNET=$PWD/target/release/kvnet
+T=$(realpath -m "${CARGO_TARGET_DIR:-target}")
+KVNET=$T/release/kvnet
 . bench/lib.sh
 
 NS=kvmem-$$
@@ -37,7 +38,7 @@ cleanup() {
 trap cleanup EXIT INT TERM
 ip netns add "$NS"
 ip netns exec "$NS" ip link set lo up
-ip netns exec "$NS" target/release/kvnetd --config-dir "$DIR/etc" --state-dir "$DIR/lib" \
+ip netns exec "$NS" "$T"/release/kvnetd --config-dir "$DIR/etc" --state-dir "$DIR/lib" \
   --run-dir "$DIR/run" --log warn 2>"$DIR/kvnetd.log" &
 DPID=$!
 export KVNET_SOCKET=$DIR/run/kvnetd.sock

@@ -2,7 +2,7 @@
 # Run libvirt's network-XML corpus (../shared/corpus/libvirt beside the checkout) through
 # `kvnet net-validate --canonical`: each networkxml2xmlin file must print exactly its
 # networkxml2xmlout twin, or be rejected when it has none; networkxml2confdata inputs must pass.
-# The binary is $KVNET, else target/debug/kvnet. Exits 0 with a note when the corpus is absent.
+# The binary is $KVNET, else $CARGO_TARGET_DIR (default target)/debug/kvnet. Exits 0 with a note when the corpus is absent.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 corpus="${CORPUS:-../shared/corpus/libvirt}"
@@ -10,7 +10,7 @@ if [ ! -d "$corpus" ]; then
   echo "corpus.sh: no corpus at $corpus, skipping"
   exit 0
 fi
-kvnet="${KVNET:-target/debug/kvnet}"
+kvnet="${KVNET:-${CARGO_TARGET_DIR:-target}/debug/kvnet}"
 if [ ! -x "$kvnet" ]; then
   echo "corpus.sh: $kvnet not found; build it (cargo build -p kvnet-cli) or set KVNET" >&2
   exit 2
