@@ -82,6 +82,7 @@ mod config;
 mod event;
 mod lease;
 mod server;
+pub mod v6;
 mod wire;
 
 pub use config::{
