@@ -239,7 +239,7 @@ fn dhcpcd_gets_a_listed_address() {
         ns,
         &dir,
         &format!(
-            "chmod +x {d}/script; dhcpcd -f {d}/conf -c {d}/script -6 -1 -B -t 20 -d eth0 2>&1"
+            "chmod +x {d}/script; timeout 30 dhcpcd -f {d}/conf -c {d}/script -6 -1 -B -t 20 -d eth0 2>&1"
         ),
     );
     let report = std::fs::read_to_string(dir.join("out")).unwrap_or_default();
@@ -251,5 +251,48 @@ fn dhcpcd_gets_a_listed_address() {
     assert!(
         row.contains("ipv6") && row.contains(&duid_ll(MAC2)),
         "{row}"
+    );
+}
+
+#[test]
+fn router_advertisements_leave_the_prefix_to_dhcpv6() {
+    if !have(
+        "router_advertisements_leave_the_prefix_to_dhcpv6",
+        "rdisc6",
+        "ndisc6",
+    ) {
+        return;
+    }
+    let mut lab = Lab::new();
+    lab.define_and_start(NET);
+    let g = guest6(&mut lab, MAC1);
+    let (ok, out) = sh(&lab.guests[g], "rdisc6 -1 -r 3 -w 2000 eth0");
+    assert!(ok, "no router advertisement:\n{out}");
+    let field = |name: &str| {
+        out.lines().find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            (k.trim() == name).then(|| v.trim().to_string())
+        })
+    };
+    assert_eq!(
+        field("Stateful address conf.").as_deref(),
+        Some("Yes"),
+        "{out}"
+    );
+    assert_eq!(field("Prefix").as_deref(), Some("fd00:79::/64"), "{out}");
+    assert_eq!(field("On-link").as_deref(), Some("Yes"), "{out}");
+    assert_eq!(
+        field("Autonomous address conf.").as_deref(),
+        Some("No"),
+        "{out}"
+    );
+    // So the guest's kernel forms no SLAAC address from it.
+    std::thread::sleep(Duration::from_secs(1));
+    let addrs = ip(&lab.guests[g], "-6 addr show dev eth0 scope global");
+    assert!(!addrs.contains("fd00:79:"), "{addrs}");
+    assert!(
+        !lab.daemon.log().contains("not served"),
+        "{}",
+        lab.daemon.log()
     );
 }
