@@ -550,6 +550,19 @@ fn an_exhausted_range_answers_noaddrsavail() {
 }
 
 #[test]
+fn one_message_reserves_at_most_eight_addresses() {
+    let mut s = server(NET);
+    let ias: Vec<(u32, &[Ipv6Addr])> = (0..20).map(|i| (i, &[][..])).collect();
+    let e = s.handle(
+        NOW,
+        &msg(MessageType::Solicit, Some(&client(1)), false, &ias, vec![]),
+    );
+    let m = one(&e);
+    let n = m.opts().get_all(OptionCode::IANA).map_or(0, <[_]>::len);
+    assert_eq!(n, 8, "{m:?}");
+}
+
+#[test]
 fn temporary_addresses_are_refused() {
     let mut s = server(NET);
     let ta = DhcpOption::IATA(IATA {

@@ -24,12 +24,15 @@
 //!
 //! **Scope.** IA_NA only: an IA_TA is answered with status NoAddrsAvail, prefix
 //! delegation (IA_PD) is ignored, relayed messages are ignored (the socket only hears
-//! the bridge). Messages are validated as RFC 8415 §16 says (client and server
-//! identifiers); a Request, Renew, Release or Decline for another server is ignored.
-//! Solicit with Rapid Commit (option 14) is answered with a Reply that binds at once.
-//! Renew/Rebind extend the binding, or bind again an address the client names that is
-//! still free for it, else answer NoBinding. Confirm answers Success or NotOnLink,
-//! Decline quarantines the address for [`Config::decline_quarantine`] seconds.
+//! the bridge), and only the first 8 IAs of a message are served. Messages are
+//! validated as RFC 8415 §16 says (client and server identifiers); a Request, Renew,
+//! Release or Decline for another server is ignored. A Solicit with Rapid Commit
+//! (option 14) is answered with a Reply that binds at once. Renew/Rebind extend the
+//! binding, or bind again an address the client names that is still free for it, else
+//! answer NoBinding. Confirm answers Success or NotOnLink, Decline quarantines the
+//! address for [`Config::decline_quarantine`] seconds. Unlike the v4 engine there is no
+//! per-client rate limit, and the shell logs malformed or ignored packets at debug
+//! level only ([`Event::is_noisy`]).
 //!
 //! # Mapping from the network XML
 //!

@@ -28,6 +28,9 @@ const OPT_RAPID_COMMIT: u16 = 14;
 const OPT_CLIENT_FQDN: u16 = 39;
 /// RFC 8415 §11.1: a DUID is at most 128 bytes (plus its 2-byte type).
 const MAX_DUID: usize = 130;
+/// IAs served per message: one packet must not reserve a whole range, nor make the
+/// engine scan it once per IA a thousand times. Real clients send one or two.
+pub(crate) const MAX_IAS: usize = 8;
 
 /// An IA_NA as the client sent it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -128,6 +131,9 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<Request, Malformed> {
                 if data.len() < 12 {
                     return Err(Malformed::BadIa);
                 }
+                if req.ia_na.len() == MAX_IAS {
+                    continue;
+                }
                 let mut ia = Ia {
                     iaid: be32(data),
                     addrs: Vec::new(),
@@ -148,7 +154,9 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<Request, Malformed> {
                 if data.len() < 4 {
                     return Err(Malformed::BadIa);
                 }
-                req.ia_ta.push(be32(data));
+                if req.ia_ta.len() < MAX_IAS {
+                    req.ia_ta.push(be32(data));
+                }
             }
             OPT_RAPID_COMMIT => req.rapid_commit = true,
             OPT_CLIENT_FQDN => req.name = fqdn_label(data),
