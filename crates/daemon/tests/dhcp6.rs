@@ -211,6 +211,23 @@ fn dhclient_gets_a_listed_address_that_survives_a_crash_and_a_static_host_wins()
         listed(&lab, first).is_none(),
         "the old address was released"
     );
+    let (_, table) = lab.cli(&["net-dhcp-leases", "v6"]);
+    println!("{table}");
+
+    // The journal is the v4 one's design in its own file, and serves the list while
+    // the network is down.
+    let journal = lab.daemon.dir.join("lib/leases/v6.v6.jsonl");
+    let text = std::fs::read_to_string(&journal).expect("DHCPv6 lease journal");
+    assert!(
+        text.lines()
+            .any(|l| l.contains(&format!("\"ip-address\":\"{fixed}\""))
+                && l.contains(&duid_ll(MAC1))
+                && l.contains("\"state\":\"bound\"")),
+        "{text}"
+    );
+    let (ok, out) = lab.cli(&["net-destroy", "v6"]);
+    assert!(ok, "{out}");
+    assert!(listed(&lab, fixed).is_some(), "{}", log(&lab));
 }
 
 #[test]
