@@ -47,8 +47,9 @@ pub enum Request {
         network: String,
         inactive: bool,
     },
-    /// The DHCPv4 leases of a network (a list of `kvnet_dhcp::LeaseView`), optionally
-    /// only those of one MAC address.
+    /// The DHCP leases of a network: `kvnet_dhcp::LeaseView`s (IPv4), then
+    /// `kvnet_dhcp::v6::LeaseView`s (IPv6, DUID in `client-id`, plus `iaid`), optionally
+    /// only those of one MAC address (for IPv6, the MAC inside a DUID-LL or DUID-LLT).
     DhcpLeases {
         network: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]

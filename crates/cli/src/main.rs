@@ -105,7 +105,7 @@ enum Cmd {
         #[command(flatten)]
         json: Json,
     },
-    /// The DHCPv4 leases a network's DHCP server handed out.
+    /// The DHCPv4 and DHCPv6 leases a network's DHCP servers handed out.
     NetDhcpLeases {
         network: String,
         /// Only the leases of this MAC address.
@@ -272,13 +272,15 @@ fn parse_file(path: &Path) -> Result<(String, Network)> {
     Ok((text, net))
 }
 
-/// One row of `net-dhcp-leases` as kvnetd sends it (kvnet_dhcp::LeaseView), read here
-/// without linking the DHCP engine into the CLI.
+/// One row of `net-dhcp-leases` as kvnetd sends it (kvnet_dhcp::LeaseView or
+/// kvnet_dhcp::v6::LeaseView), read here without linking the DHCP engine into the CLI.
+/// An IPv6 row has no MAC when the client's DUID carries none.
 #[derive(serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 struct Lease {
     expiry_time: u64,
-    mac_address: String,
+    #[serde(default)]
+    mac_address: Option<String>,
     ip_address: String,
     prefix: u8,
     #[serde(default)]
@@ -489,8 +491,13 @@ fn run(cli: Cli) -> Result<()> {
                 .map(|l| {
                     vec![
                         local_time(l.expiry_time),
-                        l.mac_address.clone(),
-                        "ipv4".to_string(),
+                        dash(&l.mac_address),
+                        if l.ip_address.contains(':') {
+                            "ipv6"
+                        } else {
+                            "ipv4"
+                        }
+                        .to_string(),
                         format!("{}/{}", l.ip_address, l.prefix),
                         dash(&l.hostname),
                         dash(&l.client_id),

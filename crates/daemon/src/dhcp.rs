@@ -60,7 +60,7 @@ fn now() -> u64 {
 }
 
 /// The `<ip>` kvnet serves DHCP on: the first IPv4 one with `<dhcp>` (libvirt allows
-/// only one). DHCPv6 is not served.
+/// only one). DHCPv6 is dhcp6.rs's.
 pub fn ip_index(net: &Network) -> Option<usize> {
     net.ips
         .iter()

@@ -3,6 +3,7 @@
 mod bgclose;
 mod dataplane;
 mod dhcp;
+mod dhcp6;
 mod dns;
 mod ifbridge;
 mod manager;

@@ -4,6 +4,7 @@
 
 use crate::dataplane::{self, Dataplane};
 use crate::dhcp;
+use crate::dhcp6;
 use crate::dns;
 use crate::paths::Paths;
 use crate::ra;
@@ -63,6 +64,8 @@ pub struct Manager {
     sysctl_orig: BTreeMap<String, String>,
     /// DHCP services of active networks, by network name.
     dhcp: BTreeMap<String, dhcp::Service>,
+    /// DHCPv6 services of active networks with an IPv6 `<dhcp>`, by network name.
+    dhcp6: BTreeMap<String, dhcp6::Service>,
     /// DNS services of active networks, by network name.
     dns: BTreeMap<String, dns::Service>,
     /// Router advertisement services of active networks with IPv6, by network name.
@@ -96,6 +99,7 @@ impl Manager {
             pending: Vec::new(),
             nets: BTreeMap::new(),
             dhcp: BTreeMap::new(),
+            dhcp6: BTreeMap::new(),
             dns: BTreeMap::new(),
             ra: BTreeMap::new(),
             ports: BTreeMap::new(),
@@ -323,26 +327,45 @@ impl Manager {
         }
     }
 
-    /// Serve DHCP on `net` if it asks for it. A failure leaves the network up without
-    /// DHCP and is returned as a warning for the user.
-    fn start_dhcp(&mut self, net: &Network) -> Option<String> {
-        let br = plan::bridge_name(net).filter(|_| net.is_l3())?;
+    /// Serve DHCP (v4 and v6) on `net` if it asks for it. A failure leaves the network
+    /// up without that server and is returned as a warning for the user.
+    fn start_dhcp(&mut self, net: &Network) -> Vec<String> {
+        let Some(br) = plan::bridge_name(net).filter(|_| net.is_l3()) else {
+            return Vec::new();
+        };
+        let mut warnings = Vec::new();
         match dhcp::Service::start(&self.paths, net, br) {
             Ok(Some(svc)) => {
                 info!(network = %net.name, "DHCP server on {br}");
                 self.dhcp.insert(net.name.clone(), svc);
+            }
+            Ok(None) => {}
+            Err(e) => warnings.push(format!(
+                "network '{}': DHCP server not started: {e:#}",
+                net.name
+            )),
+        }
+        warnings.extend(self.start_dhcp6(net, br));
+        warnings
+    }
+
+    fn start_dhcp6(&mut self, net: &Network, br: &str) -> Option<String> {
+        match dhcp6::Service::start(&self.paths, net, br) {
+            Ok(Some(svc)) => {
+                info!(network = %net.name, "DHCPv6 server on {br}");
+                self.dhcp6.insert(net.name.clone(), svc);
                 None
             }
             Ok(None) => None,
             Err(e) => Some(format!(
-                "network '{}': DHCP server not started: {e:#}",
+                "network '{}': DHCPv6 server not started: {e:#}",
                 net.name
             )),
         }
     }
 
-    /// After a live update: hand the DHCP server its new hosts and ranges, or start or
-    /// stop it when the update added or removed the network's IPv4 `<dhcp>`.
+    /// After a live update: hand the DHCP servers their new hosts and ranges, or start or
+    /// stop one when the update added or removed the network's IPv4 or IPv6 `<dhcp>`.
     fn sync_dhcp(&mut self, net: &Network) {
         let name = &net.name;
         match (self.dhcp.get(name), dhcp::ip_index(net)) {
@@ -356,7 +379,33 @@ impl Manager {
                 info!(network = %name, "DHCP server stopped");
             }
             (None, Some(_)) => {
-                if let Some(w) = self.start_dhcp(net) {
+                if let Some(br) = plan::bridge_name(net).filter(|_| net.is_l3()) {
+                    match dhcp::Service::start(&self.paths, net, br) {
+                        Ok(Some(svc)) => {
+                            info!(network = %name, "DHCP server on {br}");
+                            self.dhcp.insert(name.clone(), svc);
+                        }
+                        Ok(None) => {}
+                        Err(e) => warn!(network = %name, "DHCP server not started: {e:#}"),
+                    }
+                }
+            }
+            (None, None) => {}
+        }
+        match (self.dhcp6.get(name), kvnet_dhcp::v6::ip_index(net)) {
+            (Some(svc), Some(_)) => {
+                if let Err(e) = svc.reconfigure(net) {
+                    warn!(network = %name, "DHCPv6 server keeps its previous settings: {e:#}");
+                }
+            }
+            (Some(_), None) => {
+                self.dhcp6.remove(name);
+                info!(network = %name, "DHCPv6 server stopped");
+            }
+            (None, Some(_)) => {
+                if let Some(br) = plan::bridge_name(net).filter(|_| net.is_l3())
+                    && let Some(w) = self.start_dhcp6(net, br)
+                {
                     warn!("{w}");
                 }
             }
@@ -364,8 +413,9 @@ impl Manager {
         }
     }
 
-    /// Leases of a network: from its running DHCP server, else from its journal.
-    fn dhcp_leases(&self, name: &str, mac: Option<&str>) -> Result<Vec<kvnet_dhcp::LeaseView>> {
+    /// Leases of a network, IPv4 then IPv6: from its running DHCP servers, else from
+    /// their journals. An IPv6 lease matches `mac` when its DUID carries that MAC.
+    fn dhcp_leases(&self, name: &str, mac: Option<&str>) -> Result<Vec<serde_json::Value>> {
         let o = self.get(name)?;
         let mac: Option<MacAddr> = mac
             .map(|m| {
@@ -373,13 +423,27 @@ impl Manager {
                     .map_err(|e| anyhow!("invalid MAC address '{m}': {e}"))
             })
             .transpose()?;
-        let mut leases = match (self.dhcp.get(name), o.live.as_ref().or(o.def.as_ref())) {
+        let def = o.live.as_ref().or(o.def.as_ref()).filter(|n| n.is_l3());
+        let mut v4 = match (self.dhcp.get(name), def) {
             (Some(svc), _) => svc.leases(),
-            (None, Some(net)) if net.is_l3() => dhcp::stored_leases(&self.paths, net)?,
+            (None, Some(net)) => dhcp::stored_leases(&self.paths, net)?,
             _ => Vec::new(),
         };
-        leases.retain(|l| mac.is_none_or(|m| l.mac_address == m));
-        Ok(leases)
+        v4.retain(|l| mac.is_none_or(|m| l.mac_address == m));
+        let mut v6 = match (self.dhcp6.get(name), def) {
+            (Some(svc), _) => svc.leases(),
+            (None, Some(net)) => dhcp6::stored_leases(&self.paths, net)?,
+            _ => Vec::new(),
+        };
+        v6.retain(|l| mac.is_none_or(|m| l.mac_address == Some(m)));
+        let mut out = Vec::with_capacity(v4.len() + v6.len());
+        for l in v4 {
+            out.push(serde_json::to_value(l)?);
+        }
+        for l in v6 {
+            out.push(serde_json::to_value(l)?);
+        }
+        Ok(out)
     }
 
     /// Leave the rules alone when they are exactly what the previous kvnetd left (so a
@@ -772,6 +836,9 @@ impl Manager {
         // Leases stay in the journal for the next start, as libvirt keeps them.
         if self.dhcp.remove(name).is_some() {
             info!(network = %name, "DHCP server stopped");
+        }
+        if self.dhcp6.remove(name).is_some() {
+            info!(network = %name, "DHCPv6 server stopped");
         }
         if self.dns.remove(name).is_some() {
             info!(network = %name, "DNS server stopped");

@@ -76,6 +76,13 @@ impl Paths {
         self.state_dir.join("leases").join(format!("{name}.jsonl"))
     }
 
+    /// The DHCPv6 lease journal: the v4 one's design, in a file of its own.
+    pub fn lease_journal6(&self, name: &str) -> PathBuf {
+        self.state_dir
+            .join("leases")
+            .join(format!("{name}.v6.jsonl"))
+    }
+
     /// The guest ports registered per network (durable: persistent TAPs are re-created
     /// after a reboot).
     pub fn ports_dir(&self) -> PathBuf {

@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 use tokio::io::unix::AsyncFd;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
-use tracing::{debug, warn};
+use tracing::debug;
 
 const ALL_NODES: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1);
 const ALL_ROUTERS: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 2);
@@ -71,14 +71,6 @@ impl Drop for Service {
     }
 }
 
-fn warn_managed(name: &str, cfg: &Config) {
-    if cfg.managed {
-        warn!(network = %name, "IPv6 <dhcp> is not served: kvnet has no DHCPv6 yet; \
-            router advertisements set the managed flag and keep the prefix autonomous, \
-            so guests still get SLAAC addresses");
-    }
-}
-
 impl Service {
     /// Start advertising on `bridge` if `net` has an IPv6 address. Needs a tokio runtime.
     pub fn start(net: &Network, bridge: &str) -> Result<Option<Service>> {
@@ -88,7 +80,6 @@ impl Service {
         let ifindex = nix::net::if_::if_nametoindex(bridge)
             .with_context(|| format!("interface index of {bridge}"))?;
         let fd = open(bridge, ifindex).context("router advertisement socket")?;
-        warn_managed(&net.name, &cfg);
         let seed = uuid::Uuid::new_v4().as_u64_pair().0;
         let engine = Engine::new(
             cfg.with_source_mac(bridge_mac(bridge)),
@@ -112,9 +103,6 @@ impl Service {
     pub fn reconfigure(&self, net: &Network) -> Result<()> {
         let cfg = Config::from_network(net).context("the network no longer advertises")?;
         let mut e = lock(&self.shell.engine);
-        if cfg.managed && !e.config().managed {
-            warn_managed(&net.name, &cfg);
-        }
         let mac = e.config().source_mac;
         e.set_config(cfg.with_source_mac(mac), Instant::now());
         drop(e);

@@ -17,7 +17,7 @@ impl LeaseTime {
     /// libvirt and dnsmasq default to one hour.
     pub const DEFAULT: LeaseTime = LeaseTime::Finite(3600);
 
-    fn from_model(l: &Lease) -> LeaseTime {
+    pub(crate) fn from_model(l: &Lease) -> LeaseTime {
         match l.seconds() {
             None => LeaseTime::Infinite,
             Some(s) => LeaseTime::Finite(s.clamp(1, u64::from(u32::MAX - 1)) as u32),
@@ -253,4 +253,8 @@ pub enum ConfigError {
     BadRange(Ipv4Addr, Ipv4Addr),
     #[error("invalid client id '{0}'")]
     BadClientId(String),
+    #[error("{0} is not an IPv6 address")]
+    NotIpv6(IpAddr),
+    #[error("DHCPv6 range {0} - {1} is reversed or outside the subnet")]
+    BadRange6(std::net::Ipv6Addr, std::net::Ipv6Addr),
 }

@@ -1,5 +1,6 @@
 //! kvnet-dhcp: a sans-IO DHCPv4 server engine (RFC 2131/2132), one [`Server`] per
-//! network's IPv4 subnet.
+//! network's IPv4 subnet, and in [`v6`] its DHCPv6 counterpart (RFC 8415, IA_NA) for the
+//! network's IPv6 `<ip>` with `<dhcp>`, on the same contract and journal design.
 //!
 //! The engine owns no socket, file or clock. The daemon (the *shell*) feeds it datagrams
 //! and the current time, and carries out the [`Effect`]s it returns:
@@ -82,6 +83,7 @@ mod config;
 mod event;
 mod lease;
 mod server;
+pub mod v6;
 mod wire;
 
 pub use config::{

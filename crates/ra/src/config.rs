@@ -20,7 +20,9 @@ pub const MIN_MTU: u32 = 1280;
 pub struct Prefix {
     pub net: Ipv6Net,
     /// The A flag: guests form addresses from it. Only a /64 works with SLAAC on
-    /// Ethernet (64-bit interface identifiers), so any other length is on-link only.
+    /// Ethernet (64-bit interface identifiers), so any other length is on-link only;
+    /// a prefix served by DHCPv6 is on-link only too (dnsmasq's rule for a DHCPv6
+    /// range), so guests take their address from the DHCPv6 server.
     pub autonomous: bool,
 }
 
@@ -31,8 +33,7 @@ pub struct Config {
     pub prefixes: Vec<Prefix>,
     /// Seconds; 0 on isolated networks, so guests take no default route through us.
     pub router_lifetime: u16,
-    /// The M flag: an IPv6 `<ip>` has `<dhcp>`. kvnet serves no DHCPv6 yet, which the
-    /// shell reports; prefixes stay autonomous so guests still get SLAAC addresses.
+    /// The M flag: an IPv6 `<ip>` has `<dhcp>`, which kvnetd serves over DHCPv6.
     pub managed: bool,
     pub mtu: Option<u32>,
     /// Recursive DNS server (RFC 8106): the network's first IPv6 address.
@@ -57,11 +58,13 @@ impl Config {
             let ipnet::IpNet::V6(n) = ip.network() else {
                 continue;
             };
-            if !prefixes.iter().any(|p| p.net == n) {
-                prefixes.push(Prefix {
+            let slaac = n.prefix_len() == 64 && !ip.has_dhcp();
+            match prefixes.iter_mut().find(|p| p.net == n) {
+                Some(p) => p.autonomous &= slaac,
+                None => prefixes.push(Prefix {
                     net: n,
-                    autonomous: n.prefix_len() == 64,
-                });
+                    autonomous: slaac,
+                }),
             }
         }
         let dns = net.dns.as_ref().and_then(|d| d.enable) != Some(false);

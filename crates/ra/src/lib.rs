@@ -35,10 +35,10 @@
 //!
 //! | XML | RA |
 //! |---|---|
-//! | `<ip family='ipv6' address prefix>` | Prefix Information: on-link (L) for any length; autonomous (A) only for a /64, the one length SLAAC can use on Ethernet; valid 86400 s, preferred 14400 s |
+//! | `<ip family='ipv6' address prefix>` | Prefix Information: on-link (L) for any length; autonomous (A) only for a /64 without `<dhcp>` (a /64 is the one length SLAAC can use on Ethernet); valid 86400 s, preferred 14400 s |
 //! | `<forward>` present | router lifetime 1800 s (guests take a default route via the bridge's link-local address) |
 //! | no `<forward>` (isolated) | router lifetime 0: addresses but no default route (libvirt's `ra-param=*,0,0`) |
-//! | `<ip family='ipv6'><dhcp>` | M flag (stateful DHCPv6); kvnet does not serve DHCPv6 yet, so the prefix stays autonomous and the shell warns |
+//! | `<ip family='ipv6'><dhcp>` | M flag (stateful DHCPv6, served by kvnetd); the prefix is on-link but not autonomous (A = 0), as dnsmasq advertises a DHCPv6 range, so guests take addresses from DHCPv6 only |
 //! | `<mtu size>` (≥ 1280) | MTU option |
 //! | `<dns enable='no'>` absent | RDNSS = the first IPv6 `<ip>` address (kvnetd's DNS listens there) |
 //! | `<domain name>`, DNS enabled | DNSSL = that domain |

@@ -119,14 +119,33 @@ fn nothing_to_advertise_without_ipv6_or_an_own_bridge() {
 }
 
 #[test]
-fn ipv6_dhcp_sets_managed_but_keeps_slaac() {
+fn ipv6_dhcp_sets_managed_and_turns_slaac_off_for_its_prefix() {
     let ip = "<ip family='ipv6' address='fd00:77::1' prefix='64'><dhcp>\
               <range start='fd00:77::100' end='fd00:77::1ff'/></dhcp></ip>";
     let c = cfg(NAT, "", ip);
     assert!(c.managed);
     let ra = encode_ra(&c, false);
     assert_eq!(ra[5], 0x80);
-    assert_eq!(ra[19], 0xc0, "prefix stays on-link and autonomous");
+    assert_eq!(ra[19], 0x80, "prefix on-link but not autonomous");
+    // Another /64 without <dhcp> stays autonomous; the same prefix twice, once with
+    // <dhcp>, is not.
+    let ips = format!(
+        "{ip}<ip family='ipv6' address='fd00:78::1' prefix='64'/>\
+         <ip family='ipv6' address='fd00:77::2' prefix='64'/>"
+    );
+    let c = cfg(NAT, "", &ips);
+    let got: Vec<(String, bool)> = c
+        .prefixes
+        .iter()
+        .map(|p| (p.net.to_string(), p.autonomous))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("fd00:77::/64".to_string(), false),
+            ("fd00:78::/64".to_string(), true),
+        ]
+    );
 }
 
 #[test]

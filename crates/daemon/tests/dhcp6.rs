@@ -1,0 +1,315 @@
+//! kvnetd's DHCPv6 server against real clients in guest namespaces: ISC dhclient -6
+//! (package isc-dhcp-client) and dhcpcd -6 (dhcpcd-base). Root only.
+
+mod lab;
+
+use kvnet_host::testns::TestNs;
+use lab::*;
+use std::net::Ipv6Addr;
+use std::time::{Duration, Instant};
+
+const NET: &str = "<network><name>v6</name><forward mode='nat'/><bridge name='kvd6'/>\
+    <ip address='192.168.79.1' prefix='24'/>\
+    <ip family='ipv6' address='fd00:79::1' prefix='64'><dhcp>\
+    <range start='fd00:79::100' end='fd00:79::1ff'/></dhcp></ip></network>";
+
+const MAC1: &str = "52:54:00:00:06:01";
+const MAC2: &str = "52:54:00:00:06:02";
+
+fn have(name: &str, program: &str, package: &str) -> bool {
+    if !require_root(name) {
+        return false;
+    }
+    let found = std::process::Command::new("sh")
+        .args([
+            "-c",
+            &format!(
+                "command -v {program} || [ -x /usr/sbin/{program} ] || [ -x /sbin/{program} ]"
+            ),
+        ])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(
+        found,
+        "{name} needs {program} (package {package}; scripts/deps.sh test installs it)"
+    );
+    true
+}
+
+/// A guest on the bridge with `mac`, once its link-local address is past DAD (a DHCPv6
+/// client binds to it).
+fn guest6(lab: &mut Lab, mac: &str) -> usize {
+    let g = lab.guest("kvd6", "", "");
+    let ns = &lab.guests[g];
+    ip(ns, "link set eth0 down");
+    ip(ns, &format!("link set eth0 address {mac}"));
+    ip(ns, "link set eth0 up");
+    let t0 = Instant::now();
+    loop {
+        let lladdr = ip(ns, "-6 addr show dev eth0 scope link");
+        let tentative = ip(ns, "-6 addr show dev eth0 tentative");
+        if lladdr.contains("fe80::") && tentative.trim().is_empty() {
+            return g;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "DAD did not finish: {lladdr}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn temp_dir(tag: &str, g: &TestNs) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("kvnet-{tag}-{}", g.name()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
+
+/// A client's run in `g` with its files in `dir`: under `ip netns exec` the shell has a
+/// mount namespace of its own, where tmpfs covers the clients' state directories and an
+/// empty file covers /etc/resolv.conf.
+fn isolated_client(g: &TestNs, dir: &std::path::Path, cmd: &str) -> (bool, String) {
+    let d = dir.display();
+    sh(
+        g,
+        &format!(
+            "set -e; : > {d}/resolv.conf; mount --bind {d}/resolv.conf /etc/resolv.conf; \
+             for m in /run /var/lib/dhcp /var/lib/dhcpcd; do \
+             [ -d $m ] && mount -t tmpfs kvnet-test $m; done; {cmd}"
+        ),
+    )
+}
+
+/// One dhclient -6 run until it reports a binding; its DUID is DUID-LL of the MAC (-D LL).
+/// The script only reports, the guest's address stays as it is. A fresh lease file each
+/// time, so every run starts with a Solicit.
+fn dhclient6(lab: &Lab, g: usize) -> Option<Ipv6Addr> {
+    let ns = &lab.guests[g];
+    let dir = temp_dir("dhclient6", ns);
+    let d = dir.display().to_string();
+    std::fs::write(dir.join("conf"), "timeout 20;\nretry 1;\n").expect("conf");
+    std::fs::write(
+        dir.join("script"),
+        format!("#!/bin/sh\necho \"$reason $new_ip6_address\" >> {d}/out\nexit 0\n"),
+    )
+    .expect("script");
+    let (_, out) = isolated_client(
+        ns,
+        &dir,
+        &format!(
+            "chmod +x {d}/script; \
+             dhclient -6 -D LL -d -1 -v -cf {d}/conf -sf {d}/script -lf {d}/leases \
+             -pf {d}/pid eth0 > {d}/log 2>&1 & p=$!; \
+             for _ in $(seq 200); do grep -qs BOUND6 {d}/out && break; sleep 0.1; done; \
+             kill $p; wait $p || true; cat {d}/log"
+        ),
+    );
+    let report = std::fs::read_to_string(dir.join("out")).unwrap_or_default();
+    let _ = std::fs::remove_dir_all(&dir);
+    let addr = bound(&report, &["BOUND6"]);
+    if addr.is_none() {
+        eprintln!("dhclient -6 got no address:\n{report}\n{out}");
+    }
+    addr
+}
+
+fn bound(report: &str, reasons: &[&str]) -> Option<Ipv6Addr> {
+    report.lines().find_map(|l| {
+        let (reason, addr) = l.split_once(' ')?;
+        reasons
+            .contains(&reason)
+            .then(|| addr.trim().parse().ok())?
+    })
+}
+
+fn in_range(a: Ipv6Addr) -> bool {
+    let lo: Ipv6Addr = "fd00:79::100".parse().unwrap();
+    let hi: Ipv6Addr = "fd00:79::1ff".parse().unwrap();
+    lo <= a && a <= hi
+}
+
+fn duid_ll(mac: &str) -> String {
+    format!("00:03:00:01:{mac}")
+}
+
+/// The `net-dhcp-leases` row of `addr`.
+fn listed(lab: &Lab, addr: Ipv6Addr) -> Option<String> {
+    let (ok, out) = lab.cli(&["net-dhcp-leases", "v6"]);
+    assert!(ok, "{out}");
+    out.lines()
+        .find(|l| l.contains(&format!("{addr}/64")))
+        .map(str::to_string)
+}
+
+#[test]
+fn dhclient_gets_a_listed_address_that_survives_a_crash_and_a_static_host_wins() {
+    if !have(
+        "dhclient_gets_a_listed_address_that_survives_a_crash_and_a_static_host_wins",
+        "dhclient",
+        "isc-dhcp-client",
+    ) {
+        return;
+    }
+    let mut lab = Lab::new();
+    lab.define_and_start(NET);
+    let g = guest6(&mut lab, MAC1);
+    let log = |lab: &Lab| lab.daemon.log();
+
+    let first = dhclient6(&lab, g).unwrap_or_else(|| panic!("no address\n{}", log(&lab)));
+    assert!(in_range(first), "{first}");
+    let row = listed(&lab, first).unwrap_or_else(|| panic!("{first} not listed\n{}", log(&lab)));
+    assert!(row.contains("ipv6"), "{row}");
+    assert!(row.contains(&duid_ll(MAC1)), "the DUID is listed: {row}");
+    assert!(row.contains(MAC1), "the MAC of a DUID-LL is listed: {row}");
+    let (ok, out) = lab.cli(&["net-dhcp-leases", "v6", "--mac", MAC1]);
+    assert!(ok && out.contains(&first.to_string()), "{out}");
+    let (ok, out) = lab.cli(&["net-dhcp-leases", "v6", "--json"]);
+    assert!(ok, "{out}");
+    let v: serde_json::Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(v[0]["ip-address"], first.to_string(), "{v}");
+    assert_eq!(v[0]["client-id"], duid_ll(MAC1), "{v}");
+    assert_eq!(v[0]["prefix"], 64, "{v}");
+    assert!(log(&lab).contains("DHCPREPLY(v6)"), "{}", log(&lab));
+
+    // A crash loses nothing: the lease was on disk before the Reply went out.
+    lab.crash_daemon();
+    assert!(
+        listed(&lab, first).is_some(),
+        "lease lost in the crash\n{}",
+        log(&lab)
+    );
+    let other = guest6(&mut lab, MAC2);
+    let second = dhclient6(&lab, other).unwrap_or_else(|| panic!("no address\n{}", log(&lab)));
+    assert!(
+        in_range(second) && second != first,
+        "{second} {first}\n{}",
+        log(&lab)
+    );
+    assert_eq!(dhclient6(&lab, g), Some(first), "{}", log(&lab));
+
+    // A static host by DUID, added live, gets its fixed address.
+    let fixed: Ipv6Addr = "fd00:79::42".parse().unwrap();
+    let (ok, out) = lab.cli(&[
+        "net-update",
+        "v6",
+        "add",
+        "ip-dhcp-host",
+        &format!("<host id='{}' name='peter' ip='{fixed}'/>", duid_ll(MAC1)),
+        "--parent-index",
+        "1",
+        "--live",
+    ]);
+    assert!(ok, "{out}\n{}", log(&lab));
+    assert_eq!(dhclient6(&lab, g), Some(fixed), "{}", log(&lab));
+    let row = listed(&lab, fixed).unwrap_or_else(|| panic!("{fixed} not listed"));
+    assert!(
+        row.contains("peter") && row.contains(&duid_ll(MAC1)),
+        "{row}"
+    );
+    assert!(
+        listed(&lab, first).is_none(),
+        "the old address was released"
+    );
+    let (_, table) = lab.cli(&["net-dhcp-leases", "v6"]);
+    println!("{table}");
+
+    // The journal is the v4 one's design in its own file, and serves the list while
+    // the network is down.
+    let journal = lab.daemon.dir.join("lib/leases/v6.v6.jsonl");
+    let text = std::fs::read_to_string(&journal).expect("DHCPv6 lease journal");
+    assert!(
+        text.lines()
+            .any(|l| l.contains(&format!("\"ip-address\":\"{fixed}\""))
+                && l.contains(&duid_ll(MAC1))
+                && l.contains("\"state\":\"bound\"")),
+        "{text}"
+    );
+    let (ok, out) = lab.cli(&["net-destroy", "v6"]);
+    assert!(ok, "{out}");
+    assert!(listed(&lab, fixed).is_some(), "{}", log(&lab));
+}
+
+#[test]
+fn dhcpcd_gets_a_listed_address() {
+    if !have("dhcpcd_gets_a_listed_address", "dhcpcd", "dhcpcd-base") {
+        return;
+    }
+    let mut lab = Lab::new();
+    lab.define_and_start(NET);
+    let g = guest6(&mut lab, MAC2);
+    let ns = &lab.guests[g];
+    let dir = temp_dir("dhcpcd6", ns);
+    let d = dir.display().to_string();
+    // DUID-LL, no IA_PD or hostname; our script instead of dhcpcd-run-hooks.
+    std::fs::write(
+        dir.join("conf"),
+        "duid ll\nia_na 1\nnoipv6rs\nnohook resolv.conf\n",
+    )
+    .expect("conf");
+    std::fs::write(
+        dir.join("script"),
+        format!("#!/bin/sh\necho \"$reason $new_dhcp6_ia_na1_ia_addr1\" >> {d}/out\nexit 0\n"),
+    )
+    .expect("script");
+    let (_, out) = isolated_client(
+        ns,
+        &dir,
+        &format!(
+            "chmod +x {d}/script; timeout 30 dhcpcd -f {d}/conf -c {d}/script -6 -1 -B -t 20 -d eth0 2>&1"
+        ),
+    );
+    let report = std::fs::read_to_string(dir.join("out")).unwrap_or_default();
+    let _ = std::fs::remove_dir_all(&dir);
+    let addr = bound(&report, &["BOUND6", "REBOOT6"])
+        .unwrap_or_else(|| panic!("no address:\n{report}\n{out}\n{}", lab.daemon.log()));
+    assert!(in_range(addr), "{addr}");
+    let row = listed(&lab, addr).unwrap_or_else(|| panic!("{addr} not listed"));
+    assert!(
+        row.contains("ipv6") && row.contains(&duid_ll(MAC2)),
+        "{row}"
+    );
+}
+
+#[test]
+fn router_advertisements_leave_the_prefix_to_dhcpv6() {
+    if !have(
+        "router_advertisements_leave_the_prefix_to_dhcpv6",
+        "rdisc6",
+        "ndisc6",
+    ) {
+        return;
+    }
+    let mut lab = Lab::new();
+    lab.define_and_start(NET);
+    let g = guest6(&mut lab, MAC1);
+    let (ok, out) = sh(&lab.guests[g], "rdisc6 -1 -r 3 -w 2000 eth0");
+    assert!(ok, "no router advertisement:\n{out}");
+    let field = |name: &str| {
+        out.lines().find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            (k.trim() == name).then(|| v.trim().to_string())
+        })
+    };
+    assert_eq!(
+        field("Stateful address conf.").as_deref(),
+        Some("Yes"),
+        "{out}"
+    );
+    assert_eq!(field("Prefix").as_deref(), Some("fd00:79::/64"), "{out}");
+    assert_eq!(field("On-link").as_deref(), Some("Yes"), "{out}");
+    assert_eq!(
+        field("Autonomous address conf.").as_deref(),
+        Some("No"),
+        "{out}"
+    );
+    // So the guest's kernel forms no SLAAC address from it.
+    std::thread::sleep(Duration::from_secs(1));
+    let addrs = ip(&lab.guests[g], "-6 addr show dev eth0 scope global");
+    assert!(!addrs.contains("fd00:79:"), "{addrs}");
+    assert!(
+        !lab.daemon.log().contains("not served"),
+        "{}",
+        lab.daemon.log()
+    );
+}
