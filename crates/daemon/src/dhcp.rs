@@ -120,24 +120,7 @@ impl Service {
         };
         let cfg = Config::from_network(net, idx).map_err(|e| anyhow!("DHCP config: {e}"))?;
         let path = paths.lease_journal(&net.name);
-        let (table, text) = load_journal(&path)?;
-        // Compacting costs two fsyncs; only pay them when there is something to drop.
-        let compacted = kvnet_dhcp::compact(&table);
-        if compacted != text {
-            store::write_atomic(
-                &path,
-                compacted.as_bytes(),
-                0o600,
-                store::Durability::Durable,
-            )
-            .context("compact the lease journal")?;
-        }
-        let journal = std::fs::OpenOptions::new()
-            .append(true)
-            .create(true)
-            .mode(0o600)
-            .open(&path)
-            .with_context(|| format!("open {}", path.display()))?;
+        let (table, journal) = open_journal(&path, kvnet_dhcp::replay, kvnet_dhcp::compact)?;
         let sock = open_socket(bridge)?;
         let arp = arp::Socket::open(bridge)
             .inspect_err(|e| {
@@ -204,16 +187,13 @@ pub fn stored_leases(paths: &Paths, net: &Network) -> Result<Vec<LeaseView>> {
         return Ok(Vec::new());
     };
     let cfg = Config::from_network(net, idx).map_err(|e| anyhow!("DHCP config: {e}"))?;
-    let table = load_table(&paths.lease_journal(&net.name))?;
+    let (table, _) = load_journal(&paths.lease_journal(&net.name), kvnet_dhcp::replay)?;
     Ok(Server::new(cfg, table).leases(now()))
 }
 
-fn load_table(path: &Path) -> Result<kvnet_dhcp::LeaseTable> {
-    Ok(load_journal(path)?.0)
-}
-
-/// The journal replayed, and its text as found (empty when there is none yet).
-fn load_journal(path: &Path) -> Result<(kvnet_dhcp::LeaseTable, String)> {
+/// A lease journal (v4 or v6) replayed, and its text as found (empty when there is none
+/// yet).
+pub(crate) fn load_journal<T>(path: &Path, replay: fn(&str) -> T) -> Result<(T, String)> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
     }
@@ -222,7 +202,35 @@ fn load_journal(path: &Path) -> Result<(kvnet_dhcp::LeaseTable, String)> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
         Err(e) => return Err(e).with_context(|| format!("read {}", path.display())),
     };
-    Ok((kvnet_dhcp::replay(&text), text))
+    Ok((replay(&text), text))
+}
+
+/// A lease journal (v4 or v6) replayed, rewritten compacted if that drops anything, and
+/// opened for appending.
+pub(crate) fn open_journal<T>(
+    path: &Path,
+    replay: fn(&str) -> T,
+    compact: fn(&T) -> String,
+) -> Result<(T, File)> {
+    let (table, text) = load_journal(path, replay)?;
+    // Compacting costs two fsyncs; only pay them when there is something to drop.
+    let compacted = compact(&table);
+    if compacted != text {
+        store::write_atomic(
+            path,
+            compacted.as_bytes(),
+            0o600,
+            store::Durability::Durable,
+        )
+        .with_context(|| format!("compact {}", path.display()))?;
+    }
+    let file = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("open {}", path.display()))?;
+    Ok((table, file))
 }
 
 /// Kernel receive buffer of the DHCP socket: room for a burst of a few thousand

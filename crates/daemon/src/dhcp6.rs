@@ -13,7 +13,6 @@
 //! changes), else DUID-LL of the bridge's MAC.
 
 use crate::paths::Paths;
-use crate::store;
 use anyhow::{Context, Result, anyhow};
 use kvnet_dhcp::v6::{self, Config, Effect, Event, LeaseView, Server};
 use kvnet_model::{MacAddr, Network};
@@ -24,8 +23,7 @@ use std::fs::File;
 use std::io::Write;
 use std::net::{Ipv6Addr, SocketAddr, SocketAddrV6};
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::net::UdpSocket;
@@ -88,23 +86,7 @@ impl Service {
         };
         let cfg = config(net, idx, server_duid(net, bridge)?)?;
         let path = paths.lease_journal6(&net.name);
-        let (table, text) = load_journal(&path)?;
-        let compacted = v6::compact(&table);
-        if compacted != text {
-            store::write_atomic(
-                &path,
-                compacted.as_bytes(),
-                0o600,
-                store::Durability::Durable,
-            )
-            .context("compact the DHCPv6 lease journal")?;
-        }
-        let file = std::fs::OpenOptions::new()
-            .append(true)
-            .create(true)
-            .mode(0o600)
-            .open(&path)
-            .with_context(|| format!("open {}", path.display()))?;
+        let (table, file) = crate::dhcp::open_journal(&path, v6::replay, v6::compact)?;
         let ifindex = nix::net::if_::if_nametoindex(bridge)
             .with_context(|| format!("interface index of {bridge}"))?;
         let sock = open_socket(bridge, ifindex)?;
@@ -140,20 +122,8 @@ pub fn stored_leases(paths: &Paths, net: &Network) -> Result<Vec<LeaseView>> {
     };
     // Listing needs no server identifier.
     let cfg = config(net, idx, Vec::new())?;
-    let (table, _) = load_journal(&paths.lease_journal6(&net.name))?;
+    let (table, _) = crate::dhcp::load_journal(&paths.lease_journal6(&net.name), v6::replay)?;
     Ok(Server::new(cfg, table).leases(now()))
-}
-
-fn load_journal(path: &Path) -> Result<(v6::LeaseTable, String)> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
-    }
-    let text = match std::fs::read(path) {
-        Ok(b) => String::from_utf8_lossy(&b).into_owned(),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-        Err(e) => return Err(e).with_context(|| format!("read {}", path.display())),
-    };
-    Ok((v6::replay(&text), text))
 }
 
 fn setopt<T>(fd: &OwnedFd, level: libc::c_int, name: libc::c_int, value: &T) -> Result<()> {

@@ -503,21 +503,6 @@ fn exhausted_pool_refuses_with_one_log_line_and_release_frees_an_address() {
     );
 }
 
-/// A client's run in `g`, with all of its files in a temporary directory: the shell
-/// runs under `ip netns exec`, in a mount namespace of its own, where tmpfs covers the
-/// clients' state directories and an empty file covers /etc/resolv.conf.
-fn isolated_client(g: &TestNs, dir: &std::path::Path, cmd: &str) -> (bool, String) {
-    let d = dir.display();
-    sh(
-        g,
-        &format!(
-            "set -e; : > {d}/resolv.conf; mount --bind {d}/resolv.conf /etc/resolv.conf; \
-             for m in /run /var/lib/dhcp /var/lib/dhcpcd; do \
-             [ -d $m ] && mount -t tmpfs kvnet-test $m; done; {cmd}"
-        ),
-    )
-}
-
 /// The address a client's script reported as bound, from the `OUT` lines it wrote.
 fn bound_address(out: &str, reasons: &[&str]) -> Option<Ipv4Addr> {
     out.lines().find_map(|l| {
@@ -539,33 +524,6 @@ fn assert_listed_in(lab: &Lab, network: &str, mac: &str, addr: Ipv4Addr) {
         "{out}\n{}",
         lab.daemon.log()
     );
-}
-
-fn have(name: &str, program: &str, package: &str) -> bool {
-    if !require_root(name) {
-        return false;
-    }
-    let found = std::process::Command::new("sh")
-        .args([
-            "-c",
-            &format!(
-                "command -v {program} || [ -x /usr/sbin/{program} ] || [ -x /sbin/{program} ]"
-            ),
-        ])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    assert!(
-        found,
-        "{name} needs {program} (package {package}; scripts/deps.sh test installs it)"
-    );
-    true
-}
-
-fn temp_dir(tag: &str, g: &TestNs) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("kvnet-{tag}-{}", g.name()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    dir
 }
 
 #[test]

@@ -3,7 +3,6 @@
 
 mod lab;
 
-use kvnet_host::testns::TestNs;
 use lab::*;
 use std::net::Ipv6Addr;
 use std::time::{Duration, Instant};
@@ -15,26 +14,6 @@ const NET: &str = "<network><name>v6</name><forward mode='nat'/><bridge name='kv
 
 const MAC1: &str = "52:54:00:00:06:01";
 const MAC2: &str = "52:54:00:00:06:02";
-
-fn have(name: &str, program: &str, package: &str) -> bool {
-    if !require_root(name) {
-        return false;
-    }
-    let found = std::process::Command::new("sh")
-        .args([
-            "-c",
-            &format!(
-                "command -v {program} || [ -x /usr/sbin/{program} ] || [ -x /sbin/{program} ]"
-            ),
-        ])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    assert!(
-        found,
-        "{name} needs {program} (package {package}; scripts/deps.sh test installs it)"
-    );
-    true
-}
 
 /// A guest on the bridge with `mac`, once its link-local address is past DAD (a DHCPv6
 /// client binds to it).
@@ -57,28 +36,6 @@ fn guest6(lab: &mut Lab, mac: &str) -> usize {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-}
-
-fn temp_dir(tag: &str, g: &TestNs) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("kvnet-{tag}-{}", g.name()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    dir
-}
-
-/// A client's run in `g` with its files in `dir`: under `ip netns exec` the shell has a
-/// mount namespace of its own, where tmpfs covers the clients' state directories and an
-/// empty file covers /etc/resolv.conf.
-fn isolated_client(g: &TestNs, dir: &std::path::Path, cmd: &str) -> (bool, String) {
-    let d = dir.display();
-    sh(
-        g,
-        &format!(
-            "set -e; : > {d}/resolv.conf; mount --bind {d}/resolv.conf /etc/resolv.conf; \
-             for m in /run /var/lib/dhcp /var/lib/dhcpcd; do \
-             [ -d $m ] && mount -t tmpfs kvnet-test $m; done; {cmd}"
-        ),
-    )
 }
 
 /// One dhclient -6 run until it reports a binding; its DUID is DUID-LL of the MAC (-D LL).

@@ -173,32 +173,16 @@ impl LeaseTable {
 
 /// One journal line, newline included, so appending it is the whole write.
 pub fn encode_record(rec: &LeaseRecord) -> String {
-    // Serializing plain strings, numbers and addresses cannot fail.
-    let mut s = serde_json::to_string(rec).unwrap_or_default();
-    s.push('\n');
-    s
+    crate::journal::encode(rec)
 }
-
-const RECORD_START: &str = "{\"ip-address\":";
 
 /// Rebuild the table from a journal's text. Lines that do not parse (a write torn by a
 /// crash) are skipped; when a torn line was followed by an append without a newline in
 /// between, the record glued to its end is still recovered. Later records win.
 pub fn replay(text: &str) -> LeaseTable {
     let mut table = LeaseTable::new();
-    for line in text.lines() {
-        let line = line.trim();
-        if line.is_empty() {
-            continue;
-        }
-        let rec = serde_json::from_str::<LeaseRecord>(line).ok().or_else(|| {
-            line.rfind(RECORD_START)
-                .filter(|&i| i > 0)
-                .and_then(|i| serde_json::from_str(&line[i..]).ok())
-        });
-        if let Some(rec) = rec {
-            table.apply(rec);
-        }
+    for rec in crate::journal::records(text) {
+        table.apply(rec);
     }
     table
 }

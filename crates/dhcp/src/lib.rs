@@ -81,6 +81,7 @@
 
 mod config;
 mod event;
+mod journal;
 mod lease;
 mod server;
 pub mod v6;

@@ -365,3 +365,48 @@ pub fn with_upstream<R>(lab: &Lab, f: impl FnOnce() -> R) -> R {
         r.unwrap_or_else(|p| std::panic::resume_unwind(p))
     })
 }
+
+/// Whether `program` (from Debian package `package`) can run for test `name`: false
+/// (skipped, with the reason printed) when not root; a missing program fails the test.
+pub fn have(name: &str, program: &str, package: &str) -> bool {
+    if !require_root(name) {
+        return false;
+    }
+    let found = std::process::Command::new("sh")
+        .args([
+            "-c",
+            &format!(
+                "command -v {program} || [ -x /usr/sbin/{program} ] || [ -x /sbin/{program} ]"
+            ),
+        ])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(
+        found,
+        "{name} needs {program} (package {package}; scripts/deps.sh test installs it)"
+    );
+    true
+}
+
+/// A fresh scratch directory for test `tag` in guest `g`.
+pub fn temp_dir(tag: &str, g: &TestNs) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("kvnet-{tag}-{}", g.name()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
+
+/// A client's run in `g` with its files in `dir`: under `ip netns exec` the shell has a
+/// mount namespace of its own, where tmpfs covers the clients' state directories and an
+/// empty file covers /etc/resolv.conf.
+pub fn isolated_client(g: &TestNs, dir: &std::path::Path, cmd: &str) -> (bool, String) {
+    let d = dir.display();
+    sh(
+        g,
+        &format!(
+            "set -e; : > {d}/resolv.conf; mount --bind {d}/resolv.conf /etc/resolv.conf; \
+             for m in /run /var/lib/dhcp /var/lib/dhcpcd; do \
+             [ -d $m ] && mount -t tmpfs kvnet-test $m; done; {cmd}"
+        ),
+    )
+}

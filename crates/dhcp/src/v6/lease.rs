@@ -74,26 +74,15 @@ impl LeaseTable {
 
 /// One journal line, newline included.
 pub fn encode_record(rec: &LeaseRecord) -> String {
-    let mut s = serde_json::to_string(rec).unwrap_or_default();
-    s.push('\n');
-    s
+    crate::journal::encode(rec)
 }
-
-const RECORD_START: &str = "{\"ip-address\":";
 
 /// Rebuild the table from a journal's text, skipping lines torn by a crash (and
 /// salvaging a record appended to a torn line). Later records win.
 pub fn replay(text: &str) -> LeaseTable {
     let mut table = LeaseTable::new();
-    for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
-        let rec = serde_json::from_str::<LeaseRecord>(line).ok().or_else(|| {
-            line.rfind(RECORD_START)
-                .filter(|&i| i > 0)
-                .and_then(|i| serde_json::from_str(&line[i..]).ok())
-        });
-        if let Some(rec) = rec {
-            table.apply(rec);
-        }
+    for rec in crate::journal::records(text) {
+        table.apply(rec);
     }
     table
 }
