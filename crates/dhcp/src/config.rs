@@ -67,6 +67,16 @@ pub struct RateLimit {
     pub per_sec: u32,
 }
 
+impl Default for RateLimit {
+    /// A whole exchange with retries at once, then a packet every half second.
+    fn default() -> Self {
+        RateLimit {
+            burst: 10,
+            per_sec: 2,
+        }
+    }
+}
+
 /// Everything the engine needs to serve one IPv4 subnet.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
@@ -116,10 +126,7 @@ impl Config {
             offer_hold: 60,
             decline_quarantine: 600,
             in_use_hold: 600,
-            rate: RateLimit {
-                burst: 10,
-                per_sec: 2,
-            },
+            rate: RateLimit::default(),
         }
     }
 

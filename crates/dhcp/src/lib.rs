@@ -83,6 +83,7 @@ mod config;
 mod event;
 mod journal;
 mod lease;
+mod ratelimit;
 mod server;
 pub mod v6;
 mod wire;

@@ -9,6 +9,7 @@ use kvnet_model::MacAddr;
 use crate::config::{Config, LeaseTime, StaticHost, format_client_id};
 use crate::event::{Destination, Effect, Event};
 use crate::lease::{LeaseRecord, LeaseState, LeaseTable, LeaseView};
+use crate::ratelimit::{Limiter, Verdict};
 use crate::wire::{self, Reply, Request};
 
 /// Noisy log events allowed per window before they are summarised.
@@ -16,8 +17,6 @@ const LOG_BURST: u64 = 20;
 const LOG_WINDOW: u64 = 10;
 /// An exhausted pool is reported again after this many seconds.
 const EXHAUSTED_RELOG: u64 = 60;
-/// Bound on per-client rate-limit state, so a flood of random MACs cannot grow it forever.
-const MAX_BUCKETS: usize = 65_536;
 
 /// Who is asking: MAC, and option 61 in libvirt's text form when sent.
 #[derive(Debug, Clone)]
@@ -143,13 +142,6 @@ fn unindex<K: std::hash::Hash + Eq + Clone>(
     }
 }
 
-#[derive(Debug, Clone, Copy)]
-struct Bucket {
-    tokens: u64,
-    last: u64,
-    warned: bool,
-}
-
 /// Why an address cannot go to a client; the NAK message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Refusal {
@@ -187,7 +179,7 @@ pub struct Server {
     offers: Offers,
     quarantine: HashMap<Ipv4Addr, u64>,
     in_use: HashMap<Ipv4Addr, (MacAddr, u64)>,
-    buckets: HashMap<MacAddr, Bucket>,
+    buckets: Limiter<MacAddr>,
     log_window: u64,
     log_count: u64,
     log_suppressed: u64,
@@ -212,7 +204,7 @@ impl Server {
             offers: Offers::default(),
             quarantine: HashMap::new(),
             in_use: HashMap::new(),
-            buckets: HashMap::new(),
+            buckets: Limiter::default(),
             log_window: 0,
             log_count: 0,
             log_suppressed: 0,
@@ -290,9 +282,7 @@ impl Server {
         self.offers.retain(|_, o| o.until > now);
         self.quarantine.retain(|_, t| *t > now);
         self.in_use.retain(|_, (_, t)| *t > now);
-        let rate = self.cfg.rate;
-        self.buckets
-            .retain(|_, b| refill(b, now, rate.burst, rate.per_sec) < u64::from(rate.burst));
+        self.buckets.prune(self.cfg.rate, now);
         let from = self.expired_upto;
         let out = self
             .leases
@@ -936,33 +926,15 @@ impl Server {
     /// Per-client token bucket; when it runs dry the packet is dropped, and that is
     /// logged once per dry spell.
     fn take_token(&mut self, out: &mut Vec<Effect>, now: u64, mac: MacAddr) -> bool {
-        let rate = self.cfg.rate;
-        if !self.buckets.contains_key(&mac) && self.buckets.len() >= MAX_BUCKETS {
-            self.buckets
-                .retain(|_, b| refill(b, now, rate.burst, rate.per_sec) < u64::from(rate.burst));
-            if self.buckets.len() >= MAX_BUCKETS {
-                self.log(out, now, Event::RateLimited { mac });
-                return false;
+        match self.buckets.take(self.cfg.rate, mac, now) {
+            Verdict::Pass => true,
+            Verdict::Drop { log } => {
+                if log {
+                    self.log(out, now, Event::RateLimited { mac });
+                }
+                false
             }
         }
-        let b = self.buckets.entry(mac).or_insert(Bucket {
-            tokens: u64::from(rate.burst),
-            last: now,
-            warned: false,
-        });
-        b.tokens = refill(b, now, rate.burst, rate.per_sec);
-        b.last = b.last.max(now);
-        if b.tokens > 0 {
-            b.tokens -= 1;
-            b.warned = false;
-            return true;
-        }
-        let first = !b.warned;
-        b.warned = true;
-        if first {
-            self.log(out, now, Event::RateLimited { mac });
-        }
-        false
     }
 
     /// Emit a log event, applying the shared rate limit to noisy kinds.
@@ -988,14 +960,6 @@ impl Server {
             self.log_suppressed += 1;
         }
     }
-}
-
-/// Tokens in `b` at `now` (time going backwards refills nothing).
-fn refill(b: &Bucket, now: u64, burst: u32, per_sec: u32) -> u64 {
-    let elapsed = now.saturating_sub(b.last);
-    b.tokens
-        .saturating_add(elapsed.saturating_mul(u64::from(per_sec)))
-        .min(u64::from(burst))
 }
 
 /// RFC 2131 §4.1: relay agent first; NAKs broadcast; a configured client by unicast;

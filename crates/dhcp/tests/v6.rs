@@ -736,3 +736,32 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_flooding_client_is_dropped_without_starving_the_others() {
+    let mut s = server(NET);
+    let solicit = |n| {
+        msg(
+            MessageType::Solicit,
+            Some(&client(n)),
+            false,
+            &[(1, &[])],
+            vec![],
+        )
+    };
+    let mut answered = 0;
+    let mut logged = 0;
+    for _ in 0..100 {
+        let e = s.handle(NOW, &solicit(1));
+        answered += sent(&e).len();
+        logged += e
+            .iter()
+            .filter(|e| matches!(e, Effect::Log(Event::RateLimited { .. })))
+            .count();
+    }
+    assert_eq!(answered, 10, "the burst, then nothing");
+    assert_eq!(logged, 1, "one line per episode");
+    assert_eq!(bind(&mut s, NOW, &client(2)).map(|_| ()), Ok(()));
+    // The flooder gets its next packet through once its bucket refills.
+    assert_eq!(sent(&s.handle(NOW + 1, &solicit(1))).len(), 1);
+}

@@ -5,7 +5,7 @@ use std::net::{IpAddr, Ipv6Addr};
 use ipnet::Ipv6Net;
 use kvnet_model::{MacAddr, Network};
 
-use crate::config::{ConfigError, LeaseTime, parse_client_id};
+use crate::config::{ConfigError, LeaseTime, RateLimit, parse_client_id};
 
 /// A `<range>`: inclusive bounds and the lease time handed out from it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,6 +53,8 @@ pub struct Config {
     pub offer_hold: u64,
     /// How long a declined address is kept out of the pool (seconds).
     pub decline_quarantine: u64,
+    /// Per-client (DUID) packet rate, as for DHCPv4.
+    pub rate: RateLimit,
 }
 
 impl Config {
@@ -68,6 +70,7 @@ impl Config {
             default_lease: LeaseTime::DEFAULT,
             offer_hold: 60,
             decline_quarantine: 600,
+            rate: RateLimit::default(),
         }
     }
 

@@ -10,6 +10,7 @@ use super::config::{Config, StaticHost, duid_mac};
 use super::lease::{LeaseRecord, LeaseState, LeaseTable, LeaseView};
 use super::wire::{self, Ia, IaReply, Malformed, Reply, Request};
 use crate::config::{LeaseTime, format_client_id, parse_client_id};
+use crate::ratelimit::{Limiter, Verdict};
 
 /// One thing for the shell to do, in order: every `Persist` must be durable before any
 /// later `Send` of the batch leaves.
@@ -66,12 +67,19 @@ pub enum Event {
     Ignored {
         reason: &'static str,
     },
+    /// A client over its packet rate: dropped (logged once per episode).
+    RateLimited {
+        duid: String,
+    },
 }
 
 impl Event {
     /// Kinds a stranger can make us log at will; the shell logs them at debug level.
     pub fn is_noisy(&self) -> bool {
-        matches!(self, Event::Malformed(_) | Event::Ignored { .. })
+        matches!(
+            self,
+            Event::Malformed(_) | Event::Ignored { .. } | Event::RateLimited { .. }
+        )
     }
 }
 
@@ -102,6 +110,9 @@ impl fmt::Display for Event {
             ),
             Event::Malformed(m) => write!(f, "malformed DHCPv6 packet: {m}"),
             Event::Ignored { reason } => write!(f, "ignoring DHCPv6 packet: {reason}"),
+            Event::RateLimited { duid } => {
+                write!(f, "too many DHCPv6 packets from {duid}: dropping")
+            }
         }
     }
 }
@@ -124,6 +135,8 @@ pub struct Server {
     declined: HashMap<Ipv6Addr, u64>,
     /// Bound leases expiring at or before this time have been reported.
     expired_upto: u64,
+    /// Per-client rate limit, by DUID (clients that send none share one bucket).
+    buckets: Limiter<Vec<u8>>,
 }
 
 /// T1 = ½, T2 = ⅞ of the lease, lifetime = the lease (all infinite for an infinite one).
@@ -142,6 +155,7 @@ impl Server {
             offers: HashMap::new(),
             declined: HashMap::new(),
             expired_upto: 0,
+            buckets: Limiter::default(),
         }
     }
 
@@ -193,6 +207,7 @@ impl Server {
     pub fn expire(&mut self, now: u64) -> Vec<Effect> {
         self.offers.retain(|_, o| o.until > now);
         self.declined.retain(|_, t| *t > now);
+        self.buckets.prune(self.cfg.rate, now);
         let from = self.expired_upto;
         let out = self
             .leases
@@ -217,6 +232,16 @@ impl Server {
             Ok(r) => r,
             Err(m) => return vec![Effect::Log(Event::Malformed(m))],
         };
+        let key = req.client_id.clone().unwrap_or_default();
+        if let Verdict::Drop { log } = self.buckets.take(self.cfg.rate, key, now) {
+            if !log {
+                return Vec::new();
+            }
+            let duid = req.client_id.as_deref().map(format_client_id);
+            return vec![Effect::Log(Event::RateLimited {
+                duid: duid.unwrap_or_else(|| "-".into()),
+            })];
+        }
         let ours = req.server_id.as_deref() == Some(&self.cfg.server_duid[..]);
         let ignore = |reason| vec![Effect::Log(Event::Ignored { reason })];
         let Some(client) = req.client_id.clone() else {
