@@ -30,9 +30,10 @@
 //! (option 14) is answered with a Reply that binds at once. Renew/Rebind extend the
 //! binding, or bind again an address the client names that is still free for it, else
 //! answer NoBinding. Confirm answers Success or NotOnLink, Decline quarantines the
-//! address for [`Config::decline_quarantine`] seconds. Unlike the v4 engine there is no
-//! per-client rate limit, and the shell logs malformed or ignored packets at debug
-//! level only ([`Event::is_noisy`]).
+//! address for [`Config::decline_quarantine`] seconds. A client over [`Config::rate`]
+//! (by DUID, as the v4 engine limits by MAC) is dropped, so a flood from one client does
+//! not starve the others. The shell logs malformed, ignored and rate-limited packets at
+//! debug level only ([`Event::is_noisy`]).
 //!
 //! # Mapping from the network XML
 //!
