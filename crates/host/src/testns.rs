@@ -12,9 +12,12 @@ use std::future::Future;
 use std::io;
 use std::path::PathBuf;
 use std::process::{Command, Output};
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
+/// Prefixes whose leftovers this process has already looked for.
+static REAPED: Mutex<Vec<String>> = Mutex::new(Vec::new());
 
 /// True when running as root (needed to create namespaces).
 pub fn is_root() -> bool {
@@ -51,6 +54,7 @@ impl TestNs {
             std::process::id(),
             COUNTER.fetch_add(1, Ordering::Relaxed)
         );
+        reap_leftovers(prefix);
         // A leftover of the same name belongs to a dead process that reused our pid.
         if PathBuf::from("/run/netns").join(&name).exists() {
             let _ = ip(&["netns", "del", &name]);
@@ -139,6 +143,77 @@ impl Drop for TestNs {
     }
 }
 
+/// Once per process and prefix: delete the `<prefix>-<pid>-<n>` namespaces of test
+/// processes that are gone. A test killed outright (SIGKILL, a CI timeout) never runs
+/// its drops; its namespaces are removed by the next run instead of piling up.
+fn reap_leftovers(prefix: &str) {
+    {
+        let mut done = REAPED.lock().unwrap_or_else(|e| e.into_inner());
+        if done.iter().any(|p| p == prefix) {
+            return;
+        }
+        done.push(prefix.to_string());
+    }
+    let Ok(dir) = std::fs::read_dir("/run/netns") else {
+        return;
+    };
+    for name in dir
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+    {
+        if let Some(pid) = leftover_pid(&name, prefix)
+            && pid != std::process::id()
+            && !PathBuf::from(format!("/proc/{pid}")).exists()
+        {
+            let _ = ip(&["netns", "del", &name]);
+        }
+    }
+}
+
+/// The creator's pid when `name` is `<prefix>-<pid>-<n>`.
+fn leftover_pid(name: &str, prefix: &str) -> Option<u32> {
+    let (pid, n) = name
+        .strip_prefix(prefix)?
+        .strip_prefix('-')?
+        .split_once('-')?;
+    n.parse::<u32>().ok()?;
+    pid.parse().ok()
+}
+
 fn ip(args: &[&str]) -> io::Result<Output> {
     Command::new("ip").args(args).output()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn leftover_names_are_recognised_by_prefix_pid_and_counter() {
+        assert_eq!(leftover_pid("kvt-h-29963-0", "kvt-h"), Some(29963));
+        assert_eq!(leftover_pid("kvt-h-29963-0", "kvt"), None);
+        assert_eq!(leftover_pid("kvt-h-29963", "kvt-h"), None);
+        assert_eq!(leftover_pid("kvt-hx-1-2", "kvt-h"), None);
+        assert_eq!(leftover_pid("kvt-h-1-x", "kvt-h"), None);
+    }
+
+    #[test]
+    fn namespaces_of_dead_test_processes_are_reaped() {
+        crate::require_root!("namespaces_of_dead_test_processes_are_reaped");
+        let prefix = format!("kvt-reap-{}", std::process::id());
+        // pid 0 is never a process: this one's creator is gone.
+        let stale = format!("{prefix}-0-7");
+        let live = format!("{prefix}-{}-99", std::process::id());
+        for n in [&stale, &live] {
+            assert!(ip(&["netns", "add", n]).unwrap().status.success());
+        }
+        let ns = TestNs::with_prefix(&prefix).unwrap();
+        let exists = |n: &str| PathBuf::from("/run/netns").join(n).exists();
+        let (stale_left, live_left) = (exists(&stale), exists(&live));
+        let _ = ip(&["netns", "del", &live]);
+        let _ = ip(&["netns", "del", &stale]);
+        drop(ns);
+        assert!(!stale_left, "a dead process's namespace is reaped");
+        assert!(live_left, "a live process's namespace is kept");
+    }
 }
