@@ -16,13 +16,12 @@ use crate::paths::Paths;
 use anyhow::{Context, Result, anyhow};
 use kvnet_dhcp::v6::{self, Config, Effect, Event, LeaseView, Server};
 use kvnet_model::{MacAddr, Network};
-use nix::libc;
 use nix::sys::socket::{self, AddressFamily, SockFlag, SockType, SockaddrIn6, sockopt};
 use std::ffi::OsString;
 use std::fs::File;
 use std::io::Write;
 use std::net::{Ipv6Addr, SocketAddr, SocketAddrV6};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -126,23 +125,6 @@ pub fn stored_leases(paths: &Paths, net: &Network) -> Result<Vec<LeaseView>> {
     Ok(Server::new(cfg, table).leases(now()))
 }
 
-fn setopt<T>(fd: &OwnedFd, level: libc::c_int, name: libc::c_int, value: &T) -> Result<()> {
-    // SAFETY: `value` points to a T of the size given, as the option expects.
-    let r = unsafe {
-        libc::setsockopt(
-            fd.as_raw_fd(),
-            level,
-            name,
-            (value as *const T).cast(),
-            std::mem::size_of::<T>() as libc::socklen_t,
-        )
-    };
-    if r < 0 {
-        return Err(std::io::Error::last_os_error().into());
-    }
-    Ok(())
-}
-
 fn open_socket(bridge: &str, ifindex: u32) -> Result<UdpSocket> {
     let fd = socket::socket(
         AddressFamily::Inet6,
@@ -164,15 +146,10 @@ fn open_socket(bridge: &str, ifindex: u32) -> Result<UdpSocket> {
         &SockaddrIn6::from(SocketAddrV6::new(Ipv6Addr::UNSPECIFIED, SERVER_PORT, 0, 0)),
     )
     .with_context(|| format!("bind [::]:{SERVER_PORT} on {bridge}"))?;
-    let mreq = libc::ipv6_mreq {
-        ipv6mr_multiaddr: libc::in6_addr {
-            s6_addr: ALL_SERVERS.octets(),
-        },
-        ipv6mr_interface: ifindex,
-    };
-    setopt(&fd, libc::IPPROTO_IPV6, libc::IPV6_ADD_MEMBERSHIP, &mreq)
+    let sock = std::net::UdpSocket::from(fd);
+    sock.join_multicast_v6(&ALL_SERVERS, ifindex)
         .with_context(|| format!("join {ALL_SERVERS} on {bridge}"))?;
-    UdpSocket::from_std(std::net::UdpSocket::from(fd)).context("register the DHCPv6 socket")
+    UdpSocket::from_std(sock).context("register the DHCPv6 socket")
 }
 
 struct Journal {

@@ -97,6 +97,12 @@ fn msg(
     m.to_vec().unwrap()
 }
 
+/// The common case of [`msg`]: client `n`'s message with one IA_NA (IAID 1) naming
+/// `addrs`, and no other option.
+fn pkt(t: MessageType, n: u8, server: bool, addrs: &[Ipv6Addr]) -> Vec<u8> {
+    msg(t, Some(&client(n)), server, &[(1, addrs)], vec![])
+}
+
 fn sent(effects: &[Effect]) -> Vec<Message> {
     effects
         .iter()
@@ -249,26 +255,8 @@ fn solicit_advertises_with_the_network_options_and_holds_the_address() {
 #[test]
 fn request_binds_and_the_lease_is_persisted_before_the_reply() {
     let mut s = server(NET);
-    one(&s.handle(
-        NOW,
-        &msg(
-            MessageType::Solicit,
-            Some(&client(1)),
-            false,
-            &[(1, &[])],
-            vec![],
-        ),
-    ));
-    let e = s.handle(
-        NOW,
-        &msg(
-            MessageType::Request,
-            Some(&client(1)),
-            true,
-            &[(1, &[a(0x100)])],
-            vec![],
-        ),
-    );
+    one(&s.handle(NOW, &pkt(MessageType::Solicit, 1, false, &[])));
+    let e = s.handle(NOW, &pkt(MessageType::Request, 1, true, &[a(0x100)]));
     let persist = e
         .iter()
         .position(|x| matches!(x, Effect::Persist(_)))
@@ -357,16 +345,7 @@ fn renew_and_rebind_extend_and_unknown_bindings_get_nobinding() {
         assert_eq!(addr_of(&one(&e)), Ok((ip, 3600)), "{t:?}");
     }
     // An IA the server never bound, naming an address leased to another.
-    let e = s.handle(
-        NOW + 1800,
-        &msg(
-            MessageType::Renew,
-            Some(&client(2)),
-            true,
-            &[(1, &[ip])],
-            vec![],
-        ),
-    );
+    let e = s.handle(NOW + 1800, &pkt(MessageType::Renew, 2, true, &[ip]));
     assert_eq!(addr_of(&one(&e)), Err(Status::NoBinding));
     assert!(persisted(&e).is_empty());
 }
@@ -374,39 +353,14 @@ fn renew_and_rebind_extend_and_unknown_bindings_get_nobinding() {
 #[test]
 fn confirm_says_whether_the_addresses_are_on_link() {
     let mut s = server(NET);
-    let m = one(&s.handle(
-        NOW,
-        &msg(
-            MessageType::Confirm,
-            Some(&client(1)),
-            false,
-            &[(1, &[a(0x150)])],
-            vec![],
-        ),
-    ));
+    let m = one(&s.handle(NOW, &pkt(MessageType::Confirm, 1, false, &[a(0x150)])));
     assert_eq!(top_status(&m), Some(Status::Success));
     let off: Ipv6Addr = "2001:db8:9::5".parse().unwrap();
-    let m = one(&s.handle(
-        NOW,
-        &msg(
-            MessageType::Confirm,
-            Some(&client(1)),
-            false,
-            &[(1, &[off])],
-            vec![],
-        ),
-    ));
+    let m = one(&s.handle(NOW, &pkt(MessageType::Confirm, 1, false, &[off])));
     assert_eq!(top_status(&m), Some(Status::NotOnLink));
-    assert!(ignored(&s.handle(
-        NOW,
-        &msg(
-            MessageType::Confirm,
-            Some(&client(1)),
-            false,
-            &[(1, &[])],
-            vec![]
-        )
-    )));
+    assert!(ignored(
+        &s.handle(NOW, &pkt(MessageType::Confirm, 1, false, &[]))
+    ));
 }
 
 #[test]
@@ -414,16 +368,7 @@ fn release_frees_the_address_for_another_client() {
     let mut s = server(&small(1, ""));
     let ip = bind(&mut s, NOW, &client(1)).unwrap();
     assert_eq!(bind(&mut s, NOW, &client(2)), Err(Status::NoAddrsAvail));
-    let e = s.handle(
-        NOW + 5,
-        &msg(
-            MessageType::Release,
-            Some(&client(1)),
-            true,
-            &[(1, &[ip])],
-            vec![],
-        ),
-    );
+    let e = s.handle(NOW + 5, &pkt(MessageType::Release, 1, true, &[ip]));
     let rec = &persisted(&e)[0];
     assert_eq!(
         (rec.state, rec.expiry_time),
@@ -438,16 +383,7 @@ fn release_frees_the_address_for_another_client() {
 fn declined_addresses_are_quarantined() {
     let mut s = server(&small(2, ""));
     let ip = bind(&mut s, NOW, &client(1)).unwrap();
-    let e = s.handle(
-        NOW,
-        &msg(
-            MessageType::Decline,
-            Some(&client(1)),
-            true,
-            &[(1, &[ip])],
-            vec![],
-        ),
-    );
+    let e = s.handle(NOW, &pkt(MessageType::Decline, 1, true, &[ip]));
     assert_eq!(persisted(&e)[0].state, LeaseState::Released);
     assert!(
         e.iter()
@@ -516,16 +452,7 @@ fn static_hosts_by_duid_and_by_name_win_over_the_range() {
     );
     assert_eq!(addr_of(&one(&e)).unwrap().0, a(4));
     // Anyone else asking for a reserved address gets one from the range.
-    let e = s.handle(
-        NOW,
-        &msg(
-            MessageType::Solicit,
-            Some(&client(3)),
-            false,
-            &[(1, &[a(3)])],
-            vec![],
-        ),
-    );
+    let e = s.handle(NOW, &pkt(MessageType::Solicit, 3, false, &[a(3)]));
     assert_eq!(addr_of(&one(&e)).unwrap().0, a(0x100));
 }
 
@@ -535,16 +462,7 @@ fn an_exhausted_range_answers_noaddrsavail() {
     assert_eq!(bind(&mut s, NOW, &client(1)), Ok(a(0x100)));
     assert_eq!(bind(&mut s, NOW, &client(2)), Ok(a(0x101)));
     assert_eq!(bind(&mut s, NOW, &client(3)), Err(Status::NoAddrsAvail));
-    let e = s.handle(
-        NOW,
-        &msg(
-            MessageType::Request,
-            Some(&client(3)),
-            true,
-            &[(1, &[])],
-            vec![],
-        ),
-    );
+    let e = s.handle(NOW, &pkt(MessageType::Request, 3, true, &[]));
     assert_eq!(addr_of(&one(&e)), Err(Status::NoAddrsAvail));
     assert!(persisted(&e).is_empty());
 }
@@ -605,16 +523,7 @@ fn leases_expire_and_their_address_goes_to_another_client() {
 fn infinite_leases_have_infinite_lifetimes() {
     let mut s = server(&small(1, "<lease expiry='0'/>"));
     bind(&mut s, NOW, &client(1)).unwrap();
-    let m = one(&s.handle(
-        NOW,
-        &msg(
-            MessageType::Renew,
-            Some(&client(1)),
-            true,
-            &[(1, &[a(0x100)])],
-            vec![],
-        ),
-    ));
+    let m = one(&s.handle(NOW, &pkt(MessageType::Renew, 1, true, &[a(0x100)])));
     assert_eq!(addr_of(&m), Ok((a(0x100), u32::MAX)));
     assert_eq!(s.leases(NOW)[0].expiry_time, 0);
 }
@@ -649,16 +558,7 @@ fn the_journal_replays_skipping_a_torn_line() {
             journal.push_str(&v6::encode_record(&r));
         }
     }
-    let e = s.handle(
-        NOW,
-        &msg(
-            MessageType::Release,
-            Some(&client(2)),
-            true,
-            &[(1, &[a(0x101)])],
-            vec![],
-        ),
-    );
+    let e = s.handle(NOW, &pkt(MessageType::Release, 2, true, &[a(0x101)]));
     for r in persisted(&e) {
         journal.push_str(&v6::encode_record(&r));
     }

@@ -444,15 +444,35 @@ impl Server {
         }
     }
 
+    /// Solicit: advertise an address per IA (held for `offer_hold`), or bind it at once
+    /// with Rapid Commit.
     fn solicit(&mut self, now: u64, req: &Request, client: &[u8], duid: &str) -> Vec<Effect> {
+        self.assign(now, req, client, duid, req.rapid_commit)
+    }
+
+    /// Request: bind an address per IA (the advertised one when still free).
+    fn request(&mut self, now: u64, req: &Request, client: &[u8], duid: &str) -> Vec<Effect> {
+        self.assign(now, req, client, duid, true)
+    }
+
+    /// An address per IA of `req`: bound, answered with a Reply (that echoes Rapid Commit
+    /// to a Solicit), or else advertised.
+    fn assign(
+        &mut self,
+        now: u64,
+        req: &Request,
+        client: &[u8],
+        duid: &str,
+        bind: bool,
+    ) -> Vec<Effect> {
         let host = self.host(client, req.name.as_deref());
         let mut out = Vec::new();
-        let mut reply = Reply::new(if req.rapid_commit {
+        let mut reply = Reply::new(if bind {
             MessageType::Reply
         } else {
             MessageType::Advertise
         });
-        reply.rapid_commit = req.rapid_commit;
+        reply.rapid_commit = bind && req.msg_type == wire::SOLICIT;
         reply.ia_ta = req.ia_ta.clone();
         for ia in &req.ia_na {
             let Some(ip) = self.choose(now, duid, ia, host.as_ref()) else {
@@ -462,7 +482,7 @@ impl Server {
                 reply.ias.push(Self::no_addrs(ia.iaid));
                 continue;
             };
-            if req.rapid_commit {
+            if bind {
                 let r = self.bind(
                     now,
                     duid,
@@ -494,37 +514,6 @@ impl Server {
                 ip,
                 duid: duid.to_string(),
             }));
-        }
-        out.push(self.encode(req, reply));
-        out
-    }
-
-    fn request(&mut self, now: u64, req: &Request, client: &[u8], duid: &str) -> Vec<Effect> {
-        let host = self.host(client, req.name.as_deref());
-        let mut out = Vec::new();
-        let mut reply = Reply::new(MessageType::Reply);
-        reply.ia_ta = req.ia_ta.clone();
-        for ia in &req.ia_na {
-            match self.choose(now, duid, ia, host.as_ref()) {
-                Some(ip) => {
-                    let r = self.bind(
-                        now,
-                        duid,
-                        ia.iaid,
-                        ip,
-                        host.as_ref(),
-                        req.name.as_deref(),
-                        &mut out,
-                    );
-                    reply.ias.push(r);
-                }
-                None => {
-                    out.push(Effect::Log(Event::NoAddrs {
-                        duid: duid.to_string(),
-                    }));
-                    reply.ias.push(Self::no_addrs(ia.iaid));
-                }
-            }
         }
         out.push(self.encode(req, reply));
         out
