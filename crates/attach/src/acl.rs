@@ -63,7 +63,7 @@ fn load_into(
         let target = || -> Result<Target> {
             if arg == "all" {
                 Ok(Target::All)
-            } else if kvnet_host::tap::valid_ifname(arg) {
+            } else if kvnet_model::ifname::is_valid(arg) {
                 Ok(Target::Bridge(arg.to_string()))
             } else {
                 bail!("{}: '{arg}' is not a bridge name", at())

@@ -32,7 +32,7 @@ pub fn call(socket: &std::path::Path, req: &kvnet_api::Request) -> anyhow::Resul
 pub fn ifname_arg(prog: &str) -> anyhow::Result<String> {
     let mut args = std::env::args().skip(1);
     match (args.next(), args.next()) {
-        (Some(n), None) if kvnet_host::tap::valid_ifname(&n) => Ok(n),
+        (Some(n), None) if kvnet_model::ifname::is_valid(&n) => Ok(n),
         (Some(n), None) => anyhow::bail!("'{n}' is not a valid interface name"),
         _ => anyhow::bail!("usage: {prog} IFNAME (qemu passes the TAP's name)"),
     }

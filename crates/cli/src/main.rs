@@ -678,7 +678,7 @@ fn run(cli: Cli) -> Result<()> {
                 print!("{}", net.to_xml());
             } else {
                 println!("{} validates", file.display());
-                for u in net.unsupported() {
+                for u in net.not_applied() {
                     println!("note: {u} is accepted but not applied by kvnet yet");
                 }
             }

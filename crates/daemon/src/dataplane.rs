@@ -5,7 +5,7 @@ use crate::plan;
 use anyhow::{Context, Result, anyhow};
 use kvnet_firewall::{FwNetwork, encode_add_new, render_add, render_full, render_remove};
 use kvnet_host::{Netlink, Route, nft, sysctl};
-use kvnet_model::{ForwardMode, Network};
+use kvnet_model::Network;
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::atomic::{AtomicBool, AtomicU32};
@@ -68,7 +68,7 @@ impl Dataplane {
         orig: &mut BTreeMap<String, String>,
         undo: &mut Vec<Undo>,
     ) -> Result<()> {
-        if !net.is_l3() {
+        if !net.profile().owns_bridge() {
             // bridge mode uses the host's bridge as it is; plan::check_start verified it.
             return Ok(());
         }
@@ -211,7 +211,7 @@ impl Dataplane {
     /// that differs from the definition is corrected; what matches is left untouched so
     /// guest traffic is not disturbed.
     pub async fn adopt(&self, net: &Network, owns_bridge: bool) -> Result<bool> {
-        if !owns_bridge || !net.is_l3() {
+        if !owns_bridge || !net.profile().owns_bridge() {
             return Ok(true);
         }
         let Some(spec) = plan::bridge_spec(net) else {
@@ -339,28 +339,4 @@ pub fn release_sysctls(
         }
     }
     errors
-}
-
-pub fn unsupported_mode(net: &Network) -> Option<String> {
-    match net.forward_mode() {
-        m @ (ForwardMode::Private
-        | ForwardMode::Vepa
-        | ForwardMode::Passthrough
-        | ForwardMode::Hostdev) => Some(format!(
-            "network '{}': forward mode '{m}' (macvtap/hostdev) is not supported by kvnet yet",
-            net.name
-        )),
-        ForwardMode::Bridge
-            if !net
-                .forward
-                .as_ref()
-                .is_some_and(|f| f.interfaces.is_empty()) =>
-        {
-            Some(format!(
-                "network '{}': forward mode 'bridge' with <interface> (macvtap) is not supported by kvnet yet",
-                net.name
-            ))
-        }
-        _ => None,
-    }
 }

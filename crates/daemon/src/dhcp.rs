@@ -118,7 +118,8 @@ impl Service {
         let Some(idx) = ip_index(net) else {
             return Ok(None);
         };
-        let cfg = Config::from_network(net, idx).map_err(|e| anyhow!("DHCP config: {e}"))?;
+        let cfg = Config::from_network(net, idx, net.profile().guests)
+            .map_err(|e| anyhow!("DHCP config: {e}"))?;
         let path = paths.lease_journal(&net.name);
         let (table, journal) = open_journal(&path, kvnet_dhcp::replay, kvnet_dhcp::compact)?;
         let sock = open_socket(bridge)?;
@@ -175,7 +176,8 @@ impl Service {
     /// Apply a live change of the definition (net-update of hosts or ranges).
     pub fn reconfigure(&self, net: &Network) -> Result<()> {
         let idx = ip_index(net).context("the network no longer has IPv4 <dhcp>")?;
-        let cfg = Config::from_network(net, idx).map_err(|e| anyhow!("DHCP config: {e}"))?;
+        let cfg = Config::from_network(net, idx, net.profile().guests)
+            .map_err(|e| anyhow!("DHCP config: {e}"))?;
         lock(&self.server).reconfigure(cfg);
         Ok(())
     }
@@ -186,7 +188,8 @@ pub fn stored_leases(paths: &Paths, net: &Network) -> Result<Vec<LeaseView>> {
     let Some(idx) = ip_index(net) else {
         return Ok(Vec::new());
     };
-    let cfg = Config::from_network(net, idx).map_err(|e| anyhow!("DHCP config: {e}"))?;
+    let cfg = Config::from_network(net, idx, net.profile().guests)
+        .map_err(|e| anyhow!("DHCP config: {e}"))?;
     let (table, _) = load_journal(&paths.lease_journal(&net.name), kvnet_dhcp::replay)?;
     Ok(Server::new(cfg, table).leases(now()))
 }

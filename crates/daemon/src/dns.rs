@@ -130,9 +130,9 @@ impl Drop for Service {
 }
 
 fn config(net: &Network) -> Result<Option<Config>> {
-    match Config::from_network(net) {
+    match Config::from_network(net, net.profile().guests) {
         Ok(c) => Ok(Some(c)),
-        Err(ConfigError::Disabled | ConfigError::NotServed(_)) => Ok(None),
+        Err(ConfigError::Disabled) => Ok(None),
         Err(e) => Err(anyhow!("DNS config: {e}")),
     }
 }

@@ -234,7 +234,7 @@ impl Manager {
     /// network up and is returned as a warning. Call after start_dhcp: guest names come
     /// from its leases.
     fn start_dns(&mut self, net: &Network) -> Option<String> {
-        let br = plan::bridge_name(net).filter(|_| net.is_l3())?;
+        let br = plan::bridge_name(net).filter(|_| net.profile().owns_bridge())?;
         let leases = self.dhcp.get(&net.name).map(dhcp::Service::lease_names);
         let local = dns::local_addrs(self.active().into_iter().chain([net]));
         match dns::Service::start(net, br, leases, local) {
@@ -279,7 +279,7 @@ impl Manager {
     /// Send router advertisements on `net` if it has IPv6 addresses. Like DHCP, a
     /// failure leaves the network up and is returned as a warning.
     fn start_ra(&mut self, net: &Network) -> Option<String> {
-        let br = plan::bridge_name(net).filter(|_| net.is_l3())?;
+        let br = plan::bridge_name(net).filter(|_| net.profile().owns_bridge())?;
         match ra::Service::start(net, br) {
             Ok(Some(svc)) => {
                 info!(network = %net.name, "router advertisements on {br}");
@@ -330,7 +330,7 @@ impl Manager {
     /// Serve DHCP (v4 and v6) on `net` if it asks for it. A failure leaves the network
     /// up without that server and is returned as a warning for the user.
     fn start_dhcp(&mut self, net: &Network) -> Vec<String> {
-        let Some(br) = plan::bridge_name(net).filter(|_| net.is_l3()) else {
+        let Some(br) = plan::bridge_name(net).filter(|_| net.profile().owns_bridge()) else {
             return Vec::new();
         };
         let mut warnings = Vec::new();
@@ -379,7 +379,7 @@ impl Manager {
                 info!(network = %name, "DHCP server stopped");
             }
             (None, Some(_)) => {
-                if let Some(br) = plan::bridge_name(net).filter(|_| net.is_l3()) {
+                if let Some(br) = plan::bridge_name(net).filter(|_| net.profile().owns_bridge()) {
                     match dhcp::Service::start(&self.paths, net, br) {
                         Ok(Some(svc)) => {
                             info!(network = %name, "DHCP server on {br}");
@@ -403,7 +403,7 @@ impl Manager {
                 info!(network = %name, "DHCPv6 server stopped");
             }
             (None, Some(_)) => {
-                if let Some(br) = plan::bridge_name(net).filter(|_| net.is_l3())
+                if let Some(br) = plan::bridge_name(net).filter(|_| net.profile().owns_bridge())
                     && let Some(w) = self.start_dhcp6(net, br)
                 {
                     warn!("{w}");
@@ -423,7 +423,11 @@ impl Manager {
                     .map_err(|e| anyhow!("invalid MAC address '{m}': {e}"))
             })
             .transpose()?;
-        let def = o.live.as_ref().or(o.def.as_ref()).filter(|n| n.is_l3());
+        let def = o
+            .live
+            .as_ref()
+            .or(o.def.as_ref())
+            .filter(|n| n.profile().owns_bridge());
         let mut v4 = match (self.dhcp.get(name), def) {
             (Some(svc), _) => svc.leases(),
             (None, Some(net)) => dhcp::stored_leases(&self.paths, net)?,
@@ -591,10 +595,12 @@ impl Manager {
             }
             // Keep what was generated at the first define unless the new XML says otherwise.
             if let Some(old) = obj.def.as_ref().or(obj.live.as_ref()) {
-                if net.mac.is_none() && net.is_l3() {
+                if net.mac.is_none() && net.profile().owns_bridge() {
                     net.mac = old.mac;
                 }
-                if net.is_l3() && net.bridge.as_ref().and_then(|b| b.name.as_ref()).is_none() {
+                if net.profile().owns_bridge()
+                    && net.bridge.as_ref().and_then(|b| b.name.as_ref()).is_none()
+                {
                     let stp = net.bridge.as_ref().and_then(|b| b.stp);
                     let delay = net.bridge.as_ref().and_then(|b| b.delay);
                     if let Some(b) = old.bridge.clone() {
@@ -622,12 +628,12 @@ impl Manager {
                 .flatten()
         };
         let mut used_bridges: HashSet<String> = others()
-            .filter(|n| n.is_l3())
+            .filter(|n| n.profile().owns_bridge())
             .filter_map(|n| plan::bridge_name(n).map(str::to_string))
             .collect();
         let used_macs: HashSet<MacAddr> = others().filter_map(|n| n.mac).collect();
         if let Some(br) = plan::bridge_name(&net)
-            && net.is_l3()
+            && net.profile().owns_bridge()
             && used_bridges.contains(br)
         {
             bail!("bridge name '{br}' is already in use by another network");
@@ -711,7 +717,7 @@ impl Manager {
     async fn start_net(&mut self, net: Network, transient: bool) -> Result<Vec<String>> {
         let t0 = std::time::Instant::now();
         let name = net.name.clone();
-        if let Some(msg) = dataplane::unsupported_mode(&net) {
+        if let Some(msg) = net.profile().unsupported {
             bail!(msg);
         }
         // A network being torn down in the background may still hold this bridge name
@@ -743,7 +749,7 @@ impl Manager {
         let status = store::Status {
             live_xml: net.to_xml(),
             transient,
-            owns_bridge: net.is_l3(),
+            owns_bridge: net.profile().owns_bridge(),
             started: now(),
             stopping: false,
         };
@@ -781,7 +787,7 @@ impl Manager {
             t0.elapsed() - t_status
         );
         let mut warnings: Vec<String> = net
-            .unsupported()
+            .not_applied()
             .into_iter()
             .map(|w| format!("network '{name}': {w} is accepted but not applied by kvnet yet"))
             .collect();
@@ -795,7 +801,7 @@ impl Manager {
             .nets
             .get_mut(&name)
             .expect("caller inserted the network");
-        obj.owns_bridge = net.is_l3();
+        obj.owns_bridge = net.profile().owns_bridge();
         obj.live = Some(net);
         self.sync_local_addrs();
         let t_sync = t0.elapsed();

@@ -139,7 +139,10 @@ pub fn check_start(
                 ));
             }
         }
-        if net.is_l3() && bridge_name(net).is_some() && bridge_name(net) == bridge_name(other) {
+        if net.profile().owns_bridge()
+            && bridge_name(net).is_some()
+            && bridge_name(net) == bridge_name(other)
+        {
             return Err(format!(
                 "bridge name '{}' is already used by active network '{}'",
                 bridge_name(net).unwrap_or_default(),
@@ -161,7 +164,7 @@ pub fn check_start(
         }
     }
     let br = bridge_name(net);
-    if net.is_l3()
+    if net.profile().owns_bridge()
         && let (Some(br), Some(l)) = (br, bridge_link)
     {
         return Err(if l.kind.as_deref() == Some("bridge") {

@@ -323,7 +323,7 @@ impl Manager {
         let links = self.dp.nl.links().await?;
         let ifname = match a.ifname {
             Some(n) => {
-                if !tap::valid_ifname(&n) {
+                if !kvnet_model::ifname::is_valid(&n) {
                     bail!("'{n}' is not a valid interface name");
                 }
                 if links.iter().any(|l| l.name == n) {

@@ -40,7 +40,7 @@ const IFA_F_DADFAILED: u32 = 0x08;
 
 /// Whether kvnetd sends router advertisements on `net`.
 pub fn enabled(net: &Network) -> bool {
-    Config::from_network(net).is_some()
+    Config::from_network(net, net.profile().guests).is_some()
 }
 
 struct Shell {
@@ -74,7 +74,7 @@ impl Drop for Service {
 impl Service {
     /// Start advertising on `bridge` if `net` has an IPv6 address. Needs a tokio runtime.
     pub fn start(net: &Network, bridge: &str) -> Result<Option<Service>> {
-        let Some(cfg) = Config::from_network(net) else {
+        let Some(cfg) = Config::from_network(net, net.profile().guests) else {
             return Ok(None);
         };
         let ifindex = nix::net::if_::if_nametoindex(bridge)
@@ -101,7 +101,8 @@ impl Service {
 
     /// Apply a live change of the definition; a changed advertisement goes out at once.
     pub fn reconfigure(&self, net: &Network) -> Result<()> {
-        let cfg = Config::from_network(net).context("the network no longer advertises")?;
+        let cfg = Config::from_network(net, net.profile().guests)
+            .context("the network no longer advertises")?;
         let mut e = lock(&self.shell.engine);
         let mac = e.config().source_mac;
         e.set_config(cfg.with_source_mac(mac), Instant::now());

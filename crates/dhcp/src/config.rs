@@ -3,7 +3,7 @@
 use std::net::{IpAddr, Ipv4Addr};
 
 use ipnet::Ipv4Net;
-use kvnet_model::{ForwardMode, Lease, MacAddr, Network};
+use kvnet_model::{GuestRole, Lease, MacAddr, Network};
 
 /// How long an address is leased.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -132,10 +132,12 @@ impl Config {
 
     /// Build the config for `net.ips[ip_index]`, mapping the XML the way libvirt maps it
     /// to dnsmasq options (see the module docs for the table).
-    pub fn from_network(net: &Network, ip_index: usize) -> Result<Config, ConfigError> {
-        if !net.is_l3() {
-            return Err(ConfigError::NotRouted(net.forward_mode()));
-        }
+    /// `role` says what the forward mode asks of guest services (the mode profile).
+    pub fn from_network(
+        net: &Network,
+        ip_index: usize,
+        role: GuestRole,
+    ) -> Result<Config, ConfigError> {
         let ipdef = net
             .ips
             .get(ip_index)
@@ -190,7 +192,7 @@ impl Config {
         if ipdef.tftp_root.is_some() && cfg.next_server.is_none() {
             cfg.next_server = Some(server_ip);
         }
-        if net.forward_mode() != ForwardMode::Isolated {
+        if role.default_router {
             cfg.router = Some(server_ip);
         }
         if net.dns.as_ref().and_then(|d| d.enable) != Some(false) {
@@ -248,8 +250,6 @@ pub fn format_client_id(id: &[u8]) -> String {
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigError {
-    #[error("forward mode '{0}' has no addressed bridge to serve DHCP on")]
-    NotRouted(ForwardMode),
     #[error("the network has no <ip> number {0}")]
     NoSuchIp(usize),
     #[error("{0} is not an IPv4 address")]

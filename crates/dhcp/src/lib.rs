@@ -7,7 +7,7 @@
 //!
 //! ```text
 //! table  = replay(&journal_text);              // at start-up; then rewrite with compact()
-//! server = Server::new(Config::from_network(&net, ip_index)?, table);
+//! server = Server::new(Config::from_network(&net, ip_index, net.profile().guests)?, table);
 //! loop {
 //!     effects = server.handle(now, &datagram)  // a packet arrived on port 67
 //!            |  server.expire(now)             // the timer from next_deadline() fired

@@ -821,12 +821,12 @@ fn relayed_requests() {
 #[test]
 fn from_network_errors_and_defaults() {
     let n = net("<network><name>b</name><forward mode='bridge'/><bridge name='br0'/></network>");
-    assert!(Config::from_network(&n, 0).is_err());
+    assert!(Config::from_network(&n, 0, n.profile().guests).is_err());
     let n = net(NAT_NET);
-    assert!(Config::from_network(&n, 1).is_err());
+    assert!(Config::from_network(&n, 1, n.profile().guests).is_err());
     let v6 = net("<network><name>v6</name>
       <ip family='ipv6' address='2001:db8::1' prefix='64'/></network>");
-    assert!(Config::from_network(&v6, 0).is_err());
+    assert!(Config::from_network(&v6, 0, v6.profile().guests).is_err());
     let c = config(NAT_NET);
     assert_eq!(c.server_ip, SERVER);
     assert_eq!(c.domain.as_deref(), Some("example.org"));

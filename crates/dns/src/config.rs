@@ -3,7 +3,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use kvnet_model::{ForwardMode, Network};
+use kvnet_model::{GuestRole, Network};
 
 use crate::names::{check_name, reverse_zone};
 
@@ -13,9 +13,6 @@ pub enum ConfigError {
     /// `<dns enable='no'>`: libvirt runs no DNS server (`port=0`).
     #[error("DNS is disabled on this network (<dns enable='no'>)")]
     Disabled,
-    /// Only networks whose bridge kvnet owns (nat, route, open, isolated) get a DNS server.
-    #[error("forward mode '{0}' has no DNS server of its own")]
-    NotServed(ForwardMode),
     /// A name or TXT value that must not reach the wire (control characters, bad labels).
     #[error("{what} '{value}' {why}")]
     Invalid {
@@ -83,13 +80,10 @@ pub struct Config {
 }
 
 impl Config {
-    /// The DNS configuration of an L3 network. Every string is checked again here (the model
-    /// validates too) because a CR/LF in a record was a dnsmasq CVE.
-    pub fn from_network(net: &Network) -> Result<Config, ConfigError> {
-        let mode = net.forward_mode();
-        if !mode.is_l3() {
-            return Err(ConfigError::NotServed(mode));
-        }
+    /// The DNS configuration of a network whose guests kvnetd serves; `role` says whether
+    /// the host's resolvers are upstreams (the mode profile). Every string is checked
+    /// again here (the model validates too) because a CR/LF in a record was a dnsmasq CVE.
+    pub fn from_network(net: &Network, role: GuestRole) -> Result<Config, ConfigError> {
         let dns = net.dns.clone().unwrap_or_default();
         if dns.enable == Some(false) {
             return Err(ConfigError::Disabled);
@@ -98,7 +92,7 @@ impl Config {
             domain: None,
             local_only: false,
             forward_plain_names: dns.forward_plain_names != Some(false),
-            isolated: mode == ForwardMode::Isolated,
+            isolated: !role.host_resolvers,
             hosts: Vec::new(),
             txts: Vec::new(),
             srvs: Vec::new(),

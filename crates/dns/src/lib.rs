@@ -52,7 +52,7 @@
 //!     "<network><name>n</name><forward/><ip address='10.0.0.1' prefix='24'/></network>",
 //! )
 //! .unwrap();
-//! let mut engine = Engine::new(Config::from_network(&net).unwrap(), [42; 32]);
+//! let mut engine = Engine::new(Config::from_network(&net, net.profile().guests).unwrap(), [42; 32]);
 //! engine.set_upstreams(parse_resolv_conf("nameserver 192.0.2.53\n"));
 //!
 //! // "example.org. A", ID 0x0102, RD set.

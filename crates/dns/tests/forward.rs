@@ -585,8 +585,7 @@ fn set_config_applies_without_losing_pending_queries() {
     let t = now0();
     let (up, fwd) =
         forward_of(e.handle_query(t, client(), &query(1, "a.example.com.", RecordType::A)));
-    let cfg = kvnet_dns::Config::from_network(&nat("<domain name='example.com' localOnly='yes'/>"))
-        .unwrap();
+    let cfg = common::config(&nat("<domain name='example.com' localOnly='yes'/>"));
     e.set_config(cfg);
     assert_eq!(
         rcode(&ask(&mut e, "b.example.com.", RecordType::A)),
@@ -606,7 +605,7 @@ fn guest_names_follow_a_domain_change() {
         addrs(&ask(&mut e, "vm1.old.lan.", RecordType::A)),
         vec![ip("192.168.122.10")]
     );
-    let cfg = kvnet_dns::Config::from_network(&nat("<domain name='new.lan'/>")).unwrap();
+    let cfg = common::config(&nat("<domain name='new.lan'/>"));
     e.set_config(cfg);
     assert_eq!(
         addrs(&ask(&mut e, "vm1.new.lan.", RecordType::A)),

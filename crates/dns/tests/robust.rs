@@ -6,7 +6,6 @@ use common::*;
 use hickory_proto::op::{Edns, Message, OpCode, ResponseCode};
 use hickory_proto::rr::{DNSClass, RecordType};
 use kvnet_dns::{Config, ConfigError, Decision, Engine, Peer};
-use kvnet_model::ForwardMode;
 use proptest::prelude::*;
 
 #[test]
@@ -137,26 +136,18 @@ fn edns_is_echoed() {
 }
 
 #[test]
-fn config_refuses_unserved_networks() {
+fn config_refuses_disabled_dns() {
     let off = nat("<dns enable='no'/>");
-    assert_eq!(Config::from_network(&off), Err(ConfigError::Disabled));
-    let br = kvnet_model::Network::from_xml(
-        "<network><name>b</name><forward mode='bridge'/><bridge name='br0'/></network>",
-    )
-    .unwrap();
     assert_eq!(
-        Config::from_network(&br),
-        Err(ConfigError::NotServed(ForwardMode::Bridge))
+        Config::from_network(&off, off.profile().guests),
+        Err(ConfigError::Disabled)
     );
 }
 
 #[test]
 fn config_reflects_the_definition() {
-    let c = Config::from_network(&nat(
-        "<domain name='Example.COM' localOnly='yes'/>\
-         <dns forwardPlainNames='no'><forwarder addr='10.0.0.53' port='5353'/><forwarder domain='corp.lan'/></dns>",
-    ))
-    .unwrap();
+    let c = common::config(&nat("<domain name='Example.COM' localOnly='yes'/>\
+         <dns forwardPlainNames='no'><forwarder addr='10.0.0.53' port='5353'/><forwarder domain='corp.lan'/></dns>"));
     assert_eq!(c.domain(), Some("example.com"));
     assert!(c.local_only());
     assert!(!c.forward_plain_names());
@@ -169,14 +160,10 @@ fn config_reflects_the_definition() {
         c.own_addrs(),
         [ip("192.168.122.1"), ip("2001:db8:ac10:fd01::1")]
     );
-    let c = Config::from_network(&nat("")).unwrap();
+    let c = common::config(&nat(""));
     assert!(c.forward_plain_names());
     assert!(!c.has_default_forwarders());
-    assert!(
-        Config::from_network(&network("", "", ""))
-            .unwrap()
-            .isolated()
-    );
+    assert!(common::config(&network("", "", "")).isolated());
 }
 
 /// The model rejects these already; the engine checks again in case a definition reaches it
@@ -188,7 +175,7 @@ fn config_rejects_control_characters_everywhere() {
          <txt name='t' value='v'/>\
          <srv service='ldap' protocol='tcp' domain='corp.lan' target='dc'/>\
          <host ip='192.168.122.5'><hostname>h</hostname></host></dns>");
-    assert!(Config::from_network(&base).is_ok());
+    assert!(Config::from_network(&base, base.profile().guests).is_ok());
     type Edit = fn(&mut kvnet_model::Network);
     // Each error names the element that carries the bad string.
     let edits: [(&str, Edit); 9] = [
@@ -223,7 +210,7 @@ fn config_rejects_control_characters_everywhere() {
     for (what, edit) in edits {
         let mut n = base.clone();
         edit(&mut n);
-        let err = Config::from_network(&n).unwrap_err();
+        let err = Config::from_network(&n, n.profile().guests).unwrap_err();
         let ConfigError::Invalid { value, .. } = &err else {
             panic!("{what}: {err:?}")
         };
@@ -240,9 +227,9 @@ fn config_rejects_control_characters_everywhere() {
 fn config_rejects_bad_labels() {
     let mut n = nat("<domain name='example.com'/>");
     n.domain.as_mut().unwrap().name = "a..b".into();
-    assert!(Config::from_network(&n).is_err());
+    assert!(Config::from_network(&n, n.profile().guests).is_err());
     n.domain.as_mut().unwrap().name = "a b".into();
-    assert!(Config::from_network(&n).is_err());
+    assert!(Config::from_network(&n, n.profile().guests).is_err());
 }
 
 fn fuzz_engine() -> Engine {

@@ -46,17 +46,6 @@ pub struct Tap {
     pub fds: Vec<OwnedFd>,
 }
 
-/// A name the kernel accepts for a link (`dev_valid_name`), without patterns.
-pub fn valid_ifname(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() < libc::IFNAMSIZ
-        && name != "."
-        && name != ".."
-        && !name
-            .chars()
-            .any(|c| c == '/' || c == ':' || c == '%' || c.is_whitespace() || c.is_control())
-}
-
 fn open_tun() -> io::Result<File> {
     OpenOptions::new().read(true).write(true).open(TUN_PATH)
 }
@@ -181,24 +170,5 @@ mod tests {
     #[test]
     fn ifreq_has_the_kernel_layout() {
         assert_eq!(std::mem::size_of::<IfReq>(), 40);
-    }
-
-    #[test]
-    fn ifname_rules() {
-        for ok in ["vnet0", "tap-1", "a", "x23456789012345"] {
-            assert!(valid_ifname(ok), "{ok}");
-        }
-        for bad in [
-            "",
-            ".",
-            "..",
-            "a/b",
-            "a b",
-            "eth0:1",
-            "vnet%d",
-            "x234567890123456",
-        ] {
-            assert!(!valid_ifname(bad), "{bad}");
-        }
     }
 }

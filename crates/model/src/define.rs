@@ -22,7 +22,7 @@ impl Network {
         if self.uuid.is_none() {
             self.uuid = Some(uuid_from_entropy(entropy));
         }
-        if !self.is_l3() {
+        if !self.forward_mode().is_l3() {
             return;
         }
         if self.mac.is_none() {

@@ -426,7 +426,7 @@ impl<'a, 'i> Parser<'a, 'i> {
             return Err(self.err(root, path, "missing required element <name>"));
         }
         // libvirt always echoes stp/delay for the networks it builds a bridge for.
-        if net.is_l3() {
+        if net.forward_mode().is_l3() {
             let b = net.bridge.get_or_insert_with(Bridge::default);
             b.stp.get_or_insert(true);
             b.delay.get_or_insert(0);

@@ -139,7 +139,7 @@ fn forward_mode_words() {
     assert!("bogus".parse::<ForwardMode>().is_err());
     let n = net(BASE);
     assert_eq!(n.forward_mode(), ForwardMode::Nat);
-    assert!(n.is_l3());
+    assert!(n.profile().owns_bridge());
     let iso = net("<network><name>i</name></network>");
     assert_eq!(iso.forward_mode(), ForwardMode::Isolated);
     assert_eq!(
@@ -147,7 +147,7 @@ fn forward_mode_words() {
         "<network>\n  <name>i</name>\n  <bridge stp='on' delay='0'/>\n</network>\n"
     );
     let br = net("<network><name>b</name><forward mode='bridge'/><bridge name='br0'/></network>");
-    assert!(!br.is_l3());
+    assert!(!br.profile().owns_bridge());
     assert_eq!(
         net("<network><name>d</name><forward/><ip address='10.1.1.1'/></network>").forward_mode(),
         ForwardMode::Nat
@@ -208,12 +208,12 @@ fn dnsmasq_options_with_any_prefix() {
         "  <dnsmasq:options>\n    <dnsmasq:option value='a=b'/>\n  </dnsmasq:options>\n"
     ));
     assert_eq!(
-        n.unsupported()[0],
+        n.not_applied()[0],
         "<dnsmasq:options> (1 option; kvnet does not run dnsmasq)"
     );
     assert!(
         !net(BASE)
-            .unsupported()
+            .not_applied()
             .iter()
             .any(|u| u.contains("dnsmasq"))
     );
@@ -1188,7 +1188,7 @@ fn unsupported_features_are_listed() {
                  <domain name='x' localOnly='yes' register='yes'/>\
                  <ip address='10.0.0.1' prefix='24'><tftp root='/t'/></ip></network>",
     );
-    let u = n.unsupported();
+    let u = n.not_applied();
     assert_eq!(u.len(), 4, "{u:?}");
     assert!(u[0].starts_with("<bridge zone='z'>"), "{u:?}");
     // kvnetd serves DNS itself: it is not reported.
@@ -1198,30 +1198,18 @@ fn unsupported_features_are_listed() {
                  <port isolated='yes'/><ip family='ipv6' address='fd00::1' prefix='64'>\
                  <dhcp><range start='fd00::10' end='fd00::20'/></dhcp></ip></network>",
     );
-    let u = d.unsupported();
-    for want in [
-        "<bandwidth>",
-        "<port isolated='yes'>",
-        "<dhcp>",
-        "IPv6 router",
-    ] {
-        assert!(
-            u.iter().any(|x| x.starts_with(want)),
-            "{want} missing: {u:?}"
-        );
-    }
-    // kvnetd serves DHCPv4 itself: an IPv4 <dhcp> is not reported.
-    assert!(
-        !net(BASE)
-            .unsupported()
-            .iter()
-            .any(|x| x.starts_with("<dhcp>")),
-        "{:?}",
-        net(BASE).unsupported()
+    // kvnetd serves DHCPv4, DHCPv6 and router advertisements itself: not reported.
+    assert_eq!(
+        d.not_applied(),
+        vec![
+            "<bandwidth> (traffic shaping)".to_string(),
+            "<port isolated='yes'> (guest port isolation)".to_string()
+        ]
     );
+    assert_eq!(net(BASE).not_applied(), Vec::<String>::new());
     let h = net("<network><name>h</name><forward mode='hostdev'><pf dev='p'/></forward></network>");
     assert_eq!(
-        h.unsupported(),
+        h.not_applied(),
         vec!["<forward><pf> (SR-IOV virtual function pool)".to_string()]
     );
 }

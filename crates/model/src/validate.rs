@@ -539,35 +539,23 @@ impl Network {
     }
 }
 
-/// Interface names: at most 15 bytes and nothing the kernel refuses ('/', ':', blanks).
-/// Bridges kvnet creates are held to letters, digits and `_.-`, plus one `%d` template.
+/// Interface names: [`crate::ifname::check`]. Bridges kvnet creates are held to
+/// letters, digits and `_.-`, plus one `%d` template (which the kernel completes).
 fn check_ifname(p: &str, what: &str, n: &str, bridge: bool) -> R {
     non_empty(p, what, n)?;
-    if n.len() > 15 {
-        return fail(p, format!("{what} '{n}' is longer than 15 characters"));
-    }
-    if n == "." || n == ".." {
-        return fail(p, format!("{what} '{n}' is not allowed"));
-    }
-    let rest = if bridge {
-        n.replacen("%d", "", 1)
+    let checked = if bridge {
+        n.replacen("%d", "0", 1)
     } else {
         n.to_string()
     };
-    let bad = |c: &char| {
-        if bridge {
-            !(c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
-        } else {
-            matches!(c, '/' | ':') || c.is_whitespace()
+    let created = |c: &char| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-');
+    let res = crate::ifname::check(&checked).and_then(|()| {
+        match checked.chars().find(|c| bridge && !created(c)) {
+            Some(c) => Err(crate::ifname::IfnameError::BadChar(c)),
+            None => Ok(()),
         }
-    };
-    if let Some(c) = rest.chars().find(bad) {
-        return fail(
-            p,
-            format!("{what} '{n}' contains the invalid character {c:?}"),
-        );
-    }
-    Ok(())
+    });
+    res.or_else(|e| fail(p, format!("{what} '{n}' {e}")))
 }
 
 /// Returns whether the address is IPv6, after checking it agrees with `family`.

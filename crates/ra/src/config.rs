@@ -1,7 +1,7 @@
 //! What a network advertises, derived from its definition.
 
 use ipnet::Ipv6Net;
-use kvnet_model::{ForwardMode, MacAddr, Network};
+use kvnet_model::{GuestRole, MacAddr, Network};
 use std::net::{IpAddr, Ipv6Addr};
 
 /// Router lifetime of a network with a `<forward>`: 3 × MaxRtrAdvInterval (RFC 4861 §6.2.1).
@@ -45,12 +45,10 @@ pub struct Config {
 }
 
 impl Config {
-    /// What `net` advertises, or None when it sends no RAs: not an L3 network (kvnet does
-    /// not own the bridge) or no IPv6 `<ip>`.
-    pub fn from_network(net: &Network) -> Option<Config> {
-        if !net.is_l3() {
-            return None;
-        }
+    /// What `net` advertises, or None when it has no IPv6 `<ip>`; `role` says whether
+    /// guests route through the host (the mode profile). Whether the network gets RAs at
+    /// all (kvnet owns its bridge) is the caller's decision.
+    pub fn from_network(net: &Network, role: GuestRole) -> Option<Config> {
         let v6: Vec<_> = net.ips.iter().filter(|ip| ip.is_ipv6()).collect();
         let first = v6.first()?;
         let mut prefixes: Vec<Prefix> = Vec::new();
@@ -79,10 +77,10 @@ impl Config {
             .filter(|d| dns && encode_name(d).is_some());
         Some(Config {
             prefixes,
-            router_lifetime: if net.forward_mode() == ForwardMode::Isolated {
-                0
-            } else {
+            router_lifetime: if role.default_router {
                 ROUTER_LIFETIME
+            } else {
+                0
             },
             managed: v6.iter().any(|ip| ip.has_dhcp()),
             mtu: net.mtu.filter(|&m| m >= MIN_MTU),

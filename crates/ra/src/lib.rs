@@ -7,7 +7,7 @@
 //! returns:
 //!
 //! ```text
-//! engine = Engine::new(Config::from_network(&net)?.with_source_mac(bridge_mac), seed, now);
+//! engine = Engine::new(Config::from_network(&net, net.profile().guests)?.with_source_mac(bridge_mac), seed, now);
 //! loop {
 //!     wait until engine.next_deadline() or a solicitation arrives:
 //!         engine.on_solicit(now, source, hop_limit, &icmpv6_body)  // Err: ignore it

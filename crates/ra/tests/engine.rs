@@ -18,7 +18,12 @@ const V6: &str = "<ip family='ipv6' address='fd00:77::1' prefix='64'/>";
 const NAT: &str = "<forward mode='nat'/>";
 
 fn cfg(forward: &str, extra: &str, ips: &str) -> Config {
-    Config::from_network(&net(forward, extra, ips)).expect("advertises")
+    advertised(&net(forward, extra, ips)).expect("advertises")
+}
+
+/// The config kvnetd builds for `n`: its guest role from the mode profile.
+fn advertised(n: &Network) -> Option<Config> {
+    Config::from_network(n, n.profile().guests)
 }
 
 fn s(secs: u64) -> Duration {
@@ -106,16 +111,17 @@ fn router_lifetime_per_forward_mode() {
 #[test]
 fn nothing_to_advertise_without_ipv6_or_an_own_bridge() {
     let v4 = "<ip address='192.168.50.1' prefix='24'/>";
-    assert_eq!(Config::from_network(&net(NAT, "", v4)), None);
+    assert_eq!(advertised(&net(NAT, "", v4)), None);
     let ipv6_yes =
         Network::from_xml("<network ipv6='yes'><name>y</name><bridge name='kvra1'/></network>")
             .expect("parse");
-    assert_eq!(Config::from_network(&ipv6_yes), None);
+    assert_eq!(advertised(&ipv6_yes), None);
+    // Whether a network gets RAs at all is the mode profile's: a host bridge's does not.
     let bridged = Network::from_xml(
         "<network><name>b</name><forward mode='bridge'/><bridge name='br9'/></network>",
     )
     .expect("parse");
-    assert_eq!(Config::from_network(&bridged), None);
+    assert!(!bridged.profile().guest_services);
 }
 
 #[test]

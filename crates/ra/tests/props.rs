@@ -24,7 +24,8 @@ fn config(mtu: Option<u16>, domain: bool, prefix: u8, isolated: bool) -> Config 
             ""
         },
     );
-    Config::from_network(&Network::from_xml(&xml).expect("parse"))
+    let n = Network::from_xml(&xml).expect("parse");
+    Config::from_network(&n, n.profile().guests)
         .expect("advertises")
         .with_source_mac(Some(MacAddr([2, 0, 0, 0, 0, 1])))
 }

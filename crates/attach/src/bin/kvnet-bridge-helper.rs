@@ -41,7 +41,7 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Args> {
         if a == "--use-vnet" {
             use_vnet = true;
         } else if let Some(b) = a.strip_prefix("--br=") {
-            if !tap::valid_ifname(b) {
+            if !kvnet_model::ifname::is_valid(b) {
                 bail!("'{b}' is not a valid bridge name");
             }
             bridge = Some(b.to_string());

@@ -80,9 +80,6 @@ impl Config {
         ip_index: usize,
         server_duid: Vec<u8>,
     ) -> Result<Config, ConfigError> {
-        if !net.is_l3() {
-            return Err(ConfigError::NotRouted(net.forward_mode()));
-        }
         let ipdef = net
             .ips
             .get(ip_index)

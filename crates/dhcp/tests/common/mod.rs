@@ -37,7 +37,8 @@ pub fn net(xml: &str) -> Network {
 }
 
 pub fn config(xml: &str) -> Config {
-    Config::from_network(&net(xml), 0).expect("config builds")
+    let n = net(xml);
+    Config::from_network(&n, 0, n.profile().guests).expect("config builds")
 }
 
 pub fn server(xml: &str) -> Server {

@@ -42,8 +42,13 @@ pub fn nat(head: &str) -> Network {
     network("<forward mode='nat'/>", head, "")
 }
 
+/// The config kvnetd builds for `net`: its guest role from the mode profile.
+pub fn config(net: &Network) -> Config {
+    Config::from_network(net, net.profile().guests).unwrap()
+}
+
 pub fn engine_for(net: &Network) -> Engine {
-    Engine::new(Config::from_network(net).unwrap(), SEED)
+    Engine::new(config(net), SEED)
 }
 
 pub fn engine(head: &str) -> Engine {
@@ -51,7 +56,7 @@ pub fn engine(head: &str) -> Engine {
 }
 
 pub fn engine_limits(head: &str, limits: Limits) -> Engine {
-    Engine::with_limits(Config::from_network(&nat(head)).unwrap(), limits, SEED)
+    Engine::with_limits(config(&nat(head)), limits, SEED)
 }
 
 pub fn query_msg(id: u16, name: &str, qtype: RecordType) -> Message {

@@ -1,0 +1,313 @@
+//! The mode profile: per forward mode, what kvnet owns and does on the host. This is
+//! the one place that matches on [`ForwardMode`] for behaviour (the parser and
+//! validator still match on it for what the XML may say); everything else — the
+//! daemon's lifecycle, the firewall input, the DHCP/DNS/RA configs — reads these plain
+//! values. Next to it, [`Network::not_applied`]: what a definition asks for that kvnet
+//! keeps but does not apply yet.
+//!
+//! To support a new mode: give it a row in [`Profile::of`], and teach the daemon's
+//! lifecycle whatever new [`BridgeRole`] or [`FirewallRole`] it needs.
+
+use crate::{ForwardMode, MacTableManager, Network};
+
+/// Who provides the bridge guests plug into.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BridgeRole {
+    /// kvnet creates the bridge, addresses it, keeps it as defined and deletes it at
+    /// destroy (libvirt's "virtual" networks: nat, route, open, isolated).
+    Managed,
+    /// An existing host bridge (`<forward mode='bridge'>` with `<bridge name>`): kvnet
+    /// checks it exists and plugs ports into it, never changes or deletes it.
+    Host,
+    /// No bridge: guests get a device on a host NIC (macvtap, hostdev).
+    None,
+}
+
+/// The rules kvnet's nftables table holds for a network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FirewallRole {
+    /// None: `open` (libvirt adds no rules) and the modes without a managed bridge.
+    None,
+    /// Guests out through source NAT, established traffic back in.
+    Nat,
+    /// Routed subnets reachable both ways.
+    Route,
+    /// Guests reach only the host's services and each other.
+    Isolated,
+}
+
+/// What the guest services (DHCP, DNS, RA) of a network do beyond its data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GuestRole {
+    /// Guests route through the host: DHCP's router option, a non-zero RA router
+    /// lifetime. Not on isolated networks (libvirt's `ra-param=*,0,0`).
+    pub default_router: bool,
+    /// Names the network cannot answer go to the host's resolvers; isolated networks
+    /// only use their `<forwarder>`s (libvirt writes `no-resolv`).
+    pub host_resolvers: bool,
+}
+
+/// What kvnet owns and does for a network, decided by its forward mode.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Profile {
+    pub mode: ForwardMode,
+    pub bridge: BridgeRole,
+    /// The network needs the host to forward (ip_forward, and IPv6 forwarding when it
+    /// has IPv6 addresses) while it runs.
+    pub forwarding: bool,
+    pub firewall: FirewallRole,
+    /// kvnetd serves DHCP, DNS and router advertisements on the network's bridge.
+    pub guest_services: bool,
+    pub guests: GuestRole,
+    /// Why kvnet refuses to start the network, when it does.
+    pub unsupported: Option<String>,
+}
+
+impl Profile {
+    /// The profile of `net`: its forward mode, and for `bridge` whether it is a host
+    /// bridge or a macvtap pool (`<interface>`s).
+    pub fn of(net: &Network) -> Profile {
+        let mode = net.forward_mode();
+        let managed = |firewall, forwarding| Profile {
+            mode,
+            bridge: BridgeRole::Managed,
+            forwarding,
+            firewall,
+            guest_services: true,
+            guests: GuestRole {
+                default_router: mode != ForwardMode::Isolated,
+                host_resolvers: mode != ForwardMode::Isolated,
+            },
+            unsupported: None,
+        };
+        let unmanaged = |bridge, unsupported: Option<&str>| Profile {
+            mode,
+            bridge,
+            forwarding: false,
+            firewall: FirewallRole::None,
+            guest_services: false,
+            guests: GuestRole {
+                default_router: false,
+                host_resolvers: false,
+            },
+            unsupported: unsupported.map(|why| {
+                format!(
+                    "network '{}': forward mode '{mode}' {why} is not supported by kvnet yet",
+                    net.name
+                )
+            }),
+        };
+        match mode {
+            ForwardMode::Nat => managed(FirewallRole::Nat, true),
+            ForwardMode::Route => managed(FirewallRole::Route, true),
+            ForwardMode::Open => managed(FirewallRole::None, true),
+            ForwardMode::Isolated => managed(FirewallRole::Isolated, false),
+            ForwardMode::Bridge
+                if net
+                    .forward
+                    .as_ref()
+                    .is_some_and(|f| !f.interfaces.is_empty()) =>
+            {
+                unmanaged(BridgeRole::None, Some("with <interface> (macvtap)"))
+            }
+            ForwardMode::Bridge => unmanaged(BridgeRole::Host, None),
+            ForwardMode::Private | ForwardMode::Vepa | ForwardMode::Passthrough => {
+                unmanaged(BridgeRole::None, Some("(macvtap)"))
+            }
+            ForwardMode::Hostdev => unmanaged(BridgeRole::None, Some("(hostdev)")),
+        }
+    }
+
+    /// kvnet creates and owns the network's bridge.
+    pub fn owns_bridge(&self) -> bool {
+        self.bridge == BridgeRole::Managed
+    }
+}
+
+impl Network {
+    /// This network's [`Profile`].
+    pub fn profile(&self) -> Profile {
+        Profile::of(self)
+    }
+
+    /// Features accepted and kept in the XML that kvnet does not apply, each as
+    /// "<element> (what it would do)", e.g. for "X is accepted but not applied".
+    pub fn not_applied(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if !self.dnsmasq_options.is_empty() {
+            let n = self.dnsmasq_options.len();
+            out.push(format!(
+                "<dnsmasq:options> ({n} option{}; kvnet does not run dnsmasq)",
+                if n == 1 { "" } else { "s" }
+            ));
+        }
+        if let Some(b) = &self.bridge {
+            if let Some(z) = &b.zone {
+                out.push(format!("<bridge zone='{z}'> (firewalld zone)"));
+            }
+            if b.mac_table_manager == Some(MacTableManager::Libvirt) {
+                out.push(
+                    "<bridge macTableManager='libvirt'> (FDB entries managed by hand)".to_string(),
+                );
+            }
+        }
+        if self
+            .domain
+            .as_ref()
+            .is_some_and(|d| d.register == Some(true))
+        {
+            out.push("<domain register='yes'> (systemd-resolved registration)".to_string());
+        }
+        if self.ips.iter().any(|ip| ip.tftp_root.is_some()) {
+            out.push("<tftp> (TFTP server)".to_string());
+        }
+        if let Some(f) = &self.forward {
+            if f.pf.is_some() {
+                out.push("<forward><pf> (SR-IOV virtual function pool)".to_string());
+            }
+            if !f.addresses.is_empty() {
+                out.push("<forward><address> (PCI device pool)".to_string());
+            }
+        }
+        if self.virtualport.is_some() || self.portgroups.iter().any(|p| p.virtualport.is_some()) {
+            out.push(
+                "<virtualport> (Open vSwitch / 802.1Qbg / 802.1Qbh / midonet port profile)"
+                    .to_string(),
+            );
+        }
+        if self.vlan.is_some() || self.portgroups.iter().any(|p| p.vlan.is_some()) {
+            out.push("<vlan> (VLAN tagging)".to_string());
+        }
+        if self.bandwidth.is_some() || self.portgroups.iter().any(|p| p.bandwidth.is_some()) {
+            out.push("<bandwidth> (traffic shaping)".to_string());
+        }
+        if self.isolated_port == Some(true) {
+            out.push("<port isolated='yes'> (guest port isolation)".to_string());
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn net(xml: &str) -> Network {
+        Network::from_xml(xml).unwrap()
+    }
+
+    fn with_forward(fwd: &str) -> Network {
+        net(&format!(
+            "<network><name>n</name>{fwd}<bridge name='br0'/>{ip}</network>",
+            ip = if fwd.contains("bridge") {
+                ""
+            } else {
+                "<ip address='10.0.0.1' prefix='24'/>"
+            }
+        ))
+    }
+
+    #[test]
+    fn every_mode_has_a_row() {
+        // (forward element, bridge, forwarding, firewall, services, router, supported)
+        let rows = [
+            (
+                "",
+                BridgeRole::Managed,
+                false,
+                FirewallRole::Isolated,
+                true,
+                false,
+                true,
+            ),
+            (
+                "<forward mode='nat'/>",
+                BridgeRole::Managed,
+                true,
+                FirewallRole::Nat,
+                true,
+                true,
+                true,
+            ),
+            (
+                "<forward mode='route'/>",
+                BridgeRole::Managed,
+                true,
+                FirewallRole::Route,
+                true,
+                true,
+                true,
+            ),
+            (
+                "<forward mode='open'/>",
+                BridgeRole::Managed,
+                true,
+                FirewallRole::None,
+                true,
+                true,
+                true,
+            ),
+            (
+                "<forward mode='bridge'/>",
+                BridgeRole::Host,
+                false,
+                FirewallRole::None,
+                false,
+                false,
+                true,
+            ),
+        ];
+        for (fwd, bridge, forwarding, firewall, services, router, supported) in rows {
+            let p = with_forward(fwd).profile();
+            assert_eq!(p.bridge, bridge, "{fwd}");
+            assert_eq!(p.forwarding, forwarding, "{fwd}");
+            assert_eq!(p.firewall, firewall, "{fwd}");
+            assert_eq!(p.guest_services, services, "{fwd}");
+            assert_eq!(p.guests.default_router, router, "{fwd}");
+            assert_eq!(p.guests.host_resolvers, router, "{fwd}");
+            assert_eq!(p.unsupported.is_none(), supported, "{fwd}");
+            assert_eq!(p.owns_bridge(), bridge == BridgeRole::Managed);
+        }
+    }
+
+    #[test]
+    fn macvtap_and_hostdev_are_refused_with_the_reason() {
+        for (xml, why) in [
+            (
+                "<network><name>m</name><forward mode='bridge'><interface dev='eth1'/></forward></network>",
+                "forward mode 'bridge' with <interface> (macvtap)",
+            ),
+            (
+                "<network><name>m</name><forward mode='private' dev='eth1'/></network>",
+                "forward mode 'private' (macvtap)",
+            ),
+            (
+                "<network><name>m</name><forward mode='vepa' dev='eth1'/></network>",
+                "forward mode 'vepa' (macvtap)",
+            ),
+            (
+                "<network><name>m</name><forward mode='passthrough' dev='eth1'/></network>",
+                "forward mode 'passthrough' (macvtap)",
+            ),
+        ] {
+            let p = net(xml).profile();
+            assert_eq!(p.bridge, BridgeRole::None);
+            assert!(!p.guest_services && p.firewall == FirewallRole::None);
+            let msg = p.unsupported.expect(xml);
+            assert_eq!(
+                msg,
+                format!("network 'm': {why} is not supported by kvnet yet")
+            );
+        }
+    }
+
+    #[test]
+    fn ipv6_dhcp_and_router_advertisements_are_applied() {
+        let n = net(
+            "<network><name>v6</name><forward mode='nat'/><bridge name='v6br'/>\
+             <ip family='ipv6' address='fd00::1' prefix='64'>\
+             <dhcp><range start='fd00::10' end='fd00::20'/></dhcp></ip></network>",
+        );
+        assert_eq!(n.not_applied(), Vec::<String>::new());
+    }
+}
