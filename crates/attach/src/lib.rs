@@ -20,11 +20,8 @@ pub fn socket_from_env() -> PathBuf {
 }
 
 /// Send one request to kvnetd at `socket`; an error reply becomes an error.
-pub fn call(socket: &std::path::Path, req: &kvnet_api::Request) -> anyhow::Result<()> {
-    let reply = kvnet_api::call(socket, req)?;
-    if !reply.ok {
-        anyhow::bail!(reply.error.unwrap_or_else(|| "unknown error".into()));
-    }
+pub fn call(socket: &std::path::Path, req: impl kvnet_api::Call) -> anyhow::Result<()> {
+    kvnet_api::call(socket, req)?;
     Ok(())
 }
 

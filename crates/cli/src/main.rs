@@ -4,9 +4,9 @@ mod table;
 
 use anyhow::{Context, Result, anyhow, bail};
 use clap::{Args, CommandFactory, Parser, Subcommand};
-use kvnet_api::{CreatedPort, NetSummary, Port, Request};
-use kvnet_model::Network;
-use serde_json::Value;
+use kvnet_api::request::{self as req, Call};
+use kvnet_api::{ClientError, Lease, NetSummary};
+use kvnet_model::{Network, UpdateCommand, UpdateSection};
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 
@@ -219,26 +219,29 @@ struct Client {
 }
 
 impl Client {
-    fn call(&self, req: Request) -> Result<Value> {
-        let reply = kvnet_api::call(&self.socket, &req)?;
-        for w in &reply.warnings {
+    /// One request; its warnings are printed, on success or not.
+    fn call<C: Call>(&self, req: C) -> Result<C::Reply> {
+        let res = kvnet_api::call(&self.socket, req);
+        let warnings = match &res {
+            Ok(a) => a.warnings.as_slice(),
+            Err(ClientError::Refused { warnings, .. }) => warnings.as_slice(),
+            Err(_) => &[],
+        };
+        for w in warnings {
             eprintln!("warning: {w}");
         }
-        if !reply.ok {
-            bail!(reply.error.unwrap_or_else(|| "unknown error".into()));
-        }
-        Ok(reply.data)
+        Ok(res?.data)
     }
 
     /// A verb that changes something: virsh-style context on failure, its message on success.
-    fn act(&self, req: Request, failed: String, done: String) -> Result<()> {
+    fn act<C: Call>(&self, req: C, failed: String, done: String) -> Result<()> {
         self.call(req).context(failed)?;
         println!("{done}");
         Ok(())
     }
 
     fn list(&self) -> Result<Vec<NetSummary>> {
-        Ok(serde_json::from_value(self.call(Request::List)?)?)
+        self.call(req::List {})
     }
 
     /// virsh accepts a name or a UUID wherever it takes a network.
@@ -270,23 +273,6 @@ fn parse_file(path: &Path) -> Result<(String, Network)> {
         .and_then(|n| n.validate_for_define().map(|()| n))
         .map_err(|e| anyhow!("{}: {e}", path.display()))?;
     Ok((text, net))
-}
-
-/// One row of `net-dhcp-leases` as kvnetd sends it (kvnet_dhcp::LeaseView or
-/// kvnet_dhcp::v6::LeaseView), read here without linking the DHCP engine into the CLI.
-/// An IPv6 row has no MAC when the client's DUID carries none.
-#[derive(serde::Deserialize)]
-#[serde(rename_all = "kebab-case")]
-struct Lease {
-    expiry_time: u64,
-    #[serde(default)]
-    mac_address: Option<String>,
-    ip_address: String,
-    prefix: u8,
-    #[serde(default)]
-    hostname: Option<String>,
-    #[serde(default)]
-    client_id: Option<String>,
 }
 
 /// Unix seconds as local time, the way virsh prints lease expiry; 0 is an infinite lease.
@@ -327,7 +313,7 @@ fn run(cli: Cli) -> Result<()> {
             let (text, net) = parse_file(&file)?;
             let f = file.display();
             c.act(
-                Request::Define { xml: text },
+                req::Define { xml: text },
                 format!("failed to define network from {f}"),
                 format!("Network {} defined from {f}", net.name),
             )?;
@@ -336,7 +322,7 @@ fn run(cli: Cli) -> Result<()> {
             let (text, net) = parse_file(&file)?;
             let f = file.display();
             c.act(
-                Request::Create { xml: text },
+                req::Create { xml: text },
                 format!("failed to create network from {f}"),
                 format!("Network {} created from {f}", net.name),
             )?;
@@ -344,7 +330,7 @@ fn run(cli: Cli) -> Result<()> {
         Cmd::NetUndefine { network } => {
             let n = c.resolve(&network)?;
             c.act(
-                Request::Undefine { network: n.clone() },
+                req::Undefine { network: n.clone() },
                 format!("failed to undefine network '{n}'"),
                 format!("Network {n} has been undefined"),
             )?;
@@ -352,7 +338,7 @@ fn run(cli: Cli) -> Result<()> {
         Cmd::NetStart { network } => {
             let n = c.resolve(&network)?;
             c.act(
-                Request::Start { network: n.clone() },
+                req::Start { network: n.clone() },
                 format!("failed to start network '{n}'"),
                 format!("Network {n} started"),
             )?;
@@ -360,7 +346,7 @@ fn run(cli: Cli) -> Result<()> {
         Cmd::NetDestroy { network, wait } => {
             let n = c.resolve(&network)?;
             c.act(
-                Request::Destroy {
+                req::Destroy {
                     network: n.clone(),
                     wait,
                 },
@@ -376,7 +362,7 @@ fn run(cli: Cli) -> Result<()> {
                 "marked as autostarted"
             };
             c.act(
-                Request::Autostart {
+                req::Autostart {
                     network: n.clone(),
                     enable: !disable,
                 },
@@ -445,8 +431,7 @@ fn run(cli: Cli) -> Result<()> {
         }
         Cmd::NetInfo { network, json } => {
             let network = c.resolve(&network)?;
-            let v = c.call(Request::Info { network })?;
-            let n: NetSummary = serde_json::from_value(v)?;
+            let n = c.call(req::Info { network })?;
             if json.json {
                 return print_json(&n);
             }
@@ -468,8 +453,7 @@ fn run(cli: Cli) -> Result<()> {
             json,
         } => {
             let network = c.resolve(&network)?;
-            let v = c.call(Request::DumpXml { network, inactive })?;
-            let xml = v.as_str().unwrap_or_default();
+            let xml = c.call(req::DumpXml { network, inactive })?;
             if json.json {
                 return print_json(&serde_json::json!({ "xml": xml }));
             }
@@ -477,11 +461,10 @@ fn run(cli: Cli) -> Result<()> {
         }
         Cmd::NetDhcpLeases { network, mac, json } => {
             let network = c.resolve(&network)?;
-            let v = c.call(Request::DhcpLeases { network, mac })?;
+            let leases: Vec<Lease> = c.call(req::DhcpLeases { network, mac })?;
             if json.json {
-                return print_json(&v);
+                return print_json(&leases);
             }
-            let leases: Vec<Lease> = serde_json::from_value(v)?;
             let dash = |s: &Option<String>| match s.as_deref() {
                 None | Some("") => "-".to_string(),
                 Some(s) => s.to_string(),
@@ -492,7 +475,7 @@ fn run(cli: Cli) -> Result<()> {
                     vec![
                         local_time(l.expiry_time),
                         dash(&l.mac_address),
-                        if l.ip_address.contains(':') {
+                        if l.ip_address.is_ipv6() {
                             "ipv6"
                         } else {
                             "ipv4"
@@ -517,7 +500,7 @@ fn run(cli: Cli) -> Result<()> {
         Cmd::NetEdit { network } => edit(&c, &c.resolve(&network)?)?,
         Cmd::NetUuid { network, json } => {
             let network = c.resolve(&network)?;
-            let n: NetSummary = serde_json::from_value(c.call(Request::Info { network })?)?;
+            let n = c.call(req::Info { network })?;
             if json.json {
                 return print_json(&serde_json::json!({ "name": n.name, "uuid": n.uuid }));
             }
@@ -550,7 +533,9 @@ fn run(cli: Cli) -> Result<()> {
             } else {
                 read_file(Path::new(&xml))?
             };
-            c.call(Request::Update {
+            let command: UpdateCommand = command.parse().map_err(|e: String| anyhow!(e))?;
+            let section: UpdateSection = section.parse().map_err(|e: String| anyhow!(e))?;
+            c.call(req::Update {
                 network: network.clone(),
                 command,
                 section,
@@ -578,8 +563,8 @@ fn run(cli: Cli) -> Result<()> {
             json,
         } => {
             let network = c.resolve(&network)?;
-            let v = c
-                .call(Request::PortCreate {
+            let created = c
+                .call(req::PortCreate {
                     network: network.clone(),
                     ifname,
                     mac,
@@ -589,9 +574,8 @@ fn run(cli: Cli) -> Result<()> {
                 })
                 .with_context(|| format!("failed to create a port on network '{network}'"))?;
             if json.json {
-                return print_json(&v);
+                return print_json(&created);
             }
-            let created: CreatedPort = serde_json::from_value(v)?;
             let p = &created.port;
             println!(
                 "Port {} created on network {} (MAC {}, {} queue{})",
@@ -605,11 +589,10 @@ fn run(cli: Cli) -> Result<()> {
         }
         Cmd::PortList { network, json } => {
             let network = c.resolve(&network)?;
-            let v = c.call(Request::PortList { network })?;
+            let ports = c.call(req::PortList { network })?;
             if json.json {
-                return print_json(&v);
+                return print_json(&ports);
             }
-            let ports: Vec<Port> = serde_json::from_value(v)?;
             let rows = ports
                 .iter()
                 .map(|p| {
@@ -627,7 +610,7 @@ fn run(cli: Cli) -> Result<()> {
         Cmd::PortDelete { ifname, network } => {
             let network = network.map(|n| c.resolve(&n)).transpose()?;
             c.act(
-                Request::PortDelete {
+                req::PortDelete {
                     network,
                     ifname: ifname.clone(),
                 },
@@ -642,7 +625,7 @@ fn run(cli: Cli) -> Result<()> {
             delay,
             no_start,
         } => {
-            c.call(Request::IfaceBridge {
+            c.call(req::IfaceBridge {
                 iface: iface.clone(),
                 bridge: bridge.clone(),
                 stp: !no_stp,
@@ -656,13 +639,12 @@ fn run(cli: Cli) -> Result<()> {
             }
         }
         Cmd::IfaceUnbridge { bridge } => {
-            let v = c
-                .call(Request::IfaceUnbridge {
+            let done = c
+                .call(req::IfaceUnbridge {
                     bridge: bridge.clone(),
                 })
                 .with_context(|| format!("failed to unbridge {bridge}"))?;
-            let iface = v["iface"].as_str().unwrap_or("?");
-            println!("Device {iface} un-attached from bridge {bridge}");
+            println!("Device {} un-attached from bridge {bridge}", done.iface);
             println!("Interface {bridge} destroyed");
         }
         Cmd::NetValidate { file, canonical } => {
@@ -692,11 +674,10 @@ fn run(cli: Cli) -> Result<()> {
 
 /// virsh net-edit: edit the inactive XML, re-validate, offer to retry on error.
 fn edit(c: &Client, network: &str) -> Result<()> {
-    let orig = c.call(Request::DumpXml {
+    let orig = c.call(req::DumpXml {
         network: network.to_string(),
         inactive: true,
     })?;
-    let orig = orig.as_str().unwrap_or_default().to_string();
     let dir = std::env::temp_dir().join(format!("kvnet-edit-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let path = dir.join(format!("{network}.xml"));
@@ -725,7 +706,7 @@ fn edit(c: &Client, network: &str) -> Result<()> {
                 if n.name != network {
                     bail!("the network name cannot be changed by net-edit (was '{network}', now '{}')", n.name);
                 }
-                c.call(Request::Define { xml: text.clone() })
+                c.call(req::Define { xml: text.clone() }).map(drop)
             });
             match res {
                 Ok(_) => {

@@ -1,23 +1,33 @@
-//! kvnetd: serves every kvnet network from one process.
+//! kvnetd: serves every kvnet network from one process. docs/architecture.md maps the
+//! modules; dependencies point down this list:
+//!
+//! * `server`, `api` — the socket and the dispatch of typed requests;
+//! * `daemon` — the verbs: check in the registry, persist, apply;
+//! * `registry` — every network and the pure decisions about them;
+//! * `lifecycle` — start, destroy, adopt; the sysctl ledger; background teardown;
+//! * `ports`, `ifbridge` — guest ports; host bridges made from NICs;
+//! * `services` — DHCPv4, DHCPv6, DNS, RA behind one interface;
+//! * `dataplane` — bridge, addresses, routes, firewall in the kernel;
+//! * `store`, `paths`, `ids` — files, where they live, users and clocks.
 
-mod bgclose;
+mod api;
+mod daemon;
 mod dataplane;
-mod dhcp;
-mod dhcp6;
-mod dns;
+mod ids;
 mod ifbridge;
-mod manager;
+mod lifecycle;
 mod paths;
-mod plan;
 mod ports;
-mod ra;
+mod registry;
 mod server;
+mod services;
 mod store;
-mod teardown;
 
 use anyhow::{Context, Result};
 use clap::Parser;
-use manager::Manager;
+use daemon::Daemon;
+use dataplane::Dataplane;
+use dataplane::firewall::Firewall;
 use nix::fcntl::{Flock, FlockArg};
 use paths::Paths;
 use std::io::Write;
@@ -55,15 +65,6 @@ struct Args {
     log: String,
 }
 
-fn group_id(name: &str) -> Result<u32> {
-    if let Ok(gid) = name.parse() {
-        return Ok(gid);
-    }
-    nix::unistd::Group::from_name(name)?
-        .map(|g| g.gid.as_raw())
-        .with_context(|| format!("no such group '{name}'"))
-}
-
 /// One daemon per run dir: a second one would fight over the same bridges and table.
 fn lock_run_dir(paths: &Paths) -> Result<Flock<std::fs::File>> {
     std::fs::create_dir_all(&paths.run_dir)?;
@@ -87,35 +88,36 @@ fn lock_run_dir(paths: &Paths) -> Result<Flock<std::fs::File>> {
 async fn run(args: Args) -> Result<()> {
     let paths = Paths::new(args.config_dir, args.state_dir, args.run_dir, args.socket);
     let _lock = lock_run_dir(&paths)?;
-    let group = args.socket_group.as_deref().map(group_id).transpose()?;
+    let group = args
+        .socket_group
+        .as_deref()
+        .map(ids::group_id)
+        .transpose()?;
     let nl = kvnet_host::Netlink::connect()
         .await
         .context("open netlink")?;
     let routes = kvnet_host::routewatch::RouteWatcher::start().context("watch routes")?;
-    let dp = dataplane::Dataplane {
+    let dp = Dataplane {
         nl,
         routes,
-        table: args.nft_table,
-        skeleton: std::sync::atomic::AtomicBool::new(false),
-        nl_seq: std::sync::atomic::AtomicU32::new(1),
+        fw: Firewall::new(args.nft_table),
     };
     let listener = server::bind(&paths.socket, group)?;
-    let mgr = Manager::init(paths.clone(), dp).await?;
-    let active = mgr.active().len();
+    let d = Daemon::init(paths.clone(), dp).await?;
+    let (defined, active) = d.counts();
     info!(
-        "kvnetd ready on {}: {} networks defined, {active} active",
+        "kvnetd ready on {}: {defined} networks defined, {active} active",
         paths.socket.display(),
-        mgr.nets.len()
     );
-    let mgr = Arc::new(tokio::sync::Mutex::new(mgr));
+    let d = Arc::new(tokio::sync::Mutex::new(d));
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
-        _ = server::serve(listener, mgr.clone()) => {}
+        _ = server::serve(listener, d.clone()) => {}
         _ = term.recv() => {}
         _ = tokio::signal::ctrl_c() => {}
     }
     // Networks keep running: the next kvnetd adopts them. Wait for a request in flight.
-    mgr.lock().await.shutdown();
+    d.lock().await.shutdown();
     let _ = std::fs::remove_file(&paths.socket);
     info!("kvnetd stopping; active networks stay up");
     Ok(())

@@ -1,6 +1,7 @@
-//! The API socket: one JSON request per line, one JSON reply per line (docs/api.md).
+//! The API socket: one JSON request per line, one JSON reply per line (docs/api.md);
+//! [`crate::api`] serves each request.
 
-use crate::manager::Manager;
+use crate::daemon::Daemon;
 use anyhow::{Context, Result};
 use kvnet_api::{Reply, Request};
 use std::os::unix::fs::PermissionsExt;
@@ -37,13 +38,13 @@ pub fn bind(socket: &Path, group: Option<u32>) -> Result<UnixListener> {
     Ok(listener)
 }
 
-pub async fn serve(listener: UnixListener, mgr: Arc<Mutex<Manager>>) {
+pub async fn serve(listener: UnixListener, d: Arc<Mutex<Daemon>>) {
     loop {
         match listener.accept().await {
             Ok((stream, _)) => {
-                let mgr = mgr.clone();
+                let d = d.clone();
                 tokio::spawn(async move {
-                    if let Err(e) = connection(stream, mgr).await {
+                    if let Err(e) = connection(stream, d).await {
                         warn!("api connection: {e:#}");
                     }
                 });
@@ -53,7 +54,7 @@ pub async fn serve(listener: UnixListener, mgr: Arc<Mutex<Manager>>) {
     }
 }
 
-async fn connection(stream: UnixStream, mgr: Arc<Mutex<Manager>>) -> Result<()> {
+async fn connection(stream: UnixStream, d: Arc<Mutex<Daemon>>) -> Result<()> {
     let (rd, mut wr) = stream.into_split();
     let mut rd = BufReader::new(rd);
     let mut line = String::new();
@@ -67,7 +68,7 @@ async fn connection(stream: UnixStream, mgr: Arc<Mutex<Manager>>) -> Result<()> 
             return Ok(());
         }
         let reply = match serde_json::from_str::<Request>(&line) {
-            Ok(req) => mgr.lock().await.handle(req).await,
+            Ok(req) => crate::api::handle(&mut *d.lock().await, req).await,
             Err(e) => Reply::err(format!("malformed request: {e}")),
         };
         let mut out = serde_json::to_vec(&reply)?;

@@ -3,7 +3,7 @@
 
 mod lab;
 
-use kvnet_api::Request;
+use kvnet_api::request as req;
 use kvnet_host::testns::TestNs;
 use lab::*;
 use std::net::Ipv4Addr;
@@ -153,7 +153,7 @@ fn isolated_network_offers_no_router_and_serves_live_updates() {
     let h = dhcp_guest(&mut lab, "kvd0", "52:54:00:12:34:58");
     assert_eq!(udhcpc(&lab.guests[h]).ip, Ipv4Addr::new(192, 168, 153, 50));
     // After a stop, the lease stays on record, as libvirt keeps it.
-    lab.ok(Request::Destroy {
+    lab.ok(req::Destroy {
         network: "iso".into(),
         wait: true,
     });

@@ -3,7 +3,7 @@
 
 mod lab;
 
-use kvnet_api::Request;
+use kvnet_api::request as req;
 use kvnet_host::testns::TestNs;
 use lab::*;
 use std::net::{SocketAddr, UdpSocket};
@@ -69,9 +69,9 @@ fn guests_resolve_local_names_and_forwarded_ones() {
     let resolv = std::env::temp_dir().join(format!("kvnet-dns-resolv-{}", std::process::id()));
     std::fs::write(&resolv, format!("nameserver {LAN_PEER}\n")).expect("resolv.conf");
     let mut lab = Lab::with_env(&[("KVNET_RESOLV_CONF", resolv.to_str().expect("utf-8"))]);
-    let r = lab.ok(Request::Define { xml: NET.into() });
+    let r = lab.ok(req::Define { xml: NET.into() });
     assert!(r.ok);
-    let r = lab.ok(Request::Start {
+    let r = lab.ok(req::Start {
         network: "dnsnet".into(),
     });
     assert!(
@@ -126,11 +126,11 @@ fn guests_resolve_local_names_and_forwarded_ones() {
     assert_eq!(out.trim(), "192.168.100.60", "{}", log());
 
     // Stopped with the network; it starts again on the same address at once.
-    lab.ok(Request::Destroy {
+    lab.ok(req::Destroy {
         network: "dnsnet".into(),
         wait: true,
     });
-    lab.ok(Request::Start {
+    lab.ok(req::Start {
         network: "dnsnet".into(),
     });
     let g = lab.guest("kvdns0", "192.168.100.11", "192.168.100.1");
@@ -145,8 +145,8 @@ fn dhcp_lease_hostnames_resolve() {
         return;
     }
     let mut lab = Lab::new();
-    lab.ok(Request::Define { xml: NET.into() });
-    lab.ok(Request::Start {
+    lab.ok(req::Define { xml: NET.into() });
+    lab.ok(req::Start {
         network: "dnsnet".into(),
     });
     let c = lab.guest("kvdns0", "", "");

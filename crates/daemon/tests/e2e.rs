@@ -3,7 +3,8 @@
 
 mod lab;
 
-use kvnet_api::{NetSummary, Request};
+use kvnet_api::NetSummary;
+use kvnet_api::request as req;
 use lab::*;
 
 fn net_xml(name: &str, br: &str, third: u8, forward: &str) -> String {
@@ -15,7 +16,7 @@ fn net_xml(name: &str, br: &str, third: u8, forward: &str) -> String {
 }
 
 fn list(lab: &Lab) -> Vec<NetSummary> {
-    serde_json::from_value(lab.ok(Request::List).data).expect("list")
+    serde_json::from_value(lab.ok(req::List {}).data).expect("list")
 }
 
 #[test]
@@ -33,7 +34,7 @@ fn default_network_nat_end_to_end() {
     assert!(d.active && d.autostart && d.persistent, "{d:?}");
     assert_eq!(d.bridge.as_deref(), Some("virbr0"));
     let xml = lab
-        .ok(Request::DumpXml {
+        .ok(req::DumpXml {
             network: "default".into(),
             inactive: true,
         })
@@ -84,7 +85,7 @@ fn default_network_nat_end_to_end() {
         "the LAN cannot open connections to a NAT guest"
     );
 
-    lab.ok(Request::Destroy {
+    lab.ok(req::Destroy {
         network: "default".into(),
         wait: true,
     });
@@ -106,7 +107,7 @@ fn default_network_nat_end_to_end() {
     );
     // destroy of an inactive network is an error, and the definition stays
     assert!(
-        !lab.call(Request::Destroy {
+        !lab.call(req::Destroy {
             network: "default".into(),
             wait: true
         })
@@ -177,7 +178,7 @@ fn routed_network_forwards_both_ways_without_rewrite() {
         sh(&lab.lan, "ping -6 -n -q -c 1 -W 1 2001:db8:ca2:2::10").0
     });
     assert!(v6, "the LAN reaches a routed guest over IPv6");
-    lab.ok(Request::Destroy {
+    lab.ok(req::Destroy {
         network: "routed".into(),
         wait: true,
     });
@@ -198,7 +199,7 @@ fn isolated_network_reaches_only_host_and_peers() {
         return;
     }
     let mut lab = Lab::new();
-    lab.ok(Request::Destroy {
+    lab.ok(req::Destroy {
         network: "default".into(),
         wait: true,
     });
@@ -223,7 +224,7 @@ fn isolated_network_reaches_only_host_and_peers() {
         "0",
         "isolated needs no forwarding"
     );
-    lab.ok(Request::Destroy {
+    lab.ok(req::Destroy {
         network: "iso".into(),
         wait: true,
     });
@@ -244,7 +245,7 @@ fn open_network_has_no_rules() {
     );
     let src = udp_source_seen_by_lan(&lab, &lab.guests[g]).expect("datagram arrived");
     assert_eq!(src.ip().to_string(), "192.168.154.10");
-    lab.ok(Request::Destroy {
+    lab.ok(req::Destroy {
         network: "open".into(),
         wait: true,
     });
@@ -259,8 +260,8 @@ fn bridge_mode_uses_the_host_bridge_as_is() {
     let mut lab = Lab::new();
     let xml =
         "<network><name>lanbr</name><forward mode='bridge'/><bridge name='kvlan0'/></network>";
-    lab.ok(Request::Define { xml: xml.into() });
-    let r = lab.call(Request::Start {
+    lab.ok(req::Define { xml: xml.into() });
+    let r = lab.call(req::Start {
         network: "lanbr".into(),
     });
     assert!(
@@ -274,7 +275,7 @@ fn bridge_mode_uses_the_host_bridge_as_is() {
     ip(&lab.host, &format!("addr add {LAN_HOST}/24 dev kvlan0"));
     ip(&lab.host, "link set kvlan0 up");
     let before = lab.nft_table();
-    lab.ok(Request::Start {
+    lab.ok(req::Start {
         network: "lanbr".into(),
     });
     let g = lab.guest("kvlan0", "203.0.113.50", "");
@@ -287,7 +288,7 @@ fn bridge_mode_uses_the_host_bridge_as_is() {
         kvnet_firewall::normalize_listing(&before),
         "bridge mode adds no rules"
     );
-    lab.ok(Request::Destroy {
+    lab.ok(req::Destroy {
         network: "lanbr".into(),
         wait: true,
     });
@@ -317,7 +318,7 @@ fn traffic_between_two_nat_networks_is_rejected() {
         "nat → nat must be rejected"
     );
     // overlapping subnet cannot start next to an active one, and leaves no trace
-    let r = lab.call(Request::Create {
+    let r = lab.call(req::Create {
         xml: net_xml("nc", "kvc0", 160, "<forward/>"),
     });
     assert!(
@@ -388,7 +389,7 @@ fn failed_start_leaves_no_trace() {
     }
     // A firewall that cannot be applied makes start fail after the bridge exists.
     let lab = Lab::with_env(&[("KVNET_NFT", "/bin/false")]);
-    let r = lab.call(Request::Create {
+    let r = lab.call(req::Create {
         xml: net_xml("bad", "kvx0", 170, "<forward/>"),
     });
     assert!(!r.ok, "{r:?}");
@@ -404,7 +405,7 @@ fn failed_start_leaves_no_trace() {
     );
     // a bridge name taken by another kind of link
     ip(&lab.host, "link add kvy0 type veth peer name kvy0p");
-    let r = lab.call(Request::Create {
+    let r = lab.call(req::Create {
         xml: net_xml("taken", "kvy0", 171, ""),
     });
     assert!(
@@ -553,11 +554,11 @@ fn destroy_returns_at_once_and_restart_finishes_interrupted_teardown() {
     // Without --wait the reply comes before the kernel has deleted the bridge; an
     // immediate start of the same network still works (it waits for the teardown).
     for _ in 0..3 {
-        lab.ok(Request::Destroy {
+        lab.ok(req::Destroy {
             network: "default".into(),
             wait: false,
         });
-        lab.ok(Request::Start {
+        lab.ok(req::Start {
             network: "default".into(),
         });
     }

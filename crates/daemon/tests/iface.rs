@@ -4,7 +4,7 @@
 
 mod lab;
 
-use kvnet_api::Request;
+use kvnet_api::request as req;
 use lab::*;
 use serde_json::Value;
 
@@ -93,8 +93,8 @@ fn reachable(lab: &Lab) {
     );
 }
 
-fn bridge_req(stp: bool) -> Request {
-    Request::IfaceBridge {
+fn bridge_req(stp: bool) -> req::IfaceBridge {
+    req::IfaceBridge {
         iface: "wan0".into(),
         bridge: BR.into(),
         stp,
@@ -172,7 +172,7 @@ fn bridge_the_uplink_and_back() {
     reachable(&lab);
 
     // With STP (virsh's default) and a delay the bridge gets them.
-    lab.ok(Request::IfaceBridge {
+    lab.ok(req::IfaceBridge {
         iface: "wan0".into(),
         bridge: BR.into(),
         stp: true,
@@ -182,7 +182,7 @@ fn bridge_the_uplink_and_back() {
     let br = ip_json(&lab, &format!("-d link show {BR}")).remove(0);
     assert_ne!(br["linkinfo"]["info_data"]["stp_state"], 0);
     assert_eq!(br["linkinfo"]["info_data"]["forward_delay"], 300);
-    lab.ok(Request::IfaceUnbridge { bridge: BR.into() });
+    lab.ok(req::IfaceUnbridge { bridge: BR.into() });
     assert_eq!(snapshot(&lab), before);
 }
 
@@ -202,9 +202,9 @@ fn a_failure_at_any_step_rolls_back_exactly() {
             }
             let before = snapshot(&lab);
             let r = lab.call(if op == "bridge" {
-                bridge_req(false)
+                kvnet_api::Request::from(bridge_req(false))
             } else {
-                Request::IfaceUnbridge { bridge: BR.into() }
+                req::IfaceUnbridge { bridge: BR.into() }.into()
             });
             if r.ok {
                 // Past the plan's last step: the hook never fired.
@@ -232,7 +232,7 @@ fn refusals() {
     }
     let lab = Lab::new();
     let bridge = |iface: &str, br: &str| {
-        let r = lab.call(Request::IfaceBridge {
+        let r = lab.call(req::IfaceBridge {
             iface: iface.into(),
             bridge: br.into(),
             stp: true,
@@ -282,7 +282,7 @@ fn refusals() {
 
     // Unbridge: not a bridge, used by an active network, TAP ports.
     let unbridge = |br: &str| {
-        let r = lab.call(Request::IfaceUnbridge { bridge: br.into() });
+        let r = lab.call(req::IfaceUnbridge { bridge: br.into() });
         assert!(!r.ok, "unbridge {br} accepted");
         r.error.unwrap_or_default()
     };
@@ -296,7 +296,7 @@ fn refusals() {
         unbridge(BR),
         format!("bridge {BR} is used by the active network 'lanbr': destroy it first")
     );
-    lab.ok(Request::Destroy {
+    lab.ok(req::Destroy {
         network: net,
         wait: true,
     });
@@ -308,6 +308,6 @@ fn refusals() {
     );
     ip(&lab.host, "link del kvtap0");
     assert_eq!(snapshot(&lab), bridged);
-    lab.ok(Request::IfaceUnbridge { bridge: BR.into() });
+    lab.ok(req::IfaceUnbridge { bridge: BR.into() });
     assert!(!lab.links().contains(BR));
 }

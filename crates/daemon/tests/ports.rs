@@ -4,7 +4,8 @@
 
 mod lab;
 
-use kvnet_api::{CreatedPort, Port, PortKind, Request};
+use kvnet_api::request as req;
+use kvnet_api::{CreatedPort, Port, PortKind};
 use lab::*;
 use nix::sys::socket::{
     AddressFamily, ControlMessageOwned, MsgFlags, SockFlag, SockType, recvmsg, socketpair,
@@ -19,7 +20,7 @@ const N2: &str = "<network><name>n2</name><forward mode='nat'/><bridge name='kvb
     <mtu size='9000'/><ip address='192.168.50.1' netmask='255.255.255.0'/></network>";
 
 fn create(lab: &Lab, network: &str, ifname: Option<&str>, mac: Option<&str>) -> kvnet_api::Reply {
-    lab.call(Request::PortCreate {
+    lab.call(req::PortCreate {
         network: network.into(),
         ifname: ifname.map(str::to_string),
         mac: mac.map(str::to_string),
@@ -31,7 +32,7 @@ fn create(lab: &Lab, network: &str, ifname: Option<&str>, mac: Option<&str>) -> 
 
 fn ports(lab: &Lab, network: &str) -> Vec<Port> {
     serde_json::from_value(
-        lab.ok(Request::PortList {
+        lab.ok(req::PortList {
             network: network.into(),
         })
         .data,
@@ -50,7 +51,7 @@ fn port_create_list_delete_across_restarts() {
         return;
     }
     let mut lab = Lab::new();
-    let r = lab.ok(Request::PortCreate {
+    let r = lab.ok(req::PortCreate {
         network: "default".into(),
         ifname: None,
         mac: None,
@@ -141,23 +142,23 @@ fn port_create_list_delete_across_restarts() {
     assert_eq!(ports(&lab, "default")[0].ifname, "vnet0");
 
     // Destroy keeps the persistent TAP, detached; start puts it back.
-    lab.ok(Request::Destroy {
+    lab.ok(req::Destroy {
         network: "n2".into(),
         wait: true,
     });
     let l = link(&lab, "guest1").expect("persistent TAP kept");
     assert!(!l.contains("master"), "{l}");
-    lab.ok(Request::Start {
+    lab.ok(req::Start {
         network: "n2".into(),
     });
     assert!(link(&lab, "guest1").unwrap().contains("master kvbr2"));
     // After a reboot the TAP is gone: the next start makes it again.
-    lab.ok(Request::Destroy {
+    lab.ok(req::Destroy {
         network: "n2".into(),
         wait: true,
     });
     ip(&lab.host, "link del guest1");
-    lab.ok(Request::Start {
+    lab.ok(req::Start {
         network: "n2".into(),
     });
     let l = link(&lab, "guest1").expect("re-created");
@@ -167,14 +168,14 @@ fn port_create_list_delete_across_restarts() {
     );
 
     // A link of the port's name that is not a TAP is not taken over.
-    lab.ok(Request::Destroy {
+    lab.ok(req::Destroy {
         network: "n2".into(),
         wait: true,
     });
     ip(&lab.host, "link del guest1");
     ip(&lab.host, "link add guest1 type veth peer name guest1p");
     let w = lab
-        .ok(Request::Start {
+        .ok(req::Start {
             network: "n2".into(),
         })
         .warnings
@@ -184,19 +185,19 @@ fn port_create_list_delete_across_restarts() {
     ip(&lab.host, "link del guest1");
 
     let e = lab
-        .call(Request::Undefine {
+        .call(req::Undefine {
             network: "n2".into(),
         })
         .error
         .unwrap();
     assert!(e.contains("guest1") && e.contains("port-delete"), "{e}");
-    lab.ok(Request::PortDelete {
+    lab.ok(req::PortDelete {
         network: None,
         ifname: "guest1".into(),
     });
     assert!(link(&lab, "guest1").is_none());
     assert!(ports(&lab, "n2").is_empty());
-    lab.ok(Request::Undefine {
+    lab.ok(req::Undefine {
         network: "n2".into(),
     });
     let (ok, out) = lab.cli(&["port-delete", "--network", "default", "vnet0"]);
@@ -260,7 +261,7 @@ fn qemu_script_hooks_attach_and_detach() {
             && out.contains("not found"),
         "{out}"
     );
-    lab.ok(Request::Define {
+    lab.ok(req::Define {
         xml: N2.to_string(),
     });
     let (ok, out) = hook(&lab, "kvnet-ifup", "tap9", &[("KVNET_NETWORK", "n2")]);

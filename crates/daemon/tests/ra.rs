@@ -4,7 +4,7 @@
 
 mod lab;
 
-use kvnet_api::Request;
+use kvnet_api::request as req;
 use kvnet_host::testns::TestNs;
 use lab::*;
 use std::time::{Duration, Instant};
@@ -173,7 +173,7 @@ fn nat_guest_gets_slaac_address_default_route_and_options() {
 
     // The final RA at net-destroy takes the default route away at once (it would
     // otherwise stay for the 30 min router lifetime).
-    lab.ok(Request::Destroy {
+    lab.ok(req::Destroy {
         network: name,
         wait: false,
     });

@@ -22,10 +22,12 @@
 //! **Order.** Effects are returned in the order they must be carried out. Every
 //! [`Effect::Persist`] comes before the [`Effect::Send`] whose promise it records (the
 //! ACK), so the shell must append `encode_record(&rec)` to the network's journal and make
-//! it durable (fsync) before sending anything that follows it in the same batch. If the
-//! write fails, drop the rest of the batch: the client retries, and an unsent ACK is
-//! harmless while an ACK for an unrecorded lease could hand one address to two clients
-//! after a crash. OFFERs are not journalled: an offer is a tentative reservation kept in
+//! it durable (fsync) before sending anything that follows it in the same batch. Every
+//! reply that promises a lease comes from a call that records it, so if the write fails,
+//! drop the replies of every call whose effects hold a `Persist`: the client retries, and
+//! an unsent ACK is harmless while an ACK for an unrecorded lease could hand one address
+//! to two clients after a crash. The replies of the other calls (OFFERs, NAKs, INFORM
+//! answers) promise nothing and may still leave. OFFERs are not journalled: an offer is a tentative reservation kept in
 //! memory for [`Config::offer_hold`] seconds. When a client moves to another address, the
 //! release of its old one is persisted before the new binding. The effects of several
 //! calls may be carried out as one batch (group commit): append all their records, fsync

@@ -9,6 +9,7 @@ mod netlink;
 pub mod nft;
 pub mod procroutes;
 pub mod routewatch;
+pub mod sock;
 pub mod sysctl;
 pub mod tap;
 pub mod testns;

@@ -74,6 +74,11 @@ impl Network {
             .unwrap_or(ForwardMode::Isolated)
     }
 
+    /// The bridge's name (`<bridge name>`), if any.
+    pub fn bridge_name(&self) -> Option<&str> {
+        self.bridge.as_ref().and_then(|b| b.name.as_deref())
+    }
+
     /// The egress device limiting forwarding (`<forward dev>`), if any.
     pub fn forward_dev(&self) -> Option<&str> {
         self.forward.as_ref().and_then(|f| f.dev.as_deref())

@@ -10,7 +10,8 @@ use crate::ModelError;
 use crate::parse::{Parser, parse_document};
 use crate::types::*;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "String", into = "String")]
 pub enum UpdateCommand {
     AddFirst,
     AddLast,
@@ -46,7 +47,30 @@ impl fmt::Display for UpdateCommand {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// On the API (kvnet-api) both enums travel as libvirt's words, through `FromStr` and
+/// `Display`, so a bad word gets the same message as on the command line.
+macro_rules! serde_as_words {
+    ($t:ty) => {
+        impl TryFrom<String> for $t {
+            type Error = String;
+            fn try_from(s: String) -> Result<Self, String> {
+                s.parse()
+            }
+        }
+
+        impl From<$t> for String {
+            fn from(v: $t) -> String {
+                v.to_string()
+            }
+        }
+    };
+}
+
+serde_as_words!(UpdateCommand);
+serde_as_words!(UpdateSection);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "String", into = "String")]
 pub enum UpdateSection {
     IpDhcpHost,
     IpDhcpRange,

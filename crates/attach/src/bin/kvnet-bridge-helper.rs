@@ -18,7 +18,7 @@
 //! their own.
 
 use anyhow::{Context, Result, anyhow, bail};
-use kvnet_api::Request;
+use kvnet_api::request as req;
 use kvnet_attach::acl;
 use kvnet_host::{Netlink, tap};
 use nix::sys::socket::{ControlMessage, MsgFlags, sendmsg};
@@ -172,7 +172,7 @@ fn run() -> Result<()> {
         env_override("KVNET_SOCKET").unwrap_or_else(|| PathBuf::from(kvnet_api::DEFAULT_SOCKET));
     let _ = kvnet_attach::call(
         &socket,
-        &Request::PortAttach {
+        req::PortAttach {
             network: None,
             bridge: Some(args.bridge.clone()),
             ifname: t.name.clone(),

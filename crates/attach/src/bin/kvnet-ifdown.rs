@@ -2,17 +2,17 @@
 //! The TAP itself goes when qemu closes it. Same environment as kvnet-ifup; without
 //! `KVNET_NETWORK` the port is found on whichever network has it.
 
-use kvnet_api::Request;
+use kvnet_api::request as req;
 use kvnet_attach::{call, ifname_arg, socket_from_env};
 
 fn main() {
     let network = std::env::var("KVNET_NETWORK").ok();
     let res = ifname_arg("kvnet-ifdown").and_then(|ifname| {
-        let req = Request::PortDelete {
+        let req = req::PortDelete {
             network,
             ifname: ifname.clone(),
         };
-        call(&socket_from_env(), &req).map_err(|e| e.context(format!("cannot detach {ifname}")))
+        call(&socket_from_env(), req).map_err(|e| e.context(format!("cannot detach {ifname}")))
     });
     if let Err(e) = res {
         eprintln!("kvnet-ifdown: {e:#}");

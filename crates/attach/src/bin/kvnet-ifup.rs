@@ -2,19 +2,19 @@
 //! port. qemu runs it as root with the TAP's name as $1; the network is
 //! `KVNET_NETWORK` (default `default`), kvnetd's socket `KVNET_SOCKET`.
 
-use kvnet_api::Request;
+use kvnet_api::request as req;
 use kvnet_attach::{DEFAULT_NETWORK, call, ifname_arg, socket_from_env};
 
 fn main() {
     let network = std::env::var("KVNET_NETWORK").unwrap_or_else(|_| DEFAULT_NETWORK.into());
     let res = ifname_arg("kvnet-ifup").and_then(|ifname| {
-        let req = Request::PortAttach {
+        let req = req::PortAttach {
             network: Some(network.clone()),
             bridge: None,
             ifname: ifname.clone(),
             mac: None,
         };
-        call(&socket_from_env(), &req)
+        call(&socket_from_env(), req)
             .map_err(|e| e.context(format!("cannot attach {ifname} to network '{network}'")))
     });
     if let Err(e) = res {

@@ -6,6 +6,7 @@
 
 #![allow(dead_code)]
 
+use kvnet_api::request as req;
 use kvnet_api::{Reply, Request};
 use kvnet_host::testns::TestNs;
 use std::io::{Read, Write};
@@ -98,7 +99,7 @@ impl Daemon {
         };
         let t0 = Instant::now();
         while t0.elapsed() < Duration::from_secs(20) {
-            if kvnet_api::call(&d.socket, &Request::Ping).is_ok() {
+            if kvnet_api::call(&d.socket, req::Ping {}).is_ok() {
                 return d;
             }
             if let Some(Ok(Some(st))) = d.child.as_mut().map(|c| c.try_wait()) {
@@ -187,11 +188,13 @@ impl Lab {
         self.restart_daemon();
     }
 
-    pub fn call(&self, req: Request) -> Reply {
-        kvnet_api::call(&self.daemon.socket, &req).expect("api call")
+    /// One request; its reply envelope as it came (the tests read `data` as JSON).
+    pub fn call(&self, req: impl Into<Request>) -> Reply {
+        kvnet_api::call_raw(&self.daemon.socket, &req.into()).expect("api call")
     }
 
-    pub fn ok(&self, req: Request) -> Reply {
+    pub fn ok(&self, req: impl Into<Request>) -> Reply {
+        let req = req.into();
         let r = self.call(req.clone());
         assert!(r.ok, "{req:?} failed: {:?}\n{}", r.error, self.daemon.log());
         r
@@ -214,11 +217,11 @@ impl Lab {
     }
 
     pub fn define_and_start(&self, xml: &str) -> String {
-        let r = self.ok(Request::Define {
+        let r = self.ok(req::Define {
             xml: xml.to_string(),
         });
         let name = r.data["name"].as_str().expect("name").to_string();
-        self.ok(Request::Start {
+        self.ok(req::Start {
             network: name.clone(),
         });
         name

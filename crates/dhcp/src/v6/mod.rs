@@ -16,8 +16,9 @@
 //!
 //! **Order.** A [`Effect::Persist`] comes before the [`Effect::Send`] of the Reply that
 //! grants the lease; several datagrams' effects may be carried out as one batch (group
-//! commit). If the journal write fails, drop the batch's replies. Advertised addresses
-//! are held in memory for [`Config::offer_hold`] seconds, not journalled.
+//! commit). If the journal write fails, drop the replies of the calls that recorded a
+//! lease, as for v4. Advertised addresses are held in memory for [`Config::offer_hold`]
+//! seconds, not journalled.
 //!
 //! **Server DUID.** Given by the shell ([`duid_uuid`] of the network's UUID, or
 //! [`duid_ll`] of the bridge's MAC); it must be stable across restarts.

@@ -4,10 +4,10 @@
 //! directory, to survive a power loss; runtime files (RUN_DIR, a tmpfs that a reboot
 //! clears anyway) need only the rename to survive a `kill -9`.
 
+pub mod status;
+
 use crate::paths::Paths;
 use anyhow::{Context, Result};
-use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
 use std::fs;
 use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
@@ -114,103 +114,36 @@ pub fn set_autostart(paths: &Paths, name: &str, enable: bool) -> Result<()> {
     Ok(())
 }
 
-/// What kvnetd knows about an active network, so that a restarted daemon can adopt it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Status {
-    /// The definition the network was started with.
-    pub live_xml: String,
-    /// Started by net-create, or undefined while running: gone once stopped.
-    pub transient: bool,
-    /// kvnet created the bridge (L3 modes) and must delete it at destroy.
-    pub owns_bridge: bool,
-    /// Unix time of the start.
-    pub started: u64,
-    /// Destroyed; the background teardown has not finished yet.
-    #[serde(default)]
-    pub stopping: bool,
-}
+/// Scratch config/state/run dirs for the daemon's unit tests, removed on drop.
+#[cfg(test)]
+pub(crate) mod testdir {
+    use crate::paths::Paths;
 
-pub fn save_status(paths: &Paths, name: &str, st: &Status) -> Result<()> {
-    write_atomic(
-        &paths.status(name),
-        &serde_json::to_vec_pretty(st)?,
-        0o600,
-        Durability::Runtime,
-    )
-}
+    pub struct Dir(pub std::path::PathBuf);
 
-pub fn load_statuses(paths: &Paths) -> Result<Vec<(String, Result<Status>)>> {
-    let mut out = Vec::new();
-    for entry in fs::read_dir(paths.status_dir())? {
-        let path = entry?.path();
-        let Some(stem) = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .and_then(|n| n.strip_suffix(".json"))
-        else {
-            continue;
-        };
-        if stem.starts_with('.') {
-            continue;
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
         }
-        let st = fs::read(&path)
-            .map_err(anyhow::Error::from)
-            .and_then(|b| serde_json::from_slice(&b).map_err(anyhow::Error::from))
-            .with_context(|| format!("status file {}", path.display()));
-        out.push((stem.to_string(), st));
     }
-    out.sort_by(|a, b| a.0.cmp(&b.0));
-    Ok(out)
-}
 
-pub fn load_sysctl_orig(paths: &Paths) -> BTreeMap<String, String> {
-    fs::read(paths.sysctl_orig())
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .unwrap_or_default()
-}
-
-pub fn save_sysctl_orig(paths: &Paths, m: &BTreeMap<String, String>) -> Result<()> {
-    if m.is_empty() {
-        return remove_if_exists(&paths.sysctl_orig());
+    pub fn paths() -> (Dir, Paths) {
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let d = std::env::temp_dir().join(format!("kvnet-unit-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        let p = Paths::new(d.join("etc"), d.join("lib"), d.join("run"), None);
+        super::ensure_dirs(&p).unwrap();
+        (Dir(d), p)
     }
-    write_atomic(
-        &paths.sysctl_orig(),
-        &serde_json::to_vec_pretty(m)?,
-        0o600,
-        Durability::Runtime,
-    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn tmp_paths() -> (tempdir::Dir, Paths) {
-        let d = tempdir::Dir::new();
-        let p = Paths::new(d.0.join("etc"), d.0.join("lib"), d.0.join("run"), None);
-        ensure_dirs(&p).unwrap();
-        (d, p)
-    }
-
-    mod tempdir {
-        pub struct Dir(pub std::path::PathBuf);
-        impl Dir {
-            pub fn new() -> Dir {
-                static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-                let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                let p =
-                    std::env::temp_dir().join(format!("kvnet-store-{}-{n}", std::process::id()));
-                let _ = std::fs::remove_dir_all(&p);
-                std::fs::create_dir_all(&p).unwrap();
-                Dir(p)
-            }
-        }
-        impl Drop for Dir {
-            fn drop(&mut self) {
-                let _ = std::fs::remove_dir_all(&self.0);
-            }
-        }
+    fn tmp_paths() -> (testdir::Dir, Paths) {
+        testdir::paths()
     }
 
     #[test]
@@ -249,27 +182,5 @@ mod tests {
         );
         set_autostart(&p, "a", false).unwrap();
         assert!(!is_autostart(&p, "a"));
-    }
-
-    #[test]
-    fn status_and_sysctl_records_round_trip() {
-        let (_d, p) = tmp_paths();
-        let st = Status {
-            live_xml: "<network/>".into(),
-            transient: true,
-            owns_bridge: true,
-            started: 5,
-            stopping: false,
-        };
-        save_status(&p, "x", &st).unwrap();
-        let all = load_statuses(&p).unwrap();
-        assert_eq!(all.len(), 1);
-        assert!(all[0].1.as_ref().unwrap().transient);
-        let mut m = BTreeMap::new();
-        m.insert("net/ipv4/ip_forward".to_string(), "0".to_string());
-        save_sysctl_orig(&p, &m).unwrap();
-        assert_eq!(load_sysctl_orig(&p), m);
-        save_sysctl_orig(&p, &BTreeMap::new()).unwrap();
-        assert!(!p.sysctl_orig().exists());
     }
 }

@@ -12,6 +12,7 @@
 //! DAD is running) a send fails and the engine retries after 1 s, backing off to 16 s;
 //! a guest's solicitation restarts at 1 s.
 
+use super::{Ctx, NetService, lock};
 use anyhow::{Context, Result};
 use kvnet_model::{MacAddr, Network};
 use kvnet_ra::{Config, Engine};
@@ -21,7 +22,7 @@ use std::ffi::OsString;
 use std::io::{IoSlice, IoSliceMut};
 use std::net::{Ipv6Addr, SocketAddrV6};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::io::unix::AsyncFd;
 use tokio::sync::Notify;
@@ -38,9 +39,8 @@ const DRAIN_MAX: usize = 64;
 const IFA_F_TENTATIVE: u32 = 0x40;
 const IFA_F_DADFAILED: u32 = 0x08;
 
-/// Whether kvnetd sends router advertisements on `net`.
-pub fn enabled(net: &Network) -> bool {
-    Config::from_network(net, net.profile().guests).is_some()
+fn config(net: &Network) -> Option<Config> {
+    Config::from_network(net, net.profile().guests)
 }
 
 struct Shell {
@@ -53,30 +53,32 @@ struct Shell {
     wake: Notify,
 }
 
-fn lock(e: &Mutex<Engine>) -> MutexGuard<'_, Engine> {
-    // The engine has no invariants a panicking caller could break half-way.
-    e.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 /// A running RA service; dropping it stops advertising silently (kvnetd exits, the
-/// network stays up). [`Service::stop`] also withdraws the router.
-pub struct Service {
+/// network stays up). Stopping it also withdraws the router.
+pub struct Ra {
     shell: Arc<Shell>,
     task: JoinHandle<()>,
 }
 
-impl Drop for Service {
+impl Drop for Ra {
     fn drop(&mut self) {
         self.task.abort();
     }
 }
 
-impl Service {
-    /// Start advertising on `bridge` if `net` has an IPv6 address. Needs a tokio runtime.
-    pub fn start(net: &Network, bridge: &str) -> Result<Option<Service>> {
-        let Some(cfg) = Config::from_network(net, net.profile().guests) else {
-            return Ok(None);
-        };
+impl NetService for Ra {
+    fn what() -> &'static str {
+        "router advertisements"
+    }
+
+    fn wanted_for(net: &Network) -> bool {
+        config(net).is_some()
+    }
+
+    /// Open the socket on the bridge and spawn the task.
+    fn start(ctx: &Ctx) -> Result<Ra> {
+        let bridge = ctx.bridge;
+        let cfg = config(ctx.net).context("the network has no IPv6 address")?;
         let ifindex = nix::net::if_::if_nametoindex(bridge)
             .with_context(|| format!("interface index of {bridge}"))?;
         let fd = open(bridge, ifindex).context("router advertisement socket")?;
@@ -87,7 +89,7 @@ impl Service {
             Instant::now(),
         );
         let shell = Arc::new(Shell {
-            name: net.name.clone(),
+            name: ctx.net.name.clone(),
             bridge: bridge.to_string(),
             ifindex,
             // SAFETY: an OwnedFd keeps its descriptor open and unchanged until dropped.
@@ -96,13 +98,12 @@ impl Service {
             wake: Notify::new(),
         });
         let task = tokio::spawn(run(shell.clone()));
-        Ok(Some(Service { shell, task }))
+        Ok(Ra { shell, task })
     }
 
-    /// Apply a live change of the definition; a changed advertisement goes out at once.
-    pub fn reconfigure(&self, net: &Network) -> Result<()> {
-        let cfg = Config::from_network(net, net.profile().guests)
-            .context("the network no longer advertises")?;
+    /// A live change of the definition; a changed advertisement goes out at once.
+    fn reconfigure(&self, ctx: &Ctx) -> Result<()> {
+        let cfg = config(ctx.net).context("the network no longer advertises")?;
         let mut e = lock(&self.shell.engine);
         let mac = e.config().source_mac;
         e.set_config(cfg.with_source_mac(mac), Instant::now());
@@ -113,7 +114,7 @@ impl Service {
 
     /// Stop, after the final RA (router lifetime 0, RFC 4861 §6.2.5) so that guests
     /// drop their default route through the network at once instead of after 30 min.
-    pub fn stop(self) {
+    fn stop(self: Box<Self>) {
         self.task.abort();
         let e = lock(&self.shell.engine);
         if !e.has_advertised() {
@@ -123,6 +124,10 @@ impl Service {
             Ok(()) => debug!(network = %self.shell.name, "final router advertisement sent"),
             Err(err) => debug!(network = %self.shell.name, "final router advertisement: {err:#}"),
         }
+    }
+
+    fn status(&self) -> String {
+        format!("router advertisements on {}", self.shell.bridge)
     }
 }
 

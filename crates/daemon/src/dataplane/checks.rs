@@ -1,20 +1,17 @@
-//! Pure decisions of the daemon: what a network needs from the host, and whether it may
-//! start next to what is already there. No I/O: the caller passes in what it read.
+//! Pure decisions of the dataplane: what a network needs from the host (its bridge,
+//! addresses, sysctls), and whether it may start next to what is already there. No I/O:
+//! the caller passes in what it read. What kvnet owns per forward mode comes from the
+//! mode profile (`kvnet_model::Profile`).
 
 use ipnet::IpNet;
-use kvnet_firewall::{FwMode, FwNetwork};
 use kvnet_host::procroutes::HostRoute;
 use kvnet_host::{BridgeSpec, Link};
-use kvnet_model::{ForwardMode, Network};
+use kvnet_model::{BridgeRole, Network};
 use std::net::Ipv4Addr;
 
 /// Host-wide sysctls a network needs while it runs.
 pub const IP_FORWARD: &str = "net/ipv4/ip_forward";
 pub const IP6_FORWARD: &str = "net/ipv6/conf/all/forwarding";
-
-pub fn bridge_name(net: &Network) -> Option<&str> {
-    net.bridge.as_ref().and_then(|b| b.name.as_deref())
-}
 
 fn has_ipv6(net: &Network) -> bool {
     net.ips.iter().any(|ip| ip.is_ipv6())
@@ -39,7 +36,7 @@ pub fn stp_policy(net: &Network) -> (bool, u32) {
 }
 
 pub fn bridge_spec(net: &Network) -> Option<BridgeSpec> {
-    let name = bridge_name(net)?.to_string();
+    let name = net.bridge_name()?.to_string();
     let (stp, forward_delay_cs) = stp_policy(net);
     Some(BridgeSpec {
         name,
@@ -58,17 +55,16 @@ pub fn bridge_addresses(net: &Network) -> Vec<IpNet> {
         .collect()
 }
 
-pub fn global_sysctls(net: &Network) -> Vec<&'static str> {
-    match net.forward_mode() {
-        ForwardMode::Nat | ForwardMode::Route | ForwardMode::Open => {
-            let mut v = vec![IP_FORWARD];
-            if has_ipv6(net) {
-                v.push(IP6_FORWARD);
-            }
-            v
-        }
-        _ => vec![],
+/// The host-wide forwarding sysctls `net` needs while it runs.
+pub fn forwarding_sysctls(net: &Network) -> Vec<&'static str> {
+    if !net.profile().forwarding {
+        return Vec::new();
     }
+    let mut v = vec![IP_FORWARD];
+    if has_ipv6(net) {
+        v.push(IP6_FORWARD);
+    }
+    v
 }
 
 /// Per-bridge sysctls as libvirt sets them: no autoconfiguration from guests' RAs, and no
@@ -85,40 +81,6 @@ pub fn bridge_sysctls(net: &Network, bridge: &str) -> Vec<(String, &'static str)
     ]
 }
 
-/// The firewall input for a network, or None when its mode installs no rules
-/// (open, bridge and the macvtap/hostdev modes, as in libvirt).
-pub fn fw_network(net: &Network) -> Option<FwNetwork> {
-    let mode = match net.forward_mode() {
-        ForwardMode::Nat => FwMode::Nat,
-        ForwardMode::Route => FwMode::Route,
-        ForwardMode::Isolated => FwMode::Isolated,
-        _ => return None,
-    };
-    let fwd = net.forward.as_ref();
-    let nat = fwd.and_then(|f| f.nat.as_ref());
-    let dns_enabled = net.dns.as_ref().and_then(|d| d.enable) != Some(false);
-    let dhcp = |v6: bool| {
-        net.ips
-            .iter()
-            .any(|ip| ip.is_ipv6() == v6 && ip.dhcp.is_some())
-    };
-    Some(FwNetwork {
-        name: net.name.clone(),
-        bridge: bridge_name(net)?.to_string(),
-        mode,
-        forward_dev: fwd.and_then(|f| f.dev.clone()),
-        subnets: net.ips.iter().map(|ip| ip.network()).collect(),
-        nat_ipv6: nat.and_then(|n| n.ipv6) == Some(true),
-        nat_addresses: nat.and_then(|n| n.address),
-        nat_ports: nat.and_then(|n| n.port),
-        ipv6: has_ipv6(net) || net.ipv6 == Some(true),
-        dhcpv4: dhcp(false),
-        dhcpv6: dhcp(true),
-        dns: dns_enabled,
-        tftp: net.ips.iter().any(|ip| ip.tftp_root.is_some()),
-    })
-}
-
 /// Checks made at start against the other active networks and the host, as libvirt
 /// does (and stricter: any overlap, not only an identical route, is a conflict).
 /// `bridge_link` is the host link named like the network's bridge, if there is one.
@@ -129,6 +91,8 @@ pub fn check_start(
     bridge_link: Option<&Link>,
 ) -> Result<(), String> {
     let subnets: Vec<IpNet> = net.ips.iter().map(|ip| ip.network()).collect();
+    let role = net.profile().bridge;
+    let owns_bridge = role == BridgeRole::Managed;
     for other in active.iter().filter(|o| o.name != net.name) {
         for ip in &other.ips {
             let theirs = ip.network();
@@ -139,13 +103,10 @@ pub fn check_start(
                 ));
             }
         }
-        if net.profile().owns_bridge()
-            && bridge_name(net).is_some()
-            && bridge_name(net) == bridge_name(other)
-        {
+        if owns_bridge && net.bridge_name().is_some() && net.bridge_name() == other.bridge_name() {
             return Err(format!(
                 "bridge name '{}' is already used by active network '{}'",
-                bridge_name(net).unwrap_or_default(),
+                net.bridge_name().unwrap_or_default(),
                 other.name
             ));
         }
@@ -163,10 +124,8 @@ pub fn check_start(
             ));
         }
     }
-    let br = bridge_name(net);
-    if net.profile().owns_bridge()
-        && let (Some(br), Some(l)) = (br, bridge_link)
-    {
+    let br = net.bridge_name();
+    if owns_bridge && let (Some(br), Some(l)) = (br, bridge_link) {
         return Err(if l.kind.as_deref() == Some("bridge") {
             format!("bridge '{br}' already exists on the host and is not managed by kvnet")
         } else {
@@ -176,7 +135,7 @@ pub fn check_start(
             )
         });
     }
-    if net.forward_mode() == ForwardMode::Bridge
+    if role == BridgeRole::Host
         && let Some(br) = br
     {
         match bridge_link {
@@ -271,11 +230,11 @@ mod tests {
 
     #[test]
     fn sysctls_follow_the_mode() {
-        assert_eq!(global_sysctls(&nat("a", "v", 1)), vec![IP_FORWARD]);
+        assert_eq!(forwarding_sysctls(&nat("a", "v", 1)), vec![IP_FORWARD]);
         let iso = net(
             "<network><name>i</name><bridge name='v'/><ip address='10.0.0.1' prefix='24'/></network>",
         );
-        assert!(global_sysctls(&iso).is_empty());
+        assert!(forwarding_sysctls(&iso).is_empty());
         assert_eq!(
             bridge_sysctls(&iso, "v")[0],
             ("net/ipv6/conf/v/disable_ipv6".to_string(), "1")
@@ -284,21 +243,8 @@ mod tests {
             "<network><name>r</name><forward mode='route'/><bridge name='v'/>\
              <ip family='ipv6' address='2001:db8::1' prefix='64'/></network>",
         );
-        assert_eq!(global_sysctls(&r6), vec![IP_FORWARD, IP6_FORWARD]);
+        assert_eq!(forwarding_sysctls(&r6), vec![IP_FORWARD, IP6_FORWARD]);
         assert_eq!(bridge_sysctls(&r6, "v")[0].1, "0");
-    }
-
-    #[test]
-    fn firewall_input_maps_the_model() {
-        let fw = fw_network(&nat("a", "virbr5", 5)).unwrap();
-        assert_eq!(fw.bridge, "virbr5");
-        assert!(matches!(fw.mode, FwMode::Nat));
-        assert_eq!(fw.subnets, vec!["192.168.5.0/24".parse::<IpNet>().unwrap()]);
-        assert!(fw.dhcpv4 && fw.dns && !fw.dhcpv6 && !fw.ipv6);
-        let open = net(
-            "<network><name>o</name><forward mode='open'/><bridge name='v'/><ip address='10.0.0.1' prefix='24'/></network>",
-        );
-        assert!(fw_network(&open).is_none());
     }
 
     #[test]
@@ -354,7 +300,7 @@ mod tests {
         let xml = default_network_xml(&[], &[]).unwrap();
         assert!(xml.contains("192.168.122.1"));
         let d = net(&xml);
-        assert_eq!(d.forward_mode(), ForwardMode::Nat);
+        assert_eq!(d.forward_mode(), kvnet_model::ForwardMode::Nat);
         let xml = default_network_xml(&[route("192.168.122.0/24", "eth0")], &[]).unwrap();
         assert!(xml.contains("192.168.123.1") && xml.contains("192.168.123.254"));
         let other = nat("x", "virbr1", 123);

@@ -6,9 +6,11 @@
 //! and hands the deletions to this worker, which has its own thread and netlink socket
 //! so the daemon keeps serving. Jobs run in order. A network's status file stays (marked
 //! `stopping`) until its job is done, so a daemon killed meanwhile finishes the job at
-//! its next start.
+//! its next start. A later start that needs the same bridge name or subnets first waits
+//! for the job ([`Teardown::settle`]).
 
 use anyhow::{Context, Result};
+use ipnet::IpNet;
 use kvnet_firewall::{FwNetwork, render_remove};
 use kvnet_host::{Netlink, nft};
 use std::path::PathBuf;
@@ -17,23 +19,34 @@ use std::thread::JoinHandle;
 use tokio::sync::oneshot;
 use tracing::{error, info};
 
+/// What is left to remove of a stopped network.
 pub struct Job {
     pub network: String,
     pub firewall: Option<FwNetwork>,
     /// The bridge to delete, when kvnet created it.
     pub bridge: Option<String>,
+    /// The network's subnets (a new start may not reuse them before the job is done).
+    pub subnets: Vec<IpNet>,
+    /// The status record, removed last.
     pub status: PathBuf,
-    pub done: oneshot::Sender<()>,
 }
 
-pub struct Reaper {
-    tx: Option<mpsc::Sender<Job>>,
+/// A job handed to the worker and not known to be finished.
+struct Pending {
+    bridge: Option<String>,
+    subnets: Vec<IpNet>,
+    done: oneshot::Receiver<()>,
+}
+
+pub struct Teardown {
+    tx: Option<mpsc::Sender<(Job, oneshot::Sender<()>)>>,
     thread: Option<JoinHandle<()>>,
+    pending: Vec<Pending>,
 }
 
-impl Reaper {
-    pub fn spawn(table: String) -> Result<Reaper> {
-        let (tx, rx) = mpsc::channel::<Job>();
+impl Teardown {
+    pub fn spawn(table: String) -> Result<Teardown> {
+        let (tx, rx) = mpsc::channel::<(Job, oneshot::Sender<()>)>();
         let (ready_tx, ready_rx) = mpsc::channel();
         let thread = std::thread::Builder::new()
             .name("kvnet-teardown".into())
@@ -56,24 +69,56 @@ impl Reaper {
                     }
                 };
                 let _ = ready_tx.send(Ok(()));
-                for job in rx {
+                for (job, done) in rx {
                     run(&rt, &nl, &table, job);
+                    let _ = done.send(());
                 }
             })
             .context("spawn teardown thread")?;
         ready_rx.recv().context("teardown thread died")??;
-        Ok(Reaper {
+        Ok(Teardown {
             tx: Some(tx),
             thread: Some(thread),
+            pending: Vec::new(),
         })
     }
 
-    pub fn submit(&self, job: Job) {
+    pub fn submit(&mut self, job: Job) {
+        let (done, rx) = oneshot::channel();
+        self.pending.push(Pending {
+            bridge: job.bridge.clone(),
+            subnets: job.subnets.clone(),
+            done: rx,
+        });
         if let Some(tx) = &self.tx
-            && let Err(mpsc::SendError(job)) = tx.send(job)
+            && let Err(mpsc::SendError((job, _))) = tx.send((job, done))
         {
             error!(network = %job.network, "teardown worker is gone; bridge and rules left behind");
         }
+    }
+
+    /// Wait for the jobs still holding `bridge` or a subnet overlapping `subnets` (all
+    /// jobs with `None`), and forget finished ones.
+    pub async fn settle(&mut self, conflict: Option<(Option<&str>, &[IpNet])>) {
+        let mut keep = Vec::new();
+        for mut p in std::mem::take(&mut self.pending) {
+            let conflicts = conflict.is_none_or(|(bridge, subnets)| {
+                (bridge.is_some() && p.bridge.as_deref() == bridge)
+                    || p.subnets.iter().any(|a| {
+                        subnets
+                            .iter()
+                            .any(|b| crate::dataplane::checks::overlaps(a, b))
+                    })
+            });
+            match p.done.try_recv() {
+                Err(oneshot::error::TryRecvError::Empty) if conflicts => {
+                    let _ = p.done.await;
+                }
+                Err(oneshot::error::TryRecvError::Empty) => keep.push(p),
+                _ => {}
+            }
+        }
+        self.pending = keep;
     }
 
     /// Finish every queued job (at daemon shutdown).
@@ -121,5 +166,4 @@ fn run(rt: &tokio::runtime::Runtime, nl: &Netlink, table: &str, job: Job) {
     } else {
         error!(network = %job.network, "teardown incomplete: {}", errors.join("; "));
     }
-    let _ = job.done.send(());
 }

@@ -1,0 +1,142 @@
+//! What replies carry: the envelope every reply has ([`Reply`]), and the data types of
+//! successful replies (see each request's [`Call::Reply`](crate::Call::Reply)).
+
+use serde::{Deserialize, Serialize};
+use std::net::IpAddr;
+
+/// The envelope of every reply: `ok`, the `error` when not, `warnings` the user must
+/// see (e.g. features kvnet accepted but cannot apply yet), and the request's `data`.
+#[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq)]
+pub struct Reply {
+    pub ok: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+    #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
+    pub data: serde_json::Value,
+}
+
+impl Reply {
+    /// A successful reply carrying `data`.
+    pub fn ok(data: &impl Serialize, warnings: Vec<String>) -> Reply {
+        match serde_json::to_value(data) {
+            Ok(data) => Reply {
+                ok: true,
+                warnings,
+                data,
+                ..Reply::default()
+            },
+            Err(e) => Reply::err(format!("cannot encode the reply: {e}")),
+        }
+    }
+
+    pub fn err(msg: impl Into<String>) -> Reply {
+        Reply {
+            ok: false,
+            error: Some(msg.into()),
+            ..Reply::default()
+        }
+    }
+}
+
+/// Reply to `ping`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Version {
+    pub version: String,
+}
+
+/// Reply to `define` and `create`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct NetworkId {
+    pub name: String,
+    pub uuid: Option<String>,
+}
+
+/// One network as `net-list` / `net-info` show it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct NetSummary {
+    pub name: String,
+    pub uuid: String,
+    pub active: bool,
+    pub persistent: bool,
+    pub autostart: bool,
+    pub bridge: Option<String>,
+    pub forward: String,
+    pub title: Option<String>,
+}
+
+/// One row of `net-dhcp-leases`, IPv4 or IPv6. An IPv6 row carries the client's DUID
+/// in `client-id` and its `iaid`, and a MAC only when the DUID names one.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub struct Lease {
+    /// Unix seconds; 0 = infinite.
+    pub expiry_time: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac_address: Option<String>,
+    pub ip_address: IpAddr,
+    pub prefix: u8,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hostname: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iaid: Option<u32>,
+}
+
+/// How a port's TAP came to be.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum PortKind {
+    /// Created by kvnet (port-create): persistent, deleted by port-delete.
+    Persistent,
+    /// Created by qemu and registered by its `script=` (kvnet-ifup).
+    Script,
+    /// Created by kvnet-bridge-helper for qemu.
+    Helper,
+}
+
+impl PortKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PortKind::Persistent => "persistent",
+            PortKind::Script => "script",
+            PortKind::Helper => "helper",
+        }
+    }
+}
+
+/// One guest port of a network.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Port {
+    pub ifname: String,
+    /// The guest's MAC address; unknown (None) for a TAP attached without one.
+    pub mac: Option<String>,
+    pub network: String,
+    pub kind: PortKind,
+    pub queues: u16,
+}
+
+/// Reply to `port-create`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct CreatedPort {
+    pub port: Port,
+    /// Arguments that give a qemu guest this port, e.g. `-netdev tap,...`.
+    pub qemu_args: Vec<String>,
+}
+
+/// Reply to `iface-bridge`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Bridged {
+    pub bridge: String,
+    pub iface: String,
+    pub started: bool,
+}
+
+/// Reply to `iface-unbridge`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Unbridged {
+    pub bridge: String,
+    pub iface: String,
+}

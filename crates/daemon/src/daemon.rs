@@ -1,0 +1,281 @@
+//! The daemon's state and its verbs: the registry of networks, the lifecycle of the
+//! running ones, and the guest ports. Each verb checks in the registry, persists, then
+//! applies; the API layer (`api`) maps requests onto these verbs.
+//!
+//! One request at a time: the server holds the daemon behind a mutex, so a verb sees
+//! and leaves a consistent state.
+
+use crate::dataplane::{Dataplane, checks};
+use crate::ids::entropy;
+use crate::ifbridge;
+use crate::lifecycle::Lifecycle;
+use crate::paths::Paths;
+use crate::ports::Ports;
+use crate::registry::{Registry, UpdateTarget};
+use crate::store::{self, Durability, status};
+use anyhow::{Result, anyhow};
+use kvnet_api::request::{self as req, PortCreate};
+use kvnet_api::{Bridged, CreatedPort, Lease, NetworkId, Port, PortKind, Unbridged};
+use kvnet_model::{MacAddr, Network};
+use tracing::{error, info, warn};
+
+pub struct Daemon {
+    paths: Paths,
+    registry: Registry,
+    life: Lifecycle,
+    ports: Ports,
+}
+
+fn id(net: &Network) -> NetworkId {
+    NetworkId {
+        name: net.name.clone(),
+        uuid: net.uuid.map(|u| u.to_string()),
+    }
+}
+
+impl Daemon {
+    /// Load definitions and ports, adopt running networks, define `default` on first
+    /// start and run autostart once per boot.
+    pub async fn init(paths: Paths, dp: Dataplane) -> Result<Daemon> {
+        store::ensure_dirs(&paths)?;
+        let mut d = Daemon {
+            life: Lifecycle::new(&paths, dp)?,
+            ports: Ports::load(&paths)?,
+            registry: Registry::default(),
+            paths,
+        };
+        for (file_name, text) in store::load_definitions(&d.paths)? {
+            let file = d.paths.definition(&file_name);
+            match Network::from_xml(&text) {
+                Ok(net) if net.name == file_name => {
+                    let autostart = store::is_autostart(&d.paths, &net.name);
+                    d.registry.load(net, autostart);
+                }
+                Ok(net) => error!(
+                    "skipping {}: it defines network '{}'",
+                    file.display(),
+                    net.name
+                ),
+                Err(e) => error!("skipping {}: {e}", file.display()),
+            }
+        }
+        d.life.adopt_all(&mut d.registry).await?;
+        if !d.paths.default_defined_marker().exists() {
+            d.define_default().await?;
+        }
+        if !d.paths.autostarted_marker().exists() {
+            for name in d.registry.autostart_pending() {
+                // start logs the start and its warnings.
+                if let Err(e) = d.start(&name).await {
+                    error!(network = %name, "autostart failed: {e:#}");
+                }
+            }
+            let marker = d.paths.autostarted_marker();
+            store::write_atomic(&marker, b"", 0o600, Durability::Runtime)?;
+        }
+        Ok(d)
+    }
+
+    /// Networks defined and active, for the start-up log line.
+    pub fn counts(&self) -> (usize, usize) {
+        (self.registry.len(), self.registry.active().len())
+    }
+
+    /// At daemon shutdown; the networks stay up for the next kvnetd.
+    pub fn shutdown(&mut self) {
+        self.life.shutdown(&self.registry);
+    }
+
+    /// The built-in `default` network (autostart), unless the host leaves no subnet.
+    async fn define_default(&mut self) -> Result<()> {
+        if self.registry.get("default").is_err() {
+            let routes = kvnet_host::procroutes::read()?;
+            match checks::default_network_xml(&routes, &self.registry.definitions()) {
+                Some(xml) => {
+                    self.define(&xml).await?;
+                    self.set_autostart("default", true)?;
+                    info!("defined the built-in 'default' network (autostart)");
+                }
+                None => {
+                    warn!("no free 192.168.N.0/24 for the built-in 'default' network; not defined")
+                }
+            }
+        }
+        let marker = self.paths.default_defined_marker();
+        store::write_atomic(&marker, b"", 0o600, Durability::Durable)
+    }
+
+    /// Parse, complete and check a definition against the others and the host's links.
+    async fn prepare(&self, xml: &str) -> Result<Network> {
+        let links = self.life.dp.nl.links().await?.into_iter().map(|l| l.name);
+        self.registry.prepare(xml, links, &mut entropy)
+    }
+
+    pub async fn define(&mut self, xml: &str) -> Result<NetworkId> {
+        let net = self.prepare(xml).await?;
+        let name = net.name.clone();
+        store::save_definition(&self.paths, &name, &net.to_xml())?;
+        let autostart = store::is_autostart(&self.paths, &name);
+        let now_persistent = self.registry.define(net.clone(), autostart);
+        if let Some(st) = &now_persistent {
+            status::save(&self.paths, &name, st)?;
+        }
+        let how = if now_persistent.is_some() {
+            " (now persistent)"
+        } else {
+            ""
+        };
+        info!(network = %name, "defined{how}");
+        Ok(id(&net))
+    }
+
+    pub async fn create(&mut self, xml: &str) -> Result<(NetworkId, Vec<String>)> {
+        let net = self.prepare(xml).await?;
+        self.registry.create(&net)?;
+        let res = self
+            .life
+            .start(&mut self.registry, &mut self.ports, net.clone())
+            .await;
+        if res.is_err() {
+            self.registry.forget(&net.name);
+        }
+        Ok((id(&net), res?))
+    }
+
+    pub fn undefine(&mut self, name: &str) -> Result<()> {
+        self.registry
+            .check_undefine(name, &self.ports.names(name))?;
+        store::remove_if_exists(&self.paths.autostart_link(name))?;
+        store::remove_if_exists(&self.paths.definition(name))?;
+        if let Some(st) = self.registry.undefine(name)? {
+            status::save(&self.paths, name, &st)?;
+        }
+        info!(network = %name, "undefined");
+        Ok(())
+    }
+
+    pub async fn start(&mut self, name: &str) -> Result<Vec<String>> {
+        let net = self.registry.startable(name)?;
+        self.life
+            .start(&mut self.registry, &mut self.ports, net)
+            .await
+    }
+
+    pub async fn destroy(&mut self, name: &str, wait: bool) -> Result<()> {
+        self.life
+            .destroy(&mut self.registry, &mut self.ports, name, wait)
+            .await
+    }
+
+    pub fn set_autostart(&mut self, name: &str, enable: bool) -> Result<()> {
+        self.registry.check_autostart(name)?;
+        store::set_autostart(&self.paths, name, enable)?;
+        self.registry.set_autostart(name, enable)?;
+        info!(network = %name, "autostart {}", if enable { "enabled" } else { "disabled" });
+        Ok(())
+    }
+
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// Leases of a network, IPv4 then IPv6; with `mac`, only that MAC's (for IPv6, the
+    /// MAC inside a DUID-LL or DUID-LLT).
+    pub fn dhcp_leases(&self, name: &str, mac: Option<&str>) -> Result<Vec<Lease>> {
+        let net = self.registry.get(name)?.current();
+        let mac = mac
+            .map(|m| {
+                m.parse::<MacAddr>()
+                    .map_err(|e| anyhow!("invalid MAC address '{m}': {e}"))
+            })
+            .transpose()?
+            .map(|m| m.to_string());
+        let mut leases = self.life.services.leases(net)?;
+        leases.retain(|l| mac.is_none() || l.mac_address == mac);
+        Ok(leases)
+    }
+
+    /// net-update: plan it on the registry, persist the definition, apply it live, then
+    /// record it and bring the services along.
+    pub fn update(&mut self, u: &req::Update) -> Result<()> {
+        let name = &u.network;
+        let target = UpdateTarget {
+            live: u.live,
+            config: u.config,
+        };
+        let plan = self.registry.plan_update(name, u, target)?;
+        if let Some(d) = &plan.def {
+            store::save_definition(&self.paths, name, &d.to_xml())?;
+        }
+        if let Some((old, new)) = &plan.live {
+            self.life.update_live(old, new)?;
+        }
+        let (config, live) = (plan.def.is_some(), plan.live.clone());
+        if let Some(st) = self.registry.commit_update(name, plan)? {
+            status::save(&self.paths, name, &st)?;
+        }
+        if let Some((_, new)) = &live {
+            self.life.sync_services(new);
+        }
+        let live = if live.is_some() { "live " } else { "" };
+        info!(network = %name, "updated ({live}{})", if config { "config" } else { "" });
+        Ok(())
+    }
+
+    pub async fn port_create(&mut self, r: PortCreate) -> Result<CreatedPort> {
+        let t = self.life.target(&self.registry, &r.network).await?;
+        self.ports.create(&self.life.dp.nl, &t, r).await
+    }
+
+    /// port-attach by network name (a qemu script) or by bridge (the bridge helper).
+    pub async fn port_attach(&mut self, r: &req::PortAttach) -> Result<Port> {
+        let network = match (&r.network, &r.bridge) {
+            (Some(n), None) => n.clone(),
+            (named, Some(br)) => {
+                let found = self
+                    .registry
+                    .by_bridge(br)
+                    .map(|n| n.name.clone())
+                    .ok_or_else(|| anyhow!("no active kvnet network uses bridge {br}"))?;
+                if let Some(n) = named.as_ref().filter(|n| **n != found) {
+                    return Err(anyhow!(
+                        "bridge {br} belongs to network '{found}', not '{n}'"
+                    ));
+                }
+                found
+            }
+            (None, None) => return Err(anyhow!("port-attach needs a network or a bridge")),
+        };
+        let t = self.life.target(&self.registry, &network).await?;
+        let kind = if r.bridge.is_some() {
+            PortKind::Helper
+        } else {
+            PortKind::Script
+        };
+        let nl = &self.life.dp.nl;
+        self.ports
+            .attach(nl, &t, &r.ifname, r.mac.as_deref(), kind)
+            .await
+    }
+
+    pub async fn port_delete(&mut self, network: Option<&str>, ifname: &str) -> Result<()> {
+        if let Some(n) = network {
+            self.registry.get(n)?;
+        }
+        self.ports.delete(&self.life.dp.nl, network, ifname).await
+    }
+
+    pub async fn port_list(&mut self, network: &str) -> Result<Vec<Port>> {
+        self.registry.get(network)?;
+        self.ports.list(&self.life.dp.nl, network).await
+    }
+
+    pub async fn iface_bridge(&self, r: &req::IfaceBridge) -> Result<Bridged> {
+        ifbridge::bridge(&self.life.dp.nl, r).await
+    }
+
+    pub async fn iface_unbridge(&self, bridge: &str) -> Result<Unbridged> {
+        let used_by = self.registry.by_bridge(bridge).map(|n| n.name.clone());
+        ifbridge::unbridge(&self.life.dp.nl, bridge, used_by).await
+    }
+}

@@ -1,0 +1,286 @@
+//! A network's life in the kernel: start, destroy, and adoption by a restarted kvnetd.
+//! The lifecycle owns what a running network holds — its dataplane objects, its guest
+//! services, its share of the host-wide sysctls, its background teardown — and takes
+//! the registry and the ports from its caller.
+//!
+//! Crash safety: a start writes the network's status record and the sysctls it will
+//! change before the kernel is touched, so a kvnetd killed mid-start finds the network
+//! at its next start and completes it (adopt adds what is missing) instead of leaving an
+//! orphan bridge; a destroy keeps the record, marked stopping, until the teardown is
+//! done.
+
+pub mod sysctls;
+pub mod teardown;
+
+use crate::dataplane::{Dataplane, checks};
+use crate::ids::now;
+use crate::paths::Paths;
+use crate::ports::{Ports, Target};
+use crate::registry::Registry;
+use crate::services::Services;
+use crate::store::status;
+use anyhow::{Context, Result, anyhow, bail};
+use ipnet::IpNet;
+use kvnet_model::Network;
+use sysctls::{HostSysctls, Ledger};
+use teardown::{Job, Teardown};
+use tracing::{debug, error, info, warn};
+
+pub struct Lifecycle {
+    paths: Paths,
+    pub dp: Dataplane,
+    pub services: Services,
+    sysctls: Ledger,
+    teardown: Teardown,
+}
+
+/// The forwarding sysctls the active networks other than `except` need.
+fn needed_sysctls(reg: &Registry, except: &str) -> Vec<&'static str> {
+    reg.active()
+        .into_iter()
+        .filter(|n| n.name != except)
+        .flat_map(checks::forwarding_sysctls)
+        .collect()
+}
+
+impl Lifecycle {
+    pub fn new(paths: &Paths, dp: Dataplane) -> Result<Lifecycle> {
+        Ok(Lifecycle {
+            teardown: Teardown::spawn(dp.fw.table().to_string())?,
+            sysctls: Ledger::load(paths),
+            services: Services::new(paths.clone()),
+            paths: paths.clone(),
+            dp,
+        })
+    }
+
+    /// The bridge of active network `name`, for the port verbs.
+    pub async fn target(&self, reg: &Registry, name: &str) -> Result<Target> {
+        let live = reg.live(name)?;
+        let br = live
+            .bridge_name()
+            .ok_or_else(|| anyhow!("network '{name}' has no bridge to put guests on"))?;
+        let bridge = self
+            .dp
+            .nl
+            .link(br)
+            .await?
+            .ok_or_else(|| anyhow!("bridge {br} of network '{name}' does not exist"))?;
+        Ok(Target {
+            network: name.to_string(),
+            bridge,
+        })
+    }
+
+    /// At daemon start: take over the networks a previous kvnetd left running, finish
+    /// interrupted teardowns, clean up networks whose bridge vanished meanwhile, then
+    /// bring the firewall and the guest services up to date.
+    pub async fn adopt_all(&mut self, reg: &mut Registry) -> Result<()> {
+        for (name, st) in status::load_all(&self.paths)? {
+            let st = match st {
+                Ok(st) => st,
+                Err(e) => {
+                    error!("dropping unreadable status of network '{name}': {e:#}");
+                    status::remove(&self.paths, &name)?;
+                    continue;
+                }
+            };
+            let live = match Network::from_xml(&st.live_xml) {
+                Ok(n) => n,
+                Err(e) => {
+                    error!("dropping status of network '{name}': its XML no longer parses: {e}");
+                    status::remove(&self.paths, &name)?;
+                    continue;
+                }
+            };
+            if st.stopping {
+                // The previous daemon died during this network's background teardown.
+                let res = self.dp.stop(&live, st.owns_bridge).await;
+                self.release_sysctls(reg, &live);
+                match res {
+                    Ok(()) => info!(network = %name, "finished an interrupted teardown"),
+                    Err(e) => warn!(network = %name, "finishing an interrupted teardown: {e:#}"),
+                }
+                status::remove(&self.paths, &name)?;
+                continue;
+            }
+            match self.dp.adopt(&live, st.owns_bridge).await {
+                Ok(true) => {
+                    info!(network = %name, "adopted running network");
+                    reg.adopt(live, &st);
+                }
+                Ok(false) => {
+                    warn!(network = %name, "bridge vanished while kvnetd was down: network cleaned up and marked inactive");
+                    if let Err(e) = self.dp.stop(&live, st.owns_bridge).await {
+                        warn!(network = %name, "cleanup: {e:#}");
+                    }
+                    self.release_sysctls(reg, &live);
+                    status::remove(&self.paths, &name)?;
+                }
+                Err(e) => {
+                    error!(network = %name, "adopting failed, left as it is: {e:#}");
+                    reg.adopt(live, &st);
+                }
+            }
+        }
+        let active = reg.active();
+        self.dp.fw.reconcile_at_start(&self.paths, &active);
+        self.services.set_local_addrs(active.iter().copied());
+        for net in active {
+            for w in self.services.start(net) {
+                error!("{w}");
+            }
+        }
+        Ok(())
+    }
+
+    fn release_sysctls(&mut self, reg: &Registry, net: &Network) -> Vec<String> {
+        let needed = needed_sysctls(reg, &net.name);
+        self.sysctls
+            .release(&HostSysctls, &checks::forwarding_sysctls(net), &needed)
+    }
+
+    /// Start `net`, which the registry knows (defined, or created as transient).
+    /// Returns the warnings the user must see.
+    pub async fn start(
+        &mut self,
+        reg: &mut Registry,
+        ports: &mut Ports,
+        net: Network,
+    ) -> Result<Vec<String>> {
+        let t0 = std::time::Instant::now();
+        let name = net.name.clone();
+        if let Some(msg) = net.profile().unsupported {
+            bail!(msg);
+        }
+        // A network being torn down in the background may still hold this bridge name
+        // or these subnets (in the kernel and in the firewall maps).
+        let subnets: Vec<IpNet> = net.ips.iter().map(|ip| ip.network()).collect();
+        self.teardown
+            .settle(Some((net.bridge_name(), &subnets)))
+            .await;
+        // The bridge's name is looked up alone and the routes come from the watcher's
+        // copy: reading the whole link or route table grows with every network and
+        // would make the 200th start slower than the 1st.
+        let routes = self.dp.routes.routes()?;
+        let bridge_link = self.dp.bridge_link(&net).await?;
+        checks::check_start(&net, &reg.active(), &routes, bridge_link.as_ref())
+            .map_err(|e| anyhow!("cannot start network '{name}': {e}"))?;
+        let t_checks = t0.elapsed();
+        // Written ahead: see the module docs.
+        let started = now();
+        let keys = checks::forwarding_sysctls(&net);
+        status::save(&self.paths, &name, &reg.starting_status(&net, started))
+            .and_then(|()| self.sysctls.reserve(&HostSysctls, &keys))
+            .with_context(|| format!("cannot start network '{name}'"))?;
+        let t_status = t0.elapsed();
+        if let Err(e) = self.dp.start(&net).await {
+            for e in self.release_sysctls(reg, &net) {
+                warn!(network = %name, "rollback: {e}");
+            }
+            let _ = status::remove(&self.paths, &name);
+            return Err(e.context(format!("cannot start network '{name}'")));
+        }
+        debug!(
+            network = %name,
+            "checks {t_checks:?}, status {:?}, kernel and firewall {:?}",
+            t_status - t_checks,
+            t0.elapsed() - t_status
+        );
+        let mut warnings: Vec<String> = net
+            .not_applied()
+            .into_iter()
+            .map(|w| format!("network '{name}': {w} is accepted but not applied by kvnet yet"))
+            .collect();
+        let t_net = t0.elapsed();
+        reg.started(net.clone(), started)?;
+        self.services.set_local_addrs(reg.active());
+        warnings.extend(self.services.start(&net));
+        let t_services = t0.elapsed();
+        if ports.has_ports(&name) {
+            match self.target(reg, &name).await {
+                Ok(t) => warnings.extend(ports.replug(&self.dp.nl, &t).await),
+                Err(e) => warnings.push(format!("network '{name}': ports not attached: {e:#}")),
+            }
+        }
+        debug!(
+            network = %name,
+            "services {:?}, ports {:?}",
+            t_services - t_net,
+            t0.elapsed() - t_services
+        );
+        info!(network = %name, "started in {:.1} ms", t0.elapsed().as_secs_f64() * 1e3);
+        for w in &warnings {
+            warn!("{w}");
+        }
+        Ok(warnings)
+    }
+
+    /// Stop a network. Traffic stops before this returns (bridge down); deleting the
+    /// bridge and the rules, which costs the kernel RCU grace periods, finishes in the
+    /// background unless `wait` is set.
+    pub async fn destroy(
+        &mut self,
+        reg: &mut Registry,
+        ports: &mut Ports,
+        name: &str,
+        wait: bool,
+    ) -> Result<()> {
+        let live = reg.live(name)?.clone();
+        let owns_bridge = reg.get(name)?.owns_bridge;
+        // While the bridge and its ports are still up: the final RA withdraws the
+        // guests' default route through us.
+        self.services.stop(name);
+        // Ports stay registered (persistent TAPs stay too) and return at the next start.
+        let mut errors = match live.bridge_name() {
+            Some(br) => ports.unplug(&self.dp.nl, name, br).await,
+            None => Vec::new(),
+        };
+        let (left, quiesce_errors) = self.dp.quiesce(&live, owns_bridge).await;
+        errors.extend(quiesce_errors);
+        let (st, gone) = reg.stopped(name)?;
+        errors.extend(self.release_sysctls(reg, &live));
+        // The status stays, marked stopping, until the teardown is done: a daemon killed
+        // meanwhile finishes it at its next start.
+        status::save(&self.paths, name, &st)?;
+        self.teardown.submit(Job {
+            network: name.to_string(),
+            firewall: left.firewall,
+            bridge: left.bridge,
+            subnets: live.ips.iter().map(|ip| ip.network()).collect(),
+            status: self.paths.status(name),
+        });
+        if gone {
+            ports.drop_network(name);
+        }
+        self.services.set_local_addrs(reg.active());
+        if wait {
+            self.teardown.settle(None).await;
+        }
+        if errors.is_empty() {
+            info!(network = %name, "destroyed");
+            Ok(())
+        } else {
+            let e = errors.join("; ");
+            error!(network = %name, "destroyed with errors: {e}");
+            bail!("network '{name}' stopped, but cleanup was incomplete: {e}")
+        }
+    }
+
+    /// Apply a net-update to a running network's kernel objects; its services follow
+    /// with [`Lifecycle::sync_services`] once the registry has the new definition.
+    pub fn update_live(&self, old: &Network, new: &Network) -> Result<()> {
+        self.dp.fw.refresh(old, new)
+    }
+
+    pub fn sync_services(&mut self, net: &Network) {
+        self.services.sync(net);
+    }
+
+    /// At daemon shutdown: finish queued teardowns, then record the firewall as this
+    /// daemon leaves it, for the next one. Networks keep running.
+    pub fn shutdown(&mut self, reg: &Registry) {
+        self.teardown.drain();
+        self.dp.fw.save_snapshot(&self.paths, &reg.active());
+    }
+}

@@ -1,0 +1,526 @@
+//! Guest ports: the TAPs on a network's bridge that kvnet knows about. The registry is
+//! kept per network in STATE_DIR/ports/NAME.json, written atomically and fsynced, so it
+//! survives a kvnetd restart, a `kill -9` and (for persistent TAPs, re-created at the
+//! network's next start) a reboot. Putting a TAP on a bridge is [`plug`]'s.
+
+mod plug;
+
+use crate::ids::{entropy, group_id, user_id};
+use crate::paths::Paths;
+use crate::store::{self, Durability};
+use anyhow::{Context, Result, anyhow, bail};
+use kvnet_api::request::PortCreate;
+use kvnet_api::{CreatedPort, Port, PortKind};
+use kvnet_host::{Link, Netlink, tap};
+use kvnet_model::MacAddr;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashSet};
+use std::fs;
+use tracing::{info, warn};
+
+/// The kernel's limit on the queues of one TAP (`MAX_TAP_QUEUES`).
+pub const MAX_QUEUES: u16 = 256;
+
+/// One registered port, as stored.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PortRec {
+    pub ifname: String,
+    pub mac: Option<MacAddr>,
+    pub kind: PortKind,
+    pub queues: u16,
+    /// Who may open a persistent TAP (kept to re-create it after a reboot).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<u32>,
+}
+
+impl PortRec {
+    pub fn view(&self, network: &str) -> Port {
+        Port {
+            ifname: self.ifname.clone(),
+            mac: self.mac.map(|m| m.to_string()),
+            network: network.to_string(),
+            kind: self.kind,
+            queues: self.queues,
+        }
+    }
+}
+
+/// The bridge of an active network, as the port verbs need it.
+pub struct Target {
+    pub network: String,
+    pub bridge: Link,
+}
+
+/// The lowest free `vnetN`, as libvirt names guest TAPs.
+pub fn free_name(used: &HashSet<String>) -> String {
+    (0u32..)
+        .map(|n| format!("vnet{n}"))
+        .find(|n| !used.contains(n))
+        .expect("some vnetN is free")
+}
+
+/// A random 52:54:00:xx:xx:xx (qemu's prefix) not in `used`.
+pub fn random_mac(used: &HashSet<[u8; 6]>, mut rand: impl FnMut() -> u64) -> MacAddr {
+    loop {
+        let r = rand().to_le_bytes();
+        let mac = [0x52, 0x54, 0x00, r[0], r[1], r[2]];
+        if !used.contains(&mac) && !used.contains(&tap_mac(mac)) {
+            return MacAddr(mac);
+        }
+    }
+}
+
+/// The TAP's own MAC: the guest's with a first byte of 0xFE, as libvirt does, so the
+/// bridge never adopts it (a bridge takes its lowest port MAC) and it differs from
+/// the guest's.
+pub fn tap_mac(guest: [u8; 6]) -> [u8; 6] {
+    let mut m = guest;
+    m[0] = 0xfe;
+    m
+}
+
+/// qemu arguments for a port-create'd TAP. vhost stays off: an unprivileged qemu
+/// usually cannot open /dev/vhost-net.
+pub fn qemu_args(ifname: &str, mac: MacAddr, queues: u16) -> Vec<String> {
+    let mut netdev = format!("tap,id=net0,ifname={ifname},script=no,downscript=no,vhost=off");
+    let mut device = format!("virtio-net-pci,netdev=net0,mac={mac}");
+    if queues > 1 {
+        netdev += &format!(",queues={queues}");
+        // virtio-net wants a vector per queue in each direction, plus config and control.
+        device += &format!(",mq=on,vectors={}", 2 * u32::from(queues) + 2);
+    }
+    vec!["-netdev".into(), netdev, "-device".into(), device]
+}
+
+fn parse_mac(s: &str) -> Result<MacAddr> {
+    let m: MacAddr = s.parse().map_err(|e: String| anyhow!("{e}"))?;
+    if m.is_multicast() || m.is_zero() {
+        bail!("MAC address '{s}' cannot be a guest's: it is multicast or zero");
+    }
+    Ok(m)
+}
+
+/// The registered ports of every network.
+pub struct Ports {
+    paths: Paths,
+    by_net: BTreeMap<String, Vec<PortRec>>,
+}
+
+impl Ports {
+    pub fn load(paths: &Paths) -> Result<Ports> {
+        let mut by_net = BTreeMap::new();
+        let dir = paths.ports_dir();
+        let entries = match fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(Ports {
+                    paths: paths.clone(),
+                    by_net,
+                });
+            }
+            Err(e) => return Err(e).with_context(|| format!("read {}", dir.display())),
+        };
+        for entry in entries {
+            let path = entry?.path();
+            let Some(name) = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.strip_suffix(".json"))
+                .filter(|n| !n.starts_with('.'))
+            else {
+                continue;
+            };
+            let ports: Vec<PortRec> = fs::read(&path)
+                .map_err(anyhow::Error::from)
+                .and_then(|b| serde_json::from_slice(&b).map_err(anyhow::Error::from))
+                .with_context(|| format!("ports file {}", path.display()))?;
+            by_net.insert(name.to_string(), ports);
+        }
+        Ok(Ports {
+            paths: paths.clone(),
+            by_net,
+        })
+    }
+
+    fn of(&self, network: &str) -> &[PortRec] {
+        self.by_net
+            .get(network)
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+    }
+
+    /// Write a network's ports (none: remove its file), then keep them.
+    fn save(&mut self, network: &str, ports: Vec<PortRec>) -> Result<()> {
+        let path = self.paths.ports(network);
+        if ports.is_empty() {
+            store::remove_if_exists(&path)?;
+            self.by_net.remove(network);
+            return Ok(());
+        }
+        let dir = self.paths.ports_dir();
+        fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
+        store::write_atomic(
+            &path,
+            &serde_json::to_vec_pretty(&ports)?,
+            0o600,
+            Durability::Durable,
+        )?;
+        self.by_net.insert(network.to_string(), ports);
+        Ok(())
+    }
+
+    /// Names of a network's ports, for errors that must list them.
+    pub fn names(&self, network: &str) -> Vec<String> {
+        self.of(network).iter().map(|p| p.ifname.clone()).collect()
+    }
+
+    /// The network a TAP is registered on.
+    fn owner(&self, ifname: &str) -> Option<(&str, &PortRec)> {
+        self.by_net.iter().find_map(|(n, ps)| {
+            ps.iter()
+                .find(|p| p.ifname == ifname)
+                .map(|p| (n.as_str(), p))
+        })
+    }
+
+    /// port-create: a persistent TAP for a guest, on the target's bridge.
+    pub async fn create(&mut self, nl: &Netlink, t: &Target, a: PortCreate) -> Result<CreatedPort> {
+        let queues = a.queues.unwrap_or(1);
+        if !(1..=MAX_QUEUES).contains(&queues) {
+            bail!("queues must be between 1 and {MAX_QUEUES}, not {queues}");
+        }
+        let owner = a.owner.as_deref().map(user_id).transpose()?;
+        let group = a.group.as_deref().map(group_id).transpose()?;
+        let links = nl.links().await?;
+        let ifname = match a.ifname {
+            Some(n) => {
+                kvnet_model::ifname::check(&n).map_err(|e| anyhow!("interface name '{n}' {e}"))?;
+                if links.iter().any(|l| l.name == n) {
+                    bail!("interface {n} already exists");
+                }
+                if let Some((net, _)) = self.owner(&n) {
+                    bail!("port {n} is already registered on network '{net}'");
+                }
+                n
+            }
+            None => {
+                let mut used: HashSet<String> = links.iter().map(|l| l.name.clone()).collect();
+                used.extend(self.by_net.values().flatten().map(|p| p.ifname.clone()));
+                free_name(&used)
+            }
+        };
+        let mac = match a.mac {
+            Some(m) => {
+                let m = parse_mac(&m)?;
+                plug::check_mac_free(nl, self.of(&t.network), t, m, &ifname).await?;
+                m
+            }
+            None => {
+                let mut used: HashSet<[u8; 6]> = links.iter().filter_map(|l| l.mac).collect();
+                used.extend(
+                    self.by_net
+                        .values()
+                        .flatten()
+                        .filter_map(|p| p.mac.map(|m| m.0)),
+                );
+                used.extend(
+                    nl.bridge_fdb(t.bridge.index)
+                        .await?
+                        .into_iter()
+                        .map(|e| e.mac),
+                );
+                random_mac(&used, entropy)
+            }
+        };
+        let rec = PortRec {
+            ifname: ifname.clone(),
+            mac: Some(mac),
+            kind: PortKind::Persistent,
+            queues,
+            owner,
+            group,
+        };
+        let network = &t.network;
+        plug::realize(nl, &rec, &t.bridge)
+            .await
+            .with_context(|| format!("cannot create port {ifname} on network '{network}'"))?;
+        let mut ports = self.of(network).to_vec();
+        ports.push(rec.clone());
+        if let Err(e) = self.save(network, ports) {
+            let _ = tap::delete(&ifname);
+            return Err(e);
+        }
+        info!(network = %network, "port {ifname} created (guest MAC {mac}, {queues} queues)");
+        Ok(CreatedPort {
+            port: rec.view(network),
+            qemu_args: qemu_args(&ifname, mac, queues),
+        })
+    }
+
+    /// port-attach: register a TAP someone else made and put it on the target's bridge.
+    pub async fn attach(
+        &mut self,
+        nl: &Netlink,
+        t: &Target,
+        ifname: &str,
+        mac: Option<&str>,
+        kind: PortKind,
+    ) -> Result<Port> {
+        let network = &t.network;
+        let info = nl
+            .tun_info(ifname)
+            .await?
+            .filter(|i| i.tap)
+            .ok_or_else(|| anyhow!("{ifname} is not an existing TAP device"))?;
+        if let Some((other, _)) = self.owner(ifname)
+            && other != network
+        {
+            bail!("port {ifname} is already registered on network '{other}'");
+        }
+        let mac = mac.map(parse_mac).transpose()?;
+        if let Some(m) = mac {
+            plug::check_mac_free(nl, self.of(network), t, m, ifname).await?;
+        }
+        let link = nl
+            .link(ifname)
+            .await?
+            .ok_or_else(|| anyhow!("TAP {ifname} vanished"))?;
+        plug::plug(nl, &link, &t.bridge, None)
+            .await
+            .with_context(|| format!("cannot attach {ifname} to network '{network}'"))?;
+        let mut ports = self.of(network).to_vec();
+        let rec = match ports.iter_mut().find(|p| p.ifname == ifname) {
+            // Registered again (e.g. a persistent port qemu's script also reports).
+            Some(p) => {
+                p.mac = mac.or(p.mac);
+                p.clone()
+            }
+            None => {
+                let rec = PortRec {
+                    ifname: ifname.to_string(),
+                    mac,
+                    kind,
+                    queues: if info.multi_queue {
+                        info.queues.max(1)
+                    } else {
+                        1
+                    },
+                    owner: None,
+                    group: None,
+                };
+                ports.push(rec.clone());
+                rec
+            }
+        };
+        self.save(network, ports)?;
+        info!(network = %network, "port {ifname} attached ({})", rec.kind.as_str());
+        Ok(rec.view(network))
+    }
+
+    /// port-delete, on `network` (known to exist) or whichever has the port.
+    pub async fn delete(
+        &mut self,
+        nl: &Netlink,
+        network: Option<&str>,
+        ifname: &str,
+    ) -> Result<()> {
+        let (net, rec) = match network {
+            Some(n) => {
+                let p = self
+                    .of(n)
+                    .iter()
+                    .find(|p| p.ifname == ifname)
+                    .ok_or_else(|| anyhow!("network '{n}' has no port {ifname}"))?;
+                (n.to_string(), p.clone())
+            }
+            None => self
+                .owner(ifname)
+                .map(|(n, p)| (n.to_string(), p.clone()))
+                .ok_or_else(|| anyhow!("no network has a port {ifname}"))?,
+        };
+        if rec.kind == PortKind::Persistent {
+            tap::delete(ifname)?;
+        } else if let Some(link) = nl.link(ifname).await?
+            && link.master.is_some()
+        {
+            // qemu's TAP goes when qemu closes it; until then it is off the network.
+            nl.set_master(link.index, None).await?;
+        }
+        let mut ports = self.of(&net).to_vec();
+        ports.retain(|p| p.ifname != ifname);
+        self.save(&net, ports)?;
+        info!(network = %net, "port {ifname} deleted");
+        Ok(())
+    }
+
+    /// The ports of a network (known to exist). Ports qemu made whose TAP is gone (qemu
+    /// exited without a downscript) are forgotten here.
+    pub async fn list(&mut self, nl: &Netlink, network: &str) -> Result<Vec<Port>> {
+        let ports = self.of(network).to_vec();
+        let mut keep = Vec::new();
+        for p in &ports {
+            if p.kind == PortKind::Persistent || nl.link(&p.ifname).await?.is_some() {
+                keep.push(p.clone());
+            }
+        }
+        if keep.len() != ports.len() {
+            self.save(network, keep.clone())?;
+        }
+        Ok(keep.iter().map(|p| p.view(network)).collect())
+    }
+
+    /// At a network's start: put its ports back on the bridge, re-creating persistent
+    /// TAPs that are gone (after a reboot) and forgetting vanished qemu TAPs. Returns
+    /// warnings: a port that fails leaves the network up.
+    pub async fn replug(&mut self, nl: &Netlink, t: &Target) -> Vec<String> {
+        let network = &t.network;
+        let ports = self.of(network).to_vec();
+        let mut warnings = Vec::new();
+        let mut keep = Vec::new();
+        for p in &ports {
+            let res = if p.kind == PortKind::Persistent {
+                plug::realize(nl, p, &t.bridge).await.map(|()| true)
+            } else {
+                match nl.link(&p.ifname).await {
+                    Ok(Some(l)) => plug::plug(nl, &l, &t.bridge, None).await.map(|()| true),
+                    Ok(None) => Ok(false),
+                    Err(e) => Err(e.into()),
+                }
+            };
+            match res {
+                Ok(true) => keep.push(p.clone()),
+                Ok(false) => {}
+                Err(e) => {
+                    warnings.push(format!(
+                        "network '{network}': port {} not attached: {e:#}",
+                        p.ifname
+                    ));
+                    keep.push(p.clone());
+                }
+            }
+        }
+        if keep.len() != ports.len()
+            && let Err(e) = self.save(network, keep)
+        {
+            warnings.push(format!("network '{network}': {e:#}"));
+        }
+        warnings
+    }
+
+    /// Whether the network has ports to put back at its start.
+    pub fn has_ports(&self, network: &str) -> bool {
+        !self.of(network).is_empty()
+    }
+
+    /// At a network's stop: take its ports off `bridge`. A bridge kvnet deletes would
+    /// drop them anyway; a host bridge (forward mode bridge) would not.
+    pub async fn unplug(&self, nl: &Netlink, network: &str, bridge: &str) -> Vec<String> {
+        let bridge = match nl.link(bridge).await {
+            Ok(Some(b)) => b,
+            Ok(None) => return Vec::new(),
+            Err(e) => return vec![format!("detach ports: {e}")],
+        };
+        let mut errors = Vec::new();
+        for p in self.of(network) {
+            let res = match nl.link(&p.ifname).await {
+                Ok(Some(l)) if l.master == Some(bridge.index) => nl.set_master(l.index, None).await,
+                Ok(_) => Ok(()),
+                Err(e) => Err(e),
+            };
+            if let Err(e) = res {
+                errors.push(format!("detach port {}: {e}", p.ifname));
+            }
+        }
+        errors
+    }
+
+    /// A transient network that stops is gone for good: so are its ports (the TAPs
+    /// kvnet created are deleted).
+    pub fn drop_network(&mut self, network: &str) {
+        for p in self.of(network).to_vec() {
+            if p.kind == PortKind::Persistent
+                && let Err(e) = tap::delete(&p.ifname)
+            {
+                warn!(network = %network, "{e}");
+            }
+        }
+        if let Err(e) = self.save(network, Vec::new()) {
+            warn!(network = %network, "{e:#}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lowest_free_vnet_name() {
+        let used: HashSet<String> = ["vnet0", "vnet1", "vnet3", "eth0"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        assert_eq!(free_name(&used), "vnet2");
+        assert_eq!(free_name(&HashSet::new()), "vnet0");
+    }
+
+    #[test]
+    fn random_mac_avoids_used_and_their_tap_twins() {
+        let mut seq = [1u64, 2, 3].into_iter();
+        let used: HashSet<[u8; 6]> = [[0x52, 0x54, 0, 1, 0, 0], [0xfe, 0x54, 0, 2, 0, 0]]
+            .into_iter()
+            .collect();
+        let m = random_mac(&used, || seq.next().unwrap());
+        assert_eq!(m.to_string(), "52:54:00:03:00:00");
+        assert_eq!(tap_mac(m.0), [0xfe, 0x54, 0, 3, 0, 0]);
+    }
+
+    #[test]
+    fn qemu_arguments() {
+        let mac: MacAddr = "52:54:00:12:34:56".parse().unwrap();
+        assert_eq!(
+            qemu_args("vnet0", mac, 1),
+            [
+                "-netdev",
+                "tap,id=net0,ifname=vnet0,script=no,downscript=no,vhost=off",
+                "-device",
+                "virtio-net-pci,netdev=net0,mac=52:54:00:12:34:56"
+            ]
+        );
+        let a = qemu_args("vnet1", mac, 4);
+        assert!(a[1].ends_with(",queues=4"), "{a:?}");
+        assert!(a[3].ends_with(",mq=on,vectors=10"), "{a:?}");
+    }
+
+    #[test]
+    fn guest_macs_must_be_unicast() {
+        assert!(parse_mac("52:54:00:00:00:01").is_ok());
+        assert!(parse_mac("01:00:5e:00:00:01").is_err());
+        assert!(parse_mac("00:00:00:00:00:00").is_err());
+        assert!(parse_mac("52:54:00").is_err());
+    }
+
+    #[test]
+    fn registry_round_trips_and_empty_removes_the_file() {
+        let (_d, p) = crate::store::testdir::paths();
+        assert!(Ports::load(&p).unwrap().by_net.is_empty());
+        let rec = PortRec {
+            ifname: "vnet0".into(),
+            mac: Some("52:54:00:00:00:01".parse().unwrap()),
+            kind: PortKind::Persistent,
+            queues: 2,
+            owner: Some(1000),
+            group: None,
+        };
+        let mut ports = Ports::load(&p).unwrap();
+        ports.save("default", vec![rec.clone()]).unwrap();
+        assert_eq!(Ports::load(&p).unwrap().of("default"), [rec]);
+        assert_eq!(ports.names("default"), ["vnet0"]);
+        assert_eq!(ports.owner("vnet0").map(|(n, _)| n), Some("default"));
+        ports.save("default", Vec::new()).unwrap();
+        assert!(!p.ports("default").exists());
+        assert!(Ports::load(&p).unwrap().by_net.is_empty());
+    }
+}

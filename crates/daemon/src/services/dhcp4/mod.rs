@@ -1,0 +1,210 @@
+//! The DHCPv4 service of a started network: the I/O shell around the sans-IO engine in
+//! `kvnet_dhcp` (socket, lease journal, clock, timers). See crates/dhcp/src/lib.rs for
+//! the contract this shell keeps.
+//!
+//! One UDP socket per network, bound to 0.0.0.0:67 and to the bridge device
+//! (SO_BINDTODEVICE), so every network can listen on port 67 at once and a request is
+//! answered only by the network it arrived on.
+//!
+//! Checksums: a reply sent through the kernel's UDP socket on the bridge leaves with its
+//! UDP checksum only partly computed (CHECKSUM_PARTIAL, the bridge offloads it), and a
+//! veth or TAP port hands it on like that. A client reading from a packet socket sees a
+//! wrong checksum unless it asks the kernel (PACKET_AUXDATA) whether it was offloaded:
+//! busybox udhcpc and ISC dhclient 4.4 do, older clients drop the reply, which is why
+//! libvirt has the checksum of DHCP replies filled in on the bridge. kvnet sends replies
+//! through a raw IPv4 socket instead, with the UDP checksum computed, so every reply
+//! carries a complete checksum; without CAP_NET_RAW it falls back to the UDP socket.
+
+mod arp;
+mod bgclose;
+mod hold;
+mod raw;
+mod task;
+
+use super::journal::{self, Journal};
+use super::{Ctx, NetService, lock};
+use crate::ids::now;
+use crate::paths::Paths;
+use anyhow::{Context, Result, anyhow};
+use kvnet_api::Lease;
+use kvnet_dhcp::{Config, LeaseView, Server};
+use kvnet_host::sock::DeviceSocket;
+use kvnet_model::Network;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use tokio::net::UdpSocket;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tracing::warn;
+
+/// Kernel receive buffer of the DHCP socket: room for a burst of a few thousand
+/// datagrams while a batch is being made durable.
+const RCVBUF: usize = 4 << 20;
+const SNDBUF: usize = 1 << 20;
+
+/// The `<ip>` kvnet serves DHCP on: the first IPv4 one with `<dhcp>` (libvirt allows
+/// only one).
+fn ip_index(net: &Network) -> Option<usize> {
+    net.ips
+        .iter()
+        .position(|ip| !ip.is_ipv6() && ip.dhcp.is_some())
+}
+
+fn config(net: &Network) -> Result<Config> {
+    let idx = ip_index(net).context("the network has no IPv4 <dhcp>")?;
+    Config::from_network(net, idx, net.profile().guests).map_err(|e| anyhow!("DHCP config: {e}"))
+}
+
+/// A running DHCPv4 service; dropping it stops the task (the journal stays).
+pub struct Dhcp4 {
+    bridge: String,
+    server: Arc<Mutex<Server>>,
+    /// Bumped whenever a lease is recorded, for the DNS service's guest names.
+    changed: watch::Sender<()>,
+    task: JoinHandle<()>,
+}
+
+impl Drop for Dhcp4 {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// The leases of a running DHCPv4 service as the DNS service sees them.
+#[derive(Clone)]
+pub struct LeaseNames {
+    server: Arc<Mutex<Server>>,
+    changed: watch::Receiver<()>,
+}
+
+impl LeaseNames {
+    /// Whether a lease was recorded since the last call.
+    pub fn changed(&mut self) -> bool {
+        let c = self.changed.has_changed().unwrap_or(false);
+        self.changed.mark_unchanged();
+        c
+    }
+
+    /// (hostname, address) of every current lease that has a hostname.
+    pub fn names(&self) -> Vec<(String, Ipv4Addr)> {
+        lock(&self.server)
+            .leases(now())
+            .into_iter()
+            .filter_map(|l| Some((l.hostname?, l.ip_address)))
+            .collect()
+    }
+}
+
+fn api_lease(l: LeaseView) -> Lease {
+    Lease {
+        expiry_time: l.expiry_time,
+        mac_address: Some(l.mac_address.to_string()),
+        ip_address: IpAddr::V4(l.ip_address),
+        prefix: l.prefix,
+        hostname: l.hostname,
+        client_id: l.client_id,
+        iaid: None,
+    }
+}
+
+fn open_socket(bridge: &str) -> Result<UdpSocket> {
+    let fd = DeviceSocket::udp(bridge, SocketAddr::from((Ipv4Addr::UNSPECIFIED, 67)))
+        .broadcast()
+        .rcvbuf(RCVBUF)
+        .sndbuf(SNDBUF)
+        .drop_counts()
+        .bind()?;
+    UdpSocket::from_std(std::net::UdpSocket::from(fd)).context("register the DHCP socket")
+}
+
+impl NetService for Dhcp4 {
+    fn what() -> &'static str {
+        "DHCP server"
+    }
+
+    fn wanted_for(net: &Network) -> bool {
+        ip_index(net).is_some()
+    }
+
+    /// Replay and compact the journal, open the sockets on the bridge, spawn the task.
+    fn start(ctx: &Ctx) -> Result<Dhcp4> {
+        let (net, bridge) = (ctx.net, ctx.bridge);
+        let cfg = config(net)?;
+        let (table, journal) = Journal::open(
+            &ctx.paths.lease_journal(&net.name),
+            kvnet_dhcp::replay,
+            kvnet_dhcp::compact,
+        )?;
+        let sock = open_socket(bridge)?;
+        let arp = arp::Socket::open(bridge)
+            .inspect_err(|e| {
+                warn!(network = %net.name,
+                    "no address-conflict detection on {bridge}: ARP socket: {e}");
+            })
+            .ok();
+        let replies = raw::Replies::open(bridge, cfg.server_ip).unwrap_or_else(|e| {
+            warn!(network = %net.name,
+                "DHCP replies on {bridge} through the UDP socket, checksums left to offload: raw socket: {e}");
+            raw::Replies {
+                raw: None,
+                src: cfg.server_ip,
+            }
+        });
+        let server = Arc::new(Mutex::new(Server::new(cfg, table)));
+        let (changed, _) = watch::channel(());
+        let task = tokio::spawn(
+            task::Task {
+                name: net.name.clone(),
+                bridge: bridge.to_string(),
+                sock,
+                replies,
+                arp,
+                server: server.clone(),
+                journal,
+                changed: changed.clone(),
+            }
+            .run(),
+        );
+        Ok(Dhcp4 {
+            bridge: bridge.to_string(),
+            server,
+            changed,
+            task,
+        })
+    }
+
+    /// A live change of the definition (net-update of hosts or ranges).
+    fn reconfigure(&self, ctx: &Ctx) -> Result<()> {
+        let cfg = config(ctx.net)?;
+        lock(&self.server).reconfigure(cfg);
+        Ok(())
+    }
+
+    fn status(&self) -> String {
+        format!("DHCP server on {}", self.bridge)
+    }
+
+    fn leases(&self) -> Vec<Lease> {
+        lock(&self.server)
+            .leases(now())
+            .into_iter()
+            .map(api_lease)
+            .collect()
+    }
+
+    fn stored_leases(paths: &Paths, net: &Network) -> Result<Vec<Lease>> {
+        let (table, _) = journal::load(&paths.lease_journal(&net.name), kvnet_dhcp::replay)?;
+        let leases = Server::new(config(net)?, table).leases(now());
+        Ok(leases.into_iter().map(api_lease).collect())
+    }
+
+    fn lease_names(&self) -> Option<LeaseNames> {
+        let mut changed = self.changed.subscribe();
+        // A new subscriber has not seen the leases recorded so far.
+        changed.mark_changed();
+        Some(LeaseNames {
+            server: self.server.clone(),
+            changed,
+        })
+    }
+}

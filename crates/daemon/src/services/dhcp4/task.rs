@@ -1,0 +1,289 @@
+//! The DHCPv4 service's task: datagrams, ARP claims and timers in; the engine's effects
+//! carried out with one group commit of the journal per batch.
+
+use super::arp;
+use super::hold::{HeldAck, Holds};
+use super::raw::Replies;
+use crate::ids::now;
+use crate::services::journal::{Journal, Outcome};
+use crate::services::lock;
+use kvnet_dhcp::{Destination, Effect, Event, Server};
+use kvnet_host::sock::recv_counting;
+use std::net::Ipv4Addr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::io::Interest;
+use tokio::net::UdpSocket;
+use tokio::sync::watch;
+use tracing::{debug, info, warn};
+
+/// With no lease or offer pending, the timer still wakes up now and then; harmless.
+const IDLE_WAKEUP: u64 = 3600;
+/// Datagrams handled per group commit (one fsync). Their replies leave back to back, and
+/// a client machine behind one socket (a relay, a test tool) with the default 212 KB
+/// receive buffer holds about 200 of them; a fsync takes a few ms, so 128 per batch still
+/// allows tens of thousands of datagrams per second.
+const BATCH: usize = 128;
+/// Kernel drops are logged at most this often.
+const DROP_LOG_EVERY: Duration = Duration::from_secs(10);
+
+/// A reply the engine asked for.
+struct Reply {
+    bytes: Vec<u8>,
+    to: Destination,
+    after_probe: Option<Ipv4Addr>,
+}
+
+pub(super) struct Task {
+    pub name: String,
+    pub bridge: String,
+    pub sock: UdpSocket,
+    pub replies: Replies,
+    pub arp: Option<arp::Socket>,
+    pub server: Arc<Mutex<Server>>,
+    pub journal: Journal,
+    /// Notified after lease changes are recorded (guest names for DNS).
+    pub changed: watch::Sender<()>,
+}
+
+/// Datagrams the kernel dropped because the socket's buffer was full, logged in one line
+/// at most every [`DROP_LOG_EVERY`].
+struct Drops {
+    seen: u32,
+    logged: u32,
+    at: Instant,
+}
+
+impl Drops {
+    fn note(&mut self, count: Option<u32>) {
+        if let Some(n) = count {
+            self.seen = self.seen.max(n);
+        }
+    }
+
+    fn report(&mut self, name: &str, bridge: &str) {
+        if self.seen == self.logged || self.at.elapsed() < DROP_LOG_EVERY {
+            return;
+        }
+        warn!(network = %name,
+            "the kernel dropped {} DHCP datagrams on {bridge} in the last {} s: the receive buffer was full",
+            self.seen.wrapping_sub(self.logged), self.at.elapsed().as_secs());
+        self.logged = self.seen;
+        self.at = Instant::now();
+    }
+}
+
+/// Split one engine call's effects: journal lines and replies go through the commit;
+/// probes and log lines are returned to be carried out at once.
+fn outcome(effects: Vec<Effect>, rest: &mut Vec<Effect>) -> Outcome<Reply> {
+    let mut o = Outcome {
+        lines: String::new(),
+        replies: Vec::new(),
+    };
+    for e in effects {
+        match e {
+            Effect::Persist(rec) => o.lines.push_str(&kvnet_dhcp::encode_record(&rec)),
+            Effect::Send {
+                bytes,
+                to,
+                after_probe,
+            } => o.replies.push(Reply {
+                bytes,
+                to,
+                after_probe,
+            }),
+            other => rest.push(other),
+        }
+    }
+    o
+}
+
+impl Task {
+    pub async fn run(mut self) {
+        let mut buf = vec![0u8; 4096];
+        let mut holds = Holds::default();
+        let mut drops = Drops {
+            seen: 0,
+            logged: 0,
+            at: Instant::now(),
+        };
+        // What the kernel's neighbour table knows: machines already on the bridge.
+        if self.arp.is_some() {
+            let t = now();
+            let effects: Vec<Effect> = {
+                let mut srv = lock(&self.server);
+                arp::neighbours(&self.bridge)
+                    .into_iter()
+                    .flat_map(|(ip, mac)| srv.note_in_use(ip, mac, t))
+                    .collect()
+            };
+            let mut rest = Vec::new();
+            let batch = vec![outcome(effects, &mut rest)];
+            self.carry_out(batch, rest, &mut holds).await;
+        }
+        let mut deadline = lock(&self.server)
+            .next_deadline()
+            .unwrap_or(now() + IDLE_WAKEUP);
+        let mut deadline_at = now();
+        loop {
+            // At least a second, so a deadline that is already due cannot make us spin.
+            let wait = Duration::from_secs(deadline.saturating_sub(now()).max(1));
+            let arp_ready = async {
+                match &self.arp {
+                    Some(a) => a.readable().await,
+                    None => std::future::pending().await,
+                }
+            };
+            let release = async {
+                match holds.next_release() {
+                    Some(t) => tokio::time::sleep_until(t.into()).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                r = self.sock.readable() => if let Err(e) = r {
+                    warn!(network = %self.name, "DHCP socket on {}: {e}", self.bridge);
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                },
+                () = arp_ready => {},
+                () = release => {},
+                _ = tokio::time::sleep(wait) => {},
+            }
+            let mut batch = Vec::new();
+            let mut rest = Vec::new();
+            let mut recv_failed = false;
+            let due;
+            {
+                let t = now();
+                let mut srv = lock(&self.server);
+                // Claims first, so that a squatter's answer to a probe counts against a
+                // REQUEST arriving in the same batch, and against the held ACKs released
+                // below.
+                if let Some(a) = &mut self.arp {
+                    let mut claims = Vec::new();
+                    a.drain(|ip, mac| claims.extend(srv.note_in_use(ip, mac, t)));
+                    for e in &claims {
+                        if let Effect::Log(Event::Conflict { ip, .. }) = e
+                            && holds.drop_claimed(*ip) > 0
+                        {
+                            warn!(network = %self.name, "held DHCPACK of {ip} not sent: the address is in use");
+                        }
+                    }
+                    batch.push(outcome(claims, &mut rest));
+                }
+                due = holds.take_due(Instant::now());
+                // Group commit: everything the socket holds (up to BATCH) goes through the
+                // engine, then one fsync covers every lease of the batch, then the replies.
+                for _ in 0..BATCH {
+                    let r = self
+                        .sock
+                        .try_io(Interest::READABLE, || recv_counting(&self.sock, &mut buf));
+                    match r {
+                        Ok((n, _, d)) => {
+                            drops.note(d);
+                            batch.push(outcome(srv.handle(t, &buf[..n]), &mut rest));
+                        }
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                        Err(e) => {
+                            warn!(network = %self.name, "DHCP receive on {}: {e}", self.bridge);
+                            recv_failed = true;
+                            break;
+                        }
+                    }
+                }
+                if t >= deadline {
+                    batch.push(outcome(srv.expire(t), &mut rest));
+                }
+                // Finding the next deadline walks every lease: once a second is enough, as
+                // the engine's new deadlines are never earlier than the next second.
+                if t >= deadline || t != deadline_at {
+                    deadline = srv.next_deadline().unwrap_or(t + IDLE_WAKEUP);
+                    deadline_at = t;
+                } else {
+                    deadline = deadline.min(t + 1);
+                }
+            }
+            self.carry_out(batch, rest, &mut holds).await;
+            for h in due {
+                self.send(&h.bytes, h.to).await;
+            }
+            drops.report(&self.name, &self.bridge);
+            if recv_failed {
+                // The socket may stay readable with the same error: do not spin on it.
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+
+    /// Probes and log lines at once, then the journal's commit, then the replies that
+    /// may leave; an ACK that must wait for its probe goes to `holds`.
+    async fn carry_out(
+        &mut self,
+        batch: Vec<Outcome<Reply>>,
+        rest: Vec<Effect>,
+        holds: &mut Holds,
+    ) {
+        for e in rest {
+            match e {
+                Effect::Probe(ip) => {
+                    if let Some(a) = &mut self.arp
+                        && a.probe(ip)
+                    {
+                        holds.probed(ip, Instant::now());
+                    }
+                }
+                Effect::Log(ev) => log_event(&self.name, &ev),
+                Effect::Persist(_) | Effect::Send { .. } => {}
+            }
+        }
+        let c = self.journal.commit(batch);
+        if let Some((e, dropped)) = &c.failed {
+            warn!(network = %self.name, "cannot record lease changes in {}: {e}; {dropped} replies dropped",
+                self.journal.path().display());
+        } else if c.recorded > 0 {
+            self.changed.send_replace(());
+        }
+        for r in c.replies {
+            let now = Instant::now();
+            if let Some(ip) = r.after_probe
+                && let Some(until) = holds.hold_until(ip, now)
+            {
+                debug!(network = %self.name, "DHCPACK of {ip} held {} ms for the ARP probe",
+                    until.saturating_duration_since(now).as_millis());
+                holds.held.push(HeldAck {
+                    ip,
+                    until,
+                    bytes: r.bytes,
+                    to: r.to,
+                });
+                continue;
+            }
+            self.send(&r.bytes, r.to).await;
+        }
+    }
+
+    async fn send(&self, bytes: &[u8], to: Destination) {
+        // A client without an address cannot answer ARP. Broadcasting the reply reaches
+        // it without a packet socket, and clients accept broadcast replies.
+        let dest = match to {
+            Destination::Hardware { .. } => Ipv4Addr::BROADCAST,
+            other => other.ip(),
+        };
+        if let Err(e) = self.replies.send(&self.sock, bytes, dest, to.port()).await {
+            warn!(network = %self.name, "DHCP send to {dest}: {e}");
+        }
+    }
+}
+
+fn log_event(name: &str, ev: &Event) {
+    match ev {
+        Event::Conflict { .. }
+        | Event::StaticUnavailable { .. }
+        | Event::PoolExhausted { .. }
+        | Event::RateLimited { .. }
+        | Event::Malformed(_)
+        | Event::Suppressed { .. } => warn!(network = %name, "{ev}"),
+        _ => info!(network = %name, "{ev}"),
+    }
+}
