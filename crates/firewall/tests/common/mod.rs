@@ -1,140 +1,106 @@
-//! Fixtures and helpers shared by the integration tests.
+//! Fixtures and helpers shared by the integration tests. The fixtures are
+//! the network definitions of the golden plans, tests/plans/*.xml, read the
+//! way the daemon reads them ([`FwNetwork::from_network`]).
 #![allow(dead_code)]
 
-use kvnet_firewall::{FwMode, FwNetwork};
+pub mod batch;
 
-fn subnets(list: &[&str]) -> Vec<ipnet::IpNet> {
-    list.iter().map(|s| s.parse().unwrap()).collect()
+use std::path::{Path, PathBuf};
+
+use kvnet_firewall::FwNetwork;
+use kvnet_model::Network;
+
+pub fn plans_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/plans")
 }
 
-fn base(name: &str, bridge: &str, mode: FwMode, nets: &[&str]) -> FwNetwork {
-    FwNetwork {
-        name: name.into(),
-        bridge: bridge.into(),
-        mode,
-        forward_dev: None,
-        subnets: subnets(nets),
-        nat_ipv6: false,
-        nat_addresses: None,
-        nat_ports: None,
-        ipv6: nets.iter().any(|n| n.contains(':')),
-        dhcpv4: true,
-        dhcpv6: false,
-        dns: true,
-        tftp: false,
-    }
+/// The name of every plan, tests/plans/NAME.xml, sorted.
+pub fn plan_names() -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(plans_dir())
+        .expect("tests/plans")
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter_map(|f| f.strip_suffix(".xml").map(str::to_string))
+        .collect();
+    names.sort();
+    names
+}
+
+pub fn definition(name: &str) -> Network {
+    let path = plans_dir().join(format!("{name}.xml"));
+    let xml = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    Network::from_xml(&xml).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// The firewall input of plan `name`, which must have rules.
+pub fn plan(name: &str) -> FwNetwork {
+    FwNetwork::from_network(&definition(name)).unwrap_or_else(|| panic!("{name} has no rules"))
 }
 
 /// libvirt's `default` network.
 pub fn nat_default() -> FwNetwork {
-    base("default", "virbr0", FwMode::Nat, &["192.168.122.0/24"])
-}
-
-pub fn nat_forward_dev() -> FwNetwork {
-    FwNetwork {
-        forward_dev: Some("eth1".into()),
-        ..base("natdev", "virbr1", FwMode::Nat, &["192.168.100.0/24"])
-    }
+    plan("nat_default")
 }
 
 /// `<nat><address start end/><port start end/></nat>`, no DHCP.
 pub fn nat_address_port() -> FwNetwork {
-    FwNetwork {
-        nat_addresses: Some((
-            "203.0.113.10".parse().unwrap(),
-            "203.0.113.20".parse().unwrap(),
-        )),
-        nat_ports: Some((2000, 3000)),
-        dhcpv4: false,
-        ..base("natsnat", "virbr2", FwMode::Nat, &["192.168.130.0/24"])
-    }
+    plan("nat_address_port")
 }
 
-/// NAT network with IPv6 but without `<nat ipv6='yes'>`: v6 is routed.
-pub fn nat_ipv6_routed() -> FwNetwork {
-    FwNetwork {
-        dhcpv6: true,
-        ..base(
-            "nat6route",
-            "virbr3",
-            FwMode::Nat,
-            &["192.168.140.0/24", "2001:db8:ca2:2::/64"],
-        )
-    }
-}
-
-/// NAT network with `<nat ipv6='yes'>` and a port range.
+/// NAT network with `<nat ipv6='yes'>` and a port range (bridge virbr4).
 pub fn nat_ipv6_masq() -> FwNetwork {
-    FwNetwork {
-        nat_ipv6: true,
-        nat_ports: Some((500, 1000)),
-        dhcpv6: true,
-        ..base(
-            "nat6masq",
-            "virbr4",
-            FwMode::Nat,
-            &["192.168.141.0/24", "fd00:141::/64"],
-        )
-    }
+    plan("nat_ipv6_port_range")
 }
 
 /// libvirt-live's `routed` network: forward dev wan0, v4 + v6.
 pub fn route_v4v6() -> FwNetwork {
-    FwNetwork {
-        forward_dev: Some("wan0".into()),
-        ..base(
-            "routed",
-            "virbr5",
-            FwMode::Route,
-            &["192.168.150.0/24", "2001:db8:ca2:3::/64"],
-        )
-    }
+    plan("route_v4v6")
 }
 
+/// Isolated, with TFTP.
 pub fn isolated() -> FwNetwork {
-    FwNetwork {
-        tftp: true,
-        ..base(
-            "isolated",
-            "virbr6",
-            FwMode::Isolated,
-            &["192.168.152.0/24"],
-        )
-    }
+    plan("isolated")
 }
 
-/// A bridge name that needs escaping, with two v4 subnets.
-pub fn nat_odd_bridge() -> FwNetwork {
-    base(
-        "odd \"name\"\nline",
-        "br-lan.10",
-        FwMode::Nat,
-        &["10.20.0.0/24", "10.21.0.0/24"],
-    )
-}
-
-/// Every fixture, in snapshot order.
+/// Every plan that has rules, by name, sorted; all fit in one table.
 pub fn all() -> Vec<(&'static str, FwNetwork)> {
-    vec![
-        ("nat_default", nat_default()),
-        ("nat_forward_dev", nat_forward_dev()),
-        ("nat_address_port", nat_address_port()),
-        ("nat_ipv6_routed", nat_ipv6_routed()),
-        ("nat_ipv6_masq", nat_ipv6_masq()),
-        ("route_v4v6", route_v4v6()),
-        ("isolated", isolated()),
-        ("nat_odd_bridge", nat_odd_bridge()),
-    ]
+    plan_names()
+        .into_iter()
+        .filter_map(|name| {
+            let net = FwNetwork::from_network(&definition(&name))?;
+            // Callers mix these names with literal ones.
+            Some((&*name.leak(), net))
+        })
+        .collect()
 }
 
-/// A NAT network number `i` (for scale tests): bridge kvs<i>, 10.<i/256>.<i%256>.0/24.
+/// A NAT network number `i` (for scale tests): bridge kvs<i>, 10.<100 + i/256>.<i%256>.0/24.
 pub fn numbered(i: u32) -> FwNetwork {
-    let net = format!("10.{}.{}.0/24", 100 + i / 256, i % 256);
-    base(&format!("net{i}"), &format!("kvs{i}"), FwMode::Nat, &[&net])
+    let ip = format!("10.{}.{}", 100 + i / 256, i % 256);
+    let xml = format!(
+        "<network><name>net{i}</name><forward mode='nat'/><bridge name='kvs{i}'/>\
+         <ip address='{ip}.1' prefix='24'><dhcp><range start='{ip}.2' end='{ip}.254'/></dhcp>\
+         </ip></network>"
+    );
+    FwNetwork::from_network(&Network::from_xml(&xml).unwrap()).unwrap()
+}
+
+/// Compares `actual` with the golden file at `path`, or rewrites the file
+/// when UPDATE_SNAPSHOTS=1.
+pub fn golden(path: &Path, actual: &str) {
+    if std::env::var_os("UPDATE_SNAPSHOTS").is_some_and(|v| v == "1") {
+        std::fs::write(path, actual).unwrap();
+        return;
+    }
+    let expected = std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("{}: {e} (run with UPDATE_SNAPSHOTS=1)", path.display()));
+    assert!(
+        expected == actual,
+        "{} differs (UPDATE_SNAPSHOTS=1 to accept):\n--- expected\n{expected}\n--- actual\n{actual}",
+        path.display()
+    );
 }
 
 /// `nft -f -` with `script` inside the named network namespace; nft's stderr on failure.
-#[allow(dead_code)] // not every test file that includes this module runs nft
 pub fn nft_script_in(ns: &str, script: &str) -> Result<(), String> {
     use std::io::Write;
     use std::process::{Command, Stdio};

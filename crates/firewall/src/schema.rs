@@ -1,0 +1,220 @@
+//! The table's fixed layout, the same for every network: its sets (key
+//! types, flags), its base chains and their rules, and how chains are named.
+//! The crate docs describe the layout and why it is built this way. A network
+//! only ever adds elements to these sets (see [`crate::plan`]).
+
+use std::fmt::Write as _;
+
+/// The table kvnetd uses unless configured otherwise.
+pub const DEFAULT_TABLE: &str = "kvnet";
+
+/// The chain-name suffix for a bridge: ASCII letters and digits are kept,
+/// every other byte (including `_`) becomes `_xx` in lowercase hex. Escaping
+/// `_` itself keeps the mapping injective, so two bridges never share chains.
+pub fn chain_id(bridge: &str) -> String {
+    let mut out = String::with_capacity(bridge.len());
+    for b in bridge.bytes() {
+        if b.is_ascii_alphanumeric() {
+            out.push(b as char);
+        } else {
+            let _ = write!(out, "_{b:02x}");
+        }
+    }
+    out
+}
+
+/// One set (or, for custom NAT, verdict map) of the table skeleton.
+pub(crate) struct SetDef {
+    pub(crate) name: &'static str,
+    /// The nft key type, fields joined by ` . `.
+    pub(crate) ty: &'static str,
+    pub(crate) interval: bool,
+    /// A verdict map (`: verdict`) instead of a set.
+    pub(crate) map: bool,
+}
+
+impl SetDef {
+    /// More than one key field: nft's concatenation, a pipapo set in the
+    /// kernel when it has intervals.
+    pub(crate) fn concat(&self) -> bool {
+        self.ty.contains(" . ")
+    }
+}
+
+const fn set(name: &'static str, ty: &'static str, interval: bool) -> SetDef {
+    SetDef {
+        name,
+        ty,
+        interval,
+        map: false,
+    }
+}
+
+const IF_V4: &str = "ifname . ipv4_addr";
+const IF_IF_V4: &str = "ifname . ifname . ipv4_addr";
+const IF_V6: &str = "ifname . ipv6_addr";
+const IF_IF_V6: &str = "ifname . ifname . ipv6_addr";
+const SVC: &str = "ifname . inet_proto . inet_service";
+
+pub(crate) const CROSS: SetDef = set("cross", "ifname . ifname", false);
+pub(crate) const EST4: SetDef = set("est4", IF_V4, true);
+pub(crate) const EST4_DEV: SetDef = set("est4_dev", IF_IF_V4, true);
+pub(crate) const EST6: SetDef = set("est6", IF_V6, true);
+pub(crate) const EST6_DEV: SetDef = set("est6_dev", IF_IF_V6, true);
+pub(crate) const RT4: SetDef = set("rt4", IF_V4, true);
+pub(crate) const RT4_DEV: SetDef = set("rt4_dev", IF_IF_V4, true);
+pub(crate) const RT6: SetDef = set("rt6", IF_V6, true);
+pub(crate) const RT6_DEV: SetDef = set("rt6_dev", IF_IF_V6, true);
+pub(crate) const REJ4: SetDef = set("rej4", "ifname", false);
+pub(crate) const REJ6: SetDef = set("rej6", "ifname", false);
+pub(crate) const SRC4: SetDef = set("src4", IF_V4, true);
+pub(crate) const SRC4_DEV: SetDef = set("src4_dev", IF_IF_V4, true);
+pub(crate) const SRC6: SetDef = set("src6", IF_V6, true);
+pub(crate) const SRC6_DEV: SetDef = set("src6_dev", IF_IF_V6, true);
+pub(crate) const SVC_IN: SetDef = set("svc_in", SVC, false);
+pub(crate) const SVC_OUT: SetDef = set("svc_out", SVC, false);
+pub(crate) const NAT4_CUSTOM: SetDef = SetDef {
+    name: "nat4_custom",
+    ty: "ipv4_addr",
+    interval: true,
+    map: true,
+};
+pub(crate) const NAT6_CUSTOM: SetDef = SetDef {
+    name: "nat6_custom",
+    ty: "ipv6_addr",
+    interval: true,
+    map: true,
+};
+pub(crate) const NAT4_SKIP: SetDef = set("nat4_skip", "ipv4_addr . ipv4_addr", true);
+pub(crate) const NAT6_SKIP: SetDef = set("nat6_skip", "ipv6_addr . ipv6_addr", true);
+pub(crate) const NAT4: SetDef = set("nat4", "ipv4_addr", true);
+pub(crate) const NAT4_DEV: SetDef = set("nat4_dev", "ipv4_addr . ifname", true);
+pub(crate) const NAT6: SetDef = set("nat6", "ipv6_addr", true);
+pub(crate) const NAT6_DEV: SetDef = set("nat6_dev", "ipv6_addr . ifname", true);
+
+/// Every set of the skeleton, in declaration order. `cross` comes first: a
+/// network's element there marks it as present (see [`render_add_new`](crate::render_add_new)).
+pub(crate) const SETS: [&SetDef; 25] = [
+    &CROSS,
+    &EST4,
+    &EST4_DEV,
+    &EST6,
+    &EST6_DEV,
+    &RT4,
+    &RT4_DEV,
+    &RT6,
+    &RT6_DEV,
+    &REJ4,
+    &REJ6,
+    &SRC4,
+    &SRC4_DEV,
+    &SRC6,
+    &SRC6_DEV,
+    &SVC_IN,
+    &SVC_OUT,
+    &NAT4_CUSTOM,
+    &NAT6_CUSTOM,
+    &NAT4_SKIP,
+    &NAT6_SKIP,
+    &NAT4,
+    &NAT4_DEV,
+    &NAT6,
+    &NAT6_DEV,
+];
+
+/// A chain hooked into netfilter, with its fixed rules.
+pub(crate) struct BaseChain {
+    pub(crate) name: &'static str,
+    pub(crate) hook: &'static str,
+    pub(crate) rules: &'static [&'static str],
+}
+
+/// The fixed rules, written as `nft list` prints them so that a listing
+/// compares equal to [`render_full`](crate::render_full). The forward order is libvirt's
+/// guest_cross → guest_input → guest_output: a bridge is in rej4/rej6
+/// exactly for the families its per-network chain used to reject, so a
+/// packet leaving one kvnet network for another is judged by the
+/// destination's accepts and rejects first, then by the source's.
+pub(crate) const BASE_CHAINS: [BaseChain; 4] = [
+    BaseChain {
+        name: "forward",
+        hook: "type filter hook forward priority filter; policy accept;",
+        rules: &[
+            "iifname . oifname @cross counter accept",
+            "ct state established,related oifname . ip daddr @est4 counter accept",
+            "ct state established,related oifname . iifname . ip daddr @est4_dev counter accept",
+            "ct state established,related oifname . ip6 daddr @est6 counter accept",
+            "ct state established,related oifname . iifname . ip6 daddr @est6_dev counter accept",
+            "oifname . ip daddr @rt4 counter accept",
+            "oifname . iifname . ip daddr @rt4_dev counter accept",
+            "oifname . ip6 daddr @rt6 counter accept",
+            "oifname . iifname . ip6 daddr @rt6_dev counter accept",
+            "meta nfproto ipv4 oifname @rej4 counter reject with icmp port-unreachable",
+            "meta nfproto ipv6 oifname @rej6 counter reject with icmpv6 port-unreachable",
+            "iifname . ip saddr @src4 counter accept",
+            "iifname . oifname . ip saddr @src4_dev counter accept",
+            "iifname . ip6 saddr @src6 counter accept",
+            "iifname . oifname . ip6 saddr @src6_dev counter accept",
+            "meta nfproto ipv4 iifname @rej4 counter reject with icmp port-unreachable",
+            "meta nfproto ipv6 iifname @rej6 counter reject with icmpv6 port-unreachable",
+        ],
+    },
+    BaseChain {
+        name: "input",
+        hook: "type filter hook input priority filter; policy accept;",
+        rules: &["iifname . meta l4proto . th dport @svc_in counter accept"],
+    },
+    BaseChain {
+        name: "output",
+        hook: "type filter hook output priority filter; policy accept;",
+        rules: &["oifname . meta l4proto . th dport @svc_out counter accept"],
+    },
+    // Custom SNAT networks first, then libvirt's NAT rules for all others:
+    // no NAT towards multicast, broadcast or the own subnet, masquerade
+    // anything else (TCP/UDP to unprivileged ports).
+    BaseChain {
+        name: "postrouting",
+        hook: "type nat hook postrouting priority srcnat; policy accept;",
+        rules: &[
+            "ip saddr vmap @nat4_custom",
+            "ip6 saddr vmap @nat6_custom",
+            "ip saddr . ip daddr @nat4_skip counter return",
+            "ip6 saddr . ip6 daddr @nat6_skip counter return",
+            "meta l4proto { tcp, udp } ip saddr @nat4 counter masquerade to :1024-65535",
+            "ip saddr @nat4 counter masquerade",
+            "meta l4proto { tcp, udp } ip saddr . oifname @nat4_dev counter masquerade to :1024-65535",
+            "ip saddr . oifname @nat4_dev counter masquerade",
+            "meta l4proto { tcp, udp } ip6 saddr @nat6 counter masquerade to :1024-65535",
+            "ip6 saddr @nat6 counter masquerade",
+            "meta l4proto { tcp, udp } ip6 saddr . oifname @nat6_dev counter masquerade to :1024-65535",
+            "ip6 saddr . oifname @nat6_dev counter masquerade",
+        ],
+    },
+];
+
+/// The chain of a custom-NAT network: `nat_<id>`, see [`chain_id`].
+pub(crate) fn nat_chain(bridge: &str) -> String {
+    format!("nat_{}", chain_id(bridge))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use super::*;
+
+    #[test]
+    fn chain_id_keeps_alnum_and_escapes_the_rest() {
+        assert_eq!(chain_id("virbr0"), "virbr0");
+        assert_eq!(chain_id("br-lan.10"), "br_2dlan_2e10");
+        assert_eq!(chain_id("a_b"), "a_5fb");
+    }
+
+    #[test]
+    fn chain_id_is_injective() {
+        // '_' is escaped too, so an escaped sequence cannot be forged.
+        let names = ["a.b", "a_2eb", "a-b", "a_b", "a_5fb", "a__b", "ab", "a.2eb"];
+        let ids: HashSet<String> = names.iter().map(|n| chain_id(n)).collect();
+        assert_eq!(ids.len(), names.len());
+    }
+}
