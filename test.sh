@@ -8,7 +8,9 @@ cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 # The end-to-end tests run the kvnet and kvnetd binaries: build them first.
 cargo build --workspace --locked
-cargo test --workspace --locked
+# Root-only tests are #[ignore = "needs root"] so a user's `cargo test` lists them as
+# ignored rather than passing them untested; here (as root) they run with the rest.
+cargo test --workspace --locked -- --include-ignored
 if [ -d ../shared/corpus/libvirt ]; then
   ./scripts/corpus.sh
 fi

@@ -3,21 +3,13 @@
 //! their own ACL), and installed setuid root it refuses to run. Root only (setcap,
 //! chown); everything runs in a namespace of its own and is denied before any TAP exists.
 
-use kvnet_host::testns::TestNs;
+use kvnet_host::testns::{TestNs, require_root};
 use nix::sys::socket::{AddressFamily, SockFlag, SockType, socketpair};
 use std::os::fd::{AsRawFd, BorrowedFd};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-
-fn is_root(test: &str) -> bool {
-    let root = nix::unistd::geteuid().is_root();
-    if !root {
-        eprintln!("skipped {test}: needs root (setcap, chown, network namespaces)");
-    }
-    root
-}
 
 /// A private copy of the helper in a directory everyone may traverse.
 struct Install(PathBuf);
@@ -96,10 +88,9 @@ fn run_as_nobody(ns: &TestNs, helper: &Path, acl: &Path) -> (bool, String) {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn with_the_capability_a_user_cannot_choose_the_acl() {
-    if !is_root("with_the_capability_a_user_cannot_choose_the_acl") {
-        return;
-    }
+    require_root("setcap");
     let inst = Install::new("cap");
     let acl = inst.allow_all();
     let st = Command::new("setcap")
@@ -118,10 +109,9 @@ fn with_the_capability_a_user_cannot_choose_the_acl() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn installed_setuid_root_it_refuses_to_run() {
-    if !is_root("installed_setuid_root_it_refuses_to_run") {
-        return;
-    }
+    require_root("chown to root");
     let inst = Install::new("suid");
     let acl = inst.allow_all();
     nix::unistd::chown(&inst.helper(), Some(0.into()), Some(0.into())).expect("chown");

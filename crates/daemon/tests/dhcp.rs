@@ -59,25 +59,10 @@ fn dhcp_guest(lab: &mut Lab, bridge: &str, mac: &str) -> usize {
     g
 }
 
-fn have_busybox(name: &str) -> bool {
-    if !require_root(name) {
-        return false;
-    }
-    if std::process::Command::new("busybox")
-        .arg("true")
-        .output()
-        .is_err()
-    {
-        panic!("{name} needs busybox (scripts/deps.sh test installs it)");
-    }
-    true
-}
-
 #[test]
+#[ignore = "needs root"]
 fn guest_gets_a_lease_and_keeps_it_across_a_daemon_crash() {
-    if !have_busybox("guest_gets_a_lease_and_keeps_it_across_a_daemon_crash") {
-        return;
-    }
+    have("busybox", "busybox-static");
     let mut lab = Lab::new();
     let g = dhcp_guest(&mut lab, "virbr0", MAC);
     let first = udhcpc(&lab.guests[g]);
@@ -126,10 +111,9 @@ fn guest_gets_a_lease_and_keeps_it_across_a_daemon_crash() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn isolated_network_offers_no_router_and_serves_live_updates() {
-    if !have_busybox("isolated_network_offers_no_router_and_serves_live_updates") {
-        return;
-    }
+    have("busybox", "busybox-static");
     let mut lab = Lab::new();
     lab.define_and_start(
         "<network><name>iso</name><bridge name='kvd0'/>\
@@ -204,10 +188,9 @@ fn try_udhcpc(g: &TestNs, release: bool) -> Option<Ipv4Addr> {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn a_squatter_on_the_bridge_never_gets_its_address_handed_out() {
-    if !have_busybox("a_squatter_on_the_bridge_never_gets_its_address_handed_out") {
-        return;
-    }
+    have("busybox", "busybox-static");
     let mut lab = Lab::new();
     // A machine with a static address on the bridge, on the first address of the range:
     // the one the server would offer first. It is not in the kernel's neighbour table,
@@ -395,10 +378,9 @@ fn slow_arp_responder(
 }
 
 #[test]
+#[ignore = "needs root"]
 fn a_slow_squatter_still_never_gets_its_address_handed_out() {
-    if !have_busybox("a_slow_squatter_still_never_gets_its_address_handed_out") {
-        return;
-    }
+    have("busybox", "busybox-static");
     let mut lab = Lab::new();
     // A machine using the first address of the range without having it configured (so
     // the kernel does not answer for it): its answers to ARP come 30 ms late, and after
@@ -452,10 +434,9 @@ fn a_slow_squatter_still_never_gets_its_address_handed_out() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn exhausted_pool_refuses_with_one_log_line_and_release_frees_an_address() {
-    if !have_busybox("exhausted_pool_refuses_with_one_log_line_and_release_frees_an_address") {
-        return;
-    }
+    have("busybox", "busybox-static");
     let mut lab = Lab::new();
     lab.define_and_start(
         "<network><name>two</name><bridge name='kvd2'/>\
@@ -527,14 +508,9 @@ fn assert_listed_in(lab: &Lab, network: &str, mac: &str, addr: Ipv4Addr) {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn isc_dhclient_gets_a_listed_lease() {
-    if !have(
-        "isc_dhclient_gets_a_listed_lease",
-        "dhclient",
-        "isc-dhcp-client",
-    ) {
-        return;
-    }
+    have("dhclient", "isc-dhcp-client");
     // The script only reports: the guest's address stays as it is.
     client_gets_a_listed_lease(
         "dhclient",
@@ -552,10 +528,9 @@ fn isc_dhclient_gets_a_listed_lease() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn dhcpcd_gets_a_listed_lease() {
-    if !have("dhcpcd_gets_a_listed_lease", "dhcpcd", "dhcpcd-base") {
-        return;
-    }
+    have("dhcpcd", "dhcpcd-base");
     // Our script instead of dhcpcd-run-hooks: no resolv.conf, hostname or NTP hooks.
     client_gets_a_listed_lease("dhcpcd", "52:54:00:00:04:01", "", |d| {
         format!("dhcpcd -f {d}/conf -c {d}/script -4 -1 -B -t 20 --noarp --noipv4ll -d eth0")
@@ -626,10 +601,9 @@ while time.time() < end:
 "#;
 
 #[test]
+#[ignore = "needs root"]
 fn replies_carry_complete_udp_checksums() {
-    if !have_busybox("replies_carry_complete_udp_checksums") {
-        return;
-    }
+    have("busybox", "busybox-static");
     let mut lab = Lab::new();
     let g = dhcp_guest(&mut lab, "virbr0", MAC);
     let dir = temp_dir("csum", &lab.guests[g]);
@@ -654,10 +628,9 @@ fn replies_carry_complete_udp_checksums() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn renewal_is_acked_by_unicast_and_extends_the_lease() {
-    if !have_busybox("renewal_is_acked_by_unicast_and_extends_the_lease") {
-        return;
-    }
+    have("busybox", "busybox-static");
     let mut lab = Lab::new();
     let g = dhcp_guest(&mut lab, "virbr0", MAC);
     let dir = temp_dir("renew", &lab.guests[g]);
@@ -712,10 +685,9 @@ fn renewal_is_acked_by_unicast_and_extends_the_lease() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn a_short_lease_expires_and_its_address_goes_to_another_client() {
-    if !have_busybox("a_short_lease_expires_and_its_address_goes_to_another_client") {
-        return;
-    }
+    have("busybox", "busybox-static");
     let mut lab = Lab::new();
     // One address, leased for libvirt's minimum of two minutes.
     lab.define_and_start(

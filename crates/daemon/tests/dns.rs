@@ -47,25 +47,10 @@ fn dig_at(g: &TestNs, server: &str, args: &str) -> String {
     out
 }
 
-fn have_dig(name: &str) -> bool {
-    if !require_root(name) {
-        return false;
-    }
-    if std::process::Command::new("dig")
-        .arg("-v")
-        .output()
-        .is_err()
-    {
-        panic!("{name} needs dig (scripts/deps.sh test installs dnsutils)");
-    }
-    true
-}
-
 #[test]
+#[ignore = "needs root"]
 fn guests_resolve_local_names_and_forwarded_ones() {
-    if !have_dig("guests_resolve_local_names_and_forwarded_ones") {
-        return;
-    }
+    have("dig", "dnsutils");
     let resolv = std::env::temp_dir().join(format!("kvnet-dns-resolv-{}", std::process::id()));
     std::fs::write(&resolv, format!("nameserver {LAN_PEER}\n")).expect("resolv.conf");
     let mut lab = Lab::with_env(&[("KVNET_RESOLV_CONF", resolv.to_str().expect("utf-8"))]);
@@ -140,10 +125,9 @@ fn guests_resolve_local_names_and_forwarded_ones() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn dhcp_lease_hostnames_resolve() {
-    if !have_dig("dhcp_lease_hostnames_resolve") {
-        return;
-    }
+    have("dig", "dnsutils");
     let mut lab = Lab::new();
     lab.ok(req::Define { xml: NET.into() });
     lab.ok(req::Start {
@@ -205,10 +189,9 @@ fn wait_dad(ns: &TestNs, dev: &str) {
 /// Records, per-domain forwarders, local-only policies, resolv.conf reloads, IPv6 service
 /// and upstreams, and a network without DNS, all in one lab.
 #[test]
+#[ignore = "needs root"]
 fn records_policies_and_ipv6_over_the_wire() {
-    if !have_dig("records_policies_and_ipv6_over_the_wire") {
-        return;
-    }
+    have("dig", "dnsutils");
     // No default upstream at first: only the per-domain forwarders are used.
     let resolv = std::env::temp_dir().join(format!("kvnet-dns6-resolv-{}", std::process::id()));
     std::fs::write(&resolv, "").expect("resolv.conf");

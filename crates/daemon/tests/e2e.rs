@@ -20,10 +20,8 @@ fn list(lab: &Lab) -> Vec<NetSummary> {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn default_network_nat_end_to_end() {
-    if !require_root("default_network_nat_end_to_end") {
-        return;
-    }
     let mut lab = Lab::new();
     // First start defined and autostarted the built-in default network.
     let nets = list(&lab);
@@ -121,10 +119,8 @@ fn default_network_nat_end_to_end() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn routed_network_forwards_both_ways_without_rewrite() {
-    if !require_root("routed_network_forwards_both_ways_without_rewrite") {
-        return;
-    }
     let mut lab = Lab::new();
     lab.define_and_start(
         "<network><name>routed</name><forward mode='route'/><bridge name='kvr0'/>\
@@ -194,10 +190,8 @@ fn routed_network_forwards_both_ways_without_rewrite() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn isolated_network_reaches_only_host_and_peers() {
-    if !require_root("isolated_network_reaches_only_host_and_peers") {
-        return;
-    }
     let mut lab = Lab::new();
     lab.ok(req::Destroy {
         network: "default".into(),
@@ -232,10 +226,8 @@ fn isolated_network_reaches_only_host_and_peers() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn open_network_has_no_rules() {
-    if !require_root("open_network_has_no_rules") {
-        return;
-    }
     let mut lab = Lab::new();
     lab.define_and_start(&net_xml("open", "kvo0", 154, "<forward mode='open'/>"));
     let g = lab.guest("kvo0", "192.168.154.10", "192.168.154.1");
@@ -253,10 +245,8 @@ fn open_network_has_no_rules() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn bridge_mode_uses_the_host_bridge_as_is() {
-    if !require_root("bridge_mode_uses_the_host_bridge_as_is") {
-        return;
-    }
     let mut lab = Lab::new();
     let xml =
         "<network><name>lanbr</name><forward mode='bridge'/><bridge name='kvlan0'/></network>";
@@ -299,10 +289,8 @@ fn bridge_mode_uses_the_host_bridge_as_is() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn traffic_between_two_nat_networks_is_rejected() {
-    if !require_root("traffic_between_two_nat_networks_is_rejected") {
-        return;
-    }
     let mut lab = Lab::new();
     lab.define_and_start(&net_xml("na", "kva0", 160, "<forward mode='nat'/>"));
     lab.define_and_start(&net_xml("nb", "kvb0", 161, "<forward mode='nat'/>"));
@@ -330,10 +318,8 @@ fn traffic_between_two_nat_networks_is_rejected() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn daemon_restart_adopts_running_networks_untouched() {
-    if !require_root("daemon_restart_adopts_running_networks_untouched") {
-        return;
-    }
     let mut lab = Lab::new();
     let g = lab.guest("virbr0", "192.168.122.10", "192.168.122.1");
     let idx_before = ip(&lab.host, "-o link show virbr0");
@@ -383,10 +369,8 @@ fn daemon_restart_adopts_running_networks_untouched() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn failed_start_leaves_no_trace() {
-    if !require_root("failed_start_leaves_no_trace") {
-        return;
-    }
     // A firewall that cannot be applied makes start fail after the bridge exists.
     let lab = Lab::with_env(&[("KVNET_NFT", "/bin/false")]);
     let r = lab.call(req::Create {
@@ -418,10 +402,8 @@ fn failed_start_leaves_no_trace() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn cli_verbs_against_the_daemon() {
-    if !require_root("cli_verbs_against_the_daemon") {
-        return;
-    }
     let lab = Lab::new();
     let file = lab.daemon.dir.join("lab1.xml");
     std::fs::write(&file, net_xml("lab1", "kvl1", 180, "<forward mode='nat'/>")).unwrap();
@@ -546,10 +528,8 @@ fn cli_verbs_against_the_daemon() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn destroy_returns_at_once_and_restart_finishes_interrupted_teardown() {
-    if !require_root("destroy_returns_at_once_and_restart_finishes_interrupted_teardown") {
-        return;
-    }
     let mut lab = Lab::new();
     // Without --wait the reply comes before the kernel has deleted the bridge; an
     // immediate start of the same network still works (it waits for the teardown).

@@ -22,11 +22,10 @@ const STEP: Duration = Duration::from_secs(90);
 const EXIT: Duration = Duration::from_secs(30);
 
 #[test]
+#[ignore = "needs root"]
 fn qemu_guest_on_tap_in_default_network_gets_lease_dns_and_nat() {
     let test = "qemu_guest_on_tap_in_default_network_gets_lease_dns_and_nat";
-    let Some(img) = Image::find(test) else {
-        return;
-    };
+    let img = Image::find(test);
     let (lab, _resolv) = nat_lab();
     // A TAP the test makes itself, a port of virbr0.
     let netdev = guest::tap(&lab.host, "kvtap0", "virbr0");
@@ -37,11 +36,10 @@ fn qemu_guest_on_tap_in_default_network_gets_lease_dns_and_nat() {
 /// `kvnet port-create default`: the guest runs with exactly the qemu arguments it
 /// prints (its TAP and the MAC kvnet chose); port-delete removes the TAP afterwards.
 #[test]
+#[ignore = "needs root"]
 fn qemu_guest_on_port_create_tap_gets_lease_dns_and_nat() {
     let test = "qemu_guest_on_port_create_tap_gets_lease_dns_and_nat";
-    let Some(img) = Image::find(test) else {
-        return;
-    };
+    let img = Image::find(test);
     let (lab, _resolv) = nat_lab();
     let (ok, out) = lab.cli(&["port-create", "default", "--json"]);
     assert!(ok, "{out}");
@@ -82,11 +80,10 @@ fn qemu_guest_on_port_create_tap_gets_lease_dns_and_nat() {
 /// KVNET_NETWORK in its environment: a `script` port while the guest runs, gone (by
 /// the downscript) when QEMU exits.
 #[test]
+#[ignore = "needs root"]
 fn qemu_guest_via_ifup_script_gets_lease_dns_and_nat() {
     let test = "qemu_guest_via_ifup_script_gets_lease_dns_and_nat";
-    let Some(img) = Image::find(test) else {
-        return;
-    };
+    let img = Image::find(test);
     let (lab, _resolv) = nat_lab();
     let tap = "kvscript0";
     let netdev = format!(
@@ -121,11 +118,10 @@ fn qemu_guest_via_ifup_script_gets_lease_dns_and_nat() {
 /// qemu's `-netdev bridge,helper=kvnet-bridge-helper` with an ACL allowing virbr0: a
 /// `helper` port while the guest runs, gone with QEMU.
 #[test]
+#[ignore = "needs root"]
 fn qemu_guest_via_bridge_helper_gets_lease_dns_and_nat() {
     let test = "qemu_guest_via_bridge_helper_gets_lease_dns_and_nat";
-    let Some(img) = Image::find(test) else {
-        return;
-    };
+    let img = Image::find(test);
     let (lab, _resolv) = nat_lab();
     let acl = lab.daemon.dir.join("bridge.conf");
     std::fs::write(&acl, "allow virbr0\n").expect("ACL");
@@ -149,11 +145,10 @@ fn qemu_guest_via_bridge_helper_gets_lease_dns_and_nat() {
 /// The same with an ACL that denies virbr0: QEMU cannot set up the netdev and exits
 /// naming the helper's failure; no TAP is left, no port registered, no lease given.
 #[test]
+#[ignore = "needs root"]
 fn qemu_guest_via_denied_bridge_helper_gets_no_network() {
     let test = "qemu_guest_via_denied_bridge_helper_gets_no_network";
-    let Some(img) = Image::find(test) else {
-        return;
-    };
+    let img = Image::find(test);
     let lab = Lab::new();
     let acl = lab.daemon.dir.join("bridge.conf");
     std::fs::write(&acl, "allow all\ndeny virbr0\n").expect("ACL");

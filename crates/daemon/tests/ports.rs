@@ -46,10 +46,8 @@ fn link(lab: &Lab, name: &str) -> Option<String> {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn port_create_list_delete_across_restarts() {
-    if !require_root("port_create_list_delete_across_restarts") {
-        return;
-    }
     let mut lab = Lab::new();
     let r = lab.ok(req::PortCreate {
         network: "default".into(),
@@ -227,10 +225,8 @@ fn hook(lab: &Lab, prog: &str, ifname: &str, env: &[(&str, &str)]) -> (bool, Str
 }
 
 #[test]
+#[ignore = "needs root"]
 fn qemu_script_hooks_attach_and_detach() {
-    if !require_root("qemu_script_hooks_attach_and_detach") {
-        return;
-    }
     let lab = Lab::new();
     ip(&lab.host, "tuntap add dev tap9 mode tap");
     let (ok, out) = hook(&lab, "kvnet-ifup", "tap9", &[]);
@@ -353,10 +349,8 @@ fn taps(lab: &Lab) -> Vec<String> {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn bridge_helper_speaks_qemus_protocol() {
-    if !require_root("bridge_helper_speaks_qemus_protocol") {
-        return;
-    }
     let lab = Lab::new();
     let allow = lab.daemon.dir.join("allow.conf");
     let deny = lab.daemon.dir.join("deny.conf");

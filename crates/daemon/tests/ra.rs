@@ -17,20 +17,6 @@ const NAT: &str = "<network><name>ranat</name><forward mode='nat'/><bridge name=
 const ISOLATED: &str = "<network><name>raiso</name><bridge name='kvra1'/>\
     <ip family='ipv6' address='fd00:78::1' prefix='64'/></network>";
 
-fn have_rdisc6(name: &str) -> bool {
-    if !require_root(name) {
-        return false;
-    }
-    if std::process::Command::new("rdisc6")
-        .arg("-V")
-        .output()
-        .is_err()
-    {
-        panic!("{name} needs rdisc6 (scripts/deps.sh test installs ndisc6)");
-    }
-    true
-}
-
 /// The guest's global addresses on eth0 in `net` (a prefix like "fd00:77:").
 fn slaac_addrs(g: &TestNs, net: &str) -> Vec<String> {
     let out = ip(g, "-6 -j addr show dev eth0 scope global");
@@ -77,10 +63,9 @@ fn field(out: &str, name: &str) -> Option<String> {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn nat_guest_gets_slaac_address_default_route_and_options() {
-    if !have_rdisc6("nat_guest_gets_slaac_address_default_route_and_options") {
-        return;
-    }
+    have("rdisc6", "ndisc6");
     let mut lab = Lab::new();
     let name = lab.define_and_start(NAT);
     let g = lab.guest("kvra0", "", "");
@@ -187,10 +172,9 @@ fn nat_guest_gets_slaac_address_default_route_and_options() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn isolated_guest_gets_an_address_but_no_default_route() {
-    if !have_rdisc6("isolated_guest_gets_an_address_but_no_default_route") {
-        return;
-    }
+    have("rdisc6", "ndisc6");
     let mut lab = Lab::new();
     lab.define_and_start(ISOLATED);
     let g = lab.guest("kvra1", "", "");

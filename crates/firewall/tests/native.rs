@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 use kvnet_firewall::{
     FwMode, FwNetwork, encode_add_new, normalize_listing, render_add, render_add_new, render_full,
 };
-use kvnet_host::require_root;
 use kvnet_host::testns::TestNs;
 
 const TABLE: &str = "kvnet";
@@ -145,8 +144,8 @@ fn skeletons(net: &FwNetwork) -> Vec<(&'static str, String)> {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn native_apply_matches_nft_for_every_network() {
-    require_root!("native_apply_matches_nft_for_every_network");
     for (name, net) in networks() {
         for (skel_name, skeleton) in skeletons(&net) {
             let what = format!("{name} on {skel_name}");
@@ -187,8 +186,8 @@ fn libc_eexist() -> i32 {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn native_apply_without_skeleton_fails_and_leaves_nothing() {
-    require_root!("native_apply_without_skeleton_fails_and_leaves_nothing");
     let ns = ns();
     let err = apply_native(&ns, &common::nat_default()).expect_err("no table");
     assert_eq!(err.errno(), Some(2), "{err}");
@@ -211,8 +210,8 @@ fn median(v: &mut [Duration]) -> Duration {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn native_apply_cost_does_not_grow_with_network_count() {
-    require_root!("native_apply_cost_does_not_grow_with_network_count");
     let ns = ns();
     apply_nft(&ns, &render_add(TABLE, &common::numbered(0)));
     let mut times = Vec::new();

@@ -5,59 +5,29 @@
 mod common;
 
 use std::process::{Command, Output, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Instant;
 
 use kvnet_firewall::{
     FwNetwork, normalize_listing, render_add, render_add_new, render_full, render_remove,
     validate_all,
 };
+use kvnet_host::testns::TestNs;
 
 const TABLE: &str = "kvnet";
 
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .and_then(|l| l.split_whitespace().nth(2).map(|euid| euid == "0"))
-        })
-        .unwrap_or(false)
-}
-
-/// A network namespace deleted on drop, so a failing test cleans up too.
+/// A network namespace ([`TestNs`]: fails the test unless root, deleted on drop, so a
+/// failing test cleans up too).
 struct Netns {
+    _ns: TestNs,
     name: String,
 }
 
 impl Netns {
-    /// None (with the reason printed) when the test cannot run here.
-    fn new() -> Option<Netns> {
-        static SEQ: AtomicU32 = AtomicU32::new(0);
-        if !is_root() {
-            eprintln!("skipped: needs root");
-            return None;
-        }
-        let name = format!(
-            "kvfw-{}-{}",
-            std::process::id(),
-            SEQ.fetch_add(1, Ordering::Relaxed)
-        );
-        let out = Command::new("ip").args(["netns", "add", &name]).output();
-        match out {
-            Ok(o) if o.status.success() => Some(Netns { name }),
-            Ok(o) => {
-                eprintln!(
-                    "skipped: ip netns add failed: {}",
-                    String::from_utf8_lossy(&o.stderr)
-                );
-                None
-            }
-            Err(e) => {
-                eprintln!("skipped: cannot run ip: {e}");
-                None
-            }
+    fn new() -> Netns {
+        let ns = TestNs::with_prefix("kvfw").expect("create network namespace");
+        Netns {
+            name: ns.name().to_string(),
+            _ns: ns,
         }
     }
 
@@ -103,14 +73,6 @@ impl Netns {
     }
 }
 
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .output();
-    }
-}
-
 fn three() -> Vec<FwNetwork> {
     vec![
         common::nat_default(),
@@ -120,8 +82,9 @@ fn three() -> Vec<FwNetwork> {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn full_applies_and_is_reproducible() {
-    let Some(ns) = Netns::new() else { return };
+    let ns = Netns::new();
     let nets = three();
     validate_all(&nets).unwrap();
     ns.apply(&render_full(TABLE, &nets));
@@ -157,8 +120,9 @@ fn rendered_table(nets: &[FwNetwork]) -> String {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn listing_normalizes_to_the_rendered_script() {
-    let Some(ns) = Netns::new() else { return };
+    let ns = Netns::new();
     let mut cases: Vec<Vec<FwNetwork>> = common::all().into_iter().map(|(_, n)| vec![n]).collect();
     cases.push(common::all().into_iter().map(|(_, n)| n).collect());
     for nets in cases {
@@ -167,7 +131,7 @@ fn listing_normalizes_to_the_rendered_script() {
     }
     // What the daemon compares at restart: the same state reached by adds.
     let nets: Vec<FwNetwork> = common::all().into_iter().map(|(_, n)| n).collect();
-    let other = Netns::new().unwrap();
+    let other = Netns::new();
     for net in nets.iter().rev() {
         other.apply(&render_add_new_or_add(&other, net));
     }
@@ -184,8 +148,9 @@ fn render_add_new_or_add(ns: &Netns, net: &FwNetwork) -> String {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn removing_one_network_leaves_the_others_intact() {
-    let Some(ns) = Netns::new() else { return };
+    let ns = Netns::new();
     let plain = common::nat_default();
     let custom = common::nat_address_port();
     ns.apply(&render_add(TABLE, &plain));
@@ -202,8 +167,9 @@ fn removing_one_network_leaves_the_others_intact() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn add_and_remove_are_idempotent() {
-    let Some(ns) = Netns::new() else { return };
+    let ns = Netns::new();
     ns.apply(&render_full(TABLE, &three()));
     let base = ns.list();
     let new = common::nat_ipv6_masq();
@@ -220,8 +186,9 @@ fn add_and_remove_are_idempotent() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn add_new_equals_add_and_refuses_an_existing_network() {
-    let Some(ns) = Netns::new() else { return };
+    let ns = Netns::new();
     ns.apply(&render_full(TABLE, &three()));
     let base = ns.list();
     let taken: Vec<String> = three().into_iter().map(|n| n.bridge).collect();
@@ -255,8 +222,9 @@ fn add_new_equals_add_and_refuses_an_existing_network() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn every_fixture_adds_and_removes_cleanly() {
-    let Some(ns) = Netns::new() else { return };
+    let ns = Netns::new();
     // render_add must also work on a namespace without the table.
     ns.apply(&render_add(TABLE, &common::nat_default()));
     ns.apply(&render_remove(TABLE, &common::nat_default()));
@@ -268,7 +236,7 @@ fn every_fixture_adds_and_removes_cleanly() {
         assert_eq!(ns.list(), skeleton, "{name} left something behind");
     }
     // Removing from a namespace that never had the table succeeds too.
-    let fresh = Netns::new().unwrap();
+    let fresh = Netns::new();
     fresh.apply(&render_remove(TABLE, &common::nat_default()));
     // All fixtures at once, as render_full, then removed one by one.
     let nets: Vec<_> = common::all().into_iter().map(|(_, n)| n).collect();
@@ -281,12 +249,13 @@ fn every_fixture_adds_and_removes_cleanly() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn add_after_full_matches_full() {
-    let Some(ns) = Netns::new() else { return };
+    let ns = Netns::new();
     let nets = three();
     ns.apply(&render_full(TABLE, &nets));
     let full = ns.list();
-    let other = Netns::new().unwrap();
+    let other = Netns::new();
     for net in &nets {
         other.apply(&render_add(TABLE, net));
     }
@@ -295,8 +264,9 @@ fn add_after_full_matches_full() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn add_cost_does_not_grow_with_network_count() {
-    let Some(ns) = Netns::new() else { return };
+    let ns = Netns::new();
     let first = common::numbered(0);
     let first_script = render_add(TABLE, &first);
     let t0 = Instant::now();
@@ -325,8 +295,9 @@ fn add_cost_does_not_grow_with_network_count() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn overlapping_nat_subnets_are_refused_by_nft_too() {
-    let Some(ns) = Netns::new() else { return };
+    let ns = Netns::new();
     ns.apply(&render_add(TABLE, &common::nat_default()));
     let mut wide = common::numbered(1);
     wide.subnets = vec!["192.168.0.0/16".parse().unwrap()];
@@ -391,9 +362,9 @@ else:
         }
     }
 
-    fn setup() -> Option<Topo> {
-        let host = Netns::new()?;
-        let wan = Netns::new()?;
+    fn setup() -> Topo {
+        let host = Netns::new();
+        let wan = Netns::new();
         host.run(&["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
         host.run(&["sysctl", "-qw", "net.ipv6.conf.all.forwarding=1"]);
         veth(&host, &wan, "wan0", "198.51.100.2/24", None);
@@ -421,7 +392,7 @@ else:
             host.run(&["ip", "link", "add", br, "type", "bridge"]);
             host.run(&["ip", "addr", "add", &format!("10.10.{n}.1/24"), "dev", br]);
             host.run(&["ip", "link", "set", br, "up"]);
-            let g = Netns::new()?;
+            let g = Netns::new();
             let port = format!("vg{n}");
             veth(
                 &host,
@@ -460,7 +431,7 @@ else:
             ]);
             guests.push(g);
         }
-        Some(Topo { host, guests, wan })
+        Topo { host, guests, wan }
     }
 
     fn net(name: &str, bridge: &str, mode: kvnet_firewall::FwMode, subnet: &str) -> FwNetwork {
@@ -494,37 +465,23 @@ else:
         out.trim().to_string()
     }
 
-    fn skip() -> bool {
-        if !is_root() {
-            eprintln!("skipped: needs root");
-            return true;
-        }
-        if !have_python() {
-            eprintln!("skipped: needs python3 for the socket helper");
-            return true;
-        }
-        false
-    }
-
-    fn have_python() -> bool {
-        Command::new("python3")
-            .arg("-c")
-            .arg("pass")
-            .output()
-            .is_ok_and(|o| o.status.success())
+    /// The socket helper is python3: a missing one fails the test, as a missing `nft` does.
+    fn need_python() {
+        assert!(
+            Command::new("python3")
+                .arg("-c")
+                .arg("pass")
+                .output()
+                .is_ok_and(|o| o.status.success()),
+            "needs python3 for the socket helper (scripts/deps.sh test installs it)"
+        );
     }
 
     #[test]
+    #[ignore = "needs root"]
     fn nat_masquerades_and_isolates_networks_like_libvirt() {
-        if !is_root() {
-            eprintln!("skipped: needs root");
-            return;
-        }
-        if !have_python() {
-            eprintln!("skipped: needs python3 for the socket helper");
-            return;
-        }
-        let Some(t) = setup() else { return };
+        need_python();
+        let t = setup();
         use kvnet_firewall::FwMode::*;
         let nets = [
             net("a", "brA", Nat, "10.10.1.0/24"),
@@ -556,11 +513,10 @@ else:
     }
 
     #[test]
+    #[ignore = "needs root"]
     fn isolated_guests_only_reach_the_host() {
-        if skip() {
-            return;
-        }
-        let Some(t) = setup() else { return };
+        need_python();
+        let t = setup();
         use kvnet_firewall::FwMode::*;
         let nets = [
             net("a", "brA", Isolated, "10.10.1.0/24"),
@@ -576,11 +532,10 @@ else:
     }
 
     #[test]
+    #[ignore = "needs root"]
     fn forward_dev_restricts_nat_egress_and_routed_ingress() {
-        if skip() {
-            return;
-        }
-        let Some(t) = setup() else { return };
+        need_python();
+        let t = setup();
         use kvnet_firewall::FwMode::*;
         let mut a = net("a", "brA", Nat, "10.10.1.0/24");
         a.forward_dev = Some("wan0".into());
@@ -598,11 +553,10 @@ else:
     }
 
     #[test]
+    #[ignore = "needs root"]
     fn custom_snat_next_to_plain_masquerade() {
-        if skip() {
-            return;
-        }
-        let Some(t) = setup() else { return };
+        need_python();
+        let t = setup();
         use kvnet_firewall::FwMode::*;
         let mut a = net("a", "brA", Nat, "10.10.1.0/24");
         let snat = "198.51.100.3".parse().unwrap();
@@ -626,11 +580,10 @@ else:
     }
 
     #[test]
+    #[ignore = "needs root"]
     fn ipv6_nat_and_routed_subnets() {
-        if skip() {
-            return;
-        }
-        let Some(t) = setup() else { return };
+        need_python();
+        let t = setup();
         use kvnet_firewall::FwMode::*;
         let dual = |name: &str, br: &str, mode, n: u8| FwNetwork {
             subnets: vec![
@@ -658,11 +611,10 @@ else:
     }
 
     #[test]
+    #[ignore = "needs root"]
     fn service_ports_are_counted_by_the_input_rule() {
-        if skip() {
-            return;
-        }
-        let Some(t) = setup() else { return };
+        need_python();
+        let t = setup();
         use kvnet_firewall::FwMode::*;
         let a = net("a", "brA", Nat, "10.10.1.0/24");
         t.host.apply(&render_full(TABLE, &[a]));

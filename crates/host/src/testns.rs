@@ -19,20 +19,15 @@ static COUNTER: AtomicU32 = AtomicU32::new(0);
 /// Prefixes whose leftovers this process has already looked for.
 static REAPED: Mutex<Vec<String>> = Mutex::new(Vec::new());
 
-/// True when running as root (needed to create namespaces).
-pub fn is_root() -> bool {
-    nix::unistd::geteuid().is_root()
-}
-
-/// Returns from the calling test with "skipped: NAME needs root" unless root.
-#[macro_export]
-macro_rules! require_root {
-    ($name:expr) => {
-        if !$crate::testns::is_root() {
-            eprintln!("skipped: {} needs root", $name);
-            return;
-        }
-    };
+/// Fails the calling test unless it runs as root. Root-only tests are marked
+/// `#[ignore = "needs root"]`, so a user's `cargo test` lists them as ignored; this makes
+/// one that is run anyway (`--include-ignored`) fail loudly instead of passing untested.
+#[track_caller]
+pub fn require_root(what: &str) {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "needs root: {what}; run as root (./test.sh runs the root tests with --include-ignored)"
+    );
 }
 
 /// A named network namespace (`/run/netns/NAME`), removed on drop.
@@ -43,12 +38,17 @@ pub struct TestNs {
 
 impl TestNs {
     /// Creates `kvh-<pid>-<n>`.
+    #[track_caller]
     pub fn new() -> io::Result<TestNs> {
         Self::with_prefix("kvh")
     }
 
-    /// Creates `<prefix>-<pid>-<n>`; other crates pass their own prefix.
+    /// Creates `<prefix>-<pid>-<n>`; other crates pass their own prefix. Panics unless
+    /// root (at the caller's line): every test that makes a namespace fails loudly
+    /// without root.
+    #[track_caller]
     pub fn with_prefix(prefix: &str) -> io::Result<TestNs> {
+        require_root("network namespaces");
         let name = format!(
             "{prefix}-{}-{}",
             std::process::id(),
@@ -198,8 +198,9 @@ mod tests {
     }
 
     #[test]
+    #[ignore = "needs root"]
     fn namespaces_of_dead_test_processes_are_reaped() {
-        crate::require_root!("namespaces_of_dead_test_processes_are_reaped");
+        require_root("network namespaces");
         let prefix = format!("kvt-reap-{}", std::process::id());
         // pid 0 is never a process: this one's creator is gone.
         let stale = format!("{prefix}-0-7");

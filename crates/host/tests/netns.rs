@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use ipnet::IpNet;
 use kvnet_host::testns::TestNs;
-use kvnet_host::{BridgeSpec, LinkAddress, LinkRoute, Netlink, Route, nft, require_root, sysctl};
+use kvnet_host::{BridgeSpec, LinkAddress, LinkRoute, Netlink, Route, nft, sysctl};
 
 const MAC: [u8; 6] = [0x52, 0x54, 0x00, 0x09, 0x33, 0x55];
 
@@ -29,8 +29,8 @@ fn ip(s: &str) -> IpAddr {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn bridge_create_and_read_back() {
-    require_root!("bridge_create_and_read_back");
     let ns = TestNs::new().unwrap();
     let index = ns.block_on(|| async {
         let nl = Netlink::connect().await.unwrap();
@@ -73,8 +73,8 @@ fn bridge_create_and_read_back() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn bridge_without_stp_keeps_short_delay() {
-    require_root!("bridge_without_stp_keeps_short_delay");
     let ns = TestNs::new().unwrap();
     ns.block_on(|| async {
         let nl = Netlink::connect().await.unwrap();
@@ -92,8 +92,8 @@ fn bridge_without_stp_keeps_short_delay() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn reconcile_is_noop_then_corrects_drift() {
-    require_root!("reconcile_is_noop_then_corrects_drift");
     let ns = TestNs::new().unwrap();
     let s = spec("virbr4");
     let index = ns.block_on(|| async {
@@ -157,8 +157,8 @@ fn reconcile_is_noop_then_corrects_drift() {
 /// What iface-bridge moves: addresses with scope, flags and broadcast, and routes
 /// with gateway, metric, scope, protocol, source and onlink, as read and re-added.
 #[test]
+#[ignore = "needs root"]
 fn link_addresses_and_routes_round_trip() {
-    require_root!("link_addresses_and_routes_round_trip");
     let ns = TestNs::new().unwrap();
     ns.exec_ok(
         "ip",
@@ -258,8 +258,8 @@ fn link_addresses_and_routes_round_trip() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn addresses_add_list_delete() {
-    require_root!("addresses_add_list_delete");
     let ns = TestNs::new().unwrap();
     ns.block_on(|| async {
         let nl = Netlink::connect().await.unwrap();
@@ -289,8 +289,8 @@ fn addresses_add_list_delete() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn routes_add_list_delete() {
-    require_root!("routes_add_list_delete");
     let ns = TestNs::new().unwrap();
     ns.block_on(|| async {
         let nl = Netlink::connect().await.unwrap();
@@ -350,8 +350,8 @@ fn routes_add_list_delete() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn veth_master_and_delete() {
-    require_root!("veth_master_and_delete");
     let ns = TestNs::new().unwrap();
     ns.block_on(|| async {
         let nl = Netlink::connect().await.unwrap();
@@ -391,8 +391,8 @@ fn veth_master_and_delete() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn sysctl_is_per_thread_netns() {
-    require_root!("sysctl_is_per_thread_netns");
     let ns = TestNs::new().unwrap();
     let key = "net.ipv4.ip_forward";
     let host_before = sysctl::read(key).unwrap();
@@ -440,8 +440,8 @@ fn read_file(mut f: std::fs::File) -> String {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn nft_apply_and_list_in_netns() {
-    require_root!("nft_apply_and_list_in_netns");
     let ns = TestNs::new().unwrap();
     ns.run(|| {
         assert_eq!(nft::list_table("inet", "t").unwrap(), None);
@@ -468,8 +468,8 @@ fn nft_apply_and_list_in_netns() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn time_network_start() {
-    require_root!("time_network_start");
     let ns = TestNs::new().unwrap();
     let report = ns.block_on(|| async {
         let mut steps = Vec::new();
@@ -516,8 +516,8 @@ fn time_network_start() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn route_watcher_follows_ip_route() {
-    require_root!("route_watcher_follows_ip_route");
     let ns = TestNs::new().unwrap();
     ns.block_on(|| async {
         let sh = |cmd: &str| {

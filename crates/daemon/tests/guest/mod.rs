@@ -43,16 +43,12 @@ fn scripts_dir() -> PathBuf {
 }
 
 impl Image {
-    /// The guest image, or None (with a printed reason) when `test` cannot run here: not
-    /// root. As root, QEMU, the kernel and busybox must be there (`scripts/deps.sh
-    /// test` installs them): a missing one fails the test. The kernel is
+    /// The guest image for `test`, which fails unless root and unless QEMU, the kernel and
+    /// busybox are there (`scripts/deps.sh test` installs them). The kernel is
     /// `$KVNET_GUEST_KERNEL`, else `$KVNET_TEST_CACHE/kernel/vmlinuz`; the initramfs is
     /// `$KVNET_GUEST_INITRD`, else built (cached) by scripts/guest/build-initramfs.sh.
-    pub fn find(test: &str) -> Option<Image> {
-        if !kvnet_host::testns::is_root() {
-            eprintln!("skipped: {test} needs root (network namespaces, TAP devices)");
-            return None;
-        }
+    pub fn find(test: &str) -> Image {
+        kvnet_host::testns::require_root("network namespaces, TAP devices");
         let deps = "run scripts/deps.sh test to install it";
         if Command::new("qemu-system-x86_64")
             .arg("--version")
@@ -89,7 +85,7 @@ impl Image {
             "{test}: initramfs {} missing",
             initrd.display()
         );
-        Some(Image { kernel, initrd })
+        Image { kernel, initrd }
     }
 }
 

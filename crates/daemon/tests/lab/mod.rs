@@ -292,14 +292,6 @@ pub fn udp_source_seen_by_lan(lab: &Lab, from: &TestNs) -> Option<SocketAddr> {
     })
 }
 
-pub fn require_root(name: &str) -> bool {
-    if !kvnet_host::testns::is_root() {
-        eprintln!("skipped: {name} needs root");
-        return false;
-    }
-    true
-}
-
 /// The answer the upstream gives to every A query.
 pub const UPSTREAM_A: [u8; 4] = [198, 51, 100, 7];
 
@@ -369,12 +361,9 @@ pub fn with_upstream<R>(lab: &Lab, f: impl FnOnce() -> R) -> R {
     })
 }
 
-/// Whether `program` (from Debian package `package`) can run for test `name`: false
-/// (skipped, with the reason printed) when not root; a missing program fails the test.
-pub fn have(name: &str, program: &str, package: &str) -> bool {
-    if !require_root(name) {
-        return false;
-    }
+/// Fails the test unless `program` (from Debian package `package`) is installed: the
+/// root tests must not pass without testing anything.
+pub fn have(program: &str, package: &str) {
     let found = std::process::Command::new("sh")
         .args([
             "-c",
@@ -386,9 +375,8 @@ pub fn have(name: &str, program: &str, package: &str) -> bool {
         .is_ok_and(|o| o.status.success());
     assert!(
         found,
-        "{name} needs {program} (package {package}; scripts/deps.sh test installs it)"
+        "needs {program} (package {package}; scripts/deps.sh test installs it)"
     );
-    true
 }
 
 /// A fresh scratch directory for test `tag` in guest `g`.
