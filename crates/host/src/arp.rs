@@ -11,8 +11,8 @@ use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
 
 use crate::HostError;
-use crate::asyncfd;
 use crate::bgclose::BgClose;
+use crate::sys;
 
 const ETH_P_ARP: u16 = 0x0806;
 /// Frames read per [`ArpSocket::drain`], so that an ARP storm cannot starve the caller.
@@ -45,7 +45,7 @@ impl ArpSocket {
         let ifindex = i32::try_from(ifindex)
             .map_err(|_| HostError::invalid(ctx(), format!("interface index {ifindex}")))?;
         socket::bind(fd.as_raw_fd(), &arp_on(ifindex)).map_err(|e| HostError::new(ctx(), e))?;
-        let fd = asyncfd::register(fd, Interest::READABLE | Interest::WRITABLE)
+        let fd = sys::register(fd, Interest::READABLE | Interest::WRITABLE)
             .map_err(|e| HostError::new(ctx(), e))?;
         Ok(ArpSocket { fd })
     }
@@ -230,24 +230,7 @@ mod tests {
     #[ignore = "needs root"]
     fn a_probe_crosses_a_veth_and_a_reply_is_a_claim() {
         let (a, b) = (TestNs::new().unwrap(), TestNs::new().unwrap());
-        a.exec_ok(
-            "ip",
-            &[
-                "link",
-                "add",
-                "kva0",
-                "type",
-                "veth",
-                "peer",
-                "name",
-                "kvb0",
-                "netns",
-                b.name(),
-            ],
-        )
-        .unwrap();
-        a.exec_ok("ip", &["link", "set", "kva0", "up"]).unwrap();
-        b.exec_ok("ip", &["link", "set", "kvb0", "up"]).unwrap();
+        a.veth_to("kva0", &b, "kvb0").unwrap();
         let (mac_a, mac_b) = ([0x52, 0x54, 0, 0, 0, 0xa], [0x52, 0x54, 0, 0, 0, 0xb]);
         let target = Ipv4Addr::new(10, 77, 0, 9);
         // Both sockets open before anything is sent; each side runs on its own thread.

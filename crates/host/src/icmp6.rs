@@ -21,7 +21,7 @@ use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
 
 use crate::HostError;
-use crate::asyncfd;
+use crate::sys;
 
 const ALL_NODES: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1);
 const ALL_ROUTERS: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 2);
@@ -72,7 +72,7 @@ impl RouterSocket {
         socket::setsockopt(&fd, sockopt::BindToDevice, &OsString::from(bridge))
             .map_err(err("SO_BINDTODEVICE"))?;
         // A raw ICMPv6 socket sees every ICMPv6 message: block all but solicitations.
-        setopt(
+        sys::setsockopt(
             &fd,
             libc::IPPROTO_ICMPV6,
             ICMP6_FILTER,
@@ -83,10 +83,10 @@ impl RouterSocket {
             .map_err(err("IPV6_MULTICAST_HOPS"))?;
         socket::setsockopt(&fd, sockopt::Ipv6Ttl, &HOP_LIMIT).map_err(err("IPV6_UNICAST_HOPS"))?;
         let index = ifindex as libc::c_int;
-        setopt(&fd, libc::IPPROTO_IPV6, libc::IPV6_MULTICAST_IF, &index)
+        sys::setsockopt(&fd, libc::IPPROTO_IPV6, libc::IPV6_MULTICAST_IF, &index)
             .map_err(ioerr("IPV6_MULTICAST_IF"))?;
         let off: libc::c_int = 0;
-        setopt(&fd, libc::IPPROTO_IPV6, libc::IPV6_MULTICAST_LOOP, &off)
+        sys::setsockopt(&fd, libc::IPPROTO_IPV6, libc::IPV6_MULTICAST_LOOP, &off)
             .map_err(ioerr("IPV6_MULTICAST_LOOP"))?;
         // The hop limit each solicitation arrived with: only 255 proves it was not routed.
         socket::setsockopt(&fd, sockopt::Ipv6RecvHopLimit, &true)
@@ -100,9 +100,9 @@ impl RouterSocket {
             },
             ipv6mr_interface: ifindex,
         };
-        setopt(&fd, libc::IPPROTO_IPV6, libc::IPV6_ADD_MEMBERSHIP, &mreq)
+        sys::setsockopt(&fd, libc::IPPROTO_IPV6, libc::IPV6_ADD_MEMBERSHIP, &mreq)
             .map_err(ioerr("join ff02::2"))?;
-        let fd = asyncfd::register(fd, Interest::READABLE).map_err(ioerr("register"))?;
+        let fd = sys::register(fd, Interest::READABLE).map_err(ioerr("register"))?;
         Ok(RouterSocket { fd, ifindex })
     }
 
@@ -172,31 +172,6 @@ impl RouterSocket {
         )?;
         Ok(())
     }
-}
-
-/// setsockopt(2) for the options nix has no wrapper for (or none with an interface).
-/// `T` is the plain C value the option expects: c_int, the filter, ipv6_mreq.
-fn setopt<T: Copy>(
-    fd: &OwnedFd,
-    level: libc::c_int,
-    name: libc::c_int,
-    value: &T,
-) -> io::Result<()> {
-    // SAFETY: `value` is a live reference to an initialised T, and the kernel only
-    // reads the size_of::<T>() bytes given from it.
-    let r = unsafe {
-        libc::setsockopt(
-            fd.as_raw_fd(),
-            level,
-            name,
-            (value as *const T).cast(),
-            std::mem::size_of::<T>() as libc::socklen_t,
-        )
-    };
-    if r < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
 }
 
 /// struct icmp6_filter passing only Router Solicitations: a set bit blocks its type.
@@ -326,24 +301,7 @@ fe800000000000000000000000000003 05 40 20 80   kvra0
                 }
             });
         }
-        a.exec_ok(
-            "ip",
-            &[
-                "link",
-                "add",
-                "kva2",
-                "type",
-                "veth",
-                "peer",
-                "name",
-                "kvb2",
-                "netns",
-                b.name(),
-            ],
-        )
-        .unwrap();
-        a.exec_ok("ip", &["link", "set", "kva2", "up"]).unwrap();
-        b.exec_ok("ip", &["link", "set", "kvb2", "up"]).unwrap();
+        a.veth_to("kva2", &b, "kvb2").unwrap();
         let peer_ll = b.run(|| wait_link_local("kvb2"));
         let (opened_tx, opened_rx) = std::sync::mpsc::channel();
         let (ra_tx, ra_rx) = std::sync::mpsc::channel();

@@ -10,7 +10,6 @@
 //! [`link::mac`], which reads sysfs.
 
 pub mod arp;
-mod asyncfd;
 pub mod bgclose;
 mod error;
 pub mod icmp6;
@@ -20,6 +19,7 @@ pub mod nft;
 pub mod procroutes;
 pub mod rawip;
 pub mod routewatch;
+mod sys;
 pub mod sysctl;
 pub mod tap;
 pub mod testns;

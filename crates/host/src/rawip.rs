@@ -20,7 +20,7 @@ use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
 
 use crate::HostError;
-use crate::asyncfd;
+use crate::sys;
 
 const IPPROTO_UDP: u8 = 17;
 const IP_HEADER: usize = 20;
@@ -55,7 +55,7 @@ impl UdpSender {
         if socket::setsockopt(&fd, sockopt::SndBufForce, &sndbuf).is_err() {
             socket::setsockopt(&fd, sockopt::SndBuf, &sndbuf).map_err(err)?;
         }
-        let fd = asyncfd::register(fd, Interest::WRITABLE).map_err(|e| HostError::new(ctx(), e))?;
+        let fd = sys::register(fd, Interest::WRITABLE).map_err(|e| HostError::new(ctx(), e))?;
         Ok(UdpSender { fd, src })
     }
 
@@ -211,28 +211,11 @@ mod tests {
     #[ignore = "needs root"]
     fn datagrams_cross_a_veth_with_their_checksum() {
         let (a, b) = (TestNs::new().unwrap(), TestNs::new().unwrap());
-        a.exec_ok(
-            "ip",
-            &[
-                "link",
-                "add",
-                "kva1",
-                "type",
-                "veth",
-                "peer",
-                "name",
-                "kvb1",
-                "netns",
-                b.name(),
-            ],
-        )
-        .unwrap();
+        a.veth_to("kva1", &b, "kvb1").unwrap();
         a.exec_ok("ip", &["addr", "add", "10.78.0.1/24", "dev", "kva1"])
             .unwrap();
         b.exec_ok("ip", &["addr", "add", "10.78.0.2/24", "dev", "kvb1"])
             .unwrap();
-        a.exec_ok("ip", &["link", "set", "kva1", "up"]).unwrap();
-        b.exec_ok("ip", &["link", "set", "kvb1", "up"]).unwrap();
         let src = SocketAddrV4::new(Ipv4Addr::new(10, 78, 0, 1), 67);
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         std::thread::scope(|s| {

@@ -90,7 +90,7 @@ impl RouteWatcher {
             .as_fd()
             .try_clone_to_owned()
             .map_err(|e| HostError::new(ctx("register socket"), e))?;
-        let fd = crate::asyncfd::register(dup, Interest::READABLE)
+        let fd = crate::sys::register(dup, Interest::READABLE)
             .map_err(|e| HostError::new(ctx("register socket"), e))?;
         let mut state = State {
             events,

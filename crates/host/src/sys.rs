@@ -1,8 +1,8 @@
-//! Registering descriptors with tokio's reactor: the one place that vouches for the
-//! I/O-safety contract of `AsyncFd::register`.
+//! The system calls that nix wraps for no type of ours, each in one place: registering
+//! a descriptor with tokio's reactor, and setting a socket option nix has no type for.
 
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 
 use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
@@ -28,4 +28,29 @@ pub(crate) fn register<T: Owned>(fd: T, interest: Interest) -> io::Result<AsyncF
     // SAFETY: T owns its descriptor (see `Owned`), and the AsyncFd owns the T: the
     // descriptor stays open and the same until the AsyncFd is dropped.
     unsafe { AsyncFd::register_with_interest(fd, interest) }.map_err(|e| e.into_parts().1)
+}
+
+/// setsockopt(2) for the options nix has no wrapper for. `T` is the plain C value the
+/// option expects (an int, a struct without padding).
+pub(crate) fn setsockopt<T: Copy>(
+    fd: &impl AsFd,
+    level: libc::c_int,
+    name: libc::c_int,
+    value: &T,
+) -> io::Result<()> {
+    // SAFETY: `value` is a live reference to an initialised T, and the kernel only
+    // reads the size_of::<T>() bytes given from it.
+    let r = unsafe {
+        libc::setsockopt(
+            fd.as_fd().as_raw_fd(),
+            level,
+            name,
+            (value as *const T).cast(),
+            std::mem::size_of::<T>() as libc::socklen_t,
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
