@@ -3,6 +3,8 @@
 //! the client is synchronous so the CLI needs no async runtime (it starts in ~1 ms).
 //! The protocol is documented in docs/api.md.
 
+#![forbid(unsafe_code)]
+
 use serde::{Deserialize, Serialize};
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
