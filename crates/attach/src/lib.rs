@@ -5,6 +5,8 @@
 //! * `kvnet-bridge-helper`: qemu's `helper=` protocol (what qemu-bridge-helper
 //!   speaks), for unprivileged qemu, guarded by a bridge.conf ACL ([`acl`]).
 
+#![forbid(unsafe_code)]
+
 pub mod acl;
 
 use std::path::PathBuf;

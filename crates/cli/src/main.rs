@@ -1,5 +1,7 @@
 //! kvnet: the virsh net-* verbs against kvnetd.
 
+#![forbid(unsafe_code)]
+
 mod table;
 
 use anyhow::{Context, Result, anyhow, bail};
@@ -276,24 +278,31 @@ fn parse_file(path: &Path) -> Result<(String, Network)> {
 }
 
 /// Unix seconds as local time, the way virsh prints lease expiry; 0 is an infinite lease.
+/// The zone is the system's as the C library finds it: `TZ`, else /etc/localtime.
 fn local_time(t: u64) -> String {
+    local_time_in(t, &jiff::tz::TimeZone::system())
+}
+
+/// Unix seconds in `tz` as `YYYY-MM-DD HH:MM:SS`; the seconds themselves past year 9999.
+fn local_time_in(t: u64, tz: &jiff::tz::TimeZone) -> String {
     if t == 0 {
         return "never".to_string();
     }
-    let secs = libc::time_t::try_from(t).unwrap_or(libc::time_t::MAX);
-    // SAFETY: localtime_r only writes the tm we pass; a zeroed tm is a valid value.
-    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
-    if unsafe { libc::localtime_r(&secs, &mut tm) }.is_null() {
+    let Some(dt) = i64::try_from(t)
+        .ok()
+        .and_then(|s| jiff::Timestamp::from_second(s).ok())
+        .map(|ts| tz.to_datetime(ts))
+    else {
         return t.to_string();
-    }
+    };
     format!(
         "{:04}-{:02}-{:02} {:02}:{:02}:{:02}",
-        tm.tm_year + 1900,
-        tm.tm_mon + 1,
-        tm.tm_mday,
-        tm.tm_hour,
-        tm.tm_min,
-        tm.tm_sec
+        dt.year(),
+        dt.month(),
+        dt.day(),
+        dt.hour(),
+        dt.minute(),
+        dt.second()
     )
 }
 
@@ -742,5 +751,32 @@ fn main() {
     if let Err(e) = run(cli) {
         eprintln!("error: {e:#}");
         std::process::exit(1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use jiff::tz::TimeZone;
+
+    #[test]
+    fn lease_expiry_prints_as_virsh_does() {
+        // 2024-03-31 00:59:59 UTC, a second before Central Europe moves its clocks.
+        let t = 1_711_846_799;
+        assert_eq!(local_time_in(t, &TimeZone::UTC), "2024-03-31 00:59:59");
+        let cet = TimeZone::posix("CET-1CEST,M3.5.0,M10.5.0/3").unwrap();
+        assert_eq!(local_time_in(t, &cet), "2024-03-31 01:59:59");
+        assert_eq!(local_time_in(t + 1, &cet), "2024-03-31 03:00:00");
+        assert_eq!(local_time_in(1, &TimeZone::UTC), "1970-01-01 00:00:01");
+        assert_eq!(local_time_in(0, &cet), "never", "an infinite lease");
+        // Past what a calendar date is printed for, the seconds themselves.
+        assert_eq!(
+            local_time_in(u64::MAX, &TimeZone::UTC),
+            u64::MAX.to_string()
+        );
+        assert_eq!(
+            local_time_in(300_000_000_000, &TimeZone::UTC),
+            "300000000000"
+        );
     }
 }

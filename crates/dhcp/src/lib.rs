@@ -65,7 +65,9 @@
 //! [`Event::Conflict`] for the address (the client retries, is NAKed and starts over).
 //! The engine keeps no sub-second clock: the shell times the wait, and sends at once when
 //! it sent no probe for the address (rate limit, no ARP socket) or the probe is older
-//! than that. Other replies never wait.
+//! than that. Other replies never wait. [`conflict`] holds these decisions, on the
+//! `Instant`s the shell passes in: the probes' rate limit ([`conflict::ProbeRate`]) and
+//! the held ACKs ([`conflict::AckHolds`]).
 //!
 //! # Mapping from the network XML
 //!
@@ -81,7 +83,10 @@
 //! | `<bootp file server>` | BOOTP `file`, `siaddr` = server or us |
 //! | `<tftp root>` | `siaddr` = us |
 
+#![forbid(unsafe_code)]
+
 mod config;
+pub mod conflict;
 mod event;
 mod journal;
 mod lease;

@@ -75,6 +75,8 @@
 //! assert_eq!((to, &bytes[..2]), (client, &[1u8, 2][..]));
 //! ```
 
+#![forbid(unsafe_code)]
+
 mod config;
 mod engine;
 mod local;

@@ -23,6 +23,12 @@ pub enum ErrorKind {
     Invalid(String),
 }
 
+impl From<nix::Error> for ErrorKind {
+    fn from(e: nix::Error) -> Self {
+        ErrorKind::Io(e.into())
+    }
+}
+
 /// A failed host operation, e.g. `create bridge virbr3: File exists (os error 17)`.
 #[derive(Debug, thiserror::Error)]
 #[error("{context}: {kind}")]

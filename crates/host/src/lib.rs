@@ -1,15 +1,26 @@
 //! kvnet-host: the thin I/O layer over the kernel — links, bridges, addresses
-//! and routes over rtnetlink, `/proc/sys`, and nftables through `nft`.
+//! and routes over rtnetlink, `/proc/sys`, nftables through `nft`, and the raw
+//! sockets of the guest services (ARP, IPv4/UDP, ICMPv6).
+//!
+//! It is the one crate of the workspace that may hold `unsafe` code; every block
+//! states the invariant it relies on in a `// SAFETY:` comment.
 //!
 //! Everything acts on the network namespace of the calling thread (for
-//! [`Netlink`], of the thread that called [`Netlink::connect`]).
+//! [`Netlink`], of the thread that called [`Netlink::connect`]), except
+//! [`link::mac`], which reads sysfs.
 
+pub mod arp;
+pub mod bgclose;
 mod error;
+pub mod icmp6;
+pub mod link;
 mod netlink;
 pub mod nft;
 pub mod procroutes;
+pub mod rawip;
 pub mod routewatch;
 pub mod sock;
+mod sys;
 pub mod sysctl;
 pub mod tap;
 pub mod testns;

@@ -200,30 +200,14 @@ fn netfilter_socket() -> Result<std::os::fd::OwnedFd, HostError> {
     Ok(fd)
 }
 
-fn set_opt<T>(
+fn set_opt<T: Copy>(
     fd: &std::os::fd::OwnedFd,
     level: libc::c_int,
     opt: libc::c_int,
     value: &T,
 ) -> Result<(), HostError> {
-    use std::os::fd::AsRawFd;
-    // SAFETY: value points to a live T of the given size.
-    let rc = unsafe {
-        libc::setsockopt(
-            fd.as_raw_fd(),
-            level,
-            opt,
-            (value as *const T).cast(),
-            std::mem::size_of::<T>() as libc::socklen_t,
-        )
-    };
-    if rc < 0 {
-        return Err(HostError::new(
-            format!("nftables netlink socket option {opt}"),
-            std::io::Error::last_os_error(),
-        ));
-    }
-    Ok(())
+    crate::sys::setsockopt(fd, level, opt, value)
+        .map_err(|e| HostError::new(format!("nftables netlink socket option {opt}"), e))
 }
 
 /// One kernel answer to a batch message: its seq, errno (0 for an ack) and

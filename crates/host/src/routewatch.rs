@@ -33,7 +33,6 @@ use rtnetlink::packet_route::{AddressFamily, RouteNetlinkMessage};
 use rtnetlink::sys::protocols::NETLINK_ROUTE;
 use rtnetlink::sys::{Socket, SocketAddr};
 use tokio::io::Interest;
-use tokio::io::unix::AsyncFd;
 
 use crate::HostError;
 use crate::TABLE_MAIN;
@@ -91,9 +90,8 @@ impl RouteWatcher {
             .as_fd()
             .try_clone_to_owned()
             .map_err(|e| HostError::new(ctx("register socket"), e))?;
-        // SAFETY: the AsyncFd owns `dup`, which stays open until the AsyncFd is dropped.
-        let fd = unsafe { AsyncFd::register_with_interest(dup, Interest::READABLE) }
-            .map_err(|e| HostError::new(ctx("register socket"), e.into_parts().1))?;
+        let fd = crate::sys::register(dup, Interest::READABLE)
+            .map_err(|e| HostError::new(ctx("register socket"), e))?;
         let mut state = State {
             events,
             routes: BTreeMap::new(),

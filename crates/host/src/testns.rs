@@ -108,6 +108,21 @@ impl TestNs {
         })
     }
 
+    /// Links this namespace to `peer` with a veth pair, `here` on this side and `there`
+    /// on the other, both up.
+    pub fn veth_to(&self, here: &str, peer: &TestNs, there: &str) -> io::Result<()> {
+        let netns = peer.name();
+        self.exec_ok(
+            "ip",
+            &[
+                "link", "add", here, "type", "veth", "peer", "name", there, "netns", netns,
+            ],
+        )?;
+        self.exec_ok("ip", &["link", "set", here, "up"])?;
+        peer.exec_ok("ip", &["link", "set", there, "up"])?;
+        Ok(())
+    }
+
     /// Runs `program args...` inside the namespace via `ip netns exec`.
     pub fn exec(&self, program: &str, args: &[&str]) -> io::Result<Output> {
         let mut all = vec!["netns", "exec", &self.name, program];

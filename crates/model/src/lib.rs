@@ -1,6 +1,8 @@
 //! kvnet-model: libvirt network XML — model, parser, canonical formatter, validation,
 //! define-time completion and `net-update`. Pure code: no I/O, clock or randomness of its own.
 
+#![forbid(unsafe_code)]
+
 mod define;
 mod format;
 pub mod ifname;

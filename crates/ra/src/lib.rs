@@ -55,6 +55,8 @@
 //! would still be hand-built bytes) and brings its macro-generated packet layer;
 //! smoltcp's wire types come with a whole TCP/IP stack. Neither saves code here.
 
+#![forbid(unsafe_code)]
+
 mod config;
 mod engine;
 mod wire;

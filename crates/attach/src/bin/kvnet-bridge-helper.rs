@@ -17,11 +17,15 @@
 //! are honoured only for a real uid of 0, so a user cannot point it at an ACL of
 //! their own.
 
+#![forbid(unsafe_code)]
+
 use anyhow::{Context, Result, anyhow, bail};
 use kvnet_api::request as req;
 use kvnet_attach::acl;
 use kvnet_host::{Netlink, tap};
-use nix::sys::socket::{ControlMessage, MsgFlags, sendmsg};
+use nix::sys::socket::{
+    AddressFamily, ControlMessage, MsgFlags, SockaddrLike, SockaddrStorage, getsockname, sendmsg,
+};
 use std::io::IoSlice;
 use std::os::fd::{AsRawFd, RawFd};
 use std::path::PathBuf;
@@ -69,19 +73,12 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Args> {
 /// The fd qemu handed us must be a Unix socket: anything else would receive a TAP
 /// (or fail in ways that hide the mistake).
 fn check_unix_socket(fd: RawFd) -> Result<()> {
-    let mut domain: libc::c_int = 0;
-    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-    // SAFETY: SO_DOMAIN writes one int into `domain`; len says how big it is.
-    let rc = unsafe {
-        libc::getsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_DOMAIN,
-            (&mut domain as *mut libc::c_int).cast(),
-            &mut len,
-        )
-    };
-    if rc < 0 || domain != libc::AF_UNIX {
+    // getsockname fails on anything but a socket; an unnamed one (socketpair) still
+    // reports its family.
+    let family = getsockname::<SockaddrStorage>(fd)
+        .ok()
+        .and_then(|a| a.family());
+    if family != Some(AddressFamily::Unix) {
         bail!("--fd={fd} is not a Unix socket");
     }
     Ok(())
@@ -226,7 +223,13 @@ mod tests {
         let f = std::fs::File::open("/dev/null").unwrap();
         let e = check_unix_socket(f.as_raw_fd()).unwrap_err().to_string();
         assert!(e.contains("not a Unix socket"), "{e}");
+        // A socket of another family, bound or not.
+        let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        assert!(check_unix_socket(udp.as_raw_fd()).is_err());
         let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
         assert!(check_unix_socket(a.as_raw_fd()).is_ok());
+        let d = std::os::unix::net::UnixDatagram::unbound().unwrap();
+        assert!(check_unix_socket(d.as_raw_fd()).is_ok());
+        assert!(check_unix_socket(9999).is_err(), "not open");
     }
 }

@@ -2,6 +2,8 @@
 //! The TAP itself goes when qemu closes it. Same environment as kvnet-ifup; without
 //! `KVNET_NETWORK` the port is found on whichever network has it.
 
+#![forbid(unsafe_code)]
+
 use kvnet_api::request as req;
 use kvnet_attach::{call, ifname_arg, socket_from_env};
 

@@ -2,6 +2,8 @@
 //! port. qemu runs it as root with the TAP's name as $1; the network is
 //! `KVNET_NETWORK` (default `default`), kvnetd's socket `KVNET_SOCKET`.
 
+#![forbid(unsafe_code)]
+
 use kvnet_api::request as req;
 use kvnet_attach::{DEFAULT_NETWORK, call, ifname_arg, socket_from_env};
 
