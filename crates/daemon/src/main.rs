@@ -10,6 +10,8 @@
 //! * `dataplane` — bridge, addresses, routes, firewall in the kernel;
 //! * `store`, `paths`, `ids` — files, where they live, users and clocks.
 
+#![forbid(unsafe_code)]
+
 mod api;
 mod daemon;
 mod dataplane;

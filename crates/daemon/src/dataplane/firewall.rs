@@ -6,48 +6,19 @@
 use crate::paths::Paths;
 use crate::store::{self, Durability};
 use anyhow::{Context, Result, anyhow};
-use kvnet_firewall::{FwMode, FwNetwork, encode_add_new, render_add, render_full, render_remove};
+use kvnet_firewall::{FwNetwork, encode_add_new, render_add, render_full, render_remove};
 use kvnet_host::nft;
-use kvnet_model::{FirewallRole, Network};
+use kvnet_model::Network;
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::atomic::{AtomicBool, AtomicU32};
 use tracing::{debug, error, info, warn};
 
-/// The firewall input for a network, or None when its profile installs no rules.
-pub fn fw_network(net: &Network) -> Option<FwNetwork> {
-    let mode = match net.profile().firewall {
-        FirewallRole::Nat => FwMode::Nat,
-        FirewallRole::Route => FwMode::Route,
-        FirewallRole::Isolated => FwMode::Isolated,
-        FirewallRole::None => return None,
-    };
-    let fwd = net.forward.as_ref();
-    let nat = fwd.and_then(|f| f.nat.as_ref());
-    let dhcp = |v6: bool| {
-        net.ips
-            .iter()
-            .any(|ip| ip.is_ipv6() == v6 && ip.dhcp.is_some())
-    };
-    Some(FwNetwork {
-        name: net.name.clone(),
-        bridge: net.bridge_name()?.to_string(),
-        mode,
-        forward_dev: fwd.and_then(|f| f.dev.clone()),
-        subnets: net.ips.iter().map(|ip| ip.network()).collect(),
-        nat_ipv6: nat.and_then(|n| n.ipv6) == Some(true),
-        nat_addresses: nat.and_then(|n| n.address),
-        nat_ports: nat.and_then(|n| n.port),
-        ipv6: net.ips.iter().any(|ip| ip.is_ipv6()) || net.ipv6 == Some(true),
-        dhcpv4: dhcp(false),
-        dhcpv6: dhcp(true),
-        dns: net.dns.as_ref().and_then(|d| d.enable) != Some(false),
-        tftp: net.ips.iter().any(|ip| ip.tftp_root.is_some()),
-    })
-}
-
 fn inputs<'a>(active: impl IntoIterator<Item = &'a Network>) -> Vec<FwNetwork> {
-    active.into_iter().filter_map(fw_network).collect()
+    active
+        .into_iter()
+        .filter_map(FwNetwork::from_network)
+        .collect()
 }
 
 /// The table as one kvnetd left it at shutdown.
@@ -86,7 +57,7 @@ impl Firewall {
     /// that assumption fails: the batch is atomic, a failure changes nothing) the
     /// idempotent full add through nft.
     pub fn add(&self, net: &Network) -> Result<Option<FwNetwork>> {
-        let Some(fw) = fw_network(net) else {
+        let Some(fw) = FwNetwork::from_network(net) else {
             return Ok(None);
         };
         // The renderer refuses names that could escape nft's quoting; check first.
@@ -110,11 +81,11 @@ impl Firewall {
 
     /// Re-apply one running network's rules after a live update (e.g. forward-interface).
     pub fn refresh(&self, old: &Network, new: &Network) -> Result<()> {
-        let new = fw_network(new);
+        let new = FwNetwork::from_network(new);
         if let Some(fw) = &new {
             fw.validate().map_err(|e| anyhow!("firewall: {e}"))?;
         }
-        if let Some(fw) = fw_network(old) {
+        if let Some(fw) = FwNetwork::from_network(old) {
             self.remove(&fw)?;
         }
         if let Some(fw) = &new {

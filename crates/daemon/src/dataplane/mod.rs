@@ -137,7 +137,7 @@ impl Dataplane {
     /// never leaves the rest behind.
     pub async fn stop(&self, net: &Network, owns_bridge: bool) -> Result<()> {
         let mut errors = Vec::new();
-        if let Some(fw) = firewall::fw_network(net)
+        if let Some(fw) = FwNetwork::from_network(net)
             && let Err(e) = self.fw.remove(&fw)
         {
             errors.push(format!("remove firewall rules: {e:#}"));
@@ -180,7 +180,7 @@ impl Dataplane {
             }
         }
         let left = Leftovers {
-            firewall: firewall::fw_network(net),
+            firewall: FwNetwork::from_network(net),
             bridge,
         };
         (left, errors)

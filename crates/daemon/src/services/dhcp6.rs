@@ -54,12 +54,9 @@ fn server_duid(net: &Network, bridge: &str) -> Result<Vec<u8>> {
     if let Some(u) = net.uuid {
         return Ok(v6::duid_uuid(*u.as_bytes()));
     }
-    let mac: MacAddr = std::fs::read_to_string(format!("/sys/class/net/{bridge}/address"))
-        .context("the bridge's MAC for the DHCPv6 server DUID")?
-        .trim()
-        .parse()
-        .map_err(|e| anyhow!("the bridge's MAC: {e}"))?;
-    Ok(v6::duid_ll(mac))
+    let mac = kvnet_host::link::mac(bridge)
+        .with_context(|| format!("the MAC of {bridge} for the DHCPv6 server DUID"))?;
+    Ok(v6::duid_ll(MacAddr(mac)))
 }
 
 fn config(net: &Network, duid: Vec<u8>) -> Result<Config> {

@@ -15,10 +15,7 @@
 //! through a raw IPv4 socket instead, with the UDP checksum computed, so every reply
 //! carries a complete checksum; without CAP_NET_RAW it falls back to the UDP socket.
 
-mod arp;
-mod bgclose;
-mod hold;
-mod raw;
+mod probe;
 mod task;
 
 use super::journal::{self, Journal};
@@ -28,9 +25,10 @@ use crate::paths::Paths;
 use anyhow::{Context, Result, anyhow};
 use kvnet_api::Lease;
 use kvnet_dhcp::{Config, LeaseView, Server};
+use kvnet_host::rawip::UdpSender;
 use kvnet_host::sock::DeviceSocket;
 use kvnet_model::Network;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::sync::{Arc, Mutex};
 use tokio::net::UdpSocket;
 use tokio::sync::watch;
@@ -136,20 +134,17 @@ impl NetService for Dhcp4 {
             kvnet_dhcp::compact,
         )?;
         let sock = open_socket(bridge)?;
-        let arp = arp::Socket::open(bridge)
+        let prober = probe::Prober::open(bridge)
             .inspect_err(|e| {
-                warn!(network = %net.name,
-                    "no address-conflict detection on {bridge}: ARP socket: {e}");
+                warn!(network = %net.name, "no address-conflict detection on {bridge}: {e}");
             })
             .ok();
-        let replies = raw::Replies::open(bridge, cfg.server_ip).unwrap_or_else(|e| {
-            warn!(network = %net.name,
-                "DHCP replies on {bridge} through the UDP socket, checksums left to offload: raw socket: {e}");
-            raw::Replies {
-                raw: None,
-                src: cfg.server_ip,
-            }
-        });
+        let raw = UdpSender::open(bridge, SocketAddrV4::new(cfg.server_ip, 67), SNDBUF)
+            .inspect_err(|e| {
+                warn!(network = %net.name,
+                    "DHCP replies on {bridge} through the UDP socket, checksums left to offload: {e}");
+            })
+            .ok();
         let server = Arc::new(Mutex::new(Server::new(cfg, table)));
         let (changed, _) = watch::channel(());
         let task = tokio::spawn(
@@ -157,8 +152,8 @@ impl NetService for Dhcp4 {
                 name: net.name.clone(),
                 bridge: bridge.to_string(),
                 sock,
-                replies,
-                arp,
+                raw,
+                prober,
                 server: server.clone(),
                 journal,
                 changed: changed.clone(),

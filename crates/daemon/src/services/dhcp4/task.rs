@@ -1,15 +1,15 @@
 //! The DHCPv4 service's task: datagrams, ARP claims and timers in; the engine's effects
 //! carried out with one group commit of the journal per batch.
 
-use super::arp;
-use super::hold::{HeldAck, Holds};
-use super::raw::Replies;
+use super::probe::Prober;
 use crate::ids::now;
 use crate::services::journal::{Journal, Outcome};
 use crate::services::lock;
+use kvnet_dhcp::conflict::{AckHolds, Hold};
 use kvnet_dhcp::{Destination, Effect, Event, Server};
+use kvnet_host::rawip::UdpSender;
 use kvnet_host::sock::recv_counting;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddrV4};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::io::Interest;
@@ -38,8 +38,10 @@ pub(super) struct Task {
     pub name: String,
     pub bridge: String,
     pub sock: UdpSocket,
-    pub replies: Replies,
-    pub arp: Option<arp::Socket>,
+    /// Replies with a complete UDP checksum (see the module docs); without it, the UDP
+    /// socket.
+    pub raw: Option<UdpSender>,
+    pub prober: Option<Prober>,
     pub server: Arc<Mutex<Server>>,
     pub journal: Journal,
     /// Notified after lease changes are recorded (guest names for DNS).
@@ -101,20 +103,20 @@ fn outcome(effects: Vec<Effect>, rest: &mut Vec<Effect>) -> Outcome<Reply> {
 impl Task {
     pub async fn run(mut self) {
         let mut buf = vec![0u8; 4096];
-        let mut holds = Holds::default();
+        let mut holds = AckHolds::default();
         let mut drops = Drops {
             seen: 0,
             logged: 0,
             at: Instant::now(),
         };
         // What the kernel's neighbour table knows: machines already on the bridge.
-        if self.arp.is_some() {
+        if self.prober.is_some() {
             let t = now();
             let effects: Vec<Effect> = {
                 let mut srv = lock(&self.server);
-                arp::neighbours(&self.bridge)
+                kvnet_host::arp::neighbours(&self.bridge)
                     .into_iter()
-                    .flat_map(|(ip, mac)| srv.note_in_use(ip, mac, t))
+                    .flat_map(|(ip, mac)| srv.note_in_use(ip, kvnet_model::MacAddr(mac), t))
                     .collect()
             };
             let mut rest = Vec::new();
@@ -129,8 +131,8 @@ impl Task {
             // At least a second, so a deadline that is already due cannot make us spin.
             let wait = Duration::from_secs(deadline.saturating_sub(now()).max(1));
             let arp_ready = async {
-                match &self.arp {
-                    Some(a) => a.readable().await,
+                match &self.prober {
+                    Some(p) => p.readable().await,
                     None => std::future::pending().await,
                 }
             };
@@ -160,15 +162,11 @@ impl Task {
                 // Claims first, so that a squatter's answer to a probe counts against a
                 // REQUEST arriving in the same batch, and against the held ACKs released
                 // below.
-                if let Some(a) = &mut self.arp {
+                if let Some(p) = &self.prober {
                     let mut claims = Vec::new();
-                    a.drain(|ip, mac| claims.extend(srv.note_in_use(ip, mac, t)));
-                    for e in &claims {
-                        if let Effect::Log(Event::Conflict { ip, .. }) = e
-                            && holds.drop_claimed(*ip) > 0
-                        {
-                            warn!(network = %self.name, "held DHCPACK of {ip} not sent: the address is in use");
-                        }
+                    p.drain(|ip, mac| claims.extend(srv.note_in_use(ip, mac, t)));
+                    for ip in holds.drop_conflicts(&claims) {
+                        warn!(network = %self.name, "held DHCPACK of {ip} not sent: the address is in use");
                     }
                     batch.push(outcome(claims, &mut rest));
                 }
@@ -222,13 +220,13 @@ impl Task {
         &mut self,
         batch: Vec<Outcome<Reply>>,
         rest: Vec<Effect>,
-        holds: &mut Holds,
+        holds: &mut AckHolds,
     ) {
         for e in rest {
             match e {
                 Effect::Probe(ip) => {
-                    if let Some(a) = &mut self.arp
-                        && a.probe(ip)
+                    if let Some(p) = &mut self.prober
+                        && p.probe(ip)
                     {
                         holds.probed(ip, Instant::now());
                     }
@@ -246,20 +244,13 @@ impl Task {
         }
         for r in c.replies {
             let now = Instant::now();
-            if let Some(ip) = r.after_probe
-                && let Some(until) = holds.hold_until(ip, now)
-            {
-                debug!(network = %self.name, "DHCPACK of {ip} held {} ms for the ARP probe",
-                    until.saturating_duration_since(now).as_millis());
-                holds.held.push(HeldAck {
-                    ip,
-                    until,
-                    bytes: r.bytes,
-                    to: r.to,
-                });
-                continue;
+            match holds.hold(r.after_probe, r.bytes, r.to, now) {
+                Hold::Until(until) => {
+                    debug!(network = %self.name, "DHCPACK held {} ms for the ARP probe",
+                        until.saturating_duration_since(now).as_millis());
+                }
+                Hold::SendNow { bytes, to } => self.send(&bytes, to).await,
             }
-            self.send(&r.bytes, r.to).await;
         }
     }
 
@@ -270,7 +261,12 @@ impl Task {
             Destination::Hardware { .. } => Ipv4Addr::BROADCAST,
             other => other.ip(),
         };
-        if let Err(e) = self.replies.send(&self.sock, bytes, dest, to.port()).await {
+        let to = SocketAddrV4::new(dest, to.port());
+        let res = match &self.raw {
+            Some(raw) => raw.send_to(bytes, to).await,
+            None => self.sock.send_to(bytes, to).await.map(drop),
+        };
+        if let Err(e) = res {
             warn!(network = %self.name, "DHCP send to {dest}: {e}");
         }
     }
