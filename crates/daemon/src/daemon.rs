@@ -107,7 +107,7 @@ impl Daemon {
 
     /// Parse, complete and check a definition against the others and the host's links.
     async fn prepare(&self, xml: &str) -> Result<Network> {
-        let links = self.life.dp.nl.links().await?.into_iter().map(|l| l.name);
+        let links = self.life.nl().links().await?.into_iter().map(|l| l.name);
         self.registry.prepare(xml, links, &mut entropy)
     }
 
@@ -190,7 +190,7 @@ impl Daemon {
             })
             .transpose()?
             .map(|m| m.to_string());
-        let mut leases = self.life.services.leases(net)?;
+        let mut leases = self.life.leases(net)?;
         leases.retain(|l| mac.is_none() || l.mac_address == mac);
         Ok(leases)
     }
@@ -224,7 +224,7 @@ impl Daemon {
 
     pub async fn port_create(&mut self, r: PortCreate) -> Result<CreatedPort> {
         let t = self.life.target(&self.registry, &r.network).await?;
-        self.ports.create(&self.life.dp.nl, &t, r).await
+        self.ports.create(self.life.nl(), &t, r).await
     }
 
     /// port-attach by network name (a qemu script) or by bridge (the bridge helper).
@@ -252,7 +252,7 @@ impl Daemon {
         } else {
             PortKind::Script
         };
-        let nl = &self.life.dp.nl;
+        let nl = self.life.nl();
         self.ports
             .attach(nl, &t, &r.ifname, r.mac.as_deref(), kind)
             .await
@@ -262,20 +262,20 @@ impl Daemon {
         if let Some(n) = network {
             self.registry.get(n)?;
         }
-        self.ports.delete(&self.life.dp.nl, network, ifname).await
+        self.ports.delete(self.life.nl(), network, ifname).await
     }
 
     pub async fn port_list(&mut self, network: &str) -> Result<Vec<Port>> {
         self.registry.get(network)?;
-        self.ports.list(&self.life.dp.nl, network).await
+        self.ports.list(self.life.nl(), network).await
     }
 
     pub async fn iface_bridge(&self, r: &req::IfaceBridge) -> Result<Bridged> {
-        ifbridge::bridge(&self.life.dp.nl, r).await
+        ifbridge::bridge(self.life.nl(), r).await
     }
 
     pub async fn iface_unbridge(&self, bridge: &str) -> Result<Unbridged> {
         let used_by = self.registry.by_bridge(bridge).map(|n| n.name.clone());
-        ifbridge::unbridge(&self.life.dp.nl, bridge, used_by).await
+        ifbridge::unbridge(self.life.nl(), bridge, used_by).await
     }
 }

@@ -99,11 +99,7 @@ async fn run(args: Args) -> Result<()> {
         .await
         .context("open netlink")?;
     let routes = kvnet_host::routewatch::RouteWatcher::start().context("watch routes")?;
-    let dp = Dataplane {
-        nl,
-        routes,
-        fw: Firewall::new(args.nft_table),
-    };
+    let dp = Dataplane::new(nl, routes, Firewall::new(args.nft_table));
     let listener = server::bind(&paths.socket, group)?;
     let d = Daemon::init(paths.clone(), dp).await?;
     let (defined, active) = d.counts();

@@ -19,10 +19,10 @@ const RT_TABLE_MAIN: u32 = 254;
 const RTPROT_STATIC: u8 = 4;
 
 pub struct Dataplane {
-    pub nl: Netlink,
+    nl: Netlink,
     /// The host's routes for the start checks, without a table read per start.
-    pub routes: RouteWatcher,
-    pub fw: Firewall,
+    routes: RouteWatcher,
+    fw: Firewall,
 }
 
 enum Undo {
@@ -48,6 +48,24 @@ fn static_route(r: &kvnet_model::RouteDef, oif: u32) -> Route {
 }
 
 impl Dataplane {
+    pub fn new(nl: Netlink, routes: RouteWatcher, fw: Firewall) -> Dataplane {
+        Dataplane { nl, routes, fw }
+    }
+
+    /// The daemon's netlink socket, for the verbs on links (ports, iface-bridge).
+    pub fn nl(&self) -> &Netlink {
+        &self.nl
+    }
+
+    pub fn fw(&self) -> &Firewall {
+        &self.fw
+    }
+
+    /// The host's routes as last seen.
+    pub fn routes(&self) -> Result<std::sync::Arc<Vec<kvnet_host::procroutes::HostRoute>>> {
+        Ok(self.routes.routes()?)
+    }
+
     /// The link named like the network's bridge, if there is one.
     pub async fn bridge_link(&self, net: &Network) -> Result<Option<Link>> {
         match net.bridge_name() {

@@ -28,8 +28,8 @@ use tracing::{debug, error, info, warn};
 
 pub struct Lifecycle {
     paths: Paths,
-    pub dp: Dataplane,
-    pub services: Services,
+    dp: Dataplane,
+    services: Services,
     sysctls: Ledger,
     teardown: Teardown,
 }
@@ -46,12 +46,22 @@ fn needed_sysctls(reg: &Registry, except: &str) -> Vec<&'static str> {
 impl Lifecycle {
     pub fn new(paths: &Paths, dp: Dataplane) -> Result<Lifecycle> {
         Ok(Lifecycle {
-            teardown: Teardown::spawn(dp.fw.table().to_string())?,
+            teardown: Teardown::spawn(dp.fw().table().to_string())?,
             sysctls: Ledger::load(paths),
             services: Services::new(paths.clone()),
             paths: paths.clone(),
             dp,
         })
+    }
+
+    /// The daemon's netlink socket, for the verbs on links (ports, iface-bridge).
+    pub fn nl(&self) -> &kvnet_host::Netlink {
+        self.dp.nl()
+    }
+
+    /// The leases of `net`, from its running services or their journals.
+    pub fn leases(&self, net: &Network) -> Result<Vec<kvnet_api::Lease>> {
+        self.services.leases(net)
     }
 
     /// The bridge of active network `name`, for the port verbs.
@@ -62,7 +72,7 @@ impl Lifecycle {
             .ok_or_else(|| anyhow!("network '{name}' has no bridge to put guests on"))?;
         let bridge = self
             .dp
-            .nl
+            .nl()
             .link(br)
             .await?
             .ok_or_else(|| anyhow!("bridge {br} of network '{name}' does not exist"))?;
@@ -124,7 +134,7 @@ impl Lifecycle {
             }
         }
         let active = reg.active();
-        self.dp.fw.reconcile_at_start(&self.paths, &active);
+        self.dp.fw().reconcile_at_start(&self.paths, &active);
         self.services.set_local_addrs(active.iter().copied());
         for net in active {
             for w in self.services.start(net) {
@@ -162,7 +172,7 @@ impl Lifecycle {
         // The bridge's name is looked up alone and the routes come from the watcher's
         // copy: reading the whole link or route table grows with every network and
         // would make the 200th start slower than the 1st.
-        let routes = self.dp.routes.routes()?;
+        let routes = self.dp.routes()?;
         let bridge_link = self.dp.bridge_link(&net).await?;
         checks::check_start(&net, &reg.active(), &routes, bridge_link.as_ref())
             .map_err(|e| anyhow!("cannot start network '{name}': {e}"))?;
@@ -199,7 +209,7 @@ impl Lifecycle {
         let t_services = t0.elapsed();
         if ports.has_ports(&name) {
             match self.target(reg, &name).await {
-                Ok(t) => warnings.extend(ports.replug(&self.dp.nl, &t).await),
+                Ok(t) => warnings.extend(ports.replug(self.dp.nl(), &t).await),
                 Err(e) => warnings.push(format!("network '{name}': ports not attached: {e:#}")),
             }
         }
@@ -233,7 +243,7 @@ impl Lifecycle {
         self.services.stop(name);
         // Ports stay registered (persistent TAPs stay too) and return at the next start.
         let mut errors = match live.bridge_name() {
-            Some(br) => ports.unplug(&self.dp.nl, name, br).await,
+            Some(br) => ports.unplug(self.dp.nl(), name, br).await,
             None => Vec::new(),
         };
         let (left, quiesce_errors) = self.dp.quiesce(&live, owns_bridge).await;
@@ -270,7 +280,7 @@ impl Lifecycle {
     /// Apply a net-update to a running network's kernel objects; its services follow
     /// with [`Lifecycle::sync_services`] once the registry has the new definition.
     pub fn update_live(&self, old: &Network, new: &Network) -> Result<()> {
-        self.dp.fw.refresh(old, new)
+        self.dp.fw().refresh(old, new)
     }
 
     pub fn sync_services(&mut self, net: &Network) {
@@ -281,6 +291,6 @@ impl Lifecycle {
     /// daemon leaves it, for the next one. Networks keep running.
     pub fn shutdown(&mut self, reg: &Registry) {
         self.teardown.drain();
-        self.dp.fw.save_snapshot(&self.paths, &reg.active());
+        self.dp.fw().save_snapshot(&self.paths, &reg.active());
     }
 }
