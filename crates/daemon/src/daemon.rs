@@ -207,8 +207,16 @@ impl Daemon {
         if let Some(d) = &plan.def {
             store::save_definition(&self.paths, name, &d.to_xml())?;
         }
-        if let Some((old, new)) = &plan.live {
-            self.life.update_live(old, new)?;
+        if let Some((old, new)) = &plan.live
+            && let Err(e) = self.life.update_live(old, new)
+        {
+            // Nothing half-applied: the definition on disk goes back to what it was.
+            if let Some(d) = &self.registry.get(name)?.def
+                && plan.def.is_some()
+            {
+                store::save_definition(&self.paths, name, &d.to_xml())?;
+            }
+            return Err(e.context(format!("network '{name}' not updated")));
         }
         let (config, live) = (plan.def.is_some(), plan.live.clone());
         if let Some(st) = self.registry.commit_update(name, plan)? {

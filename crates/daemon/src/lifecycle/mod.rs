@@ -182,6 +182,9 @@ impl Lifecycle {
         let keys = checks::forwarding_sysctls(&net);
         status::save(&self.paths, &name, &reg.starting_status(&net, started))
             .and_then(|()| self.sysctls.reserve(&HostSysctls, &keys))
+            .inspect_err(|_| {
+                let _ = status::remove(&self.paths, &name);
+            })
             .with_context(|| format!("cannot start network '{name}'"))?;
         let t_status = t0.elapsed();
         if let Err(e) = self.dp.start(&net).await {
