@@ -63,6 +63,10 @@ if ! command -v perfdhcp >/dev/null && [ ! -x /usr/sbin/perfdhcp ]; then
   ensure_user _kea _kea /var/lib/kea "Kea DHCP User"
   DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends kea-admin >/dev/null
 fi
+# The peer: dnsmasq's binary only (the dnsmasq package would also start a system service).
+if ! command -v dnsmasq >/dev/null && [ ! -x /usr/sbin/dnsmasq ]; then
+  DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends dnsmasq-base >/dev/null
+fi
 PERFDHCP=$(command -v perfdhcp || echo /usr/sbin/perfdhcp)
 DNSMASQ=$(command -v dnsmasq || echo /usr/sbin/dnsmasq)
 cargo build --release --locked -q --bin kvnetd --bin kvnet
