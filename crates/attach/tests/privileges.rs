@@ -5,9 +5,8 @@
 
 use kvnet_host::testns::{TestNs, require_root};
 use nix::sys::socket::{AddressFamily, SockFlag, SockType, socketpair};
-use std::os::fd::{AsRawFd, BorrowedFd};
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::PermissionsExt;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -70,16 +69,7 @@ fn run_as_nobody(ns: &TestNs, helper: &Path, acl: &Path) -> (bool, String) {
         .arg("--br=kvbh0")
         .arg(format!("--fd={raw}"))
         .env("KVNET_BRIDGE_CONF", acl);
-    // SAFETY: only fcntl between fork and exec; the fd stays open in the parent.
-    unsafe {
-        cmd.pre_exec(move || {
-            nix::fcntl::fcntl(
-                BorrowedFd::borrow_raw(raw),
-                nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()),
-            )?;
-            Ok(())
-        });
-    }
+    kvnet_host::testns::raw::pass_fd(&mut cmd, raw);
     let out = cmd.output().expect("run the helper");
     (
         out.status.success(),

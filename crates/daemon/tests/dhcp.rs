@@ -6,8 +6,9 @@ mod lab;
 use kvnet_api::request as req;
 use kvnet_host::testns::TestNs;
 use lab::*;
+use nix::sys::socket::MsgFlags;
 use std::net::Ipv4Addr;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -276,38 +277,7 @@ fn slow_arp_responder(
     stop: &AtomicBool,
     ready: impl FnOnce(),
 ) {
-    use nix::libc;
-    const ETH_P_ALL: u16 = 0x0003;
-    let ifindex = nix::net::if_::if_nametoindex("eth0").expect("eth0");
-    // SAFETY: plain socket(2); checked below.
-    let fd = unsafe {
-        libc::socket(
-            libc::AF_PACKET,
-            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-            i32::from(ETH_P_ALL.to_be()),
-        )
-    };
-    assert!(
-        fd >= 0,
-        "packet socket: {}",
-        std::io::Error::last_os_error()
-    );
-    // SAFETY: a fresh descriptor that nothing else owns.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-    // SAFETY: sockaddr_ll is plain data; all-zero is a valid value.
-    let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-    sll.sll_family = libc::AF_PACKET as u16;
-    sll.sll_protocol = ETH_P_ALL.to_be();
-    sll.sll_ifindex = ifindex as i32;
-    // SAFETY: a valid sockaddr_ll and its size.
-    let r = unsafe {
-        libc::bind(
-            fd.as_raw_fd(),
-            (&sll as *const libc::sockaddr_ll).cast(),
-            std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
-        )
-    };
-    assert!(r == 0, "bind: {}", std::io::Error::last_os_error());
+    let fd = kvnet_host::testns::raw::packet_socket("eth0").expect("packet socket on eth0");
     // A short receive timeout: the answer is due at a time, and `stop` must be seen soon.
     let tv = nix::sys::time::TimeVal::new(0, 1_000);
     nix::sys::socket::setsockopt(&fd, nix::sys::socket::sockopt::ReceiveTimeout, &tv)
@@ -343,14 +313,13 @@ fn slow_arp_responder(
                 reply[28..32].copy_from_slice(&target.octets());
                 reply[32..38].copy_from_slice(&asker_mac);
                 reply[38..42].copy_from_slice(&asker_ip);
-                // SAFETY: send(2) of a buffer of the length given.
-                unsafe { libc::send(fd.as_raw_fd(), reply.as_ptr().cast(), reply.len(), 0) };
+                let _ = nix::sys::socket::send(fd.as_raw_fd(), &reply, MsgFlags::empty());
                 pending = None;
             }
         }
-        // SAFETY: recv(2) into a buffer of the length given.
-        let n = unsafe { libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
-        let Ok(n) = usize::try_from(n) else { continue };
+        let Ok(n) = nix::sys::socket::recv(fd.as_raw_fd(), &mut buf, MsgFlags::empty()) else {
+            continue;
+        };
         let f = &buf[..n];
         // Ethernet/IPv4 ARP request (op 1) for the target address.
         if n >= 42

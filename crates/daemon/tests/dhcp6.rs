@@ -256,5 +256,8 @@ fn router_advertisements_leave_the_prefix_to_dhcpv6() {
     // DHCPv6 and RAs are served, and the start says nothing else.
     let log = lab.daemon.log();
     assert!(!log.contains("not served"), "{log}");
-    assert!(!log.contains("not applied"), "a false warning at start:\n{log}");
+    assert!(
+        !log.contains("not applied"),
+        "a false warning at start:\n{log}"
+    );
 }

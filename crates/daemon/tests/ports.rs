@@ -7,12 +7,8 @@ mod lab;
 use kvnet_api::request as req;
 use kvnet_api::{CreatedPort, Port, PortKind};
 use lab::*;
-use nix::sys::socket::{
-    AddressFamily, ControlMessageOwned, MsgFlags, SockFlag, SockType, recvmsg, socketpair,
-};
-use std::io::IoSliceMut;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
-use std::os::unix::process::CommandExt;
+use nix::sys::socket::{AddressFamily, SockFlag, SockType, socketpair};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::path::Path;
 use std::process::Command;
 
@@ -298,39 +294,14 @@ fn bridge_helper(lab: &Lab, conf: &Path, fd_arg: Option<&str>) -> (bool, String,
         .arg(fd_arg.map_or_else(|| format!("--fd={raw}"), str::to_string))
         .env("KVNET_BRIDGE_CONF", conf)
         .env("KVNET_SOCKET", &lab.daemon.socket);
-    // SAFETY: only fcntl between fork and exec; the fd stays open in the parent.
-    unsafe {
-        cmd.pre_exec(move || {
-            let fd = BorrowedFd::borrow_raw(raw);
-            nix::fcntl::fcntl(
-                fd,
-                nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()),
-            )?;
-            Ok(())
-        });
-    }
+    kvnet_host::testns::raw::pass_fd(&mut cmd, raw);
     let out = cmd.output().expect("run helper");
     drop(theirs);
     let mut buf = [0u8; 1];
-    let mut iov = [IoSliceMut::new(&mut buf)];
-    let mut space = nix::cmsg_space!(RawFd);
     // CLOEXEC: a child another test spawns meanwhile must not keep the TAP open.
-    let msg = recvmsg::<()>(
-        ours.as_raw_fd(),
-        &mut iov,
-        Some(&mut space),
-        MsgFlags::MSG_CMSG_CLOEXEC,
-    )
-    .expect("recvmsg");
-    let mut got = None;
-    for c in msg.cmsgs().expect("cmsgs") {
-        if let ControlMessageOwned::ScmRights(fds) = c {
-            // SAFETY: SCM_RIGHTS installed these fds in this process for us.
-            got = fds.first().map(|fd| unsafe { OwnedFd::from_raw_fd(*fd) });
-        }
-    }
+    let (n, got) = kvnet_host::testns::raw::recv_fd(&ours, &mut buf).expect("recvmsg");
     if got.is_some() {
-        assert_eq!(msg.bytes, 1, "one byte of payload, like qemu-bridge-helper");
+        assert_eq!(n, 1, "one byte of payload, like qemu-bridge-helper");
     }
     (
         out.status.success(),

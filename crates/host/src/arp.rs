@@ -6,7 +6,7 @@ use std::io;
 use std::net::Ipv4Addr;
 use std::os::fd::AsRawFd;
 
-use nix::sys::socket::{self, AddressFamily, LinkAddr, MsgFlags, SockFlag, SockType, SockaddrLike};
+use nix::sys::socket::{self, AddressFamily, MsgFlags, SockFlag, SockType};
 use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
 
@@ -44,7 +44,8 @@ impl ArpSocket {
         let fd = BgClose::new(fd);
         let ifindex = i32::try_from(ifindex)
             .map_err(|_| HostError::invalid(ctx(), format!("interface index {ifindex}")))?;
-        socket::bind(fd.as_raw_fd(), &arp_on(ifindex)).map_err(|e| HostError::new(ctx(), e))?;
+        socket::bind(fd.as_raw_fd(), &sys::packet_addr(ifindex, ETH_P_ARP))
+            .map_err(|e| HostError::new(ctx(), e))?;
         let fd = sys::register(fd, Interest::READABLE | Interest::WRITABLE)
             .map_err(|e| HostError::new(ctx(), e))?;
         Ok(ArpSocket { fd })
@@ -87,24 +88,6 @@ impl ArpSocket {
         socket::send(self.fd.as_raw_fd(), &frame, MsgFlags::MSG_DONTWAIT)?;
         Ok(())
     }
-}
-
-/// The address a packet socket binds to for the ARP frames of interface `ifindex`.
-fn arp_on(ifindex: i32) -> LinkAddr {
-    let sll = libc::sockaddr_ll {
-        sll_family: libc::AF_PACKET as u16,
-        sll_protocol: ETH_P_ARP.to_be(),
-        sll_ifindex: ifindex,
-        sll_hatype: 0,
-        sll_pkttype: 0,
-        sll_halen: 0,
-        sll_addr: [0; 8],
-    };
-    let len = std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t;
-    // SAFETY: the pointer is to a complete, initialised sockaddr_ll of `len` bytes, which
-    // lives across the call; from_raw copies it.
-    unsafe { LinkAddr::from_raw((&raw const sll).cast(), Some(len)) }
-        .expect("an AF_PACKET address of the size of sockaddr_ll")
 }
 
 /// The sender of an Ethernet/IPv4 ARP request or reply, unless it has no address yet (a

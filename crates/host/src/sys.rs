@@ -1,5 +1,6 @@
 //! The system calls that nix wraps for no type of ours, each in one place: registering
-//! a descriptor with tokio's reactor, and setting a socket option nix has no type for.
+//! a descriptor with tokio's reactor, setting a socket option nix has no type for, and
+//! the address of a packet socket.
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
@@ -53,4 +54,24 @@ pub(crate) fn setsockopt<T: Copy>(
         return Err(io::Error::last_os_error());
     }
     Ok(())
+}
+
+/// The address a packet socket binds to for the frames of protocol `proto` (an EtherType,
+/// or ETH_P_ALL) on interface `ifindex`.
+pub(crate) fn packet_addr(ifindex: i32, proto: u16) -> nix::sys::socket::LinkAddr {
+    use nix::sys::socket::{LinkAddr, SockaddrLike};
+    let sll = libc::sockaddr_ll {
+        sll_family: libc::AF_PACKET as u16,
+        sll_protocol: proto.to_be(),
+        sll_ifindex: ifindex,
+        sll_hatype: 0,
+        sll_pkttype: 0,
+        sll_halen: 0,
+        sll_addr: [0; 8],
+    };
+    let len = std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t;
+    // SAFETY: the pointer is to a complete, initialised sockaddr_ll of `len` bytes, which
+    // lives across the call; from_raw copies it.
+    unsafe { LinkAddr::from_raw((&raw const sll).cast(), Some(len)) }
+        .expect("an AF_PACKET address of the size of sockaddr_ll")
 }

@@ -199,6 +199,73 @@ fn ip(args: &[&str]) -> io::Result<Output> {
     Command::new("ip").args(args).output()
 }
 
+/// Test-only descriptor handling that needs `unsafe`, kept here so that no other crate
+/// of the workspace has any.
+pub mod raw {
+    use nix::sys::socket::{
+        self, AddressFamily, ControlMessageOwned, MsgFlags, SockFlag, SockProtocol, SockType,
+    };
+    use std::io::{self, IoSliceMut};
+    use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+    use std::os::unix::process::CommandExt;
+    use std::process::Command;
+
+    const ETH_P_ALL: u16 = 0x0003;
+
+    /// A blocking packet socket that sees every frame of `ifname` (in the calling
+    /// thread's namespace) and may send raw frames there.
+    pub fn packet_socket(ifname: &str) -> io::Result<OwnedFd> {
+        let ifindex = nix::net::if_::if_nametoindex(ifname)?;
+        let fd = socket::socket(
+            AddressFamily::Packet,
+            SockType::Raw,
+            SockFlag::SOCK_CLOEXEC,
+            SockProtocol::EthAll,
+        )?;
+        let ifindex = i32::try_from(ifindex).map_err(|_| io::ErrorKind::InvalidInput)?;
+        socket::bind(fd.as_raw_fd(), &crate::sys::packet_addr(ifindex, ETH_P_ALL))?;
+        Ok(fd)
+    }
+
+    /// Let `fd` survive into `cmd`'s child: its close-on-exec flag is cleared between
+    /// fork and exec, so no other child spawned meanwhile inherits it.
+    pub fn pass_fd(cmd: &mut Command, fd: RawFd) {
+        // SAFETY: only fcntl(2), which is async-signal-safe, runs between fork and exec;
+        // `fd` stays open in the parent until the child has been spawned.
+        unsafe {
+            cmd.pre_exec(move || {
+                nix::fcntl::fcntl(
+                    BorrowedFd::borrow_raw(fd),
+                    nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()),
+                )?;
+                Ok(())
+            });
+        }
+    }
+
+    /// One message from a Unix socket into `buf`, with the first descriptor it passed
+    /// (SCM_RIGHTS), received close-on-exec.
+    pub fn recv_fd(sock: &impl AsRawFd, buf: &mut [u8]) -> io::Result<(usize, Option<OwnedFd>)> {
+        let mut iov = [IoSliceMut::new(buf)];
+        let mut space = nix::cmsg_space!(RawFd);
+        let msg = socket::recvmsg::<()>(
+            sock.as_raw_fd(),
+            &mut iov,
+            Some(&mut space),
+            MsgFlags::MSG_CMSG_CLOEXEC,
+        )?;
+        let mut got = Vec::new();
+        for c in msg.cmsgs()? {
+            if let ControlMessageOwned::ScmRights(fds) = c {
+                // SAFETY: SCM_RIGHTS installed these descriptors in this process for
+                // us; nothing else owns them.
+                got.extend(fds.iter().map(|fd| unsafe { OwnedFd::from_raw_fd(*fd) }));
+            }
+        }
+        Ok((msg.bytes, got.into_iter().next()))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
