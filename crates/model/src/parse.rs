@@ -47,14 +47,39 @@ pub(crate) fn parse_document(text: &str) -> R<Document<'_>> {
         allow_dtd: false,
         ..Default::default()
     };
-    Document::parse_with_options(text, opts).map_err(|e| {
+    let doc = Document::parse_with_options(text, opts).map_err(|e| {
         let pos = e.pos();
         ModelError {
             line: Some(pos.row),
             element: "document".into(),
             message: format!("malformed XML: {e}"),
         }
-    })
+    })?;
+    check_depth(&doc)?;
+    Ok(doc)
+}
+
+/// Elements nested deeper than this are refused, as libxml2 (and so libvirt) refuses
+/// them: no network definition comes near it, and the model's own walks (metadata is
+/// kept as a tree) then never recurse on an untrusted depth.
+pub(crate) const MAX_DEPTH: usize = 256;
+
+/// Refuse a document nested deeper than [`MAX_DEPTH`]; one pass in document order,
+/// without recursion.
+fn check_depth(doc: &Document) -> R<()> {
+    let mut depth = vec![0u32; doc.descendants().count() + 1];
+    for n in doc.descendants() {
+        let d = n.parent().map_or(0, |p| depth[p.id().get_usize()] + 1);
+        depth[n.id().get_usize()] = d;
+        if n.is_element() && d as usize > MAX_DEPTH {
+            return Err(ModelError {
+                line: Some(doc.text_pos_at(n.range().start).row),
+                element: "document".into(),
+                message: format!("elements nested deeper than {MAX_DEPTH} levels"),
+            });
+        }
+    }
+    Ok(())
 }
 
 pub(crate) fn parse_network(text: &str) -> R<(Network, Lines)> {

@@ -1213,3 +1213,53 @@ fn unsupported_features_are_listed() {
         vec!["<forward><pf> (SR-IOV virtual function pool)".to_string()]
     );
 }
+
+#[test]
+fn deep_nesting_is_refused_without_recursing() {
+    let nested = |depth: usize| {
+        format!(
+            "<network><name>deep</name><metadata>{}{}</metadata></network>",
+            "<a>".repeat(depth),
+            "</a>".repeat(depth)
+        )
+    };
+    // network (1) > metadata (2) > a…: 254 levels of <a> reach the cap exactly.
+    assert!(Network::from_xml(&nested(crate::parse::MAX_DEPTH - 2)).is_ok());
+    for depth in [crate::parse::MAX_DEPTH - 1, 1_000, 20_000, 200_000] {
+        let e = reject(&nested(depth));
+        assert_eq!(
+            e.message, "elements nested deeper than 256 levels",
+            "{depth}"
+        );
+        assert_eq!(e.line, Some(1));
+    }
+    // net-update fragments go through the same parser.
+    let n = net(BASE);
+    let frag = format!("{}{}", "<host>".repeat(300), "</host>".repeat(300));
+    let e = kvnet_model_update(&n, &frag);
+    assert!(e.contains("nested deeper than 256"), "{e}");
+}
+
+fn kvnet_model_update(n: &Network, xml: &str) -> String {
+    crate::apply_update(
+        n,
+        crate::UpdateCommand::AddLast,
+        crate::UpdateSection::DnsHost,
+        xml,
+        None,
+    )
+    .unwrap_err()
+    .to_string()
+}
+
+#[test]
+fn a_large_flat_document_is_kept() {
+    // 4 MiB of flat metadata (a million elements in one namespaced element, which
+    // libvirt keeps): parsed and printed back whole.
+    let body = "<m:x/>".repeat((4 << 20) / 6);
+    let xml = format!(
+        "<network><name>flat</name><metadata><m:a xmlns:m='urn:x'>{body}</m:a></metadata></network>"
+    );
+    let n = Network::from_xml(&xml).expect("a flat document is fine");
+    assert_eq!(n.to_xml().matches("<m:x/>").count(), (4 << 20) / 6);
+}
