@@ -23,6 +23,8 @@ fn run(context: &str, args: &[&str], stdin: Option<&str>) -> Result<Output, Host
         .stderr(Stdio::piped())
         .spawn()
         .map_err(|e| HostError::new(format!("{context}: spawn {}", binary()), e))?;
+    // Its commits are kvnet's own (crate::nftwatch), until shortly after it is reaped.
+    let _own = crate::nftwatch::own_process(child.id());
     if let Some(input) = stdin {
         // Dropping the pipe after writing gives nft its EOF.
         let mut pipe = child.stdin.take().expect("stdin is piped");
@@ -306,6 +308,7 @@ pub fn apply_batch(batch: &[u8]) -> Result<(), HostError> {
     let mut pending: HashSet<u32> = described.keys().copied().collect();
 
     let fd = netfilter_socket()?;
+    let _own = crate::nftwatch::own_socket(&fd)?;
     // SAFETY: sockaddr_nl is plain data; all-zero means "the kernel".
     let mut kernel: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
     kernel.nl_family = libc::AF_NETLINK as libc::sa_family_t;
