@@ -1,13 +1,14 @@
-//! Root-only: kvnet_host's nftables watcher, live in a namespace: it reports each
-//! commit once, with what changed in which table, and tells kvnet's own commits (an
-//! `nft` child run through kvnet_host::nft, a native batch) from another process's.
+//! Root-only, live in a namespace: kvnet_host's nftables watcher reports each commit
+//! once, with what changed in which table, and tells kvnet's own commits (an `nft`
+//! child run through kvnet_host::nft, a native batch) from another process's; the
+//! guard table outlives `nft flush ruleset` and dies with its socket.
 
 mod common;
 
 use std::process::Command;
 use std::time::Duration;
 
-use kvnet_firewall::{encode_add_new, render_full};
+use kvnet_firewall::{encode_add_new, encode_guard, guard_table, render_full};
 use kvnet_host::nftwatch::{Change, Commit, Kind, NFPROTO_INET, NftWatcher, Notice, is_own};
 use kvnet_host::testns::TestNs;
 
@@ -87,5 +88,38 @@ fn the_watcher_tells_kvnets_commits_from_other_processes() {
             "{foreign:?}"
         );
         assert!(w.try_next().expect("receive").is_none(), "one commit each");
+    });
+}
+
+#[test]
+#[ignore = "needs root"]
+fn the_guard_table_survives_a_flush_and_goes_with_its_socket() {
+    let ns = TestNs::with_prefix("kvg").expect("create network namespace");
+    let guard = guard_table(TABLE);
+    let exists = |t: &str| ns.exec_ok("nft", &["list", "table", "inet", t]).is_ok();
+    ns.run(|| {
+        kvnet_host::nft::apply(&render_full(TABLE, &[common::nat_default()])).expect("apply");
+        let owner = kvnet_host::nft::apply_batch_owned(&encode_guard(TABLE, 1)).expect("guard");
+        let listing = ns
+            .exec_ok("nft", &["list", "table", "inet", &guard])
+            .expect("list guard");
+        assert!(listing.contains("flags owner"), "{listing}");
+        assert!(
+            listing.contains("type nat hook postrouting priority 200"),
+            "{listing}"
+        );
+        assert!(listing.contains("ct state invalid"), "{listing}");
+        ns.exec_ok("nft", &["flush", "ruleset"]).expect("flush");
+        assert!(
+            !exists(TABLE) && exists(&guard),
+            "flush passes the guard by"
+        );
+        assert!(
+            ns.exec_ok("nft", &["delete", "table", "inet", &guard])
+                .is_err(),
+            "another process cannot delete it"
+        );
+        drop(owner);
+        assert!(!exists(&guard), "gone with its socket");
     });
 }
