@@ -240,6 +240,15 @@ fn a_flushed_ruleset_is_rebuilt_for_every_network_and_nat_flows_survive() {
         let src = udp_source_seen_by_lan(lab, &lab.guests[g]).expect("datagram arrived");
         assert_eq!(src.ip().to_string(), LAN_HOST, "guest {g} is NATed");
     }
+    assert_only_rebuilds(lab, 1);
+}
+
+/// kvnetd's own changes (a start's native batch, a rebuild, the teardown's nft) are
+/// not taken for someone else's: the log has exactly `n` rebuilds.
+fn assert_only_rebuilds(lab: &Lab, n: usize) {
+    std::thread::sleep(Duration::from_millis(300));
+    let log = lab.daemon.log();
+    assert_eq!(log.matches(": rebuilt for ").count(), n, "{log}");
 }
 
 #[test]
@@ -297,12 +306,19 @@ fn a_deleted_or_edited_table_is_rebuilt_and_a_start_meanwhile_rebuilds_it_whole(
         let src = udp_source_seen_by_lan(&lab, &lab.guests[g]).expect("datagram arrived");
         assert_eq!(src.ip().to_string(), LAN_HOST);
     }
+    let rebuilds = lab.daemon.log().matches(": rebuilt for ").count();
+    lab.ok(req::Destroy {
+        network: "n1".into(),
+        wait: true,
+    });
+    assert_table_intact(&lab);
+    assert_only_rebuilds(&lab, rebuilds);
 }
 
 #[test]
 #[ignore = "needs root"]
 fn a_process_that_keeps_deleting_the_table_does_not_make_kvnetd_spin() {
-    let lab = Lab::new();
+    let mut lab = Lab::new();
     let t0 = Instant::now();
     let (ok, out) = sh(
         &lab.host,
@@ -315,6 +331,19 @@ fn a_process_that_keeps_deleting_the_table_does_not_make_kvnetd_spin() {
         rebuilt(&log) == 5 && log.contains("again: next rebuild in"),
         "a burst of rebuilds, then a pause:\n{log}"
     );
+    assert!(
+        !sh(&lab.host, "nft list table inet kvnet").0,
+        "deleted again"
+    );
+
+    // A start during the pause rebuilds the table for every network, not just its own.
+    lab.define_and_start(&nat_xml("n1", "kvn1", 131));
+    let g = lab.guest("kvn1", "192.168.131.10", "192.168.131.1");
+    assert_table_intact(&lab);
+    let src = udp_source_seen_by_lan(&lab, &lab.guests[g]).expect("datagram arrived");
+    assert_eq!(src.ip().to_string(), LAN_HOST);
+    assert_eq!(rebuilt(&lab.daemon.log()), 5, "still paused");
+
     // The pause ends with one rebuild covering every deletion since.
     while rebuilt(&lab.daemon.log()) < 6 {
         assert!(

@@ -144,27 +144,23 @@ fn kind_of(msg_type: u8) -> Option<(Kind, bool)> {
 
 fn item(msg: &NfTablesMessage, family: u8, portid: u32) -> Option<Item> {
     use NfTablesMessage as M;
+    // The table's name, from the attribute of type `$variant`.
+    macro_rules! named {
+        ($attrs:expr, $variant:path) => {
+            $attrs.iter().find_map(|a| match a {
+                $variant(n) => Some(n.clone()),
+                _ => None,
+            })
+        };
+    }
     let table = match msg {
-        M::NewTable(m) | M::DeleteTable(m) => m.attributes.iter().find_map(|a| match a {
-            TableAttribute::Name(n) => Some(n.clone()),
-            _ => None,
-        }),
-        M::NewChain(m) | M::DeleteChain(m) => m.attributes.iter().find_map(|a| match a {
-            ChainAttribute::Table(n) => Some(n.clone()),
-            _ => None,
-        }),
-        M::NewRule(m) | M::DeleteRule(m) => m.attributes.iter().find_map(|a| match a {
-            RuleAttribute::Table(n) => Some(n.clone()),
-            _ => None,
-        }),
-        M::NewSet(m) | M::DeleteSet(m) => m.attributes.iter().find_map(|a| match a {
-            SetAttribute::Table(n) => Some(n.clone()),
-            _ => None,
-        }),
-        M::NewSetElement(m) | M::DeleteSetElement(m) => m.attributes.iter().find_map(|a| match a {
-            SetElementList::Table(n) => Some(n.clone()),
-            _ => None,
-        }),
+        M::NewTable(m) | M::DeleteTable(m) => named!(m.attributes, TableAttribute::Name),
+        M::NewChain(m) | M::DeleteChain(m) => named!(m.attributes, ChainAttribute::Table),
+        M::NewRule(m) | M::DeleteRule(m) => named!(m.attributes, RuleAttribute::Table),
+        M::NewSet(m) | M::DeleteSet(m) => named!(m.attributes, SetAttribute::Table),
+        M::NewSetElement(m) | M::DeleteSetElement(m) => {
+            named!(m.attributes, SetElementList::Table)
+        }
         M::NewObject(a) | M::DeleteObject(a) | M::NewFlowTable(a) | M::DeleteFlowTable(a) => {
             table_of_nlas(a)
         }
@@ -288,11 +284,7 @@ impl NftWatcher {
         // A flush of a big ruleset announces every rule and element; an overflow is
         // reported as Notice::Lost.
         let _ = sock.set_rx_buf_sz(4 << 20);
-        let dup = sock
-            .as_fd()
-            .try_clone_to_owned()
-            .map_err(|e| HostError::new(ctx("register socket"), e))?;
-        let fd = crate::sys::register(dup, Interest::READABLE)
+        let fd = crate::sys::register_dup(&sock, Interest::READABLE)
             .map_err(|e| HostError::new(ctx("register socket"), e))?;
         Ok(NftWatcher {
             sock,

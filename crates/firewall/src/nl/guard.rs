@@ -30,70 +30,48 @@ pub fn encode_guard(table: &str, seq: u32) -> Vec<u8> {
     check_table(table);
     let name = guard_table(table);
     let mut b = Buf(Vec::with_capacity(512));
-    let nft = |kind: u16| (NFNL_SUBSYS_NFTABLES << 8) | kind;
     let flags = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL;
-    let batch =
-        |b: &mut Buf, kind, seq| b.msg(kind, NLM_F_REQUEST, seq, 0, NFNL_SUBSYS_NFTABLES, |_| {});
+    let batch = |b: &mut Buf, kind, seq| {
+        b.msg(kind, NLM_F_REQUEST, seq, 0, NFNL_SUBSYS_NFTABLES, |_| {});
+    };
+    // One acknowledged nf_tables message, numbered `seq + n`.
+    let object = |b: &mut Buf, kind: u16, flags, n, f: &dyn Fn(&mut Buf)| {
+        let kind = (NFNL_SUBSYS_NFTABLES << 8) | kind;
+        b.msg(kind, flags, seq + n, NFPROTO_INET, 0, f);
+    };
     batch(&mut b, NFNL_MSG_BATCH_BEGIN, seq);
-    b.msg(
-        nft(NFT_MSG_NEWTABLE),
-        flags,
-        seq + 1,
-        NFPROTO_INET,
-        0,
-        |b| {
-            b.str(NFTA_TABLE_NAME, &name);
-            b.be32(NFTA_TABLE_FLAGS, NFT_TABLE_F_OWNER);
-        },
-    );
-    b.msg(
-        nft(NFT_MSG_NEWCHAIN),
-        flags,
-        seq + 2,
-        NFPROTO_INET,
-        0,
-        |b| {
-            b.str(NFTA_CHAIN_TABLE, &name);
-            b.str(NFTA_CHAIN_NAME, "nat");
-            b.nest(NFTA_CHAIN_HOOK, |b| {
-                b.be32(NFTA_HOOK_HOOKNUM, NF_INET_POST_ROUTING);
-                b.be32(NFTA_HOOK_PRIORITY, 200);
+    object(&mut b, NFT_MSG_NEWTABLE, flags, 1, &|b| {
+        b.str(NFTA_TABLE_NAME, &name);
+        b.be32(NFTA_TABLE_FLAGS, NFT_TABLE_F_OWNER);
+    });
+    object(&mut b, NFT_MSG_NEWCHAIN, flags, 2, &|b| {
+        b.str(NFTA_CHAIN_TABLE, &name);
+        b.str(NFTA_CHAIN_NAME, "nat");
+        b.nest(NFTA_CHAIN_HOOK, |b| {
+            b.be32(NFTA_HOOK_HOOKNUM, NF_INET_POST_ROUTING);
+            b.be32(NFTA_HOOK_PRIORITY, 200);
+        });
+        b.be32(NFTA_CHAIN_POLICY, NF_ACCEPT as u32);
+        b.str(NFTA_CHAIN_TYPE, "nat");
+    });
+    object(&mut b, NFT_MSG_NEWCHAIN, flags, 3, &|b| {
+        b.str(NFTA_CHAIN_TABLE, &name);
+        b.str(NFTA_CHAIN_NAME, "conntrack");
+    });
+    let append = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_APPEND;
+    object(&mut b, NFT_MSG_NEWRULE, append, 4, &|b| {
+        b.str(NFTA_RULE_TABLE, &name);
+        b.str(NFTA_RULE_CHAIN, "conntrack");
+        b.nest(NFTA_RULE_EXPRESSIONS, |b| {
+            // `ct state invalid`: any rule loading the state would do.
+            super::expr(b, "ct", |b| {
+                b.be32(NFTA_CT_DREG, NFT_REG_1);
+                b.be32(NFTA_CT_KEY, NFT_CT_STATE);
             });
-            b.be32(NFTA_CHAIN_POLICY, NF_ACCEPT as u32);
-            b.str(NFTA_CHAIN_TYPE, "nat");
-        },
-    );
-    b.msg(
-        nft(NFT_MSG_NEWCHAIN),
-        flags,
-        seq + 3,
-        NFPROTO_INET,
-        0,
-        |b| {
-            b.str(NFTA_CHAIN_TABLE, &name);
-            b.str(NFTA_CHAIN_NAME, "conntrack");
-        },
-    );
-    b.msg(
-        nft(NFT_MSG_NEWRULE),
-        flags & !NLM_F_EXCL | NLM_F_APPEND,
-        seq + 4,
-        NFPROTO_INET,
-        0,
-        |b| {
-            b.str(NFTA_RULE_TABLE, &name);
-            b.str(NFTA_RULE_CHAIN, "conntrack");
-            b.nest(NFTA_RULE_EXPRESSIONS, |b| {
-                // `ct state invalid`: any rule loading the state would do.
-                super::expr(b, "ct", |b| {
-                    b.be32(NFTA_CT_DREG, NFT_REG_1);
-                    b.be32(NFTA_CT_KEY, NFT_CT_STATE);
-                });
-                super::bitwise_mask(b, &CT_STATE_INVALID.to_ne_bytes());
-                super::cmp(b, NFT_CMP_NEQ, &[0; 4]);
-            });
-        },
-    );
+            super::bitwise_mask(b, &CT_STATE_INVALID.to_ne_bytes());
+            super::cmp(b, NFT_CMP_NEQ, &[0; 4]);
+        });
+    });
     batch(&mut b, NFNL_MSG_BATCH_END, seq + 5);
     b.0
 }
