@@ -11,10 +11,11 @@
 //! namespace sees it, and its netlink header carries the port id of the socket the batch
 //! came through. kvnet registers its committers while they run ([`own_process`] for an
 //! `nft` child, [`own_socket`] for a native batch) and [`is_own`] recognises them by
-//! either number: a child by its pid, which is also its socket's port id (a process's
-//! first netlink socket is bound to its pid, in its own pid namespace, so this also holds
-//! inside a container), a batch by its socket's port id. A registration outlives its
-//! committer by [`OWN_GRACE`], so notifications read later are still recognised.
+//! either number: a child by its pid, which is also its socket's port id (the kernel
+//! binds a process's netlink socket to the process's pid, as its own pid namespace sees
+//! it, when that port id is free, so this also holds inside a container), a batch by its
+//! socket's port id. A registration outlives its committer by [`OWN_GRACE`], so
+//! notifications read later are still recognised.
 
 use std::collections::VecDeque;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
