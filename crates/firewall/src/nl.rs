@@ -26,6 +26,9 @@ use crate::model::{FwNetwork, check_table};
 use crate::plan::{Action, Chain, Dir, Element, Field, Group, Match, Rule, plan};
 
 pub mod consts;
+mod guard;
+
+pub use guard::{encode_guard, guard_table};
 
 use consts::*;
 

@@ -16,6 +16,7 @@ pub mod icmp6;
 pub mod link;
 mod netlink;
 pub mod nft;
+pub mod nftwatch;
 pub mod procroutes;
 pub mod rawip;
 pub mod routewatch;

@@ -23,6 +23,8 @@ fn run(context: &str, args: &[&str], stdin: Option<&str>) -> Result<Output, Host
         .stderr(Stdio::piped())
         .spawn()
         .map_err(|e| HostError::new(format!("{context}: spawn {}", binary()), e))?;
+    // Its commits are kvnet's own (crate::nftwatch), until shortly after it is reaped.
+    let _own = crate::nftwatch::own_process(child.id());
     if let Some(input) = stdin {
         // Dropping the pipe after writing gives nft its EOF.
         let mut pipe = child.stdin.take().expect("stdin is piped");
@@ -270,6 +272,19 @@ fn parse_answers(buf: &[u8]) -> Result<Vec<Answer>, HostError> {
 /// with BATCH_BEGIN and end with BATCH_END: without the end the kernel
 /// acknowledges the messages but commits nothing.
 pub fn apply_batch(batch: &[u8]) -> Result<(), HostError> {
+    send_batch(&netfilter_socket()?, batch)
+}
+
+/// [`apply_batch`] on a socket that stays open: the tables the batch creates with
+/// `NFT_TABLE_F_OWNER` belong to the returned descriptor, and the kernel deletes them
+/// when it is closed.
+pub fn apply_batch_owned(batch: &[u8]) -> Result<std::os::fd::OwnedFd, HostError> {
+    let fd = netfilter_socket()?;
+    send_batch(&fd, batch)?;
+    Ok(fd)
+}
+
+fn send_batch(fd: &std::os::fd::OwnedFd, batch: &[u8]) -> Result<(), HostError> {
     use std::collections::{HashMap, HashSet};
     use std::os::fd::AsRawFd;
 
@@ -305,7 +320,7 @@ pub fn apply_batch(batch: &[u8]) -> Result<(), HostError> {
     }
     let mut pending: HashSet<u32> = described.keys().copied().collect();
 
-    let fd = netfilter_socket()?;
+    let _own = crate::nftwatch::own_socket(fd)?;
     // SAFETY: sockaddr_nl is plain data; all-zero means "the kernel".
     let mut kernel: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
     kernel.nl_family = libc::AF_NETLINK as libc::sa_family_t;

@@ -19,7 +19,6 @@
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
-use std::os::fd::AsFd;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use ipnet::IpNet;
@@ -86,11 +85,7 @@ impl RouteWatcher {
         // Headroom for bursts between two drains; an overflow only costs a new dump.
         let _ = events.set_rx_buf_sz(1 << 20);
         // The task waits on its own descriptor of the socket; reads go through `State`.
-        let dup = events
-            .as_fd()
-            .try_clone_to_owned()
-            .map_err(|e| HostError::new(ctx("register socket"), e))?;
-        let fd = crate::sys::register(dup, Interest::READABLE)
+        let fd = crate::sys::register_dup(&events, Interest::READABLE)
             .map_err(|e| HostError::new(ctx("register socket"), e))?;
         let mut state = State {
             events,

@@ -31,6 +31,12 @@ pub(crate) fn register<T: Owned>(fd: T, interest: Interest) -> io::Result<AsyncF
     unsafe { AsyncFd::register_with_interest(fd, interest) }.map_err(|e| e.into_parts().1)
 }
 
+/// A descriptor of its own for the socket `fd`, registered like [`register`]: a task
+/// waits on it while reads go through the socket's owner.
+pub(crate) fn register_dup(fd: &impl AsFd, interest: Interest) -> io::Result<AsyncFd<OwnedFd>> {
+    register(fd.as_fd().try_clone_to_owned()?, interest)
+}
+
 /// setsockopt(2) for the options nix has no wrapper for. `T` is the plain C value the
 /// option expects (an int, a struct without padding).
 pub(crate) fn setsockopt<T: Copy>(

@@ -2,16 +2,25 @@
 //! in one transaction, and its state compared with what a previous kvnetd left
 //! (`RUN_DIR/firewall-snapshot.json`), so a restart that finds it unchanged touches
 //! nothing. The rules themselves are rendered by the pure `kvnet_firewall` crate.
+//!
+//! [`Firewall`] keeps the firewall input of every network whose rules belong in the
+//! table, so that whatever finds the table damaged (a start whose fast path fails, the
+//! repair in `lifecycle::fwrepair`) rebuilds it whole: never with only one network.
+//! It is a cheap handle: clones share the table's state.
 
 use crate::paths::Paths;
 use crate::store::{self, Durability};
 use anyhow::{Context, Result, anyhow};
-use kvnet_firewall::{FwNetwork, encode_add_new, render_add, render_full, render_remove};
+use kvnet_firewall::{
+    FwNetwork, encode_add_new, encode_guard, guard_table, render_full, render_remove,
+};
 use kvnet_host::nft;
 use kvnet_model::Network;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::atomic::{AtomicBool, AtomicU32};
+use std::sync::{Arc, Mutex, MutexGuard};
 use tracing::{debug, error, info, warn};
 
 fn inputs<'a>(active: impl IntoIterator<Item = &'a Network>) -> Vec<FwNetwork> {
@@ -28,21 +37,44 @@ struct Snapshot {
     listing: String,
 }
 
+/// A handle on kvnet's table; clones share its state.
+#[derive(Clone)]
 pub struct Firewall {
     table: String,
+    state: Arc<State>,
+}
+
+struct State {
     /// kvnet's table has its sets and base chains, so a new network's rules can go in
     /// with additions only (no RCU grace period, see render_add_new).
     skeleton: AtomicBool,
     /// Sequence numbers of native nf_tables batches.
     nl_seq: AtomicU32,
+    /// The networks whose rules belong in the table, by name: what a rebuild restores.
+    wanted: Mutex<BTreeMap<String, FwNetwork>>,
+    guard: Mutex<Guard>,
+}
+
+/// The guard table ([`kvnet_firewall::encode_guard`]), held while kvnet's table exists:
+/// when someone else deletes that table, established NAT flows go on until the rebuild.
+enum Guard {
+    Off,
+    /// The socket that owns it: closing it deletes the table.
+    On(#[allow(dead_code)] std::os::fd::OwnedFd),
+    /// The kernel refused it (before Linux 5.12, no owned tables): not tried again.
+    Refused,
 }
 
 impl Firewall {
     pub fn new(table: String) -> Firewall {
         Firewall {
             table,
-            skeleton: AtomicBool::new(false),
-            nl_seq: AtomicU32::new(1),
+            state: Arc::new(State {
+                skeleton: AtomicBool::new(false),
+                nl_seq: AtomicU32::new(1),
+                wanted: Mutex::new(BTreeMap::new()),
+                guard: Mutex::new(Guard::Off),
+            }),
         }
     }
 
@@ -50,67 +82,152 @@ impl Firewall {
         &self.table
     }
 
+    fn wanted(&self) -> MutexGuard<'_, BTreeMap<String, FwNetwork>> {
+        self.state.wanted.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The rules of `active`, and only theirs, belong in the table.
+    fn want_exactly(&self, active: &[&Network]) {
+        *self.wanted() = inputs(active.iter().copied())
+            .into_iter()
+            .map(|f| (f.name.clone(), f))
+            .collect();
+    }
+
+    /// Network `name`'s rules as they belong in the table (None: they do not); returns
+    /// what was there before.
+    fn want(&self, name: &str, fw: Option<FwNetwork>) -> Option<FwNetwork> {
+        let mut wanted = self.wanted();
+        match fw {
+            Some(fw) => wanted.insert(name.to_string(), fw),
+            None => wanted.remove(name),
+        }
+    }
+
+    /// The names of the networks whose rules belong in the table.
+    pub fn wanted_names(&self) -> Vec<String> {
+        self.wanted().keys().cloned().collect()
+    }
+
     /// Install a starting network's rules; returns what was installed, for a rollback.
     /// When the skeleton is known to be there, the additions go straight to the kernel
     /// as one netlink batch: no nft process, and no dump of the whole table into nft's
-    /// cache, which would make the 200th start slower than the 1st. Otherwise (or if
-    /// that assumption fails: the batch is atomic, a failure changes nothing) the
-    /// idempotent full add through nft.
+    /// cache, which would make the 200th start slower than the 1st. Otherwise, or if
+    /// that assumption fails (the table was deleted or flushed meanwhile: the batch is
+    /// atomic, a failure changes nothing), the whole table is rebuilt for every network
+    /// that belongs in it, this one included.
     pub fn add(&self, net: &Network) -> Result<Option<FwNetwork>> {
         let Some(fw) = FwNetwork::from_network(net) else {
             return Ok(None);
         };
         // The renderer refuses names that could escape nft's quoting; check first.
         fw.validate().map_err(|e| anyhow!("firewall: {e}"))?;
-        if self.skeleton.load(Relaxed) {
-            let seq = self.nl_seq.fetch_add(1024, Relaxed);
+        let before = self.want(&fw.name, Some(fw.clone()));
+        if self.state.skeleton.load(Relaxed) {
+            let seq = self.state.nl_seq.fetch_add(1024, Relaxed);
             match nft::apply_batch(&encode_add_new(&self.table, &fw, seq)) {
-                Ok(()) => return Ok(Some(fw)),
-                Err(e) => debug!(network = %fw.name, "fast firewall add failed, using nft: {e}"),
+                Ok(()) => {
+                    self.hold_guard(true);
+                    return Ok(Some(fw));
+                }
+                Err(e) => debug!(network = %fw.name, "fast firewall add failed, rebuilding: {e}"),
             }
         }
-        nft::apply(&render_add(&self.table, &fw)).context("apply firewall rules")?;
-        self.skeleton.store(true, Relaxed);
+        if let Err(e) = self.rebuild() {
+            self.want(&fw.name, before);
+            return Err(e);
+        }
         Ok(Some(fw))
     }
 
     /// Remove one network's rules now.
     pub fn remove(&self, fw: &FwNetwork) -> Result<()> {
+        self.forget(&fw.name);
         Ok(nft::apply(&render_remove(&self.table, fw))?)
     }
 
-    /// Re-apply one running network's rules after a live update (e.g. forward-interface).
+    /// Network `name`'s rules no longer belong in the table (they are being removed in
+    /// the background), so a rebuild leaves them out.
+    pub fn forget(&self, name: &str) {
+        self.want(name, None);
+        if self.wanted().is_empty() {
+            self.hold_guard(false);
+        }
+    }
+
+    /// Re-apply one running network's rules after a live update (e.g. forward-interface):
+    /// the whole table in one transaction, so no moment lacks the network's rules.
     pub fn refresh(&self, old: &Network, new: &Network) -> Result<()> {
         let new = FwNetwork::from_network(new);
         if let Some(fw) = &new {
             fw.validate().map_err(|e| anyhow!("firewall: {e}"))?;
         }
-        if let Some(fw) = FwNetwork::from_network(old) {
-            self.remove(&fw)?;
-        }
-        if let Some(fw) = &new {
-            nft::apply(&render_add(&self.table, fw))?;
+        let before = self.want(&old.name, new);
+        if let Err(e) = self.rebuild() {
+            self.want(&old.name, before);
+            return Err(e);
         }
         Ok(())
     }
 
-    /// Make kvnet's table exactly the desired state for all active networks, in one
-    /// atomic transaction.
-    pub fn reconcile(&self, active: &[&Network]) -> Result<()> {
-        let fws = inputs(active.iter().copied());
+    /// Rebuild the whole table, in one transaction, for the networks whose rules belong
+    /// in it; returns how many. Connection tracking is untouched, so established flows
+    /// (and their NAT) go on.
+    pub fn rebuild(&self) -> Result<usize> {
+        let fws: Vec<FwNetwork> = self.wanted().values().cloned().collect();
         kvnet_firewall::validate_all(&fws).map_err(|e| anyhow!("firewall: {e}"))?;
         nft::apply(&render_full(&self.table, &fws)).context("apply firewall ruleset")?;
         // render_full drops the table when no network needs it.
-        self.skeleton.store(!fws.is_empty(), Relaxed);
-        Ok(())
+        self.state.skeleton.store(!fws.is_empty(), Relaxed);
+        self.hold_guard(!fws.is_empty());
+        Ok(fws.len())
     }
 
-    /// The comparable form of the table `reconcile` would leave for `active`; None when
-    /// they cannot be rendered.
-    fn expected_listing(&self, active: &[&Network]) -> Option<String> {
-        let fws = inputs(active.iter().copied());
-        kvnet_firewall::validate_all(&fws).ok()?;
-        Some(kvnet_firewall::expected_listing(&self.table, &fws))
+    /// Holds the guard table while kvnet's table exists (`on`), and only then: a host
+    /// without kvnet networks keeps no NAT hooks or connection tracking for kvnet.
+    fn hold_guard(&self, on: bool) {
+        let mut guard = self.state.guard.lock().unwrap_or_else(|p| p.into_inner());
+        match (&*guard, on) {
+            (Guard::Off, true) => {
+                let seq = self.state.nl_seq.fetch_add(1024, Relaxed);
+                *guard = match nft::apply_batch_owned(&encode_guard(&self.table, seq)) {
+                    Ok(fd) => Guard::On(fd),
+                    Err(e) => {
+                        warn!(
+                            "cannot hold table inet {} ({e}): if someone else deletes \
+                             kvnet's table, established NAT connections may be reset \
+                             before it is rebuilt",
+                            guard_table(&self.table)
+                        );
+                        Guard::Refused
+                    }
+                };
+            }
+            (Guard::On(_), false) => *guard = Guard::Off,
+            _ => {}
+        }
+    }
+
+    /// The table may have been changed by someone else: the next start rebuilds it.
+    pub fn invalidate(&self) {
+        self.state.skeleton.store(false, Relaxed);
+    }
+
+    /// Whether the live table is exactly what [`Firewall::rebuild`] would make.
+    pub fn is_intact(&self) -> Result<bool> {
+        let fws: Vec<FwNetwork> = self.wanted().values().cloned().collect();
+        let expected = self.expected_listing(&fws);
+        Ok(match self.listing()? {
+            None => fws.is_empty(),
+            Some(live) => expected.is_some_and(|e| e == live),
+        })
+    }
+
+    /// The comparable form of the table rebuilt for `fws`; None when they cannot be
+    /// rendered.
+    fn expected_listing(&self, fws: &[FwNetwork]) -> Option<String> {
+        kvnet_firewall::validate_all(fws).ok()?;
+        Some(kvnet_firewall::expected_listing(&self.table, fws))
     }
 
     /// kvnet's table in comparable form, None when it does not exist.
@@ -128,6 +245,7 @@ impl Firewall {
             .and_then(|b| serde_json::from_slice(&b).ok());
         let _ = store::remove_if_exists(&paths.firewall_snapshot());
         let names: Vec<String> = active.iter().map(|n| n.name.clone()).collect();
+        self.want_exactly(active);
         let current = self.listing().unwrap_or_else(|e| {
             error!("cannot read the firewall: {e:#}");
             None
@@ -139,16 +257,20 @@ impl Firewall {
             (Some(s), Some(c)) => {
                 s.networks == names
                     && &s.listing == c
-                    && self.expected_listing(active).as_ref() == Some(c)
+                    && self
+                        .expected_listing(&inputs(active.iter().copied()))
+                        .as_ref()
+                        == Some(c)
             }
             (None, Some(_)) => false,
         };
         if unchanged {
-            self.skeleton.store(current.is_some(), Relaxed);
+            self.state.skeleton.store(current.is_some(), Relaxed);
+            self.hold_guard(current.is_some());
             return;
         }
-        match self.reconcile(active) {
-            Ok(()) => info!("firewall rules rebuilt for {} active networks", names.len()),
+        match self.rebuild() {
+            Ok(n) => info!("firewall rules rebuilt for {n} active networks"),
             Err(e) => error!("firewall rules could not be applied, guests may be cut off: {e:#}"),
         }
     }

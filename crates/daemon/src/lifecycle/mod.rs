@@ -9,6 +9,7 @@
 //! orphan bridge; a destroy keeps the record, marked stopping, until the teardown is
 //! done.
 
+pub mod fwrepair;
 pub mod sysctls;
 pub mod teardown;
 
@@ -21,6 +22,7 @@ use crate::services::Services;
 use crate::store::status;
 use anyhow::{Context, Result, anyhow, bail};
 use ipnet::IpNet;
+use kvnet_host::nftwatch::NftWatcher;
 use kvnet_model::Network;
 use sysctls::{HostSysctls, Ledger};
 use teardown::{Job, Teardown};
@@ -32,6 +34,10 @@ pub struct Lifecycle {
     services: Services,
     sysctls: Ledger,
     teardown: Teardown,
+    /// Subscribed before the firewall is reconciled at start, so no change is missed;
+    /// handed to the repair task once the firewall knows the active networks.
+    fw_watch: Option<NftWatcher>,
+    fw_repair: Option<tokio::task::JoinHandle<()>>,
 }
 
 /// The forwarding sysctls the active networks other than `except` need.
@@ -45,7 +51,14 @@ fn needed_sysctls(reg: &Registry, except: &str) -> Vec<&'static str> {
 
 impl Lifecycle {
     pub fn new(paths: &Paths, dp: Dataplane) -> Result<Lifecycle> {
+        let fw_watch = NftWatcher::open()
+            .inspect_err(|e| {
+                warn!("{e}: kvnet's table will not be repaired when someone else changes it")
+            })
+            .ok();
         Ok(Lifecycle {
+            fw_watch,
+            fw_repair: None,
             teardown: Teardown::spawn(dp.fw().table().to_string())?,
             sysctls: Ledger::load(paths),
             services: Services::new(paths.clone()),
@@ -135,6 +148,9 @@ impl Lifecycle {
         }
         let active = reg.active();
         self.dp.fw().reconcile_at_start(&self.paths, &active);
+        if let Some(w) = self.fw_watch.take() {
+            self.fw_repair = Some(fwrepair::spawn(w, self.dp.fw().clone()));
+        }
         self.services.set_local_addrs(active.iter().copied());
         for net in active {
             for w in self.services.start(net) {
@@ -250,6 +266,8 @@ impl Lifecycle {
             None => Vec::new(),
         };
         let (left, quiesce_errors) = self.dp.quiesce(&live, owns_bridge).await;
+        // A rebuild from now on leaves its rules out; the teardown removes them.
+        self.dp.fw().forget(name);
         errors.extend(quiesce_errors);
         let (st, gone) = reg.stopped(name)?;
         errors.extend(self.release_sysctls(reg, &live));
@@ -293,6 +311,9 @@ impl Lifecycle {
     /// At daemon shutdown: finish queued teardowns, then record the firewall as this
     /// daemon leaves it, for the next one. Networks keep running.
     pub fn shutdown(&mut self, reg: &Registry) {
+        if let Some(t) = self.fw_repair.take() {
+            t.abort();
+        }
         self.teardown.drain();
         self.dp.fw().save_snapshot(&self.paths, &reg.active());
     }
