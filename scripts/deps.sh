@@ -10,8 +10,13 @@ run_pkgs=(nftables iproute2 procps libcap2-bin)
 # the QEMU guests their whole userland; cpio and gzip build the guests' initramfs;
 # isc-dhcp-client and dhcpcd-base are the other real DHCP clients the tests run; ndisc6
 # gives the router advertisement tests rdisc6, which solicits and prints an RA's fields.
+# iptables (Docker's rules, iptables-nft), ufw and firewalld (run on a private D-Bus by
+# dbus-daemon) are the foreign firewalls the tests run in namespaces. ufw's postinst
+# leaves it disabled; firewalld's starts and enables it where systemd runs, which would
+# firewall the host: a policy-rc.d forbids the start during the install, and it is
+# disabled afterwards.
 test_pkgs=(iputils-ping python3 busybox-static dnsutils qemu-system-x86 cpio gzip
-  isc-dhcp-client dhcpcd-base ndisc6)
+  isc-dhcp-client dhcpcd-base ndisc6 iptables ufw firewalld dbus-daemon)
 mode="${1:-run}"
 want=("${run_pkgs[@]}")
 [ "$mode" = test ] && want+=("${test_pkgs[@]}")
@@ -27,22 +32,39 @@ if [ ${#missing[@]} -gt 0 ]; then
   fi
   export DEBIAN_FRONTEND=noninteractive
   # qemu-system-x86 pulls in libibverbs1, whose postinst adds group rdma; dhcpcd-base's
-  # adds user dhcpcd (see sysaccount.sh).
+  # adds user dhcpcd; firewalld's dependency polkitd adds user and group polkitd, and
+  # dbus-daemon's user messagebus (see sysaccount.sh).
   if [ "$mode" = test ]; then
     . "$(dirname "$0")/sysaccount.sh"
     ensure_group rdma
     ensure_user dhcpcd nogroup /usr/lib/dhcpcd "DHCP Client Daemon"
+    ensure_group polkitd
+    ensure_user polkitd polkitd /nonexistent "polkit"
+    ensure_group messagebus
+    ensure_user messagebus messagebus /nonexistent ""
   fi
   apt-get update -qq
   updated=1
   # busybox-static replaces busybox: apt removes the latter without asking.
   log="$(mktemp)"
-  if ! apt-get install -y -qq --no-install-recommends "${missing[@]}" >"$log" 2>&1; then
+  guard=
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+    chmod +x /usr/sbin/policy-rc.d
+    guard=1
+  fi
+  status=0
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >"$log" 2>&1 || status=$?
+  [ -n "$guard" ] && rm -f /usr/sbin/policy-rc.d
+  if [ "$status" != 0 ]; then
     cat "$log" >&2
     rm -f "$log"
     exit 1
   fi
   rm -f "$log"
+  if [ -d /run/systemd/system ] && [ "$mode" = test ]; then
+    systemctl disable firewalld ufw >/dev/null 2>&1 || true
+  fi
 fi
 
 if [ "$mode" = test ]; then

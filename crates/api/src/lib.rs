@@ -10,7 +10,8 @@ pub mod reply;
 pub mod request;
 
 pub use reply::{
-    Bridged, CreatedPort, Lease, NetSummary, NetworkId, Port, PortKind, Reply, Unbridged, Version,
+    Bridged, Check, CreatedPort, Finding, Lease, NetSummary, NetworkId, Port, PortKind, Reply,
+    Report, Unbridged, Version,
 };
 pub use request::{Call, Request};
 

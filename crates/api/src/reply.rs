@@ -140,3 +140,68 @@ pub struct Unbridged {
     pub bridge: String,
     pub iface: String,
 }
+
+/// What a `doctor` check is about.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord)]
+#[serde(rename_all = "kebab-case")]
+pub enum Check {
+    /// A drop in another nftables/iptables table that would hit a network's traffic.
+    ForeignDrop,
+    /// br_netfilter sends bridged traffic through the IP hooks.
+    BrNetfilter,
+    /// Forwarding is off although a network needs it.
+    IpForward,
+    /// Strict reverse-path filtering drops guests' packets.
+    RpFilter,
+    /// Another DHCP or DNS server on a network's bridge.
+    Listener,
+    /// A port's MTU differs from its bridge's.
+    Mtu,
+    /// A kernel feature kvnet needs is missing.
+    KernelModule,
+}
+
+impl Check {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Check::ForeignDrop => "foreign-drop",
+            Check::BrNetfilter => "br-netfilter",
+            Check::IpForward => "ip-forward",
+            Check::RpFilter => "rp-filter",
+            Check::Listener => "listener",
+            Check::Mtu => "mtu",
+            Check::KernelModule => "kernel-module",
+        }
+    }
+}
+
+/// One thing `doctor` found: a problem (guest traffic is or may be stopped) or a
+/// note (worth knowing, nothing stopped).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Finding {
+    pub check: Check,
+    pub problem: bool,
+    /// The network concerned, when one is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<String>,
+    /// Who or what causes it, e.g. `docker: ip filter FORWARD policy drop`.
+    pub culprit: String,
+    pub detail: String,
+    pub fix: String,
+}
+
+/// Reply to `doctor`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Default)]
+pub struct Report {
+    pub findings: Vec<Finding>,
+    /// What kvnet keeps in other firewalls for its networks: iptables rules and
+    /// firewalld zone bindings.
+    pub kvnet_changes: Vec<String>,
+}
+
+impl Report {
+    /// How many findings are problems.
+    pub fn problems(&self) -> usize {
+        self.findings.iter().filter(|f| f.problem).count()
+    }
+}

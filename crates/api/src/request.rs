@@ -1,7 +1,9 @@
 //! One type per API request, each naming the data of its successful reply ([`Call`]),
 //! and [`Request`], the tagged union that travels: `{"op":"start","network":"default"}`.
 
-use crate::reply::{Bridged, CreatedPort, Lease, NetSummary, NetworkId, Port, Unbridged, Version};
+use crate::reply::{
+    Bridged, CreatedPort, Lease, NetSummary, NetworkId, Port, Report, Unbridged, Version,
+};
 use kvnet_model::{UpdateCommand, UpdateSection};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -33,6 +35,7 @@ pub enum Request {
     PortList(PortList),
     IfaceBridge(IfaceBridge),
     IfaceUnbridge(IfaceUnbridge),
+    Doctor(Doctor),
 }
 
 impl Request {
@@ -57,6 +60,7 @@ impl Request {
             Request::PortList(_) => "port-list",
             Request::IfaceBridge(_) => "iface-bridge",
             Request::IfaceUnbridge(_) => "iface-unbridge",
+            Request::Doctor(_) => "doctor",
         }
     }
 }
@@ -95,6 +99,7 @@ calls! {
     PortList => Vec<Port>,
     IfaceBridge => Bridged,
     IfaceUnbridge => Unbridged,
+    Doctor => Report,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -236,6 +241,14 @@ pub struct IfaceBridge {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct IfaceUnbridge {
     pub bridge: String,
+}
+
+/// Check the host for what stops guest traffic; with `network`, only what concerns
+/// that (active) network.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Doctor {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<String>,
 }
 
 fn yes() -> bool {

@@ -230,6 +230,7 @@ fn the_reference_lists_every_request() {
             bridge: String::new(),
         }
         .into(),
+        Doctor::default().into(),
     ];
     let mut ops: Vec<&str> = all.iter().map(Request::op).collect();
     let mut listed = listed;

@@ -205,6 +205,15 @@ enum Cmd {
     /// Undo iface-bridge: move the addresses and routes back onto the bridge's NIC
     /// and delete the bridge.
     IfaceUnbridge { bridge: String },
+    /// Check the host for what stops guest traffic (other firewalls' drops,
+    /// br_netfilter, forwarding, rp_filter, other DHCP/DNS servers, MTUs, kernel
+    /// modules), naming the culprit and the fix. Exits with 2 when a problem is found.
+    Doctor {
+        /// Only this (active) network.
+        network: Option<String>,
+        #[command(flatten)]
+        json: Json,
+    },
     /// Check a network XML file offline (no daemon needed).
     NetValidate {
         file: PathBuf,
@@ -674,11 +683,73 @@ fn run(cli: Cli) -> Result<()> {
                 }
             }
         }
+        Cmd::Doctor { network, json } => {
+            let network = network.map(|n| c.resolve(&n)).transpose()?;
+            let report = c.call(req::Doctor { network })?;
+            if json.json {
+                print_json(&report)?;
+            } else {
+                print!("{}", doctor_text(&report));
+            }
+            if report.problems() > 0 {
+                std::process::exit(2);
+            }
+        }
         Cmd::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "kvnet", &mut std::io::stdout());
         }
     }
     Ok(())
+}
+
+/// The doctor's report for people: problems, then notes, then what kvnet keeps in
+/// other firewalls.
+fn doctor_text(r: &kvnet_api::Report) -> String {
+    let mut out = String::new();
+    for f in r
+        .findings
+        .iter()
+        .filter(|f| f.problem)
+        .chain(r.findings.iter().filter(|f| !f.problem))
+    {
+        let kind = if f.problem { "PROBLEM" } else { "note" };
+        let net = f
+            .network
+            .as_deref()
+            .map(|n| format!(" [{n}]"))
+            .unwrap_or_default();
+        out.push_str(&format!(
+            "{kind} {}{net}: {}
+",
+            f.check.as_str(),
+            f.culprit
+        ));
+        out.push_str(&format!(
+            "    {}
+    fix: {}
+",
+            f.detail, f.fix
+        ));
+    }
+    if !r.kvnet_changes.is_empty() {
+        out.push_str(
+            "kvnet keeps in other firewalls:
+",
+        );
+        for c in &r.kvnet_changes {
+            out.push_str(&format!(
+                "    {c}
+"
+            ));
+        }
+    }
+    let n = r.problems();
+    out.push_str(&match n {
+        0 => "no problem found\n".to_string(),
+        1 => "1 problem found\n".to_string(),
+        n => format!("{n} problems found\n"),
+    });
+    out
 }
 
 /// virsh net-edit: edit the inactive XML, re-validate, offer to retry on error.

@@ -15,7 +15,7 @@ use crate::registry::{Registry, UpdateTarget};
 use crate::store::{self, Durability, status};
 use anyhow::{Result, anyhow};
 use kvnet_api::request::{self as req, PortCreate};
-use kvnet_api::{Bridged, CreatedPort, Lease, NetworkId, Port, PortKind, Unbridged};
+use kvnet_api::{Bridged, CreatedPort, Lease, NetworkId, Port, PortKind, Report, Unbridged};
 use kvnet_model::{MacAddr, Network};
 use tracing::{error, info, warn};
 
@@ -280,6 +280,11 @@ impl Daemon {
 
     pub async fn iface_bridge(&self, r: &req::IfaceBridge) -> Result<Bridged> {
         ifbridge::bridge(self.life.nl(), r).await
+    }
+
+    /// What on this host stops guest traffic (`kvnet doctor`).
+    pub async fn doctor(&self, network: Option<&str>) -> Result<Report> {
+        crate::doctor::run(&self.registry, self.life.dp(), network).await
     }
 
     pub async fn iface_unbridge(&self, bridge: &str) -> Result<Unbridged> {

@@ -15,6 +15,7 @@
 mod api;
 mod daemon;
 mod dataplane;
+mod doctor;
 mod ids;
 mod ifbridge;
 mod lifecycle;
@@ -30,6 +31,7 @@ use clap::Parser;
 use daemon::Daemon;
 use dataplane::Dataplane;
 use dataplane::firewall::Firewall;
+use dataplane::foreign::Foreign;
 use nix::fcntl::{Flock, FlockArg};
 use paths::Paths;
 use std::io::Write;
@@ -62,6 +64,15 @@ struct Args {
     /// nftables table kvnet owns (family inet).
     #[arg(long, default_value = "kvnet")]
     nft_table: String,
+    /// Other firewalls (Docker, ufw, firewalld): add the narrow rules and zone
+    /// bindings kvnet's networks need (fix), or only warn and report (report).
+    #[arg(
+        long,
+        value_enum,
+        default_value = "fix",
+        env = "KVNET_FOREIGN_FIREWALLS"
+    )]
+    foreign_firewalls: dataplane::foreign::Mode,
     /// Log filter, e.g. "info" or "kvnetd=debug".
     #[arg(long, default_value = "info", env = "KVNET_LOG")]
     log: String,
@@ -99,7 +110,8 @@ async fn run(args: Args) -> Result<()> {
         .await
         .context("open netlink")?;
     let routes = kvnet_host::routewatch::RouteWatcher::start().context("watch routes")?;
-    let dp = Dataplane::new(nl, routes, Firewall::new(args.nft_table));
+    let foreign = Foreign::new(args.foreign_firewalls, &args.nft_table);
+    let dp = Dataplane::new(nl, routes, Firewall::new(args.nft_table), foreign);
     let listener = server::bind(&paths.socket, group)?;
     let d = Daemon::init(paths.clone(), dp).await?;
     let (defined, active) = d.counts();

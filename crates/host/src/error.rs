@@ -21,6 +21,9 @@ pub enum ErrorKind {
     /// The kernel or the caller handed us something we cannot use.
     #[error("{0}")]
     Invalid(String),
+    /// A D-Bus call failed or was refused (firewalld).
+    #[error("{0}")]
+    DBus(String),
 }
 
 impl From<nix::Error> for ErrorKind {

@@ -12,7 +12,9 @@
 pub mod arp;
 pub mod bgclose;
 mod error;
+pub mod firewalld;
 pub mod icmp6;
+pub mod iptables;
 pub mod link;
 mod netlink;
 pub mod nft;

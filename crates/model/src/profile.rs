@@ -141,15 +141,12 @@ impl Network {
                 if n == 1 { "" } else { "s" }
             ));
         }
-        if let Some(b) = &self.bridge {
-            if let Some(z) = &b.zone {
-                out.push(format!("<bridge zone='{z}'> (firewalld zone)"));
-            }
-            if b.mac_table_manager == Some(MacTableManager::Libvirt) {
-                out.push(
-                    "<bridge macTableManager='libvirt'> (FDB entries managed by hand)".to_string(),
-                );
-            }
+        if let Some(b) = &self.bridge
+            && b.mac_table_manager == Some(MacTableManager::Libvirt)
+        {
+            out.push(
+                "<bridge macTableManager='libvirt'> (FDB entries managed by hand)".to_string(),
+            );
         }
         if self
             .domain

@@ -1,13 +1,15 @@
 //! The thin shell that makes a started network real in the kernel: bridge, addresses,
 //! routes, sysctls and firewall, each step recorded so that a failure undoes exactly
 //! what was done. What to create comes from the pure [`checks`]; the firewall is
-//! [`firewall`]'s.
+//! [`firewall`]'s, kvnet's changes in other firewalls [`foreign`]'s.
 
 pub mod checks;
 pub mod firewall;
+pub mod foreign;
 
 use anyhow::{Context, Result, anyhow};
 use firewall::Firewall;
+use foreign::Foreign;
 use kvnet_firewall::FwNetwork;
 use kvnet_host::routewatch::RouteWatcher;
 use kvnet_host::{Link, Netlink, Route, sysctl};
@@ -23,6 +25,7 @@ pub struct Dataplane {
     /// The host's routes for the start checks, without a table read per start.
     routes: RouteWatcher,
     fw: Firewall,
+    foreign: Foreign,
 }
 
 enum Undo {
@@ -48,8 +51,13 @@ fn static_route(r: &kvnet_model::RouteDef, oif: u32) -> Route {
 }
 
 impl Dataplane {
-    pub fn new(nl: Netlink, routes: RouteWatcher, fw: Firewall) -> Dataplane {
-        Dataplane { nl, routes, fw }
+    pub fn new(nl: Netlink, routes: RouteWatcher, fw: Firewall, foreign: Foreign) -> Dataplane {
+        Dataplane {
+            nl,
+            routes,
+            fw,
+            foreign,
+        }
     }
 
     /// The daemon's netlink socket, for the verbs on links (ports, iface-bridge).
@@ -59,6 +67,10 @@ impl Dataplane {
 
     pub fn fw(&self) -> &Firewall {
         &self.fw
+    }
+
+    pub fn foreign(&self) -> &Foreign {
+        &self.foreign
     }
 
     /// The host's routes as last seen.
@@ -75,8 +87,9 @@ impl Dataplane {
     }
 
     /// Make `net` real. The forwarding sysctls it needs must be in the sysctl ledger
-    /// already: they are turned on here and put back by the ledger.
-    pub async fn start(&self, net: &Network) -> Result<()> {
+    /// already: they are turned on here and put back by the ledger. Returns warnings
+    /// about other firewalls' drops kvnet leaves in place.
+    pub async fn start(&self, net: &Network) -> Result<Vec<String>> {
         let mut undo = Vec::new();
         let res = self.start_steps(net, &mut undo).await;
         if res.is_err() {
@@ -89,10 +102,10 @@ impl Dataplane {
         res
     }
 
-    async fn start_steps(&self, net: &Network, undo: &mut Vec<Undo>) -> Result<()> {
+    async fn start_steps(&self, net: &Network, undo: &mut Vec<Undo>) -> Result<Vec<String>> {
         if !net.profile().owns_bridge() {
             // A host bridge is used as it is; checks::check_start verified it.
-            return Ok(());
+            return Ok(Vec::new());
         }
         let t0 = std::time::Instant::now();
         let spec = checks::bridge_spec(net)
@@ -134,8 +147,16 @@ impl Dataplane {
         if let Some(fw) = self.fw.add(net)? {
             undo.push(Undo::Firewall(fw));
         }
-        debug!(network = %net.name, "links, addresses, routes, sysctls: {t_kernel:?}; firewall: {:?}", t0.elapsed() - t_kernel);
-        Ok(())
+        let t_fw = t0.elapsed();
+        // The last step: on error it has undone itself.
+        let warnings = self.foreign.start(net).await?;
+        debug!(
+            network = %net.name,
+            "links, addresses, routes, sysctls: {t_kernel:?}; firewall: {:?}; other firewalls: {:?}",
+            t_fw - t_kernel,
+            t0.elapsed() - t_fw
+        );
+        Ok(warnings)
     }
 
     async fn run_undo(&self, u: Undo) -> Result<()> {
@@ -154,7 +175,7 @@ impl Dataplane {
     /// daemon start). Keeps going past failures and reports them all, so one stuck step
     /// never leaves the rest behind.
     pub async fn stop(&self, net: &Network, owns_bridge: bool) -> Result<()> {
-        let mut errors = Vec::new();
+        let mut errors = self.foreign.stop(net).await;
         if let Some(fw) = FwNetwork::from_network(net)
             && let Err(e) = self.fw.remove(&fw)
         {

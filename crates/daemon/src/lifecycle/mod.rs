@@ -9,6 +9,7 @@
 //! orphan bridge; a destroy keeps the record, marked stopping, until the teardown is
 //! done.
 
+pub mod foreignwatch;
 pub mod fwrepair;
 pub mod sysctls;
 pub mod teardown;
@@ -38,6 +39,7 @@ pub struct Lifecycle {
     /// handed to the repair task once the firewall knows the active networks.
     fw_watch: Option<NftWatcher>,
     fw_repair: Option<tokio::task::JoinHandle<()>>,
+    foreign_watch: Option<tokio::task::JoinHandle<()>>,
 }
 
 /// The forwarding sysctls the active networks other than `except` need.
@@ -59,6 +61,7 @@ impl Lifecycle {
         Ok(Lifecycle {
             fw_watch,
             fw_repair: None,
+            foreign_watch: None,
             teardown: Teardown::spawn(dp.fw().table().to_string())?,
             sysctls: Ledger::load(paths),
             services: Services::new(paths.clone()),
@@ -70,6 +73,11 @@ impl Lifecycle {
     /// The daemon's netlink socket, for the verbs on links (ports, iface-bridge).
     pub fn nl(&self) -> &kvnet_host::Netlink {
         self.dp.nl()
+    }
+
+    /// The kernel side, for the doctor.
+    pub fn dp(&self) -> &Dataplane {
+        &self.dp
     }
 
     /// The leases of `net`, from its running services or their journals.
@@ -151,6 +159,8 @@ impl Lifecycle {
         if let Some(w) = self.fw_watch.take() {
             self.fw_repair = Some(fwrepair::spawn(w, self.dp.fw().clone()));
         }
+        self.dp.foreign().adopt(&active).await;
+        self.foreign_watch = foreignwatch::spawn(self.dp.foreign().clone()).await;
         self.services.set_local_addrs(active.iter().copied());
         for net in active {
             for w in self.services.start(net) {
@@ -203,13 +213,16 @@ impl Lifecycle {
             })
             .with_context(|| format!("cannot start network '{name}'"))?;
         let t_status = t0.elapsed();
-        if let Err(e) = self.dp.start(&net).await {
-            for e in self.release_sysctls(reg, &net) {
-                warn!(network = %name, "rollback: {e}");
+        let foreign_warnings = match self.dp.start(&net).await {
+            Ok(w) => w,
+            Err(e) => {
+                for e in self.release_sysctls(reg, &net) {
+                    warn!(network = %name, "rollback: {e}");
+                }
+                let _ = status::remove(&self.paths, &name);
+                return Err(e.context(format!("cannot start network '{name}'")));
             }
-            let _ = status::remove(&self.paths, &name);
-            return Err(e.context(format!("cannot start network '{name}'")));
-        }
+        };
         debug!(
             network = %name,
             "checks {t_checks:?}, status {:?}, kernel and firewall {:?}",
@@ -220,6 +233,7 @@ impl Lifecycle {
             .not_applied()
             .into_iter()
             .map(|w| format!("network '{name}': {w} is accepted but not applied by kvnet yet"))
+            .chain(foreign_warnings)
             .collect();
         let t_net = t0.elapsed();
         reg.started(net.clone(), started)?;
@@ -266,6 +280,7 @@ impl Lifecycle {
             None => Vec::new(),
         };
         let (left, quiesce_errors) = self.dp.quiesce(&live, owns_bridge).await;
+        errors.extend(self.dp.foreign().stop(&live).await);
         // A rebuild from now on leaves its rules out; the teardown removes them.
         self.dp.fw().forget(name);
         errors.extend(quiesce_errors);
@@ -311,7 +326,10 @@ impl Lifecycle {
     /// At daemon shutdown: finish queued teardowns, then record the firewall as this
     /// daemon leaves it, for the next one. Networks keep running.
     pub fn shutdown(&mut self, reg: &Registry) {
-        if let Some(t) = self.fw_repair.take() {
+        for t in [self.fw_repair.take(), self.foreign_watch.take()]
+            .into_iter()
+            .flatten()
+        {
             t.abort();
         }
         self.teardown.drain();

@@ -44,6 +44,8 @@ pub struct Lab {
     pub lan: TestNs,
     pub guests: Vec<TestNs>,
     pub daemon: Daemon,
+    /// kvnetd's environment, kept for restarts.
+    pub env: Vec<(String, String)>,
 }
 
 /// Run `ip ARGS` in `ns`, panicking with stderr on failure.
@@ -169,13 +171,22 @@ impl Lab {
             lan,
             guests: Vec::new(),
             daemon,
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         }
     }
 
     pub fn restart_daemon(&mut self) {
         self.daemon.stop();
         let dir = self.daemon.dir.clone();
-        let old = std::mem::replace(&mut self.daemon, Daemon::start(&self.host, &dir, &[]));
+        let env: Vec<(&str, &str)> = self
+            .env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let old = std::mem::replace(&mut self.daemon, Daemon::start(&self.host, &dir, &env));
         std::mem::forget(old);
     }
 

@@ -1,0 +1,244 @@
+//! kvnet's networks next to other firewalls that drop their traffic: Docker's exact
+//! filter/nat skeleton (iptables-nft, `FORWARD` policy drop) with br_netfilter's
+//! `bridge-nf-call-iptables=1`, and ufw's default deny. kvnetd lets exactly its
+//! bridges' traffic through (the test without those rules shows it failing), keeps
+//! its rules when others flush them, and takes them out at destroy.
+//! Root only: kvnetd in the lab's namespaces, real packets.
+
+mod lab;
+
+use kvnet_api::request as req;
+use lab::*;
+use std::time::{Duration, Instant};
+
+const BR: &str = "kvfw0";
+
+fn nat_xml() -> String {
+    format!(
+        "<network><name>nat</name><forward mode='nat'/><bridge name='{BR}'/>\
+         <dns><host ip='192.168.150.9'><hostname>h.test</hostname></host></dns>\
+         <ip address='192.168.150.1' netmask='255.255.255.0'>\
+         <dhcp><range start='192.168.150.100' end='192.168.150.150'/></dhcp></ip></network>"
+    )
+}
+
+fn docker_skeleton(lab: &Lab) {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/lab/docker-skeleton.sh");
+    let (ok, out) = sh(&lab.host, &format!("sh {script}"));
+    assert!(ok, "docker skeleton: {out}");
+}
+
+fn bridge_nf_call_iptables(lab: &Lab, on: bool) {
+    let (ok, out) = sh(
+        &lab.host,
+        &format!(
+            "echo {} > /proc/sys/net/bridge/bridge-nf-call-iptables",
+            u8::from(on)
+        ),
+    );
+    assert!(ok, "br_netfilter's sysctl (built into this kernel?): {out}");
+}
+
+/// Two guests, .10 and .11, routing through the bridge.
+fn two_guests(lab: &mut Lab) -> (usize, usize) {
+    let a = lab.guest(BR, "192.168.150.10", "192.168.150.1");
+    let b = lab.guest(BR, "192.168.150.11", "192.168.150.1");
+    (a, b)
+}
+
+fn nat_works(lab: &Lab, g: usize) -> bool {
+    ping(&lab.guests[g], LAN_PEER)
+}
+
+fn cross_works(lab: &Lab, from: usize) -> bool {
+    ping(&lab.guests[from], "192.168.150.11")
+}
+
+fn until(what: &str, within: Duration, mut f: impl FnMut() -> bool) {
+    let t0 = Instant::now();
+    while !f() {
+        assert!(t0.elapsed() < within, "{what}: not within {within:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn iptables_s(lab: &Lab, chain: &str) -> String {
+    sh(&lab.host, &format!("iptables-nft -w -S {chain}")).1
+}
+
+/// `kvnet doctor` against the lab: exit code and output.
+fn doctor(lab: &Lab, args: &[&str]) -> (Option<i32>, String) {
+    let out = std::process::Command::new(bin("kvnet"))
+        .arg("--socket")
+        .arg(&lab.daemon.socket)
+        .arg("doctor")
+        .args(args)
+        .output()
+        .expect("run kvnet");
+    (
+        out.status.code(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+#[test]
+#[ignore = "needs root"]
+fn without_kvnets_rules_dockers_drop_cuts_nat_and_guest_to_guest() {
+    have("iptables-nft", "iptables");
+    let mut lab = Lab::with_env(&[("KVNET_FOREIGN_FIREWALLS", "report")]);
+    bridge_nf_call_iptables(&lab, true);
+    docker_skeleton(&lab);
+    lab.ok(req::Define { xml: nat_xml() });
+    let r = lab.ok(req::Start {
+        network: "nat".into(),
+    });
+    assert!(
+        r.warnings
+            .iter()
+            .any(|w| w.contains("ip filter FORWARD policy drop (docker)")),
+        "{:?}",
+        r.warnings
+    );
+    let (g, _) = two_guests(&mut lab);
+    assert!(!nat_works(&lab, g), "Docker's FORWARD policy drops NAT");
+    assert!(
+        !cross_works(&lab, g),
+        "and, with br_netfilter, guest to guest"
+    );
+    let (code, out) = doctor(&lab, &[]);
+    assert_eq!(code, Some(2), "{out}");
+    assert!(
+        out.contains("PROBLEM foreign-drop [nat]: docker: ip filter FORWARD policy drop"),
+        "{out}"
+    );
+    assert!(out.contains("guest<->guest"), "{out}");
+    assert!(out.contains("note br-netfilter"), "{out}");
+    assert_eq!(
+        iptables_s(&lab, "DOCKER-USER").trim(),
+        "-N DOCKER-USER",
+        "report changes nothing"
+    );
+    // The reference's table: without br_netfilter only forwarded traffic is cut.
+    bridge_nf_call_iptables(&lab, false);
+    assert!(cross_works(&lab, g));
+    assert!(!nat_works(&lab, g));
+}
+
+#[test]
+#[ignore = "needs root"]
+fn dockers_drop_is_lifted_for_kvnets_bridge_and_the_rules_come_back_after_a_flush() {
+    have("iptables-nft", "iptables");
+    let mut lab = Lab::new();
+    bridge_nf_call_iptables(&lab, true);
+    lab.define_and_start(&nat_xml());
+    let (g, _) = two_guests(&mut lab);
+    assert!(nat_works(&lab, g) && cross_works(&lab, g));
+    // Docker starts after the network: kvnetd sees its commits and answers them.
+    docker_skeleton(&lab);
+    until(
+        "kvnet's rules in DOCKER-USER",
+        Duration::from_secs(5),
+        || {
+            iptables_s(&lab, "DOCKER-USER")
+                .matches("kvnet: nat")
+                .count()
+                == 3
+        },
+    );
+    let rules = iptables_s(&lab, "DOCKER-USER");
+    for want in [
+        format!(
+            "-A DOCKER-USER -i {BR} -o {BR} -m comment --comment \"kvnet: nat cross\" -j ACCEPT"
+        ),
+        format!(
+            "-A DOCKER-USER -d 192.168.150.0/24 -o {BR} -m comment --comment \"kvnet: nat in\" -j ACCEPT"
+        ),
+        format!(
+            "-A DOCKER-USER -s 192.168.150.0/24 -i {BR} -m comment --comment \"kvnet: nat out\" -j ACCEPT"
+        ),
+    ] {
+        assert!(rules.contains(&want), "{want} in\n{rules}");
+    }
+    assert!(
+        !iptables_s(&lab, "FORWARD").contains("kvnet"),
+        "FORWARD itself untouched"
+    );
+    assert!(nat_works(&lab, g), "NAT through Docker's drop");
+    assert!(cross_works(&lab, g), "guest to guest through Docker's drop");
+    let (code, out) = doctor(&lab, &[]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("kvnet keeps in other firewalls:"), "{out}");
+    assert!(
+        out.contains("ip filter DOCKER-USER: -i kvfw0 -s 192.168.150.0/24"),
+        "{out}"
+    );
+    // Docker restarting empties its chains; kvnetd puts its rules back.
+    sh(&lab.host, "iptables-nft -w -F DOCKER-USER");
+    until("kvnet's rules back", Duration::from_secs(5), || {
+        iptables_s(&lab, "DOCKER-USER")
+            .matches("kvnet: nat")
+            .count()
+            == 3
+    });
+    assert!(nat_works(&lab, g) && cross_works(&lab, g));
+    // They go with the network.
+    lab.ok(req::Destroy {
+        network: "nat".into(),
+        wait: true,
+    });
+    // (The lab's autostarted network 'default' keeps its own.)
+    assert!(!iptables_s(&lab, "DOCKER-USER").contains("kvnet: nat"));
+    assert!(
+        lab.daemon.log().contains("added ip filter DOCKER-USER"),
+        "logged"
+    );
+}
+
+#[test]
+#[ignore = "needs root"]
+fn ufws_default_deny_is_lifted_for_dhcp_dns_and_forwarding() {
+    have("ufw", "ufw");
+    have("iptables-nft", "iptables");
+    have("dig", "dnsutils");
+    let mut lab = Lab::new();
+    // ufw on the host namespace, its configuration a private copy.
+    let etc = temp_dir("ufw", &lab.host);
+    let (ok, out) = sh(
+        &lab.host,
+        &format!(
+            "cp -a /etc/ufw/. {d}/ && unshare --mount sh -c 'mount --bind {d} /etc/ufw && ufw --force enable'",
+            d = etc.display()
+        ),
+    );
+    assert!(ok, "ufw enable: {out}");
+    assert!(iptables_s(&lab, "INPUT").contains("-P INPUT DROP"));
+    lab.define_and_start(&nat_xml());
+    let g = lab.guest(BR, "192.168.150.10", "192.168.150.1");
+    let (ok, out) = sh(
+        &lab.guests[g],
+        "dig +time=1 +tries=2 +short @192.168.150.1 h.test",
+    );
+    assert!(
+        ok && out.trim() == "192.168.150.9",
+        "DNS through ufw: {out}"
+    );
+    assert!(nat_works(&lab, g), "NAT through ufw's FORWARD drop");
+    let input = iptables_s(&lab, "INPUT");
+    assert!(
+        input.contains("kvnet: nat dhcp") && input.contains("kvnet: nat dns-tcp"),
+        "{input}"
+    );
+    let (code, out) = doctor(&lab, &["nat"]);
+    assert_eq!(code, Some(0), "{out}");
+    lab.ok(req::Destroy {
+        network: "nat".into(),
+        wait: true,
+    });
+    assert!(!iptables_s(&lab, "INPUT").contains("kvnet: nat"));
+    assert!(!iptables_s(&lab, "FORWARD").contains("kvnet: nat"));
+    let _ = std::fs::remove_dir_all(&etc);
+}

@@ -1,0 +1,59 @@
+//! Other firewalls' rules through their own tools: nftables listings as JSON
+//! (`nft -j list …`, read only), and the iptables CLI, the one safe way to
+//! change the tables iptables-nft owns (its rules hold xtables expressions nft
+//! cannot write). Each command's commits are registered as kvnet's own
+//! ([`crate::nftwatch::own_process`]), so kvnet's watchers do not react to them.
+
+use crate::{ErrorKind, HostError};
+use std::process::{Command, Output, Stdio};
+
+fn run(program: &str, args: &[String]) -> Result<Output, HostError> {
+    let context = format!("{program} {}", args.join(" "));
+    let child = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| HostError::new(format!("{context}: spawn"), e))?;
+    let _own = crate::nftwatch::own_process(child.id());
+    let out = child
+        .wait_with_output()
+        .map_err(|e| HostError::new(format!("{context}: wait"), e))?;
+    if out.status.success() {
+        Ok(out)
+    } else {
+        Err(HostError::new(
+            context,
+            ErrorKind::Command {
+                status: out.status,
+                stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+            },
+        ))
+    }
+}
+
+/// The output of `nft ARGS` (a listing, e.g. `-j list table ip filter`) in the
+/// calling thread's network namespace.
+pub fn nft_output(args: &[&str]) -> Result<String, HostError> {
+    let all: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    let out = run(&crate::nft::binary(), &all)?;
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Runs `program` (`iptables-nft`, `ip6tables-nft`, …) with `args`; its stderr is in
+/// the error.
+pub fn iptables(program: &str, args: &[String]) -> Result<(), HostError> {
+    run(program, args).map(drop)
+}
+
+/// Whether `program` can be run (found on PATH).
+pub fn available(program: &str) -> bool {
+    Command::new(program)
+        .arg("--version")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
