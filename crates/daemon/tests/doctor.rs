@@ -20,21 +20,7 @@ fn nat_xml() -> String {
 
 /// `kvnet doctor ARGS`: exit code and output.
 fn doctor(lab: &Lab, args: &[&str]) -> (Option<i32>, String) {
-    let out = Command::new(bin("kvnet"))
-        .arg("--socket")
-        .arg(&lab.daemon.socket)
-        .arg("doctor")
-        .args(args)
-        .output()
-        .expect("run kvnet");
-    (
-        out.status.code(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
+    lab.cli_code(&[&["doctor"], args].concat())
 }
 
 /// The doctor of network `doc`, as JSON.

@@ -23,8 +23,12 @@ fn nat_xml() -> String {
 }
 
 fn docker_skeleton(lab: &Lab) {
+    docker_skeleton_with(lab, "iptables-nft");
+}
+
+fn docker_skeleton_with(lab: &Lab, iptables: &str) {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/lab/docker-skeleton.sh");
-    let (ok, out) = sh(&lab.host, &format!("sh {script}"));
+    let (ok, out) = sh(&lab.host, &format!("sh {script} {iptables}"));
     assert!(ok, "docker skeleton: {out}");
 }
 
@@ -66,23 +70,9 @@ fn iptables_s(lab: &Lab, chain: &str) -> String {
     sh(&lab.host, &format!("iptables-nft -w -S {chain}")).1
 }
 
-/// `kvnet doctor` against the lab: exit code and output.
+/// `kvnet doctor ARGS`: exit code and output.
 fn doctor(lab: &Lab, args: &[&str]) -> (Option<i32>, String) {
-    let out = std::process::Command::new(bin("kvnet"))
-        .arg("--socket")
-        .arg(&lab.daemon.socket)
-        .arg("doctor")
-        .args(args)
-        .output()
-        .expect("run kvnet");
-    (
-        out.status.code(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
+    lab.cli_code(&[&["doctor"], args].concat())
 }
 
 #[test]
@@ -234,6 +224,25 @@ fn ufws_default_deny_is_lifted_for_dhcp_dns_and_forwarding() {
     );
     let (code, out) = doctor(&lab, &["nat"]);
     assert_eq!(code, Some(0), "{out}");
+    // `ufw reload` rewrites its rules; kvnet's stay or come back.
+    let (ok, out) = sh(
+        &lab.host,
+        &format!(
+            "unshare --mount sh -c 'mount --bind {} /etc/ufw && ufw reload'",
+            etc.display()
+        ),
+    );
+    assert!(ok, "ufw reload: {out}");
+    until("DNS after ufw reload", Duration::from_secs(5), || {
+        sh(
+            &lab.guests[g],
+            "dig +time=1 +tries=1 +short @192.168.150.1 h.test",
+        )
+        .1
+        .trim()
+            == "192.168.150.9"
+    });
+    assert!(nat_works(&lab, g), "NAT after ufw reload");
     lab.ok(req::Destroy {
         network: "nat".into(),
         wait: true,
@@ -241,4 +250,35 @@ fn ufws_default_deny_is_lifted_for_dhcp_dns_and_forwarding() {
     assert!(!iptables_s(&lab, "INPUT").contains("kvnet: nat"));
     assert!(!iptables_s(&lab, "FORWARD").contains("kvnet: nat"));
     let _ = std::fs::remove_dir_all(&etc);
+}
+
+#[test]
+#[ignore = "needs root"]
+fn iptables_legacy_drops_are_lifted_with_iptables_legacy() {
+    have("iptables-legacy", "iptables");
+    let mut lab = Lab::new();
+    bridge_nf_call_iptables(&lab, true);
+    // Docker's rules in x_tables, where nft does not see them.
+    docker_skeleton_with(&lab, "iptables-legacy");
+    lab.define_and_start(&nat_xml());
+    let (g, _) = two_guests(&mut lab);
+    assert!(nat_works(&lab, g), "NAT through legacy's FORWARD drop");
+    assert!(cross_works(&lab, g), "guest to guest through it");
+    let rules = sh(&lab.host, "iptables-legacy -w -S DOCKER-USER").1;
+    assert_eq!(rules.matches("kvnet: nat").count(), 3, "{rules}");
+    let (code, out) = doctor(&lab, &["nat"]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains("ip filter (iptables-legacy) DOCKER-USER"),
+        "{out}"
+    );
+    lab.ok(req::Destroy {
+        network: "nat".into(),
+        wait: true,
+    });
+    assert!(
+        !sh(&lab.host, "iptables-legacy -w -S DOCKER-USER")
+            .1
+            .contains("kvnet: nat")
+    );
 }

@@ -53,9 +53,11 @@ impl fmt::Display for Owner {
     }
 }
 
-/// The tables of iptables-nft, where kvnet's accepts go through the iptables CLI.
+/// The filter tables of iptables-nft and iptables-legacy, where kvnet's accepts go
+/// through the iptables CLI.
 pub fn is_iptables_table(t: &TableId) -> bool {
-    matches!(t.family.as_str(), "ip" | "ip6") && t.name == "filter"
+    matches!(t.family.as_str(), "ip" | "ip6")
+        && (t.name == "filter" || t.name == crate::legacy::LEGACY_FILTER)
 }
 
 /// The owner of a drop in `chain` of table `t`.
@@ -78,7 +80,15 @@ pub fn owner(rs: &Ruleset, t: &TableId, chain: &str) -> Owner {
         _ => {}
     }
     if !matches!(t.family.as_str(), "ip" | "ip6")
-        || !["filter", "nat", "mangle", "raw", "security"].contains(&t.name.as_str())
+        || ![
+            "filter",
+            "nat",
+            "mangle",
+            "raw",
+            "security",
+            crate::legacy::LEGACY_FILTER,
+        ]
+        .contains(&t.name.as_str())
     {
         return Owner::Unknown;
     }

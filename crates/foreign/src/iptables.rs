@@ -29,6 +29,8 @@ pub const DOCKER_USER: &str = "DOCKER-USER";
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct IptRule {
     pub v6: bool,
+    /// In iptables-legacy's tables rather than iptables-nft's.
+    pub legacy: bool,
     pub chain: String,
     pub network: String,
     pub traffic: Traffic,
@@ -39,12 +41,13 @@ pub struct IptRule {
 }
 
 impl IptRule {
-    /// The nft-based binary: the drops were seen in nftables.
+    /// The binary of the table the drop was seen in.
     pub fn binary(&self) -> &'static str {
-        if self.v6 {
-            "ip6tables-nft"
-        } else {
-            "iptables-nft"
+        match (self.v6, self.legacy) {
+            (false, false) => "iptables-nft",
+            (true, false) => "ip6tables-nft",
+            (false, true) => "iptables-legacy",
+            (true, true) => "ip6tables-legacy",
         }
     }
 
@@ -76,11 +79,13 @@ impl IptRule {
 
     /// As `iptables -S` would show it, for logs and the doctor.
     pub fn display(&self) -> String {
-        let table = if self.v6 { "ip6 filter" } else { "ip filter" };
-        format!("{table} {}: {}", self.chain, self.spec().join(" "))
+        format!("{} {}: {}", self.table(), self.chain, self.spec().join(" "))
     }
 
     fn table(&self) -> TableId {
+        if self.legacy {
+            return crate::legacy::table_id(self.v6);
+        }
         TableId::new(if self.v6 { "ip6" } else { "ip" }, "filter")
     }
 }
@@ -99,6 +104,7 @@ fn chain_for(traffic: Traffic, docker_user: bool) -> &'static str {
 struct Builder<'a> {
     fw: &'a FwNetwork,
     v6: bool,
+    legacy: bool,
     chain: &'static str,
     traffic: Traffic,
     matches: Vec<String>,
@@ -128,6 +134,7 @@ impl Builder<'_> {
         self.sig.sort();
         IptRule {
             v6: self.v6,
+            legacy: self.legacy,
             chain: self.chain.to_string(),
             network: self.fw.name.clone(),
             traffic: self.traffic,
@@ -137,12 +144,27 @@ impl Builder<'_> {
     }
 }
 
-/// Every rule kvnet could need for `fw` in family `v6`, `traffic` kind by kind.
-pub fn candidates(fw: &FwNetwork, v6: bool, traffic: Traffic, docker_user: bool) -> Vec<IptRule> {
+/// Where kvnet's rules for a table go: its family, whether it is iptables-legacy's,
+/// and whether it has Docker's `DOCKER-USER`.
+#[derive(Debug, Clone, Copy)]
+pub struct Target {
+    pub v6: bool,
+    pub legacy: bool,
+    pub docker_user: bool,
+}
+
+/// Every rule kvnet could need for `fw` in table `to`, `traffic` kind by kind.
+pub fn candidates(fw: &FwNetwork, to: Target, traffic: Traffic) -> Vec<IptRule> {
+    let Target {
+        v6,
+        legacy,
+        docker_user,
+    } = to;
     let br = fw.bridge.as_str();
     let b = || Builder {
         fw,
         v6,
+        legacy,
         chain: chain_for(traffic, docker_user),
         traffic,
         matches: Vec::new(),
@@ -252,8 +274,12 @@ pub struct Present {
 /// kvnet's rules for `nets` in the ruleset, in whichever chain they are.
 pub fn present(rs: &Ruleset, nets: &[FwNetwork]) -> Vec<Present> {
     let mut out = Vec::new();
-    for v6 in [false, true] {
-        let id = TableId::new(if v6 { "ip6" } else { "ip" }, "filter");
+    for (v6, legacy) in [(false, false), (true, false), (false, true), (true, true)] {
+        let id = if legacy {
+            crate::legacy::table_id(v6)
+        } else {
+            TableId::new(if v6 { "ip6" } else { "ip" }, "filter")
+        };
         let Some(table) = rs.tables.get(&id) else {
             continue;
         };
@@ -264,8 +290,12 @@ pub fn present(rs: &Ruleset, nets: &[FwNetwork]) -> Vec<Present> {
             let want: Vec<IptRule> = nets
                 .iter()
                 .flat_map(|fw| {
-                    ALL.iter()
-                        .flat_map(move |&t| candidates(fw, v6, t, chain == DOCKER_USER))
+                    let to = Target {
+                        v6,
+                        legacy,
+                        docker_user: chain == DOCKER_USER,
+                    };
+                    ALL.iter().flat_map(move |&t| candidates(fw, to, t))
                 })
                 .filter(|r| r.chain == chain)
                 .collect();
@@ -317,8 +347,12 @@ pub fn plan(rs: &Ruleset, nets: &[FwNetwork], hits: &[Hit], found: &[Present]) -
         let Some(fw) = nets.iter().find(|n| n.name == h.network) else {
             continue;
         };
-        let docker_user = rs.has_chain(&h.table.family, "filter", DOCKER_USER);
-        for r in candidates(fw, h.v6, h.traffic, docker_user) {
+        let to = Target {
+            v6: h.v6,
+            legacy: h.table.name == crate::legacy::LEGACY_FILTER,
+            docker_user: rs.has_chain(&h.table.family, &h.table.name, DOCKER_USER),
+        };
+        for r in candidates(fw, to, h.traffic) {
             if !want.contains(&r) {
                 want.push(r);
             }
@@ -366,21 +400,26 @@ mod tests {
     fn rules_read_as_iptables_would_take_them() {
         let mut fw = crate::traffic::tests::nat("n", "br0", &["10.0.0.0/24"]);
         fw.forward_dev = Some("eth1".into());
-        let r = &candidates(&fw, false, Traffic::ForwardOut, true)[0];
+        let to = |docker_user| Target {
+            v6: false,
+            legacy: false,
+            docker_user,
+        };
+        let r = &candidates(&fw, to(true), Traffic::ForwardOut)[0];
         assert_eq!(
             r.insert_args().join(" "),
             "-w -I DOCKER-USER -i br0 -s 10.0.0.0/24 -o eth1 -m comment --comment kvnet: n out -j ACCEPT"
         );
         assert_eq!(r.binary(), "iptables-nft");
-        let dns = &candidates(&fw, false, Traffic::DnsTcp, true)[0];
+        let dns = &candidates(&fw, to(true), Traffic::DnsTcp)[0];
         assert_eq!(
             dns.delete_args().join(" "),
             "-w -D INPUT -i br0 -p tcp --dport 53 -m comment --comment kvnet: n dns-tcp -j ACCEPT"
         );
         fw.mode = FwMode::Isolated;
-        assert!(candidates(&fw, false, Traffic::ForwardOut, false).is_empty());
+        assert!(candidates(&fw, to(false), Traffic::ForwardOut).is_empty());
         assert_eq!(
-            candidates(&fw, false, Traffic::Cross, false)[0].chain,
+            candidates(&fw, to(false), Traffic::Cross)[0].chain,
             "FORWARD"
         );
     }

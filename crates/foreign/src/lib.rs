@@ -14,6 +14,7 @@
 //! * `traffic`: what each network needs to pass, as representative packets.
 //! * `eval`: one packet through one base chain, with three-valued matches.
 //! * `analyse`: every packet through every chain; owners.
+//! * `legacy`: iptables-legacy's rules (`iptables-legacy-save`) in the same model.
 //! * `iptables`, `firewalld`: the remedies.
 
 #![forbid(unsafe_code)]
@@ -22,6 +23,7 @@ pub mod analyse;
 pub mod eval;
 pub mod firewalld;
 pub mod iptables;
+pub mod legacy;
 pub mod ruleset;
 pub mod traffic;
 

@@ -51,7 +51,17 @@ fn err(context: impl Into<String>, e: zbus::Error) -> HostError {
 
 impl Firewalld {
     /// Connects to the system bus; None when there is none (then firewalld cannot run).
+    /// A missing socket is seen without trying: network starts ask this each time.
     pub async fn connect() -> Option<Firewalld> {
+        let addr = std::env::var("DBUS_SYSTEM_BUS_ADDRESS")
+            .unwrap_or_else(|_| "unix:path=/run/dbus/system_bus_socket".into());
+        if let Some(path) = addr
+            .strip_prefix("unix:path=")
+            .map(|p| p.split(',').next().unwrap_or(p))
+            && !std::path::Path::new(path).exists()
+        {
+            return None;
+        }
         zbus::Connection::system()
             .await
             .ok()
@@ -107,11 +117,7 @@ impl Firewalld {
         name: &str,
         settings: &[(&str, Setting<'_>)],
     ) -> Result<(), HostError> {
-        let body = (name, dict(settings));
-        let _: zbus::zvariant::OwnedObjectPath = self
-            .call(CONFIG_PATH, CONFIG_IFACE, "addZone2", &body)
-            .await?;
-        Ok(())
+        self.add("addZone2", name, settings).await
     }
 
     /// Creates permanent policy `name`.
@@ -120,10 +126,19 @@ impl Firewalld {
         name: &str,
         settings: &[(&str, Setting<'_>)],
     ) -> Result<(), HostError> {
+        self.add("addPolicy", name, settings).await
+    }
+
+    /// A config call that creates object `name` and returns its path.
+    async fn add(
+        &self,
+        method: &str,
+        name: &str,
+        settings: &[(&str, Setting<'_>)],
+    ) -> Result<(), HostError> {
         let body = (name, dict(settings));
-        let _: zbus::zvariant::OwnedObjectPath = self
-            .call(CONFIG_PATH, CONFIG_IFACE, "addPolicy", &body)
-            .await?;
+        let _: zbus::zvariant::OwnedObjectPath =
+            self.call(CONFIG_PATH, CONFIG_IFACE, method, &body).await?;
         Ok(())
     }
 

@@ -1,5 +1,5 @@
 //! Other firewalls' rules through their own tools: nftables listings as JSON
-//! (`nft -j list …`, read only), and the iptables CLI, the one safe way to
+//! (`nft -j list …`) and iptables-legacy's (`iptables-legacy-save`), read only,, and the iptables CLI, the one safe way to
 //! change the tables iptables-nft owns (its rules hold xtables expressions nft
 //! cannot write). Each command's commits are registered as kvnet's own
 //! ([`crate::nftwatch::own_process`]), so kvnet's watchers do not react to them.
@@ -33,12 +33,17 @@ fn run(program: &str, args: &[String]) -> Result<Output, HostError> {
     }
 }
 
-/// The output of `nft ARGS` (a listing, e.g. `-j list table ip filter`) in the
+/// The output of `program ARGS` (a listing: `iptables-legacy-save -t filter`), in the
 /// calling thread's network namespace.
-pub fn nft_output(args: &[&str]) -> Result<String, HostError> {
+pub fn output(program: &str, args: &[&str]) -> Result<String, HostError> {
     let all: Vec<String> = args.iter().map(|a| a.to_string()).collect();
-    let out = run(&crate::nft::binary(), &all)?;
+    let out = run(program, &all)?;
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// The output of `nft ARGS` (e.g. `-j list table ip filter`).
+pub fn nft_output(args: &[&str]) -> Result<String, HostError> {
+    output(&crate::nft::binary(), args)
 }
 
 /// Runs `program` (`iptables-nft`, `ip6tables-nft`, …) with `args`; its stderr is in

@@ -14,7 +14,7 @@
 use anyhow::{Result, anyhow, bail};
 use kvnet_firewall::FwNetwork;
 use kvnet_foreign::iptables::{self, IptRule};
-use kvnet_foreign::{BridgeNf, Context, Hit, Ruleset, TableId, analyse, firewalld};
+use kvnet_foreign::{BridgeNf, Context, Hit, Ruleset, TableId, analyse, firewalld, legacy};
 use kvnet_host::firewalld::{Firewalld, Setting};
 use kvnet_host::{iptables as ipt, sysctl};
 use kvnet_model::Network;
@@ -74,10 +74,17 @@ pub fn bridge_nf() -> BridgeNf {
     }
 }
 
-/// Every table but `own`, read table by table so that kvnet's own (large) table is
-/// never listed. The list of tables is read as text: nft 1.0.6's JSON of an owned
-/// table's flags (kvnet's guard table) is garbage and sometimes crashes nft.
+/// Every table but `own`, and iptables-legacy's filter tables.
 pub fn read_ruleset(own: &[TableId]) -> Result<Ruleset> {
+    let mut rs = read_nft(own)?;
+    add_legacy(&mut rs);
+    Ok(rs)
+}
+
+/// nftables' tables but `own`, read table by table so that kvnet's own (large) table
+/// is never listed. The list of tables is read as text: nft 1.0.6's JSON of an owned
+/// table's flags (kvnet's guard table) is garbage and sometimes crashes nft.
+fn read_nft(own: &[TableId]) -> Result<Ruleset> {
     let tables = kvnet_foreign::ruleset::parse_table_list(&ipt::nft_output(&["list", "tables"])?);
     let mut rs = Ruleset::default();
     for id in tables.iter().filter(|t| !own.contains(t)) {
@@ -87,6 +94,32 @@ pub fn read_ruleset(own: &[TableId]) -> Result<Ruleset> {
         }
     }
     Ok(rs)
+}
+
+/// iptables-legacy's filter tables, read each time: x_tables sends no change
+/// notifications, so they are never cached. Only when one exists: running
+/// iptables-legacy would load the x_tables modules.
+fn add_legacy(rs: &mut Ruleset) {
+    for v6 in [false, true] {
+        let names = if v6 {
+            "ip6_tables_names"
+        } else {
+            "ip_tables_names"
+        };
+        let exists = std::fs::read_to_string(format!("/proc/net/{names}"))
+            .is_ok_and(|t| t.lines().any(|l| l == "filter"));
+        let save = if v6 {
+            "ip6tables-legacy-save"
+        } else {
+            "iptables-legacy-save"
+        };
+        if exists
+            && let Ok(text) = ipt::output(save, &["-t", "filter"])
+            && let Some(t) = legacy::parse_save(&text, v6)
+        {
+            rs.tables.insert(legacy::table_id(v6), t);
+        }
+    }
 }
 
 fn settings(d: &firewalld::Definition) -> Vec<(&'static str, Setting<'static>)> {
@@ -264,14 +297,17 @@ impl Foreign {
         }
     }
 
+    /// The other tables: nftables' from the cache while the watcher keeps it valid.
     fn ruleset(&self, st: &mut State) -> Result<Ruleset> {
-        if st.watched
-            && let Some(rs) = &st.cache
-        {
-            return Ok(rs.clone());
-        }
-        let rs = read_ruleset(&self.inner.own_tables)?;
-        st.cache = Some(rs.clone());
+        let mut rs = match &st.cache {
+            Some(rs) if st.watched => rs.clone(),
+            _ => {
+                let rs = read_nft(&self.inner.own_tables)?;
+                st.cache = Some(rs.clone());
+                rs
+            }
+        };
+        add_legacy(&mut rs);
         Ok(rs)
     }
 

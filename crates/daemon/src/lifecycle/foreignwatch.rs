@@ -7,7 +7,7 @@
 //! rechecks are rate-limited like the table's repairs ([`fwrepair::Budget`]).
 
 use super::fwrepair::Budget;
-use crate::dataplane::foreign::{Foreign, Mode};
+use crate::dataplane::foreign::Foreign;
 use futures::StreamExt;
 use kvnet_host::firewalld::Event;
 use kvnet_host::nftwatch::{self, NftWatcher, Notice};
@@ -32,12 +32,9 @@ fn concerns(n: &Notice, own: &[kvnet_foreign::TableId]) -> bool {
     }
 }
 
-/// Starts the task (with the other tables' cache enabled), unless kvnet changes
-/// nothing in other firewalls.
+/// Starts the task, which also keeps the other tables' cache valid (in `report` mode
+/// that is all it does: [`Foreign::recheck`] changes nothing there).
 pub async fn spawn(foreign: Foreign) -> Option<tokio::task::JoinHandle<()>> {
-    if foreign.mode() == Mode::Report {
-        return None;
-    }
     let mut nft = match NftWatcher::open() {
         Ok(w) => w,
         Err(e) => {

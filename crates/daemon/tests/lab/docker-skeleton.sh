@@ -1,7 +1,7 @@
 # Docker 28.0.1-29.x's filter and nat rules (iptables backend) after it enabled
 # forwarding, with one default bridge: /work/shared/reference/foreign-firewalls.md §2.6.
-# usage: ip netns exec NS sh docker-skeleton.sh   (needs iptables-nft)
-set -e; ipt() { iptables-nft -w "$@"; }
+# usage: ip netns exec NS sh docker-skeleton.sh [iptables-nft|iptables-legacy]
+set -e; bin="${1:-iptables-nft}"; ipt() { "$bin" -w "$@"; }
 ipt -P FORWARD DROP
 for c in DOCKER DOCKER-BRIDGE DOCKER-CT DOCKER-FORWARD DOCKER-INTERNAL DOCKER-USER; do ipt -N "$c"; done
 ipt -A FORWARD -j DOCKER-USER; ipt -A FORWARD -j DOCKER-FORWARD

@@ -213,6 +213,12 @@ impl Lab {
 
     /// Run the kvnet CLI against this lab's daemon.
     pub fn cli(&self, args: &[&str]) -> (bool, String) {
+        let (code, text) = self.cli_code(args);
+        (code == Some(0), text)
+    }
+
+    /// Like [`Lab::cli`], with the exit code (None when killed by a signal).
+    pub fn cli_code(&self, args: &[&str]) -> (Option<i32>, String) {
         let out = Command::new(bin("kvnet"))
             .arg("--socket")
             .arg(&self.daemon.socket)
@@ -224,7 +230,7 @@ impl Lab {
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
-        (out.status.success(), text)
+        (out.status.code(), text)
     }
 
     pub fn define_and_start(&self, xml: &str) -> String {

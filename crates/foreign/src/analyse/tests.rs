@@ -252,3 +252,41 @@ fn an_empty_ruleset_drops_nothing() {
     let rs = Ruleset::parse(r#"{"nftables":[]}"#).unwrap();
     assert_eq!(analyse(&rs, &[net()], &brnf()), []);
 }
+
+#[test]
+fn iptables_legacy_drops_are_judged_and_fixed_with_its_own_binary() {
+    let save = "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\n\
+                :DOCKER-USER - [0:0]\n-A FORWARD -j DOCKER-USER\nCOMMIT\n";
+    let mut rs = Ruleset::default();
+    rs.tables.insert(
+        crate::legacy::table_id(false),
+        crate::legacy::parse_save(save, false).unwrap(),
+    );
+    let hits = analyse(&rs, &[net()], &Context::default());
+    assert_eq!(kinds(&hits), [Traffic::ForwardOut, Traffic::ForwardIn]);
+    assert_eq!(hits[0].owner, Owner::Docker);
+    assert_eq!(
+        hits[0].location(),
+        "ip filter (iptables-legacy) FORWARD policy drop"
+    );
+    let plan = iptables::plan(&rs, &[net()], &hits, &[]);
+    assert_eq!(plan.add.len(), 2);
+    assert!(
+        plan.add
+            .iter()
+            .all(|r| r.binary() == "iptables-legacy" && r.chain == DOCKER_USER),
+        "{plan:?}"
+    );
+    // Once added (as iptables-legacy-save shows them), they are found again.
+    let with = "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\n:DOCKER-USER - [0:0]\n\
+         -A FORWARD -j DOCKER-USER\n\
+         -A DOCKER-USER -d 192.168.150.0/24 -o kvbr0 -m comment --comment \"kvnet: default in\" -j ACCEPT\n\
+         -A DOCKER-USER -s 192.168.150.0/24 -i kvbr0 -m comment --comment \"kvnet: default out\" -j ACCEPT\nCOMMIT\n";
+    let mut rs = Ruleset::default();
+    rs.tables.insert(
+        crate::legacy::table_id(false),
+        crate::legacy::parse_save(with, false).unwrap(),
+    );
+    assert_eq!(analyse(&rs, &[net()], &Context::default()), []);
+    assert_eq!(iptables::present(&rs, &[net()]).len(), 2);
+}
