@@ -44,20 +44,9 @@ impl Daemon {
             registry: Registry::default(),
             paths,
         };
-        for (file_name, text) in store::load_definitions(&d.paths)? {
-            let file = d.paths.definition(&file_name);
-            match Network::from_xml(&text) {
-                Ok(net) if net.name == file_name => {
-                    let autostart = store::is_autostart(&d.paths, &net.name);
-                    d.registry.load(net, autostart);
-                }
-                Ok(net) => error!(
-                    "skipping {}: it defines network '{}'",
-                    file.display(),
-                    net.name
-                ),
-                Err(e) => error!("skipping {}: {e}", file.display()),
-            }
+        for net in store::load_definitions(&d.paths)? {
+            let autostart = store::is_autostart(&d.paths, &net.name);
+            d.registry.load(net, autostart);
         }
         d.life.adopt_all(&mut d.registry).await?;
         if !d.paths.default_defined_marker().exists() {
@@ -145,8 +134,7 @@ impl Daemon {
     pub fn undefine(&mut self, name: &str) -> Result<()> {
         self.registry
             .check_undefine(name, &self.ports.names(name))?;
-        store::remove_if_exists(&self.paths.autostart_link(name))?;
-        store::remove_if_exists(&self.paths.definition(name))?;
+        store::remove_definition(&self.paths, name)?;
         if let Some(st) = self.registry.undefine(name)? {
             status::save(&self.paths, name, &st)?;
         }
