@@ -44,6 +44,8 @@ impl Daemon {
             registry: Registry::default(),
             paths,
         };
+        // First the host's NIC: an iface-bridge a kill interrupted is undone.
+        ifbridge::recover(d.life.nl(), &d.paths).await;
         for net in store::load_definitions(&d.paths)? {
             let autostart = store::is_autostart(&d.paths, &net.name);
             d.registry.load(net, autostart);
@@ -267,11 +269,11 @@ impl Daemon {
     }
 
     pub async fn iface_bridge(&self, r: &req::IfaceBridge) -> Result<Bridged> {
-        ifbridge::bridge(self.life.nl(), r).await
+        ifbridge::bridge(self.life.nl(), &self.paths, r).await
     }
 
     pub async fn iface_unbridge(&self, bridge: &str) -> Result<Unbridged> {
         let used_by = self.registry.by_bridge(bridge).map(|n| n.name.clone());
-        ifbridge::unbridge(self.life.nl(), bridge, used_by).await
+        ifbridge::unbridge(self.life.nl(), &self.paths, bridge, used_by).await
     }
 }

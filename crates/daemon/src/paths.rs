@@ -102,6 +102,12 @@ impl Paths {
         self.ports_dir().join(format!("{name}.json"))
     }
 
+    /// The `iface-bridge`/`-unbridge` in progress: its plan and how far it got, so that
+    /// the next kvnetd undoes (or finishes) one a kill interrupted.
+    pub fn iface_journal(&self) -> PathBuf {
+        self.run_dir.join("iface-change.json")
+    }
+
     pub fn lock(&self) -> PathBuf {
         self.run_dir.join("kvnetd.pid")
     }
