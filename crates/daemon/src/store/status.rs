@@ -3,7 +3,7 @@
 
 use super::{Durability, remove_if_exists, write_atomic};
 use crate::paths::Paths;
-use anyhow::{Context, Result};
+use anyhow::Result;
 use serde::{Deserialize, Serialize};
 use std::fs;
 
@@ -52,8 +52,7 @@ pub fn load_all(paths: &Paths) -> Result<Vec<(String, Result<Status>)>> {
         };
         let st = fs::read(&path)
             .map_err(anyhow::Error::from)
-            .and_then(|b| serde_json::from_slice(&b).map_err(anyhow::Error::from))
-            .with_context(|| format!("status file {}", path.display()));
+            .and_then(|b| serde_json::from_slice(&b).map_err(anyhow::Error::from));
         out.push((stem.to_string(), st));
     }
     out.sort_by(|a, b| a.0.cmp(&b.0));

@@ -172,6 +172,20 @@ impl Guest {
         env: &[(&str, &str)],
         params: &[(&str, &str)],
     ) -> Guest {
+        Self::boot_wrapped(img, ns, name, net, env, params, &[])
+    }
+
+    /// [`Guest::boot`] with QEMU run through `wrap`, a command that runs its arguments
+    /// (e.g. as another user, or with other mounts).
+    pub fn boot_wrapped(
+        img: &Image,
+        ns: &TestNs,
+        name: &str,
+        net: &[String],
+        env: &[(&str, &str)],
+        params: &[(&str, &str)],
+        wrap: &[String],
+    ) -> Guest {
         let mac = device_mac(net).unwrap_or_else(|| panic!("no mac= in {net:?}"));
         // Without an option ROM: the NIC's PXE ROM (ipxe-qemu) need not be installed.
         let net: Vec<String> = net
@@ -194,7 +208,9 @@ impl Guest {
         }
         let mut cmd = Command::new("timeout");
         cmd.args(["-s", "KILL", &HARD_LIMIT.as_secs().to_string()])
-            .args(["ip", "netns", "exec", ns.name(), "qemu-system-x86_64"])
+            .args(["ip", "netns", "exec", ns.name()])
+            .args(wrap)
+            .arg("qemu-system-x86_64")
             .args(["-accel", "tcg", "-cpu", "max", "-m", "256"])
             .args([
                 "-nographic",
