@@ -4,25 +4,12 @@
 
 mod lab;
 
-use kvnet_api::NetSummary;
 use kvnet_api::request as req;
 use lab::*;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-fn net_xml(name: &str, br: &str, third: u8, forward: &str) -> String {
-    format!(
-        "<network><name>{name}</name>{forward}<bridge name='{br}'/>\
-         <ip address='192.168.{third}.1' netmask='255.255.255.0'>\
-         <dhcp><range start='192.168.{third}.100' end='192.168.{third}.200'/></dhcp></ip></network>"
-    )
-}
-
-fn list(lab: &Lab) -> Vec<NetSummary> {
-    serde_json::from_value(lab.ok(req::List {}).data).expect("list")
-}
-
-fn summary(lab: &Lab, name: &str) -> Option<NetSummary> {
+fn summary(lab: &Lab, name: &str) -> Option<kvnet_api::NetSummary> {
     list(lab).into_iter().find(|n| n.name == name)
 }
 

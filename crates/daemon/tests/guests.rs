@@ -134,12 +134,7 @@ fn qemu_guest_via_bridge_helper_gets_lease_dns_and_nat() {
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
 
     let mut g = default_network_guest_works(&lab, &img, "vm-helper", &net, &env);
-    let listed = ports(&lab);
-    assert_eq!(listed.len(), 1, "{listed:?}");
-    assert_eq!(listed[0].kind, PortKind::Helper, "{listed:?}");
-    let tap = listed[0].ifname.clone();
-    let l = link(&lab, &tap).unwrap_or_else(|| panic!("{tap} missing"));
-    assert!(l.contains("master virbr0"), "{l}");
+    let tap = helper_port_on_virbr0(&lab);
     g.shutdown(EXIT);
 
     assert!(link(&lab, &tap).is_none(), "{tap} gone with QEMU");
@@ -160,7 +155,7 @@ fn qemu_guest_via_denied_bridge_helper_gets_no_network() {
     let env = helper_env(&lab, &acl);
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
 
-    let mut g = Guest::boot(&img, &lab.host, "vm-denied", &net, &env, &[]);
+    let mut g = Guest::boot(&img, &lab.host, "vm-denied", &net, &env, &[], &[]);
     let st = g
         .wait_exit(STEP)
         .unwrap_or_else(|| panic!("QEMU runs without its netdev:\n{}", g.console()));
@@ -226,12 +221,7 @@ fn unprivileged_qemu_via_the_installed_bridge_helper_gets_lease_dns_and_nat() {
     let wrap = [at_default_paths(dir), user_tun(dir), as_nobody()].concat();
 
     let mut g = guest_works_wrapped(&lab, &img, "vm-user", &net, &[], &wrap);
-    let listed = ports(&lab);
-    assert_eq!(listed.len(), 1, "{listed:?}");
-    assert_eq!(listed[0].kind, PortKind::Helper, "{listed:?}");
-    let tap = listed[0].ifname.clone();
-    let l = link(&lab, &tap).unwrap_or_else(|| panic!("{tap} missing"));
-    assert!(l.contains("master virbr0"), "{l}");
+    let tap = helper_port_on_virbr0(&lab);
     g.shutdown(EXIT);
     assert!(link(&lab, &tap).is_none(), "{tap} gone with QEMU");
 }
@@ -263,6 +253,17 @@ impl Drop for InstalledHelper {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
     }
+}
+
+/// The one port, a TAP the bridge helper made and registered on virbr0: its name.
+fn helper_port_on_virbr0(lab: &Lab) -> String {
+    let listed = ports(lab);
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(listed[0].kind, PortKind::Helper, "{listed:?}");
+    let tap = listed[0].ifname.clone();
+    let l = link(lab, &tap).unwrap_or_else(|| panic!("{tap} missing"));
+    assert!(l.contains("master virbr0"), "{l}");
+    tap
 }
 
 fn helper_netdev() -> String {
@@ -343,7 +344,7 @@ fn default_network_guest_works(
 }
 
 /// [`default_network_guest_works`] with QEMU run through `wrap` (see
-/// [`Guest::boot_wrapped`]).
+/// [`Guest::boot`]).
 fn guest_works_wrapped(
     lab: &Lab,
     img: &Image,
@@ -353,7 +354,7 @@ fn guest_works_wrapped(
     wrap: &[String],
 ) -> Guest {
     with_upstream(lab, || {
-        let mut g = Guest::boot_wrapped(
+        let mut g = Guest::boot(
             img,
             &lab.host,
             name,

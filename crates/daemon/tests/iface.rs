@@ -275,6 +275,10 @@ fn a_kill_after_any_step_is_undone_at_the_next_start() {
         }
         // Only an unbridge killed after its last step (deleting the bridge) is finished.
         assert_eq!(finished_at, (op == "unbridge").then_some(n - 1), "{op}");
+        eprintln!(
+            "{op}: killed after each of its {} steps, recovered each time",
+            n - 1
+        );
     }
 }
 

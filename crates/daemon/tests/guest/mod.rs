@@ -164,20 +164,9 @@ impl Guest {
     /// `script=`s and bridge helper see it). `params` become `kvnet.KEY=VALUE` on the
     /// kernel command line: `lookup` (names, comma-separated), `ping` (addresses),
     /// `hold` (seconds to stay up after `KVNET done`); see scripts/guest/init.
+    /// `wrap` is a command that runs its arguments (e.g. as another user, or with other
+    /// mounts), put before QEMU; empty for QEMU as root.
     pub fn boot(
-        img: &Image,
-        ns: &TestNs,
-        name: &str,
-        net: &[String],
-        env: &[(&str, &str)],
-        params: &[(&str, &str)],
-    ) -> Guest {
-        Self::boot_wrapped(img, ns, name, net, env, params, &[])
-    }
-
-    /// [`Guest::boot`] with QEMU run through `wrap`, a command that runs its arguments
-    /// (e.g. as another user, or with other mounts).
-    pub fn boot_wrapped(
         img: &Image,
         ns: &TestNs,
         name: &str,

@@ -73,11 +73,18 @@ for m in etc:/etc/kvnet lib:/var/lib/kvnet run:/run/kvnet; do
   mount --bind "$src" "$dst"
 done
 exec "$@""#;
-    ["sh", "-c", script, "kvnet-default-paths"]
-        .into_iter()
-        .map(str::to_string)
-        .chain([dir.display().to_string()])
-        .collect()
+    sh_with_dir(script, dir)
+}
+
+/// `sh -c SCRIPT` with `$1` = `dir`, then the arguments that follow.
+fn sh_with_dir(script: &str, dir: &Path) -> Vec<String> {
+    vec![
+        "sh".into(),
+        "-c".into(),
+        script.into(),
+        "kvnet-lab".into(),
+        dir.display().to_string(),
+    ]
 }
 
 /// The shell that gives its arguments a /dev/net/tun every user may open (mode 0666, as
@@ -92,11 +99,7 @@ if [ "$(stat -c %a /dev/net/tun)" != 666 ]; then
   mount --bind "$D/tun" /dev/net/tun
 fi
 exec "$@""#;
-    ["sh", "-c", script, "kvnet-user-tun"]
-        .into_iter()
-        .map(str::to_string)
-        .chain([dir.display().to_string()])
-        .collect()
+    sh_with_dir(script, dir)
 }
 
 /// setpriv's arguments that run what follows as nobody:nogroup, without other groups
@@ -156,7 +159,7 @@ impl Daemon {
                 "set -e; D=$1; shift; {}; exec \"$@\"",
                 setup.shell.join("; ")
             );
-            cmd.args(["sh", "-c", &script, "kvnet-lab"]).arg(dir);
+            cmd.args(sh_with_dir(&script, dir));
         }
         if setup.default_paths {
             cmd.args(at_default_paths(dir)).arg(bin("kvnetd"));
@@ -356,6 +359,21 @@ impl Lab {
     pub fn links(&self) -> String {
         ip(&self.host, "-br link")
     }
+}
+
+/// A network with bridge BR and 192.168.THIRD.1/24 with a DHCP range; FORWARD is its
+/// `<forward>` element, if any.
+pub fn net_xml(name: &str, br: &str, third: u8, forward: &str) -> String {
+    format!(
+        "<network><name>{name}</name>{forward}<bridge name='{br}'/>\
+         <ip address='192.168.{third}.1' netmask='255.255.255.0'>\
+         <dhcp><range start='192.168.{third}.100' end='192.168.{third}.200'/></dhcp></ip></network>"
+    )
+}
+
+/// Every network, as `list` returns them.
+pub fn list(lab: &Lab) -> Vec<kvnet_api::NetSummary> {
+    serde_json::from_value(lab.ok(req::List {}).data).expect("list")
 }
 
 /// Send one UDP datagram from `from` to LAN_PEER and return the source address the LAN
