@@ -221,9 +221,7 @@ pub async fn recover(nl: &Netlink, paths: &Paths) {
         Ok(None) => return,
         Err(e) => {
             let why = format!("{e:#}; an interrupted iface change could not be undone");
-            if let Err(e) = store::quarantine(&path, &why) {
-                error!("{e:#}");
-            }
+            store::quarantine(&path, &why);
             return;
         }
     };
@@ -255,9 +253,7 @@ pub async fn recover(nl: &Netlink, paths: &Paths) {
             rec.what,
             failed.join("; ")
         );
-        if let Err(e) = store::quarantine(&path, &why) {
-            error!("{e:#}");
-        }
+        store::quarantine(&path, &why);
     }
 }
 

@@ -98,7 +98,7 @@ impl Lifecycle {
                 Ok(p) => p,
                 Err(e) => {
                     let why = format!("unreadable status of network '{name}': {e:#}");
-                    store::quarantine(&self.paths.status(&name), &why)?;
+                    store::quarantine(&self.paths.status(&name), &why);
                     unrecorded.push(name);
                     continue;
                 }

@@ -109,22 +109,35 @@ fn aside_path(dir: &Path, file_name: &str) -> PathBuf {
 }
 
 /// Rename a file kvnetd cannot use aside, so that it neither stops the daemon nor gets
-/// lost, and log why at error level. Returns where it went.
-pub fn quarantine(path: &Path, why: &str) -> Result<PathBuf> {
-    let dir = path.parent().context("path has no parent directory")?;
+/// lost, and log why at error level. Returns where it went; if even the rename fails
+/// (a read-only file system), the file stays, is skipped, and is tried again next time.
+pub fn quarantine(path: &Path, why: &str) -> Option<PathBuf> {
+    let dir = path.parent().unwrap_or(Path::new("/"));
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let to = aside_path(dir, &name);
-    fs::rename(path, &to).with_context(|| format!("rename {} aside", path.display()))?;
-    fsync_dir(dir)?;
-    error!(
-        "{}: {why}; moved aside to {} (kvnetd goes on without it)",
-        path.display(),
-        to.display()
-    );
-    Ok(to)
+    let moved = fs::rename(path, &to)
+        .map_err(anyhow::Error::from)
+        .and_then(|()| fsync_dir(dir));
+    match moved {
+        Ok(()) => {
+            error!(
+                "{}: {why}; moved aside to {} (kvnetd goes on without it)",
+                path.display(),
+                to.display()
+            );
+            Some(to)
+        }
+        Err(e) => {
+            error!(
+                "{}: {why}; skipped, and not moved aside: {e:#}",
+                path.display()
+            );
+            to.exists().then_some(to)
+        }
+    }
 }
 
 /// Create `dir` if needed and give it `mode`.
@@ -204,7 +217,7 @@ pub fn load_definitions(paths: &Paths) -> Result<Vec<Network>> {
         match res {
             Ok(net) => out.push(net),
             Err(e) => {
-                quarantine(&path, &format!("{e:#}"))?;
+                quarantine(&path, &format!("{e:#}"));
             }
         }
     }
@@ -399,6 +412,8 @@ mod tests {
         assert_eq!(fs::read_to_string(a).unwrap(), "1");
         assert_eq!(fs::read_to_string(b).unwrap(), "2");
         assert!(!f.exists());
+        // A rename that fails is logged, not fatal.
+        assert_eq!(quarantine(&f, "test"), None);
     }
 
     #[test]
