@@ -68,6 +68,19 @@ pub fn ping(ns: &TestNs, addr: &str) -> bool {
 
 impl Daemon {
     fn start(host: &TestNs, dir: &Path, env: &[(&str, &str)]) -> Daemon {
+        Self::launch(host, dir, env, "", None)
+    }
+
+    /// Starts kvnetd in `host` on the dirs under `dir` and waits until it answers. With a
+    /// `prelude`, through `sh -c 'PRELUDE; exec kvnetd …'`: the shell sets limits or
+    /// hands over the socket `passed` (kept open across exec), then becomes kvnetd.
+    pub fn launch(
+        host: &TestNs,
+        dir: &Path,
+        env: &[(&str, &str)],
+        prelude: &str,
+        passed: Option<std::os::fd::RawFd>,
+    ) -> Daemon {
         let socket = dir.join("run/kvnetd.sock");
         let log = dir.join("kvnetd.log");
         let logf = std::fs::OpenOptions::new()
@@ -76,8 +89,11 @@ impl Daemon {
             .open(&log)
             .expect("log");
         let mut cmd = Command::new("ip");
-        cmd.args(["netns", "exec", host.name()])
-            .arg(bin("kvnetd"))
+        cmd.args(["netns", "exec", host.name()]);
+        if !prelude.is_empty() {
+            cmd.args(["sh", "-c", &format!("{prelude}\nexec \"$0\" \"$@\"")]);
+        }
+        cmd.arg(bin("kvnetd"))
             .arg("--config-dir")
             .arg(dir.join("etc"))
             .arg("--state-dir")
@@ -89,6 +105,9 @@ impl Daemon {
             .stderr(logf);
         for (k, v) in env {
             cmd.env(k, v);
+        }
+        if let Some(fd) = passed {
+            kvnet_host::testns::raw::pass_fd(&mut cmd, fd);
         }
         // Owned by a Daemon at once, so that its Drop reaps kvnetd if we panic below.
         let mut d = Daemon {
@@ -112,13 +131,20 @@ impl Daemon {
 
     /// SIGTERM and wait: networks stay up.
     pub fn stop(&mut self) {
+        self.signal(nix::sys::signal::Signal::SIGTERM);
+    }
+
+    /// Send `sig` and wait for kvnetd to exit.
+    pub fn signal(&mut self, sig: nix::sys::signal::Signal) {
         if let Some(mut c) = self.child.take() {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(c.id() as i32),
-                nix::sys::signal::Signal::SIGTERM,
-            );
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(c.id() as i32), sig);
             let _ = c.wait();
         }
+    }
+
+    /// kvnetd's pid (`ip netns exec` and the prelude's shell exec it).
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("kvnetd running").id()
     }
 
     pub fn log(&self) -> String {
