@@ -260,12 +260,20 @@ fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
 }
 
-/// A fresh directory for a test's socket.
-fn sock_dir(tag: &str) -> PathBuf {
+/// A fresh directory for a test's socket, removed when dropped.
+struct Dir(PathBuf);
+
+impl Drop for Dir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn sock_dir(tag: &str) -> Dir {
     let d = std::env::temp_dir().join(format!("kvnet-api-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
-    d
+    Dir(d)
 }
 
 fn quick(total: u64) -> Client {
@@ -330,7 +338,7 @@ fn only_a_daemon_not_yet_listening_is_waited_for() {
 #[test]
 fn a_restarting_daemon_is_waited_for() {
     let dir = sock_dir("restart");
-    let path = dir.join("kvnetd.sock");
+    let path = dir.0.join("kvnetd.sock");
     // A stale socket file (kvnetd killed): connections are refused until the next
     // kvnetd replaces it.
     drop(UnixListener::bind(&path).unwrap());
@@ -353,7 +361,7 @@ fn a_restarting_daemon_is_waited_for() {
 #[test]
 fn giving_up_names_the_socket_and_the_time_waited() {
     let dir = sock_dir("gone");
-    let path = dir.join("kvnetd.sock");
+    let path = dir.0.join("kvnetd.sock");
     let t0 = Instant::now();
     let e = quick(300).call_raw(&path, &Ping {}.into()).unwrap_err();
     let waited = t0.elapsed();
@@ -381,7 +389,7 @@ fn giving_up_names_the_socket_and_the_time_waited() {
 #[test]
 fn a_request_sent_is_never_sent_again() {
     let dir = sock_dir("once");
-    let path = dir.join("kvnetd.sock");
+    let path = dir.0.join("kvnetd.sock");
     let l = UnixListener::bind(&path).unwrap();
     let server = std::thread::spawn(move || {
         // Read the request, then close without replying; count further connections.
@@ -401,7 +409,7 @@ fn a_request_sent_is_never_sent_again() {
 #[test]
 fn a_daemon_that_never_replies_times_out() {
     let dir = sock_dir("silent");
-    let path = dir.join("kvnetd.sock");
+    let path = dir.0.join("kvnetd.sock");
     let l = UnixListener::bind(&path).unwrap();
     let server = std::thread::spawn(move || {
         let (s, _) = l.accept().unwrap();
@@ -422,7 +430,7 @@ fn a_daemon_that_never_replies_times_out() {
 fn a_full_backlog_does_not_hang_the_client() {
     use nix::sys::socket::{self, AddressFamily, Backlog, SockFlag, SockType, UnixAddr};
     let dir = sock_dir("backlog");
-    let path = dir.join("kvnetd.sock");
+    let path = dir.0.join("kvnetd.sock");
     // A listener that never accepts, with room for one pending connection.
     let l = socket::socket(
         AddressFamily::Unix,

@@ -121,6 +121,9 @@ impl Running {
 impl Drop for Running {
     fn drop(&mut self) {
         self.stop();
+        if let Some(dir) = self.path.parent() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
     }
 }
 
