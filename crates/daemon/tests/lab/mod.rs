@@ -145,6 +145,30 @@ pub fn ping(ns: &TestNs, addr: &str) -> bool {
 
 impl Daemon {
     fn start(host: &TestNs, dir: &Path, env: &[(&str, &str)], setup: &Setup) -> Daemon {
+        Self::spawn(host, dir, env, setup, "", None)
+    }
+
+    /// Starts kvnetd in `host` on the dirs under `dir` and waits until it answers. With a
+    /// `prelude`, through `sh -c 'PRELUDE; exec kvnetd …'`: the shell sets limits or
+    /// hands over the socket `passed` (kept open across exec), then becomes kvnetd.
+    pub fn launch(
+        host: &TestNs,
+        dir: &Path,
+        env: &[(&str, &str)],
+        prelude: &str,
+        passed: Option<std::os::fd::RawFd>,
+    ) -> Daemon {
+        Self::spawn(host, dir, env, &Setup::default(), prelude, passed)
+    }
+
+    fn spawn(
+        host: &TestNs,
+        dir: &Path,
+        env: &[(&str, &str)],
+        setup: &Setup,
+        prelude: &str,
+        passed: Option<std::os::fd::RawFd>,
+    ) -> Daemon {
         let socket = dir.join("run/kvnetd.sock");
         let log = dir.join("kvnetd.log");
         let logf = std::fs::OpenOptions::new()
@@ -154,6 +178,9 @@ impl Daemon {
             .expect("log");
         let mut cmd = Command::new("ip");
         cmd.args(["netns", "exec", host.name()]);
+        if !prelude.is_empty() {
+            cmd.args(["sh", "-c", &format!("{prelude}\nexec \"$0\" \"$@\"")]);
+        }
         if !setup.shell.is_empty() {
             let script = format!(
                 "set -e; D=$1; shift; {}; exec \"$@\"",
@@ -179,6 +206,9 @@ impl Daemon {
         for (k, v) in env {
             cmd.env(k, v);
         }
+        if let Some(fd) = passed {
+            kvnet_host::testns::raw::pass_fd(&mut cmd, fd);
+        }
         // Owned by a Daemon at once, so that its Drop reaps kvnetd if we panic below.
         let mut d = Daemon {
             child: Some(cmd.spawn().expect("spawn kvnetd")),
@@ -202,13 +232,20 @@ impl Daemon {
 
     /// SIGTERM and wait: networks stay up.
     pub fn stop(&mut self) {
+        self.signal(nix::sys::signal::Signal::SIGTERM);
+    }
+
+    /// Send `sig` and wait for kvnetd to exit.
+    pub fn signal(&mut self, sig: nix::sys::signal::Signal) {
         if let Some(mut c) = self.child.take() {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(c.id() as i32),
-                nix::sys::signal::Signal::SIGTERM,
-            );
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(c.id() as i32), sig);
             let _ = c.wait();
         }
+    }
+
+    /// kvnetd's pid (`ip netns exec` and the prelude's shell exec it).
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("kvnetd running").id()
     }
 
     pub fn log(&self) -> String {
