@@ -17,6 +17,9 @@ install -m 0755 "$T"/release/kvnet "$T"/release/kvnet-ifup "$T"/release/kvnet-if
 # /etc/kvnet/bridge.conf it denies every bridge.
 install -D -m 0755 "$T"/release/kvnet-bridge-helper /usr/local/libexec/kvnet-bridge-helper
 setcap cap_net_admin+ep /usr/local/libexec/kvnet-bridge-helper
+# The helper opens /dev/net/tun as the user running qemu; udev makes it 0666 on Debian.
+[ "$(stat -c %a /dev/net/tun 2>/dev/null)" = 666 ] ||
+  echo "run.sh: note: /dev/net/tun is not mode 0666 (no udev?): users' qemu cannot get a TAP from the bridge helper" >&2
 echo "installed: /usr/local/bin/{kvnet,kvnet-ifup,kvnet-ifdown}, /usr/local/libexec/kvnet-bridge-helper"
 echo "starting kvnetd (Ctrl-C stops the daemon, networks stay up)"
 exec "$T"/release/kvnetd "$@"

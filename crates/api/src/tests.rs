@@ -129,7 +129,9 @@ fn replies_omit_empty_fields() {
 
 #[test]
 fn connect_error_says_how_to_start_the_daemon() {
-    let err = call(Path::new("/nonexistent/kvnetd.sock"), Ping {}).unwrap_err();
+    let err = quick(100)
+        .call(std::path::Path::new("/nonexistent/kvnetd.sock"), Ping {})
+        .unwrap_err();
     let msg = err.to_string();
     assert!(
         msg.contains("/nonexistent/kvnetd.sock") && msg.contains("kvnetd"),
@@ -245,4 +247,211 @@ fn the_reference_lists_every_request() {
         let v = serde_json::to_value(r).unwrap();
         assert_eq!(v["op"], r.op());
     }
+}
+
+// The client.
+
+use crate::{Client, Retry};
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixListener;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+/// A fresh directory for a test's socket, removed when dropped.
+struct Dir(PathBuf);
+
+impl Drop for Dir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn sock_dir(tag: &str) -> Dir {
+    let d = std::env::temp_dir().join(format!("kvnet-api-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    Dir(d)
+}
+
+fn quick(total: u64) -> Client {
+    Client {
+        retry: Retry {
+            total: ms(total),
+            ..Retry::DEFAULT
+        },
+        send_timeout: ms(200),
+        reply_timeout: ms(200),
+    }
+}
+
+/// Answer one connection's request with a pong.
+fn pong(l: &UnixListener) {
+    let (s, _) = l.accept().unwrap();
+    let mut line = String::new();
+    BufReader::new(&s).read_line(&mut line).unwrap();
+    assert_eq!(line, "{\"op\":\"ping\"}\n");
+    (&s).write_all(b"{\"ok\":true}\n").unwrap();
+}
+
+#[test]
+fn retry_steps_double_up_to_a_cap_and_end_at_the_total() {
+    let r = Retry::DEFAULT;
+    let (mut t, mut steps) = (Duration::ZERO, Vec::new());
+    let mut failures = 1;
+    while let Some(d) = r.delay(failures, t) {
+        steps.push(d.as_millis());
+        t += d;
+        failures += 1;
+    }
+    assert_eq!(steps[..7], [10, 20, 40, 80, 160, 250, 250]);
+    assert_eq!(t, r.total, "the last try is at the total, not after");
+    assert!(steps.len() < 30, "{steps:?}");
+    // A clock that jumped past the total (a slow connect) ends the retries.
+    assert_eq!(r.delay(3, ms(4990)), Some(ms(10)));
+    assert_eq!(r.delay(3, ms(5000)), None);
+    assert_eq!(r.delay(3, ms(9000)), None);
+    assert_eq!(r.delay(u32::MAX, ms(0)), Some(ms(250)));
+}
+
+#[test]
+fn only_a_daemon_not_yet_listening_is_waited_for() {
+    use std::io::{Error, ErrorKind};
+    for k in [
+        ErrorKind::NotFound,
+        ErrorKind::ConnectionRefused,
+        ErrorKind::WouldBlock,
+    ] {
+        assert!(Retry::worth_retrying(&Error::from(k)), "{k:?}");
+    }
+    for k in [
+        ErrorKind::PermissionDenied,
+        ErrorKind::InvalidInput,
+        ErrorKind::ConnectionReset,
+    ] {
+        assert!(!Retry::worth_retrying(&Error::from(k)), "{k:?}");
+    }
+}
+
+#[test]
+fn a_restarting_daemon_is_waited_for() {
+    let dir = sock_dir("restart");
+    let path = dir.0.join("kvnetd.sock");
+    // A stale socket file (kvnetd killed): connections are refused until the next
+    // kvnetd replaces it.
+    drop(UnixListener::bind(&path).unwrap());
+    let t0 = Instant::now();
+    let server = {
+        let path = path.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(ms(300));
+            std::fs::remove_file(&path).unwrap();
+            std::thread::sleep(ms(100));
+            pong(&UnixListener::bind(&path).unwrap());
+        })
+    };
+    let r = call_raw(&path, &Ping {}.into()).unwrap();
+    assert!(r.ok);
+    assert!(t0.elapsed() >= ms(400), "{:?}", t0.elapsed());
+    server.join().unwrap();
+}
+
+#[test]
+fn giving_up_names_the_socket_and_the_time_waited() {
+    let dir = sock_dir("gone");
+    let path = dir.0.join("kvnetd.sock");
+    let t0 = Instant::now();
+    let e = quick(300).call_raw(&path, &Ping {}.into()).unwrap_err();
+    let waited = t0.elapsed();
+    assert!(waited >= ms(300) && waited < ms(1000), "{waited:?}");
+    let msg = e.to_string();
+    assert!(
+        msg.contains(&path.display().to_string())
+            && msg.contains("tried for 0.3 s")
+            && msg.contains("No such file"),
+        "{msg}"
+    );
+    // Not worth waiting for (a file where a directory should be): said at once.
+    std::fs::write(&path, "").unwrap();
+    let t0 = Instant::now();
+    let msg = quick(300)
+        .call_raw(&path.join("kvnetd.sock"), &Ping {}.into())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        t0.elapsed() < ms(100) && !msg.contains("tried for"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn a_request_sent_is_never_sent_again() {
+    let dir = sock_dir("once");
+    let path = dir.0.join("kvnetd.sock");
+    let l = UnixListener::bind(&path).unwrap();
+    let server = std::thread::spawn(move || {
+        // Read the request, then close without replying; count further connections.
+        let (s, _) = l.accept().unwrap();
+        let mut line = String::new();
+        BufReader::new(&s).read_line(&mut line).unwrap();
+        drop(s);
+        l.set_nonblocking(true).unwrap();
+        std::thread::sleep(ms(300));
+        l.accept().is_ok()
+    });
+    let e = call_raw(&path, &Ping {}.into()).unwrap_err();
+    assert!(matches!(e, ClientError::Closed), "{e}");
+    assert!(!server.join().unwrap(), "the client connected again");
+}
+
+#[test]
+fn a_daemon_that_never_replies_times_out() {
+    let dir = sock_dir("silent");
+    let path = dir.0.join("kvnetd.sock");
+    let l = UnixListener::bind(&path).unwrap();
+    let server = std::thread::spawn(move || {
+        let (s, _) = l.accept().unwrap();
+        std::thread::sleep(ms(600));
+        drop(s);
+    });
+    let t0 = Instant::now();
+    let e = quick(300).call_raw(&path, &Ping {}.into()).unwrap_err();
+    assert!(t0.elapsed() < ms(500), "{:?}", t0.elapsed());
+    assert_eq!(
+        e.to_string(),
+        format!("kvnetd at {} did not reply within 0.2 s", path.display())
+    );
+    server.join().unwrap();
+}
+
+#[test]
+fn a_full_backlog_does_not_hang_the_client() {
+    use nix::sys::socket::{self, AddressFamily, Backlog, SockFlag, SockType, UnixAddr};
+    let dir = sock_dir("backlog");
+    let path = dir.0.join("kvnetd.sock");
+    // A listener that never accepts, with room for one pending connection.
+    let l = socket::socket(
+        AddressFamily::Unix,
+        SockType::Stream,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .unwrap();
+    socket::bind(
+        std::os::fd::AsRawFd::as_raw_fd(&l),
+        &UnixAddr::new(&path).unwrap(),
+    )
+    .unwrap();
+    socket::listen(&l, Backlog::new(0).unwrap()).unwrap();
+    let _first = std::os::unix::net::UnixStream::connect(&path).unwrap();
+    let t0 = Instant::now();
+    let e = quick(300).call_raw(&path, &Ping {}.into()).unwrap_err();
+    assert!(t0.elapsed() < ms(1000), "{:?}", t0.elapsed());
+    assert!(
+        matches!(&e, ClientError::Connect { source, .. } if source.kind() == std::io::ErrorKind::WouldBlock),
+        "{e}"
+    );
 }

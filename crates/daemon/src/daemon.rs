@@ -44,20 +44,11 @@ impl Daemon {
             registry: Registry::default(),
             paths,
         };
-        for (file_name, text) in store::load_definitions(&d.paths)? {
-            let file = d.paths.definition(&file_name);
-            match Network::from_xml(&text) {
-                Ok(net) if net.name == file_name => {
-                    let autostart = store::is_autostart(&d.paths, &net.name);
-                    d.registry.load(net, autostart);
-                }
-                Ok(net) => error!(
-                    "skipping {}: it defines network '{}'",
-                    file.display(),
-                    net.name
-                ),
-                Err(e) => error!("skipping {}: {e}", file.display()),
-            }
+        // First the host's NIC: an iface-bridge a kill interrupted is undone.
+        ifbridge::recover(d.life.nl(), &d.paths).await;
+        for net in store::load_definitions(&d.paths)? {
+            let autostart = store::is_autostart(&d.paths, &net.name);
+            d.registry.load(net, autostart);
         }
         d.life.adopt_all(&mut d.registry).await?;
         if !d.paths.default_defined_marker().exists() {
@@ -145,8 +136,7 @@ impl Daemon {
     pub fn undefine(&mut self, name: &str) -> Result<()> {
         self.registry
             .check_undefine(name, &self.ports.names(name))?;
-        store::remove_if_exists(&self.paths.autostart_link(name))?;
-        store::remove_if_exists(&self.paths.definition(name))?;
+        store::remove_definition(&self.paths, name)?;
         if let Some(st) = self.registry.undefine(name)? {
             status::save(&self.paths, name, &st)?;
         }
@@ -279,7 +269,7 @@ impl Daemon {
     }
 
     pub async fn iface_bridge(&self, r: &req::IfaceBridge) -> Result<Bridged> {
-        ifbridge::bridge(self.life.nl(), r).await
+        ifbridge::bridge(self.life.nl(), &self.paths, r).await
     }
 
     /// What on this host stops guest traffic (`kvnet doctor`).
@@ -289,6 +279,6 @@ impl Daemon {
 
     pub async fn iface_unbridge(&self, bridge: &str) -> Result<Unbridged> {
         let used_by = self.registry.by_bridge(bridge).map(|n| n.name.clone());
-        ifbridge::unbridge(self.life.nl(), bridge, used_by).await
+        ifbridge::unbridge(self.life.nl(), &self.paths, bridge, used_by).await
     }
 }

@@ -1,7 +1,8 @@
 //! kvnetd: serves every kvnet network from one process. docs/architecture.md maps the
 //! modules; dependencies point down this list:
 //!
-//! * `server`, `api` — the socket and the dispatch of typed requests;
+//! * `server`, `api` — the socket (its limits, socket activation) and the dispatch of
+//!   typed requests;
 //! * `daemon` — the verbs: check in the registry, persist, apply;
 //! * `registry` — every network and the pure decisions about them;
 //! * `lifecycle` — start, destroy, adopt; the sysctl ledger; background teardown;
@@ -34,10 +35,12 @@ use dataplane::firewall::Firewall;
 use dataplane::foreign::Foreign;
 use nix::fcntl::{Flock, FlockArg};
 use paths::Paths;
+use server::Server;
 use std::io::Write;
+use std::os::unix::net::UnixListener;
 use std::path::PathBuf;
 use std::sync::Arc;
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -98,7 +101,7 @@ fn lock_run_dir(paths: &Paths) -> Result<Flock<std::fs::File>> {
     Ok(f)
 }
 
-async fn run(args: Args) -> Result<()> {
+async fn run(args: Args, passed: Option<UnixListener>, limits: server::Limits) -> Result<()> {
     let paths = Paths::new(args.config_dir, args.state_dir, args.run_dir, args.socket);
     let _lock = lock_run_dir(&paths)?;
     let group = args
@@ -112,7 +115,10 @@ async fn run(args: Args) -> Result<()> {
     let routes = kvnet_host::routewatch::RouteWatcher::start().context("watch routes")?;
     let foreign = Foreign::new(args.foreign_firewalls, &args.nft_table);
     let dp = Dataplane::new(nl, routes, Firewall::new(args.nft_table), foreign);
-    let listener = server::bind(&paths.socket, group)?;
+    let server = match passed {
+        Some(l) => Server::take_over(l, &paths.socket, group, limits)?,
+        None => Server::bind(&paths.socket, group, limits)?,
+    };
     let d = Daemon::init(paths.clone(), dp).await?;
     let (defined, active) = d.counts();
     info!(
@@ -120,17 +126,44 @@ async fn run(args: Args) -> Result<()> {
         paths.socket.display(),
     );
     let d = Arc::new(tokio::sync::Mutex::new(d));
+    let handler: server::Handler = {
+        let d = d.clone();
+        Arc::new(move |req| {
+            let d = d.clone();
+            Box::pin(async move { api::handle(&mut *d.lock().await, req).await })
+        })
+    };
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    tokio::select! {
-        _ = server::serve(listener, d.clone()) => {}
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
-    }
-    // Networks keep running: the next kvnetd adopts them. Wait for a request in flight.
+    let stop = async {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+    };
+    // Returns once the requests accepted before the stop are answered.
+    server.serve(handler, stop).await;
+    // Networks keep running: the next kvnetd adopts them.
     d.lock().await.shutdown();
-    let _ = std::fs::remove_file(&paths.socket);
     info!("kvnetd stopping; active networks stay up");
     Ok(())
+}
+
+/// Raises the soft open-file limit to the hard one; returns the limit in force.
+fn raise_fd_limit() -> u64 {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
+        return 1024;
+    };
+    match server::limits::fd_soft_target(soft, hard) {
+        Some(target) => match setrlimit(Resource::RLIMIT_NOFILE, target, hard) {
+            Ok(()) => target,
+            Err(e) => {
+                warn!("cannot raise the open-file limit from {soft} to {target}: {e}");
+                soft
+            }
+        },
+        None => soft,
+    }
 }
 
 fn main() {
@@ -141,11 +174,27 @@ fn main() {
         .with_target(false)
         .with_writer(std::io::stderr)
         .init();
+    // Before any thread exists: it clears LISTEN_PID/LISTEN_FDS from the environment.
+    let passed = server::passed_socket().unwrap_or_else(|e| {
+        error!("{e:#}");
+        std::process::exit(1);
+    });
+    let nofile = raise_fd_limit();
+    let limits = server::Limits::for_fd_limit(nofile);
+    info!(
+        "open-file limit {nofile}: at most {} API connections{}",
+        limits.max_connections,
+        if passed.is_some() {
+            "; serving the socket systemd passed"
+        } else {
+            ""
+        }
+    );
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("tokio runtime");
-    if let Err(e) = rt.block_on(run(args)) {
+    if let Err(e) = rt.block_on(run(args, passed, limits)) {
         error!("{e:#}");
         std::process::exit(1);
     }

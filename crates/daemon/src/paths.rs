@@ -5,7 +5,8 @@ use std::path::{Path, PathBuf};
 
 #[derive(Debug, Clone)]
 pub struct Paths {
-    /// Persistent definitions: `NAME.xml`, and `autostart/NAME.xml` links.
+    /// Configuration, readable by everyone (0755): the bridge helper's `bridge.conf`,
+    /// which unprivileged users' qemu reads, and the private `networks/` directory.
     pub config_dir: PathBuf,
     /// Durable state that is not configuration (lease journals, first-start marker).
     pub state_dir: PathBuf,
@@ -30,12 +31,17 @@ impl Paths {
         }
     }
 
+    /// Persistent definitions (`NAME.xml`) and `autostart/`: root only (0700).
+    pub fn networks_dir(&self) -> PathBuf {
+        self.config_dir.join("networks")
+    }
+
     pub fn definition(&self, name: &str) -> PathBuf {
-        self.config_dir.join(format!("{name}.xml"))
+        self.networks_dir().join(format!("{name}.xml"))
     }
 
     pub fn autostart_dir(&self) -> PathBuf {
-        self.config_dir.join("autostart")
+        self.networks_dir().join("autostart")
     }
 
     pub fn autostart_link(&self, name: &str) -> PathBuf {
@@ -71,16 +77,19 @@ impl Paths {
         self.state_dir.join("default-network-defined")
     }
 
-    /// The DHCP lease journal of a network, kept across stops like libvirt's leases.
-    pub fn lease_journal(&self, name: &str) -> PathBuf {
-        self.state_dir.join("leases").join(format!("{name}.jsonl"))
+    pub fn leases_dir(&self) -> PathBuf {
+        self.state_dir.join("leases")
     }
 
-    /// The DHCPv6 lease journal: the v4 one's design, in a file of its own.
+    /// The DHCP lease journal of a network, kept across stops like libvirt's leases.
+    pub fn lease_journal(&self, name: &str) -> PathBuf {
+        self.leases_dir().join(format!("{name}.jsonl"))
+    }
+
+    /// The DHCPv6 lease journal: the v4 one's design, in a file of its own (which is
+    /// why a network name may not end in `.v6`).
     pub fn lease_journal6(&self, name: &str) -> PathBuf {
-        self.state_dir
-            .join("leases")
-            .join(format!("{name}.v6.jsonl"))
+        self.leases_dir().join(format!("{name}.v6.jsonl"))
     }
 
     /// The guest ports registered per network (durable: persistent TAPs are re-created
@@ -91,6 +100,12 @@ impl Paths {
 
     pub fn ports(&self, name: &str) -> PathBuf {
         self.ports_dir().join(format!("{name}.json"))
+    }
+
+    /// The `iface-bridge`/`-unbridge` in progress: its plan and how far it got, so that
+    /// the next kvnetd undoes (or finishes) one a kill interrupted.
+    pub fn iface_journal(&self) -> PathBuf {
+        self.run_dir.join("iface-change.json")
     }
 
     pub fn lock(&self) -> PathBuf {

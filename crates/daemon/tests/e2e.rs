@@ -3,21 +3,8 @@
 
 mod lab;
 
-use kvnet_api::NetSummary;
 use kvnet_api::request as req;
 use lab::*;
-
-fn net_xml(name: &str, br: &str, third: u8, forward: &str) -> String {
-    format!(
-        "<network><name>{name}</name>{forward}<bridge name='{br}'/>\
-         <ip address='192.168.{third}.1' netmask='255.255.255.0'>\
-         <dhcp><range start='192.168.{third}.100' end='192.168.{third}.200'/></dhcp></ip></network>"
-    )
-}
-
-fn list(lab: &Lab) -> Vec<NetSummary> {
-    serde_json::from_value(lab.ok(req::List {}).data).expect("list")
-}
 
 #[test]
 #[ignore = "needs root"]

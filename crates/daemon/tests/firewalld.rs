@@ -154,7 +154,7 @@ fn lab_with_firewalld() -> (Lab, Firewalld) {
     let mut lab = Lab::with_env(&[("DBUS_SYSTEM_BUS_ADDRESS", &bus)]);
     let fw = Firewalld::start(&lab.host, &dir);
     // kvnetd follows firewalld's signals from its start on.
-    lab.restart_daemon();
+    lab.restart_daemon_with(&[("DBUS_SYSTEM_BUS_ADDRESS", &bus)]);
     (lab, fw)
 }
 

@@ -4,7 +4,9 @@
 //!
 //! The guest is attached each way kvnet knows: a TAP the test makes itself, a port
 //! `kvnet port-create` made, qemu's `script=`/`downscript=` (kvnet-ifup/kvnet-ifdown)
-//! and qemu's bridge helper (kvnet-bridge-helper, also when its ACL says no).
+//! and qemu's bridge helper (kvnet-bridge-helper, also when its ACL says no, and as
+//! the README's unprivileged user runs it: installed with its file capability, QEMU as
+//! nobody, every path kvnet's default).
 
 mod guest;
 mod lab;
@@ -12,6 +14,8 @@ mod lab;
 use guest::{Guest, Image};
 use kvnet_api::{CreatedPort, PortKind};
 use lab::*;
+use std::fs::Permissions;
+use std::os::unix::fs::PermissionsExt;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
@@ -130,12 +134,7 @@ fn qemu_guest_via_bridge_helper_gets_lease_dns_and_nat() {
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
 
     let mut g = default_network_guest_works(&lab, &img, "vm-helper", &net, &env);
-    let listed = ports(&lab);
-    assert_eq!(listed.len(), 1, "{listed:?}");
-    assert_eq!(listed[0].kind, PortKind::Helper, "{listed:?}");
-    let tap = listed[0].ifname.clone();
-    let l = link(&lab, &tap).unwrap_or_else(|| panic!("{tap} missing"));
-    assert!(l.contains("master virbr0"), "{l}");
+    let tap = helper_port_on_virbr0(&lab);
     g.shutdown(EXIT);
 
     assert!(link(&lab, &tap).is_none(), "{tap} gone with QEMU");
@@ -156,7 +155,7 @@ fn qemu_guest_via_denied_bridge_helper_gets_no_network() {
     let env = helper_env(&lab, &acl);
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
 
-    let mut g = Guest::boot(&img, &lab.host, "vm-denied", &net, &env, &[]);
+    let mut g = Guest::boot(&img, &lab.host, "vm-denied", &net, &env, &[], &[]);
     let st = g
         .wait_exit(STEP)
         .unwrap_or_else(|| panic!("QEMU runs without its netdev:\n{}", g.console()));
@@ -179,6 +178,92 @@ fn qemu_guest_via_denied_bridge_helper_gets_no_network() {
     let (ok, out) = sh(&lab.host, "ip -br link show master virbr0");
     assert!(ok && out.trim().is_empty(), "ports on virbr0: {out}");
     assert!(ports(&lab).is_empty());
+}
+
+/// The README's unprivileged path as a user takes it: kvnetd at its default paths (the
+/// lab's dirs, mounted at /etc/kvnet, /var/lib/kvnet and /run/kvnet in mount namespaces
+/// of the test, see [`at_default_paths`]) with `allow virbr0` in /etc/kvnet/bridge.conf;
+/// QEMU run as nobody with `-netdev bridge` and kvnet-bridge-helper installed as run.sh
+/// installs it (file capability cap_net_admin only). The helper reads the ACL at its
+/// default path, which kvnetd leaves readable, and registers its TAP through the
+/// default socket (kvnetd's `--socket-group nogroup`); the guest gets its lease. (A
+/// machine without udev has a /dev/net/tun only root may open: QEMU's mount namespace
+/// gets one as Debian's udev makes it, see [`user_tun`].)
+#[test]
+#[ignore = "needs root"]
+fn unprivileged_qemu_via_the_installed_bridge_helper_gets_lease_dns_and_nat() {
+    let test = "unprivileged_qemu_via_the_installed_bridge_helper_gets_lease_dns_and_nat";
+    let img = Image::find(test);
+    let (lab, _resolv) = nat_lab_with(&Setup {
+        default_paths: true,
+        args: vec!["--socket-group".into(), "nogroup".into()],
+        ..Setup::default()
+    });
+    let etc = lab.daemon.dir.join("etc");
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&etc), 0o755, "kvnetd leaves /etc/kvnet readable");
+    assert_eq!(
+        mode(&etc.join("networks")),
+        0o700,
+        "definitions stay private"
+    );
+    // As an admin writes it (umask 022).
+    std::fs::write(etc.join("bridge.conf"), "allow virbr0\n").expect("ACL");
+    std::fs::set_permissions(etc.join("bridge.conf"), Permissions::from_mode(0o644))
+        .expect("chmod");
+    let helper = InstalledHelper::new();
+    let netdev = format!(
+        "bridge,id=n0,br=virbr0,helper={}",
+        helper.0.join("helper").display()
+    );
+    let net = guest::nic(&netdev, &guest::mac());
+    let dir = &lab.daemon.dir;
+    let wrap = [at_default_paths(dir), user_tun(dir), as_nobody()].concat();
+
+    let mut g = guest_works_wrapped(&lab, &img, "vm-user", &net, &[], &wrap);
+    let tap = helper_port_on_virbr0(&lab);
+    g.shutdown(EXIT);
+    assert!(link(&lab, &tap).is_none(), "{tap} gone with QEMU");
+}
+
+/// kvnet-bridge-helper as run.sh installs it: a copy of its own in a directory everyone
+/// may traverse, with the file capability cap_net_admin, never setuid.
+struct InstalledHelper(std::path::PathBuf);
+
+impl InstalledHelper {
+    fn new() -> InstalledHelper {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let n = N.fetch_add(1, Ordering::SeqCst);
+        let dir = std::env::temp_dir().join(format!("kvnet-helper-{}-{n}", std::process::id()));
+        let inst = InstalledHelper(dir.clone());
+        std::fs::create_dir_all(&dir).expect("helper dir");
+        std::fs::set_permissions(&dir, Permissions::from_mode(0o755)).expect("chmod");
+        std::fs::copy(bin("kvnet-bridge-helper"), dir.join("helper")).expect("copy the helper");
+        let ok = std::process::Command::new("setcap")
+            .arg("cap_net_admin+ep")
+            .arg(dir.join("helper"))
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "setcap failed (scripts/deps.sh installs libcap2-bin)");
+        inst
+    }
+}
+
+impl Drop for InstalledHelper {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The one port, a TAP the bridge helper made and registered on virbr0: its name.
+fn helper_port_on_virbr0(lab: &Lab) -> String {
+    let listed = ports(lab);
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(listed[0].kind, PortKind::Helper, "{listed:?}");
+    let tap = listed[0].ifname.clone();
+    let l = link(lab, &tap).unwrap_or_else(|| panic!("{tap} missing"));
+    assert!(l.contains("master virbr0"), "{l}");
+    tap
 }
 
 fn helper_netdev() -> String {
@@ -220,6 +305,10 @@ fn link(lab: &Lab, name: &str) -> Option<String> {
 /// LAN knows the way to the default NAT network, so only kvnet's firewall keeps it out.
 /// The file must live as long as the lab: kvnetd watches it.
 fn nat_lab() -> (Lab, TempFile) {
+    nat_lab_with(&Setup::default())
+}
+
+fn nat_lab_with(setup: &Setup) -> (Lab, TempFile) {
     // One per lab: the tests run in parallel and each removes its own.
     static N: AtomicU32 = AtomicU32::new(0);
     let n = N.fetch_add(1, Ordering::SeqCst);
@@ -227,7 +316,10 @@ fn nat_lab() -> (Lab, TempFile) {
         std::env::temp_dir().join(format!("kvnet-guests-resolv-{}-{n}", std::process::id())),
     );
     std::fs::write(&resolv.0, format!("nameserver {LAN_PEER}\n")).expect("resolv.conf");
-    let lab = Lab::with_env(&[("KVNET_RESOLV_CONF", resolv.0.to_str().expect("utf-8"))]);
+    let lab = Lab::with_setup(
+        &[("KVNET_RESOLV_CONF", resolv.0.to_str().expect("utf-8"))],
+        setup,
+    );
     ip(
         &lab.lan,
         &format!("route add 192.168.122.0/24 via {LAN_HOST}"),
@@ -248,6 +340,19 @@ fn default_network_guest_works(
     net: &[String],
     env: &[(&str, &str)],
 ) -> Guest {
+    guest_works_wrapped(lab, img, name, net, env, &[])
+}
+
+/// [`default_network_guest_works`] with QEMU run through `wrap` (see
+/// [`Guest::boot`]).
+fn guest_works_wrapped(
+    lab: &Lab,
+    img: &Image,
+    name: &str,
+    net: &[String],
+    env: &[(&str, &str)],
+    wrap: &[String],
+) -> Guest {
     with_upstream(lab, || {
         let mut g = Guest::boot(
             img,
@@ -260,6 +365,7 @@ fn default_network_guest_works(
                 ("ping", LAN_PEER),
                 ("hold", "300"),
             ],
+            wrap,
         );
         let lease = g.lease(BOOT);
         eprintln!(

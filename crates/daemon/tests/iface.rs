@@ -1,6 +1,7 @@
 //! iface-bridge / iface-unbridge end to end, root only: the lab's uplink wan0 becomes a
 //! port of a new bridge that takes over its addresses and routes, and back; injected
-//! failures at every step roll back to the exact prior state; refusals.
+//! failures at every step roll back to the exact prior state, and so does the next
+//! kvnetd after a kill at every step; refusals.
 
 mod lab;
 
@@ -218,6 +219,66 @@ fn a_failure_at_any_step_rolls_back_exactly() {
             reachable(&lab);
             n += 1;
         }
+    }
+}
+
+/// kvnetd killed (SIGKILL, by a test hook) right after any step of an iface-bridge or
+/// -unbridge, before it could record that step: the next kvnetd undoes the change — or,
+/// when only the bridge's deletion was left, finishes it — so the NIC always has its
+/// addresses and routes.
+#[test]
+#[ignore = "needs root"]
+fn a_kill_after_any_step_is_undone_at_the_next_start() {
+    for op in ["bridge", "unbridge"] {
+        let mut n = 1;
+        let mut finished_at = None;
+        loop {
+            let hook = format!("{op}:{n}");
+            let mut lab = Lab::with_env(&[("KVNET_TEST_IFACE_KILL_AFTER", hook.as_str())]);
+            uplink(&lab);
+            let unbridged = snapshot(&lab);
+            if op == "unbridge" {
+                lab.ok(bridge_req(false));
+            }
+            let before = snapshot(&lab);
+            let request = if op == "bridge" {
+                kvnet_api::Request::from(bridge_req(false))
+            } else {
+                req::IfaceUnbridge { bridge: BR.into() }.into()
+            };
+            match kvnet_api::call_raw(&lab.daemon.socket, &request) {
+                Ok(r) if r.ok => {
+                    // Past the plan's last step: the hook never fired.
+                    assert!(n > 8, "{op} plan of only {} steps", n - 1);
+                    break;
+                }
+                Ok(r) => panic!("{hook}: {:?}\n{}", r.error, lab.daemon.log()),
+                Err(_) => {} // killed before its reply
+            }
+            assert!(
+                lab.daemon.dir.join("run/iface-change.json").exists(),
+                "{hook}: no record left"
+            );
+            lab.restart_daemon();
+            let log = lab.daemon.log();
+            let after = snapshot(&lab);
+            if after == before {
+                assert!(log.contains("undid the interrupted"), "{hook}:\n{log}");
+            } else {
+                assert_eq!((op, &after), ("unbridge", &unbridged), "{hook}:\n{log}");
+                assert!(log.contains("finished the interrupted"), "{hook}:\n{log}");
+                finished_at = Some(n);
+            }
+            reachable(&lab);
+            assert!(!lab.daemon.dir.join("run/iface-change.json").exists());
+            n += 1;
+        }
+        // Only an unbridge killed after its last step (deleting the bridge) is finished.
+        assert_eq!(finished_at, (op == "unbridge").then_some(n - 1), "{op}");
+        eprintln!(
+            "{op}: killed after each of its {} steps, recovered each time",
+            n - 1
+        );
     }
 }
 

@@ -65,14 +65,24 @@ impl IptRule {
 
     /// Arguments that insert it at the top of its chain.
     pub fn insert_args(&self) -> Vec<String> {
-        let mut a = vec!["-w".to_string(), "-I".into(), self.chain.clone()];
+        let mut a = vec![
+            "-w".to_string(),
+            "5".into(),
+            "-I".into(),
+            self.chain.clone(),
+        ];
         a.extend(self.spec());
         a
     }
 
     /// Arguments that delete it.
     pub fn delete_args(&self) -> Vec<String> {
-        let mut a = vec!["-w".to_string(), "-D".into(), self.chain.clone()];
+        let mut a = vec![
+            "-w".to_string(),
+            "5".into(),
+            "-D".into(),
+            self.chain.clone(),
+        ];
         a.extend(self.spec());
         a
     }
@@ -408,13 +418,13 @@ mod tests {
         let r = &candidates(&fw, to(true), Traffic::ForwardOut)[0];
         assert_eq!(
             r.insert_args().join(" "),
-            "-w -I DOCKER-USER -i br0 -s 10.0.0.0/24 -o eth1 -m comment --comment kvnet: n out -j ACCEPT"
+            "-w 5 -I DOCKER-USER -i br0 -s 10.0.0.0/24 -o eth1 -m comment --comment kvnet: n out -j ACCEPT"
         );
         assert_eq!(r.binary(), "iptables-nft");
         let dns = &candidates(&fw, to(true), Traffic::DnsTcp)[0];
         assert_eq!(
             dns.delete_args().join(" "),
-            "-w -D INPUT -i br0 -p tcp --dport 53 -m comment --comment kvnet: n dns-tcp -j ACCEPT"
+            "-w 5 -D INPUT -i br0 -p tcp --dport 53 -m comment --comment kvnet: n dns-tcp -j ACCEPT"
         );
         fw.mode = FwMode::Isolated;
         assert!(candidates(&fw, to(false), Traffic::ForwardOut).is_empty());

@@ -7,19 +7,12 @@
 use crate::{ErrorKind, HostError};
 use std::process::{Command, Output, Stdio};
 
+/// Runs `program` (its commits are kvnet's own) within nft's deadline: iptables may
+/// wait for the xtables lock, and kvnetd waits for it on its only thread.
 fn run(program: &str, args: &[String]) -> Result<Output, HostError> {
     let context = format!("{program} {}", args.join(" "));
-    let child = Command::new(program)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| HostError::new(format!("{context}: spawn"), e))?;
-    let _own = crate::nftwatch::own_process(child.id());
-    let out = child
-        .wait_with_output()
-        .map_err(|e| HostError::new(format!("{context}: wait"), e))?;
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = crate::nft::run_program(program, &context, &args, None, crate::nft::TIMEOUT)?;
     if out.status.success() {
         Ok(out)
     } else {

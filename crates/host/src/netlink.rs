@@ -71,7 +71,7 @@ pub struct FdbEntry {
     pub port: u32,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct BridgeSpec {
     pub name: String,
     pub mac: Option<[u8; 6]>,
@@ -120,7 +120,7 @@ impl Route {
 }
 
 /// An address as a link carries it, with what it takes to put it on another link.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct LinkAddress {
     pub addr: IpNet,
     /// `RT_SCOPE_*`: 0 global, 200 site, 253 link, 254 host.
@@ -153,7 +153,7 @@ impl LinkAddress {
 
 /// A main-table unicast route through one link, with everything that tells it
 /// apart from others (the link itself is implied).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct LinkRoute {
     pub dest: IpNet,
     pub gateway: Option<IpAddr>,

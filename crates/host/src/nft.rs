@@ -1,10 +1,17 @@
 //! nftables through the `nft` binary (one script = one atomic transaction),
 //! and [`apply_batch`], which sends a prebuilt nfnetlink batch directly.
 
-use std::io::Write;
-use std::process::{Command, Output, Stdio};
+use std::io::{Read, Write};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
 use crate::{ErrorKind, HostError};
+
+/// How long one `nft` may run. It answers in milliseconds; one that hangs (a stuck
+/// kernel lock, a netlink socket nobody reads) must not freeze kvnetd, which waits for
+/// it on its only thread. It is killed then, and the change fails like any nft error.
+pub const TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The `nft` binary: `$KVNET_NFT` if set, else `nft` from `PATH`.
 pub fn binary() -> String {
@@ -12,7 +19,20 @@ pub fn binary() -> String {
 }
 
 fn run(context: &str, args: &[&str], stdin: Option<&str>) -> Result<Output, HostError> {
-    let mut child = Command::new(binary())
+    run_program(&binary(), context, args, stdin, TIMEOUT)
+}
+
+/// Runs `program` with `stdin` fed and its output collected by threads, so that a
+/// program that neither reads nor exits cannot block us past `timeout`.
+pub(crate) fn run_program(
+    program: &str,
+    context: &str,
+    args: &[&str],
+    stdin: Option<&str>,
+    timeout: Duration,
+) -> Result<Output, HostError> {
+    let deadline = Instant::now() + timeout;
+    let mut child = Command::new(program)
         .args(args)
         .stdin(if stdin.is_some() {
             Stdio::piped()
@@ -22,23 +42,77 @@ fn run(context: &str, args: &[&str], stdin: Option<&str>) -> Result<Output, Host
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(|e| HostError::new(format!("{context}: spawn {}", binary()), e))?;
+        .map_err(|e| HostError::new(format!("{context}: spawn {program}"), e))?;
     // Its commits are kvnet's own (crate::nftwatch), until shortly after it is reaped.
     let _own = crate::nftwatch::own_process(child.id());
-    if let Some(input) = stdin {
-        // Dropping the pipe after writing gives nft its EOF.
-        let mut pipe = child.stdin.take().expect("stdin is piped");
-        // An nft that exits early closes its stdin: its exit status and stderr, read
-        // below, say why, better than the EPIPE would.
-        if let Err(e) = pipe.write_all(input.as_bytes())
-            && e.kind() != std::io::ErrorKind::BrokenPipe
-        {
-            return Err(HostError::new(format!("{context}: write to nft"), e));
-        }
+    let stdout = collect(child.stdout.take().expect("stdout is piped"));
+    let stderr = collect(child.stderr.take().expect("stderr is piped"));
+    let writer = child.stdin.take().zip(stdin).map(|(mut pipe, input)| {
+        let input = input.to_owned();
+        // Dropping the pipe after writing gives the program its EOF.
+        std::thread::spawn(move || pipe.write_all(input.as_bytes()))
+    });
+    let left = || deadline.saturating_duration_since(Instant::now());
+    let timed_out = |mut child: Child| {
+        let _ = child.kill();
+        let _ = child.wait();
+        HostError::new(
+            context,
+            std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("{program} did not finish within {timeout:?}: killed"),
+            ),
+        )
+    };
+    // Both pipes at their end: the program exited (or closed them).
+    let (Ok(out), Ok(err)) = (stdout.recv_timeout(left()), stderr.recv_timeout(left())) else {
+        return Err(timed_out(child));
+    };
+    let Some(status) = wait_until(&mut child, deadline) else {
+        return Err(timed_out(child));
+    };
+    let read = |r: std::io::Result<Vec<u8>>| {
+        r.map_err(|e| HostError::new(format!("{context}: read from {program}"), e))
+    };
+    let output = Output {
+        status,
+        stdout: read(out)?,
+        stderr: read(err)?,
+    };
+    // A program that exits early closes its stdin: its exit status and stderr say why,
+    // better than the EPIPE would.
+    if let Some(Ok(Err(e))) = writer.map(|w| w.join())
+        && e.kind() != std::io::ErrorKind::BrokenPipe
+    {
+        return Err(HostError::new(format!("{context}: write to {program}"), e));
     }
-    child
-        .wait_with_output()
-        .map_err(|e| HostError::new(format!("{context}: wait for nft"), e))
+    Ok(output)
+}
+
+/// Everything `pipe` yields, read on a thread of its own.
+fn collect(mut pipe: impl Read + Send + 'static) -> mpsc::Receiver<std::io::Result<Vec<u8>>> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        let _ = tx.send(pipe.read_to_end(&mut buf).map(|_| buf));
+    });
+    rx
+}
+
+/// The exit status, polled until `deadline`: the pipes close a moment before the
+/// process can be reaped.
+fn wait_until(child: &mut Child, deadline: Instant) -> Option<ExitStatus> {
+    let mut pause = Duration::from_micros(50);
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Some(status);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(10));
+    }
 }
 
 fn command_error(context: &str, out: &Output) -> HostError {
@@ -393,6 +467,43 @@ fn send_batch(fd: &std::os::fd::OwnedFd, batch: &[u8]) -> Result<(), HostError> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_program_is_fed_and_read_at_once_whatever_the_sizes() {
+        // More than a pipe holds both ways: feeding first, then reading, would deadlock.
+        let input = "x".repeat(1 << 20);
+        let out = run_program("cat", "cat", &[], Some(&input), TIMEOUT).unwrap();
+        assert!(out.status.success());
+        assert_eq!(out.stdout.len(), input.len());
+        let out = run_program(
+            "sh",
+            "fail",
+            &["-c", "echo oops >&2; exit 3"],
+            Some("ignored"),
+            TIMEOUT,
+        )
+        .unwrap();
+        assert_eq!(out.status.code(), Some(3));
+        assert_eq!(String::from_utf8_lossy(&out.stderr), "oops\n");
+    }
+
+    #[test]
+    fn a_program_that_hangs_is_killed_at_the_timeout() {
+        let short = Duration::from_millis(300);
+        for (args, stdin) in [
+            (&["-c", "exec sleep 30"][..], None),
+            // Neither reading its input nor exiting.
+            (&["-c", "exec sleep 30"][..], Some("x".repeat(1 << 20))),
+        ] {
+            let t0 = Instant::now();
+            let e = run_program("sh", "nft apply", args, stdin.as_deref(), short).unwrap_err();
+            assert!(t0.elapsed() < Duration::from_secs(2), "{:?}", t0.elapsed());
+            assert_eq!(
+                e.to_string(),
+                "nft apply: sh did not finish within 300ms: killed"
+            );
+        }
+    }
 
     /// A message with nfgenmsg and one string attribute.
     fn msg(kind: u16, flags: u16, seq: u32, attr: Option<(u16, &str)>) -> Vec<u8> {

@@ -22,6 +22,7 @@ pub use define::uuid_from_entropy;
 pub use profile::{BridgeRole, FirewallRole, GuestRole, Profile};
 pub use types::*;
 pub use update::{UpdateCommand, UpdateSection, apply_update};
+pub use validate::{MAX_NAME_BYTES, check_name_for_files};
 pub use xmltree::{XmlElement, XmlNode};
 
 /// The namespace of `<dnsmasq:options>`.

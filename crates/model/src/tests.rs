@@ -456,6 +456,40 @@ fn driver_level_checks_are_separate() {
     net(BASE).validate_for_define().unwrap();
 }
 
+/// Names libvirt accepts but kvnet's files cannot hold: refused at define and create
+/// (the parser still reads them, so a network an older kvnetd runs is adopted).
+#[test]
+fn names_must_fit_kvnets_files() {
+    let named = |n: &str| net(&format!("<network><name>{n}</name></network>"));
+    for (name, want) in [
+        (".x".to_string(), "must not start with '.'"),
+        ("..hidden".into(), "must not start with '.'"),
+        (
+            "lan.v6".into(),
+            "its DHCP lease journal would be network 'lan''s DHCPv6 journal",
+        ),
+        (
+            "🦀".repeat(64),
+            "256 bytes long in UTF-8, more than kvnet's 200",
+        ),
+    ] {
+        let e = named(&name).validate_for_define().unwrap_err();
+        assert!(e.message.contains(want), "{name}: {e}");
+        assert!(e.message.contains("libvirt would accept it"), "{name}: {e}");
+    }
+    // 64 characters of three bytes each, and names like kvnet's own directories (its
+    // files always end in .xml or .json, so they cannot collide with those).
+    for name in [
+        "網".repeat(64),
+        "autostart".into(),
+        "networks".into(),
+        "a.v6x".into(),
+        "x.".into(),
+    ] {
+        named(&name).validate_for_define().unwrap();
+    }
+}
+
 fn counter(start: u64) -> impl FnMut() -> u64 {
     let mut n = start;
     move || {

@@ -85,6 +85,45 @@ fn reserved_network_addr(net: &ipnet::IpNet) -> Option<IpAddr> {
     }
 }
 
+/// The longest network name kvnet defines, in bytes of UTF-8: its files are named after
+/// the network (`NAME.xml`, `.NAME.v6.jsonl.tmp`, `NAME.json.bad-TIME`) and a file name
+/// may have 255 bytes.
+pub const MAX_NAME_BYTES: usize = 200;
+
+/// kvnet's own rules for the name of a network it defines or creates, beyond libvirt's
+/// (which refuses only '/'): each name becomes file names, which must not be hidden,
+/// collide or be too long. A network an older kvnetd left running is still adopted.
+pub fn check_name_for_files(n: &str) -> Result<(), ModelError> {
+    let p = "network/name";
+    let why = "kvnet names its files after networks; libvirt would accept it";
+    if n.starts_with('.') {
+        return fail(
+            p,
+            format!(
+                "network name '{n}' must not start with '.' ({why}, but kvnet's file would be hidden and skipped)"
+            ),
+        );
+    }
+    if let Some(base) = n.strip_suffix(".v6") {
+        return fail(
+            p,
+            format!(
+                "network name '{n}' must not end in '.v6' ({why}, but its DHCP lease journal would be network '{base}''s DHCPv6 journal)"
+            ),
+        );
+    }
+    if n.len() > MAX_NAME_BYTES {
+        return fail(
+            p,
+            format!(
+                "network name is {} bytes long in UTF-8, more than kvnet's {MAX_NAME_BYTES} ({why}, but a file name may have only 255 bytes)",
+                n.len()
+            ),
+        );
+    }
+    Ok(())
+}
+
 impl Network {
     /// Check everything libvirt's parser checks, and kvnet's stricter rules. `from_xml` calls it.
     pub fn validate(&self) -> Result<(), ModelError> {
@@ -172,6 +211,7 @@ impl Network {
     /// Not part of `from_xml`, because libvirt's XML round trip accepts them (passthrough-pf).
     pub fn validate_for_define(&self) -> Result<(), ModelError> {
         self.validate()?;
+        check_name_for_files(&self.name)?;
         let mode = self.forward_mode();
         if mode.is_l3() {
             return Ok(());

@@ -2,22 +2,39 @@
 //! new bridge that takes over the NIC's MAC, MTU, addresses and routes, and back. The
 //! [`plan`] is pure; the executor here runs its steps over netlink and, when a step
 //! fails or the host has lost a default route it had, undoes the steps done so far in
-//! reverse order.
+//! reverse order. The plan and its progress are recorded ([`journal`]) before the first
+//! step and after each, so that a kvnetd killed midway is followed by one that puts the
+//! host's NIC back ([`recover`]).
 
+mod journal;
 mod plan;
 
+use crate::paths::Paths;
+use crate::store;
 use anyhow::{Context, Result, anyhow, bail};
+use journal::{Record, Recovery};
 use kvnet_api::request::IfaceBridge;
 use kvnet_api::{Bridged, Unbridged};
-use kvnet_host::{Link, Netlink};
+use kvnet_host::{Link, LinkRoute, Netlink};
 use plan::{BridgeInput, Defaults, Step, UnbridgeInput, check_name, plan_bridge, plan_unbridge};
-use tracing::{info, warn};
+use std::path::PathBuf;
+use tracing::{error, info, warn};
 
 /// Runs the steps over netlink.
 pub struct Executor<'a> {
     pub nl: &'a Netlink,
+    /// Where the plan and its progress are recorded.
+    pub journal: PathBuf,
     /// Test hook: fail instead of running this step (1-based).
     pub fail_at: Option<usize>,
+    /// Test hook: kill kvnetd (SIGKILL) right after this step (1-based) ran, before its
+    /// progress is recorded.
+    pub kill_after: Option<usize>,
+}
+
+/// Routes are told apart by what `ip route` shows of them.
+fn same_route(a: &LinkRoute, b: &LinkRoute) -> bool {
+    (a.dest, a.gateway, a.metric) == (b.dest, b.gateway, b.metric)
 }
 
 impl Executor<'_> {
@@ -85,31 +102,99 @@ impl Executor<'_> {
         Ok(())
     }
 
-    /// Runs every step; on a failure undoes the done ones in reverse and returns the
-    /// failure (with the undo steps that failed too, if any).
-    pub async fn run(&self, steps: &[Step]) -> Result<()> {
-        let mut done: Vec<&Step> = Vec::new();
+    /// Whether `s` has nothing left to do: what makes a recovery (which does not know
+    /// whether the last unrecorded step ran) safe to run again.
+    async fn in_effect(&self, s: &Step) -> Result<bool> {
+        Ok(match s {
+            Step::CreateBridge(spec) => self.nl.link(&spec.name).await?.is_some(),
+            Step::DeleteLink(l) => self.nl.link(l).await?.is_none(),
+            Step::Attach { port, bridge } | Step::Detach { port, bridge } => {
+                let attached = match (self.nl.link(port).await?, self.nl.link(bridge).await?) {
+                    (Some(p), Some(b)) => p.master == Some(b.index),
+                    _ => false,
+                };
+                attached == matches!(s, Step::Attach { .. })
+            }
+            Step::SetUp { link: l, up } => self.nl.link(l).await?.map_or(!up, |x| x.up == *up),
+            Step::AddAddr { link: l, addr } | Step::DelAddr { link: l, addr } => {
+                let has = match self.nl.link(l).await? {
+                    Some(x) => self
+                        .nl
+                        .link_addresses(x.index)
+                        .await?
+                        .iter()
+                        .any(|a| a.addr == addr.addr),
+                    None => false,
+                };
+                has == matches!(s, Step::AddAddr { .. })
+            }
+            Step::AddRoute { link: l, route } | Step::DelRoute { link: l, route } => {
+                let has = match self.nl.link(l).await? {
+                    Some(x) => self
+                        .nl
+                        .link_routes(x.index)
+                        .await?
+                        .iter()
+                        .any(|r| same_route(r, route)),
+                    None => false,
+                };
+                has == matches!(s, Step::AddRoute { .. })
+            }
+            Step::CheckDefaults(_) => true,
+        })
+    }
+
+    /// Run `s` unless it is in effect already.
+    async fn ensure(&self, s: &Step) -> Result<()> {
+        if !self.in_effect(s).await? {
+            self.step(s).await?;
+            info!("iface: {s}");
+        }
+        Ok(())
+    }
+
+    /// Undo `done` (latest first); the undo steps that failed.
+    async fn undo(&self, done: &[Step]) -> Vec<String> {
+        let mut failed = Vec::new();
+        for u in done.iter().rev().filter_map(Step::undo) {
+            if let Err(e) = self.ensure(&u).await {
+                warn!("iface: rollback: {u} failed: {e:#}");
+                failed.push(format!("{u}: {e:#}"));
+            }
+        }
+        failed
+    }
+
+    /// Runs every step, recording the progress; on a failure undoes the done ones in
+    /// reverse and returns the failure (with the undo steps that failed too, if any).
+    pub async fn run(&self, what: &str, steps: &[Step]) -> Result<()> {
+        let mut rec = Record {
+            what: what.to_string(),
+            steps: steps.to_vec(),
+            done: 0,
+        };
+        journal::save(&self.journal, &rec)?;
         for (n, s) in steps.iter().enumerate() {
-            let res = if self.fail_at == Some(n + 1) {
+            let ran = if self.fail_at == Some(n + 1) {
                 Err(anyhow!("injected failure (test hook, step {})", n + 1))
             } else {
                 self.step(s).await
             };
+            if self.kill_after == Some(n + 1) {
+                warn!("iface: {s} done; killing kvnetd (test hook)");
+                let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGKILL);
+            }
+            let res = ran.and_then(|()| {
+                rec.done = n + 1;
+                journal::save(&self.journal, &rec)
+            });
             match res {
-                Ok(()) => {
-                    info!("iface: {s}");
-                    done.push(s);
-                }
+                Ok(()) => info!("iface: {s}"),
                 Err(e) => {
                     warn!("iface: {s} failed: {e:#}; rolling back");
-                    let mut failed = Vec::new();
-                    for d in done.iter().rev() {
-                        if let Some(u) = d.undo()
-                            && let Err(ue) = self.step(&u).await
-                        {
-                            warn!("iface: rollback: {u} failed: {ue:#}");
-                            failed.push(format!("{u}: {ue:#}"));
-                        }
+                    let failed = self.undo(&steps[..rec.done]).await;
+                    if let Err(e) = store::remove_if_exists(&self.journal) {
+                        warn!("iface: {e:#}");
                     }
                     let mut msg = format!("cannot {s}: {e:#}; rolled back");
                     if !failed.is_empty() {
@@ -119,20 +204,79 @@ impl Executor<'_> {
                 }
             }
         }
+        if let Err(e) = store::remove_if_exists(&self.journal) {
+            warn!("iface: {e:#}");
+        }
         Ok(())
     }
 }
 
-/// The test hook: `KVNET_TEST_IFACE_FAIL_AT=OP:N` (OP `bridge` or `unbridge`) makes
-/// step N (1-based) of that operation's plans fail.
-fn fail_at(op: &str) -> Option<usize> {
-    let v = std::env::var("KVNET_TEST_IFACE_FAIL_AT").ok()?;
+/// At kvnetd's start: finish or undo the `iface-bridge`/`-unbridge` a kill interrupted,
+/// so that the host's NIC has its addresses and routes. A record that cannot be read or
+/// fully acted on is kept aside and logged.
+pub async fn recover(nl: &Netlink, paths: &Paths) {
+    let path = paths.iface_journal();
+    let rec = match journal::load(&path) {
+        Ok(Some(rec)) => rec,
+        Ok(None) => return,
+        Err(e) => {
+            let why = format!("{e:#}; an interrupted iface change could not be undone");
+            store::quarantine(&path, &why);
+            return;
+        }
+    };
+    let ex = Executor {
+        nl,
+        journal: path.clone(),
+        fail_at: None,
+        kill_after: None,
+    };
+    let (verb, steps) = match journal::recovery(&rec) {
+        Recovery::Finish(s) => ("finished", s),
+        Recovery::Undo(s) => ("undid", s),
+    };
+    let mut failed = Vec::new();
+    for s in &steps {
+        if let Err(e) = ex.ensure(s).await {
+            failed.push(format!("{s}: {e:#}"));
+        }
+    }
+    let progress = format!("{} of {} steps recorded done", rec.done, rec.steps.len());
+    if failed.is_empty() {
+        info!("{verb} the interrupted {} ({progress})", rec.what);
+        if let Err(e) = store::remove_if_exists(&path) {
+            error!("{e:#}");
+        }
+    } else {
+        let why = format!(
+            "the interrupted {} ({progress}) was not fully {verb}: {}",
+            rec.what,
+            failed.join("; ")
+        );
+        store::quarantine(&path, &why);
+    }
+}
+
+/// The test hooks: `KVNET_TEST_IFACE_FAIL_AT=OP:N` (OP `bridge` or `unbridge`) makes
+/// step N (1-based) of that operation's plans fail; `KVNET_TEST_IFACE_KILL_AFTER=OP:N`
+/// kills kvnetd right after step N ran.
+fn hook(var: &str, op: &str) -> Option<usize> {
+    let v = std::env::var(var).ok()?;
     let (o, n) = v.split_once(':')?;
     (o == op).then(|| n.parse().ok()).flatten()
 }
 
+fn executor<'a>(nl: &'a Netlink, paths: &Paths, op: &str) -> Executor<'a> {
+    Executor {
+        nl,
+        journal: paths.iface_journal(),
+        fail_at: hook("KVNET_TEST_IFACE_FAIL_AT", op),
+        kill_after: hook("KVNET_TEST_IFACE_KILL_AFTER", op),
+    }
+}
+
 /// `iface-bridge` (see docs/api.md).
-pub async fn bridge(nl: &Netlink, req: &IfaceBridge) -> Result<Bridged> {
+pub async fn bridge(nl: &Netlink, paths: &Paths, req: &IfaceBridge) -> Result<Bridged> {
     let IfaceBridge {
         iface,
         bridge,
@@ -169,13 +313,10 @@ pub async fn bridge(nl: &Netlink, req: &IfaceBridge) -> Result<Bridged> {
         defaults: Defaults::of(&nl.routes().await?),
     };
     let steps = plan_bridge(&input)?;
-    Executor {
-        nl,
-        fail_at: fail_at("bridge"),
-    }
-    .run(&steps)
-    .await
-    .with_context(|| format!("cannot bridge {iface} into {bridge}"))?;
+    executor(nl, paths, "bridge")
+        .run(&format!("iface-bridge {iface} {bridge}"), &steps)
+        .await
+        .with_context(|| format!("cannot bridge {iface} into {bridge}"))?;
     info!(iface, bridge, "bridged");
     Ok(Bridged {
         bridge: bridge.into(),
@@ -185,7 +326,12 @@ pub async fn bridge(nl: &Netlink, req: &IfaceBridge) -> Result<Bridged> {
 }
 
 /// `iface-unbridge`; `used_by` is the active network on `bridge`, if any.
-pub async fn unbridge(nl: &Netlink, bridge: &str, used_by: Option<String>) -> Result<Unbridged> {
+pub async fn unbridge(
+    nl: &Netlink,
+    paths: &Paths,
+    bridge: &str,
+    used_by: Option<String>,
+) -> Result<Unbridged> {
     let br = nl
         .link(bridge)
         .await?
@@ -220,13 +366,10 @@ pub async fn unbridge(nl: &Netlink, bridge: &str, used_by: Option<String>) -> Re
             _ => None,
         })
         .expect("an unbridge plan detaches the NIC");
-    Executor {
-        nl,
-        fail_at: fail_at("unbridge"),
-    }
-    .run(&steps)
-    .await
-    .with_context(|| format!("cannot unbridge {bridge}"))?;
+    executor(nl, paths, "unbridge")
+        .run(&format!("iface-unbridge {bridge}"), &steps)
+        .await
+        .with_context(|| format!("cannot unbridge {bridge}"))?;
     info!(bridge, iface, "unbridged");
     Ok(Unbridged {
         bridge: bridge.into(),

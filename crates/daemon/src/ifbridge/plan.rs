@@ -3,6 +3,7 @@
 
 use anyhow::{Result, bail};
 use kvnet_host::{BridgeSpec, Link, LinkAddress, LinkRoute};
+use serde::{Deserialize, Serialize};
 use std::fmt;
 
 /// The kernel's `RTPROT_KERNEL`: routes the kernel made for an address, which
@@ -10,7 +11,7 @@ use std::fmt;
 pub(super) const PROTO_KERNEL: u8 = 2;
 
 /// Which address families have a default route in the main table.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Defaults {
     pub v4: bool,
     pub v6: bool,
@@ -30,7 +31,7 @@ impl Defaults {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Step {
     CreateBridge(BridgeSpec),
     DeleteLink(String),
@@ -374,8 +375,9 @@ pub fn plan_unbridge(i: &UnbridgeInput) -> Result<Vec<Step>> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+    use std::collections::BTreeMap;
 
     fn net(s: &str) -> ipnet::IpNet {
         s.parse().unwrap()
@@ -410,7 +412,7 @@ mod tests {
         }
     }
 
-    fn input() -> BridgeInput {
+    pub(crate) fn input() -> BridgeInput {
         BridgeInput {
             iface: link("eth0", None),
             iface_master: None,
@@ -514,56 +516,82 @@ mod tests {
         );
     }
 
-    /// Undoing every prefix of the plan in reverse restores each link's addresses and
-    /// routes, and the bridge goes: a model of links run over the steps.
-    #[test]
-    fn every_prefix_rolls_back_to_the_start() {
-        use std::collections::BTreeMap;
-        /// Master, up, addresses, routes.
-        type LinkState = (Option<String>, bool, Vec<String>, Vec<String>);
-        #[derive(Default, Clone, PartialEq, Debug)]
-        struct Model {
-            links: BTreeMap<String, LinkState>,
-        }
-        fn apply(m: &mut Model, s: &Step) {
-            match s {
-                Step::CreateBridge(b) => {
-                    assert!(m.links.insert(b.name.clone(), Default::default()).is_none())
-                }
-                Step::DeleteLink(l) => {
-                    m.links.remove(l);
-                }
-                Step::Attach { port, bridge } => {
-                    assert!(m.links.contains_key(bridge));
-                    m.links.get_mut(port).unwrap().0 = Some(bridge.clone())
-                }
-                Step::Detach { port, .. } => m.links.get_mut(port).unwrap().0 = None,
-                Step::SetUp { link, up } => m.links.get_mut(link).unwrap().1 = *up,
-                Step::AddAddr { link, addr } => {
-                    let v = &mut m.links.get_mut(link).unwrap().2;
-                    assert!(!v.contains(&addr.addr.to_string()));
-                    v.push(addr.addr.to_string());
-                }
-                Step::DelAddr { link, addr } => {
-                    let v = &mut m.links.get_mut(link).unwrap().2;
-                    // Secondaries must be gone before their primary.
-                    assert_eq!(v.last(), Some(&addr.addr.to_string()), "{s}");
-                    v.pop();
-                }
-                Step::AddRoute { link, route } => {
-                    m.links.get_mut(link).unwrap().3.push(route.describe())
-                }
-                Step::DelRoute { link, route } => {
-                    let v = &mut m.links.get_mut(link).unwrap().3;
-                    let i = v
-                        .iter()
-                        .position(|r| *r == route.describe())
-                        .expect("route present");
-                    v.remove(i);
-                }
-                Step::CheckDefaults(_) => {}
+    /// Master, up, addresses, routes.
+    type LinkState = (Option<String>, bool, Vec<String>, Vec<String>);
+
+    /// A model of the host's links that the steps run on.
+    #[derive(Default, Clone, PartialEq, Debug)]
+    pub(crate) struct Model {
+        links: BTreeMap<String, LinkState>,
+    }
+
+    pub(crate) fn apply(m: &mut Model, s: &Step) {
+        match s {
+            Step::CreateBridge(b) => {
+                assert!(m.links.insert(b.name.clone(), Default::default()).is_none())
             }
+            Step::DeleteLink(l) => {
+                m.links.remove(l);
+            }
+            Step::Attach { port, bridge } => {
+                assert!(m.links.contains_key(bridge));
+                m.links.get_mut(port).unwrap().0 = Some(bridge.clone())
+            }
+            Step::Detach { port, .. } => m.links.get_mut(port).unwrap().0 = None,
+            Step::SetUp { link, up } => m.links.get_mut(link).unwrap().1 = *up,
+            Step::AddAddr { link, addr } => {
+                let v = &mut m.links.get_mut(link).unwrap().2;
+                assert!(!v.contains(&addr.addr.to_string()));
+                v.push(addr.addr.to_string());
+            }
+            Step::DelAddr { link, addr } => {
+                let v = &mut m.links.get_mut(link).unwrap().2;
+                // Secondaries must be gone before their primary.
+                assert_eq!(v.last(), Some(&addr.addr.to_string()), "{s}");
+                v.pop();
+            }
+            Step::AddRoute { link, route } => {
+                m.links.get_mut(link).unwrap().3.push(route.describe())
+            }
+            Step::DelRoute { link, route } => {
+                let v = &mut m.links.get_mut(link).unwrap().3;
+                let i = v
+                    .iter()
+                    .position(|r| *r == route.describe())
+                    .expect("route present");
+                v.remove(i);
+            }
+            Step::CheckDefaults(_) => {}
         }
+    }
+
+    /// Whether `s` has nothing to do in `m` (the executor's `in_effect`).
+    pub(crate) fn in_effect(m: &Model, s: &Step) -> bool {
+        let l = |n: &String| m.links.get(n);
+        match s {
+            Step::CreateBridge(b) => l(&b.name).is_some(),
+            Step::DeleteLink(n) => l(n).is_none(),
+            Step::Attach { port, bridge } => l(port).is_some_and(|p| p.0.as_ref() == Some(bridge)),
+            Step::Detach { port, bridge } => l(port).is_none_or(|p| p.0.as_ref() != Some(bridge)),
+            Step::SetUp { link, up } => l(link).map_or(!up, |x| x.1 == *up),
+            Step::AddAddr { link, addr } => {
+                l(link).is_some_and(|x| x.2.contains(&addr.addr.to_string()))
+            }
+            Step::DelAddr { link, addr } => {
+                l(link).is_none_or(|x| !x.2.contains(&addr.addr.to_string()))
+            }
+            Step::AddRoute { link, route } => {
+                l(link).is_some_and(|x| x.3.contains(&route.describe()))
+            }
+            Step::DelRoute { link, route } => {
+                l(link).is_none_or(|x| !x.3.contains(&route.describe()))
+            }
+            Step::CheckDefaults(_) => true,
+        }
+    }
+
+    /// eth0 of [`input`] before any change.
+    pub(crate) fn start() -> Model {
         let i = input();
         let mut start = Model::default();
         start.links.insert(
@@ -581,7 +609,33 @@ mod tests {
                     .collect(),
             ),
         );
-        let steps = plan_bridge(&i).unwrap();
+        start
+    }
+
+    /// Unbridging what [`input`] made.
+    pub(crate) fn bridged_unbridge_input() -> UnbridgeInput {
+        let i = input();
+        UnbridgeInput {
+            bridge: Link {
+                mac: None,
+                ..link("br0", Some("bridge"))
+            },
+            ports: vec![link("eth0", None)],
+            taps: vec![],
+            addrs: i.addrs.clone(),
+            routes: i.routes.clone(),
+            unmovable: vec![],
+            used_by: None,
+            defaults: i.defaults,
+        }
+    }
+
+    /// Undoing every prefix of the plan in reverse restores each link's addresses and
+    /// routes, and the bridge goes: a model of links run over the steps.
+    #[test]
+    fn every_prefix_rolls_back_to_the_start() {
+        let start = start();
+        let steps = plan_bridge(&input()).unwrap();
         for n in 0..=steps.len() {
             let mut m = start.clone();
             for s in &steps[..n] {
@@ -607,20 +661,7 @@ mod tests {
         for s in &steps {
             apply(&mut m, s);
         }
-        let un = plan_unbridge(&UnbridgeInput {
-            bridge: Link {
-                mac: None,
-                ..link("br0", Some("bridge"))
-            },
-            ports: vec![link("eth0", None)],
-            taps: vec![],
-            addrs: i.addrs.clone(),
-            routes: i.routes.clone(),
-            unmovable: vec![],
-            used_by: None,
-            defaults: i.defaults,
-        })
-        .unwrap();
+        let un = plan_unbridge(&bridged_unbridge_input()).unwrap();
         let before = m.clone();
         for (n, s) in un.iter().enumerate() {
             apply(&mut m, s);

@@ -20,7 +20,7 @@ use crate::paths::Paths;
 use crate::ports::{Ports, Target};
 use crate::registry::Registry;
 use crate::services::Services;
-use crate::store::status;
+use crate::store::{self, status};
 use anyhow::{Context, Result, anyhow, bail};
 use ipnet::IpNet;
 use kvnet_host::nftwatch::NftWatcher;
@@ -105,22 +105,22 @@ impl Lifecycle {
 
     /// At daemon start: take over the networks a previous kvnetd left running, finish
     /// interrupted teardowns, clean up networks whose bridge vanished meanwhile, then
-    /// bring the firewall and the guest services up to date.
+    /// bring the firewall and the guest services up to date. An unreadable status record
+    /// is quarantined and its network stopped (see [`Lifecycle::stop_unrecorded`]).
     pub async fn adopt_all(&mut self, reg: &mut Registry) -> Result<()> {
+        let mut unrecorded = Vec::new();
         for (name, st) in status::load_all(&self.paths)? {
-            let st = match st {
-                Ok(st) => st,
+            let parsed = st.and_then(|st| {
+                let live = Network::from_xml(&st.live_xml)
+                    .map_err(|e| anyhow!("its XML no longer parses: {e}"))?;
+                Ok((st, live))
+            });
+            let (st, live) = match parsed {
+                Ok(p) => p,
                 Err(e) => {
-                    error!("dropping unreadable status of network '{name}': {e:#}");
-                    status::remove(&self.paths, &name)?;
-                    continue;
-                }
-            };
-            let live = match Network::from_xml(&st.live_xml) {
-                Ok(n) => n,
-                Err(e) => {
-                    error!("dropping status of network '{name}': its XML no longer parses: {e}");
-                    status::remove(&self.paths, &name)?;
+                    let why = format!("unreadable status of network '{name}': {e:#}");
+                    store::quarantine(&self.paths.status(&name), &why);
+                    unrecorded.push(name);
                     continue;
                 }
             };
@@ -153,6 +153,13 @@ impl Lifecycle {
                     reg.adopt(live, &st);
                 }
             }
+            if !st.transient && reg.get(&name).is_ok_and(|o| o.def.is_none()) {
+                warn!(network = %name, "adopted without a definition (none was loaded): it is transient now");
+            }
+        }
+        // After the adoptions: a bridge an adopted network runs on is never touched.
+        for name in unrecorded {
+            self.stop_unrecorded(reg, &name).await;
         }
         let active = reg.active();
         self.dp.fw().reconcile_at_start(&self.paths, &active);
@@ -168,6 +175,35 @@ impl Lifecycle {
             }
         }
         Ok(())
+    }
+
+    /// A network whose status record was unreadable: without the record it cannot be
+    /// adopted, and left alone its bridge would be an orphan. Its name is the file's; if
+    /// a definition of that name exists, it names the bridge and rules to remove (the
+    /// firewall is rebuilt for the adopted networks anyway). Without one, nothing tells
+    /// which bridge was its: that is logged.
+    async fn stop_unrecorded(&mut self, reg: &Registry, name: &str) {
+        let Some(def) = reg.get(name).ok().and_then(|o| o.def.clone()) else {
+            error!(network = %name, "no definition tells which bridge it ran on: check `ip link` for one left behind");
+            return;
+        };
+        // Only a bridge (not a link that took the name since) no adopted network runs on.
+        let is_bridge = matches!(self.dp.bridge_link(&def).await, Ok(Some(l)) if l.kind.as_deref() == Some("bridge"));
+        let owns = def.profile().owns_bridge()
+            && is_bridge
+            && def
+                .bridge_name()
+                .is_none_or(|br| reg.by_bridge(br).is_none());
+        let res = self.dp.stop(&def, owns).await;
+        for e in self.release_sysctls(reg, &def) {
+            warn!(network = %name, "{e}");
+        }
+        match res {
+            Ok(()) => {
+                error!(network = %name, "stopped, as its definition describes it, for want of a status record: start it again with `kvnet net-start {name}`")
+            }
+            Err(e) => error!(network = %name, "stopping it for want of a status record: {e:#}"),
+        }
     }
 
     fn release_sysctls(&mut self, reg: &Registry, net: &Network) -> Vec<String> {

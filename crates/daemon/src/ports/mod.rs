@@ -124,19 +124,28 @@ impl Ports {
         };
         for entry in entries {
             let path = entry?.path();
+            // Temp files end in .tmp, quarantined ones in .bad-TIME.
             let Some(name) = path
                 .file_name()
                 .and_then(|n| n.to_str())
                 .and_then(|n| n.strip_suffix(".json"))
-                .filter(|n| !n.starts_with('.'))
             else {
                 continue;
             };
-            let ports: Vec<PortRec> = fs::read(&path)
+            match fs::read(&path)
                 .map_err(anyhow::Error::from)
                 .and_then(|b| serde_json::from_slice(&b).map_err(anyhow::Error::from))
-                .with_context(|| format!("ports file {}", path.display()))?;
-            by_net.insert(name.to_string(), ports);
+            {
+                Ok(ports) => {
+                    by_net.insert(name.to_string(), ports);
+                }
+                // One torn file must not keep kvnetd (and every network's DHCP) down;
+                // the TAPs it listed still work, they are just not listed.
+                Err(e) => {
+                    let why = format!("unreadable ports of network '{name}': {e:#}");
+                    store::quarantine(&path, &why);
+                }
+            }
         }
         Ok(Ports {
             paths: paths.clone(),
@@ -522,5 +531,33 @@ mod tests {
         ports.save("default", Vec::new()).unwrap();
         assert!(!p.ports("default").exists());
         assert!(Ports::load(&p).unwrap().by_net.is_empty());
+    }
+
+    #[test]
+    fn a_torn_ports_file_is_quarantined_and_the_others_load() {
+        let (_d, p) = crate::store::testdir::paths();
+        let mut ports = Ports::load(&p).unwrap();
+        let rec = PortRec {
+            ifname: "vnet0".into(),
+            mac: None,
+            kind: PortKind::Helper,
+            queues: 1,
+            owner: None,
+            group: None,
+        };
+        ports.save("good", vec![rec.clone()]).unwrap();
+        fs::write(p.ports("torn"), b"[{\"ifname\": \"vn").unwrap();
+        let loaded = Ports::load(&p).unwrap();
+        assert_eq!(loaded.of("good"), [rec]);
+        assert!(!loaded.has_ports("torn"));
+        assert!(!p.ports("torn").exists());
+        let aside = fs::read_dir(p.ports_dir())
+            .unwrap()
+            .filter(|e| {
+                let n = e.as_ref().unwrap().file_name();
+                n.to_string_lossy().starts_with("torn.json.bad-")
+            })
+            .count();
+        assert_eq!(aside, 1);
     }
 }

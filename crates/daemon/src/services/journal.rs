@@ -66,12 +66,17 @@ impl Journal {
             store::write_atomic(path, compacted.as_bytes(), 0o600, Durability::Durable)
                 .with_context(|| format!("compact {}", path.display()))?;
         }
+        let created = !path.exists();
         let file = std::fs::OpenOptions::new()
             .append(true)
             .create(true)
             .mode(0o600)
             .open(path)
             .with_context(|| format!("open {}", path.display()))?;
+        // A new journal's directory entry must be durable before leases go into it.
+        if created && let Some(dir) = path.parent() {
+            store::fsync_dir(dir)?;
+        }
         Ok((
             table,
             Journal {

@@ -3,7 +3,7 @@
 
 use super::{Durability, remove_if_exists, write_atomic};
 use crate::paths::Paths;
-use anyhow::{Context, Result};
+use anyhow::Result;
 use serde::{Deserialize, Serialize};
 use std::fs;
 
@@ -36,7 +36,9 @@ pub fn remove(paths: &Paths, name: &str) -> Result<()> {
     remove_if_exists(&paths.status(name))
 }
 
-/// Every status record, by network name; an unreadable one as its error.
+/// Every status record, by network name; an unreadable one as its error. Temp files end
+/// in `.tmp`; a name starting with '.' is a network an older kvnetd started, adopted so
+/// that its bridge is not orphaned.
 pub fn load_all(paths: &Paths) -> Result<Vec<(String, Result<Status>)>> {
     let mut out = Vec::new();
     for entry in fs::read_dir(paths.status_dir())? {
@@ -48,13 +50,9 @@ pub fn load_all(paths: &Paths) -> Result<Vec<(String, Result<Status>)>> {
         else {
             continue;
         };
-        if stem.starts_with('.') {
-            continue;
-        }
         let st = fs::read(&path)
             .map_err(anyhow::Error::from)
-            .and_then(|b| serde_json::from_slice(&b).map_err(anyhow::Error::from))
-            .with_context(|| format!("status file {}", path.display()));
+            .and_then(|b| serde_json::from_slice(&b).map_err(anyhow::Error::from));
         out.push((stem.to_string(), st));
     }
     out.sort_by(|a, b| a.0.cmp(&b.0));
@@ -81,11 +79,17 @@ mod tests {
         assert_eq!(all.len(), 1);
         assert_eq!(all[0].1.as_ref().unwrap(), &st);
         std::fs::write(p.status("torn"), b"{\"live_xml\":").unwrap();
+        std::fs::write(p.status("bytes"), b"\xff\xfe").unwrap();
+        std::fs::write(p.status_dir().join(".torn.json.tmp"), b"{").unwrap();
         let all = load_all(&p).unwrap();
-        assert_eq!(all[0].0, "torn");
-        assert!(all[0].1.is_err(), "a torn record is reported, not fatal");
+        let names: Vec<&str> = all.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["bytes", "torn", "x"]);
+        assert!(
+            all[0].1.is_err() && all[1].1.is_err(),
+            "reported, not fatal"
+        );
         remove(&p, "x").unwrap();
         remove(&p, "x").unwrap();
-        assert_eq!(load_all(&p).unwrap().len(), 1);
+        assert_eq!(load_all(&p).unwrap().len(), 2);
     }
 }

@@ -164,6 +164,8 @@ impl Guest {
     /// `script=`s and bridge helper see it). `params` become `kvnet.KEY=VALUE` on the
     /// kernel command line: `lookup` (names, comma-separated), `ping` (addresses),
     /// `hold` (seconds to stay up after `KVNET done`); see scripts/guest/init.
+    /// `wrap` is a command that runs its arguments (e.g. as another user, or with other
+    /// mounts), put before QEMU; empty for QEMU as root.
     pub fn boot(
         img: &Image,
         ns: &TestNs,
@@ -171,6 +173,7 @@ impl Guest {
         net: &[String],
         env: &[(&str, &str)],
         params: &[(&str, &str)],
+        wrap: &[String],
     ) -> Guest {
         let mac = device_mac(net).unwrap_or_else(|| panic!("no mac= in {net:?}"));
         // Without an option ROM: the NIC's PXE ROM (ipxe-qemu) need not be installed.
@@ -194,7 +197,9 @@ impl Guest {
         }
         let mut cmd = Command::new("timeout");
         cmd.args(["-s", "KILL", &HARD_LIMIT.as_secs().to_string()])
-            .args(["ip", "netns", "exec", ns.name(), "qemu-system-x86_64"])
+            .args(["ip", "netns", "exec", ns.name()])
+            .args(wrap)
+            .arg("qemu-system-x86_64")
             .args(["-accel", "tcg", "-cpu", "max", "-m", "256"])
             .args([
                 "-nographic",

@@ -32,11 +32,88 @@ pub fn bin(name: &str) -> PathBuf {
     p
 }
 
+/// How the lab's kvnetd runs, beyond its environment.
+#[derive(Clone, Default)]
+pub struct Setup {
+    /// kvnetd without path options, in a mount namespace where its default paths are
+    /// the lab's dirs (see [`at_default_paths`]).
+    pub default_paths: bool,
+    /// More kvnetd arguments.
+    pub args: Vec<String>,
+    /// Shell commands run in kvnetd's own mount namespace before it starts, with `$D`
+    /// the lab's dir (e.g. a small tmpfs over `$D/etc`).
+    pub shell: Vec<String>,
+}
+
 pub struct Daemon {
     pub child: Option<Child>,
     pub dir: PathBuf,
     pub socket: PathBuf,
     pub log: PathBuf,
+    setup: Setup,
+}
+
+/// The shell that mounts the lab's dirs `etc`, `lib` and `run` of `dir` at kvnetd's
+/// default paths /etc/kvnet, /var/lib/kvnet and /run/kvnet, then runs its arguments.
+/// Meant for `ip netns exec`, whose child has a mount namespace of its own with
+/// propagation to the host's off: the host's files are never touched. A default path
+/// the host lacks gets its mount point from a read-only overlay of its parent with a
+/// stub directory, so nothing is created on the host either.
+pub fn at_default_paths(dir: &Path) -> Vec<String> {
+    let script = r#"set -e
+D=$1; shift
+for m in etc:/etc/kvnet lib:/var/lib/kvnet run:/run/kvnet; do
+  src=$D/${m%%:*} dst=${m#*:}
+  mkdir -p "$src"
+  if [ ! -d "$dst" ]; then
+    parent=$(dirname "$dst") stub=$D/stub/$(echo "$dst" | tr / _)
+    mkdir -p "$stub/$(basename "$dst")"
+    mount -t overlay kvnet-test -o "lowerdir=$stub:$parent" "$parent"
+  fi
+  mount --bind "$src" "$dst"
+done
+exec "$@""#;
+    sh_with_dir(script, dir)
+}
+
+/// `sh -c SCRIPT` with `$1` = `dir`, then the arguments that follow.
+fn sh_with_dir(script: &str, dir: &Path) -> Vec<String> {
+    vec![
+        "sh".into(),
+        "-c".into(),
+        script.into(),
+        "kvnet-lab".into(),
+        dir.display().to_string(),
+    ]
+}
+
+/// The shell that gives its arguments a /dev/net/tun every user may open (mode 0666, as
+/// udev leaves it on Debian) when the host's is root's only (a machine without udev):
+/// a node of its own, bind-mounted over the host's in the mount namespace of
+/// `ip netns exec`. The host's node is not changed.
+pub fn user_tun(dir: &Path) -> Vec<String> {
+    let script = r#"set -e
+D=$1; shift
+if [ "$(stat -c %a /dev/net/tun)" != 666 ]; then
+  rm -f "$D/tun"; mknod -m 0666 "$D/tun" c 10 200
+  mount --bind "$D/tun" /dev/net/tun
+fi
+exec "$@""#;
+    sh_with_dir(script, dir)
+}
+
+/// setpriv's arguments that run what follows as nobody:nogroup, without other groups
+/// or capabilities (a file capability of an executable still applies).
+pub fn as_nobody() -> Vec<String> {
+    [
+        "setpriv",
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+        "--",
+    ]
+    .map(str::to_string)
+    .to_vec()
 }
 
 pub struct Lab {
@@ -44,8 +121,6 @@ pub struct Lab {
     pub lan: TestNs,
     pub guests: Vec<TestNs>,
     pub daemon: Daemon,
-    /// kvnetd's environment, kept for restarts.
-    pub env: Vec<(String, String)>,
 }
 
 /// Run `ip ARGS` in `ns`, panicking with stderr on failure.
@@ -69,7 +144,31 @@ pub fn ping(ns: &TestNs, addr: &str) -> bool {
 }
 
 impl Daemon {
-    fn start(host: &TestNs, dir: &Path, env: &[(&str, &str)]) -> Daemon {
+    fn start(host: &TestNs, dir: &Path, env: &[(&str, &str)], setup: &Setup) -> Daemon {
+        Self::spawn(host, dir, env, setup, "", None)
+    }
+
+    /// Starts kvnetd in `host` on the dirs under `dir` and waits until it answers. With a
+    /// `prelude`, through `sh -c 'PRELUDE; exec kvnetd …'`: the shell sets limits or
+    /// hands over the socket `passed` (kept open across exec), then becomes kvnetd.
+    pub fn launch(
+        host: &TestNs,
+        dir: &Path,
+        env: &[(&str, &str)],
+        prelude: &str,
+        passed: Option<std::os::fd::RawFd>,
+    ) -> Daemon {
+        Self::spawn(host, dir, env, &Setup::default(), prelude, passed)
+    }
+
+    fn spawn(
+        host: &TestNs,
+        dir: &Path,
+        env: &[(&str, &str)],
+        setup: &Setup,
+        prelude: &str,
+        passed: Option<std::os::fd::RawFd>,
+    ) -> Daemon {
         let socket = dir.join("run/kvnetd.sock");
         let log = dir.join("kvnetd.log");
         let logf = std::fs::OpenOptions::new()
@@ -78,19 +177,37 @@ impl Daemon {
             .open(&log)
             .expect("log");
         let mut cmd = Command::new("ip");
-        cmd.args(["netns", "exec", host.name()])
-            .arg(bin("kvnetd"))
-            .arg("--config-dir")
-            .arg(dir.join("etc"))
-            .arg("--state-dir")
-            .arg(dir.join("lib"))
-            .arg("--run-dir")
-            .arg(dir.join("run"))
+        cmd.args(["netns", "exec", host.name()]);
+        if !prelude.is_empty() {
+            cmd.args(["sh", "-c", &format!("{prelude}\nexec \"$0\" \"$@\"")]);
+        }
+        if !setup.shell.is_empty() {
+            let script = format!(
+                "set -e; D=$1; shift; {}; exec \"$@\"",
+                setup.shell.join("; ")
+            );
+            cmd.args(sh_with_dir(&script, dir));
+        }
+        if setup.default_paths {
+            cmd.args(at_default_paths(dir)).arg(bin("kvnetd"));
+        } else {
+            cmd.arg(bin("kvnetd"))
+                .arg("--config-dir")
+                .arg(dir.join("etc"))
+                .arg("--state-dir")
+                .arg(dir.join("lib"))
+                .arg("--run-dir")
+                .arg(dir.join("run"));
+        }
+        cmd.args(&setup.args)
             .stdin(Stdio::null())
             .stdout(logf.try_clone().expect("log"))
             .stderr(logf);
         for (k, v) in env {
             cmd.env(k, v);
+        }
+        if let Some(fd) = passed {
+            kvnet_host::testns::raw::pass_fd(&mut cmd, fd);
         }
         // Owned by a Daemon at once, so that its Drop reaps kvnetd if we panic below.
         let mut d = Daemon {
@@ -98,6 +215,7 @@ impl Daemon {
             dir: dir.to_path_buf(),
             socket,
             log,
+            setup: setup.clone(),
         };
         let t0 = Instant::now();
         while t0.elapsed() < Duration::from_secs(20) {
@@ -114,13 +232,20 @@ impl Daemon {
 
     /// SIGTERM and wait: networks stay up.
     pub fn stop(&mut self) {
+        self.signal(nix::sys::signal::Signal::SIGTERM);
+    }
+
+    /// Send `sig` and wait for kvnetd to exit.
+    pub fn signal(&mut self, sig: nix::sys::signal::Signal) {
         if let Some(mut c) = self.child.take() {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(c.id() as i32),
-                nix::sys::signal::Signal::SIGTERM,
-            );
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(c.id() as i32), sig);
             let _ = c.wait();
         }
+    }
+
+    /// kvnetd's pid (`ip netns exec` and the prelude's shell exec it).
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("kvnetd running").id()
     }
 
     pub fn log(&self) -> String {
@@ -146,6 +271,10 @@ impl Lab {
     }
 
     pub fn with_env(env: &[(&str, &str)]) -> Lab {
+        Self::with_setup(env, &Setup::default())
+    }
+
+    pub fn with_setup(env: &[(&str, &str)], setup: &Setup) -> Lab {
         let host = TestNs::with_prefix("kvt-h").expect("host ns");
         let lan = TestNs::with_prefix("kvt-l").expect("lan ns");
         ip(&host, "link set lo up");
@@ -165,29 +294,33 @@ impl Lab {
         let dir = std::env::temp_dir().join(format!("kvnet-e2e-{}-{n}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("tmp dir");
-        let daemon = Daemon::start(&host, &dir, env);
+        let daemon = Daemon::start(&host, &dir, env, setup);
         Lab {
             host,
             lan,
             guests: Vec::new(),
             daemon,
-            env: env
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
         }
     }
 
+    /// SIGTERM kvnetd and start a new one on the same dirs, with the same setup but
+    /// without the environment (test hooks) of the first.
     pub fn restart_daemon(&mut self) {
         self.daemon.stop();
         let dir = self.daemon.dir.clone();
-        let env: Vec<(&str, &str)> = self
-            .env
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect();
-        let old = std::mem::replace(&mut self.daemon, Daemon::start(&self.host, &dir, &env));
+        let setup = self.daemon.setup.clone();
+        let new = Daemon::start(&self.host, &dir, &[], &setup);
+        let old = std::mem::replace(&mut self.daemon, new);
         std::mem::forget(old);
+    }
+
+    /// Like [`Lab::restart_daemon`], with environment `env` for the new kvnetd.
+    pub fn restart_daemon_with(&mut self, env: &[(&str, &str)]) {
+        self.daemon.stop();
+        let dir = self.daemon.dir.clone();
+        let setup = self.daemon.setup.clone();
+        let new = Daemon::start(&self.host, &dir, env, &setup);
+        std::mem::forget(std::mem::replace(&mut self.daemon, new));
     }
 
     /// SIGKILL kvnetd, so it saves nothing at exit, and start a new one on the same dirs.
@@ -278,6 +411,21 @@ impl Lab {
     pub fn links(&self) -> String {
         ip(&self.host, "-br link")
     }
+}
+
+/// A network with bridge BR and 192.168.THIRD.1/24 with a DHCP range; FORWARD is its
+/// `<forward>` element, if any.
+pub fn net_xml(name: &str, br: &str, third: u8, forward: &str) -> String {
+    format!(
+        "<network><name>{name}</name>{forward}<bridge name='{br}'/>\
+         <ip address='192.168.{third}.1' netmask='255.255.255.0'>\
+         <dhcp><range start='192.168.{third}.100' end='192.168.{third}.200'/></dhcp></ip></network>"
+    )
+}
+
+/// Every network, as `list` returns them.
+pub fn list(lab: &Lab) -> Vec<kvnet_api::NetSummary> {
+    serde_json::from_value(lab.ok(req::List {}).data).expect("list")
 }
 
 /// Send one UDP datagram from `from` to LAN_PEER and return the source address the LAN

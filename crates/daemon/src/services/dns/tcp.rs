@@ -15,6 +15,9 @@ use tracing::warn;
 
 /// A TCP client silent this long is disconnected.
 const TCP_IDLE: Duration = Duration::from_secs(10);
+/// A client that takes no answer for this long (it stopped reading: its window is
+/// closed) is disconnected, so that it keeps no slot and no task.
+const TCP_WRITE: Duration = Duration::from_secs(5);
 /// TCP clients served at once per network; more are refused until one leaves.
 const MAX_TCP_CLIENTS: usize = 32;
 
@@ -113,8 +116,9 @@ async fn serve_tcp(shell: &Arc<Shell>, stream: TcpStream, peer: SocketAddr) {
         match tokio::time::timeout(TCP_IDLE, rx.recv()).await {
             Ok(Some(a)) if a.is_empty() => reading = false,
             Ok(Some(a)) => {
-                if write_frame(&mut wr, &a).await.is_err() {
-                    break;
+                match tokio::time::timeout(TCP_WRITE, write_frame(&mut wr, &a)).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(_)) | Err(_) => break,
                 }
                 open.fetch_sub(1, Ordering::SeqCst);
             }
