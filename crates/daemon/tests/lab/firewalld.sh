@@ -3,7 +3,7 @@
 # The bus listens on DIR/bus (DBUS_SYSTEM_BUS_ADDRESS=unix:path=DIR/bus reaches it
 # from anywhere); firewalld's configuration is a copy of /etc/firewalld in DIR/etc,
 # bind-mounted over /etc/firewalld in a mount namespace of its own, with a tmpfs on
-# /run/firewalld: nothing of the machine's is touched. The bus daemon's pid is in
+# /run (its /run/firewalld and iptables' lock): nothing of the machine's is touched. The bus daemon's pid is in
 # DIR/dbus.pid; this process becomes firewalld.
 set -e
 dir=$1
@@ -17,8 +17,8 @@ sed -e "s|<listen>.*</listen>|<listen>unix:path=$dir/bus</listen>|" \
 exec unshare --mount --propagation private sh -c "
   set -e
   mount --bind '$dir/etc' /etc/firewalld
-  mkdir -p /run/firewalld
-  mount -t tmpfs kvnet-test /run/firewalld
+  mount -t tmpfs kvnet-test /run
+  mkdir /run/firewalld
   dbus-daemon --config-file='$dir/bus.conf' --fork --nopidfile --print-pid > '$dir/dbus.pid'
   export DBUS_SYSTEM_BUS_ADDRESS=unix:path=$dir/bus
   exec firewalld --nofork --nopid --log-target console
