@@ -1,0 +1,121 @@
+//! The port-* verbs: guest TAPs on a network.
+
+use crate::client::Client;
+use crate::output::{Json, print_json};
+use crate::table;
+use anyhow::{Context, Result};
+use clap::Subcommand;
+use kvnet_api::request as req;
+
+/// The port-* verbs.
+#[derive(Subcommand)]
+// The variants are virsh's verbs, whose names share their prefix.
+#[allow(clippy::enum_variant_names)]
+pub enum PortCmd {
+    /// Create a persistent TAP for a guest on an active network; prints the qemu
+    /// arguments that use it.
+    PortCreate {
+        network: String,
+        /// TAP name (default: the lowest free vnetN).
+        #[arg(long)]
+        ifname: Option<String>,
+        /// Guest MAC address (default: a random unused 52:54:00:xx:xx:xx).
+        #[arg(long)]
+        mac: Option<String>,
+        /// User (name or uid) allowed to open the TAP, e.g. the one qemu runs as.
+        #[arg(long)]
+        owner: Option<String>,
+        /// Group (name or gid) allowed to open the TAP.
+        #[arg(long)]
+        group: Option<String>,
+        /// Queues of a multi-queue TAP.
+        #[arg(long)]
+        queues: Option<u16>,
+        #[command(flatten)]
+        json: Json,
+    },
+    /// List a network's guest ports.
+    PortList {
+        network: String,
+        #[command(flatten)]
+        json: Json,
+    },
+    /// Detach and unregister a guest port (a TAP port-create made is deleted).
+    PortDelete {
+        ifname: String,
+        /// The port's network (default: whichever has it).
+        #[arg(long)]
+        network: Option<String>,
+    },
+}
+
+pub fn run(c: &Client, cmd: PortCmd) -> Result<()> {
+    match cmd {
+        PortCmd::PortCreate {
+            network,
+            ifname,
+            mac,
+            owner,
+            group,
+            queues,
+            json,
+        } => {
+            let network = c.resolve(&network)?;
+            let created = c
+                .call(req::PortCreate {
+                    network: network.clone(),
+                    ifname,
+                    mac,
+                    owner,
+                    group,
+                    queues,
+                })
+                .with_context(|| format!("failed to create a port on network '{network}'"))?;
+            if json.json {
+                return print_json(&created);
+            }
+            let p = &created.port;
+            println!(
+                "Port {} created on network {} (MAC {}, {} queue{})",
+                p.ifname,
+                p.network,
+                p.mac.as_deref().unwrap_or("-"),
+                p.queues,
+                if p.queues == 1 { "" } else { "s" }
+            );
+            println!("{}", created.qemu_args.join(" "));
+        }
+        PortCmd::PortList { network, json } => {
+            let network = c.resolve(&network)?;
+            let ports = c.call(req::PortList { network })?;
+            if json.json {
+                return print_json(&ports);
+            }
+            let rows = ports
+                .iter()
+                .map(|p| {
+                    vec![
+                        p.ifname.clone(),
+                        p.mac.clone().unwrap_or_else(|| "-".into()),
+                        p.kind.as_str().to_string(),
+                        p.queues.to_string(),
+                    ]
+                })
+                .collect::<Vec<_>>();
+            let header = ["Interface", "MAC address", "Kind", "Queues"];
+            print!("{}", table::render(&header, &rows));
+        }
+        PortCmd::PortDelete { ifname, network } => {
+            let network = network.map(|n| c.resolve(&n)).transpose()?;
+            c.act(
+                req::PortDelete {
+                    network,
+                    ifname: ifname.clone(),
+                },
+                format!("failed to delete port {ifname}"),
+                format!("Port {ifname} deleted"),
+            )?;
+        }
+    }
+    Ok(())
+}
