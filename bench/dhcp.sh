@@ -56,18 +56,12 @@ RS=${RANGE%-*} RE=${RANGE#*-}
 # addresses in the range: dnsmasq's dhcp-lease-max, as libvirt computes it
 RSIZE=$(awk -v a="$RS" -v b="$RE" 'BEGIN {split(a, x, "."); split(b, y, "."); print (y[3]*256 + y[4]) - (x[3]*256 + x[4]) + 1}')
 [ "$(id -u)" = 0 ] || { echo "bench needs root (network namespaces)" >&2; exit 1; }
-if ! command -v perfdhcp >/dev/null && [ ! -x /usr/sbin/perfdhcp ]; then
-  # kea-common's postinst adds group and user _kea (see scripts/sysaccount.sh).
-  . scripts/sysaccount.sh
-  ensure_group _kea
-  ensure_user _kea _kea /var/lib/kea "Kea DHCP User"
-  DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends kea-admin >/dev/null
-fi
+. bench/lib.sh
+ensure_perfdhcp
 # The peer: dnsmasq's binary only (the dnsmasq package would also start a system service).
 if ! command -v dnsmasq >/dev/null && [ ! -x /usr/sbin/dnsmasq ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends dnsmasq-base >/dev/null
 fi
-PERFDHCP=$(command -v perfdhcp || echo /usr/sbin/perfdhcp)
 DNSMASQ=$(command -v dnsmasq || echo /usr/sbin/dnsmasq)
 cargo build --release --locked -q --bin kvnetd --bin kvnet
 BIN=$(realpath "${CARGO_TARGET_DIR:-target}")/release
@@ -83,11 +77,8 @@ cleanup() {
   set +e
   [ -n "${MPID:-}" ] && kill "$MPID" 2>/dev/null && wait "$MPID" 2>/dev/null
   [ -n "${DPID:-}" ] && kill "$DPID" 2>/dev/null && wait "$DPID" 2>/dev/null
-  for ns in "${CLIENT_NS[@]}" "$KH" "$DH"; do
-    # anything still running in our namespaces (perfdhcp after a timeout, dnsmasq helper)
-    for pid in $(ip netns pids "$ns" 2>/dev/null); do kill -9 "$pid" 2>/dev/null; done
-    ip netns del "$ns" 2>/dev/null
-  done
+  # anything still running in our namespaces (perfdhcp after a timeout, dnsmasq helper)
+  drop_netns "${CLIENT_NS[@]}" "$KH" "$DH"
   rm -rf "$DIR"
 }
 trap cleanup EXIT

@@ -4,8 +4,9 @@
 //!
 //! The tmpfs is mounted in a mount namespace of its own, held by a `sleep` that dies
 //! with the test (and its thread: `setpriv --pdeathsig`), so nothing is mounted where
-//! the machine sees it and nothing is left when the test fails; kvnetd runs in that
-//! mount namespace, and the test reaches the files through `/proc/PID/root`. The
+//! the machine sees it and nothing is left when the test fails; there it is bound over
+//! the lab's `etc` and `lib`, kvnetd (and the one restarted after it) runs in that mount
+//! namespace, and the test reaches the files through `/proc/PID/root`. The
 //! clients are crafted DHCP messages relayed (giaddr) from a guest namespace, one
 //! socket standing for hundreds of MACs, as perfdhcp does.
 
@@ -13,7 +14,7 @@ mod lab;
 
 use kvnet_api::request as req;
 use kvnet_host::testns::TestNs;
-use lab::{bin, ip};
+use lab::{Daemon, ip};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, Write};
 use std::net::{Ipv4Addr, UdpSocket};
@@ -36,13 +37,18 @@ struct Holder {
 }
 
 impl Holder {
-    /// A tmpfs of `size` at `mnt`, seen only in a new mount namespace (made inside the
-    /// network namespace `host`, so its /sys is that namespace's).
-    fn new(host: &TestNs, mnt: &Path, size: &str) -> Holder {
-        std::fs::create_dir_all(mnt).expect("mount point");
+    /// A tmpfs of `size` at DIR/fs, its `etc` and `lib` bound over DIR/etc and DIR/lib,
+    /// seen only in a new mount namespace (made inside the network namespace `host`, so
+    /// its /sys is that namespace's).
+    fn new(host: &TestNs, dir: &Path, size: &str) -> Holder {
+        for d in ["fs", "etc", "lib"] {
+            std::fs::create_dir_all(dir.join(d)).expect("mount point");
+        }
         let script = format!(
-            "mount -t tmpfs -o size={size},mode=0755 kvnet-fulldisk {} && echo ready && exec sleep 100000",
-            mnt.display()
+            "set -e; D={}; mount -t tmpfs -o size={size},mode=0755 kvnet-fulldisk $D/fs; \
+             for d in etc lib; do mkdir $D/fs/$d; mount --bind $D/fs/$d $D/$d; done; \
+             echo ready; exec sleep 100000",
+            dir.display()
         );
         let mut child = Command::new("ip")
             .args(["netns", "exec", host.name()])
@@ -79,110 +85,65 @@ impl Drop for Holder {
     }
 }
 
-/// kvnetd in the holder's namespaces, its config and state dirs on the tmpfs.
-struct Kvnetd {
-    child: Child,
-    socket: PathBuf,
-    log: PathBuf,
+/// kvnetd in `host` and in the holder's mount namespace: the lab's dirs under `dir`,
+/// its config and state dirs on the tmpfs.
+fn kvnetd(host: &TestNs, h: &Holder, dir: &Path) -> Daemon {
+    let prelude = format!(
+        "exec nsenter --mount=/proc/{}/ns/mnt \"$0\" \"$@\"",
+        h.pid()
+    );
+    Daemon::launch(host, dir, &[], &prelude, None)
 }
 
-impl Kvnetd {
-    fn start(h: &Holder, fs: &Path, dir: &Path) -> Kvnetd {
-        let log = dir.join("kvnetd.log");
-        let logf = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log)
-            .expect("log");
-        let pid = h.pid();
-        let child = Command::new("nsenter")
-            .arg(format!("--mount=/proc/{pid}/ns/mnt"))
-            .arg(format!("--net=/proc/{pid}/ns/net"))
-            .arg(bin("kvnetd"))
-            .arg("--config-dir")
-            .arg(fs.join("etc"))
-            .arg("--state-dir")
-            .arg(fs.join("lib"))
-            .arg("--run-dir")
-            .arg(dir.join("run"))
-            .stdin(Stdio::null())
-            .stdout(logf.try_clone().expect("log"))
-            .stderr(logf)
-            .spawn()
-            .expect("spawn kvnetd");
-        let mut d = Kvnetd {
-            child,
-            socket: dir.join("run/kvnetd.sock"),
-            log,
-        };
-        let t0 = Instant::now();
-        while kvnet_api::call(&d.socket, req::Ping {}).is_err() {
-            if let Ok(Some(st)) = d.child.try_wait() {
-                panic!("kvnetd exited ({st}):\n{}", d.log());
-            }
-            assert!(
-                t0.elapsed() < Duration::from_secs(20),
-                "kvnetd did not answer:\n{}",
-                d.log()
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        d
+/// SIGKILL kvnetd (it saves nothing) and start another on the same dirs.
+fn crash(mut d: Daemon, host: &TestNs, h: &Holder) -> Daemon {
+    if let Some(mut c) = d.child.take() {
+        let _ = c.kill();
+        let _ = c.wait();
     }
+    let dir = d.dir.clone();
+    // The new Daemon removes the directory when it is done.
+    std::mem::forget(d);
+    kvnetd(host, h, &dir)
+}
 
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
+fn alive(d: &mut Daemon) -> bool {
+    d.child
+        .as_mut()
+        .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+        && kvnet_api::call(&d.socket, req::Ping {}).is_ok()
+}
 
-    fn alive(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None))
-            && kvnet_api::call(&self.socket, req::Ping {}).is_ok()
-    }
+fn call(d: &Daemon, r: impl Into<kvnet_api::Request>) -> kvnet_api::Reply {
+    kvnet_api::call_raw(&d.socket, &r.into()).expect("api call")
+}
 
-    fn call(&self, r: impl Into<kvnet_api::Request>) -> kvnet_api::Reply {
-        kvnet_api::call_raw(&self.socket, &r.into()).expect("api call")
-    }
+fn ok(d: &Daemon, r: impl Into<kvnet_api::Request>) -> kvnet_api::Reply {
+    let r = call(d, r);
+    assert!(r.ok, "{:?}\n{}", r.error, d.log());
+    r
+}
 
-    fn ok(&self, r: impl Into<kvnet_api::Request>) -> kvnet_api::Reply {
-        let r = self.call(r);
-        assert!(r.ok, "{:?}\n{}", r.error, self.log());
-        r
-    }
-
-    /// (MAC, address) of every lease the network lists.
-    fn leases(&self, network: &str) -> BTreeSet<(String, String)> {
-        let r = self.ok(req::DhcpLeases {
+/// (MAC, address) of every lease the network lists.
+fn leases(d: &Daemon, network: &str) -> BTreeSet<(String, String)> {
+    let r = ok(
+        d,
+        req::DhcpLeases {
             network: network.into(),
             mac: None,
-        });
-        r.data
-            .as_array()
-            .expect("leases")
-            .iter()
-            .map(|l| {
-                (
-                    l["mac-address"].as_str().unwrap_or("").to_string(),
-                    l["ip-address"].as_str().unwrap_or("").to_string(),
-                )
-            })
-            .collect()
-    }
-}
-
-impl Drop for Kvnetd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A scratch directory on the real disk, removed on drop.
-struct Scratch(PathBuf);
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+        },
+    );
+    r.data
+        .as_array()
+        .expect("leases")
+        .iter()
+        .map(|l| {
+            (
+                l["mac-address"].as_str().unwrap_or("").to_string(),
+                l["ip-address"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect()
 }
 
 type Mac = [u8; 6];
@@ -406,17 +367,16 @@ fn assert_whole_lines(path: &Path) {
 fn the_journal_stays_bounded_and_a_full_disk_is_survived() {
     let host = TestNs::with_prefix("kvt-h").expect("host ns");
     ip(&host, "link set lo up");
-    let dir = Scratch(std::env::temp_dir().join(format!("kvnet-fulldisk-{}", std::process::id())));
-    let _ = std::fs::remove_dir_all(&dir.0);
-    let fs = dir.0.join("fs");
-    let holder = Holder::new(&host, &fs, "4m");
-    let mut d = Kvnetd::start(&holder, &fs, &dir.0);
+    let dir = std::env::temp_dir().join(format!("kvnet-fulldisk-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let holder = Holder::new(&host, &dir, "4m");
+    let mut d = kvnetd(&host, &holder, &dir);
     for xml in [NET_A, NET_B] {
-        let name = d.ok(req::Define { xml: xml.into() }).data["name"]
+        let name = ok(&d, req::Define { xml: xml.into() }).data["name"]
             .as_str()
             .expect("name")
             .to_string();
-        d.ok(req::Start { network: name });
+        ok(&d, req::Start { network: name });
     }
     let ga = guest(&host, "kvfa0", "vga", "10.78.0.5/20");
     let gb = guest(&host, "kvfb0", "vgb", "10.79.0.5/24");
@@ -430,8 +390,8 @@ fn the_journal_stays_bounded_and_a_full_disk_is_survived() {
         "10.79.0.5".parse().unwrap(),
         "10.79.0.1".parse().unwrap(),
     );
-    let journal_a = holder.path(&fs.join("lib/leases/fa.jsonl"));
-    let journal_b = holder.path(&fs.join("lib/leases/fb.jsonl"));
+    let journal_a = holder.path(&dir.join("lib/leases/fa.jsonl"));
+    let journal_b = holder.path(&dir.join("lib/leases/fb.jsonl"));
     let size = |p: &Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
     // What the test was promised: (MAC, address) → held.
     let mut held: BTreeMap<String, BTreeSet<(String, String)>> = BTreeMap::new();
@@ -483,7 +443,8 @@ fn the_journal_stays_bounded_and_a_full_disk_is_survived() {
     // 3. The disk fills up. The tail of a journal's last page may still take a few
     // lines: new bindings on A are ACKed while they fit, then dropped (and whatever was
     // ACKed must survive the restart below).
-    fill(&holder.path(&fs.join("filler")));
+    let filler = holder.path(&dir.join("fs/filler"));
+    fill(&filler);
     let fresh: Vec<(Mac, Ipv4Addr)> = (0..200)
         .map(|i| (mac(10, i), nth(base, 1000 + i)))
         .collect();
@@ -503,7 +464,7 @@ fn the_journal_stays_bounded_and_a_full_disk_is_survived() {
         .filter(|(m, _)| !acks.contains_key(m))
         .copied()
         .collect();
-    assert!(d.alive(), "kvnetd died:\n{}", d.log());
+    assert!(alive(&mut d), "kvnetd died:\n{}", d.log());
     assert!(
         d.log().contains("cannot record lease changes in"),
         "{}",
@@ -529,17 +490,17 @@ fn the_journal_stays_bounded_and_a_full_disk_is_survived() {
         .replace("fa", "fc")
         .replace("kvfa0", "kvfc0")
         .replace("10.78", "10.80");
-    let r = d.call(req::Define { xml: net_c.clone() });
+    let r = call(&d, req::Define { xml: net_c.clone() });
     assert!(!r.ok, "a definition was written on a full disk");
     assert!(
         format!("{:?}", r.error).contains("No space left"),
         "{:?}",
         r.error
     );
-    let etc = holder.path(&fs.join("etc"));
+    let etc = holder.path(&dir.join("etc"));
     assert!(!etc.join("fc.xml").exists());
     assert!(
-        !d.ok(req::List {}).data.to_string().contains("\"fc\""),
+        !ok(&d, req::List {}).data.to_string().contains("\"fc\""),
         "a definition that failed to be written is listed"
     );
     // store::write_atomic still leaves its empty temporary file when the write fails
@@ -565,7 +526,7 @@ fn the_journal_stays_bounded_and_a_full_disk_is_survived() {
     assert_whole_lines(&journal_b);
 
     // 4. Space returns: the refused clients' retries are acked, no restart needed.
-    std::fs::remove_file(holder.path(&fs.join("filler"))).expect("free the space");
+    std::fs::remove_file(&filler).expect("free the space");
     let acks = a.request(&refused, false, wait, &mut || {});
     assert_eq!(acks.len(), refused.len(), "not recovered:\n{}", d.log());
     for (m, x) in &acks {
@@ -574,7 +535,7 @@ fn the_journal_stays_bounded_and_a_full_disk_is_survived() {
             .insert((mac_str(m), x.ip.to_string()));
     }
     assert!(d.log().contains("again after"), "{}", d.log());
-    d.ok(req::Define { xml: net_c });
+    ok(&d, req::Define { xml: net_c });
     assert_eq!(
         strays(&etc),
         vec![],
@@ -584,10 +545,9 @@ fn the_journal_stays_bounded_and_a_full_disk_is_survived() {
     assert_whole_lines(&journal_a);
 
     // 5. A crash, then a restart: every lease that was acked is known.
-    drop(d);
-    let d = Kvnetd::start(&holder, &fs, &dir.0);
+    let d = crash(d, &host, &holder);
     for (net, want) in &held {
-        let listed = d.leases(net);
+        let listed = leases(&d, net);
         let missing: Vec<_> = want.difference(&listed).collect();
         assert!(missing.is_empty(), "{net}: lost {missing:?}\n{}", d.log());
     }

@@ -159,6 +159,34 @@ fn times(lease: LeaseTime) -> (u32, u32, u32) {
     }
 }
 
+/// A client's IA to bind to `ip`: the client's DUID, its static host, the name it sent.
+#[derive(Clone, Copy)]
+struct Bind<'a> {
+    duid: &'a str,
+    iaid: u32,
+    ip: Ipv6Addr,
+    host: Option<&'a StaticHost>,
+    name: Option<&'a str>,
+}
+
+impl<'a> Bind<'a> {
+    fn new(
+        duid: &'a str,
+        ia: &Ia,
+        ip: Ipv6Addr,
+        host: Option<&'a StaticHost>,
+        name: Option<&'a str>,
+    ) -> Bind<'a> {
+        Bind {
+            duid,
+            iaid: ia.iaid,
+            ip,
+            host,
+            name,
+        }
+    }
+}
+
 /// An IA bound to `ip` for `lease`.
 fn ia_addrs(iaid: u32, lease: LeaseTime, ip: Ipv6Addr) -> IaReply {
     let (t1, t2, life) = times(lease);
@@ -404,22 +432,19 @@ impl Server {
     }
 
     /// Record the binding (after releasing what it displaces) and return the IA reply.
-    #[allow(clippy::too_many_arguments)]
-    fn bind(
-        &mut self,
-        now: u64,
-        duid: &str,
-        iaid: u32,
-        ip: Ipv6Addr,
-        host: Option<&StaticHost>,
-        name: Option<&str>,
-        out: &mut Vec<Effect>,
-    ) -> IaReply {
+    fn bind(&mut self, now: u64, b: Bind, out: &mut Vec<Effect>) -> IaReply {
+        let Bind {
+            duid,
+            iaid,
+            ip,
+            host,
+            name,
+        } = b;
         let lease = self.lease_time(ip, host);
         let hostname = host
             .and_then(|h| h.name.clone())
             .or_else(|| name.map(str::to_string));
-        if let Grant::Reuse(t) = self.grant_kind(now, duid, iaid, ip, host, name) {
+        if let Grant::Reuse(t) = self.grant_kind(now, b) {
             self.offers.remove(&ip);
             out.push(Effect::Log(Event::Reply {
                 ip,
@@ -471,27 +496,17 @@ impl Server {
 
     /// How binding `ip` to the IA would be granted (the renewal rule): from the record
     /// when the IA holds it, durable and unchanged but for its expiry, and holds no other.
-    fn grant_kind(
-        &self,
-        now: u64,
-        duid: &str,
-        iaid: u32,
-        ip: Ipv6Addr,
-        host: Option<&StaticHost>,
-        name: Option<&str>,
-    ) -> Grant {
-        let hostname = host.and_then(|h| h.name.as_deref()).or(name);
-        let moved = self
-            .leases
-            .iter()
-            .any(|r| r.is_active(now) && r.is_of(duid, iaid) && r.ip_address != ip);
+    fn grant_kind(&self, now: u64, b: Bind) -> Grant {
+        let hostname = b.host.and_then(|h| h.name.as_deref()).or(b.name);
+        let held = |r: &LeaseRecord| r.is_active(now) && r.is_of(b.duid, b.iaid);
+        let moved = self.leases.iter().any(|r| held(r) && r.ip_address != b.ip);
         let unchanged = self
             .leases
-            .get(ip)
-            .filter(|r| r.is_active(now) && r.is_of(duid, iaid) && !moved)
-            .filter(|r| r.hostname.as_deref() == hostname && self.leases.is_recorded(ip))
+            .get(b.ip)
+            .filter(|r| held(r) && !moved && r.hostname.as_deref() == hostname)
+            .filter(|_| self.leases.is_recorded(b.ip))
             .map(|r| r.expiry_time);
-        renewal::grant(unchanged, self.lease_time(ip, host), now)
+        renewal::grant(unchanged, self.lease_time(b.ip, b.host), now)
     }
 
     /// A token from the network's budget of lease changes, or what to answer instead:
@@ -543,7 +558,8 @@ impl Server {
             let name = req.name.as_deref();
             let change = req.ia_na.iter().any(|ia| {
                 self.choose(now, duid, ia, host.as_ref()).is_some_and(|ip| {
-                    self.grant_kind(now, duid, ia.iaid, ip, host.as_ref(), name) == Grant::Change
+                    let b = Bind::new(duid, ia, ip, host.as_ref(), name);
+                    self.grant_kind(now, b) == Grant::Change
                 })
             });
             if change && let Err(dropped) = self.take_change(now, duid) {
@@ -567,15 +583,8 @@ impl Server {
                 continue;
             };
             if bind {
-                let r = self.bind(
-                    now,
-                    duid,
-                    ia.iaid,
-                    ip,
-                    host.as_ref(),
-                    req.name.as_deref(),
-                    &mut out,
-                );
+                let b = Bind::new(duid, ia, ip, host.as_ref(), req.name.as_deref());
+                let r = self.bind(now, b, &mut out);
                 reply.ias.push(r);
                 continue;
             }
@@ -613,7 +622,8 @@ impl Server {
         let change = req.ia_na.iter().any(|ia| {
             self.renewed(now, duid, ia, host.as_ref())
                 .is_some_and(|ip| {
-                    self.grant_kind(now, duid, ia.iaid, ip, host.as_ref(), name) == Grant::Change
+                    let b = Bind::new(duid, ia, ip, host.as_ref(), name);
+                    self.grant_kind(now, b) == Grant::Change
                 })
         });
         if change && let Err(dropped) = self.take_change(now, duid) {
@@ -634,15 +644,8 @@ impl Server {
                 });
                 continue;
             };
-            let mut r = self.bind(
-                now,
-                duid,
-                ia.iaid,
-                ip,
-                host.as_ref(),
-                req.name.as_deref(),
-                &mut out,
-            );
+            let b = Bind::new(duid, ia, ip, host.as_ref(), req.name.as_deref());
+            let mut r = self.bind(now, b, &mut out);
             if let IaReply::Addrs { addrs, .. } = &mut r {
                 addrs.extend(ia.addrs.iter().filter(|&&a| a != ip).map(|&a| (a, 0)));
             }
