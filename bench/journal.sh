@@ -149,7 +149,7 @@ echo "perfdhcp -4 -l vc0 ${RATES[*]} -R $MACS -p $SECS (relay, giaddr 10.77.0.5)
 awk '/Statistics for:/ {sub(/.*Statistics for: */, ""); gsub(/[* ]/, ""); k = $0} /^(sent|received) packets:/ {v[$1] = $3}
   /^drops:/ {printf "  %s: %s sent, %s answered, %s dropped\n", k, v["sent"], v["received"], $2}' "$DIR/perfdhcp.out"
 grep -q "Statistics for:" "$DIR/perfdhcp.out" || { echo "perfdhcp gave no report:" >&2; tail -5 "$DIR/perfdhcp.out" >&2; }
-echo "kvnetd $("$KVNETD" --version 2>/dev/null || echo "$KVNETD"), $(git describe --always --dirty), $(date -u +%F), $(nproc) cores, kernel $(uname -r)"
+echo "kvnetd: $KVNETD ($("$KVNETD" --version 2>/dev/null)); tree $(git describe --always --dirty); $(date -u +%F), $(nproc) cores, kernel $(uname -r)"
 echo "kvnetd log (warn and up): $(wc -l <"$DIR/kvnetd.log") lines"
 if [ -s "$DIR/kvnetd.log" ]; then
   sed -E 's/^[^ ]+ +//; s/([0-9a-f]{2}:){5}[0-9a-f]{2}/MAC/g; s/[0-9]+/N/g' "$DIR/kvnetd.log" | sort | uniq -c | sort -rn | head -10

@@ -497,30 +497,27 @@ fn the_journal_stays_bounded_and_a_full_disk_is_survived() {
         "{:?}",
         r.error
     );
-    let etc = holder.path(&dir.join("etc"));
-    assert!(!etc.join("fc.xml").exists());
     assert!(
         !ok(&d, req::List {}).data.to_string().contains("\"fc\""),
         "a definition that failed to be written is listed"
     );
-    // store::write_atomic still leaves its empty temporary file when the write fails
-    // (being fixed on its own): nothing else may be left, and not past the next write.
-    let strays = |etc: &Path| -> Vec<(String, u64)> {
-        std::fs::read_dir(etc)
-            .expect("config dir")
-            .filter_map(|e| {
-                let e = e.ok()?;
-                let name = e.file_name().into_string().ok()?;
-                Some((name, e.metadata().ok()?.len()))
-            })
-            .filter(|(n, _)| n.ends_with(".tmp"))
+    // Nothing half written: no definition file, no temporary file.
+    let defs = holder.path(&dir.join("etc/networks"));
+    let files = |d: &Path| -> Vec<String> {
+        std::fs::read_dir(d)
+            .expect("definitions dir")
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
             .collect()
     };
-    let left = strays(&etc);
+    let listed = files(&defs);
     assert!(
-        left.iter().all(|(n, len)| n == ".fc.xml.tmp" && *len == 0),
-        "left in {}: {left:?}",
-        etc.display()
+        listed.contains(&"fa.xml".to_string()),
+        "not the definitions dir: {listed:?}"
+    );
+    assert!(
+        listed.iter().all(|n| n != "fc.xml" && !n.ends_with(".tmp")),
+        "left in {}: {listed:?}",
+        defs.display()
     );
     assert_whole_lines(&journal_a);
     assert_whole_lines(&journal_b);
@@ -536,12 +533,7 @@ fn the_journal_stays_bounded_and_a_full_disk_is_survived() {
     }
     assert!(d.log().contains("again after"), "{}", d.log());
     ok(&d, req::Define { xml: net_c });
-    assert_eq!(
-        strays(&etc),
-        vec![],
-        "temporary files left in {}",
-        etc.display()
-    );
+    assert!(files(&defs).contains(&"fc.xml".to_string()));
     assert_whole_lines(&journal_a);
 
     // 5. A crash, then a restart: every lease that was acked is known.
