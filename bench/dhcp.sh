@@ -3,6 +3,7 @@
 # way libvirt configures it (its conf lines, --leasefile-ro, a dhcp-script), with perfdhcp.
 #   bench/dhcp.sh [--secs N] [--rates "R1 R2 ..."] [--clients N] [--no-ping-only] [--deadline S]
 #                 [--range 10.77.A.B-10.77.C.D] [--generators N] [--rcvbuf BYTES] [--nice N]
+#                 [--kvnetd PATH]
 # For each server the rate asked (perfdhcp -r) steps up through --rates, each step on a fresh
 # server (no leases), until a step loses more than 1 %; the highest step without a single
 # drop is the server's zero-drop rate. "DORA/s" = ACKs received / test period (perfdhcp's
@@ -31,7 +32,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export LC_ALL=C
 SECS=10 CLIENTS=10000 PINGON=1 DEADLINE=1500 RANGE=10.77.0.10-10.77.255.250 GENS=1
-RCVBUF=4194304 NICE=0
+RCVBUF=4194304 NICE=0 KVNETD=
 RATES="100 250 500 750 1000 1500 2000 3000 4000 6000 8000 12000 16000"
 PING_RATES="10 25 50 100"
 while [ $# -gt 0 ]; do
@@ -45,7 +46,8 @@ while [ $# -gt 0 ]; do
     --generators) GENS=$2; shift 2 ;;
     --rcvbuf) RCVBUF=$2; shift 2 ;;
     --nice) NICE=$2; shift 2 ;;
-    *) echo "usage: $0 [--secs N] [--rates \"R1 R2 ...\"] [--clients N] [--no-ping-only] [--deadline S] [--range A-B] [--generators N] [--rcvbuf BYTES] [--nice N]" >&2; exit 2 ;;
+    --kvnetd) KVNETD=$(realpath "$2"); shift 2 ;;  # another build, e.g. an older commit's
+    *) echo "usage: $0 [--secs N] [--rates \"R1 R2 ...\"] [--clients N] [--no-ping-only] [--deadline S] [--range A-B] [--generators N] [--rcvbuf BYTES] [--nice N] [--kvnetd PATH]" >&2; exit 2 ;;
   esac
 done
 [[ $GENS =~ ^[1-9]$ ]] || { echo "--generators must be 1..9" >&2; exit 2; }
@@ -56,18 +58,12 @@ RS=${RANGE%-*} RE=${RANGE#*-}
 # addresses in the range: dnsmasq's dhcp-lease-max, as libvirt computes it
 RSIZE=$(awk -v a="$RS" -v b="$RE" 'BEGIN {split(a, x, "."); split(b, y, "."); print (y[3]*256 + y[4]) - (x[3]*256 + x[4]) + 1}')
 [ "$(id -u)" = 0 ] || { echo "bench needs root (network namespaces)" >&2; exit 1; }
-if ! command -v perfdhcp >/dev/null && [ ! -x /usr/sbin/perfdhcp ]; then
-  # kea-common's postinst adds group and user _kea (see scripts/sysaccount.sh).
-  . scripts/sysaccount.sh
-  ensure_group _kea
-  ensure_user _kea _kea /var/lib/kea "Kea DHCP User"
-  DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends kea-admin >/dev/null
-fi
+. bench/lib.sh
+ensure_perfdhcp
 # The peer: dnsmasq's binary only (the dnsmasq package would also start a system service).
 if ! command -v dnsmasq >/dev/null && [ ! -x /usr/sbin/dnsmasq ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends dnsmasq-base >/dev/null
 fi
-PERFDHCP=$(command -v perfdhcp || echo /usr/sbin/perfdhcp)
 DNSMASQ=$(command -v dnsmasq || echo /usr/sbin/dnsmasq)
 cargo build --release --locked -q --bin kvnetd --bin kvnet
 BIN=$(realpath "${CARGO_TARGET_DIR:-target}")/release
@@ -83,11 +79,8 @@ cleanup() {
   set +e
   [ -n "${MPID:-}" ] && kill "$MPID" 2>/dev/null && wait "$MPID" 2>/dev/null
   [ -n "${DPID:-}" ] && kill "$DPID" 2>/dev/null && wait "$DPID" 2>/dev/null
-  for ns in "${CLIENT_NS[@]}" "$KH" "$DH"; do
-    # anything still running in our namespaces (perfdhcp after a timeout, dnsmasq helper)
-    for pid in $(ip netns pids "$ns" 2>/dev/null); do kill -9 "$pid" 2>/dev/null; done
-    ip netns del "$ns" 2>/dev/null
-  done
+  # anything still running in our namespaces (perfdhcp after a timeout, dnsmasq helper)
+  drop_netns "${CLIENT_NS[@]}" "$KH" "$DH"
   rm -rf "$DIR"
 }
 trap cleanup EXIT
@@ -126,7 +119,7 @@ plug() {
 
 # ---- kvnet ------------------------------------------------------------------------------
 mkdir -p "$DIR/kv"
-ip netns exec "$KH" "$BIN/kvnetd" --config-dir "$DIR/kv/etc" --state-dir "$DIR/kv/lib" \
+ip netns exec "$KH" "${KVNETD:-$BIN/kvnetd}" --config-dir "$DIR/kv/etc" --state-dir "$DIR/kv/lib" \
   --run-dir "$DIR/kv/run" --log warn 2>"$DIR/kvnetd.log" &
 DPID=$!
 export KVNET_SOCKET=$DIR/kv/run/kvnetd.sock
@@ -301,7 +294,7 @@ dm_stop
 rss=$(awk '/VmRSS/ {print $2}' "/proc/$DPID/status" 2>/dev/null || echo "?")
 
 echo "perfdhcp receive buffers: $([ "$RCVBUF" = 0 ] && echo "kernel default" || echo "$RCVBUF bytes (bench/shim/rcvbuf.c)"); perfdhcp niceness: $NICE"
-echo "kvnet $(git describe --always --dirty 2>/dev/null || echo '?') vs $("$DNSMASQ" --version | head -1 | awk '{print $1, $3}'), $("$PERFDHCP" -v 2>&1 | head -1 | tr -d '\n'), $(date -u +%F), $(nproc) cores, kernel $(uname -r)"
+echo "kvnet ${KVNETD:-$(git describe --always --dirty 2>/dev/null || echo '?')} vs $("$DNSMASQ" --version | head -1 | awk '{print $1, $3}'), $("$PERFDHCP" -v 2>&1 | head -1 | tr -d '\n'), $(date -u +%F), $(nproc) cores, kernel $(uname -r)"
 if [ "$GENS" = 1 ]; then
   echo "perfdhcp -4 -l vc0 -r RATE -R $CLIENTS -p $SECS -W 1000000 (relay mode, giaddr 10.77.0.5), fresh server per step, range $RS-$RE ($RSIZE addresses)"
 else

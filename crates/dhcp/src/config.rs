@@ -67,6 +67,23 @@ pub struct RateLimit {
     pub per_sec: u32,
 }
 
+impl RateLimit {
+    /// The network's budget of lease changes: new bindings, moves, releases and declines,
+    /// everything that costs a journal line except the renewals the renewal rule bounds
+    /// (crate docs, "Journal"). `pool` is the number of addresses the ranges and hosts
+    /// hold: all of them may change at once (every guest booting together), then the
+    /// whole pool again every ten minutes, at least 16 a second. The burst is kept within
+    /// 256..=65,536, so that a small network still absorbs a boot storm and a huge IPv6
+    /// range is not an unlimited budget.
+    pub fn for_pool(pool: u128) -> RateLimit {
+        let burst = pool.clamp(256, 65_536) as u32;
+        RateLimit {
+            burst,
+            per_sec: (burst / 600).max(16),
+        }
+    }
+}
+
 impl Default for RateLimit {
     /// A whole exchange with retries at once, then a packet every half second.
     fn default() -> Self {
@@ -105,7 +122,10 @@ pub struct Config {
     pub decline_quarantine: u64,
     /// How long an address reported by `note_in_use` is avoided (seconds).
     pub in_use_hold: u64,
+    /// Per-client (MAC) packet rate.
     pub rate: RateLimit,
+    /// Per-network rate of lease changes ([`RateLimit::for_pool`]).
+    pub change_rate: RateLimit,
 }
 
 impl Config {
@@ -127,6 +147,7 @@ impl Config {
             decline_quarantine: 600,
             in_use_hold: 600,
             rate: RateLimit::default(),
+            change_rate: RateLimit::for_pool(0),
         }
     }
 
@@ -200,6 +221,13 @@ impl Config {
         }
         cfg.domain = net.domain.as_ref().map(|d| d.name.clone());
         cfg.mtu = net.mtu.and_then(|m| u16::try_from(m).ok());
+        let range_sizes: u128 = cfg
+            .ranges
+            .iter()
+            .map(|r| u128::from(u32::from(r.end) - u32::from(r.start)) + 1)
+            .sum();
+        let hosts = cfg.hosts.iter().filter(|h| h.ip.is_some()).count() as u128;
+        cfg.change_rate = RateLimit::for_pool(range_sizes + hosts);
         Ok(cfg)
     }
 

@@ -131,6 +131,11 @@ pub enum Event {
     RateLimited {
         mac: MacAddr,
     },
+    /// The network's budget of lease changes is spent: a request that would change a
+    /// lease was dropped (logged once per dry spell).
+    ChangesLimited {
+        mac: MacAddr,
+    },
     Malformed(Malformed),
     /// A well-formed message we deliberately do not answer.
     Ignored {
@@ -150,6 +155,7 @@ impl Event {
             self,
             Event::PoolExhausted { .. }
                 | Event::RateLimited { .. }
+                | Event::ChangesLimited { .. }
                 | Event::Malformed(_)
                 | Event::Ignored { .. }
         )
@@ -189,6 +195,10 @@ impl fmt::Display for Event {
                 "no address available for {mac}: every address of the range is leased, offered or held (logged once a minute while it lasts)"
             ),
             Event::RateLimited { mac } => write!(f, "too many packets from {mac}: dropping"),
+            Event::ChangesLimited { mac } => write!(
+                f,
+                "too many lease changes on this network: dropping the request of {mac} (logged once while it lasts)"
+            ),
             Event::Malformed(m) => write!(f, "malformed packet: {m}"),
             Event::Ignored { mac, reason } => write!(f, "ignoring packet from {mac}: {reason}"),
             Event::Suppressed { count } => write!(f, "{count} similar messages suppressed"),

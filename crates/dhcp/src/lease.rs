@@ -11,6 +11,8 @@ use std::net::Ipv4Addr;
 use kvnet_model::MacAddr;
 use serde::{Deserialize, Serialize};
 
+use crate::journal::Unrecorded;
+
 /// Whether the address is held by the client or only remembered for it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -45,6 +47,14 @@ impl LeaseRecord {
         self.state == LeaseState::Bound && (self.expiry_time == 0 || self.expiry_time > now)
     }
 
+    /// The same binding but for its expiry: renewing it changes nothing else.
+    pub(crate) fn same_binding(&self, other: &LeaseRecord) -> bool {
+        LeaseRecord {
+            expiry_time: other.expiry_time,
+            ..self.clone()
+        } == *other
+    }
+
     /// When the address became (or becomes) free, for oldest-first reuse.
     pub(crate) fn freed_at(&self) -> u64 {
         self.expiry_time
@@ -67,11 +77,13 @@ pub struct LeaseTable {
     by_ip: BTreeMap<Ipv4Addr, LeaseRecord>,
     by_mac: HashMap<MacAddr, BTreeSet<Ipv4Addr>>,
     by_id: HashMap<String, BTreeSet<Ipv4Addr>>,
+    /// The engine's changes the shell has not yet reported durable.
+    unrecorded: Unrecorded<Ipv4Addr, LeaseRecord>,
 }
 
 impl PartialEq for LeaseTable {
     fn eq(&self, other: &Self) -> bool {
-        // The indexes are derived from `by_ip`.
+        // The indexes are derived from `by_ip`; `unrecorded` is the engine's bookkeeping.
         self.by_ip == other.by_ip
     }
 }
@@ -90,6 +102,40 @@ impl LeaseTable {
         }
         self.index(&rec);
         self.by_ip.insert(rec.ip_address, rec);
+    }
+
+    /// An engine's change, to be journalled: applied, and remembered until the shell
+    /// reports on its journal write ([`LeaseTable::settle`]).
+    pub(crate) fn record(&mut self, rec: LeaseRecord) {
+        let old = self.by_ip.get(&rec.ip_address);
+        self.unrecorded.note(rec.ip_address, || old.cloned());
+        self.apply(rec);
+    }
+
+    /// Whether the address's record is durable (not changed since the last report).
+    pub(crate) fn is_recorded(&self, ip: Ipv4Addr) -> bool {
+        !self.unrecorded.contains(&ip)
+    }
+
+    /// The shell's report on the journal write of the changes since the last one: once
+    /// durable they are forgotten; when the write failed, the table goes back to what
+    /// the journal holds. Returns whether anything was put back.
+    pub(crate) fn settle(&mut self, durable: bool) -> bool {
+        if durable {
+            self.unrecorded.clear();
+            return false;
+        }
+        let before = self.unrecorded.take();
+        let any = !before.is_empty();
+        for (ip, old) in before {
+            match old {
+                Some(rec) => self.apply(rec),
+                None => {
+                    self.remove(ip);
+                }
+            }
+        }
+        any
     }
 
     fn index(&mut self, rec: &LeaseRecord) {

@@ -13,7 +13,9 @@
 //!            |  server.expire(now)             // the timer from next_deadline() fired
 //!            |  server.note_in_use(ip, mac, now); // ARP/neighbour/traffic sighting
 //!     for e in effects { run(e) }              // strictly in order, see below
+//!     server.recorded(write_ok);               // how the batch's journal write went
 //!     send the held ACKs whose probe settled   // see Conflicts
+//!     if compaction.due(..) { rewrite with compact(server.table()) } // see Journal
 //! }
 //! ```
 //!
@@ -27,17 +29,54 @@
 //! drop the replies of every call whose effects hold a `Persist`: the client retries, and
 //! an unsent ACK is harmless while an ACK for an unrecorded lease could hand one address
 //! to two clients after a crash. The replies of the other calls (OFFERs, NAKs, INFORM
-//! answers) promise nothing and may still leave. OFFERs are not journalled: an offer is a tentative reservation kept in
-//! memory for [`Config::offer_hold`] seconds. When a client moves to another address, the
-//! release of its old one is persisted before the new binding. The effects of several
-//! calls may be carried out as one batch (group commit): append all their records, fsync
-//! once, then send, which keeps the rule for every reply of the batch.
+//! answers, renewals answered from a durable record) promise nothing the journal does not
+//! hold and may still leave. OFFERs are not journalled: an offer is a tentative
+//! reservation kept in memory for [`Config::offer_hold`] seconds. When a client moves to
+//! another address, the release of its old one is persisted before the new binding. The
+//! effects of several calls may be carried out as one batch (group commit): append all
+//! their records, fsync once, then send, which keeps the rule for every reply of the
+//! batch.
+//!
+//! **Reporting the write.** After each batch the shell calls [`Server::recorded`]:
+//! `true` once its records are durable, `false` when the write failed. On failure the
+//! engine's table goes back to what the journal holds (the shell must make sure the file
+//! holds no part of the failed write, e.g. by truncating it back), so that nothing is
+//! later promised from a record the journal lacks; the clients' retries are journalled
+//! anew once the disk takes them again. Until reported durable, a record is never reused
+//! (below), so a shell that never reports only loses that saving.
+//!
+//! **The renewal rule.** An ACK never promises more than the journal holds. A client
+//! renewing its unchanged binding (same address, MAC, client id, hostname) within the
+//! first quarter of its lease is answered from the durable record without a new line:
+//! the ACK's lease time (and T1, T2) is what is left of the recorded lease, never past
+//! its recorded expiry (ISC dhcpd's `dhcp-cache-threshold` and Kea's lease caching do
+//! the same). A later renewal writes a new record and gets a whole lease, so clients
+//! renewing at T1 see no difference, and a client renewing as fast as it may costs one
+//! journal line per quarter lease instead of one per packet. On a full disk, renewals
+//! within that quarter are still answered; later ones are not (they would need a new
+//! promise) and the client keeps its address until its recorded expiry, retrying.
+//!
+//! **The network's budget.** Besides the per-client packet rate ([`Config::rate`], by
+//! MAC, which a guest chooses at will), every lease change that costs a journal line
+//! (a new or moved binding, a changed hostname or client id, a release, a decline) takes
+//! a token from the network's bucket, [`Config::change_rate`]
+//! ([`RateLimit::for_pool`]: the whole pool at once, then the pool every ten minutes,
+//! at least 16 a second); without one the request is dropped and the client retries.
+//! Renewals of an unchanged binding take none: the renewal rule already bounds them to
+//! one line per lease per quarter lease, and a guest's churn must not starve the others'
+//! renewals.
 //!
 //! **Journal.** [`encode_record`] gives one JSON line (newline included); [`replay`]
-//! rebuilds the table from the file's text, skipping a line torn by a crash; [`compact`]
-//! writes the table as a fresh journal (write to a temporary file, then rename). Keep one
-//! journal per network *name*, so leases survive a network stop/start. Lease expiry is
-//! never journalled: records carry their expiry time.
+//! rebuilds the table from the file's text, skipping a line torn by a crash or a failed
+//! write; [`compact`] writes the table as a fresh journal (write to a temporary file,
+//! fsync, rename, fsync the directory). Compact at start-up, and while the service runs
+//! whenever [`Compaction::due`] says so: once the journal has more than twice as many
+//! lines as the table has records (and more than [`COMPACTION_FLOOR`] bytes), between
+//! two batches, after [`Server::recorded`], when the table is exactly what the journal
+//! holds. With the budget above, the journal stays within about twice its live content,
+//! whatever the guests do. Keep one journal per network *name*, so leases survive a
+//! network stop/start. Lease expiry is never journalled: records carry their expiry
+//! time.
 //!
 //! **Destinations.** [`Destination`] says where a reply goes (RFC 2131 §4.1): the relay
 //! (`giaddr`, port 67), broadcast (255.255.255.255:68, NAKs and clients that set the
@@ -91,6 +130,7 @@ mod event;
 mod journal;
 mod lease;
 mod ratelimit;
+mod renewal;
 mod server;
 pub mod v6;
 mod wire;
@@ -99,6 +139,7 @@ pub use config::{
     Config, ConfigError, LeaseTime, Range, RateLimit, StaticHost, format_client_id, parse_client_id,
 };
 pub use event::{Destination, Effect, Event};
+pub use journal::{COMPACTION_FLOOR, Compaction};
 pub use lease::{LeaseRecord, LeaseState, LeaseTable, LeaseView, compact, encode_record, replay};
 pub use server::Server;
 pub use wire::Malformed;

@@ -1,6 +1,7 @@
-//! Per-client token buckets, shared by the DHCPv4 and DHCPv6 engines, so that a flood
-//! from one client cannot starve the others, and a flood of new client identities
-//! cannot grow the table without bound.
+//! Token buckets, shared by the DHCPv4 and DHCPv6 engines: one per client, so that a
+//! flood from one client cannot starve the others, and a flood of new client identities
+//! cannot grow the table without bound; and one per network for the lease changes that
+//! cost a journal line (see [`RateLimit::for_pool`]).
 
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -11,10 +12,35 @@ use crate::config::RateLimit;
 const MAX_BUCKETS: usize = 65_536;
 
 #[derive(Debug, Clone)]
-struct Bucket {
+pub(crate) struct Bucket {
     tokens: u64,
     last: u64,
     warned: bool,
+}
+
+impl Bucket {
+    /// A full bucket at `now`.
+    pub(crate) fn new(rate: RateLimit, now: u64) -> Bucket {
+        Bucket {
+            tokens: u64::from(rate.burst),
+            last: now,
+            warned: false,
+        }
+    }
+
+    /// Take a token at `now` (unix seconds).
+    pub(crate) fn take(&mut self, rate: RateLimit, now: u64) -> Verdict {
+        self.tokens = refill(self, now, rate);
+        self.last = self.last.max(now);
+        if self.tokens > 0 {
+            self.tokens -= 1;
+            self.warned = false;
+            return Verdict::Pass;
+        }
+        let log = !self.warned;
+        self.warned = true;
+        Verdict::Drop { log }
+    }
 }
 
 /// What to do with a client's packet.
@@ -50,21 +76,10 @@ impl<K: Hash + Eq> Limiter<K> {
                 return Verdict::Drop { log: true };
             }
         }
-        let b = self.buckets.entry(key).or_insert(Bucket {
-            tokens: u64::from(rate.burst),
-            last: now,
-            warned: false,
-        });
-        b.tokens = refill(b, now, rate);
-        b.last = b.last.max(now);
-        if b.tokens > 0 {
-            b.tokens -= 1;
-            b.warned = false;
-            return Verdict::Pass;
-        }
-        let log = !b.warned;
-        b.warned = true;
-        Verdict::Drop { log }
+        self.buckets
+            .entry(key)
+            .or_insert_with(|| Bucket::new(rate, now))
+            .take(rate, now)
     }
 
     /// Forget the clients whose bucket has refilled: they are as good as new.

@@ -9,7 +9,8 @@ use kvnet_model::MacAddr;
 use crate::config::{Config, LeaseTime, StaticHost, format_client_id};
 use crate::event::{Destination, Effect, Event};
 use crate::lease::{LeaseRecord, LeaseState, LeaseTable, LeaseView};
-use crate::ratelimit::{Limiter, Verdict};
+use crate::ratelimit::{Bucket, Limiter, Verdict};
+use crate::renewal::{self, Grant};
 use crate::wire::{self, Reply, Request};
 
 /// Noisy log events allowed per window before they are summarised.
@@ -180,6 +181,8 @@ pub struct Server {
     quarantine: HashMap<Ipv4Addr, u64>,
     in_use: HashMap<Ipv4Addr, (MacAddr, u64)>,
     buckets: Limiter<MacAddr>,
+    /// The network's budget of lease changes (`Config::change_rate`).
+    changes: Bucket,
     log_window: u64,
     log_count: u64,
     log_suppressed: u64,
@@ -198,6 +201,7 @@ impl Server {
     /// the configuration can no longer serve (outside the subnet, or our own address)
     /// are dropped from memory; clients holding them get a NAK when they renew.
     pub fn new(cfg: Config, table: LeaseTable) -> Server {
+        let changes = Bucket::new(cfg.change_rate, 0);
         let mut s = Server {
             cfg,
             leases: table,
@@ -205,6 +209,7 @@ impl Server {
             quarantine: HashMap::new(),
             in_use: HashMap::new(),
             buckets: Limiter::default(),
+            changes,
             log_window: 0,
             log_count: 0,
             log_suppressed: 0,
@@ -238,6 +243,19 @@ impl Server {
     /// The lease table as it stands (what `compact` should write).
     pub fn table(&self) -> &LeaseTable {
         &self.leases
+    }
+
+    /// The shell's report on its journal write of the `Persist`s returned since the last
+    /// report: `true` once they are durable, `false` if the write failed (the replies
+    /// that needed them were dropped). On failure the table goes back to what the
+    /// journal holds, so that nothing is later promised from a record the journal lacks.
+    /// A record is only reused by a renewal (the renewal rule) once reported durable.
+    pub fn recorded(&mut self, durable: bool) {
+        if self.leases.settle(durable) {
+            // Records may be back that the configuration changed since, and addresses
+            // may be unleased again: as after a reconfiguration.
+            self.prune();
+        }
     }
 
     /// Give the table back, e.g. to keep it across a network stop/start.
@@ -522,12 +540,13 @@ impl Server {
         ip: Ipv4Addr,
         host: Option<&StaticHost>,
     ) {
-        // A fresh binding: the address may have been probed with the OFFER moments ago,
-        // and the ACK must not outrun a squatter's answer.
-        let fresh = !self
+        let held = self
             .leases
             .get(ip)
-            .is_some_and(|r| r.is_active(now) && c.owns(r));
+            .filter(|r| r.is_active(now) && c.owns(r));
+        // A fresh binding: the address may have been probed with the OFFER moments ago,
+        // and the ACK must not outrun a squatter's answer.
+        let fresh = held.is_none();
         // One client, one address: free any other binding before creating this one, so
         // no prefix of the journal ever shows the client on two addresses.
         let others: Vec<Ipv4Addr> = self
@@ -537,18 +556,6 @@ impl Server {
             .filter(|r| r.ip_address != ip && r.is_active(now))
             .map(|r| r.ip_address)
             .collect();
-        for old in others {
-            out.extend(self.free(old, now));
-        }
-        if let Some(rec) = self.leases.get(ip)
-            && rec.is_active(now)
-            && !c.owns(rec)
-        {
-            // Only a static host's reserved address gets here (`check` refuses the rest).
-            let previous = rec.mac_address;
-            out.extend(self.free(ip, now));
-            out.push(Effect::Log(Event::Revoked { ip, previous }));
-        }
         let lease = self.lease_time(host, ip);
         let hostname = host
             .and_then(|h| h.name.clone())
@@ -567,8 +574,41 @@ impl Server {
             expiry_time: lease.expiry(now),
             state: LeaseState::Bound,
         };
-        self.leases.apply(rec.clone());
-        out.push(Effect::Persist(rec));
+        // The renewal rule: the holder's unchanged, durable binding is renewed from its
+        // record early in the lease; anything new spends the network's budget.
+        let unchanged = held
+            .filter(|r| others.is_empty() && self.leases.is_recorded(ip) && r.same_binding(&rec))
+            .map(|r| r.expiry_time);
+        let promised = match renewal::grant(unchanged, lease, now) {
+            Grant::Reuse(t) => Some(t),
+            Grant::Extend => None,
+            Grant::Change => {
+                if !self.take_change(out, now, c.mac) {
+                    return;
+                }
+                None
+            }
+        };
+        for old in others {
+            out.extend(self.free(old, now));
+        }
+        if let Some(rec) = self.leases.get(ip)
+            && rec.is_active(now)
+            && !c.owns(rec)
+        {
+            // Only a static host's reserved address gets here (`check` refuses the rest).
+            let previous = rec.mac_address;
+            out.extend(self.free(ip, now));
+            out.push(Effect::Log(Event::Revoked { ip, previous }));
+        }
+        let lease = match promised {
+            Some(t) => t,
+            None => {
+                self.leases.record(rec.clone());
+                out.push(Effect::Persist(rec));
+                lease
+            }
+        };
         self.offers.remove_client(c);
         self.offers.remove(&ip);
         let name = host.and_then(|h| h.name.clone());
@@ -592,6 +632,9 @@ impl Server {
         let ip = req.msg.ciaddr();
         match self.leases.get(ip) {
             Some(rec) if rec.is_active(now) && c.owns(rec) => {
+                if !self.take_change(out, now, c.mac) {
+                    return;
+                }
                 out.extend(self.free(ip, now));
                 out.push(Effect::Log(Event::Release { ip, mac: c.mac }));
             }
@@ -626,6 +669,9 @@ impl Server {
             return;
         }
         if leased {
+            if !self.take_change(out, now, c.mac) {
+                return;
+            }
             out.extend(self.free(ip, now));
         }
         self.offers.remove(&ip);
@@ -670,10 +716,10 @@ impl Server {
 
     /// Mark `ip` released now and return the journal write for it (none if not leased).
     fn free(&mut self, ip: Ipv4Addr, now: u64) -> Option<Effect> {
-        let mut rec = self.leases.remove(ip)?;
+        let mut rec = self.leases.get(ip)?.clone();
         rec.state = LeaseState::Released;
         rec.expiry_time = now;
-        self.leases.apply(rec.clone());
+        self.leases.record(rec.clone());
         Some(Effect::Persist(rec))
     }
 
@@ -931,6 +977,20 @@ impl Server {
             Verdict::Drop { log } => {
                 if log {
                     self.log(out, now, Event::RateLimited { mac });
+                }
+                false
+            }
+        }
+    }
+
+    /// A token from the network's budget of lease changes; without one the request is
+    /// dropped (the client retries), logged once per dry spell.
+    fn take_change(&mut self, out: &mut Vec<Effect>, now: u64, mac: MacAddr) -> bool {
+        match self.changes.take(self.cfg.change_rate, now) {
+            Verdict::Pass => true,
+            Verdict::Drop { log } => {
+                if log {
+                    self.log(out, now, Event::ChangesLimited { mac });
                 }
                 false
             }

@@ -450,8 +450,9 @@ fn reuse_takes_the_oldest_free_address_first() {
     let b = dora(&mut s, NOW + 10, mac(2));
     let c = dora(&mut s, NOW + 20, mac(3));
     assert_eq!((a, b, c), (ip(10), ip(11), ip(12)));
-    send(&mut s, NOW + 30, Pkt::renew(mac(1), a));
-    // At +200 all expired: .11 (expired +130) is older than .12 (+140) and .10 (+150).
+    // Past the first quarter of its lease, the renewal extends it.
+    send(&mut s, NOW + 40, Pkt::renew(mac(1), a));
+    // At +200 all expired: .11 (expired +130) is older than .12 (+140) and .10 (+160).
     assert_eq!(send(&mut s, NOW + 200, Pkt::discover(mac(9))).yiaddr(), b);
 }
 

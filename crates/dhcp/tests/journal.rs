@@ -85,6 +85,25 @@ fn replay_tolerates_torn_and_glued_lines() {
 }
 
 #[test]
+fn a_partial_line_is_skipped_and_every_good_line_after_it_kept() {
+    // A write that failed part way (a full disk) and was not taken back, then appends
+    // once space returned: whatever the cut, the lines after it are all replayed.
+    let (a, b) = (
+        encode_record(&rec(5, 1, 100)),
+        encode_record(&rec(6, 2, 200)),
+    );
+    let later: String = (7..12).map(|n| encode_record(&rec(n, n, 300))).collect();
+    for cut in 1..b.len() - 1 {
+        for sep in ["", "\n"] {
+            let t = replay(&format!("{a}{}{sep}{later}", &b[..cut]));
+            assert_eq!(t.len(), 6, "cut at {cut}, separator {sep:?}");
+            assert!(t.get(ip(6)).is_none());
+            assert_eq!(t.get(ip(11)), Some(&rec(11, 11, 300)));
+        }
+    }
+}
+
+#[test]
 fn crash_and_replay_keeps_every_client_on_its_address() {
     let mut s = server(NAT_NET);
     let mut j = String::new();

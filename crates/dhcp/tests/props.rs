@@ -139,9 +139,10 @@ fn packet(c: usize, g: &Guest, a: &Act, now: u64) -> Option<Pkt> {
     })
 }
 
-/// An action, maybe a crash during it (which journal write to tear, and where), and
-/// whether the restarted server compacts its journal.
-type Step = (Act, Option<(usize, usize)>, bool);
+/// An action, maybe a crash during it (which journal write to tear, and where), whether
+/// the restarted server compacts its journal, and whether the journal write fails (a
+/// full disk: nothing is written and the replies that needed it are dropped).
+type Step = (Act, Option<(usize, usize)>, bool, bool);
 
 fn run(acts: Vec<Step>) -> Result<(), TestCaseError> {
     let xml = small_net(POOL[0], POOL[3], "<lease expiry='2'/>", "");
@@ -156,7 +157,7 @@ fn run(acts: Vec<Step>) -> Result<(), TestCaseError> {
     let mut guests = vec![Guest::default(); CLIENTS];
     let mut now = NOW;
 
-    for (a, crash, compact_on_restart) in acts {
+    for (a, crash, compact_on_restart, fail) in acts {
         let c = match a {
             Act::Wait(d) => {
                 now += d;
@@ -198,10 +199,14 @@ fn run(acts: Vec<Step>) -> Result<(), TestCaseError> {
             .filter(|e| matches!(e, Effect::Persist(_)))
             .count();
         let tear = crash.filter(|_| persists > 0);
+        let fail = fail && persists > 0;
         let mut written = 0;
         let mut crashed = false;
         for e in effects {
             match e {
+                Effect::Persist(_) if fail => {}
+                // The write failed: the replies that depended on it are dropped.
+                Effect::Send { .. } if fail => {}
                 Effect::Persist(r) => {
                     let line = encode_record(&r);
                     if let Some((n, cut)) = tear
@@ -243,8 +248,9 @@ fn run(acts: Vec<Step>) -> Result<(), TestCaseError> {
             }
         }
 
+        s.recorded(!fail);
         // A client that held a lease must keep its address when it asks again.
-        if let (Act::Renew(_), Some(had), false) = (&a, held_before, crashed) {
+        if let (Act::Renew(_), Some(had), false, false) = (&a, held_before, crashed, fail) {
             prop_assert_eq!(guests[c].holds(now), Some(had), "renewal refused");
         }
 
@@ -276,6 +282,24 @@ fn run(acts: Vec<Step>) -> Result<(), TestCaseError> {
                 );
             }
         }
+        // And no ACK promised more than the journal holds: every held address is bound
+        // to its client there, at least until the client believes.
+        let durable = replay(&journal);
+        for (i, g) in guests.iter().enumerate() {
+            if let (Some(a), Some((_, until))) = (g.holds(now), g.held) {
+                let rec = durable.get(a);
+                prop_assert!(
+                    rec.is_some_and(|r| r.mac_address == guest_mac(i)
+                        && r.state == kvnet_dhcp::LeaseState::Bound
+                        && (r.expiry_time == 0 || (until != 0 && r.expiry_time >= until))),
+                    "client {} holds {} until {} but the journal has {:?}",
+                    i,
+                    a,
+                    until,
+                    rec
+                );
+            }
+        }
         // And after a restart the same client is offered the same address.
         if crashed {
             for (i, g) in guests.iter().enumerate() {
@@ -297,7 +321,12 @@ proptest! {
     #[test]
     fn no_address_on_two_clients_across_crashes(
         acts in prop::collection::vec(
-            (act(), prop::option::weighted(0.1, (0usize..3, 0usize..400)), any::<bool>()),
+            (
+                act(),
+                prop::option::weighted(0.1, (0usize..3, 0usize..400)),
+                any::<bool>(),
+                prop::bool::weighted(0.15),
+            ),
             1..80,
         )
     ) {

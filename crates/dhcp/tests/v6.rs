@@ -665,3 +665,96 @@ fn a_flooding_client_is_dropped_without_starving_the_others() {
     // The flooder gets its next packet through once its bucket refills.
     assert_eq!(sent(&s.handle(NOW + 1, &solicit(1))).len(), 1);
 }
+
+/// T1 and T2 of the reply's first IA_NA.
+fn t1_t2(m: &Message) -> (u32, u32) {
+    let ia = iana(m);
+    (ia.t1, ia.t2)
+}
+
+#[test]
+fn early_renewals_reuse_the_record_and_later_ones_extend_it() {
+    let mut s = server(NET);
+    let ip = bind(&mut s, NOW, &client(1)).unwrap();
+    s.recorded(true);
+    // Within the first quarter of the hour: no journal line, the lifetimes left.
+    let e = s.handle(NOW + 600, &pkt(MessageType::Renew, 1, true, &[ip]));
+    assert!(persisted(&e).is_empty());
+    let m = one(&e);
+    assert_eq!(addr_of(&m), Ok((ip, 3000)));
+    assert_eq!(t1_t2(&m), (1500, 2625));
+    let e = s.handle(NOW + 601, &pkt(MessageType::Rebind, 1, false, &[ip]));
+    assert!(persisted(&e).is_empty());
+    // A Request for the binding it holds (after a Solicit) too.
+    let e = s.handle(NOW + 602, &pkt(MessageType::Request, 1, true, &[ip]));
+    assert!(persisted(&e).is_empty());
+    assert_eq!(addr_of(&one(&e)), Ok((ip, 2998)));
+    // Past the quarter: a new record, a whole hour.
+    let e = s.handle(NOW + 901, &pkt(MessageType::Renew, 1, true, &[ip]));
+    assert_eq!(persisted(&e)[0].expiry_time, NOW + 901 + 3600);
+    assert_eq!(addr_of(&one(&e)), Ok((ip, 3600)));
+    // Not yet reported durable: the next renewal is journalled as well.
+    let e = s.handle(NOW + 902, &pkt(MessageType::Renew, 1, true, &[ip]));
+    assert_eq!(persisted(&e).len(), 1);
+}
+
+#[test]
+fn a_failed_write_takes_the_v6_table_back_and_renewals_go_on() {
+    let mut s = server(NET);
+    let ip = bind(&mut s, NOW, &client(1)).unwrap();
+    s.recorded(true);
+    let before = s.table().clone();
+    let other = bind(&mut s, NOW + 1, &client(2)).unwrap();
+    let e = s.handle(NOW + 1, &pkt(MessageType::Release, 1, true, &[ip]));
+    assert_eq!(persisted(&e).len(), 1);
+    s.recorded(false);
+    assert_eq!(*s.table(), before);
+    assert!(s.table().get(other).is_none());
+    let e = s.handle(NOW + 2, &pkt(MessageType::Renew, 1, true, &[ip]));
+    assert!(persisted(&e).is_empty());
+    assert_eq!(addr_of(&one(&e)), Ok((ip, 3598)));
+}
+
+#[test]
+fn the_network_budget_drops_v6_changes_but_not_renewals() {
+    let n = net(NET);
+    let mut cfg = Config::from_network(&n, 0, SERVER_DUID.to_vec()).expect("config");
+    // 256 addresses in the range and 2 hosts.
+    assert_eq!(
+        cfg.change_rate,
+        kvnet_dhcp::RateLimit {
+            burst: 258,
+            per_sec: 16
+        }
+    );
+    cfg.change_rate = kvnet_dhcp::RateLimit {
+        burst: 3,
+        per_sec: 1,
+    };
+    let mut s = Server::new(cfg, LeaseTable::new());
+    let ip = bind(&mut s, NOW, &client(1)).unwrap();
+    assert!(bind(&mut s, NOW, &client(2)).is_ok());
+    assert!(bind(&mut s, NOW, &client(3)).is_ok());
+    s.recorded(true);
+    // Spent: a new client's Request is dropped (its Solicit is still answered).
+    let adv = one(&s.handle(NOW, &pkt(MessageType::Solicit, 4, false, &[])));
+    let offered = addr_of(&adv).unwrap().0;
+    let e = s.handle(NOW, &pkt(MessageType::Request, 4, true, &[offered]));
+    assert!(sent(&e).is_empty() && persisted(&e).is_empty());
+    assert!(
+        e.iter()
+            .any(|x| matches!(x, Effect::Log(Event::ChangesLimited { .. })))
+    );
+    let e = s.handle(NOW, &pkt(MessageType::Release, 2, true, &[a(0x101)]));
+    assert!(
+        sent(&e).is_empty() && persisted(&e).is_empty(),
+        "logged once"
+    );
+    // Renewals go on, from the record and past the quarter.
+    assert!(persisted(&s.handle(NOW + 1, &pkt(MessageType::Renew, 1, true, &[ip]))).is_empty());
+    let e = s.handle(NOW + 1000, &pkt(MessageType::Renew, 1, true, &[ip]));
+    assert_eq!(persisted(&e).len(), 1);
+    // Refilled: the new client's retry binds.
+    let e = s.handle(NOW + 1000, &pkt(MessageType::Request, 4, true, &[offered]));
+    assert_eq!(addr_of(&one(&e)).map(|x| x.0), Ok(offered));
+}

@@ -226,15 +226,15 @@ async fn run(
             log_event(&name, ev);
         }
         let c = journal.commit(batch);
-        if let Some((e, dropped)) = &c.failed {
-            warn!(network = %name, "cannot record DHCPv6 lease changes in {}: {e}; {dropped} replies dropped",
-                journal.path().display());
-        }
+        // The engine forgets what the journal could not take (the journal logs why).
+        lock(&server).recorded(c.failed.is_none());
         for (bytes, to) in c.replies {
             if let Err(e) = sock.send_to(&bytes, to).await {
                 warn!(network = %name, "DHCPv6 send to {to}: {e}");
             }
         }
+        let records = lock(&server).table().len();
+        journal.compact_if_due(now(), records, || v6::compact(lock(&server).table()));
         if recv_failed {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -244,7 +244,7 @@ async fn run(
 fn log_event(name: &str, ev: &Event) {
     match ev {
         _ if ev.is_noisy() => debug!(network = %name, "{ev}"),
-        Event::NoAddrs { .. } => warn!(network = %name, "{ev}"),
+        Event::NoAddrs { .. } | Event::ChangesLimited { .. } => warn!(network = %name, "{ev}"),
         _ => info!(network = %name, "{ev}"),
     }
 }

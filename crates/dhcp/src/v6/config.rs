@@ -55,6 +55,8 @@ pub struct Config {
     pub decline_quarantine: u64,
     /// Per-client (DUID) packet rate, as for DHCPv4.
     pub rate: RateLimit,
+    /// Per-network rate of lease changes, as for DHCPv4 ([`RateLimit::for_pool`]).
+    pub change_rate: RateLimit,
 }
 
 impl Config {
@@ -71,6 +73,7 @@ impl Config {
             offer_hold: 60,
             decline_quarantine: 600,
             rate: RateLimit::default(),
+            change_rate: RateLimit::for_pool(0),
         }
     }
 
@@ -122,6 +125,13 @@ impl Config {
             cfg.dns_server = Some(server_ip);
         }
         cfg.domain = net.domain.as_ref().map(|d| d.name.clone());
+        let pool = cfg
+            .ranges
+            .iter()
+            .map(|r| (u128::from(r.end) - u128::from(r.start)).saturating_add(1))
+            .fold(0u128, u128::saturating_add);
+        let hosts = cfg.hosts.iter().filter(|h| h.ip.is_some()).count() as u128;
+        cfg.change_rate = RateLimit::for_pool(pool.saturating_add(hosts));
         Ok(cfg)
     }
 

@@ -8,6 +8,8 @@ use std::net::Ipv6Addr;
 use kvnet_model::MacAddr;
 use serde::{Deserialize, Serialize};
 
+use crate::journal::Unrecorded;
+
 pub use crate::lease::LeaseState;
 
 /// One address's lease, keyed by the client's DUID and the IA's IAID. Every encoded
@@ -40,10 +42,20 @@ impl LeaseRecord {
 
 /// All DHCPv6 leases of one network, by address. Lookups by client scan it: the table
 /// holds one record per address ever leased from the ranges, hundreds in practice.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default)]
 pub struct LeaseTable {
     by_ip: BTreeMap<Ipv6Addr, LeaseRecord>,
+    /// The engine's changes the shell has not yet reported durable.
+    unrecorded: Unrecorded<Ipv6Addr, LeaseRecord>,
 }
+
+impl PartialEq for LeaseTable {
+    fn eq(&self, other: &Self) -> bool {
+        self.by_ip == other.by_ip
+    }
+}
+
+impl Eq for LeaseTable {}
 
 impl LeaseTable {
     pub fn new() -> LeaseTable {
@@ -53,6 +65,33 @@ impl LeaseTable {
     /// Apply one journal record (it replaces the address's previous record).
     pub fn apply(&mut self, rec: LeaseRecord) {
         self.by_ip.insert(rec.ip_address, rec);
+    }
+
+    /// An engine's change, to be journalled (see the v4 table's).
+    pub(crate) fn record(&mut self, rec: LeaseRecord) {
+        let old = self.by_ip.get(&rec.ip_address);
+        self.unrecorded.note(rec.ip_address, || old.cloned());
+        self.apply(rec);
+    }
+
+    pub(crate) fn is_recorded(&self, ip: Ipv6Addr) -> bool {
+        !self.unrecorded.contains(&ip)
+    }
+
+    /// The shell's report on the journal write (see the v4 table's).
+    pub(crate) fn settle(&mut self, durable: bool) {
+        if durable {
+            self.unrecorded.clear();
+            return;
+        }
+        for (ip, old) in self.unrecorded.take() {
+            match old {
+                Some(rec) => self.apply(rec),
+                None => {
+                    self.by_ip.remove(&ip);
+                }
+            }
+        }
     }
 
     pub fn get(&self, ip: Ipv6Addr) -> Option<&LeaseRecord> {

@@ -17,8 +17,12 @@
 //! **Order.** A [`Effect::Persist`] comes before the [`Effect::Send`] of the Reply that
 //! grants the lease; several datagrams' effects may be carried out as one batch (group
 //! commit). If the journal write fails, drop the replies of the calls that recorded a
-//! lease, as for v4. Advertised addresses are held in memory for [`Config::offer_hold`]
-//! seconds, not journalled.
+//! lease, as for v4, and report it ([`Server::recorded`]). Advertised addresses are held
+//! in memory for [`Config::offer_hold`] seconds, not journalled. The v4 engine's renewal
+//! rule (a Renew, Rebind or Request for an unchanged, durable binding in the first
+//! quarter of its lease is answered with the lifetimes left, without a new record), its
+//! budget of lease changes per network ([`Config::change_rate`]; a message that would
+//! change a lease without a token left is dropped) and its running compaction apply.
 //!
 //! **Server DUID.** Given by the shell ([`duid_uuid`] of the network's UUID, or
 //! [`duid_ll`] of the bridge's MAC); it must be stable across restarts.

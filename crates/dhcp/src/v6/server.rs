@@ -10,7 +10,8 @@ use super::config::{Config, StaticHost, duid_mac};
 use super::lease::{LeaseRecord, LeaseState, LeaseTable, LeaseView};
 use super::wire::{self, Ia, IaReply, Malformed, Reply, Request};
 use crate::config::{LeaseTime, format_client_id, parse_client_id};
-use crate::ratelimit::{Limiter, Verdict};
+use crate::ratelimit::{Bucket, Limiter, Verdict};
+use crate::renewal::{self, Grant};
 
 /// One thing for the shell to do, in order: every `Persist` must be durable before any
 /// later `Send` of the batch leaves.
@@ -71,6 +72,11 @@ pub enum Event {
     RateLimited {
         duid: String,
     },
+    /// The network's budget of lease changes is spent: a message that would change a
+    /// lease was dropped (logged once per dry spell).
+    ChangesLimited {
+        duid: String,
+    },
 }
 
 impl Event {
@@ -113,6 +119,10 @@ impl fmt::Display for Event {
             Event::RateLimited { duid } => {
                 write!(f, "too many DHCPv6 packets from {duid}: dropping")
             }
+            Event::ChangesLimited { duid } => write!(
+                f,
+                "too many DHCPv6 lease changes on this network: dropping the message of {duid} (logged once while it lasts)"
+            ),
         }
     }
 }
@@ -137,6 +147,8 @@ pub struct Server {
     expired_upto: u64,
     /// Per-client rate limit, by DUID (clients that send none share one bucket).
     buckets: Limiter<Vec<u8>>,
+    /// The network's budget of lease changes (`Config::change_rate`).
+    changes: Bucket,
 }
 
 /// T1 = ½, T2 = ⅞ of the lease, lifetime = the lease (all infinite for an infinite one).
@@ -147,9 +159,49 @@ fn times(lease: LeaseTime) -> (u32, u32, u32) {
     }
 }
 
+/// A client's IA to bind to `ip`: the client's DUID, its static host, the name it sent.
+#[derive(Clone, Copy)]
+struct Bind<'a> {
+    duid: &'a str,
+    iaid: u32,
+    ip: Ipv6Addr,
+    host: Option<&'a StaticHost>,
+    name: Option<&'a str>,
+}
+
+impl<'a> Bind<'a> {
+    fn new(
+        duid: &'a str,
+        ia: &Ia,
+        ip: Ipv6Addr,
+        host: Option<&'a StaticHost>,
+        name: Option<&'a str>,
+    ) -> Bind<'a> {
+        Bind {
+            duid,
+            iaid: ia.iaid,
+            ip,
+            host,
+            name,
+        }
+    }
+}
+
+/// An IA bound to `ip` for `lease`.
+fn ia_addrs(iaid: u32, lease: LeaseTime, ip: Ipv6Addr) -> IaReply {
+    let (t1, t2, life) = times(lease);
+    IaReply::Addrs {
+        iaid,
+        t1,
+        t2,
+        addrs: vec![(ip, life)],
+    }
+}
+
 impl Server {
     pub fn new(cfg: Config, table: LeaseTable) -> Server {
         Server {
+            changes: Bucket::new(cfg.change_rate, 0),
             cfg,
             leases: table,
             offers: HashMap::new(),
@@ -171,6 +223,12 @@ impl Server {
 
     pub fn table(&self) -> &LeaseTable {
         &self.leases
+    }
+
+    /// The shell's report on its journal write, as for DHCPv4 (`crate::Server::recorded`):
+    /// on failure the table goes back to what the journal holds.
+    pub fn recorded(&mut self, durable: bool) {
+        self.leases.settle(durable);
     }
 
     /// Active leases at `now`, for `net-dhcp-leases`.
@@ -374,17 +432,27 @@ impl Server {
     }
 
     /// Record the binding (after releasing what it displaces) and return the IA reply.
-    #[allow(clippy::too_many_arguments)]
-    fn bind(
-        &mut self,
-        now: u64,
-        duid: &str,
-        iaid: u32,
-        ip: Ipv6Addr,
-        host: Option<&StaticHost>,
-        name: Option<&str>,
-        out: &mut Vec<Effect>,
-    ) -> IaReply {
+    fn bind(&mut self, now: u64, b: Bind, out: &mut Vec<Effect>) -> IaReply {
+        let Bind {
+            duid,
+            iaid,
+            ip,
+            host,
+            name,
+        } = b;
+        let lease = self.lease_time(ip, host);
+        let hostname = host
+            .and_then(|h| h.name.clone())
+            .or_else(|| name.map(str::to_string));
+        if let Grant::Reuse(t) = self.grant_kind(now, b) {
+            self.offers.remove(&ip);
+            out.push(Effect::Log(Event::Reply {
+                ip,
+                duid: duid.to_string(),
+                hostname,
+            }));
+            return ia_addrs(iaid, t, ip);
+        }
         let mut freed = Vec::new();
         for r in self.leases.iter() {
             let other_holder = r.ip_address == ip && !r.is_of(duid, iaid);
@@ -404,13 +472,9 @@ impl Server {
             }
         }
         for rec in freed {
-            self.leases.apply(rec.clone());
+            self.leases.record(rec.clone());
             out.push(Effect::Persist(rec));
         }
-        let lease = self.lease_time(ip, host);
-        let hostname = host
-            .and_then(|h| h.name.clone())
-            .or_else(|| name.map(str::to_string));
         let rec = LeaseRecord {
             ip_address: ip,
             duid: duid.to_string(),
@@ -419,7 +483,7 @@ impl Server {
             expiry_time: lease.expiry(now),
             state: LeaseState::Bound,
         };
-        self.leases.apply(rec.clone());
+        self.leases.record(rec.clone());
         self.offers.remove(&ip);
         out.push(Effect::Persist(rec));
         out.push(Effect::Log(Event::Reply {
@@ -427,12 +491,36 @@ impl Server {
             duid: duid.to_string(),
             hostname,
         }));
-        let (t1, t2, life) = times(lease);
-        IaReply::Addrs {
-            iaid,
-            t1,
-            t2,
-            addrs: vec![(ip, life)],
+        ia_addrs(iaid, lease, ip)
+    }
+
+    /// How binding `ip` to the IA would be granted (the renewal rule): from the record
+    /// when the IA holds it, durable and unchanged but for its expiry, and holds no other.
+    fn grant_kind(&self, now: u64, b: Bind) -> Grant {
+        let hostname = b.host.and_then(|h| h.name.as_deref()).or(b.name);
+        let held = |r: &LeaseRecord| r.is_active(now) && r.is_of(b.duid, b.iaid);
+        let moved = self.leases.iter().any(|r| held(r) && r.ip_address != b.ip);
+        let unchanged = self
+            .leases
+            .get(b.ip)
+            .filter(|r| held(r) && !moved && r.hostname.as_deref() == hostname)
+            .filter(|_| self.leases.is_recorded(b.ip))
+            .map(|r| r.expiry_time);
+        renewal::grant(unchanged, self.lease_time(b.ip, b.host), now)
+    }
+
+    /// A token from the network's budget of lease changes, or what to answer instead:
+    /// nothing (the client retries), logged once per dry spell.
+    fn take_change(&mut self, now: u64, duid: &str) -> Result<(), Vec<Effect>> {
+        match self.changes.take(self.cfg.change_rate, now) {
+            Verdict::Pass => Ok(()),
+            Verdict::Drop { log } => Err(if log {
+                vec![Effect::Log(Event::ChangesLimited {
+                    duid: duid.to_string(),
+                })]
+            } else {
+                Vec::new()
+            }),
         }
     }
 
@@ -466,6 +554,18 @@ impl Server {
         bind: bool,
     ) -> Vec<Effect> {
         let host = self.host(client, req.name.as_deref());
+        if bind {
+            let name = req.name.as_deref();
+            let change = req.ia_na.iter().any(|ia| {
+                self.choose(now, duid, ia, host.as_ref()).is_some_and(|ip| {
+                    let b = Bind::new(duid, ia, ip, host.as_ref(), name);
+                    self.grant_kind(now, b) == Grant::Change
+                })
+            });
+            if change && let Err(dropped) = self.take_change(now, duid) {
+                return dropped;
+            }
+        }
         let mut out = Vec::new();
         let mut reply = Reply::new(if bind {
             MessageType::Reply
@@ -483,15 +583,8 @@ impl Server {
                 continue;
             };
             if bind {
-                let r = self.bind(
-                    now,
-                    duid,
-                    ia.iaid,
-                    ip,
-                    host.as_ref(),
-                    req.name.as_deref(),
-                    &mut out,
-                );
+                let b = Bind::new(duid, ia, ip, host.as_ref(), req.name.as_deref());
+                let r = self.bind(now, b, &mut out);
                 reply.ias.push(r);
                 continue;
             }
@@ -525,22 +618,22 @@ impl Server {
     /// addresses the client names are returned with lifetimes 0.
     fn renew(&mut self, now: u64, req: &Request, client: &[u8], duid: &str) -> Vec<Effect> {
         let host = self.host(client, req.name.as_deref());
+        let name = req.name.as_deref();
+        let change = req.ia_na.iter().any(|ia| {
+            self.renewed(now, duid, ia, host.as_ref())
+                .is_some_and(|ip| {
+                    let b = Bind::new(duid, ia, ip, host.as_ref(), name);
+                    self.grant_kind(now, b) == Grant::Change
+                })
+        });
+        if change && let Err(dropped) = self.take_change(now, duid) {
+            return dropped;
+        }
         let mut out = Vec::new();
         let mut reply = Reply::new(MessageType::Reply);
         reply.ia_ta = req.ia_ta.clone();
         for ia in &req.ia_na {
-            let want = match host.as_ref().and_then(|h| h.ip) {
-                Some(ip) => (!self.declined(ip, now)).then_some(ip),
-                None => self
-                    .binding(duid, ia.iaid, now)
-                    .filter(|&ip| self.cfg.in_range(ip))
-                    .or_else(|| {
-                        ia.addrs.iter().copied().find(|&ip| {
-                            self.cfg.in_range(ip) && self.free_for(ip, duid, ia.iaid, now)
-                        })
-                    }),
-            };
-            let Some(ip) = want else {
+            let Some(ip) = self.renewed(now, duid, ia, host.as_ref()) else {
                 out.push(Effect::Log(Event::NoBinding {
                     duid: duid.to_string(),
                 }));
@@ -551,15 +644,8 @@ impl Server {
                 });
                 continue;
             };
-            let mut r = self.bind(
-                now,
-                duid,
-                ia.iaid,
-                ip,
-                host.as_ref(),
-                req.name.as_deref(),
-                &mut out,
-            );
+            let b = Bind::new(duid, ia, ip, host.as_ref(), req.name.as_deref());
+            let mut r = self.bind(now, b, &mut out);
             if let IaReply::Addrs { addrs, .. } = &mut r {
                 addrs.extend(ia.addrs.iter().filter(|&&a| a != ip).map(|&a| (a, 0)));
             }
@@ -567,6 +653,29 @@ impl Server {
         }
         out.push(self.encode(req, reply));
         out
+    }
+
+    /// The address a Renew or Rebind of `ia` keeps: the host's, the IA's binding, else
+    /// one it names that is still free for it.
+    fn renewed(
+        &self,
+        now: u64,
+        duid: &str,
+        ia: &Ia,
+        host: Option<&StaticHost>,
+    ) -> Option<Ipv6Addr> {
+        match host.and_then(|h| h.ip) {
+            Some(ip) => (!self.declined(ip, now)).then_some(ip),
+            None => {
+                self.binding(duid, ia.iaid, now)
+                    .filter(|&ip| self.cfg.in_range(ip))
+                    .or_else(|| {
+                        ia.addrs.iter().copied().find(|&ip| {
+                            self.cfg.in_range(ip) && self.free_for(ip, duid, ia.iaid, now)
+                        })
+                    })
+            }
+        }
     }
 
     fn confirm(&mut self, req: &Request, duid: &str) -> Vec<Effect> {
@@ -596,6 +705,16 @@ impl Server {
     /// Release frees the client's addresses; Decline also quarantines them.
     fn release(&mut self, now: u64, req: &Request, duid: &str) -> Vec<Effect> {
         let decline = req.msg_type == wire::DECLINE;
+        let change = req.ia_na.iter().any(|ia| {
+            ia.addrs.iter().any(|&ip| {
+                self.leases
+                    .get(ip)
+                    .is_some_and(|r| r.is_of(duid, ia.iaid) && r.state == LeaseState::Bound)
+            })
+        });
+        if change && let Err(dropped) = self.take_change(now, duid) {
+            return dropped;
+        }
         let mut out = Vec::new();
         let mut reply = Reply::new(MessageType::Reply);
         for ia in &req.ia_na {
@@ -615,7 +734,7 @@ impl Server {
                         expiry_time: now,
                         ..r.clone()
                     };
-                    self.leases.apply(rec.clone());
+                    self.leases.record(rec.clone());
                     out.push(Effect::Persist(rec));
                 }
                 let duid = duid.to_string();

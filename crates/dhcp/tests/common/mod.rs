@@ -195,8 +195,11 @@ impl Out {
     }
 }
 
+/// One request, its journal writes reported durable as a shell does once they are.
 pub fn send(s: &mut Server, now: u64, p: Pkt) -> Out {
-    Out::of(s.handle(now, &p.bytes()))
+    let out = Out::of(s.handle(now, &p.bytes()));
+    s.recorded(true);
+    out
 }
 
 pub fn opt(m: &Message, code: OptionCode) -> Option<&DhcpOption> {

@@ -236,10 +236,9 @@ impl Task {
             }
         }
         let c = self.journal.commit(batch);
-        if let Some((e, dropped)) = &c.failed {
-            warn!(network = %self.name, "cannot record lease changes in {}: {e}; {dropped} replies dropped",
-                self.journal.path().display());
-        } else if c.recorded > 0 {
+        // The engine forgets what the journal could not take (the journal logs why).
+        lock(&self.server).recorded(c.failed.is_none());
+        if c.recorded > 0 {
             self.changed.send_replace(());
         }
         for r in c.replies {
@@ -252,6 +251,10 @@ impl Task {
                 Hold::SendNow { bytes, to } => self.send(&bytes, to).await,
             }
         }
+        let records = lock(&self.server).table().len();
+        let server = &self.server;
+        self.journal
+            .compact_if_due(now(), records, || kvnet_dhcp::compact(lock(server).table()));
     }
 
     async fn send(&self, bytes: &[u8], to: Destination) {
@@ -278,6 +281,7 @@ fn log_event(name: &str, ev: &Event) {
         | Event::StaticUnavailable { .. }
         | Event::PoolExhausted { .. }
         | Event::RateLimited { .. }
+        | Event::ChangesLimited { .. }
         | Event::Malformed(_)
         | Event::Suppressed { .. } => warn!(network = %name, "{ev}"),
         _ => info!(network = %name, "{ev}"),
