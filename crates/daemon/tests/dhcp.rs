@@ -643,7 +643,11 @@ fn an_early_renewal_is_acked_by_unicast_from_the_journalled_record() {
         .lines()
         .filter(|l| l.contains(&format!("DHCPACK {bound} {MAC}")))
         .count();
-    assert_eq!(acks, 2, "{log}");
+    // busybox sends a unicast renewal from a socket connected to the server and closes it
+    // right after: a reply that beats the close lands on that socket and is lost, and
+    // udhcpc broadcasts the renewal a second later. Count that retry only when it happened.
+    let retried = out.contains("broadcasting renew");
+    assert_eq!(acks, if retried { 3 } else { 2 }, "{log}\n{out}");
     // Answered from the record (the renewal rule): the journal has one line for it.
     let journal = lab.daemon.dir.join("lib/leases/default.jsonl");
     let text = std::fs::read_to_string(&journal).expect("lease journal");
