@@ -316,12 +316,25 @@ impl Foreign {
     /// logged.
     async fn sync(&self, st: &mut State, starting: Option<&str>) -> Result<()> {
         let rs = self.ruleset(st)?;
-        let nets: Vec<FwNetwork> = st.nets.values().filter_map(|w| w.fw.clone()).collect();
+        // A start changes what its own network needs, and nothing of the others' (a
+        // change of the other tables brings a full recheck): judging only it keeps the
+        // start's cost flat however many networks run.
+        let nets: Vec<FwNetwork> = st
+            .nets
+            .iter()
+            .filter(|(name, _)| starting.is_none_or(|s| s == name.as_str()))
+            .filter_map(|(_, w)| w.fw.clone())
+            .collect();
         let found = iptables::present(&rs, &nets);
         let hits = analyse(&rs, &nets, &self.context(iptables::skip(&found)));
         let plan = iptables::plan(&rs, &nets, &hits, &found);
+        // The other networks' rules stay as they are, and listed.
+        let others: Vec<IptRule> = match starting {
+            Some(s) => st.kept.iter().filter(|r| r.network != s).cloned().collect(),
+            None => Vec::new(),
+        };
         if plan.add.is_empty() && plan.remove.is_empty() {
-            st.kept = plan.keep;
+            st.kept = others.into_iter().chain(plan.keep).collect();
             return Ok(());
         }
         st.cache = None;
@@ -331,7 +344,7 @@ impl Foreign {
                 .map(describe)
                 .unwrap_or_default()
         };
-        let mut kept = plan.keep;
+        let mut kept: Vec<IptRule> = others.into_iter().chain(plan.keep).collect();
         for r in &plan.add {
             match ipt::iptables(r.binary(), &r.insert_args()) {
                 Ok(()) => {

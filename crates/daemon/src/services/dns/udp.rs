@@ -4,7 +4,7 @@
 use super::Shell;
 use crate::services::lock;
 use kvnet_dns::Peer;
-use std::net::SocketAddr;
+use std::cell::RefCell;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::task::Poll;
@@ -33,7 +33,7 @@ fn drain_queries(shell: &Arc<Shell>, listeners: &[&UdpSocket], buf: &mut [u8]) {
     while served < DRAIN_MAX {
         let mut any = false;
         for (i, s) in listeners.iter().enumerate() {
-            // WouldBlock, or an error (ICMP feedback) that the next recv_any reports.
+            // WouldBlock, or an error (ICMP feedback), which the read consumed.
             if let Ok((n, from)) = s.try_recv_from(buf) {
                 shell.serve_udp(&buf[..n], from, i);
                 served += 1;
@@ -46,21 +46,22 @@ fn drain_queries(shell: &Arc<Shell>, listeners: &[&UdpSocket], buf: &mut [u8]) {
     }
 }
 
-/// Wait for a datagram on any of `socks`: its length, sender and the socket's index.
-/// Polling starts at `first`, which the caller rotates so that a flood on one address
-/// cannot starve the others.
-async fn recv_any(
-    socks: &[&UdpSocket],
-    first: usize,
-    buf: &mut [u8],
-) -> std::io::Result<(usize, SocketAddr, usize)> {
+thread_local! {
+    /// One receive buffer for the DNS tasks of every network: they all run on the
+    /// daemon's one runtime thread and read only between awaits, so a thousand networks
+    /// do not hold a thousand buffers. Large enough for any UDP answer of an upstream.
+    static BUF: RefCell<Vec<u8>> = RefCell::new(vec![0u8; 65535]);
+}
+
+/// Wait until any of `socks` may hold a datagram; the socket's index. Polling starts at
+/// `first`, which the caller rotates so that a flood on one address cannot starve the
+/// others.
+async fn ready_any(socks: &[&UdpSocket], first: usize) -> std::io::Result<usize> {
     std::future::poll_fn(|cx| {
         for k in 0..socks.len() {
             let i = (first + k) % socks.len();
-            let s = socks[i];
-            let mut rb = tokio::io::ReadBuf::new(buf);
-            match s.poll_recv_from(cx, &mut rb) {
-                Poll::Ready(Ok(from)) => return Poll::Ready(Ok((rb.filled().len(), from, i))),
+            match socks[i].poll_recv_ready(cx) {
+                Poll::Ready(Ok(())) => return Poll::Ready(Ok(i)),
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
                 Poll::Pending => {}
             }
@@ -96,9 +97,6 @@ pub(super) async fn run(shell: Arc<Shell>) {
     let mut seen = None;
     reload_resolv(&shell, &path, &mut seen);
     let mut next_check = Instant::now() + RESOLV_CHECK;
-    // Client queries fit in 512 bytes unless EDNS; upstream answers may be larger.
-    let mut qbuf = vec![0u8; 4096];
-    let mut rbuf = vec![0u8; 65535];
     let listeners: Vec<&UdpSocket> = shell.udp.iter().map(|(s, _)| s).collect();
     let upstreams: Vec<&UdpSocket> = std::iter::once(&shell.upstream)
         .chain(shell.upstream6.as_ref())
@@ -110,26 +108,28 @@ pub(super) async fn run(shell: Arc<Shell>) {
             .map_or(next_check, |t| t.min(next_check));
         turn = turn.wrapping_add(1);
         tokio::select! {
-            r = recv_any(&listeners, turn, &mut qbuf) => match r {
-                Ok((n, from, i)) => {
-                    shell.serve_udp(&qbuf[..n], from, i);
-                    drain_queries(&shell, &listeners, &mut qbuf);
-                }
+            r = ready_any(&listeners, turn) => match r {
+                Ok(_) => BUF.with_borrow_mut(|buf| drain_queries(&shell, &listeners, buf)),
                 Err(e) => {
                     // E.g. ICMP feedback; do not spin on it.
                     debug!(network = %shell.name, "DNS receive: {e}");
                     tokio::time::sleep(Duration::from_millis(10)).await;
                 }
             },
-            r = recv_any(&upstreams, turn, &mut rbuf) => match r {
-                Ok((n, from, _)) => {
-                    let d = lock(&shell.engine).handle_upstream_reply(
-                        Instant::now(),
-                        Peer::udp(from),
-                        &rbuf[..n],
-                    );
-                    shell.dispatch(d);
-                }
+            r = ready_any(&upstreams, turn) => match r {
+                Ok(i) => BUF.with_borrow_mut(|buf| match upstreams[i].try_recv_from(buf) {
+                    Ok((n, from)) => {
+                        let d = lock(&shell.engine).handle_upstream_reply(
+                            Instant::now(),
+                            Peer::udp(from),
+                            &buf[..n],
+                        );
+                        shell.dispatch(d);
+                    }
+                    // Readiness that found nothing, or ICMP feedback: wait again.
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                    Err(e) => debug!(network = %shell.name, "upstream receive: {e}"),
+                }),
                 Err(e) => {
                     debug!(network = %shell.name, "upstream receive: {e}");
                     tokio::time::sleep(Duration::from_millis(10)).await;
