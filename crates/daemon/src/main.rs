@@ -9,7 +9,8 @@
 //! * `ports`, `ifbridge` — guest ports; host bridges made from NICs;
 //! * `services` — DHCPv4, DHCPv6, DNS, RA behind one interface;
 //! * `dataplane` — bridge, addresses, routes, firewall in the kernel;
-//! * `store`, `paths`, `ids` — files, where they live, users and clocks.
+//! * `store`, `paths`, `ids` — files, where they live, users and clocks; `hooks`, the
+//!   test hooks.
 
 #![forbid(unsafe_code)]
 
@@ -17,6 +18,7 @@ mod api;
 mod daemon;
 mod dataplane;
 mod doctor;
+mod hooks;
 mod ids;
 mod ifbridge;
 mod lifecycle;

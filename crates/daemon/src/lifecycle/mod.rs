@@ -109,6 +109,10 @@ impl Lifecycle {
     /// is quarantined and its network stopped (see [`Lifecycle::stop_unrecorded`]).
     pub async fn adopt_all(&mut self, reg: &mut Registry) -> Result<()> {
         let mut unrecorded = Vec::new();
+        // Networks stopped here: their sysctls go back, and their records go, only once
+        // every running network is adopted (before, the ledger would see none running
+        // and restore what they need).
+        let mut stopped = Vec::new();
         for (name, st) in status::load_all(&self.paths)? {
             let parsed = st.and_then(|st| {
                 let live = Network::from_xml(&st.live_xml)
@@ -126,13 +130,11 @@ impl Lifecycle {
             };
             if st.stopping {
                 // The previous daemon died during this network's background teardown.
-                let res = self.dp.stop(&live, st.owns_bridge).await;
-                self.release_sysctls(reg, &live);
-                match res {
+                match self.dp.stop(&live, st.owns_bridge).await {
                     Ok(()) => info!(network = %name, "finished an interrupted teardown"),
                     Err(e) => warn!(network = %name, "finishing an interrupted teardown: {e:#}"),
                 }
-                status::remove(&self.paths, &name)?;
+                stopped.push(live);
                 continue;
             }
             match self.dp.adopt(&live, st.owns_bridge).await {
@@ -145,8 +147,7 @@ impl Lifecycle {
                     if let Err(e) = self.dp.stop(&live, st.owns_bridge).await {
                         warn!(network = %name, "cleanup: {e:#}");
                     }
-                    self.release_sysctls(reg, &live);
-                    status::remove(&self.paths, &name)?;
+                    stopped.push(live);
                 }
                 Err(e) => {
                     error!(network = %name, "adopting failed, left as it is: {e:#}");
@@ -156,6 +157,12 @@ impl Lifecycle {
             if !st.transient && reg.get(&name).is_ok_and(|o| o.def.is_none()) {
                 warn!(network = %name, "adopted without a definition (none was loaded): it is transient now");
             }
+        }
+        for net in &stopped {
+            for e in self.release_sysctls(reg, net) {
+                warn!(network = %net.name, "{e}");
+            }
+            status::remove(&self.paths, &net.name)?;
         }
         // After the adoptions: a bridge an adopted network runs on is never touched.
         for name in unrecorded {
