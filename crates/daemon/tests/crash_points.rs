@@ -73,3 +73,27 @@ fn a_teardown_killed_midway_keeps_the_forwarding_of_the_other_networks_recorded(
     let rep = assert_converged(&lab, &expect(&sysctls));
     assert!(rep.values().all(|v| v.live.is_none()));
 }
+
+/// A destroy killed after it put ip_forward back, before its status record said so: the
+/// next kvnetd adopts the network as running and turns forwarding on again. It did so
+/// without the ledger, so the host kept forwarding once the network was stopped.
+#[test]
+#[ignore = "needs root"]
+fn a_destroy_killed_after_restoring_the_sysctls_leaves_them_recorded() {
+    let sysctls = fresh_sysctls();
+    let mut lab = dying_at("destroy:released");
+    dies_during(
+        &mut lab,
+        req::Destroy {
+            network: "default".into(),
+            wait: false,
+        },
+    );
+    let rep = assert_converged(&lab, &expect(&sysctls));
+    assert!(rep["default"].live.is_some(), "unanswered: not destroyed");
+    lab.ok(req::Destroy {
+        network: "default".into(),
+        wait: true,
+    });
+    assert_converged(&lab, &expect(&sysctls));
+}

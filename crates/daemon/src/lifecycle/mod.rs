@@ -137,6 +137,14 @@ impl Lifecycle {
                 stopped.push(live);
                 continue;
             }
+            // Adopting may turn forwarding on again (a destroy killed after it put the
+            // sysctls back): through the ledger, as a start does.
+            if let Err(e) = self
+                .sysctls
+                .reserve(&HostSysctls, &checks::forwarding_sysctls(&live))
+            {
+                warn!(network = %name, "sysctl ledger: {e:#}");
+            }
             match self.dp.adopt(&live, st.owns_bridge).await {
                 Ok(true) => {
                     info!(network = %name, "adopted running network");
@@ -329,6 +337,7 @@ impl Lifecycle {
         errors.extend(quiesce_errors);
         let (st, gone) = reg.stopped(name)?;
         errors.extend(self.release_sysctls(reg, &live));
+        crate::hooks::kill_point("destroy:released");
         // The status stays, marked stopping, until the teardown is done: a daemon killed
         // meanwhile finishes it at its next start.
         status::save(&self.paths, name, &st)?;
