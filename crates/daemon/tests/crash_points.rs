@@ -40,6 +40,17 @@ fn dies_during(lab: &mut Lab, r: impl Into<Request>) {
     lab.restart_daemon();
 }
 
+fn port_create(lab: &Lab, network: &str) -> String {
+    let r = lab.ok(req::PortCreate {
+        network: network.into(),
+        ..Default::default()
+    });
+    r.data["port"]["ifname"]
+        .as_str()
+        .expect("ifname")
+        .to_string()
+}
+
 fn expect<'a>(sysctls: &'a BTreeMap<&'static str, String>) -> Expect<'a> {
     Expect {
         host_bridges: &[],
@@ -74,14 +85,16 @@ fn a_teardown_killed_midway_keeps_the_forwarding_of_the_other_networks_recorded(
     assert!(rep.values().all(|v| v.live.is_none()));
 }
 
-/// A destroy killed after it put ip_forward back, before its status record said so: the
-/// next kvnetd adopts the network as running and turns forwarding on again. It did so
-/// without the ledger, so the host kept forwarding once the network was stopped.
+/// A destroy killed after it put ip_forward back and took the ports off the bridge,
+/// before its status record said so: the next kvnetd adopts the network as running and
+/// turns forwarding on again. It did so without the ledger, so the host kept forwarding
+/// once the network was stopped; and it left the ports off the bridge.
 #[test]
 #[ignore = "needs root"]
 fn a_destroy_killed_after_restoring_the_sysctls_leaves_them_recorded() {
     let sysctls = fresh_sysctls();
     let mut lab = dying_at("destroy:released");
+    port_create(&lab, "default");
     dies_during(
         &mut lab,
         req::Destroy {
@@ -96,4 +109,30 @@ fn a_destroy_killed_after_restoring_the_sysctls_leaves_them_recorded() {
         wait: true,
     });
     assert_converged(&lab, &expect(&sysctls));
+}
+
+/// A port-delete killed once the TAP is gone, before the port is unregistered: the port
+/// is still listed (the delete was not answered), so the next kvnetd puts its TAP back on
+/// the bridge. It used to list a port whose TAP did not exist.
+#[test]
+#[ignore = "needs root"]
+fn a_port_delete_killed_after_the_tap_is_gone_gets_its_tap_back() {
+    let sysctls = fresh_sysctls();
+    let mut lab = dying_at("port-delete:detached");
+    let ifname = port_create(&lab, "default");
+    dies_during(
+        &mut lab,
+        req::PortDelete {
+            network: Some("default".into()),
+            ifname: ifname.clone(),
+        },
+    );
+    let rep = assert_converged(&lab, &expect(&sysctls));
+    assert_eq!(rep["default"].ports.len(), 1);
+    lab.ok(req::PortDelete {
+        network: Some("default".into()),
+        ifname,
+    });
+    let rep = assert_converged(&lab, &expect(&sysctls));
+    assert!(rep["default"].ports.is_empty());
 }

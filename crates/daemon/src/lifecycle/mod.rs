@@ -105,9 +105,10 @@ impl Lifecycle {
 
     /// At daemon start: take over the networks a previous kvnetd left running, finish
     /// interrupted teardowns, clean up networks whose bridge vanished meanwhile, then
-    /// bring the firewall and the guest services up to date. An unreadable status record
-    /// is quarantined and its network stopped (see [`Lifecycle::stop_unrecorded`]).
-    pub async fn adopt_all(&mut self, reg: &mut Registry) -> Result<()> {
+    /// bring the firewall, the guest services and the ports up to date. An unreadable
+    /// status record is quarantined and its network stopped (see
+    /// [`Lifecycle::stop_unrecorded`]).
+    pub async fn adopt_all(&mut self, reg: &mut Registry, ports: &mut Ports) -> Result<()> {
         let mut unrecorded = Vec::new();
         // Networks stopped here: their sysctls go back, and their records go, only once
         // every running network is adopted (before, the ledger would see none running
@@ -184,12 +185,32 @@ impl Lifecycle {
         self.dp.foreign().adopt(&active).await;
         self.foreign_watch = foreignwatch::spawn(self.dp.foreign().clone()).await;
         self.services.set_local_addrs(active.iter().copied());
+        let names: Vec<String> = active.iter().map(|n| n.name.clone()).collect();
         for net in active {
             for w in self.services.start(net) {
                 error!("{w}");
             }
         }
+        // A verb killed midway may have left a port off its bridge (a destroy, before
+        // its record said so) or its TAP deleted (a port-delete, before unregistering
+        // it); what is in place is left alone.
+        for name in names {
+            for w in self.replug(reg, ports, &name).await {
+                warn!("{w}");
+            }
+        }
         Ok(())
+    }
+
+    /// Put the ports of active network `name` on its bridge, persistent TAPs re-created.
+    async fn replug(&self, reg: &Registry, ports: &mut Ports, name: &str) -> Vec<String> {
+        if !ports.has_ports(name) {
+            return Vec::new();
+        }
+        match self.target(reg, name).await {
+            Ok(t) => ports.replug(self.dp.nl(), &t).await,
+            Err(e) => vec![format!("network '{name}': ports not attached: {e:#}")],
+        }
     }
 
     /// A network whose status record was unreadable: without the record it cannot be
@@ -291,12 +312,7 @@ impl Lifecycle {
         self.services.set_local_addrs(reg.active());
         warnings.extend(self.services.start(&net));
         let t_services = t0.elapsed();
-        if ports.has_ports(&name) {
-            match self.target(reg, &name).await {
-                Ok(t) => warnings.extend(ports.replug(self.dp.nl(), &t).await),
-                Err(e) => warnings.push(format!("network '{name}': ports not attached: {e:#}")),
-            }
-        }
+        warnings.extend(self.replug(reg, ports, &name).await);
         debug!(
             network = %name,
             "services {:?}, ports {:?}",

@@ -357,6 +357,7 @@ impl Ports {
             // qemu's TAP goes when qemu closes it; until then it is off the network.
             nl.set_master(link.index, None).await?;
         }
+        crate::hooks::kill_point("port-delete:detached");
         let mut ports = self.of(&net).to_vec();
         ports.retain(|p| p.ifname != ifname);
         self.save(&net, ports)?;
