@@ -136,3 +136,23 @@ fn a_port_delete_killed_after_the_tap_is_gone_gets_its_tap_back() {
     let rep = assert_converged(&lab, &expect(&sysctls));
     assert!(rep["default"].ports.is_empty());
 }
+
+/// A port-create killed once its TAP is on the bridge, before the reply: the port is
+/// registered (or nothing is left). It used to leave a TAP no port listed, which
+/// nothing would ever delete.
+#[test]
+#[ignore = "needs root"]
+fn a_port_create_killed_after_the_tap_exists_leaves_no_orphan_tap() {
+    let sysctls = fresh_sysctls();
+    let mut lab = dying_at("port-create:plugged");
+    dies_during(
+        &mut lab,
+        req::PortCreate {
+            network: "default".into(),
+            ifname: Some("kp0".into()),
+            ..Default::default()
+        },
+    );
+    let rep = assert_converged(&lab, &expect(&sysctls));
+    assert_eq!(rep["default"].ports[0].ifname, "kp0");
+}
