@@ -156,3 +156,27 @@ fn a_port_create_killed_after_the_tap_exists_leaves_no_orphan_tap() {
     let rep = assert_converged(&lab, &expect(&sysctls));
     assert_eq!(rep["default"].ports[0].ifname, "kp0");
 }
+
+/// A transient network's destroy killed once its record says stopping, before its ports
+/// are dropped (deleting a TAP takes the kernel tens of milliseconds): the next kvnetd
+/// finishes the teardown and the network is gone, so are its ports. They used to stay
+/// registered to a network nobody knew, their TAPs orphans.
+#[test]
+#[ignore = "needs root"]
+fn a_transient_networks_destroy_killed_midway_leaves_none_of_its_ports() {
+    let sysctls = fresh_sysctls();
+    let mut lab = dying_at("destroy:recorded");
+    lab.ok(req::Create {
+        xml: net_xml("tnet", "kvt0", 64, "<forward mode='nat'/>"),
+    });
+    port_create(&lab, "tnet");
+    dies_during(
+        &mut lab,
+        req::Destroy {
+            network: "tnet".into(),
+            wait: true,
+        },
+    );
+    let rep = assert_converged(&lab, &expect(&sysctls));
+    assert!(!rep.contains_key("tnet"));
+}

@@ -135,7 +135,7 @@ impl Lifecycle {
                     Ok(()) => info!(network = %name, "finished an interrupted teardown"),
                     Err(e) => warn!(network = %name, "finishing an interrupted teardown: {e:#}"),
                 }
-                stopped.push(live);
+                stopped.push((live, st.transient));
                 continue;
             }
             // Adopting may turn forwarding on again (a destroy killed after it put the
@@ -156,7 +156,7 @@ impl Lifecycle {
                     if let Err(e) = self.dp.stop(&live, st.owns_bridge).await {
                         warn!(network = %name, "cleanup: {e:#}");
                     }
-                    stopped.push(live);
+                    stopped.push((live, st.transient));
                 }
                 Err(e) => {
                     error!(network = %name, "adopting failed, left as it is: {e:#}");
@@ -167,9 +167,14 @@ impl Lifecycle {
                 warn!(network = %name, "adopted without a definition (none was loaded): it is transient now");
             }
         }
-        for net in &stopped {
+        for (net, transient) in &stopped {
             for e in self.release_sysctls(reg, net) {
                 warn!(network = %net.name, "{e}");
+            }
+            // A transient network is gone with its stop: so are its ports (a destroy
+            // killed before it dropped them). Not if it was defined since.
+            if *transient && reg.get(&net.name).is_err() {
+                ports.drop_network(&net.name);
             }
             status::remove(&self.paths, &net.name)?;
         }
@@ -357,6 +362,7 @@ impl Lifecycle {
         // The status stays, marked stopping, until the teardown is done: a daemon killed
         // meanwhile finishes it at its next start.
         status::save(&self.paths, name, &st)?;
+        crate::hooks::kill_point("destroy:recorded");
         self.teardown.submit(Job {
             network: name.to_string(),
             firewall: left.firewall,
