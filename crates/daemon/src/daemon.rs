@@ -50,7 +50,7 @@ impl Daemon {
             let autostart = store::is_autostart(&d.paths, &net.name);
             d.registry.load(net, autostart);
         }
-        d.life.adopt_all(&mut d.registry).await?;
+        d.life.adopt_all(&mut d.registry, &mut d.ports).await?;
         if !d.paths.default_defined_marker().exists() {
             d.define_default().await?;
         }

@@ -9,7 +9,8 @@
 //! * `ports`, `ifbridge` — guest ports; host bridges made from NICs;
 //! * `services` — DHCPv4, DHCPv6, DNS, RA behind one interface;
 //! * `dataplane` — bridge, addresses, routes, firewall in the kernel;
-//! * `store`, `paths`, `ids` — files, where they live, users and clocks.
+//! * `store`, `paths`, `ids` — files, where they live, users and clocks; `hooks`, the
+//!   test hooks.
 
 #![forbid(unsafe_code)]
 
@@ -17,6 +18,7 @@ mod api;
 mod daemon;
 mod dataplane;
 mod doctor;
+mod hooks;
 mod ids;
 mod ifbridge;
 mod lifecycle;
@@ -84,18 +86,37 @@ struct Args {
 /// One daemon per run dir: a second one would fight over the same bridges and table.
 fn lock_run_dir(paths: &Paths) -> Result<Flock<std::fs::File>> {
     std::fs::create_dir_all(&paths.run_dir)?;
-    let f = std::fs::OpenOptions::new()
+    let mut file = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
         .open(paths.lock())
         .with_context(|| format!("open {}", paths.lock().display()))?;
-    let mut f = Flock::lock(f, FlockArg::LockExclusiveNonblock).map_err(|_| {
-        anyhow::anyhow!(
-            "another kvnetd is running with run dir {}",
-            paths.run_dir.display()
-        )
-    })?;
+    // A kvnetd killed while it spawned `nft` leaves the lock to the child until its exec
+    // closes it, which on a loaded host takes tens of milliseconds: while the pid file
+    // names a process that is gone, wait for that (5 s at most).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let mut f = loop {
+        match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+            Ok(l) => break l,
+            Err((back, _)) => {
+                let pid = std::fs::read_to_string(paths.lock()).unwrap_or_default();
+                let gone = pid.trim().parse().is_ok_and(|p| {
+                    nix::sys::signal::kill(nix::unistd::Pid::from_raw(p), None)
+                        == Err(nix::errno::Errno::ESRCH)
+                });
+                if !gone || std::time::Instant::now() > deadline {
+                    anyhow::bail!(
+                        "another kvnetd is running with run dir {} (pid {})",
+                        paths.run_dir.display(),
+                        pid.trim()
+                    );
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
+                file = back;
+            }
+        }
+    };
     f.set_len(0)?;
     writeln!(f, "{}", std::process::id())?;
     Ok(f)

@@ -105,10 +105,15 @@ impl Lifecycle {
 
     /// At daemon start: take over the networks a previous kvnetd left running, finish
     /// interrupted teardowns, clean up networks whose bridge vanished meanwhile, then
-    /// bring the firewall and the guest services up to date. An unreadable status record
-    /// is quarantined and its network stopped (see [`Lifecycle::stop_unrecorded`]).
-    pub async fn adopt_all(&mut self, reg: &mut Registry) -> Result<()> {
+    /// bring the firewall, the guest services and the ports up to date. An unreadable
+    /// status record is quarantined and its network stopped (see
+    /// [`Lifecycle::stop_unrecorded`]).
+    pub async fn adopt_all(&mut self, reg: &mut Registry, ports: &mut Ports) -> Result<()> {
         let mut unrecorded = Vec::new();
+        // Networks stopped here: their sysctls go back, and their records go, only once
+        // every running network is adopted (before, the ledger would see none running
+        // and restore what they need).
+        let mut stopped = Vec::new();
         for (name, st) in status::load_all(&self.paths)? {
             let parsed = st.and_then(|st| {
                 let live = Network::from_xml(&st.live_xml)
@@ -126,14 +131,20 @@ impl Lifecycle {
             };
             if st.stopping {
                 // The previous daemon died during this network's background teardown.
-                let res = self.dp.stop(&live, st.owns_bridge).await;
-                self.release_sysctls(reg, &live);
-                match res {
+                match self.dp.stop(&live, st.owns_bridge).await {
                     Ok(()) => info!(network = %name, "finished an interrupted teardown"),
                     Err(e) => warn!(network = %name, "finishing an interrupted teardown: {e:#}"),
                 }
-                status::remove(&self.paths, &name)?;
+                stopped.push((live, st.transient));
                 continue;
+            }
+            // Adopting may turn forwarding on again (a destroy killed after it put the
+            // sysctls back): through the ledger, as a start does.
+            if let Err(e) = self
+                .sysctls
+                .reserve(&HostSysctls, &checks::forwarding_sysctls(&live))
+            {
+                warn!(network = %name, "sysctl ledger: {e:#}");
             }
             match self.dp.adopt(&live, st.owns_bridge).await {
                 Ok(true) => {
@@ -145,8 +156,7 @@ impl Lifecycle {
                     if let Err(e) = self.dp.stop(&live, st.owns_bridge).await {
                         warn!(network = %name, "cleanup: {e:#}");
                     }
-                    self.release_sysctls(reg, &live);
-                    status::remove(&self.paths, &name)?;
+                    stopped.push((live, st.transient));
                 }
                 Err(e) => {
                     error!(network = %name, "adopting failed, left as it is: {e:#}");
@@ -156,6 +166,17 @@ impl Lifecycle {
             if !st.transient && reg.get(&name).is_ok_and(|o| o.def.is_none()) {
                 warn!(network = %name, "adopted without a definition (none was loaded): it is transient now");
             }
+        }
+        for (net, transient) in &stopped {
+            for e in self.release_sysctls(reg, net) {
+                warn!(network = %net.name, "{e}");
+            }
+            // A transient network is gone with its stop: so are its ports (a destroy
+            // killed before it dropped them). Not if it was defined since.
+            if *transient && reg.get(&net.name).is_err() {
+                ports.drop_network(&net.name);
+            }
+            status::remove(&self.paths, &net.name)?;
         }
         // After the adoptions: a bridge an adopted network runs on is never touched.
         for name in unrecorded {
@@ -169,12 +190,32 @@ impl Lifecycle {
         self.dp.foreign().adopt(&active).await;
         self.foreign_watch = foreignwatch::spawn(self.dp.foreign().clone()).await;
         self.services.set_local_addrs(active.iter().copied());
+        let names: Vec<String> = active.iter().map(|n| n.name.clone()).collect();
         for net in active {
             for w in self.services.start(net) {
                 error!("{w}");
             }
         }
+        // A verb killed midway may have left a port off its bridge (a destroy, before
+        // its record said so) or its TAP deleted (a port-delete, before unregistering
+        // it); what is in place is left alone.
+        for name in names {
+            for w in self.replug(reg, ports, &name).await {
+                warn!("{w}");
+            }
+        }
         Ok(())
+    }
+
+    /// Put the ports of active network `name` on its bridge, persistent TAPs re-created.
+    async fn replug(&self, reg: &Registry, ports: &mut Ports, name: &str) -> Vec<String> {
+        if !ports.has_ports(name) {
+            return Vec::new();
+        }
+        match self.target(reg, name).await {
+            Ok(t) => ports.replug(self.dp.nl(), &t).await,
+            Err(e) => vec![format!("network '{name}': ports not attached: {e:#}")],
+        }
     }
 
     /// A network whose status record was unreadable: without the record it cannot be
@@ -276,12 +317,7 @@ impl Lifecycle {
         self.services.set_local_addrs(reg.active());
         warnings.extend(self.services.start(&net));
         let t_services = t0.elapsed();
-        if ports.has_ports(&name) {
-            match self.target(reg, &name).await {
-                Ok(t) => warnings.extend(ports.replug(self.dp.nl(), &t).await),
-                Err(e) => warnings.push(format!("network '{name}': ports not attached: {e:#}")),
-            }
-        }
+        warnings.extend(self.replug(reg, ports, &name).await);
         debug!(
             network = %name,
             "services {:?}, ports {:?}",
@@ -322,9 +358,11 @@ impl Lifecycle {
         errors.extend(quiesce_errors);
         let (st, gone) = reg.stopped(name)?;
         errors.extend(self.release_sysctls(reg, &live));
+        crate::hooks::kill_point("destroy:released");
         // The status stays, marked stopping, until the teardown is done: a daemon killed
         // meanwhile finishes it at its next start.
         status::save(&self.paths, name, &st)?;
+        crate::hooks::kill_point("destroy:recorded");
         self.teardown.submit(Job {
             network: name.to_string(),
             firewall: left.firewall,

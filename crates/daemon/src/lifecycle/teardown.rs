@@ -131,6 +131,7 @@ impl Teardown {
 }
 
 fn run(rt: &tokio::runtime::Runtime, nl: &Netlink, table: &str, job: Job) {
+    crate::hooks::kill_point("teardown");
     let mut errors = Vec::new();
     if let Some(fw) = &job.firewall {
         // A missing table means someone removed kvnet's rules wholesale; a remove script

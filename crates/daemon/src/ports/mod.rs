@@ -252,15 +252,22 @@ impl Ports {
             group,
         };
         let network = &t.network;
-        plug::realize(nl, &rec, &t.bridge)
-            .await
-            .with_context(|| format!("cannot create port {ifname} on network '{network}'"))?;
         let mut ports = self.of(network).to_vec();
         ports.push(rec.clone());
-        if let Err(e) = self.save(network, ports) {
-            let _ = tap::delete(&ifname);
-            return Err(e);
+        // Registered before the TAP exists: a kvnetd killed in between leaves a port whose
+        // TAP the next one makes when it adopts the network, never a TAP nobody lists.
+        self.save(network, ports)?;
+        if let Err(e) = plug::realize(nl, &rec, &t.bridge).await {
+            let mut ports = self.of(network).to_vec();
+            ports.retain(|p| p.ifname != ifname);
+            if let Err(e) = self.save(network, ports) {
+                warn!(network = %network, "port {ifname} stays registered: {e:#}");
+            }
+            return Err(e.context(format!(
+                "cannot create port {ifname} on network '{network}'"
+            )));
         }
+        crate::hooks::kill_point("port-create:plugged");
         info!(network = %network, "port {ifname} created (guest MAC {mac}, {queues} queues)");
         Ok(CreatedPort {
             port: rec.view(network),
@@ -357,6 +364,7 @@ impl Ports {
             // qemu's TAP goes when qemu closes it; until then it is off the network.
             nl.set_master(link.index, None).await?;
         }
+        crate::hooks::kill_point("port-delete:detached");
         let mut ports = self.of(&net).to_vec();
         ports.retain(|p| p.ifname != ifname);
         self.save(&net, ports)?;

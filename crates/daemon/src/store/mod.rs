@@ -51,6 +51,33 @@ pub fn write_atomic(path: &Path, data: &[u8], mode: u32, durability: Durability)
     Ok(())
 }
 
+/// Whether `name` is a temp file as [`write_atomic`] names them, `.FILE.tmp`.
+fn is_temp_name(name: &str) -> bool {
+    name.strip_prefix('.')
+        .and_then(|n| n.strip_suffix(".tmp"))
+        .is_some_and(|file| !file.is_empty())
+}
+
+/// Remove the temp files of writes a kill interrupted from `dir`. Only at start: no
+/// write is under way then (one kvnetd per run dir).
+fn remove_temp_files(dir: &Path) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if is_temp_name(&name) && e.file_type().is_ok_and(|t| t.is_file()) {
+            match fs::remove_file(e.path()) {
+                Ok(()) => info!(
+                    "removed {}, left by an interrupted write",
+                    e.path().display()
+                ),
+                Err(err) => error!("cannot remove {}: {err}", e.path().display()),
+            }
+        }
+    }
+}
+
 fn write_then_rename(
     tmp: &Path,
     path: &Path,
@@ -161,6 +188,17 @@ pub fn ensure_dirs(paths: &Paths) -> Result<()> {
     // The journals and ports files in them are fsynced; so must their directories be.
     fsync_dir(&paths.state_dir)?;
     migrate::legacy_layout(paths)?;
+    // A kill during a write leaves its temp file; in STATE_DIR it would stay for good.
+    for d in [
+        paths.networks_dir(),
+        paths.status_dir(),
+        paths.ports_dir(),
+        paths.leases_dir(),
+        paths.run_dir.clone(),
+        paths.state_dir.clone(),
+    ] {
+        remove_temp_files(&d);
+    }
     dir_with_mode(&paths.config_dir, 0o755)?;
     let acl = paths.config_dir.join("bridge.conf");
     if let Ok(m) = fs::metadata(&acl)
@@ -347,6 +385,30 @@ mod tests {
             ["autostart", "blocked.xml", "n1.xml"]
         );
         assert_eq!(fs::read_to_string(p.definition("n1")).unwrap(), N1);
+    }
+
+    #[test]
+    fn temp_files_a_kill_left_are_removed_at_start() {
+        let (_d, p) = tmp_paths();
+        let left = [
+            p.networks_dir().join(".n1.xml.tmp"),
+            p.status_dir().join(".n1.json.tmp"),
+            p.ports_dir().join(".n1.json.tmp"),
+            p.leases_dir().join(".n1.jsonl.tmp"),
+            p.run_dir.join(".sysctl-orig.json.tmp"),
+            p.state_dir.join(".default-network-defined.tmp"),
+        ];
+        let kept = [p.status_dir().join("n1.json.tmp"), p.run_dir.join(".tmp")];
+        for f in left.iter().chain(&kept) {
+            fs::write(f, b"{").unwrap();
+        }
+        ensure_dirs(&p).unwrap();
+        for f in &left {
+            assert!(!f.exists(), "{} left", f.display());
+        }
+        for f in &kept {
+            assert!(f.exists(), "{} removed", f.display());
+        }
     }
 
     #[test]
