@@ -3,16 +3,19 @@
 # 1st, net-list with N networks, kvnetd's memory, and a kill -9 + restart that must adopt
 # all N networks while a guest pings through NAT the whole time (no packet may be lost).
 # Everything runs in network namespaces of its own; nothing touches the machine's network.
-#   bench/scale.sh [--nets N] [--reps R] [--log FILTER]   (kvnetd's log: $TMPDIR/kvscale.*/kvnetd.log)
+#   bench/scale.sh [--nets N] [--reps R] [--log FILTER] [--perf DIR]
+# --perf DIR records kvnetd (perf, cpu-clock, call graphs) during the 1st and the Nth
+# starts: DIR/first.data and DIR/last.data. KEEP_LOG=FILE keeps kvnetd's log.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-NETS=1000 REPS=15 LOG=warn
+NETS=1000 REPS=15 LOG=warn PERF=
 while [ $# -gt 0 ]; do
   case "$1" in
     --nets) NETS=$2; shift 2 ;;
     --reps) REPS=$2; shift 2 ;;
     --log) LOG=$2; shift 2 ;;
-    *) echo "usage: $0 [--nets N] [--reps R] [--log FILTER]" >&2; exit 2 ;;
+    --perf) PERF=$(realpath -m "$2"); mkdir -p "$PERF"; shift 2 ;;
+    *) echo "usage: $0 [--nets N] [--reps R] [--log FILTER] [--perf DIR]" >&2; exit 2 ;;
   esac
 done
 [ "$(id -u)" = 0 ] || { echo "bench needs root (network namespaces)" >&2; exit 1; }
@@ -50,22 +53,33 @@ for i in $(seq 1 "$NETS"); do
   "$KVNET" net-define "$DIR/n$i.xml" >/dev/null
 done
 QUIET=0.3
-: >"$DIR/first"
-for _ in $(seq "$REPS"); do
-  sleep $QUIET; us "$KVNET" net-start "n$NETS" >>"$DIR/first"; "$KVNET" net-destroy "n$NETS" >/dev/null
-done
+# The start of network N, REPS times, timed into file $1 (and profiled into $PERF/$1.data).
+starts() {
+  local perf=
+  if [ -n "$PERF" ]; then
+    perf record -q -e cpu-clock -g -p "$DPID" -o "$PERF/$1.data" 2>/dev/null & perf=$!
+    sleep 0.5
+  fi
+  : >"$DIR/$1"
+  for _ in $(seq "$REPS"); do
+    sleep $QUIET; us "$KVNET" net-start "n$NETS" >>"$DIR/$1"; "$KVNET" net-destroy "n$NETS" >/dev/null
+  done
+  if [ -n "$perf" ]; then kill -INT "$perf"; wait "$perf" || true; fi
+}
+starts first
 t0=$EPOCHREALTIME
 for i in $(seq 1 $((NETS - 1))); do "$KVNET" net-start "n$i" >/dev/null; done
 t1=$EPOCHREALTIME
-: >"$DIR/last"
-for _ in $(seq "$REPS"); do
-  sleep $QUIET; us "$KVNET" net-start "n$NETS" >>"$DIR/last"; "$KVNET" net-destroy "n$NETS" >/dev/null
-done
+starts last
 "$KVNET" net-start "n$NETS" >/dev/null
 : >"$DIR/list"
 for _ in $(seq "$REPS"); do us "$KVNET" net-list --all >>"$DIR/list"; done
 rss=$(awk '/VmRSS/ {print $2}' /proc/"$DPID"/status)
 fds=$(ls /proc/"$DPID"/fd | wc -l)
+# kvnetd's own CPU time over 5 idle seconds (utime + stime, in clock ticks).
+cpu() { awk '{print $14 + $15}' /proc/"$DPID"/stat; }
+c0=$(cpu); sleep 5; c1=$(cpu)
+idle=$(awk -v a="$c0" -v b="$c1" -v hz="$(getconf CLK_TCK)" 'BEGIN {printf "%.1f", (b-a)/hz/5*100}')
 
 # A guest on n1 (10.1.1.0/24) pinging an "outside" host through n1's NAT.
 ip link add "$P-gv" type veth peer name eth0 netns "$GUEST"
@@ -104,7 +118,7 @@ report "net-list --all with $NETS networks" "$DIR/list"
 f=$(median <"$DIR/first"); l=$(median <"$DIR/last")
 awk -v f="$f" -v l="$l" -v n="$NETS" 'BEGIN {printf "\n%dth / 1st start: %.2fx\n", n, l/f}'
 awk -v a="${t0/./}" -v b="${t1/./}" -v n="$((NETS - 1))" 'BEGIN {printf "starting %d networks one after the other: %.1f s\n", n, (b-a)/1e6}'
-echo "kvnetd with $NETS networks active: RSS ${rss} kB, ${fds} descriptors"
+echo "kvnetd with $NETS networks active: RSS ${rss} kB, ${fds} descriptors, ${idle} % of a core when idle"
 awk -v a="${r0/./}" -v b="${r1/./}" 'BEGIN {printf "kill -9, then a new kvnetd answering with every network adopted: %.2f s\n", (b-a)/1e6}'
 echo "networks active after the restart: $active of $NETS"
 echo "ping through NAT across the kill and restart: $(grep -E 'packets transmitted' "$DIR/ping")"

@@ -1,10 +1,11 @@
 //! The query state machine: local answers, routing, and the table of forwarded queries.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::LocalAddrs;
 use hickory_proto::op::{Edns, Header, Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::{DNSClass, Record, RecordType};
 use hickory_proto::serialize::binary::{BinDecodable, BinDecoder};
@@ -140,7 +141,7 @@ pub struct Engine {
     local: LocalData,
     routes: Vec<(String, Route)>,
     resolv: Vec<SocketAddr>,
-    local_addrs: Arc<HashSet<IpAddr>>,
+    local_addrs: Arc<LocalAddrs>,
     rng: StdRng,
     pending: HashMap<PendingKey, Pending>,
     /// Deadlines in order; the first entry is also the oldest query, evicted when full.
@@ -205,11 +206,9 @@ impl Engine {
         self.resolv = upstreams;
     }
 
-    /// Addresses of every network kvnetd serves. Also never used as upstreams: a host whose
-    /// resolv.conf names another network's gateway would otherwise bounce queries between
-    /// two networks until both pending tables fill. One set is shared by every network's
-    /// engine, so a start with many networks running hands each engine a pointer, not a copy.
-    pub fn set_local_addrs(&mut self, addrs: Arc<HashSet<IpAddr>>) {
+    /// Addresses of every network kvnetd serves (see [`LocalAddrs`]), never used as
+    /// upstreams.
+    pub fn set_local_addrs(&mut self, addrs: Arc<LocalAddrs>) {
         self.local_addrs = addrs;
     }
 

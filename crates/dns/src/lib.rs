@@ -80,9 +80,11 @@
 mod config;
 mod engine;
 mod local;
+mod localaddrs;
 mod names;
 mod resolv;
 
 pub use config::{Config, ConfigError, Forwarder};
 pub use engine::{Decision, Engine, Limits, Peer, Transport};
+pub use localaddrs::LocalAddrs;
 pub use resolv::{parse_resolv_conf, parse_resolv_conf_with};

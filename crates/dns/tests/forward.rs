@@ -232,7 +232,9 @@ fn upstreams_on_our_own_addresses_are_skipped() {
 fn other_networks_addresses_are_skipped_too() {
     let mut e = engine("");
     e.set_upstreams(vec![sa("10.55.0.1:53"), sa(R1)]);
-    e.set_local_addrs(std::sync::Arc::new([ip("10.55.0.1")].into()));
+    let local = std::sync::Arc::new(kvnet_dns::LocalAddrs::default());
+    local.replace([ip("10.55.0.1")]);
+    e.set_local_addrs(local);
     assert_eq!(upstream_of(&mut e, "a.example.org."), Some(sa(R1)));
 }
 

@@ -122,6 +122,6 @@ mod schema;
 
 pub use listing::{expected_listing, normalize_listing};
 pub use model::{FwError, FwMode, FwNetwork, validate_all, validate_table};
-pub use nl::{encode_add_new, encode_guard, guard_table};
+pub use nl::{encode_add_new, encode_guard, encode_remove, guard_table};
 pub use render::{Ruleset, render_add, render_add_new, render_full, render_remove};
 pub use schema::{DEFAULT_TABLE, chain_id};

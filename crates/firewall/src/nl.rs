@@ -27,8 +27,10 @@ use crate::plan::{Action, Chain, Dir, Element, Field, Group, Match, Rule, plan};
 
 pub mod consts;
 mod guard;
+mod remove;
 
 pub use guard::{encode_guard, guard_table};
+pub use remove::encode_remove;
 
 use consts::*;
 
@@ -367,14 +369,15 @@ fn element(
 /// marks in the start's user data instead); nft also sends an end element
 /// at address zero when its cache shows the set empty, and without a cache
 /// it is sent every time, which the kernel ignores when it is already there.
-fn group_elements(b: &mut Buf, g: &Group) {
+/// A deletion (`deleting`) leaves that end alone: other intervals may need it.
+fn group_elements(b: &mut Buf, g: &Group, deleting: bool) {
     let mut index = 1;
     for e in &g.elements {
         let jump = e.jump.as_deref();
         match (g.set.interval, g.set.concat(), e.key.as_slice()) {
             (true, false, [Field::Net(n)]) => {
                 let start = addr_bytes(n.network());
-                if start.iter().any(|&x| x != 0) {
+                if !deleting && start.iter().any(|&x| x != 0) {
                     element(b, index, &vec![0; start.len()], None, true, None, false);
                     index += 1;
                 }
@@ -440,7 +443,7 @@ pub fn encode_add_new(table: &str, net: &FwNetwork, seq: u32) -> Vec<u8> {
             |b| {
                 b.str(NFTA_SET_ELEM_LIST_TABLE, table);
                 b.str(NFTA_SET_ELEM_LIST_SET, g.set.name);
-                b.nest(NFTA_SET_ELEM_LIST_ELEMENTS, |b| group_elements(b, g));
+                b.nest(NFTA_SET_ELEM_LIST_ELEMENTS, |b| group_elements(b, g, false));
             },
         );
     };

@@ -1,13 +1,15 @@
-//! Root-only: `encode_add_new` applied natively with `kvnet_host::nft::apply_batch`
-//! leaves exactly the table that `nft -f render_add_new(...)` leaves. Each
-//! case runs in fresh network namespaces created and deleted by the test.
+//! Root-only: `encode_add_new` and `encode_remove` applied natively with
+//! `kvnet_host::nft::apply_batch` leave exactly the table that `nft -f` of
+//! `render_add_new(...)` and `render_remove(...)` leave. Each case runs in fresh
+//! network namespaces created and deleted by the test.
 
 mod common;
 
 use std::time::{Duration, Instant};
 
 use kvnet_firewall::{
-    FwMode, FwNetwork, encode_add_new, normalize_listing, render_add, render_add_new, render_full,
+    FwMode, FwNetwork, encode_add_new, encode_remove, normalize_listing, render_add,
+    render_add_new, render_full, render_remove,
 };
 use kvnet_host::testns::TestNs;
 
@@ -174,6 +176,45 @@ fn native_apply_matches_nft_for_every_network() {
                 list(&native),
                 listing,
                 "{what}: failed apply changed the table"
+            );
+        }
+    }
+}
+
+#[test]
+#[ignore = "needs root"]
+fn native_remove_matches_nft_for_every_network() {
+    let remove = |ns: &TestNs, net: &FwNetwork| {
+        let batch = encode_remove(TABLE, net, 1);
+        ns.run(|| kvnet_host::nft::apply_batch(&batch))
+    };
+    for (name, net) in networks() {
+        for (skel_name, skeleton) in skeletons(&net) {
+            let what = format!("{name} off {skel_name}");
+            let native = ns();
+            apply_nft(&native, &skeleton);
+            apply_nft(&native, &render_add(TABLE, &net));
+            let with_it = list(&native);
+            remove(&native, &net).unwrap_or_else(|e| panic!("{what}: {e}"));
+            let via_nft = ns();
+            apply_nft(&via_nft, &skeleton);
+            apply_nft(&via_nft, &render_add(TABLE, &net));
+            apply_nft(&via_nft, &render_remove(TABLE, &net));
+            let listing = list(&native);
+            assert_ne!(listing, with_it, "{what}: nothing removed");
+            assert_eq!(listing, list(&via_nft), "{what}: listings differ");
+            assert_eq!(
+                list_raw(&native),
+                list_raw(&via_nft),
+                "{what}: kernel state differs"
+            );
+            // Removed already: the batch fails as a whole and changes nothing.
+            let err = remove(&native, &net).expect_err("second remove must fail");
+            assert_eq!(err.errno(), Some(2), "{what}: {err}");
+            assert_eq!(
+                list(&native),
+                listing,
+                "{what}: failed remove changed the table"
             );
         }
     }

@@ -167,8 +167,11 @@ mod nfnl {
     pub const NFNL_MSG_BATCH_BEGIN: u16 = 16;
     pub const NFNL_MSG_BATCH_END: u16 = 17;
     pub const NFT_MSG_NEWCHAIN: u16 = 3;
+    pub const NFT_MSG_DELCHAIN: u16 = 5;
     pub const NFT_MSG_NEWRULE: u16 = 6;
+    pub const NFT_MSG_DELRULE: u16 = 8;
     pub const NFT_MSG_NEWSETELEM: u16 = 12;
+    pub const NFT_MSG_DELSETELEM: u16 = 14;
     pub const NFTA_CHAIN_NAME: u16 = 3;
     pub const NFTA_RULE_CHAIN: u16 = 2;
     pub const NFTA_SET_ELEM_LIST_SET: u16 = 2;
@@ -240,6 +243,11 @@ fn describe(msg: &NlMsg<'_>, rule_index: usize) -> String {
         nfnl::NFT_MSG_NEWSETELEM => {
             format!("add element {}", name(nfnl::NFTA_SET_ELEM_LIST_SET))
         }
+        nfnl::NFT_MSG_DELSETELEM => {
+            format!("delete element {}", name(nfnl::NFTA_SET_ELEM_LIST_SET))
+        }
+        nfnl::NFT_MSG_DELRULE => format!("flush chain {}", name(nfnl::NFTA_RULE_CHAIN)),
+        nfnl::NFT_MSG_DELCHAIN => format!("delete chain {}", name(nfnl::NFTA_CHAIN_NAME)),
         t => format!("nftables message type {t}"),
     }
 }

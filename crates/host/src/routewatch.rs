@@ -12,12 +12,12 @@
 //! again afterwards; each one sets a route present or absent, so the last event per
 //! route wins, which is what the snapshot shows for those routes anyway.
 //!
-//! [`RouteWatcher::routes`] drains queued events itself before answering, so a route
+//! [`RouteWatcher::overlapping`] drains queued events itself before answering, so a route
 //! added just before a start is always seen; a background task drains them too, so the
 //! socket buffer does not overflow between starts. If it overflows all the same
 //! (`ENOBUFS`), the table is dumped again.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -51,8 +51,8 @@ struct State {
     events: Socket,
     /// Ordered, so the list (and the route a conflict names) does not vary by run.
     routes: BTreeMap<Key, HostRoute>,
-    /// `routes` as a list, rebuilt only after a change.
-    list: Option<Arc<Vec<HostRoute>>>,
+    /// How many of `routes` go through each link (by index).
+    per_dev: HashMap<u32, usize>,
     buf: Vec<u8>,
 }
 
@@ -90,7 +90,7 @@ impl RouteWatcher {
         let mut state = State {
             events,
             routes: BTreeMap::new(),
-            list: None,
+            per_dev: HashMap::new(),
             buf: Vec::with_capacity(64 * 1024),
         };
         state.resync()?;
@@ -111,16 +111,24 @@ impl RouteWatcher {
         Ok(RouteWatcher { state, task })
     }
 
-    /// The current routes, with every change the kernel has announced so far.
-    pub fn routes(&self) -> Result<Arc<Vec<HostRoute>>, HostError> {
+    /// The routes that overlap any of `subnets` (contain one, or lie inside one), with
+    /// every change the kernel has announced so far. Only those are copied: a start
+    /// asks about its own subnets, and copying the whole table would grow with every
+    /// network.
+    pub fn overlapping(&self, subnets: &[IpNet]) -> Result<Vec<HostRoute>, HostError> {
+        let overlaps = |r: &IpNet| {
+            subnets
+                .iter()
+                .any(|s| s.contains(&r.network()) || r.contains(&s.network()))
+        };
         let mut st = lock(&self.state);
         st.drain()?;
-        if let Some(list) = &st.list {
-            return Ok(list.clone());
-        }
-        let list = Arc::new(st.routes.values().cloned().collect::<Vec<_>>());
-        st.list = Some(list.clone());
-        Ok(list)
+        Ok(st
+            .routes
+            .values()
+            .filter(|r| overlaps(&r.dest))
+            .cloned()
+            .collect())
     }
 }
 
@@ -163,32 +171,58 @@ impl State {
             _ => return,
         };
         let Some(entries) = entries(m) else { return };
-        self.list = None;
         if new
             && flags & NLM_F_REPLACE != 0
             && let Some((k, _)) = entries.first()
         {
             let (dest, tos, metric) = (k.dest, k.tos, k.metric);
-            self.routes
-                .retain(|k, _| !(k.dest == dest && k.tos == tos && k.metric == metric));
+            let mut gone = Vec::new();
+            self.routes.retain(|k, _| {
+                let keep = !(k.dest == dest && k.tos == tos && k.metric == metric);
+                if !keep {
+                    gone.push(k.oif);
+                }
+                keep
+            });
+            for oif in gone {
+                self.count(oif, -1);
+            }
         }
         for (key, route) in entries {
+            let oif = key.oif;
             if new {
-                self.routes.insert(key, route);
-            } else {
-                self.routes.remove(&key);
+                if self.routes.insert(key, route).is_none() {
+                    self.count(oif, 1);
+                }
+            } else if self.routes.remove(&key).is_some() {
+                self.count(oif, -1);
             }
         }
     }
 
     /// Drops the routes through a link that went away (`all`) or down (IPv4 only: IPv6
     /// announces the deletions it makes then).
+    /// A link that has none costs nothing: every start makes a bridge, announced down
+    /// several times before it is up, and a walk of the table for each would grow with
+    /// every network.
     fn forget_dev(&mut self, index: u32, all: bool) {
-        let before = self.routes.len();
-        self.routes
-            .retain(|k, _| k.oif != index || !(all || matches!(k.dest, IpNet::V4(_))));
-        if self.routes.len() != before {
-            self.list = None;
+        if self.per_dev.get(&index).is_none_or(|&n| n == 0) {
+            return;
+        }
+        let mut removed = 0;
+        self.routes.retain(|k, _| {
+            let keep = k.oif != index || !(all || matches!(k.dest, IpNet::V4(_)));
+            removed += usize::from(!keep);
+            keep
+        });
+        self.count(index, -(removed as isize));
+    }
+
+    fn count(&mut self, oif: u32, delta: isize) {
+        let n = self.per_dev.entry(oif).or_default();
+        *n = n.saturating_add_signed(delta);
+        if *n == 0 {
+            self.per_dev.remove(&oif);
         }
     }
 
@@ -199,7 +233,7 @@ impl State {
         sock.connect(&SocketAddr::new(0, 0))
             .map_err(|e| HostError::new(ctx, e))?;
         self.routes.clear();
-        self.list = None;
+        self.per_dev.clear();
         for (seq, family) in [(1, AddressFamily::Inet), (2, AddressFamily::Inet6)] {
             let mut req = RouteMessage::default();
             req.header.address_family = family;

@@ -74,8 +74,12 @@ impl Dataplane {
     }
 
     /// The host's routes as last seen.
-    pub fn routes(&self) -> Result<std::sync::Arc<Vec<kvnet_host::procroutes::HostRoute>>> {
-        Ok(self.routes.routes()?)
+    /// The host routes that overlap any of `subnets`.
+    pub fn routes_overlapping(
+        &self,
+        subnets: &[ipnet::IpNet],
+    ) -> Result<Vec<kvnet_host::procroutes::HostRoute>> {
+        Ok(self.routes.overlapping(subnets)?)
     }
 
     /// The link named like the network's bridge, if there is one.

@@ -11,8 +11,8 @@
 
 use anyhow::{Context, Result};
 use ipnet::IpNet;
-use kvnet_firewall::{FwNetwork, render_remove};
-use kvnet_host::{Netlink, nft};
+use kvnet_firewall::FwNetwork;
+use kvnet_host::Netlink;
 use std::path::PathBuf;
 use std::sync::mpsc;
 use std::thread::JoinHandle;
@@ -133,18 +133,10 @@ impl Teardown {
 fn run(rt: &tokio::runtime::Runtime, nl: &Netlink, table: &str, job: Job) {
     crate::hooks::kill_point("teardown");
     let mut errors = Vec::new();
-    if let Some(fw) = &job.firewall {
-        // A missing table means someone removed kvnet's rules wholesale; a remove script
-        // would recreate an empty table without its base chains.
-        match nft::list_table("inet", table) {
-            Ok(Some(_)) => {
-                if let Err(e) = nft::apply(&render_remove(table, fw)) {
-                    errors.push(format!("remove firewall rules: {e}"));
-                }
-            }
-            Ok(None) => {}
-            Err(e) => errors.push(format!("read firewall: {e}")),
-        }
+    if let Some(fw) = &job.firewall
+        && let Err(e) = crate::dataplane::firewall::remove_rules(table, fw)
+    {
+        errors.push(format!("remove firewall rules: {e:#}"));
     }
     if let Some(br) = &job.bridge {
         let res = rt.block_on(async {

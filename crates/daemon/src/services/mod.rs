@@ -20,9 +20,9 @@ pub use dhcp4::LeaseNames;
 use crate::paths::Paths;
 use anyhow::Result;
 use kvnet_api::Lease;
+use kvnet_dns::LocalAddrs;
 use kvnet_model::Network;
-use std::collections::{BTreeMap, HashSet};
-use std::net::IpAddr;
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use tracing::{info, warn};
 
@@ -35,7 +35,7 @@ pub struct Ctx<'a> {
     /// Guest names of the network's DHCPv4 leases, when it serves DHCPv4 (for DNS).
     pub lease_names: Option<LeaseNames>,
     /// Every address of the active networks (DNS never forwards to them).
-    pub local_addrs: Arc<HashSet<IpAddr>>,
+    pub local_addrs: Arc<LocalAddrs>,
 }
 
 /// One guest service of one network.
@@ -83,9 +83,6 @@ pub trait NetService: Send + Sync {
     fn lease_names(&self) -> Option<LeaseNames> {
         None
     }
-
-    /// Every address of the active networks changed.
-    fn set_local_addrs(&self, _addrs: &Arc<HashSet<IpAddr>>) {}
 }
 
 /// A kind of service, as the loops over [`KINDS`] see it.
@@ -131,7 +128,7 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 pub struct Services {
     paths: Paths,
     nets: BTreeMap<String, Running>,
-    local_addrs: Arc<HashSet<IpAddr>>,
+    local_addrs: Arc<LocalAddrs>,
 }
 
 impl Services {
@@ -228,17 +225,13 @@ impl Services {
         }
     }
 
-    /// Tell every service the addresses of all active networks.
-    pub fn set_local_addrs<'a>(&mut self, active: impl IntoIterator<Item = &'a Network>) {
-        self.local_addrs = Arc::new(
+    /// The addresses of all active networks, which every DNS engine shares.
+    pub fn set_local_addrs<'a>(&self, active: impl IntoIterator<Item = &'a Network>) {
+        self.local_addrs.replace(
             active
                 .into_iter()
-                .flat_map(|n| n.ips.iter().map(|ip| ip.address))
-                .collect(),
+                .flat_map(|n| n.ips.iter().map(|ip| ip.address)),
         );
-        for svc in self.nets.values().flatten().flatten() {
-            svc.set_local_addrs(&self.local_addrs);
-        }
     }
 
     /// The leases of `net`, IPv4 then IPv6: from its running services, else from their

@@ -19,8 +19,11 @@ pub const NFNL_MSG_BATCH_BEGIN: u16 = 16;
 pub const NFNL_MSG_BATCH_END: u16 = 17;
 pub const NFT_MSG_NEWTABLE: u16 = 0;
 pub const NFT_MSG_NEWCHAIN: u16 = 3;
+pub const NFT_MSG_DELCHAIN: u16 = 5;
 pub const NFT_MSG_NEWRULE: u16 = 6;
+pub const NFT_MSG_DELRULE: u16 = 8;
 pub const NFT_MSG_NEWSETELEM: u16 = 12;
+pub const NFT_MSG_DELSETELEM: u16 = 14;
 
 pub const NFPROTO_INET: u8 = 1;
 pub const NFPROTO_IPV4: u8 = 2;

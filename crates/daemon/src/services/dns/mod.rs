@@ -24,7 +24,7 @@ use kvnet_dns::{Config, ConfigError, Decision, Engine, Peer, Transport};
 use kvnet_host::sock::DeviceSocket;
 use kvnet_model::Network;
 use nix::sys::socket::{self, Backlog};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::io::Read;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::AtomicUsize;
@@ -211,10 +211,6 @@ impl NetService for Dns {
 
     fn status(&self) -> String {
         format!("DNS server on {}", self.bridge)
-    }
-
-    fn set_local_addrs(&self, addrs: &Arc<HashSet<IpAddr>>) {
-        lock(&self.shell.engine).set_local_addrs(Arc::clone(addrs));
     }
 }
 
