@@ -14,9 +14,9 @@ run_pkgs=(nftables iproute2 procps libcap2-bin)
 # dbus-daemon) are the foreign firewalls the tests run in namespaces. ufw's postinst
 # leaves it disabled; firewalld's starts and enables it where systemd runs, which would
 # firewall the host: a policy-rc.d forbids the start during the install, and it is
-# disabled afterwards.
+# disabled afterwards. systemd gives systemd-analyze, which checks kvnetd's units.
 test_pkgs=(iputils-ping python3 busybox-static dnsutils qemu-system-x86 cpio gzip
-  isc-dhcp-client dhcpcd-base ndisc6 iptables ufw firewalld dbus-daemon)
+  isc-dhcp-client dhcpcd-base ndisc6 iptables ufw firewalld dbus-daemon systemd)
 mode="${1:-run}"
 want=("${run_pkgs[@]}")
 [ "$mode" = test ] && want+=("${test_pkgs[@]}")

@@ -32,7 +32,10 @@ pub async fn handle(d: &mut Daemon, req: Request) -> Reply {
         Request::Start(r) => reply_warned::<Start>(d.start(&r.network).await.map(|w| ((), w))),
         Request::Destroy(r) => reply::<Destroy>(d.destroy(&r.network, r.wait).await),
         Request::Autostart(r) => reply::<Autostart>(d.set_autostart(&r.network, r.enable)),
-        Request::List(_) => reply::<List>(Ok(d.registry().summaries())),
+        Request::List(_) => {
+            crate::hooks::hang_point("list");
+            reply::<List>(Ok(d.registry().summaries()))
+        }
         Request::Info(r) => reply::<Info>(d.registry().summary(&r.network)),
         Request::DumpXml(r) => reply::<DumpXml>(d.registry().dump_xml(&r.network, r.inactive)),
         Request::DhcpLeases(r) => reply::<DhcpLeases>(d.dhcp_leases(&r.network, r.mac.as_deref())),

@@ -72,6 +72,12 @@ impl Daemon {
         (self.registry.len(), self.registry.active().len())
     }
 
+    /// What the service manager shows (STATUS=).
+    pub fn status_line(&self) -> String {
+        let (defined, active) = self.counts();
+        crate::systemd::status_line(defined, active, self.life.lease_count())
+    }
+
     /// At daemon shutdown; the networks stay up for the next kvnetd.
     pub fn shutdown(&mut self) {
         self.life.shutdown(&self.registry);

@@ -9,8 +9,8 @@
 //! * `ports`, `ifbridge` — guest ports; host bridges made from NICs;
 //! * `services` — DHCPv4, DHCPv6, DNS, RA behind one interface;
 //! * `dataplane` — bridge, addresses, routes, firewall in the kernel;
-//! * `store`, `paths`, `ids` — files, where they live, users and clocks; `hooks`, the
-//!   test hooks.
+//! * `store`, `paths`, `ids` — files, where they live, users and clocks; `systemd`,
+//!   the service manager's notifications; `hooks`, the test hooks.
 
 #![forbid(unsafe_code)]
 
@@ -28,6 +28,7 @@ mod registry;
 mod server;
 mod services;
 mod store;
+mod systemd;
 
 use anyhow::{Context, Result};
 use clap::Parser;
@@ -146,7 +147,20 @@ async fn run(args: Args, passed: Option<UnixListener>, limits: server::Limits) -
         "kvnetd ready on {}: {defined} networks defined, {active} active",
         paths.socket.display(),
     );
+    systemd::ready(&d.status_line());
+    let _watchdog = systemd::spawn_watchdog();
     let d = Arc::new(tokio::sync::Mutex::new(d));
+    let _status = {
+        let d = d.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(systemd::STATUS_EVERY);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                systemd::status(&d.lock().await.status_line());
+            }
+        })
+    };
     let handler: server::Handler = {
         let d = d.clone();
         Arc::new(move |req| {
@@ -163,6 +177,7 @@ async fn run(args: Args, passed: Option<UnixListener>, limits: server::Limits) -
     };
     // Returns once the requests accepted before the stop are answered.
     server.serve(handler, stop).await;
+    systemd::stopping();
     // Networks keep running: the next kvnetd adopts them.
     d.lock().await.shutdown();
     info!("kvnetd stopping; active networks stay up");

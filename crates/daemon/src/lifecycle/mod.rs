@@ -80,6 +80,11 @@ impl Lifecycle {
         &self.dp
     }
 
+    /// How many leases the running networks' services hold.
+    pub fn lease_count(&self) -> usize {
+        self.services.lease_count()
+    }
+
     /// The leases of `net`, from its running services or their journals.
     pub fn leases(&self, net: &Network) -> Result<Vec<kvnet_api::Lease>> {
         self.services.leases(net)

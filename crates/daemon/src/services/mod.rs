@@ -234,6 +234,16 @@ impl Services {
         );
     }
 
+    /// How many leases the running services hold, all networks together.
+    pub fn lease_count(&self) -> usize {
+        self.nets
+            .values()
+            .flatten()
+            .flatten()
+            .map(|svc| svc.leases().len())
+            .sum()
+    }
+
     /// The leases of `net`, IPv4 then IPv6: from its running services, else from their
     /// journals.
     pub fn leases(&self, net: &Network) -> Result<Vec<Lease>> {

@@ -43,6 +43,9 @@ pub struct Setup {
     /// Shell commands run in kvnetd's own mount namespace before it starts, with `$D`
     /// the lab's dir (e.g. a small tmpfs over `$D/etc`).
     pub shell: Vec<String>,
+    /// A command kvnetd is run through, last (after its default paths are mounted),
+    /// e.g. setpriv with the restrictions of its systemd unit.
+    pub wrapper: Vec<String>,
 }
 
 pub struct Daemon {
@@ -189,9 +192,12 @@ impl Daemon {
             cmd.args(sh_with_dir(&script, dir));
         }
         if setup.default_paths {
-            cmd.args(at_default_paths(dir)).arg(bin("kvnetd"));
+            cmd.args(at_default_paths(dir))
+                .args(&setup.wrapper)
+                .arg(bin("kvnetd"));
         } else {
-            cmd.arg(bin("kvnetd"))
+            cmd.args(&setup.wrapper)
+                .arg(bin("kvnetd"))
                 .arg("--config-dir")
                 .arg(dir.join("etc"))
                 .arg("--state-dir")
