@@ -122,7 +122,7 @@ impl Daemon {
         } else {
             ""
         };
-        info!(network = %name, "defined{how}");
+        info!(network = %name, event = "defined", "defined{how}");
         Ok(id(&net))
     }
 
@@ -146,7 +146,7 @@ impl Daemon {
         if let Some(st) = self.registry.undefine(name)? {
             status::save(&self.paths, name, &st)?;
         }
-        info!(network = %name, "undefined");
+        info!(network = %name, event = "undefined", "undefined");
         Ok(())
     }
 
@@ -167,7 +167,7 @@ impl Daemon {
         self.registry.check_autostart(name)?;
         store::set_autostart(&self.paths, name, enable)?;
         self.registry.set_autostart(name, enable)?;
-        info!(network = %name, "autostart {}", if enable { "enabled" } else { "disabled" });
+        info!(network = %name, event = "autostart", "autostart {}", if enable { "enabled" } else { "disabled" });
         Ok(())
     }
 

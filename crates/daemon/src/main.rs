@@ -184,6 +184,39 @@ async fn run(args: Args, passed: Option<UnixListener>, limits: server::Limits) -
     Ok(())
 }
 
+/// One line per event on stderr; to journald with the events' fields (NETWORK=,
+/// EVENT=, …) when systemd connected stderr to it, as `JOURNAL_STREAM` says.
+fn init_logs(filter: &str) {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let logs = tracing_subscriber::registry().with(tracing_subscriber::EnvFilter::new(filter));
+    let journald = systemd::stderr_is_journal()
+        .then(tracing_journald::layer)
+        .and_then(Result::ok);
+    match journald {
+        Some(j) => logs
+            .with(
+                j.with_field_prefix(None)
+                    .with_syslog_identifier("kvnetd".into())
+                    // syslog's meaning: info is informational, not a notice.
+                    .with_priority_mappings(tracing_journald::PriorityMappings {
+                        info: tracing_journald::Priority::Informational,
+                        debug: tracing_journald::Priority::Debug,
+                        ..Default::default()
+                    }),
+            )
+            .init(),
+        None => logs
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_ansi(false)
+                    .with_target(false)
+                    .with_writer(std::io::stderr),
+            )
+            .init(),
+    }
+}
+
 /// Raises the soft open-file limit to the hard one; returns the limit in force.
 fn raise_fd_limit() -> u64 {
     use nix::sys::resource::{Resource, getrlimit, setrlimit};
@@ -204,12 +237,7 @@ fn raise_fd_limit() -> u64 {
 
 fn main() {
     let args = Args::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(&args.log))
-        .with_ansi(false)
-        .with_target(false)
-        .with_writer(std::io::stderr)
-        .init();
+    init_logs(&args.log);
     // Before any thread exists: it clears LISTEN_PID/LISTEN_FDS from the environment.
     let passed = server::passed_socket().unwrap_or_else(|e| {
         error!("{e:#}");

@@ -47,6 +47,23 @@ pub fn stopping() {
     ]);
 }
 
+/// Whether stderr is the journal's stream: systemd sets `JOURNAL_STREAM` to its
+/// device and inode (systemd.exec(5)), and a child that redirected stderr keeps the
+/// variable but not the stream.
+pub fn stderr_is_journal() -> bool {
+    let Some(stream) = std::env::var("JOURNAL_STREAM").ok() else {
+        return false;
+    };
+    nix::sys::stat::fstat(std::io::stderr())
+        .is_ok_and(|st| journal_stream_matches(&stream, st.st_dev, st.st_ino))
+}
+
+/// `JOURNAL_STREAM`'s `DEVICE:INODE`, decimal, against a stream's device and inode.
+pub fn journal_stream_matches(var: &str, dev: u64, ino: u64) -> bool {
+    var.split_once(':')
+        .is_some_and(|(d, i)| d.parse() == Ok(dev) && i.parse() == Ok(ino))
+}
+
 /// Sends keep-alives from the current (the daemon's) runtime, if systemd asked for them.
 pub fn spawn_watchdog() -> Option<JoinHandle<()>> {
     let every = keepalive_every(sd_notify::watchdog_enabled()?);
@@ -67,6 +84,14 @@ mod tests {
     #[test]
     fn status_says_what_runs() {
         assert_eq!(status_line(3, 2, 17), "2 of 3 networks active, 17 leases");
+    }
+
+    #[test]
+    fn journal_stream_is_device_and_inode() {
+        assert!(journal_stream_matches("2049:123456", 2049, 123456));
+        assert!(!journal_stream_matches("2049:123456", 2049, 123457));
+        assert!(!journal_stream_matches("2049", 2049, 0));
+        assert!(!journal_stream_matches("", 0, 0));
     }
 
     #[test]

@@ -273,3 +273,74 @@ fn units_verify_and_the_service_is_well_confined() {
     // writable /proc/sys, the host's network namespace.
     assert!(exposure <= 3.5, "exposure {exposure}:\n{out}");
 }
+
+#[test]
+#[ignore = "needs root"]
+fn under_systemd_logs_go_to_journald_with_their_fields() {
+    // journald's end: a datagram socket of the test's own, mounted over journald's
+    // socket path in kvnetd's mount namespace only (a tmpfs over /run/systemd there).
+    let path = std::env::temp_dir().join(format!("kvnet-journal-{}", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    let journal = UnixDatagram::bind(&path).expect("bind the journal socket");
+    let shell = format!(
+        "mount -t tmpfs kvnet-journal /run/systemd; mkdir /run/systemd/journal; \
+         touch /run/systemd/journal/socket; mount --bind {} /run/systemd/journal/socket; \
+         export JOURNAL_STREAM=$(stat -L -c %d:%i /proc/self/fd/2)",
+        path.display()
+    );
+    let lab = Lab::with_setup(
+        &[],
+        &Setup {
+            shell: vec![shell],
+            ..Setup::default()
+        },
+    );
+    journal
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let mut entries = Vec::new();
+    let mut buf = vec![0u8; 65536];
+    while let Ok(n) = journal.recv(&mut buf) {
+        entries.push(journal_fields(&buf[..n]));
+    }
+    let _ = std::fs::remove_file(&path);
+    let field = |e: &[(String, String)], k: &str| {
+        e.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone())
+    };
+    let started = entries
+        .iter()
+        .find(|e| field(e, "EVENT").as_deref() == Some("started"))
+        .unwrap_or_else(|| panic!("no start in the journal: {entries:?}"));
+    for (k, v) in [
+        ("NETWORK", "default"),
+        ("PRIORITY", "6"),
+        ("SYSLOG_IDENTIFIER", "kvnetd"),
+    ] {
+        assert_eq!(field(started, k).as_deref(), Some(v), "{started:?}");
+    }
+    assert!(
+        field(started, "MESSAGE").is_some_and(|m| m.starts_with("started in ")),
+        "{started:?}"
+    );
+    // Nothing went to stderr meanwhile.
+    assert_eq!(lab.daemon.log(), "");
+}
+
+/// The fields of a datagram of journald's native protocol: `KEY=value` lines, or `KEY`,
+/// a newline, the value's length (64 bits, little endian), the value and a newline.
+fn journal_fields(mut d: &[u8]) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    while let Some(nl) = d.iter().position(|&b| b == b'\n') {
+        let line = String::from_utf8_lossy(&d[..nl]).into_owned();
+        d = &d[nl + 1..];
+        if let Some((k, v)) = line.split_once('=') {
+            out.push((k.to_string(), v.to_string()));
+        } else if d.len() >= 8 {
+            let len = u64::from_le_bytes(d[..8].try_into().unwrap()) as usize;
+            let value = d.get(8..8 + len).unwrap_or_default();
+            out.push((line, String::from_utf8_lossy(value).into_owned()));
+            d = d.get(8 + len + 1..).unwrap_or_default();
+        }
+    }
+    out
+}

@@ -153,7 +153,7 @@ impl Lifecycle {
             }
             match self.dp.adopt(&live, st.owns_bridge).await {
                 Ok(true) => {
-                    info!(network = %name, "adopted running network");
+                    info!(network = %name, event = "adopted", "adopted running network");
                     reg.adopt(live, &st);
                 }
                 Ok(false) => {
@@ -329,7 +329,7 @@ impl Lifecycle {
             t_services - t_net,
             t0.elapsed() - t_services
         );
-        info!(network = %name, "started in {:.1} ms", t0.elapsed().as_secs_f64() * 1e3);
+        info!(network = %name, event = "started", "started in {:.1} ms", t0.elapsed().as_secs_f64() * 1e3);
         for w in &warnings {
             warn!("{w}");
         }
@@ -383,7 +383,7 @@ impl Lifecycle {
             self.teardown.settle(None).await;
         }
         if errors.is_empty() {
-            info!(network = %name, "destroyed");
+            info!(network = %name, event = "destroyed", "destroyed");
             Ok(())
         } else {
             let e = errors.join("; ");

@@ -155,7 +155,7 @@ fn run(rt: &tokio::runtime::Runtime, nl: &Netlink, table: &str, job: Job) {
         errors.push(format!("remove {}: {e}", job.status.display()));
     }
     if errors.is_empty() {
-        info!(network = %job.network, "teardown complete");
+        info!(network = %job.network, event = "torn-down", "teardown complete");
     } else {
         error!(network = %job.network, "teardown incomplete: {}", errors.join("; "));
     }
