@@ -116,6 +116,10 @@ pub struct Port {
     pub network: String,
     pub kind: PortKind,
     pub queues: u16,
+    /// The bridge port is isolated: it reaches the host and the uplink, not the
+    /// network's other isolated ports.
+    #[serde(default)]
+    pub isolated: bool,
 }
 
 /// Reply to `port-create`.

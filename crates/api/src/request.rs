@@ -192,6 +192,10 @@ pub struct PortCreate {
     pub group: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub queues: Option<u16>,
+    /// Isolated from the network's other isolated ports; unset: the network's
+    /// `<port isolated>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub isolated: Option<bool>,
 }
 
 /// Register a TAP someone else created and put it on the network's bridge: by network

@@ -31,6 +31,10 @@ pub enum PortCmd {
         /// Queues of a multi-queue TAP.
         #[arg(long)]
         queues: Option<u16>,
+        /// Isolate the port from the network's other isolated ports (it still reaches
+        /// the host and the uplink); default: the network's `<port isolated>`.
+        #[arg(long, value_parser = ["yes", "no"])]
+        isolated: Option<String>,
         #[command(flatten)]
         json: Json,
     },
@@ -58,6 +62,7 @@ pub fn run(c: &Client, cmd: PortCmd) -> Result<()> {
             owner,
             group,
             queues,
+            isolated,
             json,
         } => {
             let network = c.resolve(&network)?;
@@ -69,6 +74,7 @@ pub fn run(c: &Client, cmd: PortCmd) -> Result<()> {
                     owner,
                     group,
                     queues,
+                    isolated: isolated.map(|v| v == "yes"),
                 })
                 .with_context(|| format!("failed to create a port on network '{network}'"))?;
             if json.json {
@@ -76,12 +82,13 @@ pub fn run(c: &Client, cmd: PortCmd) -> Result<()> {
             }
             let p = &created.port;
             println!(
-                "Port {} created on network {} (MAC {}, {} queue{})",
+                "Port {} created on network {} (MAC {}, {} queue{}{})",
                 p.ifname,
                 p.network,
                 p.mac.as_deref().unwrap_or("-"),
                 p.queues,
-                if p.queues == 1 { "" } else { "s" }
+                if p.queues == 1 { "" } else { "s" },
+                if p.isolated { ", isolated" } else { "" }
             );
             println!("{}", created.qemu_args.join(" "));
         }
@@ -99,10 +106,11 @@ pub fn run(c: &Client, cmd: PortCmd) -> Result<()> {
                         p.mac.clone().unwrap_or_else(|| "-".into()),
                         p.kind.as_str().to_string(),
                         p.queues.to_string(),
+                        if p.isolated { "yes" } else { "no" }.to_string(),
                     ]
                 })
                 .collect::<Vec<_>>();
-            let header = ["Interface", "MAC address", "Kind", "Queues"];
+            let header = ["Interface", "MAC address", "Kind", "Queues", "Isolated"];
             print!("{}", table::render(&header, &rows));
         }
         PortCmd::PortDelete { ifname, network } => {

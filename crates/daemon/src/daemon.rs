@@ -270,8 +270,13 @@ impl Daemon {
     }
 
     pub async fn port_list(&mut self, network: &str) -> Result<Vec<Port>> {
-        self.registry.get(network)?;
-        self.ports.list(self.life.nl(), network).await
+        let obj = self.registry.get(network)?;
+        let isolated = obj
+            .live
+            .as_ref()
+            .or(obj.def.as_ref())
+            .is_some_and(|n| n.isolated_port == Some(true));
+        self.ports.list(self.life.nl(), network, isolated).await
     }
 
     pub async fn iface_bridge(&self, r: &req::IfaceBridge) -> Result<Bridged> {

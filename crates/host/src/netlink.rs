@@ -12,7 +12,8 @@ use rtnetlink::packet_route::address::{
     AddressAttribute, AddressFlags, AddressMessage, AddressScope,
 };
 use rtnetlink::packet_route::link::{
-    BridgeStpState, InfoBridge, InfoData, InfoKind, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
+    BridgeStpState, InfoBridge, InfoBridgePort, InfoData, InfoKind, LinkAttribute, LinkFlags,
+    LinkInfo, LinkMessage,
 };
 use rtnetlink::packet_route::neighbour::{NeighbourAttribute, NeighbourMessage, NeighbourState};
 use rtnetlink::packet_route::route::{
@@ -21,7 +22,9 @@ use rtnetlink::packet_route::route::{
 };
 use rtnetlink::packet_route::{AddressFamily, RouteNetlinkMessage};
 use rtnetlink::sys::AsyncSocket;
-use rtnetlink::{AddressMessageBuilder, LinkBridge, LinkUnspec, LinkVeth, RouteMessageBuilder};
+use rtnetlink::{
+    AddressMessageBuilder, LinkBridge, LinkBridgePort, LinkUnspec, LinkVeth, RouteMessageBuilder,
+};
 
 use crate::HostError;
 
@@ -773,6 +776,15 @@ impl Netlink {
                     if up { "up" } else { "down" }
                 ))
             })
+    }
+
+    /// Sets the bridge port flag `isolated` of the link: isolated ports reach the bridge's
+    /// other ports and the host, but not each other.
+    pub async fn set_port_isolated(&self, index: u32, isolated: bool) -> Result<(), HostError> {
+        let b = LinkBridgePort::new(index).append_info_data(InfoBridgePort::Isolated(isolated));
+        self.ack(RouteNetlinkMessage::NewLink(b.build()), 0)
+            .await
+            .map_err(|n| n.into_error(format!("set port isolation of link #{index}")))
     }
 
     /// Enslaves the link to `master`, or releases it with `None`.

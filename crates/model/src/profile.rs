@@ -178,9 +178,6 @@ impl Network {
         if self.bandwidth.is_some() || self.portgroups.iter().any(|p| p.bandwidth.is_some()) {
             out.push("<bandwidth> (traffic shaping)".to_string());
         }
-        if self.isolated_port == Some(true) {
-            out.push("<port isolated='yes'> (guest port isolation)".to_string());
-        }
         out
     }
 }

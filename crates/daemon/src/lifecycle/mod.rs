@@ -105,6 +105,7 @@ impl Lifecycle {
         Ok(Target {
             network: name.to_string(),
             bridge,
+            isolated: live.isolated_port == Some(true),
         })
     }
 

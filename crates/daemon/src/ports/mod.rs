@@ -33,17 +33,27 @@ pub struct PortRec {
     pub owner: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub group: Option<u32>,
+    /// `port-create --isolated yes|no`; without it the network's `<port isolated>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub isolated: Option<bool>,
 }
 
 impl PortRec {
-    pub fn view(&self, network: &str) -> Port {
+    /// The port on `network`, whose `<port isolated>` is `net_isolated`.
+    pub fn view(&self, network: &str, net_isolated: bool) -> Port {
         Port {
             ifname: self.ifname.clone(),
             mac: self.mac.map(|m| m.to_string()),
             network: network.to_string(),
             kind: self.kind,
             queues: self.queues,
+            isolated: self.isolated.unwrap_or(net_isolated),
         }
+    }
+
+    /// Whether the bridge port is isolated: the port's own choice, else its network's.
+    pub fn isolated(&self, t: &Target) -> bool {
+        self.isolated.unwrap_or(t.isolated)
     }
 }
 
@@ -51,6 +61,8 @@ impl PortRec {
 pub struct Target {
     pub network: String,
     pub bridge: Link,
+    /// The network's `<port isolated='yes'/>`.
+    pub isolated: bool,
 }
 
 /// The lowest free `vnetN`, as libvirt names guest TAPs.
@@ -250,6 +262,7 @@ impl Ports {
             queues,
             owner,
             group,
+            isolated: a.isolated,
         };
         let network = &t.network;
         let mut ports = self.of(network).to_vec();
@@ -257,7 +270,7 @@ impl Ports {
         // Registered before the TAP exists: a kvnetd killed in between leaves a port whose
         // TAP the next one makes when it adopts the network, never a TAP nobody lists.
         self.save(network, ports)?;
-        if let Err(e) = plug::realize(nl, &rec, &t.bridge).await {
+        if let Err(e) = plug::realize(nl, &rec, t).await {
             let mut ports = self.of(network).to_vec();
             ports.retain(|p| p.ifname != ifname);
             if let Err(e) = self.save(network, ports) {
@@ -270,7 +283,7 @@ impl Ports {
         crate::hooks::kill_point("port-create:plugged");
         info!(network = %network, "port {ifname} created (guest MAC {mac}, {queues} queues)");
         Ok(CreatedPort {
-            port: rec.view(network),
+            port: rec.view(network, t.isolated),
             qemu_args: qemu_args(&ifname, mac, queues),
         })
     }
@@ -303,7 +316,12 @@ impl Ports {
             .link(ifname)
             .await?
             .ok_or_else(|| anyhow!("TAP {ifname} vanished"))?;
-        plug::plug(nl, &link, &t.bridge, None)
+        let isolated = self
+            .of(network)
+            .iter()
+            .find(|p| p.ifname == ifname)
+            .map_or(t.isolated, |p| p.isolated(t));
+        plug::plug(nl, &link, &t.bridge, None, isolated)
             .await
             .with_context(|| format!("cannot attach {ifname} to network '{network}'"))?;
         let mut ports = self.of(network).to_vec();
@@ -325,6 +343,7 @@ impl Ports {
                     },
                     owner: None,
                     group: None,
+                    isolated: None,
                 };
                 ports.push(rec.clone());
                 rec
@@ -332,7 +351,7 @@ impl Ports {
         };
         self.save(network, ports)?;
         info!(network = %network, "port {ifname} attached ({})", rec.kind.as_str());
-        Ok(rec.view(network))
+        Ok(rec.view(network, t.isolated))
     }
 
     /// port-delete, on `network` (known to exist) or whichever has the port.
@@ -372,9 +391,15 @@ impl Ports {
         Ok(())
     }
 
-    /// The ports of a network (known to exist). Ports qemu made whose TAP is gone (qemu
-    /// exited without a downscript) are forgotten here.
-    pub async fn list(&mut self, nl: &Netlink, network: &str) -> Result<Vec<Port>> {
+    /// The ports of a network (known to exist; `net_isolated`, its `<port isolated>`).
+    /// Ports qemu made whose TAP is gone (qemu exited without a downscript) are
+    /// forgotten here.
+    pub async fn list(
+        &mut self,
+        nl: &Netlink,
+        network: &str,
+        net_isolated: bool,
+    ) -> Result<Vec<Port>> {
         let ports = self.of(network).to_vec();
         let mut keep = Vec::new();
         for p in &ports {
@@ -385,7 +410,7 @@ impl Ports {
         if keep.len() != ports.len() {
             self.save(network, keep.clone())?;
         }
-        Ok(keep.iter().map(|p| p.view(network)).collect())
+        Ok(keep.iter().map(|p| p.view(network, net_isolated)).collect())
     }
 
     /// At a network's start: put its ports back on the bridge, re-creating persistent
@@ -398,10 +423,12 @@ impl Ports {
         let mut keep = Vec::new();
         for p in &ports {
             let res = if p.kind == PortKind::Persistent {
-                plug::realize(nl, p, &t.bridge).await.map(|()| true)
+                plug::realize(nl, p, t).await.map(|()| true)
             } else {
                 match nl.link(&p.ifname).await {
-                    Ok(Some(l)) => plug::plug(nl, &l, &t.bridge, None).await.map(|()| true),
+                    Ok(Some(l)) => plug::plug(nl, &l, &t.bridge, None, p.isolated(t))
+                        .await
+                        .map(|()| true),
                     Ok(None) => Ok(false),
                     Err(e) => Err(e.into()),
                 }

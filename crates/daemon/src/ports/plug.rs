@@ -39,9 +39,16 @@ pub async fn check_mac_free(
     Ok(())
 }
 
-/// Put an existing TAP on the bridge: MAC (persistent ports), MTU, master, up. What is
-/// already right is left alone.
-pub async fn plug(nl: &Netlink, tap: &Link, bridge: &Link, mac: Option<[u8; 6]>) -> Result<()> {
+/// Put an existing TAP on the bridge: MAC (persistent ports), MTU, master, port
+/// isolation (`<port isolated>`), up. What is already right is left alone; isolation
+/// is set every time, as the link does not tell it.
+pub async fn plug(
+    nl: &Netlink,
+    tap: &Link,
+    bridge: &Link,
+    mac: Option<[u8; 6]>,
+    isolated: bool,
+) -> Result<()> {
     let name = &tap.name;
     if let Some(m) = mac
         && tap.mac != Some(m)
@@ -60,6 +67,9 @@ pub async fn plug(nl: &Netlink, tap: &Link, bridge: &Link, mac: Option<[u8; 6]>)
             .await
             .with_context(|| format!("attach {name} to bridge {}", bridge.name))?;
     }
+    nl.set_port_isolated(tap.index, isolated)
+        .await
+        .with_context(|| format!("set port isolation of {name}"))?;
     if !tap.up {
         nl.set_up(tap.index, true)
             .await
@@ -70,7 +80,8 @@ pub async fn plug(nl: &Netlink, tap: &Link, bridge: &Link, mac: Option<[u8; 6]>)
 
 /// Create (if missing) and plug a persistent port's TAP; a TAP created here is deleted
 /// again when plugging fails.
-pub async fn realize(nl: &Netlink, rec: &PortRec, bridge: &Link) -> Result<()> {
+pub async fn realize(nl: &Netlink, rec: &PortRec, t: &Target) -> Result<()> {
+    let bridge = &t.bridge;
     let created = match nl.tun_info(&rec.ifname).await? {
         Some(t) if t.tap => false,
         Some(_) => bail!("{} is a TUN device, not a TAP", rec.ifname),
@@ -94,7 +105,8 @@ pub async fn realize(nl: &Netlink, rec: &PortRec, bridge: &Link) -> Result<()> {
             .link(&rec.ifname)
             .await?
             .ok_or_else(|| anyhow!("TAP {} vanished after creation", rec.ifname))?;
-        plug(nl, &link, bridge, rec.mac.map(|m| tap_mac(m.0))).await
+        let mac = rec.mac.map(|m| tap_mac(m.0));
+        plug(nl, &link, bridge, mac, rec.isolated(t)).await
     }
     .await;
     if res.is_err() && created {
