@@ -23,6 +23,7 @@ fn create(lab: &Lab, network: &str, ifname: Option<&str>, mac: Option<&str>) -> 
         owner: None,
         group: None,
         queues: None,
+        isolated: None,
     })
 }
 
@@ -52,6 +53,7 @@ fn port_create_list_delete_across_restarts() {
         owner: Some("nobody".into()),
         group: Some("0".into()),
         queues: Some(2),
+        isolated: None,
     });
     let c: CreatedPort = serde_json::from_value(r.data).unwrap();
     assert_eq!(c.port.ifname, "vnet0");

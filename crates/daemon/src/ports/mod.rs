@@ -557,6 +557,7 @@ mod tests {
             queues: 2,
             owner: Some(1000),
             group: None,
+            isolated: Some(true),
         };
         let mut ports = Ports::load(&p).unwrap();
         ports.save("default", vec![rec.clone()]).unwrap();
@@ -579,6 +580,7 @@ mod tests {
             queues: 1,
             owner: None,
             group: None,
+            isolated: None,
         };
         ports.save("good", vec![rec.clone()]).unwrap();
         fs::write(p.ports("torn"), b"[{\"ifname\": \"vn").unwrap();
