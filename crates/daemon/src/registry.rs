@@ -10,6 +10,9 @@ use kvnet_api::NetSummary;
 use kvnet_model::{MacAddr, Network, apply_update};
 use std::collections::{BTreeMap, HashSet};
 
+mod index;
+use index::ActiveIndex;
+
 /// One network.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NetObj {
@@ -78,6 +81,8 @@ pub struct UpdatePlan {
 #[derive(Default)]
 pub struct Registry {
     nets: BTreeMap<String, NetObj>,
+    /// The live definitions' subnets and bridges.
+    active: ActiveIndex,
 }
 
 impl Registry {
@@ -88,9 +93,7 @@ impl Registry {
     }
 
     fn get_mut(&mut self, name: &str) -> Result<&mut NetObj> {
-        self.nets
-            .get_mut(name)
-            .ok_or_else(|| anyhow!("network '{name}' not found"))
+        obj_mut(&mut self.nets, name)
     }
 
     pub fn len(&self) -> usize {
@@ -100,6 +103,16 @@ impl Registry {
     /// The running definitions of the active networks.
     pub fn active(&self) -> Vec<&Network> {
         self.nets.values().filter_map(|o| o.live.as_ref()).collect()
+    }
+
+    /// The active networks whose subnets overlap `net`'s or that use its bridge name:
+    /// what a start must check it against.
+    pub fn active_conflicts(&self, net: &Network) -> Vec<&Network> {
+        self.active
+            .conflicts(net)
+            .into_iter()
+            .filter_map(|n| self.nets.get(n)?.live.as_ref())
+            .collect()
     }
 
     /// The active network `name`'s running definition.
@@ -149,6 +162,7 @@ impl Registry {
         if st.transient {
             obj.def = None;
         }
+        self.active.insert(&live);
         obj.live = Some(live);
         obj.owns_bridge = st.owns_bridge;
         obj.started = st.started;
@@ -301,9 +315,10 @@ impl Registry {
 
     /// `net` is running now.
     pub fn started(&mut self, net: Network, started: u64) -> Result<()> {
-        let obj = self.get_mut(&net.name)?;
+        let obj = obj_mut(&mut self.nets, &net.name)?;
         obj.owns_bridge = net.profile().owns_bridge();
         obj.started = started;
+        self.active.insert(&net);
         obj.live = Some(net);
         Ok(())
     }
@@ -311,12 +326,14 @@ impl Registry {
     /// `name` stopped: its status record as the stop leaves it (marked stopping until
     /// the teardown is done), and whether the network is gone (it was transient).
     pub fn stopped(&mut self, name: &str) -> Result<(Status, bool)> {
-        let obj = self.get_mut(name)?;
+        let obj = obj_mut(&mut self.nets, name)?;
         let mut st = obj
             .status()
             .ok_or_else(|| anyhow!("network '{name}' is not active"))?;
         st.stopping = true;
-        obj.live = None;
+        if let Some(live) = obj.live.take() {
+            self.active.remove(&live);
+        }
         let gone = obj.def.is_none();
         if gone {
             self.nets.remove(name);
@@ -399,18 +416,26 @@ impl Registry {
 
     /// Record an applied update; the new status record when the live network changed.
     pub fn commit_update(&mut self, name: &str, plan: UpdatePlan) -> Result<Option<Status>> {
-        let o = self.get_mut(name)?;
+        let o = obj_mut(&mut self.nets, name)?;
         if let Some(d) = plan.def {
             o.def = Some(d);
         }
         Ok(match plan.live {
             Some((_, l)) => {
-                o.live = Some(l);
+                if let Some(old) = o.live.replace(l) {
+                    self.active.remove(&old);
+                }
+                self.active.insert(o.live.as_ref().expect("just set"));
                 o.status()
             }
             None => None,
         })
     }
+}
+
+fn obj_mut<'a>(nets: &'a mut BTreeMap<String, NetObj>, name: &str) -> Result<&'a mut NetObj> {
+    nets.get_mut(name)
+        .ok_or_else(|| anyhow!("network '{name}' not found"))
 }
 
 fn summary(name: &str, o: &NetObj) -> NetSummary {

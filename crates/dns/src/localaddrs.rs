@@ -19,6 +19,19 @@ impl LocalAddrs {
             .contains(ip)
     }
 
+    /// Add `addrs` (a network that starts).
+    pub fn add(&self, addrs: impl IntoIterator<Item = IpAddr>) {
+        self.0.write().unwrap_or_else(|e| e.into_inner()).extend(addrs);
+    }
+
+    /// Remove `addrs` (a network that stops: no two active networks share an address).
+    pub fn remove(&self, addrs: impl IntoIterator<Item = IpAddr>) {
+        let mut set = self.0.write().unwrap_or_else(|e| e.into_inner());
+        for a in addrs {
+            set.remove(&a);
+        }
+    }
+
     /// Make the set exactly `addrs`.
     pub fn replace(&self, addrs: impl IntoIterator<Item = IpAddr>) {
         let mut set = self.0.write().unwrap_or_else(|e| e.into_inner());
@@ -40,5 +53,9 @@ mod tests {
         assert!(l.contains(&a) && l.contains(&b));
         l.replace([b]);
         assert!(!l.contains(&a) && l.contains(&b));
+        l.add([a]);
+        assert!(l.contains(&a) && l.contains(&b));
+        l.remove([b]);
+        assert!(l.contains(&a) && !l.contains(&b));
     }
 }

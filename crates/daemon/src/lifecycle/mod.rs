@@ -283,8 +283,13 @@ impl Lifecycle {
         // every network and would make the 1000th start slower than the 1st.
         let routes = self.dp.routes_overlapping(&subnets)?;
         let bridge_link = self.dp.bridge_link(&net).await?;
-        checks::check_start(&net, &reg.active(), &routes, bridge_link.as_ref())
-            .map_err(|e| anyhow!("cannot start network '{name}': {e}"))?;
+        checks::check_start(
+            &net,
+            &reg.active_conflicts(&net),
+            &routes,
+            bridge_link.as_ref(),
+        )
+        .map_err(|e| anyhow!("cannot start network '{name}': {e}"))?;
         let t_checks = t0.elapsed();
         // Written ahead: see the module docs.
         let started = now();
@@ -320,7 +325,7 @@ impl Lifecycle {
             .collect();
         let t_net = t0.elapsed();
         reg.started(net.clone(), started)?;
-        self.services.set_local_addrs(reg.active());
+        self.services.local_addrs_of(&net, true);
         warnings.extend(self.services.start(&net));
         let t_services = t0.elapsed();
         warnings.extend(self.replug(reg, ports, &name).await);
@@ -379,7 +384,7 @@ impl Lifecycle {
         if gone {
             ports.drop_network(name);
         }
-        self.services.set_local_addrs(reg.active());
+        self.services.local_addrs_of(&live, false);
         if wait {
             self.teardown.settle(None).await;
         }

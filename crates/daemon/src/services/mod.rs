@@ -234,6 +234,16 @@ impl Services {
         );
     }
 
+    /// `net` started (`up`) or stopped: its addresses join or leave the shared set.
+    pub fn local_addrs_of(&self, net: &Network, up: bool) {
+        let addrs = net.ips.iter().map(|ip| ip.address);
+        if up {
+            self.local_addrs.add(addrs);
+        } else {
+            self.local_addrs.remove(addrs);
+        }
+    }
+
     /// How many leases the running services hold, all networks together.
     pub fn lease_count(&self) -> usize {
         self.nets
