@@ -21,7 +21,10 @@ impl LocalAddrs {
 
     /// Add `addrs` (a network that starts).
     pub fn add(&self, addrs: impl IntoIterator<Item = IpAddr>) {
-        self.0.write().unwrap_or_else(|e| e.into_inner()).extend(addrs);
+        self.0
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend(addrs);
     }
 
     /// Remove `addrs` (a network that stops: no two active networks share an address).
