@@ -396,7 +396,7 @@ impl Server {
     }
 
     fn discover(&mut self, out: &mut Vec<Effect>, now: u64, req: &Request, c: &Client) {
-        let host = self.host_for(c).cloned();
+        let host = self.host_for(c, now).cloned();
         let ip = match host.as_ref().and_then(|h| h.ip) {
             Some(ip) => match self.check(ip, c, now) {
                 Ok(()) => Some(ip),
@@ -482,7 +482,7 @@ impl Server {
             self.log(out, now, ev);
             return;
         };
-        let host = self.host_for(c).cloned();
+        let host = self.host_for(c, now).cloned();
         let verdict = if !self.cfg.subnet.contains(&ip) {
             Err(Refusal::WrongNetwork)
         } else if host.as_ref().and_then(|h| h.ip).is_some_and(|h| h != ip) {
@@ -723,8 +723,12 @@ impl Server {
         Some(Effect::Persist(rec))
     }
 
-    /// The static host entry for this client: by MAC, then client id, then hostname.
-    fn host_for(&self, c: &Client) -> Option<&StaticHost> {
+    /// The static host entry for this client: by MAC, then client id, then hostname —
+    /// the last only for entries that name neither (libvirt's rule): a reservation for
+    /// a MAC or a client id belongs to that client alone, whatever others call
+    /// themselves. A name-only entry whose address another client holds under a live
+    /// lease does not match either: this client gets a dynamic address, as dnsmasq does.
+    fn host_for(&self, c: &Client, now: u64) -> Option<&StaticHost> {
         let hosts = &self.cfg.hosts;
         hosts
             .iter()
@@ -739,22 +743,37 @@ impl Server {
             .or_else(|| {
                 c.hostname.as_deref().and_then(|n| {
                     hosts.iter().find(|h| {
-                        h.name
-                            .as_deref()
-                            .is_some_and(|hn| hn.eq_ignore_ascii_case(n))
+                        Self::by_name_only(h)
+                            && h.name
+                                .as_deref()
+                                .is_some_and(|hn| hn.eq_ignore_ascii_case(n))
+                            && !h.ip.is_some_and(|ip| self.held_by_other(ip, c, now))
                     })
                 })
             })
     }
 
+    /// Another client holds `ip` under a live lease.
+    fn held_by_other(&self, ip: Ipv4Addr, c: &Client, now: u64) -> bool {
+        self.leases
+            .get(ip)
+            .is_some_and(|r| r.is_active(now) && !c.owns(r))
+    }
+
+    /// A `<host>` matched by its name alone: it gives neither MAC nor client id.
+    fn by_name_only(h: &StaticHost) -> bool {
+        h.mac.is_none() && h.client_id.is_none()
+    }
+
     fn host_matches(h: &StaticHost, c: &Client) -> bool {
         h.mac == Some(c.mac)
             || (h.client_id.is_some() && h.client_id == c.id_raw)
-            || h.name.as_deref().is_some_and(|hn| {
-                c.hostname
-                    .as_deref()
-                    .is_some_and(|n| hn.eq_ignore_ascii_case(n))
-            })
+            || (Self::by_name_only(h)
+                && h.name.as_deref().is_some_and(|hn| {
+                    c.hostname
+                        .as_deref()
+                        .is_some_and(|n| hn.eq_ignore_ascii_case(n))
+                }))
     }
 
     /// May `ip` go to this client now?
@@ -764,17 +783,28 @@ impl Server {
         }
         let reserved = self.cfg.hosts.iter().find(|h| h.ip == Some(ip));
         match reserved {
-            Some(h) if !Self::host_matches(h, c) => return Err(Refusal::Reserved),
+            // The holder of a name-only reservation's live lease renews it under any name.
+            Some(h)
+                if !Self::host_matches(h, c)
+                    && !(Self::by_name_only(h)
+                        && self
+                            .leases
+                            .get(ip)
+                            .is_some_and(|r| r.is_active(now) && c.owns(r))) =>
+            {
+                return Err(Refusal::Reserved);
+            }
+            // A name is no proof of identity: whoever holds the address under it keeps
+            // it while the lease lives (a MAC or client id reservation may reclaim it).
+            Some(h) if Self::by_name_only(h) && self.held_by_other(ip, c, now) => {
+                return Err(Refusal::Taken);
+            }
             Some(_) => {}
             None => {
                 if !self.cfg.in_range(ip) {
                     return Err(Refusal::NotInRange);
                 }
-                if self
-                    .leases
-                    .get(ip)
-                    .is_some_and(|r| r.is_active(now) && !c.owns(r))
-                {
+                if self.held_by_other(ip, c, now) {
                     return Err(Refusal::Taken);
                 }
             }

@@ -330,6 +330,61 @@ fn static_host_by_name_outside_the_range() {
 }
 
 #[test]
+fn a_reservation_for_a_mac_is_never_given_to_a_client_that_takes_its_name() {
+    let mut s = server(STATIC_NET);
+    let owner = mac(0xaa);
+    assert_eq!(send(&mut s, NOW, Pkt::discover(owner)).yiaddr(), ip(10));
+    assert_eq!(
+        send(&mut s, NOW, Pkt::select(owner, ip(10))).kind(),
+        MessageType::Ack
+    );
+    // Another guest calling itself "bymac" (or the client id host's "byid") gets a
+    // dynamic address, and asking for the reserved one is refused.
+    for name in ["bymac", "BYID"] {
+        let o = send(&mut s, NOW, Pkt::discover(mac(9)).hostname(name));
+        assert!(
+            ![ip(10), ip(11)].contains(&o.yiaddr()),
+            "{name}: {:?}",
+            o.yiaddr()
+        );
+        let nak = send(&mut s, NOW, Pkt::init_reboot(mac(9), ip(10)).hostname(name));
+        assert_eq!(nak.kind(), MessageType::Nak, "{name}");
+    }
+    // The owner keeps its lease and renews it.
+    let a = send(&mut s, NOW + 60, Pkt::renew(owner, ip(10)));
+    assert_eq!(a.kind(), MessageType::Ack);
+    assert_eq!(
+        s.leases(NOW + 60)
+            .iter()
+            .filter(|l| l.ip_address == ip(10))
+            .count(),
+        1
+    );
+}
+
+#[test]
+fn a_name_reservation_never_moves_a_live_lease() {
+    let mut s = server(STATIC_NET);
+    assert_eq!(
+        send(&mut s, NOW, Pkt::select(mac(6), ip(100)).hostname("byname")).kind(),
+        MessageType::Ack
+    );
+    // A second guest with the same name gets no claim on the address while it lives.
+    let o = send(&mut s, NOW, Pkt::discover(mac(7)).hostname("byname"));
+    assert_ne!(o.yiaddr(), ip(100));
+    let nak = send(
+        &mut s,
+        NOW,
+        Pkt::init_reboot(mac(7), ip(100)).hostname("byname"),
+    );
+    assert_eq!(nak.kind(), MessageType::Nak);
+    assert_eq!(
+        send(&mut s, NOW + 60, Pkt::renew(mac(6), ip(100))).kind(),
+        MessageType::Ack
+    );
+}
+
+#[test]
 fn static_host_takes_its_address_from_a_dynamic_lease() {
     // A lease from before the reservation existed.
     let mut t = LeaseTable::new();

@@ -457,6 +457,27 @@ fn static_hosts_by_duid_and_by_name_win_over_the_range() {
 }
 
 #[test]
+fn a_duid_reservation_is_never_given_to_a_client_that_takes_its_name() {
+    let mut s = server(NET);
+    // "peter" is reserved for a DUID: another client sending that FQDN gets the range.
+    let mut fqdn = vec![0];
+    fqdn.extend_from_slice(b"\x05peter\x00");
+    let name = DhcpOption::Unknown(UnknownOption::new(OptionCode::ClientFqdn, fqdn));
+    let other = client(7);
+    let adv = one(&s.handle(
+        NOW,
+        &msg(
+            MessageType::Solicit,
+            Some(&other),
+            false,
+            &[(1, &[])],
+            vec![name],
+        ),
+    ));
+    assert_ne!(addr_of(&adv).unwrap().0, a(3));
+}
+
+#[test]
 fn an_exhausted_range_answers_noaddrsavail() {
     let mut s = server(&small(2, ""));
     assert_eq!(bind(&mut s, NOW, &client(1)), Ok(a(0x100)));

@@ -336,7 +336,8 @@ impl Server {
         ))
     }
 
-    /// By DUID first, then by the name the client sent.
+    /// By DUID first, then by the name the client sent — only for hosts without a DUID:
+    /// a reservation for a DUID belongs to that client alone.
     fn host(&self, client: &[u8], name: Option<&str>) -> Option<StaticHost> {
         self.cfg
             .hosts
@@ -345,10 +346,11 @@ impl Server {
             .or_else(|| {
                 let name = name?;
                 self.cfg.hosts.iter().find(|h| {
-                    h.name.as_deref().is_some_and(|n| {
-                        let n = n.to_ascii_lowercase();
-                        n == name || n.split('.').next() == Some(name)
-                    })
+                    h.duid.is_none()
+                        && h.name.as_deref().is_some_and(|n| {
+                            let n = n.to_ascii_lowercase();
+                            n == name || n.split('.').next() == Some(name)
+                        })
                 })
             })
             .cloned()
