@@ -753,6 +753,17 @@ impl Server {
             })
     }
 
+    /// Whether `c` may have `ip`, which `h` reserves: it is the host's client, or it holds
+    /// the live lease of a name-only reservation (and renews it under any name).
+    fn may_have_reserved(&self, h: &StaticHost, ip: Ipv4Addr, c: &Client, now: u64) -> bool {
+        Self::host_matches(h, c)
+            || (Self::by_name_only(h)
+                && self
+                    .leases
+                    .get(ip)
+                    .is_some_and(|r| r.is_active(now) && c.owns(r)))
+    }
+
     /// Another client holds `ip` under a live lease.
     fn held_by_other(&self, ip: Ipv4Addr, c: &Client, now: u64) -> bool {
         self.leases
@@ -783,17 +794,7 @@ impl Server {
         }
         let reserved = self.cfg.hosts.iter().find(|h| h.ip == Some(ip));
         match reserved {
-            // The holder of a name-only reservation's live lease renews it under any name.
-            Some(h)
-                if !Self::host_matches(h, c)
-                    && !(Self::by_name_only(h)
-                        && self
-                            .leases
-                            .get(ip)
-                            .is_some_and(|r| r.is_active(now) && c.owns(r))) =>
-            {
-                return Err(Refusal::Reserved);
-            }
+            Some(h) if !self.may_have_reserved(h, ip, c, now) => return Err(Refusal::Reserved),
             // A name is no proof of identity: whoever holds the address under it keeps
             // it while the lease lives (a MAC or client id reservation may reclaim it).
             Some(h) if Self::by_name_only(h) && self.held_by_other(ip, c, now) => {
