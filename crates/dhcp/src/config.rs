@@ -108,6 +108,9 @@ pub struct Config {
     pub dns_server: Option<Ipv4Addr>,
     /// Option 15.
     pub domain: Option<String>,
+    /// Names the admin defined (`<dns><host>` names, static hosts' names), lowercased:
+    /// a lease's client-given name never takes or shares one.
+    pub admin_names: Vec<String>,
     /// Option 26.
     pub mtu: Option<u16>,
     /// BOOTP `file` field (and option 67 is not used, as with dnsmasq's dhcp-boot).
@@ -139,6 +142,7 @@ impl Config {
             router: None,
             dns_server: None,
             domain: None,
+            admin_names: Vec::new(),
             mtu: None,
             boot_file: None,
             next_server: None,
@@ -220,6 +224,19 @@ impl Config {
             cfg.dns_server = Some(server_ip);
         }
         cfg.domain = net.domain.as_ref().map(|d| d.name.clone());
+        let statics = net
+            .ips
+            .iter()
+            .filter_map(|ip| ip.dhcp.as_ref())
+            .flat_map(|d| d.hosts.iter().filter_map(|h| h.name.clone()));
+        let dns_hosts = net
+            .dns
+            .iter()
+            .flat_map(|d| d.hosts.iter().flat_map(|h| h.hostnames.iter().cloned()));
+        cfg.admin_names = statics
+            .chain(dns_hosts)
+            .map(|n| n.to_ascii_lowercase())
+            .collect();
         cfg.mtu = net.mtu.and_then(|m| u16::try_from(m).ok());
         let range_sizes: u128 = cfg
             .ranges
@@ -229,6 +246,20 @@ impl Config {
         let hosts = cfg.hosts.iter().filter(|h| h.ip.is_some()).count() as u128;
         cfg.change_rate = RateLimit::for_pool(range_sizes + hosts);
         Ok(cfg)
+    }
+
+    /// Whether `label` (a client's host label) names what the admin defined: `label`
+    /// itself or `label.<domain>`.
+    pub(crate) fn is_admin_name(&self, label: &str) -> bool {
+        let label = label.to_ascii_lowercase();
+        self.admin_names.iter().any(|a| {
+            a == &label
+                || self.domain.as_deref().is_some_and(|d| {
+                    a.strip_suffix(d)
+                        .and_then(|h| h.strip_suffix('.'))
+                        .is_some_and(|h| h == label)
+                })
+        })
     }
 
     /// The lease time for a dynamic address: its range's, else the default.

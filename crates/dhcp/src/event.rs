@@ -87,6 +87,18 @@ pub enum Event {
         mac: MacAddr,
         hostname: Option<String>,
     },
+    /// A client asked for a name the admin defined (a `<dns><host>` or static host's):
+    /// its lease goes without it.
+    NameRefused {
+        name: String,
+        mac: MacAddr,
+    },
+    /// A newer lease took `name`: the older one (of `from`) loses it.
+    NameMoved {
+        name: String,
+        from: MacAddr,
+        to: MacAddr,
+    },
     Nak {
         ip: Ipv4Addr,
         mac: MacAddr,
@@ -174,6 +186,16 @@ impl fmt::Display for Event {
                 Ok(())
             }
             Event::Nak { ip, mac, reason } => write!(f, "DHCPNAK {ip} {mac} {reason}"),
+            Event::NameRefused { name, mac } => write!(
+                f,
+                "{mac} asked for the name {name}, which the network defines: not given"
+            ),
+            Event::NameMoved { name, from, to } => {
+                write!(
+                    f,
+                    "the name {name} moves from {from} to {to}, its newer lease"
+                )
+            }
             Event::Inform { ip, mac } => write!(f, "DHCPINFORM {ip} {mac}"),
             Event::Release { ip, mac } => write!(f, "DHCPRELEASE {ip} {mac}"),
             Event::Decline { ip, mac } => write!(f, "DHCPDECLINE {ip} {mac}"),

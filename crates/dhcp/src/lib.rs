@@ -127,6 +127,7 @@
 mod config;
 pub mod conflict;
 mod event;
+mod fqdn;
 mod journal;
 mod lease;
 mod ratelimit;

@@ -3,11 +3,12 @@
 use std::collections::{BTreeSet, HashMap};
 use std::net::Ipv4Addr;
 
-use dhcproto::v4::{DhcpOption, MessageType};
+use dhcproto::v4::{DhcpOption, MessageType, OptionCode, UnknownOption};
 use kvnet_model::MacAddr;
 
 use crate::config::{Config, LeaseTime, StaticHost, format_client_id};
 use crate::event::{Destination, Effect, Event};
+use crate::fqdn;
 use crate::lease::{LeaseRecord, LeaseState, LeaseTable, LeaseView};
 use crate::ratelimit::{Bucket, Limiter, Verdict};
 use crate::renewal::{self, Grant};
@@ -443,7 +444,8 @@ impl Server {
         );
         let lease = self.lease_time(host.as_ref(), ip);
         let name = host.as_ref().and_then(|h| h.name.clone());
-        let bytes = self.address_reply(req, MessageType::Offer, ip, Some(lease), name, c);
+        let names = name.map(DhcpOption::Hostname).into_iter().collect();
+        let bytes = self.address_reply(req, MessageType::Offer, ip, Some(lease), c, names);
         out.push(Effect::Send {
             bytes,
             to: destination(req, ip, false),
@@ -557,15 +559,23 @@ impl Server {
             .map(|r| r.ip_address)
             .collect();
         let lease = self.lease_time(host, ip);
-        let hostname = host
-            .and_then(|h| h.name.clone())
-            .or_else(|| c.hostname.clone())
-            .or_else(|| {
-                self.leases
-                    .get(ip)
-                    .filter(|r| c.owns(r))
-                    .and_then(|r| r.hostname.clone())
-            });
+        let static_name = host.and_then(|h| h.name.clone());
+        let asked = c.hostname.clone().filter(|n| {
+            let admin = static_name.is_none() && self.cfg.is_admin_name(n);
+            if admin {
+                out.push(Effect::Log(Event::NameRefused {
+                    name: n.clone(),
+                    mac: c.mac,
+                }));
+            }
+            !admin
+        });
+        let hostname = static_name.clone().or_else(|| asked.clone()).or_else(|| {
+            self.leases
+                .get(ip)
+                .filter(|r| c.owns(r))
+                .and_then(|r| r.hostname.clone())
+        });
         let rec = LeaseRecord {
             ip_address: ip,
             mac_address: c.mac,
@@ -592,6 +602,12 @@ impl Server {
         for old in others {
             out.extend(self.free(old, now));
         }
+        // One name, one guest: the newest lease holding a name owns it.
+        if static_name.is_none()
+            && let Some(name) = &asked
+        {
+            self.take_name(out, name, c, now);
+        }
         if let Some(rec) = self.leases.get(ip)
             && rec.is_active(now)
             && !c.owns(rec)
@@ -611,8 +627,19 @@ impl Server {
         };
         self.offers.remove_client(c);
         self.offers.remove(&ip);
-        let name = host.and_then(|h| h.name.clone());
-        let bytes = self.address_reply(req, MessageType::Ack, ip, Some(lease), name, c);
+        // RFC 4702: a client that sent option 81 gets it back, with the name in use.
+        let fqdn = req.fqdn_flags.zip(hostname.as_deref()).map(|(flags, h)| {
+            DhcpOption::Unknown(UnknownOption::new(
+                OptionCode::ClientFQDN,
+                fqdn::answer(flags, h, self.cfg.domain.as_deref()),
+            ))
+        });
+        let names = static_name
+            .map(DhcpOption::Hostname)
+            .into_iter()
+            .chain(fqdn)
+            .collect();
+        let bytes = self.address_reply(req, MessageType::Ack, ip, Some(lease), c, names);
         out.push(Effect::Send {
             bytes,
             to: destination(req, ip, false),
@@ -690,7 +717,7 @@ impl Server {
             self.log(out, now, ev);
             return;
         }
-        let mut opts = self.common_options(None);
+        let mut opts = self.common_options();
         if let Some(id) = &c.id_raw {
             opts.push(DhcpOption::ClientIdentifier(id.clone()));
         }
@@ -762,6 +789,34 @@ impl Server {
                     .leases
                     .get(ip)
                     .is_some_and(|r| r.is_active(now) && c.owns(r)))
+    }
+
+    /// Take `name` from every other client's live lease: their records go on without
+    /// it (in the lease listing, and so in DNS).
+    fn take_name(&mut self, out: &mut Vec<Effect>, name: &str, c: &Client, now: u64) {
+        let holders: Vec<LeaseRecord> = self
+            .leases
+            .iter()
+            .filter(|r| {
+                r.is_active(now)
+                    && !c.owns(r)
+                    && r.hostname
+                        .as_deref()
+                        .is_some_and(|h| h.eq_ignore_ascii_case(name))
+            })
+            .cloned()
+            .collect();
+        for mut rec in holders {
+            let from = rec.mac_address;
+            rec.hostname = None;
+            self.leases.record(rec.clone());
+            out.push(Effect::Persist(rec));
+            out.push(Effect::Log(Event::NameMoved {
+                name: name.to_string(),
+                from,
+                to: c.mac,
+            }));
+        }
     }
 
     /// Another client holds `ip` under a live lease.
@@ -932,7 +987,7 @@ impl Server {
     }
 
     /// Options every configured reply carries (RFC 2132), lease options aside.
-    fn common_options(&self, hostname: Option<String>) -> Vec<DhcpOption> {
+    fn common_options(&self) -> Vec<DhcpOption> {
         let cfg = &self.cfg;
         let mut opts = vec![
             DhcpOption::ServerIdentifier(cfg.server_ip),
@@ -951,9 +1006,6 @@ impl Server {
         if let Some(m) = cfg.mtu {
             opts.push(DhcpOption::InterfaceMtu(m));
         }
-        if let Some(h) = hostname {
-            opts.push(DhcpOption::Hostname(h));
-        }
         opts
     }
 
@@ -963,10 +1015,11 @@ impl Server {
         kind: MessageType,
         ip: Ipv4Addr,
         lease: Option<LeaseTime>,
-        hostname: Option<String>,
         c: &Client,
+        names: Vec<DhcpOption>,
     ) -> Vec<u8> {
-        let mut opts = self.common_options(hostname);
+        let mut opts = self.common_options();
+        opts.extend(names);
         match lease {
             Some(LeaseTime::Finite(s)) => {
                 opts.push(DhcpOption::AddressLeaseTime(s));

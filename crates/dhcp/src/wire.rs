@@ -12,6 +12,8 @@ use dhcproto::v4::{DhcpOption, Message, MessageType, Opcode, OptionCode};
 use dhcproto::{Decodable, Decoder, Encodable};
 use kvnet_model::MacAddr;
 
+use crate::fqdn;
+
 const HEADER_LEN: usize = 236;
 const MAGIC: [u8; 4] = [99, 130, 83, 99];
 /// BOOTP's minimum message size; some old clients drop shorter replies.
@@ -26,7 +28,10 @@ pub(crate) struct Request {
     pub client_id: Option<Vec<u8>>,
     pub requested_ip: Option<Ipv4Addr>,
     pub server_id: Option<Ipv4Addr>,
+    /// The host label of option 81's name, else of option 12.
     pub hostname: Option<String>,
+    /// Option 81's flags, when the client sent it (it gets one back).
+    pub fqdn_flags: Option<u8>,
 }
 
 /// Why a packet was dropped before reaching the state machine.
@@ -81,8 +86,10 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<Request, Malformed> {
         return Err(Malformed::BadMagic);
     }
 
-    // RFC 3396: repeated instances of an option are concatenated.
+    // RFC 3396: repeated instances of an option are concatenated. Option 81 is read here,
+    // never by dhcproto (which asserts on its lengths).
     let mut opts: BTreeMap<u8, Vec<u8>> = BTreeMap::new();
+    let mut fqdn: Option<Vec<u8>> = None;
     let mut i = HEADER_LEN + 4;
     while i < bytes.len() {
         let code = bytes[i];
@@ -94,6 +101,8 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<Request, Malformed> {
                 let data = bytes.get(i + 2..i + 2 + len).ok_or(Malformed::BadOptions)?;
                 if wanted(code, 0).is_some() {
                     opts.entry(code).or_default().extend_from_slice(data);
+                } else if code == 81 {
+                    fqdn.get_or_insert_default().extend_from_slice(data);
                 }
                 i += 2 + len;
             }
@@ -145,10 +154,14 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<Request, Malformed> {
     };
     let requested_ip = ip_opt(OptionCode::RequestedIpAddress);
     let server_id = ip_opt(OptionCode::ServerIdentifier);
-    let hostname = match msg.opts().get(OptionCode::Hostname) {
-        Some(DhcpOption::Hostname(h)) => clean_hostname(h),
-        _ => None,
-    };
+    let fqdn = fqdn.as_deref().and_then(fqdn::parse);
+    // dnsmasq's order: the FQDN's name, else option 12.
+    let hostname = fqdn.as_ref().and_then(|f| f.host.clone()).or_else(|| {
+        match msg.opts().get(OptionCode::Hostname) {
+            Some(DhcpOption::Hostname(h)) => fqdn::host_label(h),
+            _ => None,
+        }
+    });
     Ok(Request {
         msg,
         msg_type,
@@ -157,19 +170,8 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<Request, Malformed> {
         requested_ip,
         server_id,
         hostname,
+        fqdn_flags: fqdn.map(|f| f.flags),
     })
-}
-
-/// Keep a client-supplied name only if it is a plausible host label (it ends up in DNS
-/// and in the lease listing).
-fn clean_hostname(h: &str) -> Option<String> {
-    let h = h.trim_end_matches('\0');
-    let ok = !h.is_empty()
-        && h.len() <= 63
-        && h.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        && !h.starts_with('-');
-    ok.then(|| h.to_string())
 }
 
 /// Header fields and options of a reply, filled in by the server.

@@ -1020,3 +1020,125 @@ fn reconfigure_keeps_leases_and_applies_new_rules() {
     );
     assert_eq!(send(&mut s, NOW + 2, Pkt::discover(mac(0xaa))).yiaddr(), a);
 }
+
+#[test]
+fn a_dotted_hostname_keeps_its_first_label() {
+    let mut s = server(NAT_NET);
+    let a = send(
+        &mut s,
+        NOW,
+        Pkt::select(mac(1), ip(9)).hostname("web1.example.lan"),
+    );
+    assert_eq!(a.persists[0].hostname.as_deref(), Some("web1"));
+}
+
+/// The reply's bytes as the engine sent them (a decoded message may drop options).
+fn sent(o: &Out) -> Vec<u8> {
+    o.effects
+        .iter()
+        .find_map(|e| match e {
+            Effect::Send { bytes, .. } => Some(bytes.clone()),
+            _ => None,
+        })
+        .expect("a reply")
+}
+
+#[test]
+fn option_81_names_the_lease_and_is_answered() {
+    const DOMAIN_NET: &str = "<network><name>d</name><forward mode='nat'/><domain name='lan'/>
+      <ip address='192.168.122.1' prefix='24'><dhcp>
+        <range start='192.168.122.2' end='192.168.122.254'/></dhcp></ip></network>";
+    let mut s = server(DOMAIN_NET);
+    // Canonical wire encoding (E), the client asking to update its A record itself.
+    let a = send(
+        &mut s,
+        NOW,
+        Pkt::select(mac(1), ip(9))
+            .hostname("ignored")
+            .fqdn(0x04, b"\x04web1\x07example\x03lan\x00"),
+    );
+    assert_eq!(a.persists[0].hostname.as_deref(), Some("web1"));
+    let raw = sent(&a);
+    // S and O (the server does the update), E kept, RCODEs 255, web1.lan.
+    let want = [&[81u8, 13, 0x07, 255, 255][..], b"\x04web1\x03lan\x00"].concat();
+    assert!(raw.windows(want.len()).any(|w| w == want), "{raw:?}");
+    // ASCII encoding.
+    let a = send(
+        &mut s,
+        NOW,
+        Pkt::select(mac(2), ip(10)).fqdn(0x01, b"db.other.org"),
+    );
+    assert_eq!(a.persists[0].hostname.as_deref(), Some("db"));
+    let raw = sent(&a);
+    let want = [&[81u8, 9, 0x01, 255, 255][..], b"db.lan"].concat();
+    assert!(raw.windows(want.len()).any(|w| w == want), "{raw:?}");
+}
+
+#[test]
+fn the_newest_lease_holding_a_name_owns_it() {
+    let mut s = server(NAT_NET);
+    send(&mut s, NOW, Pkt::select(mac(1), ip(9)).hostname("vm"));
+    // The guest is re-created with a new MAC and the same name.
+    let a = send(&mut s, NOW + 5, Pkt::select(mac(2), ip(10)).hostname("VM"));
+    let old = a
+        .persists
+        .iter()
+        .find(|r| r.mac_address == mac(1))
+        .expect("the old lease is recorded again");
+    assert_eq!(old.hostname, None);
+    assert!(
+        a.logs
+            .iter()
+            .any(|e| matches!(e, Event::NameMoved { from, .. } if *from == mac(1)))
+    );
+    let named: Vec<_> = s
+        .leases(NOW + 5)
+        .into_iter()
+        .filter_map(|l| l.hostname)
+        .collect();
+    assert_eq!(named, ["VM"]);
+    // The old guest renewing under the name does not take it back silently: the newest
+    // binding owns it, and the other loses it.
+    let r = send(&mut s, NOW + 10, Pkt::renew(mac(1), ip(9)).hostname("vm"));
+    assert_eq!(r.kind(), MessageType::Ack);
+    let named: Vec<_> = s
+        .leases(NOW + 10)
+        .into_iter()
+        .filter_map(|l| l.hostname.map(|h| (l.mac_address, h)))
+        .collect();
+    assert_eq!(named.len(), 1, "{named:?}");
+}
+
+#[test]
+fn names_the_admin_defined_are_never_taken_by_a_lease() {
+    let net = "<network><name>a</name><forward mode='nat'/><domain name='lan'/>
+      <dns><host ip='192.168.122.201'><hostname>printer</hostname></host>
+           <host ip='192.168.122.202'><hostname>nas.lan</hostname></host></dns>
+      <ip address='192.168.122.1' prefix='24'><dhcp>
+        <range start='192.168.122.2' end='192.168.122.100'/>
+        <host mac='52:54:00:00:00:aa' name='fixed' ip='192.168.122.150'/></dhcp></ip></network>";
+    let mut s = server(net);
+    for (n, name) in ["printer", "NAS", "fixed"].into_iter().enumerate() {
+        let a = send(
+            &mut s,
+            NOW,
+            Pkt::select(mac(n as u8 + 1), ip(9 + n as u8)).hostname(name),
+        );
+        assert_eq!(a.kind(), MessageType::Ack, "{name}");
+        assert_eq!(a.persists[0].hostname, None, "{name}");
+        assert!(
+            a.logs
+                .iter()
+                .any(|e| matches!(e, Event::NameRefused { .. })),
+            "{name}: {:?}",
+            a.logs
+        );
+    }
+    // The static host itself keeps its name.
+    let a = send(
+        &mut s,
+        NOW,
+        Pkt::select(mac(0xaa), ip(150)).hostname("fixed"),
+    );
+    assert_eq!(a.persists[0].hostname.as_deref(), Some("fixed"));
+}

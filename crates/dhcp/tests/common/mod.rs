@@ -130,6 +130,17 @@ impl Pkt {
             .insert(DhcpOption::Hostname(h.to_string()));
         self
     }
+    /// Option 81, raw: flags, two RCODE bytes, then `name` as given.
+    pub fn fqdn(mut self, flags: u8, name: &[u8]) -> Pkt {
+        let data = [&[flags, 0, 0][..], name].concat();
+        self.0
+            .opts_mut()
+            .insert(DhcpOption::Unknown(dhcproto::v4::UnknownOption::new(
+                OptionCode::ClientFQDN,
+                data,
+            )));
+        self
+    }
     pub fn broadcast(mut self) -> Pkt {
         self.0.set_flags(Flags::default().set_broadcast());
         self

@@ -283,6 +283,7 @@ fn log_event(name: &str, ev: &Event) {
         | Event::RateLimited { .. }
         | Event::ChangesLimited { .. }
         | Event::Malformed(_)
+        | Event::NameRefused { .. }
         | Event::Suppressed { .. } => warn!(network = %name, "{ev}"),
         _ => info!(network = %name, "{ev}"),
     }
