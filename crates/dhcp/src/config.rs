@@ -147,7 +147,7 @@ impl Config {
             boot_file: None,
             next_server: None,
             default_lease: LeaseTime::DEFAULT,
-            offer_hold: 60,
+            offer_hold: 15,
             decline_quarantine: 600,
             in_use_hold: 600,
             rate: RateLimit::default(),

@@ -19,6 +19,10 @@ const LOG_BURST: u64 = 20;
 const LOG_WINDOW: u64 = 10;
 /// An exhausted pool is reported again after this many seconds.
 const EXHAUSTED_RELOG: u64 = 60;
+/// How long an offer stays its client's even when the pool is full (seconds): clients
+/// REQUEST within milliseconds; this keeps two clients from taking one address from
+/// each other in turn.
+const OFFER_MIN_HOLD: u64 = 3;
 
 /// Who is asking: MAC, and option 61 in libvirt's text form when sent.
 #[derive(Debug, Clone)]
@@ -78,6 +82,16 @@ impl Offers {
 
     fn until(&self) -> impl Iterator<Item = u64> + '_ {
         self.by_ip.values().map(|o| o.until)
+    }
+
+    /// The address of the oldest offer (every offer is held as long, so the first to
+    /// run out) made to a client other than `c`, if it runs out by `until`.
+    fn oldest_not_for(&self, c: &Client, until: u64) -> Option<Ipv4Addr> {
+        self.by_ip
+            .iter()
+            .filter(|(_, o)| !o.for_client(c) && o.until <= until)
+            .min_by_key(|(ip, o)| (o.until, **ip))
+            .map(|(ip, _)| *ip)
     }
 
     fn insert(&mut self, ip: Ipv4Addr, o: Offer) {
@@ -895,6 +909,18 @@ impl Server {
         // only when the pool looks full.
         if found.is_none() && self.offers.until().any(|t| t <= now) {
             self.offers.retain(|_, o| o.until > now);
+            if let Some(ip) = self.allocate_once(c, requested, now) {
+                return Some(ip);
+            }
+        }
+        // Still full: clients that DISCOVER and never REQUEST (or one guest cycling MACs)
+        // must not lock everyone else out. The oldest offer to another client goes, once
+        // it had the seconds a live client needs to REQUEST it.
+        let made_before = (now + self.cfg.offer_hold).saturating_sub(OFFER_MIN_HOLD);
+        if found.is_none()
+            && let Some(ip) = self.offers.oldest_not_for(c, made_before)
+        {
+            self.offers.remove(&ip);
             return self.allocate_once(c, requested, now);
         }
         found

@@ -201,15 +201,17 @@ fn request_for_other_server_is_ignored_and_frees_offer() {
 }
 
 #[test]
-fn offer_is_held_then_released_by_time() {
+fn offer_is_held_then_reclaimed_for_another_client() {
     let xml = small_net(10, 10, "", "");
     let mut s = server(&xml);
     send(&mut s, NOW, Pkt::discover(mac(1)));
-    assert!(send(&mut s, NOW + 59, Pkt::discover(mac(2))).silent());
-    let late = send(&mut s, NOW + 60, Pkt::discover(mac(2)));
+    // A full pool keeps the offer its client's for a few seconds...
+    assert!(send(&mut s, NOW + 2, Pkt::discover(mac(2))).silent());
+    // ...then gives it to the next client rather than refusing it.
+    let late = send(&mut s, NOW + 3, Pkt::discover(mac(2)));
     assert_eq!(late.yiaddr(), ip(10));
     // The first client's late REQUEST is refused now.
-    let nak = send(&mut s, NOW + 61, Pkt::select(mac(1), ip(10)));
+    let nak = send(&mut s, NOW + 4, Pkt::select(mac(1), ip(10)));
     assert_eq!(nak.kind(), MessageType::Nak);
 }
 
@@ -1141,4 +1143,20 @@ fn names_the_admin_defined_are_never_taken_by_a_lease() {
         Pkt::select(mac(0xaa), ip(150)).hostname("fixed"),
     );
     assert_eq!(a.persists[0].hostname.as_deref(), Some("fixed"));
+}
+
+#[test]
+fn clients_that_never_request_do_not_fill_the_pool() {
+    let mut s = server(&small_net(10, 14, "", ""));
+    // One guest cycling MACs: five DISCOVERs, no REQUEST.
+    for n in 1..=5 {
+        assert!(!send(&mut s, NOW, Pkt::discover(mac(n))).silent());
+    }
+    // A real guest a few seconds later is offered the oldest offer's address, and binds.
+    let o = send(&mut s, NOW + 3, Pkt::discover(mac(0x99)));
+    assert_eq!(o.yiaddr(), ip(10));
+    assert_eq!(
+        send(&mut s, NOW + 3, Pkt::select(mac(0x99), ip(10))).kind(),
+        MessageType::Ack
+    );
 }
