@@ -23,6 +23,8 @@ const EXHAUSTED_RELOG: u64 = 60;
 /// REQUEST within milliseconds; this keeps two clients from taking one address from
 /// each other in turn.
 const OFFER_MIN_HOLD: u64 = 3;
+/// The shortest lease a client's option 51 gets (libvirt's floor, in seconds).
+const MIN_LEASE: u32 = 120;
 
 /// Who is asking: MAC, and option 61 in libvirt's text form when sent.
 #[derive(Debug, Clone)]
@@ -456,7 +458,7 @@ impl Server {
                 until: now.saturating_add(self.cfg.offer_hold),
             },
         );
-        let lease = self.lease_time(host.as_ref(), ip);
+        let lease = self.lease_time(host.as_ref(), ip, req.lease_time);
         let name = host.as_ref().and_then(|h| h.name.clone());
         let names = name.map(DhcpOption::Hostname).into_iter().collect();
         let bytes = self.address_reply(req, MessageType::Offer, ip, Some(lease), c, names);
@@ -572,7 +574,7 @@ impl Server {
             .filter(|r| r.ip_address != ip && r.is_active(now))
             .map(|r| r.ip_address)
             .collect();
-        let lease = self.lease_time(host, ip);
+        let lease = self.lease_time(host, ip, req.lease_time);
         let static_name = host.and_then(|h| h.name.clone());
         let asked = c.hostname.clone().filter(|n| {
             let admin = static_name.is_none() && self.cfg.is_admin_name(n);
@@ -1007,9 +1009,17 @@ impl Server {
         }
     }
 
-    fn lease_time(&self, host: Option<&StaticHost>, ip: Ipv4Addr) -> LeaseTime {
-        host.and_then(|h| h.lease)
-            .unwrap_or_else(|| self.cfg.range_lease(ip))
+    /// The configured lease time, shortened to what the client asked (option 51) as
+    /// dnsmasq does, but never below libvirt's two-minute floor.
+    fn lease_time(&self, host: Option<&StaticHost>, ip: Ipv4Addr, asked: Option<u32>) -> LeaseTime {
+        let configured = host
+            .and_then(|h| h.lease)
+            .unwrap_or_else(|| self.cfg.range_lease(ip));
+        match (configured, asked.map(|a| a.max(MIN_LEASE))) {
+            (LeaseTime::Finite(c), Some(a)) => LeaseTime::Finite(c.min(a)),
+            (LeaseTime::Infinite, Some(a)) if a != u32::MAX => LeaseTime::Finite(a),
+            (c, _) => c,
+        }
     }
 
     /// Options every configured reply carries (RFC 2132), lease options aside.

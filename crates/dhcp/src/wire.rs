@@ -32,6 +32,8 @@ pub(crate) struct Request {
     pub hostname: Option<String>,
     /// Option 81's flags, when the client sent it (it gets one back).
     pub fqdn_flags: Option<u8>,
+    /// Option 51: the lease time the client asks for.
+    pub lease_time: Option<u32>,
 }
 
 /// Why a packet was dropped before reaching the state machine.
@@ -65,7 +67,7 @@ impl std::fmt::Display for Malformed {
 fn wanted(code: u8, len: usize) -> Option<bool> {
     Some(match code {
         53 => len == 1,
-        50 | 54 => len == 4,
+        50 | 51 | 54 => len == 4,
         61 => (2..=255).contains(&len),
         12 => (1..=255).contains(&len),
         _ => return None,
@@ -154,6 +156,10 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<Request, Malformed> {
     };
     let requested_ip = ip_opt(OptionCode::RequestedIpAddress);
     let server_id = ip_opt(OptionCode::ServerIdentifier);
+    let lease_time = match msg.opts().get(OptionCode::AddressLeaseTime) {
+        Some(DhcpOption::AddressLeaseTime(t)) => Some(*t),
+        _ => None,
+    };
     let fqdn = fqdn.as_deref().and_then(fqdn::parse);
     // dnsmasq's order: the FQDN's name, else option 12.
     let hostname = fqdn.as_ref().and_then(|f| f.host.clone()).or_else(|| {
@@ -171,6 +177,7 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<Request, Malformed> {
         server_id,
         hostname,
         fqdn_flags: fqdn.map(|f| f.flags),
+        lease_time,
     })
 }
 

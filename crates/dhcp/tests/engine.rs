@@ -1160,3 +1160,21 @@ fn clients_that_never_request_do_not_fill_the_pool() {
         MessageType::Ack
     );
 }
+
+#[test]
+fn a_client_asking_for_a_shorter_lease_gets_it_but_never_under_two_minutes() {
+    let mut s = server(NAT_NET);
+    let lease = |o: &Out| match opt(o.reply(), OptionCode::AddressLeaseTime) {
+        Some(DhcpOption::AddressLeaseTime(t)) => *t,
+        other => panic!("{other:?}"),
+    };
+    let o = send(&mut s, NOW, Pkt::discover(mac(1)).lease(600));
+    assert_eq!(lease(&o), 600);
+    let a = send(&mut s, NOW, Pkt::select(mac(1), o.yiaddr()).lease(600));
+    assert_eq!((lease(&a), a.persists[0].expiry_time), (600, NOW + 600));
+    // Longer than configured: the network's hour. Shorter than the floor: two minutes.
+    let a = send(&mut s, NOW, Pkt::select(mac(2), ip(20)).lease(86_400));
+    assert_eq!(lease(&a), 3600);
+    let a = send(&mut s, NOW, Pkt::select(mac(3), ip(21)).lease(10));
+    assert_eq!(lease(&a), 120);
+}

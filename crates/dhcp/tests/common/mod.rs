@@ -130,6 +130,13 @@ impl Pkt {
             .insert(DhcpOption::Hostname(h.to_string()));
         self
     }
+    /// Option 51: the lease time asked for.
+    pub fn lease(mut self, secs: u32) -> Pkt {
+        self.0
+            .opts_mut()
+            .insert(DhcpOption::AddressLeaseTime(secs));
+        self
+    }
     /// Option 81, raw: flags, two RCODE bytes, then `name` as given.
     pub fn fqdn(mut self, flags: u8, name: &[u8]) -> Pkt {
         let data = [&[flags, 0, 0][..], name].concat();
