@@ -69,7 +69,7 @@ fn wanted(code: u8, len: usize) -> Option<bool> {
         53 => len == 1,
         50 | 51 | 54 => len == 4,
         61 => (2..=255).contains(&len),
-        12 => (1..=255).contains(&len),
+        12 | 55 => (1..=255).contains(&len),
         _ => return None,
     })
 }
@@ -192,6 +192,52 @@ pub(crate) struct Reply {
     pub opts: Vec<DhcpOption>,
 }
 
+/// Options sent first, asked or not: the message type, server id, lease times, the
+/// echoed client id, the client FQDN answer.
+const ALWAYS_FIRST: [u8; 7] = [53, 54, 51, 58, 59, 61, 81];
+
+/// Put the options of `msg` (an encoded message of ours) in RFC 2132 §9.8's order:
+/// those always sent, then the ones the client asked for (option 55) in its order,
+/// then the rest. Leaves `msg` as it is if its options cannot be walked.
+fn order_options(msg: &mut Vec<u8>, prl: &[u8]) {
+    let start = HEADER_LEN + 4;
+    let mut opts: Vec<(u8, &[u8])> = Vec::new();
+    let mut i = start;
+    loop {
+        match msg.get(i) {
+            Some(255) => break,
+            Some(0) => i += 1,
+            Some(&code) => {
+                let Some(&len) = msg.get(i + 1) else { return };
+                let Some(data) = msg.get(i + 2..i + 2 + usize::from(len)) else {
+                    return;
+                };
+                opts.push((code, data));
+                i += 2 + usize::from(len);
+            }
+            None => return,
+        }
+    }
+    let rank = |code: u8| {
+        ALWAYS_FIRST
+            .iter()
+            .position(|&c| c == code)
+            .or_else(|| prl.iter().position(|&c| c == code).map(|p| p + 100))
+            .unwrap_or(usize::MAX)
+    };
+    // Stable: options of equal rank (the unasked ones) keep their order.
+    opts.sort_by_key(|&(code, _)| rank(code));
+    let mut area: Vec<u8> = Vec::with_capacity(msg.len() - start);
+    for (code, data) in &opts {
+        area.push(*code);
+        area.push(data.len() as u8);
+        area.extend_from_slice(data);
+    }
+    area.push(255);
+    msg.truncate(start);
+    msg.extend_from_slice(&area);
+}
+
 pub(crate) fn encode_reply(req: &Message, reply: Reply) -> Vec<u8> {
     let mut m = Message::default();
     m.set_opcode(Opcode::BootReply)
@@ -218,6 +264,12 @@ pub(crate) fn encode_reply(req: &Message, reply: Reply) -> Vec<u8> {
     }
     // Encoding our own well-formed message into a Vec cannot fail.
     let mut out = m.to_vec().unwrap_or_default();
+    if let Some(DhcpOption::ParameterRequestList(prl)) =
+        req.opts().get(OptionCode::ParameterRequestList)
+    {
+        let prl: Vec<u8> = prl.iter().map(|&c| u8::from(c)).collect();
+        order_options(&mut out, &prl);
+    }
     if out.len() < MIN_REPLY_LEN {
         out.resize(MIN_REPLY_LEN, 0);
     }

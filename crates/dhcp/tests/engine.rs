@@ -1178,3 +1178,31 @@ fn a_client_asking_for_a_shorter_lease_gets_it_but_never_under_two_minutes() {
     let a = send(&mut s, NOW, Pkt::select(mac(3), ip(21)).lease(10));
     assert_eq!(lease(&a), 120);
 }
+
+#[test]
+fn options_come_in_the_order_the_client_asked_for_them() {
+    let mut s = server(NAT_NET);
+    let mut p = Pkt::discover(mac(1));
+    let prl = [6u8, 3, 1, 28];
+    p.0.opts_mut().insert(DhcpOption::ParameterRequestList(
+        prl.iter().map(|&c| OptionCode::from(c)).collect(),
+    ));
+    let raw = sent(&send(&mut s, NOW, p));
+    // The option codes in the order they were sent.
+    let mut codes = Vec::new();
+    let mut i = 240;
+    while raw[i] != 255 {
+        codes.push(raw[i]);
+        i += 2 + raw[i + 1] as usize;
+    }
+    let asked: Vec<u8> = codes.iter().copied().filter(|c| prl.contains(c)).collect();
+    assert_eq!(asked, prl, "{codes:?}");
+    // Type and server id first; the asked ones before the rest.
+    assert_eq!(&codes[..2], &[53, 54], "{codes:?}");
+    let last_asked = codes.iter().rposition(|c| prl.contains(c)).unwrap();
+    let first_unasked = codes
+        .iter()
+        .position(|c| ![53, 54, 51, 58, 59].contains(c) && !prl.contains(c))
+        .unwrap_or(codes.len());
+    assert!(last_asked < first_unasked, "{codes:?}");
+}
