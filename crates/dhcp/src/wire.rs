@@ -15,6 +15,9 @@ use kvnet_model::MacAddr;
 use crate::fqdn;
 
 const HEADER_LEN: usize = 236;
+/// The BOOTP `sname` and `file` fields, which option 52 may fill with options.
+const SNAME: std::ops::Range<usize> = 44..108;
+const FILE: std::ops::Range<usize> = 108..236;
 const MAGIC: [u8; 4] = [99, 130, 83, 99];
 /// BOOTP's minimum message size; some old clients drop shorter replies.
 const MIN_REPLY_LEN: usize = 300;
@@ -89,26 +92,41 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<Request, Malformed> {
     }
 
     // RFC 3396: repeated instances of an option are concatenated. Option 81 is read here,
-    // never by dhcproto (which asserts on its lengths).
+    // never by dhcproto (which asserts on its lengths). With option 52 (overload), the
+    // `file` and then the `sname` field carry options too (RFC 2132 §9.3).
     let mut opts: BTreeMap<u8, Vec<u8>> = BTreeMap::new();
     let mut fqdn: Option<Vec<u8>> = None;
-    let mut i = HEADER_LEN + 4;
-    while i < bytes.len() {
-        let code = bytes[i];
-        match code {
-            0 => i += 1,
-            255 => break,
-            _ => {
-                let len = *bytes.get(i + 1).ok_or(Malformed::BadOptions)? as usize;
-                let data = bytes.get(i + 2..i + 2 + len).ok_or(Malformed::BadOptions)?;
-                if wanted(code, 0).is_some() {
-                    opts.entry(code).or_default().extend_from_slice(data);
-                } else if code == 81 {
-                    fqdn.get_or_insert_default().extend_from_slice(data);
+    // Returns option 52's value, when `main` (the options field).
+    let mut walk = |area: &[u8], main: bool| -> Result<u8, Malformed> {
+        let mut overload = 0;
+        let mut i = 0;
+        while i < area.len() {
+            let code = area[i];
+            match code {
+                0 => i += 1,
+                255 => break,
+                _ => {
+                    let len = *area.get(i + 1).ok_or(Malformed::BadOptions)? as usize;
+                    let data = area.get(i + 2..i + 2 + len).ok_or(Malformed::BadOptions)?;
+                    if main && code == 52 && len == 1 {
+                        overload = data[0];
+                    } else if wanted(code, 0).is_some() {
+                        opts.entry(code).or_default().extend_from_slice(data);
+                    } else if code == 81 {
+                        fqdn.get_or_insert_default().extend_from_slice(data);
+                    }
+                    i += 2 + len;
                 }
-                i += 2 + len;
             }
         }
+        Ok(overload)
+    };
+    let overload = walk(&bytes[HEADER_LEN + 4..], true)?;
+    if overload & 1 != 0 {
+        walk(&bytes[FILE], false)?;
+    }
+    if overload & 2 != 0 {
+        walk(&bytes[SNAME], false)?;
     }
     opts.retain(|&code, data| wanted(code, data.len()) == Some(true));
     if let Some(h) = opts.get(&12)

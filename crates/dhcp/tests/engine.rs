@@ -1206,3 +1206,19 @@ fn options_come_in_the_order_the_client_asked_for_them() {
         .unwrap_or(codes.len());
     assert!(last_asked < first_unasked, "{codes:?}");
 }
+
+#[test]
+fn overloaded_options_in_the_file_field_are_read() {
+    let mut s = server(NAT_NET);
+    let mut b = Pkt::new(MessageType::Request, mac(1)).bytes();
+    // Option 52 = 1 (file), before the end of the options field.
+    let end = b[240..].iter().position(|&x| x == 255).unwrap() + 240;
+    b.splice(end..end, [52, 1, 1]);
+    // The file field: the requested address and a host name.
+    let file = [&[50u8, 4, 192, 168, 122, 33, 12, 4][..], b"over", &[255]].concat();
+    b[108..108 + file.len()].copy_from_slice(&file);
+    let a = Out::of(s.handle(NOW, &b));
+    assert_eq!(a.kind(), MessageType::Ack);
+    assert_eq!(a.yiaddr(), ip(33));
+    assert_eq!(a.persists[0].hostname.as_deref(), Some("over"));
+}

@@ -132,9 +132,7 @@ impl Pkt {
     }
     /// Option 51: the lease time asked for.
     pub fn lease(mut self, secs: u32) -> Pkt {
-        self.0
-            .opts_mut()
-            .insert(DhcpOption::AddressLeaseTime(secs));
+        self.0.opts_mut().insert(DhcpOption::AddressLeaseTime(secs));
         self
     }
     /// Option 81, raw: flags, two RCODE bytes, then `name` as given.
