@@ -542,7 +542,9 @@ impl Engine {
         }
     }
 
-    /// A response to `query`; RA mirrors RD because the engine recurses (by forwarding).
+    /// A response to `query`. RA is always set: the engine recurses for its clients (by
+    /// forwarding), whatever RD said. A negative local answer within the network's
+    /// domain carries the domain's SOA (RFC 2308); EDNS's DO bit is echoed (RFC 3225).
     fn respond(
         &self,
         query: &Message,
@@ -557,15 +559,25 @@ impl Engine {
             query.metadata.op_code,
         );
         m.metadata.recursion_desired = query.metadata.recursion_desired;
-        m.metadata.recursion_available = query.metadata.recursion_desired;
+        m.metadata.recursion_available = true;
         m.metadata.checking_disabled = query.metadata.checking_disabled;
         m.metadata.authoritative = authoritative;
         m.metadata.response_code = rcode;
         m.queries = query.queries.clone();
+        let negative = rcode == ResponseCode::NXDomain
+            || (rcode == ResponseCode::NoError && answers.is_empty());
+        if authoritative
+            && negative
+            && let Some(q) = query.queries.first()
+        {
+            m.authorities
+                .extend(self.local.soa_for(&key_of(q.name()), self.limits.ttl));
+        }
         m.answers = answers;
-        if query.edns.is_some() {
+        if let Some(qe) = &query.edns {
             let mut e = Edns::new();
             e.set_max_payload(self.limits.max_udp_payload.max(512));
+            e.set_dnssec_ok(qe.flags().dnssec_ok);
             m.edns = Some(e);
         }
         let bytes = m.to_vec().ok()?;
@@ -589,6 +601,7 @@ fn read_header(bytes: &[u8]) -> Option<Header> {
 fn header_only(h: &Header, rcode: ResponseCode) -> Option<Vec<u8>> {
     let mut m = Message::new(h.metadata.id, MessageType::Response, h.metadata.op_code);
     m.metadata.recursion_desired = h.metadata.recursion_desired;
+    m.metadata.recursion_available = true;
     m.metadata.response_code = rcode;
     m.to_vec().ok()
 }

@@ -1,9 +1,9 @@
 //! The network's own names: `<dns>` records plus guest names, indexed for lookup.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 
-use hickory_proto::rr::rdata::{A, AAAA, PTR, SRV, TXT};
+use hickory_proto::rr::rdata::{A, AAAA, PTR, SOA, SRV, TXT};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 
 use crate::config::{Config, SrvRecord};
@@ -29,6 +29,11 @@ pub(crate) enum Lookup {
 pub(crate) struct LocalData {
     names: HashMap<String, Entry>,
     ptrs: HashMap<IpAddr, Vec<String>>,
+    /// The network's domain, when it has one: its apex has an SOA.
+    domain: Option<String>,
+    /// Names in the domain with local names below them but none of their own (the
+    /// apex, `_tcp.example.lan`): they exist, with no data (RFC 8020).
+    empty: HashSet<String>,
 }
 
 /// A guest name as dnsmasq registers a DHCP name: our domain suffix is dropped, and a foreign
@@ -83,7 +88,40 @@ impl LocalData {
                 .srvs
                 .push(s.clone());
         }
+        if let Some(dom) = &cfg.domain {
+            let dom = dom.trim_end_matches('.').to_ascii_lowercase();
+            d.empty.insert(dom.clone());
+            let suffix = format!(".{dom}");
+            for n in d.names.keys() {
+                let mut rest = n.as_str();
+                while let Some((_, parent)) = rest.split_once('.') {
+                    if !parent.ends_with(&suffix) {
+                        break;
+                    }
+                    d.empty.insert(parent.to_string());
+                    rest = parent;
+                }
+            }
+            d.empty.retain(|n| !d.names.contains_key(n));
+            d.domain = Some(dom);
+        }
         d
+    }
+
+    /// The SOA of the network's domain, for the authority section of negative answers
+    /// within it and for SOA queries at its apex. Serial 1 and a minimum of `ttl`:
+    /// names come and go with leases, so negative answers are not to be cached longer
+    /// than positive ones.
+    pub(crate) fn soa_for(&self, key: &str, ttl: u32) -> Option<Record> {
+        let dom = self.domain.as_deref()?;
+        if key != dom && !key.ends_with(&format!(".{dom}")) {
+            return None;
+        }
+        let apex = name_of(dom)?;
+        let mname = name_of(&format!("kvnet.{dom}"))?;
+        let rname = name_of(&format!("hostmaster.{dom}"))?;
+        let soa = SOA::new(mname, rname, 1, 1200, 180, 1_209_600, ttl);
+        Some(Record::from_rdata(apex, ttl, RData::SOA(soa)))
     }
 
     fn add_addr(&mut self, name: &str, ip: IpAddr) {
@@ -144,6 +182,11 @@ impl LocalData {
                 }
             }
         }
+        if self.domain.as_deref() == Some(key) && (any || qtype == RecordType::SOA) {
+            exists = true;
+            out.extend(self.soa_for(key, ttl));
+        }
+        exists |= self.empty.contains(key);
         match (exists, out.is_empty()) {
             (false, _) => Lookup::NotFound,
             (true, true) => Lookup::NoData,

@@ -64,8 +64,13 @@ fn local_only_domain_is_never_forwarded() {
     let mut e = with_resolv("<domain name='example.com' localOnly='yes'/>");
     let m = ask(&mut e, "nobody.example.com.", RecordType::A);
     assert_eq!(rcode(&m), ResponseCode::NXDomain);
+    // The apex exists (RFC 8020): its SOA is answered, and the NXDOMAIN carries it.
     let m = ask(&mut e, "example.com.", RecordType::SOA);
-    assert_eq!(rcode(&m), ResponseCode::NXDomain);
+    assert_eq!(rcode(&m), ResponseCode::NoError);
+    assert_eq!(m.answers.len(), 1);
+    assert_eq!(m.answers[0].record_type(), RecordType::SOA);
+    let m = ask(&mut e, "nobody.example.com.", RecordType::A);
+    assert_eq!(m.authorities.len(), 1, "{m:?}");
     assert_eq!(e.pending_len(), 0);
     assert_eq!(upstream_of(&mut e, "www.example.org."), Some(sa(R1)));
     // Without localOnly the domain is forwarded.

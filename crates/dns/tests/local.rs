@@ -91,12 +91,50 @@ fn flags_id_and_ttl() {
     assert!(!m.metadata.truncation);
     assert_eq!(m.answers[0].ttl, 0);
 
-    // RA mirrors RD.
+    // RA is set whatever RD was: the server does recurse for its clients.
     let mut q = query_msg(9, "vm1.", RecordType::A);
     q.metadata.recursion_desired = false;
     let m = answer_of(e.handle_query(now0(), client(), &q.to_vec().unwrap()));
-    assert!(!m.metadata.recursion_available);
+    assert!(m.metadata.recursion_available);
     assert!(m.metadata.authoritative);
+}
+
+#[test]
+fn the_do_bit_is_echoed() {
+    let mut e = with_guests(DOMAIN);
+    for dnssec_ok in [false, true] {
+        let mut q = query_msg(9, "vm1.", RecordType::A);
+        let mut edns = hickory_proto::op::Edns::new();
+        edns.set_dnssec_ok(dnssec_ok);
+        q.edns = Some(edns);
+        let m = answer_of(e.handle_query(now0(), client(), &q.to_vec().unwrap()));
+        assert_eq!(m.edns.expect("EDNS answered").flags().dnssec_ok, dnssec_ok);
+    }
+}
+
+#[test]
+fn the_apex_and_empty_non_terminals_exist_with_no_data() {
+    let mut e = with_guests(
+        "<domain name='example.lan' localOnly='yes'/>\
+         <dns><srv service='http' protocol='tcp' domain='example.lan' target='web' port='80'/></dns>",
+    );
+    // RFC 8020: names with names below them are NOERROR/NODATA, with the SOA.
+    for name in ["example.lan.", "_tcp.example.lan."] {
+        let m = ask(&mut e, name, RecordType::A);
+        assert_eq!(m.metadata.response_code, ResponseCode::NoError, "{name}");
+        assert!(m.answers.is_empty(), "{name}");
+        assert_eq!(m.authorities[0].record_type(), RecordType::SOA, "{name}");
+    }
+    let m = ask(&mut e, "_http._tcp.example.lan.", RecordType::SRV);
+    assert_eq!(m.answers.len(), 1);
+    // Below a name that does not exist: NXDOMAIN, with the SOA.
+    let m = ask(&mut e, "x._udp.example.lan.", RecordType::A);
+    assert_eq!(m.metadata.response_code, ResponseCode::NXDomain);
+    assert_eq!(m.authorities[0].record_type(), RecordType::SOA);
+    // The SOA of the local domain, when asked.
+    let m = ask(&mut e, "example.lan.", RecordType::SOA);
+    assert_eq!(m.answers.len(), 1);
+    assert_eq!(m.answers[0].record_type(), RecordType::SOA);
 }
 
 #[test]
