@@ -2,10 +2,13 @@
 //! busybox tftp with and without blksize, a client of the test's own for the options
 //! busybox does not send (tsize, timeout), escapes from the root refused with an ERROR,
 //! write requests refused, the per-client limit, and port 69 heard on the bridge only.
-//! Root only.
+//! And PXE end to end: a QEMU guest with no kernel boots through its NIC's iPXE ROM
+//! from kvnet's DHCP boot file and TFTP alone. Root only.
 
+mod guest;
 mod lab;
 
+use guest::{Guest, Image};
 use kvnet_host::testns::TestNs;
 use kvnet_tftp::packet;
 use lab::*;
@@ -339,4 +342,73 @@ fn one_client_gets_eight_transfers_at_once_and_port_69_is_on_the_bridge_only() {
         assert!(l.contains("192.168.150.1%kvpxe0:69"), "{out}");
     }
     assert!(!out.is_empty());
+}
+
+/// TCG on two busy cores, a 14 MB kernel over TFTP included: generous, the waits return
+/// as soon as the line is there.
+const PXE_BOOT: Duration = Duration::from_secs(360);
+
+/// A guest with no kernel on QEMU's command line: SeaBIOS boots the virtio NIC's iPXE
+/// ROM, which takes a DHCP lease from kvnet with boot file `boot.ipxe` (`<bootp
+/// file>`) and next-server kvnet (`<tftp root>`), fetches that script over TFTP and
+/// runs it: the kernel and initramfs of the other guest tests, over TFTP too. The
+/// guest's own DHCP client then reports its lease on the serial console.
+#[test]
+#[ignore = "needs root"]
+fn qemu_guest_without_a_kernel_boots_through_ipxe_from_kvnet_dhcp_and_tftp() {
+    let test = "qemu_guest_without_a_kernel_boots_through_ipxe_from_kvnet_dhcp_and_tftp";
+    let img = Image::find(test);
+    let rom = Path::new("/usr/lib/ipxe/qemu/efi-virtio.rom");
+    assert!(
+        rom.exists(),
+        "{test}: {} missing (package ipxe-qemu, which qemu-system-x86 depends on)",
+        rom.display()
+    );
+    let tree = Tree::new("pxe");
+    let name = "vm-pxe";
+    tree.file(
+        "boot.ipxe",
+        format!(
+            "#!ipxe\n\
+             kernel tftp://${{next-server}}/vmlinuz {}\n\
+             initrd tftp://${{next-server}}/initrd.gz\n\
+             boot\n",
+            guest::cmdline(name)
+        )
+        .as_bytes(),
+    );
+    for (from, to) in [(&img.kernel, "vmlinuz"), (&img.initrd, "initrd.gz")] {
+        std::fs::copy(from, tree.root.join(to)).expect("copy into the TFTP root");
+        std::fs::set_permissions(tree.root.join(to), PermissionsExt::from_mode(0o644))
+            .expect("chmod");
+    }
+    let lab = Lab::new();
+    lab.define_and_start(&pxe_xml(&tree.root));
+    let mac = guest::mac();
+    let netdev = guest::tap(&lab.host, "kvtap0", "kvpxe0");
+    let mut g = Guest::pxe(&lab.host, name, &guest::nic(&netdev, &mac));
+    let lease = g.lease(PXE_BOOT);
+    let log = lab.daemon.log();
+    eprintln!(
+        "PXE guest: lease {}/{} {:.1} s after QEMU started (guest uptime {} s)",
+        lease.ip,
+        lease.prefix,
+        lease.boot_to_lease.as_secs_f64(),
+        lease.guest_uptime
+    );
+    for l in log.lines().filter(|l| l.contains("TFTP")) {
+        eprintln!("{l}");
+    }
+    assert_eq!(&lease.ip.octets()[..3], &[192, 168, 150], "{lease:?}");
+    assert_eq!(lease.router, SERVER, "{lease:?}");
+    // Everything came from kvnet: the script, the kernel and the initramfs.
+    for f in ["boot.ipxe", "vmlinuz", "initrd.gz"] {
+        assert!(
+            log.contains(&format!("TFTP sent \"{f}\" to {}", lease.ip)),
+            "{f} not sent:\n{log}"
+        );
+    }
+    let (ok, out) = lab.cli(&["net-dhcp-leases", "pxe"]);
+    assert!(ok && out.contains(&mac) && out.contains(name), "{out}");
+    g.kill();
 }
