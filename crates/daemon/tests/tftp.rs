@@ -175,8 +175,14 @@ fn busybox_fetches_files_with_and_without_blksize() {
     let dir = temp_dir("tftp-get", g);
 
     let t = Instant::now();
-    assert_eq!(busybox_get(g, &dir, "boot.ipxe", "").as_deref(), Ok(&small[..]));
-    assert_eq!(busybox_get(g, &dir, "/sub/kernel", "").as_deref(), Ok(&big[..]));
+    assert_eq!(
+        busybox_get(g, &dir, "boot.ipxe", "").as_deref(),
+        Ok(&small[..])
+    );
+    assert_eq!(
+        busybox_get(g, &dir, "/sub/kernel", "").as_deref(),
+        Ok(&big[..])
+    );
     let plain = t.elapsed();
     let t = Instant::now();
     assert_eq!(
@@ -184,9 +190,17 @@ fn busybox_fetches_files_with_and_without_blksize() {
         Ok(&big[..])
     );
     let large = t.elapsed();
-    assert_eq!(busybox_get(g, &dir, "vmlinuz", "-b 1024").as_deref(), Ok(&big[..]));
-    assert_eq!(busybox_get(g, &dir, "boot.ipxe", "-b 600").as_deref(), Ok(&small[..]));
-    eprintln!("3 MiB: {plain:?} in 512-byte blocks (with 1000 bytes), {large:?} in 1468-byte blocks");
+    assert_eq!(
+        busybox_get(g, &dir, "vmlinuz", "-b 1024").as_deref(),
+        Ok(&big[..])
+    );
+    assert_eq!(
+        busybox_get(g, &dir, "boot.ipxe", "-b 600").as_deref(),
+        Ok(&small[..])
+    );
+    eprintln!(
+        "3 MiB: {plain:?} in 512-byte blocks (with 1000 bytes), {large:?} in 1468-byte blocks"
+    );
     let log = lab.daemon.log();
     assert!(
         log.contains("TFTP sent \"sub/kernel\" to 192.168.150.10")
@@ -218,10 +232,11 @@ fn options_are_negotiated_as_rfcs_2347_to_2349_say() {
         )
         .expect("transfer");
         assert_eq!(got, data);
-        let want: Vec<(String, String)> = [("tsize", "100000"), ("blksize", "1468"), ("timeout", "2")]
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        let want: Vec<(String, String)> =
+            [("tsize", "100000"), ("blksize", "1468"), ("timeout", "2")]
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
         assert_eq!(oack, want);
         // No option: no OACK, RFC 1350 blocks.
         let (oack, got) = fetch_raw(&sock, "f", &[]).expect("transfer");

@@ -65,11 +65,9 @@ mod tests {
         std::fs::create_dir_all(root.join("sub")).unwrap();
         std::fs::write(base.join("secret"), "outside").unwrap();
         std::fs::write(root.join("sub/file"), "inside").unwrap();
-        std::fs::set_permissions(root.join("sub/file"), PermissionsExt::from_mode(0o644))
-            .unwrap();
+        std::fs::set_permissions(root.join("sub/file"), PermissionsExt::from_mode(0o644)).unwrap();
         std::fs::write(root.join("private"), "x").unwrap();
-        std::fs::set_permissions(root.join("private"), PermissionsExt::from_mode(0o600))
-            .unwrap();
+        std::fs::set_permissions(root.join("private"), PermissionsExt::from_mode(0o600)).unwrap();
         symlink("sub/file", root.join("inner")).unwrap();
         symlink("../secret", root.join("outer")).unwrap();
         symlink("/etc/passwd", root.join("passwd")).unwrap();
@@ -84,7 +82,14 @@ mod tests {
         };
         assert_eq!(ok("sub/file"), "inside");
         assert_eq!(ok("inner"), "inside", "links inside are followed");
-        for rel in ["outer", "passwd", "magic", "../secret", "/etc/passwd", "sub/../../secret"] {
+        for rel in [
+            "outer",
+            "passwd",
+            "magic",
+            "../secret",
+            "/etc/passwd",
+            "sub/../../secret",
+        ] {
             assert!(
                 matches!(open_file(&root, rel), Err(Refused::Denied(_))),
                 "{rel}: {:?}",
@@ -92,9 +97,15 @@ mod tests {
             );
         }
         assert!(matches!(open_file(&root, "sub"), Err(Refused::Denied(_))));
-        assert!(matches!(open_file(&root, "private"), Err(Refused::Denied(_))));
+        assert!(matches!(
+            open_file(&root, "private"),
+            Err(Refused::Denied(_))
+        ));
         assert!(matches!(open_file(&root, "nope"), Err(Refused::NotFound)));
-        assert!(matches!(open_file(&root, "sub/file/x"), Err(Refused::NotFound)));
+        assert!(matches!(
+            open_file(&root, "sub/file/x"),
+            Err(Refused::NotFound)
+        ));
         std::fs::remove_dir_all(&base).unwrap();
     }
 }

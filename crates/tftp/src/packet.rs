@@ -58,7 +58,10 @@ pub struct Request {
 pub enum Packet {
     Request(Request),
     Ack(u16),
-    Error { code: u16, message: String },
+    Error {
+        code: u16,
+        message: String,
+    },
     /// DATA or OACK: never sent to a read-only server; the transfer ignores them.
     Other(u16),
 }

@@ -16,7 +16,10 @@ fn requests_of_real_clients() {
     assert_eq!(r.mode, Mode::Octet);
     assert_eq!(
         r.options,
-        [("blksize".into(), "1432".into()), ("tsize".into(), "0".into())]
+        [
+            ("blksize".into(), "1432".into()),
+            ("tsize".into(), "0".into())
+        ]
     );
     // tftp-hpa's default mode, upper case; option names are case-insensitive.
     let p = packet::rrq("a.txt", "NetASCII", &[("BLKSIZE", "512"), ("blksize", "9")]);

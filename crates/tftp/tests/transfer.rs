@@ -27,8 +27,14 @@ fn data_of(p: &[u8]) -> (u16, &[u8]) {
 fn fetch(mode: &str, options: &[(&str, &str)], file: &[u8]) -> Vec<u8> {
     let now = Instant::now();
     let r = req(mode, options);
-    let mut t = Transfer::start(&r, Cursor::new(file.to_vec()), file.len() as u64, &cfg(), now)
-        .expect("start");
+    let mut t = Transfer::start(
+        &r,
+        Cursor::new(file.to_vec()),
+        file.len() as u64,
+        &cfg(),
+        now,
+    )
+    .expect("start");
     let mut got = Vec::new();
     if t.packet()[1] == 6 {
         assert_eq!(t.on_packet(&packet::ack(0), now), Step::Send);
@@ -48,7 +54,11 @@ fn fetch(mode: &str, options: &[(&str, &str)], file: &[u8]) -> Vec<u8> {
 fn mtu_bounds_the_block_size() {
     assert_eq!(Config::for_mtu(1500).max_blksize, 1468);
     assert_eq!(Config::for_mtu(9000).max_blksize, 8968);
-    assert_eq!(Config::for_mtu(100).max_blksize, 512, "never below RFC 1350's");
+    assert_eq!(
+        Config::for_mtu(100).max_blksize,
+        512,
+        "never below RFC 1350's"
+    );
     assert_eq!(Config::for_mtu(u32::MAX).max_blksize, 65464);
 }
 
@@ -56,7 +66,10 @@ fn mtu_bounds_the_block_size() {
 fn negotiation() {
     let c = cfg();
     let n = negotiate(
-        &req("octet", &[("blksize", "1432"), ("tsize", "0"), ("timeout", "3")]),
+        &req(
+            "octet",
+            &[("blksize", "1432"), ("tsize", "0"), ("timeout", "3")],
+        ),
         Some(1234),
         &c,
     );
@@ -88,7 +101,11 @@ fn negotiation() {
         assert_eq!(n.timeout, c.timeout);
     }
     // Size unknown (netascii): tsize not acknowledged.
-    assert!(negotiate(&req("octet", &[("tsize", "0")]), None, &c).oack.is_empty());
+    assert!(
+        negotiate(&req("octet", &[("tsize", "0")]), None, &c)
+            .oack
+            .is_empty()
+    );
 }
 
 #[test]
@@ -109,7 +126,10 @@ fn options_give_an_oack_first() {
     assert_eq!(t.packet(), b"\0\x06blksize\x001000\0tsize\x002500\0");
     assert_eq!(t.on_packet(&packet::ack(0), now), Step::Send);
     assert_eq!(data_of(t.packet()), (1, &[1u8; 1000][..]));
-    assert_eq!(fetch("octet", &[("blksize", "1000")], &[1; 2500]).len(), 2500);
+    assert_eq!(
+        fetch("octet", &[("blksize", "1000")], &[1; 2500]).len(),
+        2500
+    );
 }
 
 #[test]
@@ -118,7 +138,10 @@ fn the_client_may_refuse_the_options() {
     let r = req("octet", &[("tsize", "0")]);
     let mut t = Transfer::start(&r, Cursor::new(vec![1u8; 10]), 10, &cfg(), now).unwrap();
     let refused = packet::error(ErrorCode::OptionRefused, "no");
-    assert!(matches!(t.on_packet(&refused, now), Step::Fail { reply: None, .. }));
+    assert!(matches!(
+        t.on_packet(&refused, now),
+        Step::Fail { reply: None, .. }
+    ));
 }
 
 #[test]
@@ -151,7 +174,13 @@ fn duplicate_acks_are_not_answered() {
     let mut t = Transfer::start(&r, Cursor::new(vec![0u8; 2000]), 2000, &cfg(), now).unwrap();
     assert_eq!(t.on_packet(&packet::ack(1), now), Step::Send);
     assert_eq!(data_of(t.packet()).0, 2);
-    for junk in [packet::ack(1), packet::ack(0), packet::ack(3), vec![0, 3, 0, 1], vec![1]] {
+    for junk in [
+        packet::ack(1),
+        packet::ack(0),
+        packet::ack(3),
+        vec![0, 3, 0, 1],
+        vec![1],
+    ] {
         assert_eq!(t.on_packet(&junk, now), Step::Wait, "{junk:?}");
     }
     assert_eq!(data_of(t.packet()).0, 2);
@@ -194,7 +223,10 @@ fn read_errors_end_with_an_error_packet() {
     assert!(String::from_utf8_lossy(&e).contains("disk on fire"));
     let mut t = Transfer::start(&req("octet", &[("tsize", "0")]), Failing, 1, &cfg(), now)
         .expect("the OACK reads nothing");
-    assert!(matches!(t.on_packet(&packet::ack(0), now), Step::Fail { reply: Some(_), .. }));
+    assert!(matches!(
+        t.on_packet(&packet::ack(0), now),
+        Step::Fail { reply: Some(_), .. }
+    ));
 }
 
 proptest! {

@@ -35,10 +35,12 @@ const PORT: u16 = 69;
 
 /// The IPv4 address with `<tftp root>` and its root.
 fn config(net: &Network) -> Option<(Ipv4Addr, PathBuf)> {
-    net.ips.iter().find_map(|ip| match (ip.address, &ip.tftp_root) {
-        (IpAddr::V4(a), Some(root)) => Some((a, PathBuf::from(root))),
-        _ => None,
-    })
+    net.ips
+        .iter()
+        .find_map(|ip| match (ip.address, &ip.tftp_root) {
+            (IpAddr::V4(a), Some(root)) => Some((a, PathBuf::from(root))),
+            _ => None,
+        })
 }
 
 /// The root must be an absolute path to a directory.
@@ -233,13 +235,7 @@ impl Drop for Slot {
 }
 
 /// One transfer, from its own port on the bridge address.
-async fn transfer(
-    slot: Slot,
-    req: Request,
-    file: std::fs::File,
-    size: u64,
-    client: SocketAddrV4,
-) {
+async fn transfer(slot: Slot, req: Request, file: std::fs::File, size: u64, client: SocketAddrV4) {
     let shell = &slot.shell;
     let sock = match transfer_socket(shell, client) {
         Ok(s) => s,

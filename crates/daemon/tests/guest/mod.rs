@@ -200,7 +200,12 @@ impl Guest {
             append.push_str(&format!(" kvnet.{k}={v}"));
         }
         let mut args: Vec<String> = vec!["-kernel".into(), path(&img.kernel)];
-        args.extend(["-initrd".into(), path(&img.initrd), "-append".into(), append]);
+        args.extend([
+            "-initrd".into(),
+            path(&img.initrd),
+            "-append".into(),
+            append,
+        ]);
         args.extend(net);
         Guest::spawn(ns, name, &args, env, wrap)
     }
@@ -209,9 +214,7 @@ impl Guest {
     /// arguments, as for [`Guest::boot`]) through its iPXE option ROM, from what DHCP
     /// and TFTP give it. SeaBIOS and iPXE write to the serial console too.
     pub fn pxe(ns: &TestNs, name: &str, net: &[String]) -> Guest {
-        let mut args: Vec<String> = ["-boot", "n"]
-            .map(String::from)
-            .to_vec();
+        let mut args: Vec<String> = ["-boot", "n"].map(String::from).to_vec();
         args.extend(net.iter().cloned());
         Guest::spawn(ns, name, &args, &[], &[])
     }
