@@ -359,6 +359,89 @@ fn one_client_gets_eight_transfers_at_once_and_port_69_is_on_the_bridge_only() {
     assert!(!out.is_empty());
 }
 
+/// Malformed datagrams on port 69 (and junk on a transfer's port): requests that cannot
+/// be read get an ERROR, anything else nothing; the server goes on serving.
+#[test]
+#[ignore = "needs root"]
+fn malformed_packets_get_an_error_or_nothing_and_the_server_goes_on() {
+    let tree = Tree::new("junk");
+    let data = pattern(5000, 5);
+    tree.file("f", &data);
+    let (lab, g) = lab_with_tree(&tree);
+    lab.guests[g].run(|| {
+        let sock = UdpSocket::bind("0.0.0.0:0").expect("bind");
+        sock.set_read_timeout(Some(Duration::from_millis(300)))
+            .unwrap();
+        let to = format!("{SERVER}:69");
+        let mut buf = [0u8; 1024];
+        let mut reply = |p: &[u8]| -> Option<(u16, String)> {
+            sock.send_to(p, &to).unwrap();
+            let (n, _) = sock.recv_from(&mut buf).ok()?;
+            assert_eq!(buf[1], 5, "only ERRORs: {:?}", &buf[..n]);
+            let code = u16::from_be_bytes([buf[2], buf[3]]);
+            Some((code, String::from_utf8_lossy(&buf[4..n - 1]).into_owned()))
+        };
+        let long = packet::rrq(&"a".repeat(600), "octet", &[]);
+        for (p, want) in [
+            (&b"\0\x01f\0mail\0"[..], Some(4)),
+            (b"\0\x01f\0octet", Some(0)),
+            (b"\0\x01\0octet\0", Some(0)),
+            (b"\0\x01f\xff\0octet\0", Some(0)),
+            (b"\0\x01f\0octet\0blksize\0", Some(0)),
+            (&long, Some(0)),
+            (b"\0\x09", Some(4)),
+            // Not requests: no answer.
+            (b"\0", None),
+            (b"\0\x04\0\x01", None),
+            (b"\0\x05\0\x00oops\0", None),
+            (b"\0\x03\0\x01data", None),
+        ] {
+            assert_eq!(reply(p).map(|r| r.0), want, "{p:?}");
+        }
+        // A thousand datagrams of random bytes.
+        let mut x: u32 = 12345;
+        for i in 0..1000 {
+            let len = i % 700;
+            let junk: Vec<u8> = (0..len)
+                .map(|_| {
+                    x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
+                    (x >> 16) as u8
+                })
+                .collect();
+            sock.send_to(&junk, &to).unwrap();
+        }
+        // Junk on a transfer's own port neither stalls nor ends it.
+        let t = UdpSocket::bind("0.0.0.0:0").expect("bind");
+        t.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        t.send_to(&packet::rrq("f", "octet", &[]), &to).unwrap();
+        let (_, server) = t.recv_from(&mut buf).expect("DATA 1");
+        for junk in [
+            &b"\0\x01f\0octet\0"[..],
+            b"\0\x04\x12\x34",
+            b"x",
+            b"\0\x03\0\x01",
+        ] {
+            t.send_to(junk, server).unwrap();
+        }
+        let mut got = buf[4..516].to_vec();
+        t.send_to(&packet::ack(1), server).unwrap();
+        loop {
+            let (n, _) = t.recv_from(&mut buf).expect("DATA");
+            let block = u16::from_be_bytes([buf[2], buf[3]]);
+            got.extend_from_slice(&buf[4..n]);
+            t.send_to(&packet::ack(block), server).unwrap();
+            if n < 516 {
+                break;
+            }
+        }
+        assert_eq!(got, data);
+        // (A fresh socket: the first still holds the ERRORs the junk earned.)
+        let fresh = UdpSocket::bind("0.0.0.0:0").expect("bind");
+        let (_, again) = fetch_raw(&fresh, "f", &[("tsize", "0")]).expect("still serving");
+        assert_eq!(again, data);
+    });
+}
+
 /// TCG on two busy cores, a 14 MB kernel over TFTP included: generous, the waits return
 /// as soon as the line is there.
 const PXE_BOOT: Duration = Duration::from_secs(360);
