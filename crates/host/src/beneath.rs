@@ -97,6 +97,9 @@ mod tests {
             );
         }
         assert!(matches!(open_file(&root, "sub"), Err(Refused::Denied(_))));
+        // Not opened for reading and blocked on: refused at once.
+        nix::unistd::mkfifo(&root.join("fifo"), Mode::from_bits_truncate(0o644)).unwrap();
+        assert!(matches!(open_file(&root, "fifo"), Err(Refused::Denied(_))));
         assert!(matches!(
             open_file(&root, "private"),
             Err(Refused::Denied(_))
