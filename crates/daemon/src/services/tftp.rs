@@ -157,6 +157,12 @@ impl Shell {
         from: SocketAddrV4,
         transfers: &mut JoinSet<()>,
     ) -> Option<Vec<u8>> {
+        let ip = from.ip();
+        // No transfer can reach such a source (and connecting to 0.0.0.0 would reach
+        // the host itself): not answered.
+        if ip.is_unspecified() || ip.is_broadcast() || ip.is_multicast() || from.port() == 0 {
+            return None;
+        }
         let refuse = |code, why: &str, file: &str| {
             debug!(network = %self.name, "TFTP request from {from} for {file:?} refused: {why}");
             Some(packet::error(code, why))
@@ -178,7 +184,7 @@ impl Shell {
             );
         }
         // Taken before the file is opened; given back if it is not.
-        let client = IpAddr::V4(*from.ip());
+        let client = IpAddr::V4(*ip);
         if let Err(busy) = lock(&self.slots).admit(client) {
             return refuse(
                 ErrorCode::Undefined,
