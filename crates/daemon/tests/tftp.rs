@@ -9,6 +9,7 @@ mod guest;
 mod lab;
 
 use guest::{Guest, Image};
+use kvnet_api::request as req;
 use kvnet_host::testns::TestNs;
 use kvnet_tftp::packet;
 use lab::*;
@@ -357,6 +358,41 @@ fn one_client_gets_eight_transfers_at_once_and_port_69_is_on_the_bridge_only() {
         assert!(l.contains("192.168.150.1%kvpxe0:69"), "{out}");
     }
     assert!(!out.is_empty());
+}
+
+/// A root that is missing, not a directory or relative: the network starts without
+/// TFTP and the start says why; DHCP still names kvnet as next server.
+#[test]
+#[ignore = "needs root"]
+fn a_root_that_cannot_be_served_leaves_the_network_up_without_tftp() {
+    let tree = Tree::new("noroot");
+    tree.file("plain", b"a file");
+    let lab = Lab::new();
+    for (root, why) in [
+        (tree.root.join("missing"), "No such file or directory"),
+        (tree.root.join("plain"), "is not a directory"),
+        (PathBuf::from("relative/dir"), "is not an absolute path"),
+    ] {
+        lab.ok(req::Define {
+            xml: pxe_xml(&root),
+        });
+        let r = lab.ok(req::Start {
+            network: "pxe".into(),
+        });
+        assert!(
+            r.warnings
+                .iter()
+                .any(|w| w.contains("TFTP server not started") && w.contains(why)),
+            "{root:?}: {:?}",
+            r.warnings
+        );
+        let (ok, out) = sh(&lab.host, "ss -Huan 'sport = :69'");
+        assert!(ok && out.trim().is_empty(), "{out}");
+        lab.ok(req::Destroy {
+            network: "pxe".into(),
+            wait: true,
+        });
+    }
 }
 
 /// Malformed datagrams on port 69 (and junk on a transfer's port): requests that cannot
