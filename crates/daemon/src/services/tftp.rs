@@ -32,6 +32,8 @@ use tokio::task::{JoinHandle, JoinSet};
 use tracing::{debug, info, warn};
 
 const PORT: u16 = 69;
+/// Requests queue here while the task is busy, e.g. under a flood of junk from a guest.
+const RCVBUF: usize = 1 << 20;
 
 /// The IPv4 address with `<tftp root>` and its root.
 fn config(net: &Network) -> Option<(Ipv4Addr, PathBuf)> {
@@ -88,7 +90,9 @@ impl NetService for Tftp {
     fn start(ctx: &Ctx) -> Result<Tftp> {
         let (addr, root) = config(ctx.net).context("the network has no <tftp root>")?;
         check_root(&root)?;
-        let fd = DeviceSocket::udp(ctx.bridge, SocketAddr::from((addr, PORT))).bind()?;
+        let fd = DeviceSocket::udp(ctx.bridge, SocketAddr::from((addr, PORT)))
+            .rcvbuf(RCVBUF)
+            .bind()?;
         let sock = UdpSocket::from_std(std::net::UdpSocket::from(fd))
             .context("register the TFTP socket")?;
         let shell = Arc::new(Shell {
