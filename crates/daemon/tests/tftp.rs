@@ -95,13 +95,15 @@ type Fetched = Result<(Vec<(String, String)>, Vec<u8>), (u16, String)>;
 
 /// Read `remote` with `options`, acking every block, from `sock` (in the guest).
 fn fetch_raw(sock: &UdpSocket, remote: &str, options: &[(&str, &str)]) -> Fetched {
+    fetch_mode(sock, remote, "octet", options)
+}
+
+/// [`fetch_raw`] in transfer mode `mode`.
+fn fetch_mode(sock: &UdpSocket, remote: &str, mode: &str, options: &[(&str, &str)]) -> Fetched {
     sock.set_read_timeout(Some(Duration::from_secs(10)))
         .expect("timeout");
-    sock.send_to(
-        &packet::rrq(remote, "octet", options),
-        format!("{SERVER}:69"),
-    )
-    .expect("send RRQ");
+    sock.send_to(&packet::rrq(remote, mode, options), format!("{SERVER}:69"))
+        .expect("send RRQ");
     receive(sock, None)
 }
 
@@ -233,9 +235,16 @@ fn options_are_negotiated_as_rfcs_2347_to_2349_say() {
     let tree = Tree::new("opts");
     let data = pattern(100_000, 3);
     tree.file("f", &data);
+    tree.file("text", b"line\nCR\rCRLF\r\n");
     let (lab, g) = lab_with_tree(&tree);
     lab.guests[g].run(|| {
         let sock = UdpSocket::bind("0.0.0.0:0").expect("bind");
+        // netascii: line ends as NVT-ASCII; the size on the wire is not the file's, so
+        // tsize is not acknowledged.
+        let (oack, got) =
+            fetch_mode(&sock, "text", "netascii", &[("tsize", "0")]).expect("transfer");
+        assert!(oack.is_empty(), "{oack:?}");
+        assert_eq!(got, b"line\r\nCR\r\0CRLF\r\0\r\n");
         // tsize answers the size; blksize beyond the MTU (1500) is cut to what fits;
         // timeout is taken; unknown options are left out.
         let (oack, got) = fetch_raw(
