@@ -188,6 +188,11 @@ fn dockers_drop_is_lifted_for_kvnets_bridge_and_the_rules_come_back_after_a_flus
     );
 }
 
+/// The ufw tests run one at a time: ufw and iptables share state across namespaces
+/// (the xtables lock in /run), and one's `ufw enable` during the other's `ufw reload`
+/// is a coincidence nobody needs to test.
+static UFW: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// ufw enabled in the lab's host namespace, its configuration a private copy (the
 /// directory returned).
 fn enable_ufw(lab: &Lab) -> std::path::PathBuf {
@@ -210,6 +215,7 @@ fn enable_ufw(lab: &Lab) -> std::path::PathBuf {
 #[test]
 #[ignore = "needs root"]
 fn ufws_default_deny_is_lifted_for_tftp() {
+    let _one_at_a_time = UFW.lock().unwrap_or_else(|e| e.into_inner());
     have("ufw", "ufw");
     have("iptables-nft", "iptables");
     have("busybox", "busybox-static");
@@ -255,6 +261,7 @@ fn ufws_default_deny_is_lifted_for_tftp() {
 #[test]
 #[ignore = "needs root"]
 fn ufws_default_deny_is_lifted_for_dhcp_dns_and_forwarding() {
+    let _one_at_a_time = UFW.lock().unwrap_or_else(|e| e.into_inner());
     have("ufw", "ufw");
     have("iptables-nft", "iptables");
     have("dig", "dnsutils");
