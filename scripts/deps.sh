@@ -7,7 +7,7 @@
 set -euo pipefail
 run_pkgs=(nftables iproute2 procps libcap2-bin)
 # busybox-static (not busybox, they conflict) gives the DHCP tests `busybox udhcpc` and
-# the QEMU guests their whole userland; cpio and gzip build the guests' initramfs;
+# the QEMU guests their whole userland (and the TFTP tests `busybox tftp`); cpio and gzip build the guests' initramfs;
 # isc-dhcp-client and dhcpcd-base are the other real DHCP clients the tests run; ndisc6
 # gives the router advertisement tests rdisc6, which solicits and prints an RA's fields.
 # iptables (Docker's rules, iptables-nft), ufw and firewalld (run on a private D-Bus by
@@ -15,7 +15,9 @@ run_pkgs=(nftables iproute2 procps libcap2-bin)
 # leaves it disabled; firewalld's starts and enables it where systemd runs, which would
 # firewall the host: a policy-rc.d forbids the start during the install, and it is
 # disabled afterwards. systemd gives systemd-analyze, which checks kvnetd's units.
-test_pkgs=(iputils-ping python3 busybox-static dnsutils qemu-system-x86 cpio gzip
+# ipxe-qemu (a dependency of qemu-system-x86, named for clarity) has the NIC option ROMs
+# the PXE guest boots through.
+test_pkgs=(iputils-ping python3 busybox-static dnsutils qemu-system-x86 ipxe-qemu cpio gzip
   isc-dhcp-client dhcpcd-base ndisc6 iptables ufw firewalld dbus-daemon systemd)
 mode="${1:-run}"
 want=("${run_pkgs[@]}")

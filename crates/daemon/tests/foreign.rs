@@ -188,14 +188,14 @@ fn dockers_drop_is_lifted_for_kvnets_bridge_and_the_rules_come_back_after_a_flus
     );
 }
 
-#[test]
-#[ignore = "needs root"]
-fn ufws_default_deny_is_lifted_for_dhcp_dns_and_forwarding() {
-    have("ufw", "ufw");
-    have("iptables-nft", "iptables");
-    have("dig", "dnsutils");
-    let mut lab = Lab::new();
-    // ufw on the host namespace, its configuration a private copy.
+/// The ufw tests run one at a time: ufw and iptables share state across namespaces
+/// (the xtables lock in /run), and one's `ufw enable` during the other's `ufw reload`
+/// is a coincidence nobody needs to test.
+static UFW: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// ufw enabled in the lab's host namespace, its configuration a private copy (the
+/// directory returned).
+fn enable_ufw(lab: &Lab) -> std::path::PathBuf {
     let etc = temp_dir("ufw", &lab.host);
     let (ok, out) = sh(
         &lab.host,
@@ -205,7 +205,68 @@ fn ufws_default_deny_is_lifted_for_dhcp_dns_and_forwarding() {
         ),
     );
     assert!(ok, "ufw enable: {out}");
-    assert!(iptables_s(&lab, "INPUT").contains("-P INPUT DROP"));
+    assert!(iptables_s(lab, "INPUT").contains("-P INPUT DROP"));
+    etc
+}
+
+/// TFTP through ufw's INPUT deny: kvnet's accept for port 69 on the bridge lets the
+/// request in; the transfer's ACKs come back to kvnetd's own port as established
+/// traffic, which ufw accepts.
+#[test]
+#[ignore = "needs root"]
+fn ufws_default_deny_is_lifted_for_tftp() {
+    let _one_at_a_time = UFW.lock().unwrap_or_else(|e| e.into_inner());
+    have("ufw", "ufw");
+    have("iptables-nft", "iptables");
+    have("busybox", "busybox-static");
+    let mut lab = Lab::new();
+    let etc = enable_ufw(&lab);
+    let root = temp_dir("tftp-ufw", &lab.host);
+    std::fs::set_permissions(&root, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("chmod");
+    let data: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+    std::fs::write(root.join("f"), &data).expect("file");
+    std::fs::set_permissions(
+        root.join("f"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o644),
+    )
+    .expect("chmod");
+    lab.define_and_start(&format!(
+        "<network><name>pxe</name><forward mode='nat'/><bridge name='{BR}'/>\
+         <ip address='192.168.150.1' netmask='255.255.255.0'><tftp root='{}'/></ip></network>",
+        root.display()
+    ));
+    let input = iptables_s(&lab, "INPUT");
+    assert!(
+        input.contains("--dport 69") && input.contains("kvnet: pxe tftp"),
+        "{input}"
+    );
+    let g = lab.guest(BR, "192.168.150.10", "192.168.150.1");
+    let got = root.join("got");
+    let (ok, out) = sh(
+        &lab.guests[g],
+        &format!(
+            "timeout 30 busybox tftp -g -b 1400 -r f -l {} 192.168.150.1",
+            got.display()
+        ),
+    );
+    assert!(ok, "TFTP through ufw: {out}\n{input}");
+    assert_eq!(std::fs::read(&got).expect("fetched"), data);
+    let (code, out) = doctor(&lab, &["pxe"]);
+    assert_eq!(code, Some(0), "{out}");
+    let _ = std::fs::remove_dir_all(&root);
+    let _ = std::fs::remove_dir_all(&etc);
+}
+
+#[test]
+#[ignore = "needs root"]
+fn ufws_default_deny_is_lifted_for_dhcp_dns_and_forwarding() {
+    let _one_at_a_time = UFW.lock().unwrap_or_else(|e| e.into_inner());
+    have("ufw", "ufw");
+    have("iptables-nft", "iptables");
+    have("dig", "dnsutils");
+    let mut lab = Lab::new();
+    let etc = enable_ufw(&lab);
     lab.define_and_start(&nat_xml());
     let g = lab.guest(BR, "192.168.150.10", "192.168.150.1");
     let (ok, out) = sh(

@@ -107,7 +107,7 @@ fn chain_for(traffic: Traffic, docker_user: bool) -> &'static str {
         Traffic::ForwardOut | Traffic::ForwardIn | Traffic::Cross if docker_user => DOCKER_USER,
         Traffic::ForwardOut | Traffic::ForwardIn | Traffic::Cross => "FORWARD",
         Traffic::DhcpReply => "OUTPUT",
-        Traffic::Dhcp | Traffic::Dhcp6 | Traffic::Dns | Traffic::DnsTcp => "INPUT",
+        Traffic::Dhcp | Traffic::Dhcp6 | Traffic::Dns | Traffic::DnsTcp | Traffic::Tftp => "INPUT",
     }
 }
 
@@ -209,11 +209,12 @@ pub fn candidates(fw: &FwNetwork, to: Target, traffic: Traffic) -> Vec<IptRule> 
         Traffic::Dhcp6 if v6 => vec![b().m("-i", br, "iifname").port("udp", 547).done()],
         Traffic::Dns => vec![b().m("-i", br, "iifname").port("udp", 53).done()],
         Traffic::DnsTcp => vec![b().m("-i", br, "iifname").port("tcp", 53).done()],
-        Traffic::Dhcp | Traffic::DhcpReply | Traffic::Dhcp6 => Vec::new(),
+        Traffic::Tftp if !v6 => vec![b().m("-i", br, "iifname").port("udp", 69).done()],
+        Traffic::Tftp | Traffic::Dhcp | Traffic::DhcpReply | Traffic::Dhcp6 => Vec::new(),
     }
 }
 
-const ALL: [Traffic; 8] = [
+const ALL: [Traffic; 9] = [
     Traffic::ForwardOut,
     Traffic::ForwardIn,
     Traffic::Cross,
@@ -222,6 +223,7 @@ const ALL: [Traffic; 8] = [
     Traffic::Dhcp6,
     Traffic::Dns,
     Traffic::DnsTcp,
+    Traffic::Tftp,
 ];
 
 /// What an iptables-nft rule matches, when it has the shape of kvnet's: only

@@ -33,6 +33,9 @@ pub enum Traffic {
     Dns,
     /// A DNS query to kvnetd, over TCP.
     DnsTcp,
+    /// A TFTP read request to kvnetd (port 69; the transfer itself runs from a port
+    /// kvnetd opened, so its ACKs come back as established traffic).
+    Tftp,
 }
 
 impl Traffic {
@@ -46,6 +49,7 @@ impl Traffic {
             Traffic::Dhcp6 => "DHCPv6 requests",
             Traffic::Dns => "DNS (udp)",
             Traffic::DnsTcp => "DNS (tcp)",
+            Traffic::Tftp => "TFTP requests",
         }
     }
 
@@ -60,6 +64,7 @@ impl Traffic {
             Traffic::Dhcp6 => "dhcpv6",
             Traffic::Dns => "dns",
             Traffic::DnsTcp => "dns-tcp",
+            Traffic::Tftp => "tftp",
         }
     }
 }
@@ -229,6 +234,9 @@ pub fn probes(fw: &FwNetwork, brnf: BridgeNf) -> Vec<Probe> {
         if fw.dns {
             out.push(service(Traffic::Dns, UDP, 40000, 53));
             out.push(service(Traffic::DnsTcp, TCP, 40000, 53));
+        }
+        if !v6 && fw.tftp {
+            out.push(service(Traffic::Tftp, UDP, 40000, 69));
         }
         if !v6 && fw.dhcpv4 {
             out.push(Probe {

@@ -10,6 +10,7 @@
 //! [`link::mac`], which reads sysfs.
 
 pub mod arp;
+pub mod beneath;
 pub mod bgclose;
 mod error;
 pub mod firewalld;

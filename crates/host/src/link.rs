@@ -1,4 +1,4 @@
-//! A link's current MAC without a netlink round trip, and the MAC text form.
+//! A link's current MAC and MTU without a netlink round trip, and the MAC text form.
 
 /// The current MAC of link `name` (`/sys/class/net/NAME/address`); none when the link
 /// does not exist or has no Ethernet address. A bridge without a fixed MAC takes one of
@@ -7,14 +7,21 @@
 /// sysfs shows the links of the network namespace it was mounted in (the daemon's),
 /// whatever namespace the calling thread is in.
 pub fn mac(name: &str) -> Option<[u8; 6]> {
+    parse_mac(sysfs(name, "address")?.trim())
+}
+
+/// `/sys/class/net/NAME/ATTR`, none for a name that is no link's.
+fn sysfs(name: &str, attr: &str) -> Option<String> {
     if name.is_empty() || name.contains('/') || name == "." || name == ".." {
         return None;
     }
-    parse_mac(
-        std::fs::read_to_string(format!("/sys/class/net/{name}/address"))
-            .ok()?
-            .trim(),
-    )
+    std::fs::read_to_string(format!("/sys/class/net/{name}/{attr}")).ok()
+}
+
+/// The current MTU of link `name` (`/sys/class/net/NAME/mtu`), as [`mac`] reads it. A
+/// bridge without a configured MTU follows its ports', so callers re-read it.
+pub fn mtu(name: &str) -> Option<u32> {
+    sysfs(name, "mtu")?.trim().parse().ok()
 }
 
 /// `52:54:00:ab:cd:ef` (either case) as bytes.
@@ -58,6 +65,8 @@ mod tests {
     #[test]
     fn the_loopback_mac_is_all_zeros_and_odd_names_are_refused() {
         assert_eq!(mac("lo"), Some([0; 6]));
+        assert_eq!(mtu("lo"), Some(65536));
+        assert_eq!(mtu("../lo"), None);
         for name in ["", ".", "..", "../lo", "kvnosuch0"] {
             assert_eq!(mac(name), None, "{name}");
         }

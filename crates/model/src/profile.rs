@@ -155,9 +155,6 @@ impl Network {
         {
             out.push("<domain register='yes'> (systemd-resolved registration)".to_string());
         }
-        if self.ips.iter().any(|ip| ip.tftp_root.is_some()) {
-            out.push("<tftp> (TFTP server)".to_string());
-        }
         if let Some(f) = &self.forward {
             if f.pf.is_some() {
                 out.push("<forward><pf> (SR-IOV virtual function pool)".to_string());

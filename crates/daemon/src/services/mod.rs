@@ -1,4 +1,4 @@
-//! Guest services of a network — DHCPv4, DHCPv6, DNS and router advertisements — each an
+//! Guest services of a network — DHCPv4, DHCPv6, DNS, TFTP and router advertisements — each an
 //! I/O shell around its sans-IO engine crate, all behind one interface, [`NetService`].
 //! The lifecycle never names a service: it asks [`Services`] to start, sync or stop a
 //! network's, and `Services` loops over [`KINDS`]. A network whose mode profile has
@@ -14,6 +14,7 @@ mod dhcp6;
 mod dns;
 mod journal;
 mod ra;
+mod tftp;
 
 pub use dhcp4::LeaseNames;
 
@@ -107,10 +108,11 @@ const fn kind<S: NetService + 'static>() -> Kind {
 }
 
 /// Every service, in start order.
-const KINDS: [Kind; 4] = [
+const KINDS: [Kind; 5] = [
     kind::<dhcp4::Dhcp4>(),
     kind::<dhcp6::Dhcp6>(),
     kind::<dns::Dns>(),
+    kind::<tftp::Tftp>(),
     kind::<ra::Ra>(),
 ];
 

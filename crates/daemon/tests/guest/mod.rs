@@ -125,6 +125,15 @@ pub fn nic(netdev: &str, mac: &str) -> Vec<String> {
     ]
 }
 
+/// The kernel command line of guest NAME, without other parameters.
+pub fn cmdline(name: &str) -> String {
+    format!("console=ttyS0 quiet panic=-1 kvnet.name={name}")
+}
+
+fn path(p: &Path) -> String {
+    p.to_str().expect("UTF-8 path").to_string()
+}
+
 /// The guest MAC of the `-device` in `net` (its `mac=`).
 fn device_mac(net: &[String]) -> Option<String> {
     net.windows(2)
@@ -175,7 +184,6 @@ impl Guest {
         params: &[(&str, &str)],
         wrap: &[String],
     ) -> Guest {
-        let mac = device_mac(net).unwrap_or_else(|| panic!("no mac= in {net:?}"));
         // Without an option ROM: the NIC's PXE ROM (ipxe-qemu) need not be installed.
         let net: Vec<String> = net
             .iter()
@@ -187,14 +195,43 @@ impl Guest {
                 }
             })
             .collect();
+        let mut append = cmdline(name);
+        for (k, v) in params {
+            append.push_str(&format!(" kvnet.{k}={v}"));
+        }
+        let mut args: Vec<String> = vec!["-kernel".into(), path(&img.kernel)];
+        args.extend([
+            "-initrd".into(),
+            path(&img.initrd),
+            "-append".into(),
+            append,
+        ]);
+        args.extend(net);
+        Guest::spawn(ns, name, &args, env, wrap)
+    }
+
+    /// Boot with no kernel: the firmware boots from the NIC in `net` (`-netdev`/`-device`
+    /// arguments, as for [`Guest::boot`]) through its iPXE option ROM, from what DHCP
+    /// and TFTP give it. SeaBIOS and iPXE write to the serial console too.
+    pub fn pxe(ns: &TestNs, name: &str, net: &[String]) -> Guest {
+        let mut args: Vec<String> = ["-boot", "n"].map(String::from).to_vec();
+        args.extend(net.iter().cloned());
+        Guest::spawn(ns, name, &args, &[], &[])
+    }
+
+    /// QEMU (TCG, 256 MiB, serial console to a log) in `ns` with `args`.
+    fn spawn(
+        ns: &TestNs,
+        name: &str,
+        args: &[String],
+        env: &[(&str, &str)],
+        wrap: &[String],
+    ) -> Guest {
+        let mac = device_mac(args).unwrap_or_else(|| panic!("no mac= in {args:?}"));
         let n = N.fetch_add(1, Ordering::SeqCst);
         let serial =
             std::env::temp_dir().join(format!("kvnet-guest-{}-{n}.log", std::process::id()));
         let out = std::fs::File::create(&serial).expect("serial log");
-        let mut append = format!("console=ttyS0 quiet panic=-1 kvnet.name={name}");
-        for (k, v) in params {
-            append.push_str(&format!(" kvnet.{k}={v}"));
-        }
         let mut cmd = Command::new("timeout");
         cmd.args(["-s", "KILL", &HARD_LIMIT.as_secs().to_string()])
             .args(["ip", "netns", "exec", ns.name()])
@@ -208,12 +245,7 @@ impl Guest {
                 "stdio",
                 "-no-reboot",
             ])
-            .arg("-kernel")
-            .arg(&img.kernel)
-            .arg("-initrd")
-            .arg(&img.initrd)
-            .args(["-append", &append])
-            .args(&net)
+            .args(args)
             .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(out.try_clone().expect("serial log"))

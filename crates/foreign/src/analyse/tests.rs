@@ -172,6 +172,29 @@ fn ufw_drops_services_and_forwarding_and_the_plan_opens_them_at_the_top() {
     );
 }
 
+#[test]
+fn ufw_drops_tftp_requests_of_a_network_with_tftp_and_the_plan_opens_port_69() {
+    let rs = rs("ufw");
+    let mut tftp = net();
+    tftp.tftp = true;
+    let hits = analyse(&rs, &[tftp.clone()], &Context::default());
+    let h = hits
+        .iter()
+        .find(|h| h.traffic == Traffic::Tftp)
+        .expect("TFTP dropped");
+    assert_eq!(h.owner, Owner::Ufw);
+    let plan = iptables::plan(&rs, &[tftp], &hits, &[]);
+    let rule = plan
+        .add
+        .iter()
+        .find(|r| r.traffic == Traffic::Tftp)
+        .expect("an accept for TFTP");
+    assert_eq!(
+        rule.display(),
+        "ip filter INPUT: -i kvbr0 -p udp --dport 69 -m comment --comment kvnet: default tftp -j ACCEPT"
+    );
+}
+
 fn custom(rules: &str, policy: &str) -> Ruleset {
     Ruleset::parse(&format!(
         r#"{{"nftables":[{{"table":{{"family":"inet","name":"mine","handle":1}}}},
