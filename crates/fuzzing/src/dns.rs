@@ -97,7 +97,8 @@ pub fn run(data: &[u8]) {
                 let text = String::from_utf8_lossy(payload);
                 let names = text
                     .split(',')
-                    .zip(1u8..)
+                    // At most 254 names, one address each, as the /24's guests.
+                    .zip(1u8..=254)
                     .map(|(n, i)| (n.to_string(), IpAddr::V4(Ipv4Addr::new(192, 168, 122, i))))
                     .collect();
                 let _ = e.set_guest_names(names);
