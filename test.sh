@@ -10,6 +10,8 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo build --workspace --locked
 # Root-only tests are #[ignore = "needs root"] so a user's `cargo test` lists them as
 # ignored rather than passing them untested; here (as root) they run with the rest.
+# The fuzz targets' short run is kvnet-fuzzing's replay test (seeds and 20,000 mutants
+# per target, a few seconds on stable); bench/fuzz.sh is the coverage-guided campaign.
 cargo test --workspace --locked -- --include-ignored
 if [ -d ../shared/corpus/libvirt ]; then
   ./scripts/corpus.sh

@@ -586,6 +586,13 @@ impl Engine {
         }
         m.answers.clear();
         m.metadata.truncation = true;
+        let bytes = m.to_vec().ok()?;
+        if bytes.len() <= limit {
+            return Some(bytes);
+        }
+        // The questions echoed in a FORMERR or NOTIMP (a query may hold many) can pass
+        // the limit on their own: then the header alone.
+        m.queries.clear();
         m.to_vec().ok()
     }
 }

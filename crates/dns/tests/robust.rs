@@ -3,8 +3,8 @@
 mod common;
 
 use common::*;
-use hickory_proto::op::{Edns, Message, OpCode, ResponseCode};
-use hickory_proto::rr::{DNSClass, RecordType};
+use hickory_proto::op::{Edns, Message, OpCode, Query, ResponseCode};
+use hickory_proto::rr::{DNSClass, Name, RecordType};
 use kvnet_dns::{Config, ConfigError, Decision, Engine, Peer};
 use proptest::prelude::*;
 
@@ -42,6 +42,33 @@ fn unparseable_queries_get_formerr() {
         rcode(&answer_of(e.handle_query(now0(), client(), &big))),
         ResponseCode::FormErr
     );
+}
+
+#[test]
+fn an_answer_echoing_many_questions_stays_within_the_udp_limit() {
+    // Found by fuzzing (fuzz/seeds/dns/crash-udp-answer-over-limit): an UPDATE with 72
+    // questions got a 1,320-byte NOTIMP echoing them all, over UDP, without EDNS (512).
+    let mut e = engine("");
+    for op in [OpCode::Query, OpCode::Update] {
+        let mut m = query_msg(9, "a.org.", RecordType::A);
+        m.metadata.op_code = op;
+        for i in 0..40 {
+            // No common suffix: compression must not shrink them.
+            let name = format!("{i}{}.t{i}.", "x".repeat(50));
+            m.add_query(Query::query(
+                Name::from_ascii(&name).unwrap(),
+                RecordType::A,
+            ));
+        }
+        let Decision::Answer { bytes, .. } = e.handle_query(now0(), client(), &m.to_vec().unwrap())
+        else {
+            panic!("expected an answer");
+        };
+        assert!(bytes.len() <= 512, "{op:?}: {} bytes", bytes.len());
+        let a = Message::from_vec(&bytes).unwrap();
+        assert!(a.metadata.truncation, "{op:?}: {a:?}");
+        assert_eq!(a.metadata.id, 9);
+    }
 }
 
 #[test]

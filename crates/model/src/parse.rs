@@ -858,11 +858,15 @@ impl<'a, 'i> Parser<'a, 'i> {
         self.attrs(n, path, &[])?;
         let kids = self.children(n, path, &["inbound", "outbound"])?;
         let mut b = Bandwidth::default();
+        // A direction whose average and floor are 0 limits nothing, and libvirt drops it
+        // (virNetDevBandwidthParse). Kept, it would format without either (zeros are not
+        // printed) and the saved definition would not parse again.
+        let limits = |r: &BandwidthRate| r.average.unwrap_or(0) > 0 || r.floor.unwrap_or(0) > 0;
         if let Some((c, cp)) = self.once(&kids, "inbound", path)? {
-            b.inbound = Some(self.rate(c, &cp, true)?);
+            b.inbound = Some(self.rate(c, &cp, true)?).filter(limits);
         }
         if let Some((c, cp)) = self.once(&kids, "outbound", path)? {
-            b.outbound = Some(self.rate(c, &cp, false)?);
+            b.outbound = Some(self.rate(c, &cp, false)?).filter(limits);
         }
         Ok((b != Bandwidth::default()).then_some(b))
     }

@@ -194,6 +194,19 @@ fn metadata_is_reindented_and_sanitised() {
 }
 
 #[test]
+fn metadata_text_split_by_processing_instructions_is_one_text() {
+    // Found by fuzzing (fuzz/seeds/xml/crash-metadata-pi-text): the parsed network had
+    // several text nodes where its printed form, without the instructions, has one, so
+    // a definition was not equal to itself read back.
+    let n = net(
+        "<network><name>m</name><metadata><q:a xmlns:q='urn:q'>x<?pi?>y<?pi a?> z</q:a>\
+                 </metadata></network>",
+    );
+    assert_eq!(net(&n.to_xml()), n);
+    assert!(n.to_xml().contains(">xy z</q:a>"), "{}", n.to_xml());
+}
+
+#[test]
 fn dnsmasq_options_with_any_prefix() {
     let n = net(
         "<network xmlns:d='http://libvirt.org/schemas/network/dnsmasq/1.0'><name>o</name>\
@@ -1160,6 +1173,25 @@ fn model_round_trips_through_json() {
     let j = serde_json::to_string(&n).unwrap();
     assert!(j.contains("\"mode\":\"nat\""), "{j}");
     assert_eq!(serde_json::from_str::<Network>(&j).unwrap(), n);
+}
+
+#[test]
+fn a_bandwidth_direction_with_zero_average_and_floor_is_dropped() {
+    // Found by fuzzing (fuzz/seeds/xml/crash-bandwidth-zero-average): the zero was not
+    // printed, so the saved definition failed to parse at the next start.
+    let n = net(&nat_with(
+        "<bandwidth><inbound average='0' peak='5000' burst='1024'/>\
+         <outbound average='10'/></bandwidth>",
+        "",
+    ));
+    let bw = n.bandwidth.clone().expect("outbound limits");
+    assert_eq!(bw.inbound, None);
+    assert_eq!(Network::from_xml(&n.to_xml()).as_ref(), Ok(&n));
+    let n = net(&nat_with(
+        "<bandwidth><inbound average='0' floor='0'/></bandwidth>",
+        "",
+    ));
+    assert_eq!(n.bandwidth, None);
 }
 
 #[test]

@@ -65,7 +65,11 @@ impl XmlElement {
                 if has_elem && !has_text && t.trim().is_empty() {
                     continue;
                 }
-                children.push(XmlNode::Text(t.to_string()));
+                // Text around a processing instruction (not kept) is one text, as printed.
+                match children.last_mut() {
+                    Some(XmlNode::Text(prev)) => prev.push_str(t),
+                    _ => children.push(XmlNode::Text(t.to_string())),
+                }
             } else if c.is_comment() {
                 children.push(XmlNode::Comment(c.text().unwrap_or("").to_string()));
             }
