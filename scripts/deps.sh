@@ -15,8 +15,11 @@ run_pkgs=(nftables iproute2 procps libcap2-bin)
 # leaves it disabled; firewalld's starts and enables it where systemd runs, which would
 # firewall the host: a policy-rc.d forbids the start during the install, and it is
 # disabled afterwards. systemd gives systemd-analyze, which checks kvnetd's units.
+# dpkg-dev (dpkg-shlibdeps) and binutils (strip) build the Debian package
+# (scripts/package.sh), lintian judges it.
 test_pkgs=(iputils-ping python3 busybox-static dnsutils qemu-system-x86 cpio gzip
-  isc-dhcp-client dhcpcd-base ndisc6 iptables ufw firewalld dbus-daemon systemd)
+  isc-dhcp-client dhcpcd-base ndisc6 iptables ufw firewalld dbus-daemon systemd
+  dpkg-dev binutils lintian)
 mode="${1:-run}"
 want=("${run_pkgs[@]}")
 [ "$mode" = test ] && want+=("${test_pkgs[@]}")
