@@ -360,3 +360,102 @@ fn an_upgrade_restarts_kvnetd_and_the_guests_ping_never_stops() {
     }
     assert!(ping(&lab.guests[g], LAN_PEER), "networks stay up");
 }
+
+/// The maintainer scripts' calls where systemd runs, which no other test reaches (a
+/// scratch root never has them call systemd): every command they run is a stub that
+/// logs its arguments, in a mount namespace where /run/systemd/system exists and
+/// /etc/systemd is a tmpfs, so nothing of the host's is touched. postrm purge is left
+/// to the scratch-root test: it removes /etc/kvnet.
+#[test]
+#[ignore = "needs root"]
+fn where_systemd_runs_the_scripts_start_restart_and_stop_as_debhelpers_would() {
+    require_root("a mount namespace");
+    let dir = std::env::temp_dir().join(format!("kvnet-pkg-scripts-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("bin")).unwrap();
+    for stub in [
+        "setcap",
+        "deb-systemd-helper",
+        "deb-systemd-invoke",
+        "systemctl",
+    ] {
+        let path = dir.join("bin").join(stub);
+        std::fs::write(&path, format!("#!/bin/sh\necho \"{stub} $*\" >>\"$LOG\"\n")).unwrap();
+        run(Command::new("chmod").arg("+x").arg(&path));
+    }
+    let script = |name: &str, args: &[&str]| -> Vec<String> {
+        let log = dir.join("log");
+        let _ = std::fs::remove_file(&log);
+        let shell = "mount -t tmpfs kvnet-test /run && mkdir -p /run/systemd/system && \
+                     mount -t tmpfs kvnet-test /etc/systemd && exec sh \"$@\"";
+        run(Command::new("unshare")
+            .args([
+                "--mount",
+                "--propagation",
+                "private",
+                "sh",
+                "-c",
+                shell,
+                "sh",
+            ])
+            .arg(workspace().join("contrib/debian").join(name))
+            .args(args)
+            .env("LOG", &log)
+            .env(
+                "PATH",
+                format!("{}:/usr/bin:/bin", dir.join("bin").display()),
+            )
+            .env_remove("DPKG_ROOT"));
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        text.lines().map(String::from).collect()
+    };
+    let invoked = |calls: &[String]| -> Vec<String> {
+        calls
+            .iter()
+            .filter(|c| c.starts_with("deb-systemd-invoke"))
+            .cloned()
+            .collect()
+    };
+
+    let install = script("postinst", &["configure", ""]);
+    assert!(
+        install.contains(&"setcap cap_net_admin+ep /usr/libexec/kvnet-bridge-helper".into()),
+        "{install:?}"
+    );
+    for unit in ["kvnetd.socket", "kvnetd.service"] {
+        assert!(
+            install.contains(&format!("deb-systemd-helper enable {unit}")),
+            "{install:?}"
+        );
+    }
+    assert!(install.contains(&"systemctl --system daemon-reload".into()));
+    assert_eq!(
+        invoked(&install),
+        [
+            "deb-systemd-invoke start kvnetd.socket",
+            "deb-systemd-invoke start kvnetd.service"
+        ]
+    );
+    // An upgrade: the old kvnetd is not stopped first, the socket is never restarted.
+    assert!(script("prerm", &["upgrade", "0.1.0"]).is_empty());
+    let upgrade = script("postinst", &["configure", "0.1.0~old"]);
+    assert_eq!(
+        invoked(&upgrade),
+        [
+            "deb-systemd-invoke start kvnetd.socket",
+            "deb-systemd-invoke restart kvnetd.service"
+        ]
+    );
+    assert_eq!(
+        script("prerm", &["remove"]),
+        ["deb-systemd-invoke stop kvnetd.service kvnetd.socket"]
+    );
+    assert_eq!(
+        script("postrm", &["remove"]),
+        [
+            "systemctl --system daemon-reload",
+            "deb-systemd-helper mask kvnetd.service kvnetd.socket"
+        ]
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
