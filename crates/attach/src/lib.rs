@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 pub mod acl;
+pub mod cli;
 
 use std::path::PathBuf;
 
@@ -25,14 +26,4 @@ pub fn socket_from_env() -> PathBuf {
 pub fn call(socket: &std::path::Path, req: impl kvnet_api::Call) -> anyhow::Result<()> {
     kvnet_api::call(socket, req)?;
     Ok(())
-}
-
-/// The interface name qemu passes as `$1`, checked.
-pub fn ifname_arg(prog: &str) -> anyhow::Result<String> {
-    let mut args = std::env::args().skip(1);
-    match (args.next(), args.next()) {
-        (Some(n), None) if kvnet_model::ifname::is_valid(&n) => Ok(n),
-        (Some(n), None) => anyhow::bail!("'{n}' is not a valid interface name"),
-        _ => anyhow::bail!("usage: {prog} IFNAME (qemu passes the TAP's name)"),
-    }
 }

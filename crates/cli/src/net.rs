@@ -111,13 +111,15 @@ pub enum NetCmd {
         #[command(flatten)]
         json: Json,
     },
-    /// Change part of a network: COMMAND add|add-first|add-last|delete|modify,
-    /// SECTION ip-dhcp-host|ip-dhcp-range|dns-host|dns-txt|dns-srv|forward-interface|portgroup,
-    /// XML an element (starting with '<') or a file holding one.
+    /// Change part of a network (a DHCP host or range, a DNS record...).
     NetUpdate {
         network: String,
+        /// add, add-first, add-last, delete or modify.
         command: String,
+        /// ip-dhcp-host, ip-dhcp-range, dns-host, dns-txt, dns-srv, forward-interface or
+        /// portgroup.
         section: String,
+        /// An element (starting with '<') or a file holding one.
         xml: String,
         /// Which <ip> element (0-based) for ip-dhcp-* sections.
         #[arg(long)]

@@ -36,53 +36,14 @@ use daemon::Daemon;
 use dataplane::Dataplane;
 use dataplane::firewall::Firewall;
 use dataplane::foreign::Foreign;
+use kvnet_daemon::Args;
 use nix::fcntl::{Flock, FlockArg};
 use paths::Paths;
 use server::Server;
 use std::io::Write;
 use std::os::unix::net::UnixListener;
-use std::path::PathBuf;
 use std::sync::Arc;
 use tracing::{error, info, warn};
-
-#[derive(Parser, Debug)]
-#[command(
-    name = "kvnetd",
-    version,
-    about = "kvnet daemon: virtual networks for KVM/QEMU guests"
-)]
-struct Args {
-    /// Network definitions (NAME.xml) and autostart links.
-    #[arg(long, default_value = "/etc/kvnet", env = "KVNET_CONFIG_DIR")]
-    config_dir: PathBuf,
-    /// Durable state (leases, first-start marker).
-    #[arg(long, default_value = "/var/lib/kvnet", env = "KVNET_STATE_DIR")]
-    state_dir: PathBuf,
-    /// Runtime state: API socket and status of active networks (a tmpfs in production).
-    #[arg(long, default_value = "/run/kvnet", env = "KVNET_RUN_DIR")]
-    run_dir: PathBuf,
-    /// API socket path (default RUN_DIR/kvnetd.sock).
-    #[arg(long, env = "KVNET_SOCKET")]
-    socket: Option<PathBuf>,
-    /// Group allowed to use the API socket (default: root only).
-    #[arg(long)]
-    socket_group: Option<String>,
-    /// nftables table kvnet owns (family inet).
-    #[arg(long, default_value = "kvnet")]
-    nft_table: String,
-    /// Other firewalls (Docker, ufw, firewalld): add the narrow rules and zone
-    /// bindings kvnet's networks need (fix), or only warn and report (report).
-    #[arg(
-        long,
-        value_enum,
-        default_value = "fix",
-        env = "KVNET_FOREIGN_FIREWALLS"
-    )]
-    foreign_firewalls: dataplane::foreign::Mode,
-    /// Log filter, e.g. "info" or "kvnetd=debug".
-    #[arg(long, default_value = "info", env = "KVNET_LOG")]
-    log: String,
-}
 
 /// One daemon per run dir: a second one would fight over the same bridges and table.
 fn lock_run_dir(paths: &Paths) -> Result<Flock<std::fs::File>> {

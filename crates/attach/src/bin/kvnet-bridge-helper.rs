@@ -22,6 +22,7 @@
 use anyhow::{Context, Result, anyhow, bail};
 use kvnet_api::request as req;
 use kvnet_attach::acl;
+use kvnet_attach::cli::{BridgeHelper as Args, parse};
 use kvnet_host::{Netlink, tap};
 use nix::sys::socket::{
     AddressFamily, ControlMessage, MsgFlags, SockaddrLike, SockaddrStorage, getsockname, sendmsg,
@@ -31,45 +32,6 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::path::PathBuf;
 
 const DEFAULT_ACL: &str = "/etc/kvnet/bridge.conf";
-const USAGE: &str = "usage: kvnet-bridge-helper [--use-vnet] --br=BRIDGE --fd=UNIXFD";
-
-struct Args {
-    use_vnet: bool,
-    bridge: String,
-    fd: RawFd,
-}
-
-fn parse_args(args: impl Iterator<Item = String>) -> Result<Args> {
-    let (mut use_vnet, mut bridge, mut fd) = (false, None, None);
-    for a in args {
-        if a == "--use-vnet" {
-            use_vnet = true;
-        } else if let Some(b) = a.strip_prefix("--br=") {
-            if !kvnet_model::ifname::is_valid(b) {
-                bail!("'{b}' is not a valid bridge name");
-            }
-            bridge = Some(b.to_string());
-        } else if let Some(n) = a.strip_prefix("--fd=") {
-            let n: RawFd = n
-                .parse()
-                .ok()
-                .filter(|n| *n >= 0)
-                .ok_or_else(|| anyhow!("--fd={n}: not a file descriptor number"))?;
-            fd = Some(n);
-        } else {
-            bail!("unknown argument '{a}'\n{USAGE}");
-        }
-    }
-    match (bridge, fd) {
-        (Some(bridge), Some(fd)) => Ok(Args {
-            use_vnet,
-            bridge,
-            fd,
-        }),
-        _ => bail!("--br and --fd are required\n{USAGE}"),
-    }
-}
-
 /// The fd qemu handed us must be a Unix socket: anything else would receive a TAP
 /// (or fail in ways that hide the mistake).
 fn check_unix_socket(fd: RawFd) -> Result<()> {
@@ -137,7 +99,7 @@ fn run() -> Result<()> {
             "refusing to run setuid root: remove the setuid bit and grant the capability instead (setcap cap_net_admin+ep)"
         );
     }
-    let args = parse_args(std::env::args().skip(1))?;
+    let args: Args = parse()?;
     check_unix_socket(args.fd)?;
     check_acl(&args.bridge)?;
     let t = tap::create(&tap::TapConfig {
@@ -189,9 +151,10 @@ fn main() {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::Parser;
 
-    fn parse(a: &[&str]) -> Result<Args> {
-        parse_args(a.iter().map(|s| s.to_string()))
+    fn parse(a: &[&str]) -> Result<Args, clap::Error> {
+        Args::try_parse_from(std::iter::once("kvnet-bridge-helper").chain(a.iter().copied()))
     }
 
     #[test]
@@ -211,9 +174,12 @@ mod tests {
             (&["--br=", "--fd=3"][..], "not a valid bridge name"),
             (&["--br=br0", "--fd=-1"][..], "not a file descriptor"),
             (&["--br=br0", "--fd=x"][..], "not a file descriptor"),
-            (&["--br=br0", "--fd=3", "--bogus"][..], "unknown argument"),
+            (
+                &["--br=br0", "--fd=3", "--bogus"][..],
+                "unexpected argument",
+            ),
         ] {
-            let e = parse(args).err().expect("refused").to_string();
+            let e = parse(args).expect_err("refused").to_string();
             assert!(e.contains(want), "{args:?}: {e}");
         }
     }

@@ -5,11 +5,13 @@
 #![forbid(unsafe_code)]
 
 use kvnet_api::request as req;
-use kvnet_attach::{call, ifname_arg, socket_from_env};
+use kvnet_attach::cli::{Ifdown, parse};
+use kvnet_attach::{call, socket_from_env};
 
 fn main() {
     let network = std::env::var("KVNET_NETWORK").ok();
-    let res = ifname_arg("kvnet-ifdown").and_then(|ifname| {
+    let res = parse::<Ifdown>().and_then(|Ifdown { tap }| {
+        let ifname = tap.ifname;
         let req = req::PortDelete {
             network,
             ifname: ifname.clone(),

@@ -5,11 +5,13 @@
 #![forbid(unsafe_code)]
 
 use kvnet_api::request as req;
-use kvnet_attach::{DEFAULT_NETWORK, call, ifname_arg, socket_from_env};
+use kvnet_attach::cli::{Ifup, parse};
+use kvnet_attach::{DEFAULT_NETWORK, call, socket_from_env};
 
 fn main() {
     let network = std::env::var("KVNET_NETWORK").unwrap_or_else(|_| DEFAULT_NETWORK.into());
-    let res = ifname_arg("kvnet-ifup").and_then(|ifname| {
+    let res = parse::<Ifup>().and_then(|Ifup { tap }| {
+        let ifname = tap.ifname;
         let req = req::PortAttach {
             network: Some(network.clone()),
             bridge: None,

@@ -22,14 +22,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use tracing::{info, warn};
 
-/// What kvnet does about other firewalls.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Mode {
-    /// Add and remove the narrow rules and zone bindings kvnet's networks need.
-    Fix,
-    /// Change nothing; warn at start and report with `kvnet doctor`.
-    Report,
-}
+pub use kvnet_daemon::ForeignFirewalls as Mode;
 
 /// A handle; clones share the state.
 #[derive(Clone)]

@@ -46,6 +46,14 @@ pub struct Setup {
     /// A command kvnetd is run through, last (after its default paths are mounted),
     /// e.g. setpriv with the restrictions of its systemd unit.
     pub wrapper: Vec<String>,
+    /// Another kvnetd than the build's (e.g. one a package installed).
+    pub kvnetd: Option<PathBuf>,
+}
+
+impl Setup {
+    fn kvnetd(&self) -> PathBuf {
+        self.kvnetd.clone().unwrap_or_else(|| bin("kvnetd"))
+    }
 }
 
 pub struct Daemon {
@@ -194,10 +202,10 @@ impl Daemon {
         if setup.default_paths {
             cmd.args(at_default_paths(dir))
                 .args(&setup.wrapper)
-                .arg(bin("kvnetd"));
+                .arg(setup.kvnetd());
         } else {
             cmd.args(&setup.wrapper)
-                .arg(bin("kvnetd"))
+                .arg(setup.kvnetd())
                 .arg("--config-dir")
                 .arg(dir.join("etc"))
                 .arg("--state-dir")
