@@ -108,6 +108,8 @@ complete -c kvnet -n "__fish_kvnet_using_subcommand port-create" -l mac -d 'Gues
 complete -c kvnet -n "__fish_kvnet_using_subcommand port-create" -l owner -d 'User (name or uid) allowed to open the TAP, e.g. the one qemu runs as' -r
 complete -c kvnet -n "__fish_kvnet_using_subcommand port-create" -l group -d 'Group (name or gid) allowed to open the TAP' -r
 complete -c kvnet -n "__fish_kvnet_using_subcommand port-create" -l queues -d 'Queues of a multi-queue TAP' -r
+complete -c kvnet -n "__fish_kvnet_using_subcommand port-create" -l isolated -d 'Isolate the port from the network\'s other isolated ports (it still reaches the host and the uplink); default: the network\'s `<port isolated>`' -r -f -a "yes\t''
+no\t''"
 complete -c kvnet -n "__fish_kvnet_using_subcommand port-create" -l socket -d 'kvnetd API socket' -r -F
 complete -c kvnet -n "__fish_kvnet_using_subcommand port-create" -l json -d 'Print JSON instead of text'
 complete -c kvnet -n "__fish_kvnet_using_subcommand port-create" -s h -l help -d 'Print help'
