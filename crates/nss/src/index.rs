@@ -298,7 +298,10 @@ mod tests {
             vec![ip("192.168.122.50")]
         );
         // A dotted name is kept as it is, not put into the domain.
-        assert_eq!(find(&f, "mixed.case.org", Family::Any), vec![ip("10.0.0.1")]);
+        assert_eq!(
+            find(&f, "mixed.case.org", Family::Any),
+            vec![ip("10.0.0.1")]
+        );
         assert!(find(&f, "mixed.case.org.example.test", Family::Any).is_empty());
         // No domain: the plain name only.
         assert_eq!(find(&f, "other", Family::Any), vec![ip("192.168.100.5")]);
@@ -312,7 +315,10 @@ mod tests {
     #[test]
     fn case_trailing_dot_and_families() {
         let f = sample();
-        assert_eq!(find(&f, "WEB.Example.TEST.", Family::Any), vec![ip("192.168.122.20")]);
+        assert_eq!(
+            find(&f, "WEB.Example.TEST.", Family::Any),
+            vec![ip("192.168.122.20")]
+        );
         assert_eq!(find(&f, "db", Family::V4), vec![ip("192.168.122.30")]);
         assert_eq!(find(&f, "db", Family::V6), vec![ip("2001:db8::30")]);
         assert_eq!(find(&f, "db", Family::Any).len(), 2, "duplicate dropped");
@@ -334,7 +340,11 @@ mod tests {
     fn every_name_of_a_large_index_is_found() {
         let mut b = Builder::default();
         for i in 0..2000u32 {
-            b.add(&format!("g{i}"), IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + i)), Some("x.test"));
+            b.add(
+                &format!("g{i}"),
+                IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + i)),
+                Some("x.test"),
+            );
         }
         let f = b.build().0;
         for i in 0..2000u32 {
@@ -350,7 +360,10 @@ mod tests {
         let f = sample();
         // Every truncation of a whole index lacks its trailer.
         for cut in 0..f.len() {
-            assert!(find(&f[..cut], "web", Family::Any).is_empty(), "cut at {cut}");
+            assert!(
+                find(&f[..cut], "web", Family::Any).is_empty(),
+                "cut at {cut}"
+            );
         }
         let mut wrong_version = f.clone();
         wrong_version[HEADER.len() - 2] = b'2';
@@ -364,7 +377,12 @@ mod tests {
         long.extend(std::iter::repeat_n(b'a', 100_000));
         long.extend_from_slice(b" 1.2.3.4\nweb 1.2.3.4\nend\n");
         assert!(find(&long, "web", Family::Any).is_empty());
-        for junk in [&b""[..], b"end\n", b"kvnet-nss-hosts 1\nend\n", b"\0\0\0\xff\xfe"] {
+        for junk in [
+            &b""[..],
+            b"end\n",
+            b"kvnet-nss-hosts 1\nend\n",
+            b"\0\0\0\xff\xfe",
+        ] {
             assert!(find(junk, "web", Family::Any).is_empty());
         }
     }

@@ -30,26 +30,49 @@ fn index(tag: &str) -> PathBuf {
 
 /// gethostbyname4_r into a buffer of `len` bytes starting `skew` bytes past an
 /// aligned address: (status, errno, h_errno, addresses, canonical name).
-fn gh4(path: &Path, name: &str, len: usize, skew: usize) -> (c_int, c_int, c_int, Vec<IpAddr>, String) {
+fn gh4(
+    path: &Path,
+    name: &str,
+    len: usize,
+    skew: usize,
+) -> (c_int, c_int, c_int, Vec<IpAddr>, String) {
     let mut buf = vec![0u64; len / 8 + 2];
     let base = unsafe { (buf.as_mut_ptr() as *mut c_char).add(skew) };
     let cname = CString::new(name).unwrap();
     let mut pat: *mut GaihAddrtuple = ptr::null_mut();
     let (mut e, mut h, mut ttl) = (0, 0, -1);
-    let st = unsafe { hostbyname4(path, cname.as_ptr(), &mut pat, base, len, &mut e, &mut h, &mut ttl) };
+    let st = unsafe {
+        hostbyname4(
+            path,
+            cname.as_ptr(),
+            &mut pat,
+            base,
+            len,
+            &mut e,
+            &mut h,
+            &mut ttl,
+        )
+    };
     let mut addrs = Vec::new();
     let mut canon = String::new();
     let mut t = pat;
     while st == SUCCESS && !t.is_null() {
         let r = unsafe { &*t };
-        assert_eq!((t as usize) % std::mem::align_of::<GaihAddrtuple>(), 0, "aligned");
+        assert_eq!(
+            (t as usize) % std::mem::align_of::<GaihAddrtuple>(),
+            0,
+            "aligned"
+        );
         let b: Vec<u8> = r.addr.iter().flat_map(|w| w.to_ne_bytes()).collect();
         addrs.push(match r.family {
             libc::AF_INET => IpAddr::V4(Ipv4Addr::new(b[0], b[1], b[2], b[3])),
             libc::AF_INET6 => IpAddr::V6(Ipv6Addr::from(<[u8; 16]>::try_from(b).unwrap())),
             f => panic!("family {f}"),
         });
-        canon = unsafe { CStr::from_ptr(r.name) }.to_str().unwrap().to_string();
+        canon = unsafe { CStr::from_ptr(r.name) }
+            .to_str()
+            .unwrap()
+            .to_string();
         t = r.next;
     }
     drop(buf);
@@ -57,7 +80,13 @@ fn gh4(path: &Path, name: &str, len: usize, skew: usize) -> (c_int, c_int, c_int
 }
 
 /// gethostbyname3_r likewise: (status, errno, h_errno, addresses, name, canonical name).
-fn gh3(path: &Path, name: &str, af: c_int, len: usize, skew: usize) -> (c_int, c_int, c_int, Vec<IpAddr>, String) {
+fn gh3(
+    path: &Path,
+    name: &str,
+    af: c_int,
+    len: usize,
+    skew: usize,
+) -> (c_int, c_int, c_int, Vec<IpAddr>, String) {
     let mut buf = vec![0u64; len / 8 + 2];
     let base = unsafe { (buf.as_mut_ptr() as *mut c_char).add(skew) };
     let cname = CString::new(name).unwrap();
@@ -65,12 +94,26 @@ fn gh3(path: &Path, name: &str, af: c_int, len: usize, skew: usize) -> (c_int, c
     let (mut e, mut h, mut ttl) = (0, 0, -1);
     let mut canonp: *mut c_char = ptr::null_mut();
     let st = unsafe {
-        hostbyname3(path, cname.as_ptr(), af, &mut host, base, len, &mut e, &mut h, &mut ttl, &mut canonp)
+        hostbyname3(
+            path,
+            cname.as_ptr(),
+            af,
+            &mut host,
+            base,
+            len,
+            &mut e,
+            &mut h,
+            &mut ttl,
+            &mut canonp,
+        )
     };
     let mut addrs = Vec::new();
     let mut hname = String::new();
     if st == SUCCESS {
-        hname = unsafe { CStr::from_ptr(host.h_name) }.to_str().unwrap().to_string();
+        hname = unsafe { CStr::from_ptr(host.h_name) }
+            .to_str()
+            .unwrap()
+            .to_string();
         assert_eq!(canonp, host.h_name);
         assert!(unsafe { *host.h_aliases }.is_null());
         assert_eq!(host.h_addrtype, af);
@@ -106,7 +149,10 @@ fn getaddrinfo_path_packs_every_address() {
         assert_eq!(canon, "db.lab.test");
     }
     let (st, e, h, a, _) = gh4(&p, "nosuch", 1024, 0);
-    assert_eq!((st, e, h, a.len()), (NOTFOUND, libc::ENOENT, HOST_NOT_FOUND, 0));
+    assert_eq!(
+        (st, e, h, a.len()),
+        (NOTFOUND, libc::ENOENT, HOST_NOT_FOUND, 0)
+    );
     let _ = std::fs::remove_file(p);
 }
 
@@ -143,7 +189,10 @@ fn small_buffers_ask_for_a_larger_one() {
 fn gethostbyname_path_by_family() {
     let p = index("gh3");
     let (st, _, _, a, n) = gh3(&p, "web.lab.test", libc::AF_INET, 512, 0);
-    assert_eq!((st, a, n.as_str()), (SUCCESS, ips(&["192.168.1.20"]), "web.lab.test"));
+    assert_eq!(
+        (st, a, n.as_str()),
+        (SUCCESS, ips(&["192.168.1.20"]), "web.lab.test")
+    );
     let (st, _, _, a, _) = gh3(&p, "six", libc::AF_INET6, 512, 5);
     assert_eq!((st, a), (SUCCESS, ips(&["2001:db8::6"])));
     // Known, but not with this family: NO_DATA, so the caller tries the other.
@@ -177,7 +226,16 @@ fn null_pointers_are_refused_not_followed() {
     let (mut e, mut h) = (0, 0);
     let mut buf = [0u8; 256];
     let st = unsafe {
-        hostbyname4(&p, ptr::null(), ptr::null_mut(), buf.as_mut_ptr().cast(), 256, &mut e, &mut h, ptr::null_mut())
+        hostbyname4(
+            &p,
+            ptr::null(),
+            ptr::null_mut(),
+            buf.as_mut_ptr().cast(),
+            256,
+            &mut e,
+            &mut h,
+            ptr::null_mut(),
+        )
     };
     assert_eq!(st, UNAVAIL);
     let _ = std::fs::remove_file(p);
