@@ -148,6 +148,24 @@ fn getent_resolves_guest_names_through_the_module() {
     assert_eq!(getent(&lab, &m, "hosts nosuch").0, Some(2));
     assert_eq!(getent(&lab, &m, "hosts vm1.other.test").0, Some(2));
 
+    // A live net-update: the new name is in the index at once.
+    lab.ok(req::Update {
+        network: "nssnet".into(),
+        command: kvnet_model::UpdateCommand::AddLast,
+        section: kvnet_model::UpdateSection::DnsHost,
+        xml: "<host ip='192.168.140.60'><hostname>cache</hostname></host>".into(),
+        parent_index: None,
+        live: true,
+        config: false,
+    });
+    assert_eq!(wait_for(&lab, "cache.lab.test"), "192.168.140.60");
+    let (code, out) = getent(&lab, &m, "hosts cache");
+    assert_eq!(
+        (code, out.split_whitespace().next()),
+        (Some(0), Some("192.168.140.60")),
+        "{out}"
+    );
+
     // Bad indexes over the real one: "not found", exit 2, never a signal or a hang.
     let d = lab.daemon.dir.display().to_string();
     let bad = [
