@@ -229,3 +229,66 @@ fn getent_resolves_guest_names_through_the_module() {
     assert_eq!(getent(&lab, &m, "hosts vm1").0, Some(2));
     assert_eq!(getent(&lab, &m, "hosts db").0, Some(2));
 }
+
+/// glibc's own calls into the module, from a C program (crates/nss/tests/glibc_probe.c):
+/// gethostbyname2_r's ERANGE retries with every buffer size, 8 threads of getaddrinfo at
+/// once, and the time of one getaddrinfo with 1,000 guests in the index. In a private
+/// mount namespace (`unshare -m`) with a tmpfs over /run and the test's nsswitch.conf.
+#[test]
+#[ignore = "needs root"]
+fn glibc_retries_small_buffers_and_threads_share_the_module() {
+    kvnet_host::testns::require_root("mounts in a private mount namespace");
+    have("unshare", "util-linux");
+    let d = std::env::temp_dir().join(format!("kvnet-nss-glibc-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).expect("dir");
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../nss/tests/glibc_probe.c");
+    let probe = d.join("probe");
+    let out = Command::new("cc")
+        .args(["-O2", "-Wall", "-pthread", "-o"])
+        .arg(&probe)
+        .arg(&src)
+        .output()
+        .expect("run cc");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::copy(bin("libnss_kvnet.so"), d.join("libnss_kvnet.so.2")).expect("module");
+    std::fs::write(d.join("nsswitch.conf"), "hosts: files kvnet\n").expect("nsswitch");
+    let mut b = nss_kvnet::index::Builder::default();
+    for i in 0..1000u32 {
+        let ip = std::net::Ipv4Addr::from(0x0a00_0000 + i);
+        b.add(&format!("guest-{i}"), ip.into(), Some("lab.test"));
+    }
+    std::fs::write(d.join("index"), b.build().0).expect("index");
+    let run = |args: &str| {
+        let dd = d.display();
+        let script = format!(
+            "set -e; mount -t tmpfs kvnet-test /run; mkdir /run/kvnet; \
+             cp {dd}/index /run/kvnet/nss-hosts; \
+             mount --bind {dd}/nsswitch.conf /etc/nsswitch.conf; \
+             LD_LIBRARY_PATH={dd} {dd}/probe {args}"
+        );
+        let out = Command::new("unshare")
+            .args(["-m", "sh", "-c", &script])
+            .output()
+            .expect("unshare");
+        let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        assert!(
+            out.status.success(),
+            "probe {args}: {text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        text
+    };
+    let out = run("erange guest-500.lab.test");
+    assert!(out.ends_with("guest-500.lab.test 10.0.1.244"), "{out}");
+    assert_eq!(run("threads guest-7 2000"), "failed 0");
+    let us: f64 = run("time guest-999 20000").parse().expect("time");
+    let files: f64 = run("time localhost 20000").parse().expect("time");
+    eprintln!("getaddrinfo through the module: {us:.2} µs (a name from /etc/hosts: {files:.2} µs)");
+    assert!(us < 1000.0, "{us} µs");
+    let _ = std::fs::remove_dir_all(&d);
+}
