@@ -83,60 +83,121 @@ fn split_line(line: &[u8]) -> Option<(&[u8], &[u8])> {
     Some((&line[..sp], &line[sp + 1..]))
 }
 
-/// The line of `body` that holds byte `at`: (start, end) with `end` at its newline. None
-/// when no line boundary is found within [`MAX_LINE`] bytes (not an index we wrote).
-fn line_around(body: &[u8], lo: usize, at: usize) -> Option<(usize, usize)> {
+/// Random access to an index: a slice in memory, or a file read piecewise with `pread`
+/// (crate::read), so a lookup in a large index reads a few KiB, not the whole file.
+pub trait Source {
+    /// The index's size in bytes.
+    fn size(&self) -> usize;
+    /// Bytes `off..off + len`; None when they cannot be read (outside, I/O error).
+    fn bytes(&mut self, off: usize, len: usize) -> Option<&[u8]>;
+}
+
+impl Source for &[u8] {
+    fn size(&self) -> usize {
+        self.len()
+    }
+
+    fn bytes(&mut self, off: usize, len: usize) -> Option<&[u8]> {
+        self.get(off..off.checked_add(len)?)
+    }
+}
+
+/// How many bytes the scan of a name's lines reads at a time.
+const SCAN_CHUNK: usize = 4096;
+
+/// The body's bounds `(start, end)` when `src` holds a whole index of this version.
+fn body_bounds(src: &mut impl Source) -> Option<(usize, usize)> {
+    let size = src.size();
+    if size > MAX_INDEX || size < HEADER.len() + TRAILER.len() {
+        return None;
+    }
+    let end = size - TRAILER.len();
+    if src.bytes(0, HEADER.len())? != HEADER || src.bytes(end, TRAILER.len())? != TRAILER {
+        return None;
+    }
+    // A non-empty body ends with its last line's newline (the header's, when empty).
+    (src.bytes(end - 1, 1)? == b"\n").then_some((HEADER.len(), end))
+}
+
+/// The line that holds byte `at`, searched no further back than `lo` (a line start) and
+/// no further than [`MAX_LINE`] bytes either way: `(start, end)`, `end` at its newline,
+/// and whether its name is below `key`. None when no line boundary is that close (not
+/// an index kvnetd wrote).
+fn probe(
+    src: &mut impl Source,
+    (lo, hi): (usize, usize),
+    at: usize,
+    key: &[u8],
+) -> Option<(usize, usize, bool)> {
     let from = at.saturating_sub(MAX_LINE).max(lo);
-    let start = match body[from..at].iter().rposition(|&b| b == b'\n') {
-        Some(i) => from + i + 1,
-        None if from == lo => lo,
+    let to = (at + MAX_LINE).min(hi);
+    let w = src.bytes(from, to - from)?;
+    let at_w = at - from;
+    let start = match w[..at_w].iter().rposition(|&b| b == b'\n') {
+        Some(i) => i + 1,
+        None if from == lo => 0,
         None => return None,
     };
-    let to = (at + MAX_LINE).min(body.len());
-    let end = at + body[at..to].iter().position(|&b| b == b'\n')?;
-    Some((start, end))
+    let end = at_w + w[at_w..].iter().position(|&b| b == b'\n')?;
+    let line = &w[start..end];
+    let name = split_line(line).map_or(line, |(n, _)| n);
+    Some((from + start, from + end, name < key))
 }
 
 /// The addresses of `name` (already [`normalize`]d) of `family`, in file order, at most
 /// [`MAX_ADDRS`]. Empty when the file is not a whole index.
 pub fn lookup(file: &[u8], name: &str, family: Family) -> Vec<IpAddr> {
-    let Some(body) = body(file) else {
+    lookup_in(&mut { file }, name, family)
+}
+
+/// [`lookup`] on any [`Source`]: O(log n) probes of at most 2 × [`MAX_LINE`] bytes,
+/// then the name's own lines.
+pub fn lookup_in(src: &mut impl Source, name: &str, family: Family) -> Vec<IpAddr> {
+    let Some((b0, b1)) = body_bounds(src) else {
         return Vec::new();
     };
     let key = name.as_bytes();
     // Lower bound: the first line whose name is not below `key`. `lo` is always a line
     // start; every step moves `lo` past `mid` or `hi` down to `mid`'s line start, so the
     // search ends after O(log n) steps whatever the file holds.
-    let (mut lo, mut hi) = (0, body.len());
+    let (mut lo, mut hi) = (b0, b1);
     while lo < hi {
         let mid = lo + (hi - lo) / 2;
-        let Some((start, end)) = line_around(body, lo, mid) else {
+        let Some((start, end, below)) = probe(src, (lo, b1), mid, key) else {
             return Vec::new();
         };
-        let line_name = split_line(&body[start..end]).map_or(&body[start..end], |(n, _)| n);
-        if line_name < key {
+        if below {
             lo = end + 1;
         } else {
             hi = start;
         }
     }
     let mut out = Vec::new();
-    for line in body[lo..].split(|&b| b == b'\n').take(MAX_ADDRS * 4) {
-        let Some((n, addr)) = split_line(line) else {
+    let (mut pos, mut lines) = (lo, 0);
+    'scan: while pos < b1 {
+        let Some(w) = src.bytes(pos, SCAN_CHUNK.min(b1 - pos)) else {
             break;
         };
-        if n != key {
+        // Whole lines only: the last one may continue in the next chunk.
+        let Some(last_nl) = w.iter().rposition(|&b| b == b'\n') else {
             break;
-        }
-        let ip = std::str::from_utf8(addr)
-            .ok()
-            .and_then(|a| a.parse::<IpAddr>().ok());
-        if let Some(ip) = ip.filter(|ip| family.wants(ip) && !out.contains(ip)) {
-            out.push(ip);
-            if out.len() == MAX_ADDRS {
-                break;
+        };
+        for line in w[..last_nl].split(|&b| b == b'\n') {
+            lines += 1;
+            let Some((_, addr)) = split_line(line).filter(|(n, _)| *n == key) else {
+                break 'scan;
+            };
+            let ip = std::str::from_utf8(addr)
+                .ok()
+                .and_then(|a| a.parse::<IpAddr>().ok());
+            if let Some(ip) = ip.filter(|ip| family.wants(ip) && !out.contains(ip)) {
+                out.push(ip);
+            }
+            if out.len() == MAX_ADDRS || lines == MAX_ADDRS * 4 {
+                break 'scan;
             }
         }
+        pos += last_nl + 1;
     }
     out
 }
@@ -463,6 +524,38 @@ mod tests {
                     let want = vec![IpAddr::V4(Ipv4Addr::from(*a))];
                     prop_assert_eq!(lookup(&f, n, Family::Any), want.clone());
                     prop_assert_eq!(lookup(&f, &format!("{n}.lab.test"), Family::V4), want);
+                }
+            }
+        }
+
+        proptest! {
+            // Each case looks up every name it wrote, three times: fewer cases.
+            #![proptest_config(ProptestConfig::with_cases(300))]
+
+            #[test]
+            fn lookup_agrees_with_a_full_parse(
+                entries in proptest::collection::vec(("[a-c]{1,3}", any::<u32>(), any::<bool>()), 0..400),
+                pad in 0usize..200,
+            ) {
+                let mut b = Builder::default();
+                let long = "x".repeat(pad.min(60));
+                for (n, a, v6) in &entries {
+                    let ip = if *v6 { IpAddr::V6((u128::from(*a) << 64).into()) } else { IpAddr::V4((*a).into()) };
+                    // Long names push lines across the scan's chunk boundaries.
+                    b.add(&format!("{n}.{long}{n}"), ip, None);
+                }
+                let f = b.build().0;
+                let all = parse(&f).unwrap();
+                for (n, _, _) in &entries {
+                    let key = format!("{n}.{long}{n}");
+                    for fam in [Family::V4, Family::V6, Family::Any] {
+                        let mut want: Vec<IpAddr> = all.iter().filter(|(k, ip)| *k == key && fam.wants(ip)).map(|(_, ip)| *ip).collect();
+                        want.truncate(MAX_ADDRS);
+                        let got = lookup(&f, &key, fam);
+                        if got.len() < MAX_ADDRS {
+                            prop_assert_eq!(got, want);
+                        }
+                    }
                 }
             }
         }

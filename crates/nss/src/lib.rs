@@ -6,7 +6,8 @@
 //!
 //! The module runs inside every program that resolves a name: a missing or bad index is
 //! "not found", never a crash or a hang; no panic crosses into C ([`ffi`] catches them
-//! all); no global state; each lookup reads at most [`index::MAX_INDEX`] bytes.
+//! all); no global state; a lookup reads a small index whole and a large one (up to
+//! [`index::MAX_INDEX`]) piecewise, a few KiB per lookup.
 //!
 //! `unsafe` lives only in [`ffi`], glibc's calling convention; the format, parser and
 //! lookup ([`index`]) and the bounded read ([`read`]) are safe code.
@@ -27,8 +28,8 @@ pub fn resolve(path: &Path, query: &[u8], family: Family) -> (Option<String>, Ve
     let Some(name) = index::normalize(query) else {
         return (None, Vec::new());
     };
-    let addrs = match read::read_index(path) {
-        Some(file) => index::lookup(&file, &name, family),
+    let addrs = match read::open_index(path) {
+        Some(mut src) => index::lookup_in(&mut src, &name, family),
         None => Vec::new(),
     };
     (Some(name), addrs)
