@@ -116,6 +116,11 @@ fn getent_resolves_guest_names_through_the_module() {
     let (code, out) = getent(&lab, &m, "hosts vm1");
     assert_eq!(code, Some(0), "{out}");
     assert!(out.starts_with(&format!("{vm1} ")), "{out}");
+    // Any user: the index is readable by all (as kvnetd.service's run dir is 0755).
+    let nobody = as_nobody().join(" ");
+    let (code, out) = with_module(&lab, &m, ":", &format!("{nobody} getent hosts vm1"));
+    assert_eq!(code, Some(0), "as nobody: {out}");
+    assert!(out.starts_with(&format!("{vm1} ")), "as nobody: {out}");
     let (code, out) = getent(&lab, &m, "ahosts VM1.lab.test");
     assert_eq!(code, Some(0), "{out}");
     assert!(out.contains(&format!("{vm1} ")), "{out}");
