@@ -208,11 +208,15 @@ pub fn lookup_in(src: &mut impl Source, name: &str, family: Family) -> Vec<IpAdd
 pub fn parse(file: &[u8]) -> Result<Vec<(String, IpAddr)>, String> {
     let body = body(file).ok_or("no header, no trailer or too large")?;
     let mut out: Vec<(String, IpAddr)> = Vec::new();
-    for (i, line) in body.split(|&b| b == b'\n').enumerate() {
-        if line.is_empty() {
-            continue;
-        }
+    let Some(lines) = body.strip_suffix(b"\n") else {
+        return Ok(out);
+    };
+    for (i, line) in lines.split(|&b| b == b'\n').enumerate() {
         let n = i + 2;
+        // kvnetd writes none, and the lookup's scan of a name's lines stops at one.
+        if line.is_empty() {
+            return Err(format!("line {n}: empty"));
+        }
         let (name, addr) = split_line(line).ok_or(format!("line {n}: no space"))?;
         let name = std::str::from_utf8(name).map_err(|_| format!("line {n}: not UTF-8"))?;
         if !valid_name(name) {
