@@ -22,6 +22,7 @@ mod hooks;
 mod ids;
 mod ifbridge;
 mod lifecycle;
+mod nssindex;
 mod paths;
 mod ports;
 mod registry;

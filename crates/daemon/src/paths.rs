@@ -108,6 +108,12 @@ impl Paths {
         self.run_dir.join("iface-change.json")
     }
 
+    /// Guest names for the NSS module (crates/nss), which reads it at its default path
+    /// /run/kvnet/nss-hosts: readable by everyone.
+    pub fn nss_index(&self) -> PathBuf {
+        self.run_dir.join("nss-hosts")
+    }
+
     pub fn lock(&self) -> PathBuf {
         self.run_dir.join("kvnetd.pid")
     }

@@ -31,6 +31,7 @@ fn main() {
     dhcp6();
     dns();
     ra();
+    nss();
 }
 
 fn xml() {
@@ -342,4 +343,30 @@ fn ra() {
     w.extend(frame(1 | 2, &rs(&[1, 1, 0x52, 0x54, 0, 0, 0, 1])));
     w.extend(frame(31 << 3, &[]));
     write("ra", "unspecified-and-schedule", &w);
+}
+
+/// Index files as kvnetd writes them (crates/daemon/src/nssindex.rs), and a torn one.
+fn nss() {
+    use nss_kvnet::index::Builder;
+    let mut b = Builder::default();
+    let d = Some("example.test");
+    b.add("web", "192.168.122.20".parse().unwrap(), d);
+    b.add("db", "192.168.122.30".parse().unwrap(), d);
+    b.add("db", "2001:db8::30".parse().unwrap(), d);
+    b.add("mail.other.org", "10.0.0.1".parse().unwrap(), d);
+    b.add_lease("vm1", Ipv4Addr::new(192, 168, 122, 50), d);
+    let (small, _) = b.build();
+    write("nss", "small", &small);
+    write("nss", "torn", &small[..small.len() / 2]);
+    write("nss", "empty", &Builder::default().build().0);
+    let mut b = Builder::default();
+    for i in 0..200u32 {
+        b.add(
+            &format!("g{i}"),
+            Ipv4Addr::from(0x0a00_0000 + i).into(),
+            None,
+        );
+        b.add(&format!("g{i}"), Ipv6Addr::from(u128::from(i)).into(), None);
+    }
+    write("nss", "many", &b.build().0);
 }

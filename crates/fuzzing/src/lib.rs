@@ -18,6 +18,7 @@ pub mod api;
 pub mod dhcp4;
 pub mod dhcp6;
 pub mod dns;
+pub mod nss;
 pub mod ra;
 pub mod xml;
 
@@ -33,6 +34,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("dhcp6", dhcp6::run),
     ("dns", dns::run),
     ("ra", ra::run),
+    ("nss", nss::run),
 ];
 
 /// One step of an engine target's input: `payload` is cut at 65,535 bytes.

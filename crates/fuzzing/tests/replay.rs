@@ -161,6 +161,11 @@ fn ra() {
 }
 
 #[test]
+fn nss() {
+    replay("nss");
+}
+
+#[test]
 fn every_target_has_a_test_and_a_fuzz_target() {
     let fuzz = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/fuzz_targets");
     for (name, _) in kvnet_fuzzing::TARGETS {

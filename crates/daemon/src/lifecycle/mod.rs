@@ -16,6 +16,7 @@ pub mod teardown;
 
 use crate::dataplane::{Dataplane, checks};
 use crate::ids::now;
+use crate::nssindex::NssIndex;
 use crate::paths::Paths;
 use crate::ports::{Ports, Target};
 use crate::registry::Registry;
@@ -33,6 +34,8 @@ pub struct Lifecycle {
     paths: Paths,
     dp: Dataplane,
     services: Services,
+    /// The host's index of guest names (the NSS module's).
+    nss: NssIndex,
     sysctls: Ledger,
     teardown: Teardown,
     /// Subscribed before the firewall is reconciled at start, so no change is missed;
@@ -65,6 +68,7 @@ impl Lifecycle {
             teardown: Teardown::spawn(dp.fw().table().to_string())?,
             sysctls: Ledger::load(paths),
             services: Services::new(paths.clone()),
+            nss: NssIndex::spawn(paths.nss_index()),
             paths: paths.clone(),
             dp,
         })
@@ -201,7 +205,9 @@ impl Lifecycle {
             for w in self.services.start(net) {
                 error!("{w}");
             }
+            self.nss.set(net, self.services.lease_names(&net.name));
         }
+        self.nss.ready();
         // A verb killed midway may have left a port off its bridge (a destroy, before
         // its record said so) or its TAP deleted (a port-delete, before unregistering
         // it); what is in place is left alone.
@@ -327,6 +333,7 @@ impl Lifecycle {
         reg.started(net.clone(), started)?;
         self.services.local_addrs_of(&net, true);
         warnings.extend(self.services.start(&net));
+        self.nss.set(&net, self.services.lease_names(&name));
         let t_services = t0.elapsed();
         warnings.extend(self.replug(reg, ports, &name).await);
         debug!(
@@ -357,6 +364,7 @@ impl Lifecycle {
         // While the bridge and its ports are still up: the final RA withdraws the
         // guests' default route through us.
         self.services.stop(name);
+        self.nss.remove(name);
         // Ports stay registered (persistent TAPs stay too) and return at the next start.
         let mut errors = match live.bridge_name() {
             Some(br) => ports.unplug(self.dp.nl(), name, br).await,
@@ -406,6 +414,7 @@ impl Lifecycle {
 
     pub fn sync_services(&mut self, net: &Network) {
         self.services.sync(net);
+        self.nss.set(net, self.services.lease_names(&net.name));
     }
 
     /// At daemon shutdown: finish queued teardowns, then record the firewall as this

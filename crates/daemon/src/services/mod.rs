@@ -227,6 +227,16 @@ impl Services {
         }
     }
 
+    /// A fresh subscription to the names of network `name`'s DHCPv4 leases (the host's
+    /// name index, `nssindex`), when its DHCPv4 service runs.
+    pub fn lease_names(&self, name: &str) -> Option<LeaseNames> {
+        self.nets
+            .get(name)?
+            .iter()
+            .flatten()
+            .find_map(|s| s.lease_names())
+    }
+
     /// The addresses of all active networks, which every DNS engine shares.
     pub fn set_local_addrs<'a>(&self, active: impl IntoIterator<Item = &'a Network>) {
         self.local_addrs.replace(

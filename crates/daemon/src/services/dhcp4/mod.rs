@@ -83,6 +83,14 @@ impl LeaseNames {
         c
     }
 
+    /// Resolves when a lease is recorded after the last look; never once the service
+    /// is gone (so a waiter does not spin on a closed channel).
+    pub async fn recorded(&mut self) {
+        if self.changed.changed().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+
     /// (hostname, address) of every current lease that has a hostname.
     pub fn names(&self) -> Vec<(String, Ipv4Addr)> {
         lock(&self.server)
