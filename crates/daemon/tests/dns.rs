@@ -327,3 +327,117 @@ fn records_policies_and_ipv6_over_the_wire() {
     }
     let _ = std::fs::remove_file(&resolv);
 }
+
+/// RFC 5452: each forwarded query leaves from a port of its own, picked at random, and
+/// an answer that comes from any other port than the one asked is not taken, even with
+/// the right ID and question.
+#[test]
+#[ignore = "needs root"]
+fn forwarded_queries_leave_from_random_ports_and_take_answers_only_from_the_upstream() {
+    have("dig", "dnsutils");
+    let resolv = std::env::temp_dir().join(format!("kvnet-dnsport-resolv-{}", std::process::id()));
+    std::fs::write(&resolv, format!("nameserver {LAN_PEER}\n")).expect("resolv.conf");
+    let mut lab = Lab::with_env(&[("KVNET_RESOLV_CONF", resolv.to_str().expect("utf-8"))]);
+    lab.define_and_start(NET);
+    let g = lab.guest("kvdns0", "192.168.100.10", "192.168.100.1");
+    let g = &lab.guests[g];
+    let ports = std::sync::Mutex::new(Vec::new());
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        let up = s.spawn(|| {
+            lab.lan.run(|| {
+                let udp = UdpSocket::bind((LAN_PEER, 53)).expect("bind upstream");
+                // Same address, another port: an off-path forger that guessed ID and
+                // question but answers from the wrong port.
+                let forger = UdpSocket::bind((LAN_PEER, 5300)).expect("bind forger");
+                udp.set_read_timeout(Some(Duration::from_millis(20)))
+                    .expect("timeout");
+                let mut buf = [0u8; 512];
+                while !stop.load(Ordering::SeqCst) {
+                    if let Ok((n, from)) = udp.recv_from(&mut buf)
+                        && let Some(r) = upstream_reply(&buf[..n])
+                    {
+                        ports.lock().expect("lock").push(from.port());
+                        let spoofed = buf[..n].windows(6).any(|w| w == b"forged");
+                        let sock = if spoofed { &forger } else { &udp };
+                        let _ = sock.send_to(&r, from);
+                    }
+                }
+            })
+        });
+        std::thread::sleep(Duration::from_millis(200));
+        for i in 0..20 {
+            let out = dig(g, &format!("+short q{i}.example A"));
+            assert_eq!(out.trim(), "198.51.100.7", "{}", lab.daemon.log());
+        }
+        let (_, out) = sh(g, "dig +time=5 +tries=1 @192.168.100.1 forged.example A");
+        stop.store(true, Ordering::SeqCst);
+        up.join().expect("upstream");
+        assert!(
+            !out.contains("198.51.100.7"),
+            "an answer from another port was taken:\n{out}"
+        );
+    });
+    let ports = ports.into_inner().expect("lock");
+    let mut distinct = ports.clone();
+    distinct.sort_unstable();
+    distinct.dedup();
+    // Twenty draws from ~28,000 ephemeral ports: a repeat is rare, all alike impossible.
+    assert!(ports.len() >= 21, "{ports:?}");
+    assert!(distinct.len() >= ports.len() - 2, "ports reused: {ports:?}");
+    let _ = std::fs::remove_file(&resolv);
+}
+
+/// The host's hosts file is served as libvirt's dnsmasq serves /etc/hosts, and re-read
+/// when it changes.
+#[test]
+#[ignore = "needs root"]
+fn the_hosts_file_is_served_and_re_read_on_change() {
+    have("dig", "dnsutils");
+    let hosts = std::env::temp_dir().join(format!("kvnet-dns-hosts-{}", std::process::id()));
+    std::fs::write(&hosts, "127.0.0.1 localhost\n10.9.8.7 hostbox\n").expect("hosts");
+    let mut lab = Lab::with_env(&[("KVNET_HOSTS_FILE", hosts.to_str().expect("utf-8"))]);
+    lab.define_and_start(NET);
+    let g = lab.guest("kvdns0", "192.168.100.10", "192.168.100.1");
+    let g = &lab.guests[g];
+    let log = || lab.daemon.log();
+    assert_eq!(
+        dig(g, "+short localhost A").trim(),
+        "127.0.0.1",
+        "{}",
+        log()
+    );
+    assert_eq!(dig(g, "+short hostbox A").trim(), "10.9.8.7", "{}", log());
+    assert_eq!(
+        dig(g, "+short hostbox.lab.test A").trim(),
+        "10.9.8.7",
+        "{}",
+        log()
+    );
+    assert_eq!(
+        dig(g, "+short -x 10.9.8.7").trim(),
+        "hostbox.lab.test.",
+        "{}",
+        log()
+    );
+
+    // Replaced the way editors and tools write it: a new file renamed over the old.
+    let tmp = hosts.with_extension("new");
+    std::fs::write(&tmp, "127.0.0.1 localhost\n10.9.8.8 hostbox newbox\n").expect("hosts");
+    std::fs::rename(&tmp, &hosts).expect("rename");
+    let deadline = std::time::Instant::now() + Duration::from_secs(8);
+    loop {
+        let out = dig(g, "+short hostbox A");
+        if out.trim() == "10.9.8.8" {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not re-read: {out}\n{}",
+            log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(dig(g, "+short newbox A").trim(), "10.9.8.8", "{}", log());
+    let _ = std::fs::remove_file(&hosts);
+}

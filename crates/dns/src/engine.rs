@@ -5,7 +5,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::LocalAddrs;
+use crate::{HostsFile, LocalAddrs};
 use hickory_proto::op::{Edns, Header, Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::{DNSClass, Record, RecordType};
 use hickory_proto::serialize::binary::{BinDecodable, BinDecoder};
@@ -142,6 +142,7 @@ pub struct Engine {
     routes: Vec<(String, Route)>,
     resolv: Vec<SocketAddr>,
     local_addrs: Arc<LocalAddrs>,
+    hosts_file: Arc<HostsFile>,
     rng: StdRng,
     pending: HashMap<PendingKey, Pending>,
     /// Deadlines in order; the first entry is also the oldest query, evicted when full.
@@ -165,6 +166,7 @@ impl Engine {
             routes: Vec::new(),
             resolv: Vec::new(),
             local_addrs: Arc::default(),
+            hosts_file: Arc::default(),
             rng: StdRng::from_seed(seed),
             pending: HashMap::new(),
             timers: BTreeMap::new(),
@@ -200,6 +202,14 @@ impl Engine {
         rejected
     }
 
+    /// The host's /etc/hosts (from [`HostsFile::parse`]), replacing the previous one.
+    pub fn set_hosts_file(&mut self, hosts: Arc<HostsFile>) {
+        if !Arc::ptr_eq(&self.hosts_file, &hosts) {
+            self.hosts_file = hosts;
+            self.rebuild();
+        }
+    }
+
     /// The host's resolvers (from [`crate::parse_resolv_conf`]), used when no `<forwarder>`
     /// replaces them and the network is not isolated.
     pub fn set_upstreams(&mut self, upstreams: Vec<SocketAddr>) {
@@ -229,7 +239,7 @@ impl Engine {
             .iter()
             .filter_map(|(n, ip)| Some((guest_name(n, domain.as_deref()).ok()?, *ip)))
             .collect();
-        self.local = LocalData::build(&self.config, &guests);
+        self.local = LocalData::build(&self.config, &guests, self.hosts_file.clone());
 
         let mut routes: HashMap<String, Route> = HashMap::new();
         let mut add = |zone: String, route: Route| {

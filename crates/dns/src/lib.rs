@@ -8,6 +8,9 @@
 //!   `<dns><host>` names: A/AAAA, as `name` and, with `<domain name>`, `name.domain`
 //!   (`expand-hosts`); PTR for all of them under `in-addr.arpa` and `ip6.arpa`.
 //! * `<txt>` and `<srv>` records (an SRV without a domain lives in the network's domain).
+//! * The host's `/etc/hosts` ([`Engine::set_hosts_file`] with [`HostsFile::parse`]), as
+//!   libvirt's dnsmasq serves it: after the network's own names, before lease names (a
+//!   lease's name that the file holds is not served), expanded with the domain too.
 //! * Local answers are authoritative (AA); a name that exists with other types gets an empty
 //!   NOERROR (NODATA), not NXDOMAIN. RA mirrors RD. TTL 0 by default, like dnsmasq.
 //!
@@ -32,14 +35,14 @@
 //! * A datagram or a TCP message (length prefix stripped) from a client goes to
 //!   [`Engine::handle_query`]; the shell should only accept clients on the network's bridge.
 //! * [`Decision::Answer`] goes back to its peer (TCP: add the length prefix);
-//!   [`Decision::Forward`] goes to the upstream over the same transport, ideally from a random
-//!   source port; whatever comes back from it is fed to [`Engine::handle_upstream_reply`] with
+//!   [`Decision::Forward`] goes to the upstream over the same transport, from a random
+//!   source port (RFC 5452); whatever comes back from it is fed to [`Engine::handle_upstream_reply`] with
 //!   that upstream as `from`. Replies that do not match a query sent to that upstream, with
 //!   that ID and that question, are dropped.
 //! * At [`Engine::next_timeout`] the shell calls [`Engine::poll_timeouts`], which retries the
 //!   next upstream or answers SERVFAIL.
 //! * On lease changes: [`Engine::set_guest_names`]; on `/etc/resolv.conf` changes:
-//!   [`Engine::set_upstreams`]; on `net-update`: [`Engine::set_config`].
+//!   [`Engine::set_upstreams`]; on `/etc/hosts` changes: [`Engine::set_hosts_file`]; on `net-update`: [`Engine::set_config`].
 //! * UDP answers larger than the client's EDNS size (512 without EDNS, at most
 //!   [`Limits::max_udp_payload`]) are cut to header and question with TC set.
 //! * Malformed queries get FORMERR when their header can be read and are dropped otherwise;
@@ -79,6 +82,7 @@
 
 mod config;
 mod engine;
+mod hostsfile;
 mod local;
 mod localaddrs;
 mod names;
@@ -86,5 +90,6 @@ mod resolv;
 
 pub use config::{Config, ConfigError, Forwarder};
 pub use engine::{Decision, Engine, Limits, Peer, Transport};
+pub use hostsfile::HostsFile;
 pub use localaddrs::LocalAddrs;
 pub use resolv::{parse_resolv_conf, parse_resolv_conf_with};

@@ -2,11 +2,13 @@
 
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use hickory_proto::rr::rdata::{A, AAAA, PTR, SOA, SRV, TXT};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 
 use crate::config::{Config, SrvRecord};
+use crate::hostsfile::HostsFile;
 use crate::names::{check_name, is_plain, name_of, reverse_addr};
 
 #[derive(Debug, Default)]
@@ -34,6 +36,8 @@ pub(crate) struct LocalData {
     /// Names in the domain with local names below them but none of their own (the
     /// apex, `_tcp.example.lan`): they exist, with no data (RFC 8020).
     empty: HashSet<String>,
+    /// The host's /etc/hosts, consulted after the network's own names.
+    hosts: Arc<HostsFile>,
 }
 
 /// A guest name as dnsmasq registers a DHCP name: our domain suffix is dropped, and a foreign
@@ -48,9 +52,17 @@ pub(crate) fn guest_name(raw: &str, domain: Option<&str>) -> Result<String, Stri
 }
 
 impl LocalData {
-    /// `guests` must hold names already passed through [`guest_name`].
-    pub(crate) fn build(cfg: &Config, guests: &[(String, IpAddr)]) -> LocalData {
-        let mut d = LocalData::default();
+    /// `guests` must hold names already passed through [`guest_name`]. A guest name the
+    /// host's file holds is not served: the file wins, as in dnsmasq.
+    pub(crate) fn build(
+        cfg: &Config,
+        guests: &[(String, IpAddr)],
+        hosts: Arc<HostsFile>,
+    ) -> LocalData {
+        let mut d = LocalData {
+            hosts,
+            ..LocalData::default()
+        };
         let expand = |n: &str| match &cfg.domain {
             Some(dom) if is_plain(n) => Some(format!("{n}.{dom}")),
             _ => None,
@@ -67,6 +79,9 @@ impl LocalData {
             }
         }
         for (n, ip) in guests {
+            if d.hosts.contains(n) {
+                continue;
+            }
             d.add_addr(n, *ip);
             let full = expand(n);
             if let Some(full) = &full {
@@ -102,7 +117,8 @@ impl LocalData {
                     rest = parent;
                 }
             }
-            d.empty.retain(|n| !d.names.contains_key(n));
+            d.empty
+                .retain(|n| !d.names.contains_key(n) && !d.hosts.contains(n));
             d.domain = Some(dom);
         }
         d
@@ -138,15 +154,39 @@ impl LocalData {
         }
     }
 
+    /// The host file's addresses for `key`, or for its plain part when `key` is a plain
+    /// name in the network's domain (expand-hosts applies to the file too).
+    fn host_file_addrs(&self, key: &str) -> Option<&[IpAddr]> {
+        self.hosts.addrs(key).or_else(|| {
+            let dom = self.domain.as_deref()?;
+            let plain = key.strip_suffix(dom)?.strip_suffix('.')?;
+            is_plain(plain).then(|| self.hosts.addrs(plain)).flatten()
+        })
+    }
+
+    /// The host file's name for `ip`, expanded with the domain when plain.
+    fn host_file_ptr(&self, ip: &IpAddr) -> Option<String> {
+        let n = self.hosts.name_of(ip)?;
+        Some(match &self.domain {
+            Some(dom) if is_plain(n) => format!("{n}.{dom}"),
+            _ => n.to_string(),
+        })
+    }
+
     /// Records for `key` of type `qtype`, owned by `owner` (the query's own spelling).
     pub(crate) fn lookup(&self, key: &str, owner: &Name, qtype: RecordType, ttl: u32) -> Lookup {
         let mut out = Vec::new();
         let mut exists = false;
         let any = qtype == RecordType::ANY;
         let mut push = |rdata: RData| out.push(Record::from_rdata(owner.clone(), ttl, rdata));
-        if let Some(e) = self.names.get(key) {
+        let entry = self.names.get(key);
+        let addrs = match entry {
+            Some(e) => Some(e.addrs.as_slice()),
+            None => self.host_file_addrs(key),
+        };
+        if let Some(addrs) = addrs {
             exists = true;
-            for ip in &e.addrs {
+            for ip in addrs {
                 match ip {
                     IpAddr::V4(a) if any || qtype == RecordType::A => push(RData::A(A(*a))),
                     IpAddr::V6(a) if any || qtype == RecordType::AAAA => {
@@ -155,6 +195,9 @@ impl LocalData {
                     _ => {}
                 }
             }
+        }
+        if let Some(e) = entry {
+            exists = true;
             if any || qtype == RecordType::TXT {
                 for t in &e.txts {
                     push(RData::TXT(TXT::new(txt_strings(t))));
@@ -172,11 +215,15 @@ impl LocalData {
                 }
             }
         }
-        if let Some(targets) = reverse_addr(key).and_then(|ip| self.ptrs.get(&ip)) {
-            exists = true;
+        if let Some(ip) = reverse_addr(key) {
+            let targets = match self.ptrs.get(&ip) {
+                Some(t) => t.clone(),
+                None => self.host_file_ptr(&ip).into_iter().collect(),
+            };
+            exists |= !targets.is_empty();
             if any || qtype == RecordType::PTR {
                 for t in targets {
-                    if let Some(n) = name_of(t) {
+                    if let Some(n) = name_of(&t) {
                         push(RData::PTR(PTR(n)));
                     }
                 }

@@ -418,3 +418,78 @@ fn udp_edns_size_and_tcp() {
     assert!(!m.metadata.truncation);
     assert_eq!(m.answers.len(), 200);
 }
+
+const ETC_HOSTS: &str = "127.0.0.1 localhost\n127.0.1.1 hyper.lan hyper\n::1 localhost ip6-localhost\n\
+                         192.168.122.5 nas\n";
+
+fn with_hosts_file(head: &str) -> Engine {
+    let mut e = with_guests(head);
+    e.set_hosts_file(std::sync::Arc::new(kvnet_dns::HostsFile::parse(ETC_HOSTS)));
+    e
+}
+
+#[test]
+fn the_hosts_file_is_served_plain_fqdn_and_expanded() {
+    let mut e = with_hosts_file(DOMAIN);
+    let m = ask(&mut e, "localhost.", RecordType::A);
+    assert!(m.metadata.authoritative);
+    assert_eq!(addrs(&m), vec![ip("127.0.0.1")]);
+    assert_eq!(
+        addrs(&ask(&mut e, "localhost.", RecordType::AAAA)),
+        vec![ip("::1")]
+    );
+    assert_eq!(
+        addrs(&ask(&mut e, "hyper.lan.", RecordType::A)),
+        vec![ip("127.0.1.1")]
+    );
+    // expand-hosts covers the file's plain names too, not names with a dot.
+    assert_eq!(
+        addrs(&ask(&mut e, "nas.example.com.", RecordType::A)),
+        vec![ip("192.168.122.5")]
+    );
+    // Not local, so forwarded (no resolvers set: REFUSED).
+    let m = ask(&mut e, "hyper.lan.example.com.", RecordType::A);
+    assert_eq!(rcode(&m), ResponseCode::Refused);
+    // A name with only an IPv4 address: NODATA for AAAA.
+    let m = ask(&mut e, "nas.", RecordType::AAAA);
+    assert_eq!(rcode(&m), ResponseCode::NoError);
+    assert!(m.answers.is_empty());
+    // Reverse: the first name of the address, expanded when plain.
+    let m = ask(&mut e, "1.1.0.127.in-addr.arpa.", RecordType::PTR);
+    let RData::PTR(p) = &m.answers[0].data else {
+        panic!("{m:?}")
+    };
+    assert_eq!(p.0.to_ascii(), "hyper.lan.");
+    let m = ask(&mut e, "5.122.168.192.in-addr.arpa.", RecordType::PTR);
+    let RData::PTR(p) = &m.answers[0].data else {
+        panic!("{m:?}")
+    };
+    assert_eq!(p.0.to_ascii(), "nas.example.com.");
+}
+
+#[test]
+fn the_network_wins_over_the_hosts_file_and_the_file_over_leases() {
+    let mut e = engine(HOSTS);
+    e.set_hosts_file(std::sync::Arc::new(kvnet_dns::HostsFile::parse(
+        "10.0.0.9 printer\n10.0.0.8 vm1\n",
+    )));
+    // <dns><host> printer is the network's: it wins.
+    assert_eq!(
+        addrs(&ask(&mut e, "printer.", RecordType::A)),
+        vec![ip("192.168.122.5")]
+    );
+    // A guest calling itself what the host file names is not served under it.
+    e.set_guest_names(vec![("vm1".to_string(), ip("192.168.122.10"))]);
+    assert_eq!(
+        addrs(&ask(&mut e, "vm1.", RecordType::A)),
+        vec![ip("10.0.0.8")]
+    );
+    let m = ask(&mut e, "10.122.168.192.in-addr.arpa.", RecordType::PTR);
+    assert_eq!(rcode(&m), ResponseCode::Refused);
+    // The file changes: the guest gets its name back.
+    e.set_hosts_file(std::sync::Arc::new(kvnet_dns::HostsFile::parse("")));
+    assert_eq!(
+        addrs(&ask(&mut e, "vm1.", RecordType::A)),
+        vec![ip("192.168.122.10")]
+    );
+}

@@ -5,17 +5,21 @@
 //! Per network: a UDP socket and a TCP listener on port 53 of each address of the network,
 //! IPv4 and IPv6, each also bound to the bridge (SO_BINDTODEVICE), so only the network's
 //! own guests are served and nothing listens on a wildcard address. UDP answers leave from
-//! the address the query was sent to. Forwarded UDP queries leave from one socket per
-//! family on the unspecified address, which is not bound to the bridge: upstreams are
-//! reached through the host's routes. Forwarded TCP queries use one TCP connection to the
-//! upstream per query.
+//! the address the query was sent to. Each forwarded UDP query leaves from a socket of
+//! its own on a port the kernel picks at random, connected to the upstream (RFC 5452: a
+//! spoofed answer must guess the port as well as the ID and question); past
+//! [`MAX_QUERY_SOCKETS`] in flight across the daemon, queries share one socket per family.
+//! None is bound to the bridge: upstreams are reached through the host's routes.
+//! Forwarded TCP queries use one TCP connection to the upstream per query.
 //!
 //! One task per network runs the UDP side and the engine's timers; each TCP client
 //! connection has its own task. The engine sits behind a mutex that is never held
 //! across an await.
 
+mod hostsfile;
 mod tcp;
 mod udp;
+mod upstream;
 
 use super::{Ctx, LeaseNames, NetService, lock};
 use anyhow::{Context, Result, anyhow};
@@ -317,8 +321,11 @@ impl Shell {
             },
             Decision::Forward { to, bytes } => match to.transport {
                 Transport::Udp => {
-                    // No socket for the family: the engine's timer moves on to the next
-                    // upstream.
+                    if upstream::spawn_query(self, to.addr, bytes.clone()) {
+                        return;
+                    }
+                    // Too many in flight, or no socket for the family: the shared socket,
+                    // else the engine's timer moves on to the next upstream.
                     if let Some(s) = self.upstream_for(to.addr)
                         && let Err(e) = s.try_send_to(&bytes, to.addr)
                     {

@@ -1,5 +1,5 @@
 //! DNS over UDP: the listening sockets, upstream answers, the engine's timers and the
-//! host's resolv.conf, in one task per network.
+//! host's resolv.conf and hosts file, in one task per network.
 
 use super::Shell;
 use crate::services::lock;
@@ -50,7 +50,7 @@ thread_local! {
     /// One receive buffer for the DNS tasks of every network: they all run on the
     /// daemon's one runtime thread and read only between awaits, so a thousand networks
     /// do not hold a thousand buffers. Large enough for any UDP answer of an upstream.
-    static BUF: RefCell<Vec<u8>> = RefCell::new(vec![0u8; 65535]);
+    pub(super) static BUF: RefCell<Vec<u8>> = RefCell::new(vec![0u8; 65535]);
 }
 
 /// Wait until any of `socks` may hold a datagram; the socket's index. Polling starts at
@@ -96,6 +96,7 @@ pub(super) async fn run(shell: Arc<Shell>) {
     let path = resolv_conf_path();
     let mut seen = None;
     reload_resolv(&shell, &path, &mut seen);
+    lock(&shell.engine).set_hosts_file(super::hostsfile::current());
     let mut next_check = Instant::now() + RESOLV_CHECK;
     let listeners: Vec<&UdpSocket> = shell.udp.iter().map(|(s, _)| s).collect();
     let upstreams: Vec<&UdpSocket> = std::iter::once(&shell.upstream)
@@ -142,6 +143,7 @@ pub(super) async fn run(shell: Arc<Shell>) {
                 }
                 if Instant::now() >= next_check {
                     reload_resolv(&shell, &path, &mut seen);
+                    lock(&shell.engine).set_hosts_file(super::hostsfile::current());
                     next_check = Instant::now() + RESOLV_CHECK;
                 }
             }
