@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # DNS throughput on local names, kvnet vs dnsmasq configured the way libvirt configures it,
 # in one run, side by side (rounds interleaved: kvnet, dnsmasq, kvnet, dnsmasq, ...).
-#   bench/dns.sh [--secs N] [--rounds N] [--clients N] [--outstanding N] [--hosts N]
+#   bench/dns.sh [--secs N] [--rounds N] [--clients N] [--outstanding N] [--hosts N] [--forward]
 # Each side: a "host" network namespace with the server and a bridge kvdns0 10.78.0.1/24,
 # a "client" namespace (10.78.0.200/24) joined to the bridge by a veth, and
 #   dnsperf -s 10.78.0.1 -d NAMES -l SECS -c CLIENTS -q OUTSTANDING
@@ -15,12 +15,16 @@
 # dnsmasq's conf is libvirt's for a NAT network with `<domain name localOnly='yes'>`
 # (see nat-static.txt in the peer reference), with an empty resolv-file instead of the
 # namespace's /etc/resolv.conf (so neither server has an upstream) and in the foreground.
+# --forward: the names are not local (fX.up.test) and both servers forward every query to
+# an upstream in their host namespace (a third dnsmasq on 127.0.0.2, answering from
+# addn-hosts with TTL 0, so libvirt's dnsmasq cannot answer from its cache): the cost of
+# forwarding, kvnet's fresh random-port socket per query against dnsmasq's port pool.
 # Root only; the machine's own network namespace is not touched. Everything (processes,
 # namespaces, scratch dir) is removed on exit, also on failure or signal.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export LC_ALL=C
-SECS=10 ROUNDS=3 CLIENTS=4 OUTST=100 HOSTS=100
+SECS=10 ROUNDS=3 CLIENTS=4 OUTST=100 HOSTS=100 FORWARD=
 while [ $# -gt 0 ]; do
   case "$1" in
     --secs) SECS=$2; shift 2 ;;
@@ -28,7 +32,8 @@ while [ $# -gt 0 ]; do
     --clients) CLIENTS=$2; shift 2 ;;
     --outstanding) OUTST=$2; shift 2 ;;
     --hosts) HOSTS=$2; shift 2 ;;
-    *) echo "usage: $0 [--secs N] [--rounds N] [--clients N] [--outstanding N] [--hosts N]" >&2; exit 2 ;;
+    --forward) FORWARD=1; shift ;;
+    *) echo "usage: $0 [--secs N] [--rounds N] [--clients N] [--outstanding N] [--hosts N] [--forward]" >&2; exit 2 ;;
   esac
 done
 die() { echo "dns.sh: $*" >&2; exit 1; }
@@ -48,7 +53,7 @@ KVNET=$T/release/kvnet
 KNS=kvdnsk-$$ KCL=kvdnskc-$$ MNS=kvdnsm-$$ MCL=kvdnsmc-$$
 DIR=$(mktemp -d /tmp/kvdns.XXXXXX)
 chmod 755 "$DIR"  # dnsmasq drops to nobody
-KPID= MPID=
+KPID= MPID= UPIDS=
 stop() { # pid: TERM, up to 3 s, then KILL
   [ -n "$1" ] || return 0
   kill "$1" 2>/dev/null || return 0
@@ -60,6 +65,7 @@ cleanup() {
   local rc=$?
   trap - EXIT INT TERM
   stop "$KPID"; stop "$MPID"
+  for p in $UPIDS; do stop "$p"; done
   for ns in "$KCL" "$MCL" "$KNS" "$MNS"; do
     # anything still running in our namespaces (started by this script) goes too
     for p in $(ip netns pids "$ns" 2>/dev/null); do kill -9 "$p" 2>/dev/null || true; done
@@ -82,6 +88,20 @@ for i in $(seq 10 $((HOSTS + 9))); do
   DNSXML+="<host ip='10.78.0.$i'><hostname>h$i</hostname></host>"
 done
 : >"$DIR/resolv.conf"
+if [ -n "$FORWARD" ]; then
+  : >"$DIR/names" ; : >"$DIR/uphosts"
+  for i in $(seq 10 $((HOSTS + 9))); do
+    echo "f$i.up.test A" >>"$DIR/names"
+    printf '10.79.0.%d\tf%d.up.test\n' "$i" "$i" >>"$DIR/uphosts"
+  done
+  echo "nameserver 127.0.0.2" >"$DIR/resolv.conf"
+fi
+upstream() { # host-ns: the upstream both servers forward to
+  ip netns exec "$1" dnsmasq --keep-in-foreground --no-resolv --no-hosts --no-dhcp-interface=lo \
+    --addn-hosts="$DIR/uphosts" --listen-address=127.0.0.2 --bind-interfaces --port 53 \
+    --local-ttl=0 --pid-file="$DIR/up-$1.pid" 2>>"$DIR/upstream.log" &
+  UPIDS+=" $!"
+}
 
 # ---- namespaces: host + client, veth eth0 (client) <-> vcl0 (host, later on the bridge) ----
 mkns() { # host-ns client-ns
@@ -103,6 +123,7 @@ join_bridge() { # host-ns client-ns: enslave vcl0 to kvdns0, wait until a name r
 }
 mkns "$KNS" "$KCL"
 mkns "$MNS" "$MCL"
+if [ -n "$FORWARD" ]; then upstream "$KNS"; upstream "$MNS"; fi
 
 # ---- kvnet ------------------------------------------------------------------------------
 KVNET_RESOLV_CONF=$DIR/resolv.conf ip netns exec "$KNS" "$T"/release/kvnetd \
@@ -190,7 +211,11 @@ run() { # label client-ns server-pid round host-ns
 }
 rk0=$(rss "$KPID"); rm0=$(rss "$MPID")
 echo "kvnet $(git describe --always --dirty 2>/dev/null || echo '?'), dnsmasq $(dnsmasq --version | awk 'NR==1 {print $3}'), dnsperf $(dpkg-query -W -f='${Version}' dnsperf 2>/dev/null || echo '?'), $(date -u +%F), $(nproc) cores, kernel $(uname -r)"
-echo "dnsperf -s 10.78.0.1 -d NAMES -l $SECS -c $CLIENTS -q $OUTST; NAMES = $HOSTS x 'hX.bench.test A', round robin"
+if [ -n "$FORWARD" ]; then
+  echo "dnsperf -s 10.78.0.1 -d NAMES -l $SECS -c $CLIENTS -q $OUTST; NAMES = $HOSTS x 'fX.up.test A', round robin, each forwarded to the upstream on 127.0.0.2"
+else
+  echo "dnsperf -s 10.78.0.1 -d NAMES -l $SECS -c $CLIENTS -q $OUTST; NAMES = $HOSTS x 'hX.bench.test A', round robin"
+fi
 echo
 echo "| server | round | queries/s | lost | avg latency ms | min ms | max ms | stddev ms | server CPU (of one core) | server CPU µs/query | machine busy | rest µs/query | response codes | avg response | server UDP drops rcvbuf / sndbuf |"
 echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
