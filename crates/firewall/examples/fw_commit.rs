@@ -43,6 +43,7 @@ fn numbered(i: u32) -> FwNetwork {
         dhcpv6: false,
         dns: true,
         tftp: false,
+        forwards: Vec::new(),
     }
 }
 

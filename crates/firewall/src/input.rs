@@ -40,6 +40,7 @@ impl FwNetwork {
             dhcpv6: dhcp(true),
             dns: net.dns.as_ref().and_then(|d| d.enable) != Some(false),
             tftp: net.ips.iter().any(|ip| ip.tftp_root.is_some()),
+            forwards: Vec::new(),
         })
     }
 }

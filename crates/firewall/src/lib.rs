@@ -62,8 +62,16 @@
 //! set nat4/6    addr (int.)                    NET
 //! set nat4/6_dev addr . ifname (int.)          NET . DEV
 //! map nat4/6_custom addr (int.) : verdict      NET : jump nat_<id>
+//! map fwd4/6     inet_proto . addr . inet_service : addr . inet_service
+//!                                              tcp . HOST . 8080 : GUEST . 80
+//! map fwd4/6_any inet_proto . inet_service : addr . inet_service
+//!                                              tcp . 2222 : GUEST . 22
+//! set fwdst4/6   ifname . addr . inet_proto . inet_service
+//!                                              BR . GUEST . tcp . 80
 //!
 //! chain forward (filter, prio 0)  iifname . oifname @cross accept
+//!                                 ct status dnat oifname . ip daddr . meta l4proto
+//!                                   . th dport @fwdst4 accept         (+ IPv6)
 //!                                 ct state established,related oifname . ip daddr @est4 accept
 //!                                 oifname . ip daddr @rt4 accept         (+ _dev, IPv6)
 //!                                 meta nfproto ipv4 oifname @rej4 reject (+ IPv6)
@@ -71,11 +79,22 @@
 //!                                 meta nfproto ipv4 iifname @rej4 reject (+ IPv6)
 //! chain input  (filter, prio 0)   iifname . meta l4proto . th dport @svc_in accept
 //! chain output (filter, prio 0)   oifname . meta l4proto . th dport @svc_out accept
-//! chain postrouting (nat, srcnat) ip saddr vmap @nat4_custom             (+ IPv6)
+//! chain prerouting (nat, dstnat)  dnat ip to meta l4proto . ip daddr . th dport map @fwd4
+//!                                 fib daddr type local dnat ip to
+//!                                   meta l4proto . th dport map @fwd4_any (+ IPv6)
+//! chain output_dnat (nat, -100)   the same for the host's own connections,
+//!                                   loopback destinations excepted
+//! chain postrouting (nat, srcnat) ct status dnat oifname . ip saddr @est4
+//!                                   masquerade                  (hairpin, + IPv6)
+//!                                 ip saddr vmap @nat4_custom             (+ IPv6)
 //!                                 ip saddr . ip daddr @nat4_skip return  (+ IPv6)
 //!                                 … ip saddr @nat4 masquerade [to :1024-65535]
 //!                                 … ip saddr . oifname @nat4_dev masquerade …
 //! ```
+//!
+//! A port forward is map elements, one per host port, keyed by protocol and
+//! port (and host address): one hash lookup per new connection whatever the
+//! number of forwards, and adding or moving one validates nothing.
 //!
 //! Only a network with `<nat><address>` or `<nat><port>` (custom SNAT) owns a
 //! chain, `nat_<id>`, holding libvirt's NAT rules with its addresses and
@@ -121,7 +140,11 @@ mod render;
 mod schema;
 
 pub use listing::{expected_listing, normalize_listing};
-pub use model::{FwError, FwMode, FwNetwork, validate_all, validate_table};
-pub use nl::{encode_add_new, encode_guard, encode_remove, guard_table};
-pub use render::{Ruleset, render_add, render_add_new, render_full, render_remove};
+pub use model::{
+    FwError, FwForward, FwMode, FwNetwork, MAX_FORWARD_PORTS, Proto, validate_all, validate_table,
+};
+pub use nl::{encode_add_new, encode_forwards, encode_guard, encode_remove, guard_table};
+pub use render::{
+    Ruleset, render_add, render_add_new, render_forwards, render_full, render_remove,
+};
 pub use schema::{DEFAULT_TABLE, chain_id};

@@ -6,7 +6,7 @@
 
 use std::collections::HashSet;
 use std::fmt;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 
 use ipnet::IpNet;
 use kvnet_model::ifname::{self, IfnameError};
@@ -63,6 +63,78 @@ pub struct FwNetwork {
     pub dhcpv6: bool,
     pub dns: bool,
     pub tftp: bool,
+    /// Port forwards into this (NAT) network whose guest address is known; the
+    /// daemon resolves a forward's guest (name, MAC) to its lease's address.
+    pub forwards: Vec<FwForward>,
+}
+
+/// A transport protocol a rule or a forward matches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Proto {
+    Tcp,
+    Udp,
+}
+
+impl Proto {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Proto::Tcp => "tcp",
+            Proto::Udp => "udp",
+        }
+    }
+
+    /// The IP protocol number.
+    pub(crate) fn number(self) -> u8 {
+        match self {
+            Proto::Tcp => 6,
+            Proto::Udp => 17,
+        }
+    }
+}
+
+/// The most host ports one forward may take: each is one map element.
+pub const MAX_FORWARD_PORTS: u32 = 4096;
+
+/// One port forward with its guest's address resolved: host ports
+/// `ports.0..=ports.1` (on `address`, or on every local address) go to
+/// `guest`, port `guest_port` onwards, in the same order.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct FwForward {
+    pub proto: Proto,
+    pub address: Option<IpAddr>,
+    pub ports: (u16, u16),
+    pub guest: IpAddr,
+    pub guest_port: u16,
+}
+
+impl FwForward {
+    /// `(host port, guest port)` pairs, in order.
+    pub(crate) fn port_pairs(&self) -> impl Iterator<Item = (u16, u16)> + '_ {
+        (self.ports.0..=self.ports.1).map(move |p| (p, self.guest_port + (p - self.ports.0)))
+    }
+
+    fn describe(&self) -> String {
+        let addr = match self.address {
+            Some(IpAddr::V6(a)) => format!("[{a}]"),
+            Some(a) => a.to_string(),
+            None => "*".into(),
+        };
+        let (a, b) = self.ports;
+        let ports = if a == b {
+            a.to_string()
+        } else {
+            format!("{a}-{b}")
+        };
+        format!("{} {addr}:{ports}", self.proto.name())
+    }
+
+    /// Two forwards that would claim the same host port.
+    fn clashes(&self, o: &FwForward) -> bool {
+        self.proto == o.proto
+            && self.address == o.address
+            && self.ports.0 <= o.ports.1
+            && o.ports.0 <= self.ports.1
+    }
 }
 
 /// Why a network (or a set of networks) cannot be rendered.
@@ -92,6 +164,18 @@ pub enum FwError {
     OverlappingNatSubnets {
         a: (String, IpNet),
         b: (String, IpNet),
+    },
+    /// A forward that cannot be installed; `forward` describes it
+    /// (`tcp *:8080`).
+    InvalidForward {
+        network: String,
+        forward: String,
+        reason: String,
+    },
+    /// Two forwards (of one network or two) claiming the same host port.
+    ClashingForwards {
+        a: (String, String),
+        b: (String, String),
     },
 }
 
@@ -126,6 +210,16 @@ impl fmt::Display for FwError {
                 f,
                 "NAT subnet {} of network {:?} overlaps {} of network {:?}",
                 a.1, a.0, b.1, b.0
+            ),
+            FwError::InvalidForward {
+                network,
+                forward,
+                reason,
+            } => write!(f, "network {network:?}: forward {forward}: {reason}"),
+            FwError::ClashingForwards { a, b } => write!(
+                f,
+                "forward {} of network {:?} takes a host port of forward {} of network {:?}",
+                b.1, b.0, a.1, a.0
             ),
         }
     }
@@ -200,6 +294,73 @@ impl FwNetwork {
                 b: (self.name.clone(), b),
             });
         }
+        for (i, fwd) in self.forwards.iter().enumerate() {
+            self.check_forward(fwd)?;
+            if let Some(o) = self.forwards[..i].iter().find(|o| o.clashes(fwd)) {
+                return Err(FwError::ClashingForwards {
+                    a: (self.name.clone(), o.describe()),
+                    b: (self.name.clone(), fwd.describe()),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn check_forward(&self, fwd: &FwForward) -> Result<(), FwError> {
+        let bad = |reason: String| {
+            Err(FwError::InvalidForward {
+                network: self.name.clone(),
+                forward: fwd.describe(),
+                reason,
+            })
+        };
+        let (a, b) = fwd.ports;
+        if a == 0 || a > b {
+            return bad(format!("invalid host port range {a}-{b}"));
+        }
+        let n = u32::from(b - a) + 1;
+        if n > MAX_FORWARD_PORTS {
+            return bad(format!(
+                "{n} host ports, more than the {MAX_FORWARD_PORTS} one forward may take"
+            ));
+        }
+        if fwd.guest_port == 0 || u32::from(fwd.guest_port) + n - 1 > 65535 {
+            return bad(format!("guest ports from {} do not fit", fwd.guest_port));
+        }
+        if self.mode != FwMode::Nat {
+            return bad(format!(
+                "port forwards need a NAT network, this one is {}",
+                self.mode.name()
+            ));
+        }
+        if fwd
+            .address
+            .is_some_and(|h| h.is_ipv4() != fwd.guest.is_ipv4())
+        {
+            return bad("host and guest addresses of different families".into());
+        }
+        if fwd
+            .address
+            .is_some_and(|h| h.is_loopback() || h.is_unspecified())
+        {
+            return bad(
+                "a loopback or unspecified host address cannot be forwarded (omit the address for every address)"
+                    .into(),
+            );
+        }
+        // The forward filter and hairpin rules match the network's NAT subnets.
+        let natted = self.nat_keys().iter().any(|n| n.contains(&fwd.guest));
+        if !natted {
+            return bad(format!(
+                "guest address {} is not in a NAT subnet of this network{}",
+                fwd.guest,
+                if fwd.guest.is_ipv6() {
+                    " (IPv6 needs <nat ipv6='yes'>)"
+                } else {
+                    ""
+                }
+            ));
+        }
         Ok(())
     }
 
@@ -272,8 +433,18 @@ pub(crate) fn maximal(nets: impl Iterator<Item = IpNet>) -> Vec<IpNet> {
 pub fn validate_all(nets: &[FwNetwork]) -> Result<(), FwError> {
     let mut bridges = HashSet::new();
     let mut nat_keys: Vec<(&str, IpNet)> = Vec::new();
+    let mut forwards: Vec<(&str, &FwForward)> = Vec::new();
     for net in nets {
         net.validate()?;
+        for fwd in &net.forwards {
+            if let Some((other, o)) = forwards.iter().find(|(_, o)| o.clashes(fwd)) {
+                return Err(FwError::ClashingForwards {
+                    a: (other.to_string(), o.describe()),
+                    b: (net.name.clone(), fwd.describe()),
+                });
+            }
+        }
+        forwards.extend(net.forwards.iter().map(|f| (net.name.as_str(), f)));
         if !bridges.insert(net.bridge.as_str()) {
             return Err(FwError::DuplicateBridge(net.bridge.clone()));
         }
@@ -317,6 +488,19 @@ pub(crate) fn test_net(bridge: &str) -> FwNetwork {
         dhcpv6: false,
         dns: true,
         tftp: false,
+        forwards: Vec::new(),
+    }
+}
+
+/// A TCP forward of `ports` on every host address to `guest`.
+#[cfg(test)]
+pub(crate) fn test_forward(ports: (u16, u16), guest: &str, guest_port: u16) -> FwForward {
+    FwForward {
+        proto: Proto::Tcp,
+        address: None,
+        ports,
+        guest: guest.parse().unwrap(),
+        guest_port,
     }
 }
 
@@ -397,5 +581,84 @@ mod tests {
         // Routed subnets may nest (the planner merges their accepts).
         n.mode = FwMode::Route;
         assert!(n.validate().is_ok());
+    }
+
+    #[test]
+    fn forwards_are_checked_and_named_in_errors() {
+        let err = |f: FwForward| {
+            let mut n = net("virbr0");
+            n.forwards = vec![f];
+            n.validate().unwrap_err().to_string()
+        };
+        let ok = test_forward((8080, 8081), "192.168.122.10", 80);
+        let mut n = net("virbr0");
+        n.forwards = vec![ok.clone()];
+        assert!(n.validate().is_ok());
+
+        let mut f = ok.clone();
+        f.ports = (9, 8);
+        assert_eq!(
+            err(f),
+            r#"network "n": forward tcp *:9-8: invalid host port range 9-8"#
+        );
+        let mut f = ok.clone();
+        f.ports = (1, 5000);
+        assert!(err(f).ends_with("5000 host ports, more than the 4096 one forward may take"));
+        let mut f = ok.clone();
+        f.guest_port = 65535;
+        assert!(err(f).ends_with("guest ports from 65535 do not fit"));
+        let mut f = ok.clone();
+        f.guest = "10.9.9.9".parse().unwrap();
+        assert!(err(f).ends_with("guest address 10.9.9.9 is not in a NAT subnet of this network"));
+        let mut f = ok.clone();
+        f.guest = "fd00::5".parse().unwrap();
+        assert!(err(f).ends_with("(IPv6 needs <nat ipv6='yes'>)"));
+        let mut f = ok.clone();
+        f.address = Some("fd00::1".parse().unwrap());
+        assert!(err(f).ends_with("host and guest addresses of different families"));
+        let mut f = ok.clone();
+        f.address = Some("127.0.0.1".parse().unwrap());
+        assert!(err(f).contains("loopback"));
+
+        let mut routed = net("virbr0");
+        routed.mode = FwMode::Route;
+        routed.forwards = vec![ok];
+        assert!(
+            routed
+                .validate()
+                .unwrap_err()
+                .to_string()
+                .ends_with("port forwards need a NAT network, this one is route")
+        );
+    }
+
+    #[test]
+    fn a_host_port_is_forwarded_once() {
+        let a = test_forward((8080, 8089), "192.168.122.10", 80);
+        let b = test_forward((8089, 8089), "192.168.122.11", 80);
+        let mut n = net("virbr0");
+        n.forwards = vec![a.clone(), b.clone()];
+        assert_eq!(
+            n.validate().unwrap_err().to_string(),
+            r#"forward tcp *:8089 of network "n" takes a host port of forward tcp *:8080-8089 of network "n""#
+        );
+        // Another protocol, or a given address, is another port.
+        let mut c = b.clone();
+        c.proto = Proto::Udp;
+        let mut d = b.clone();
+        d.address = Some("198.51.100.1".parse().unwrap());
+        n.forwards = vec![a.clone(), c, d];
+        assert!(n.validate().is_ok());
+        // Across networks too.
+        let mut other = net("virbr1");
+        other.name = "o".into();
+        other.subnets = vec!["192.168.123.0/24".parse().unwrap()];
+        other.forwards = vec![test_forward((8085, 8085), "192.168.123.10", 80)];
+        let mut first = net("virbr0");
+        first.forwards = vec![a];
+        assert!(matches!(
+            validate_all(&[first, other]),
+            Err(FwError::ClashingForwards { .. })
+        ));
     }
 }

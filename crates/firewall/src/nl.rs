@@ -26,9 +26,11 @@ use crate::model::{FwNetwork, check_table};
 use crate::plan::{Action, Chain, Dir, Element, Field, Group, Match, Rule, plan};
 
 pub mod consts;
+mod forwards;
 mod guard;
 mod remove;
 
+pub use forwards::encode_forwards;
 pub use guard::{encode_guard, guard_table};
 pub use remove::encode_remove;
 
@@ -338,6 +340,7 @@ fn element(
     key_end: Option<&[u8]>,
     end: bool,
     jump: Option<&str>,
+    data: &[u8],
     open: bool,
 ) {
     b.nest(index, |b| {
@@ -349,6 +352,8 @@ fn element(
             b.nest(NFTA_SET_ELEM_DATA, |b| {
                 verdict_data(b, NFT_JUMP, Some(chain))
             });
+        } else if !data.is_empty() {
+            b.nest(NFTA_SET_ELEM_DATA, |b| b.attr(NFTA_DATA_VALUE, data));
         }
         if open {
             let mut udata = vec![NFTNL_UDATA_SET_ELEM_FLAGS, 4];
@@ -369,23 +374,40 @@ fn element(
 /// marks in the start's user data instead); nft also sends an end element
 /// at address zero when its cache shows the set empty, and without a cache
 /// it is sent every time, which the kernel ignores when it is already there.
-/// A deletion (`deleting`) leaves that end alone: other intervals may need it.
+/// A deletion (`deleting`) leaves that end alone: other intervals may need it,
+/// and names elements by key alone. A forward map's value is its fields in
+/// whole registers, like a key.
 fn group_elements(b: &mut Buf, g: &Group, deleting: bool) {
     let mut index = 1;
     for e in &g.elements {
         let jump = e.jump.as_deref();
+        let data: Vec<u8> = if deleting {
+            Vec::new()
+        } else {
+            e.data.iter().flat_map(|f| field_bytes(f, false)).collect()
+        };
+        let data = data.as_slice();
         match (g.set.interval, g.set.concat(), e.key.as_slice()) {
             (true, false, [Field::Net(n)]) => {
                 let start = addr_bytes(n.network());
                 if !deleting && start.iter().any(|&x| x != 0) {
-                    element(b, index, &vec![0; start.len()], None, true, None, false);
+                    element(
+                        b,
+                        index,
+                        &vec![0; start.len()],
+                        None,
+                        true,
+                        None,
+                        &[],
+                        false,
+                    );
                     index += 1;
                 }
                 let end = interval_end(n);
-                element(b, index, &start, None, false, jump, end.is_none());
+                element(b, index, &start, None, false, jump, data, end.is_none());
                 index += 1;
                 if let Some(end) = end {
-                    element(b, index, &end, None, true, None, false);
+                    element(b, index, &end, None, true, None, &[], false);
                     index += 1;
                 }
             }
@@ -398,12 +420,22 @@ fn group_elements(b: &mut Buf, g: &Group, deleting: bool) {
                     Some(&end),
                     false,
                     jump,
+                    data,
                     false,
                 );
                 index += 1;
             }
             (false, _, _) => {
-                element(b, index, &key_bytes(e, false), None, false, jump, false);
+                element(
+                    b,
+                    index,
+                    &key_bytes(e, false),
+                    None,
+                    false,
+                    jump,
+                    data,
+                    false,
+                );
                 index += 1;
             }
         }
@@ -546,6 +578,7 @@ mod tests {
                 Field::Port(53),
             ],
             jump: None,
+            data: Vec::new(),
         };
         assert_eq!(
             hex(&key_bytes(&e, false)),
@@ -554,6 +587,7 @@ mod tests {
         let e = Element {
             key: vec![Field::Net("10.1.0.0/16".parse().unwrap())],
             jump: None,
+            data: Vec::new(),
         };
         assert_eq!(hex(&key_bytes(&e, false)), "0a010000");
         assert_eq!(hex(&key_bytes(&e, true)), "0a01ffff");

@@ -3,11 +3,12 @@
 //! the nft script ([`crate::render`]) and the netlink batch ([`crate::nl`])
 //! are derived from the same description and cannot drift apart.
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 
 use ipnet::IpNet;
 
-use crate::model::{FwNetwork, SubnetKind, maximal};
+pub(crate) use crate::model::Proto;
+use crate::model::{FwForward, FwNetwork, SubnetKind, maximal};
 use crate::schema::*;
 
 /// A custom-NAT network's own chain.
@@ -20,29 +21,6 @@ pub(crate) struct Chain {
 pub(crate) struct Rule {
     pub(crate) matches: Vec<Match>,
     pub(crate) action: Action,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Proto {
-    Tcp,
-    Udp,
-}
-
-impl Proto {
-    pub(crate) fn name(self) -> &'static str {
-        match self {
-            Proto::Tcp => "tcp",
-            Proto::Udp => "udp",
-        }
-    }
-
-    /// The IP protocol number.
-    pub(crate) fn number(self) -> u8 {
-        match self {
-            Proto::Tcp => 6,
-            Proto::Udp => 17,
-        }
-    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,6 +68,8 @@ pub(crate) struct Element {
     pub(crate) key: Vec<Field>,
     /// The chain a custom-NAT map element jumps to.
     pub(crate) jump: Option<String>,
+    /// A forward map element's value (guest address . guest port).
+    pub(crate) data: Vec<Field>,
 }
 
 /// Elements added to one set in one `add element` statement (one netlink
@@ -152,7 +132,14 @@ pub(crate) fn plan(fw: &FwNetwork) -> Plan {
     let dev = fw.forward_dev.as_ref();
     let mut elems: Vec<(&'static SetDef, Element)> = Vec::new();
     let mut add = |set: &'static SetDef, key: Vec<Field>, jump: Option<String>| {
-        elems.push((set, Element { key, jump }));
+        elems.push((
+            set,
+            Element {
+                key,
+                jump,
+                data: Vec::new(),
+            },
+        ));
     };
 
     add(&CROSS, vec![br(), br()], None);
@@ -242,6 +229,23 @@ pub(crate) fn plan(fw: &FwNetwork) -> Plan {
         add(nat, key, None);
     }
 
+    elems.extend(forward_elements(&fw.bridge, &fw.forwards));
+
+    let header = format!(
+        "network \"{}\": bridge {}, {}",
+        comment_text(&fw.name),
+        fw.bridge,
+        fw.mode.name()
+    );
+    Plan {
+        header,
+        groups: group(elems),
+        chain,
+    }
+}
+
+/// Elements in groups, by set in [`SETS`] order.
+fn group(mut elems: Vec<(&'static SetDef, Element)>) -> Vec<Group> {
     let mut groups: Vec<Group> = Vec::new();
     for set in SETS {
         let (mine, rest): (Vec<_>, Vec<_>) =
@@ -260,18 +264,87 @@ pub(crate) fn plan(fw: &FwNetwork) -> Plan {
             });
         }
     }
+    groups
+}
 
-    let header = format!(
-        "network \"{}\": bridge {}, {}",
-        comment_text(&fw.name),
-        fw.bridge,
-        fw.mode.name()
-    );
-    Plan {
-        header,
-        groups,
-        chain,
+/// The map elements of port forwards into `bridge`'s network, a host port
+/// each, and the guest destinations the forward chain admits (each once).
+fn forward_elements(bridge: &str, fwds: &[FwForward]) -> Vec<(&'static SetDef, Element)> {
+    let mut out = Vec::new();
+    let mut dests = std::collections::BTreeSet::new();
+    for f in fwds {
+        let v4 = f.guest.is_ipv4();
+        for (port, guest_port) in f.port_pairs() {
+            let (set, key) = match (f.address, v4) {
+                (Some(a), true) => (
+                    &FWD4,
+                    vec![Field::Proto(f.proto), host(a), Field::Port(port)],
+                ),
+                (Some(a), false) => (
+                    &FWD6,
+                    vec![Field::Proto(f.proto), host(a), Field::Port(port)],
+                ),
+                (None, true) => (&FWD4_ANY, vec![Field::Proto(f.proto), Field::Port(port)]),
+                (None, false) => (&FWD6_ANY, vec![Field::Proto(f.proto), Field::Port(port)]),
+            };
+            let data = vec![host(f.guest), Field::Port(guest_port)];
+            out.push((
+                set,
+                Element {
+                    key,
+                    jump: None,
+                    data,
+                },
+            ));
+            if dests.insert((f.guest, f.proto, guest_port)) {
+                let key = vec![
+                    Field::Ifname(bridge.to_string()),
+                    host(f.guest),
+                    Field::Proto(f.proto),
+                    Field::Port(guest_port),
+                ];
+                let set = if v4 { &FWDST4 } else { &FWDST6 };
+                out.push((
+                    set,
+                    Element {
+                        key,
+                        jump: None,
+                        data: Vec::new(),
+                    },
+                ));
+            }
+        }
     }
+    out
+}
+
+fn host(a: IpAddr) -> Field {
+    Field::Net(IpNet::from(a))
+}
+
+/// What changes in the table when `bridge`'s forwards go from `old` to `new`:
+/// the elements to delete, then those to add, grouped by set. Elements both
+/// have stay, so a forward that did not change is never interrupted.
+pub(crate) fn forward_delta(
+    bridge: &str,
+    old: &[FwForward],
+    new: &[FwForward],
+) -> (Vec<Group>, Vec<Group>) {
+    let old = forward_elements(bridge, old);
+    let new = forward_elements(bridge, new);
+    let id = |(s, e): &(&SetDef, Element)| format!("{} {e}", s.name);
+    let old_ids: std::collections::HashSet<String> = old.iter().map(id).collect();
+    let new_ids: std::collections::HashSet<String> = new.iter().map(id).collect();
+    // A changed value under the same key is a delete and an add of that key.
+    let (gone, added): (Vec<_>, Vec<_>) = (
+        old.into_iter()
+            .filter(|x| !new_ids.contains(&id(x)))
+            .collect(),
+        new.into_iter()
+            .filter(|x| !old_ids.contains(&id(x)))
+            .collect(),
+    );
+    (group(gone), group(added))
 }
 
 /// libvirt's five NAT rules for one subnet, in its order (four for IPv6,
@@ -332,8 +405,8 @@ fn nat_rules(fw: &FwNetwork, subnet: &IpNet) -> Vec<Rule> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{FwMode, test_net};
-    use crate::render_add;
+    use crate::model::{FwMode, test_forward, test_net};
+    use crate::{render_add, render_forwards};
 
     #[test]
     fn nested_routed_subnets_are_merged() {
@@ -396,6 +469,85 @@ mod tests {
         assert_eq!(
             plan(&n).header,
             "network \"odd 'name'?line ?\": bridge virbr0, nat"
+        );
+    }
+
+    #[test]
+    fn forwards_are_one_map_element_per_host_port() {
+        let mut n = test_net("virbr0");
+        n.forwards = vec![
+            test_forward((8080, 8081), "192.168.122.10", 80),
+            test_forward((2222, 2222), "192.168.122.10", 22),
+        ];
+        n.forwards[1].address = Some("198.51.100.1".parse().unwrap());
+        n.forwards[1].proto = Proto::Udp;
+        let s = render_add("kvnet", &n);
+        assert!(
+            s.contains(
+                "add element inet kvnet fwd4 { udp . 198.51.100.1 . 2222 : 192.168.122.10 . 22 }\n"
+            ),
+            "{s}"
+        );
+        assert!(
+            s.contains(
+                "add element inet kvnet fwd4_any { tcp . 8080 : 192.168.122.10 . 80, \
+                 tcp . 8081 : 192.168.122.10 . 81 }\n"
+            ),
+            "{s}"
+        );
+        assert!(
+            s.contains(
+                "add element inet kvnet fwdst4 { \"virbr0\" . 192.168.122.10 . tcp . 80, \
+                 \"virbr0\" . 192.168.122.10 . tcp . 81, \"virbr0\" . 192.168.122.10 . udp . 22 }\n"
+            ),
+            "{s}"
+        );
+    }
+
+    #[test]
+    fn a_guest_port_two_forwards_reach_is_admitted_once() {
+        let fwds = [
+            test_forward((80, 80), "192.168.122.10", 80),
+            test_forward((8080, 8080), "192.168.122.10", 80),
+        ];
+        let elems = forward_elements("virbr0", &fwds);
+        let dests = elems.iter().filter(|(s, _)| s.name == "fwdst4").count();
+        assert_eq!(dests, 1);
+    }
+
+    #[test]
+    fn forward_changes_touch_only_what_changed() {
+        let a = test_forward((8080, 8080), "192.168.122.10", 80);
+        let b = test_forward((2222, 2222), "192.168.122.10", 22);
+        let mut moved = b.clone();
+        moved.guest = "192.168.122.11".parse().unwrap();
+        let s = render_forwards("kvnet", "virbr0", &[a.clone(), b], &[a, moved]);
+        assert_eq!(
+            s,
+            "delete element inet kvnet fwd4_any { tcp . 2222 }\n\
+             delete element inet kvnet fwdst4 { \"virbr0\" . 192.168.122.10 . tcp . 22 }\n\
+             add element inet kvnet fwd4_any { tcp . 2222 : 192.168.122.11 . 22 }\n\
+             add element inet kvnet fwdst4 { \"virbr0\" . 192.168.122.11 . tcp . 22 }\n"
+        );
+        assert_eq!(render_forwards("kvnet", "virbr0", &[], &[]), "");
+    }
+
+    #[test]
+    fn ipv6_forwards_go_to_the_ipv6_maps() {
+        let mut n = test_net("virbr0");
+        n.subnets.push("fd00:1::/64".parse().unwrap());
+        n.nat_ipv6 = true;
+        let mut f = test_forward((443, 443), "fd00:1::5", 8443);
+        f.address = Some("2001:db8::1".parse().unwrap());
+        n.forwards = vec![f];
+        let s = render_add("kvnet", &n);
+        assert!(
+            s.contains("fwd6 { tcp . 2001:db8::1 . 443 : fd00:1::5 . 8443 }"),
+            "{s}"
+        );
+        assert!(
+            s.contains("fwdst6 { \"virbr0\" . fd00:1::5 . tcp . 8443 }"),
+            "{s}"
         );
     }
 }

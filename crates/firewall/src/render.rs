@@ -6,8 +6,10 @@ use std::fmt::{self, Write as _};
 
 use ipnet::IpNet;
 
-use crate::model::{FwNetwork, check_table};
-use crate::plan::{Action, Chain, Dir, Element, Field, Group, Match, Plan, Rule, plan};
+use crate::model::{FwForward, FwNetwork, check_table};
+use crate::plan::{
+    Action, Chain, Dir, Element, Field, Group, Match, Plan, Rule, forward_delta, plan,
+};
 use crate::schema::{BASE_CHAINS, DEFAULT_TABLE, SETS, SetDef};
 
 /// Renders scripts for one table name; a thin wrapper over the free functions.
@@ -62,14 +64,9 @@ pub fn render_full(table: &str, nets: &[FwNetwork]) -> String {
     }
     let _ = writeln!(s, "table inet {table} {{");
     for set in SETS {
-        let kind = if set.map { "map" } else { "set" };
+        let kind = if set.is_map() { "map" } else { "set" };
         let _ = writeln!(s, "\t{kind} {} {{", set.name);
-        let _ = writeln!(
-            s,
-            "\t\ttype {}{}",
-            set.ty,
-            if set.map { " : verdict" } else { "" }
-        );
+        let _ = writeln!(s, "\t\ttype {}{}", set.ty, set.data_decl());
         if set.interval {
             let _ = writeln!(s, "\t\tflags interval");
         }
@@ -118,7 +115,7 @@ fn render_decls(s: &mut String, table: &str, p: &Plan) {
         let _ = writeln!(s, "add chain inet {table} {}", chain.name);
     }
     for set in SETS {
-        let kind = if set.map { "map" } else { "set" };
+        let kind = if set.is_map() { "map" } else { "set" };
         let _ = writeln!(
             s,
             "add {kind} inet {table} {} {{ {}; }}",
@@ -242,6 +239,31 @@ pub fn render_remove(table: &str, net: &FwNetwork) -> String {
     s
 }
 
+/// The script form of [`encode_forwards`](crate::encode_forwards): `delete element`
+/// lines for what `bridge`'s forwards lose, then `add element` lines for what they
+/// gain, in one transaction; empty when nothing changes. Like the batch it is not
+/// idempotent (a missing element fails it): for tests, and for reading.
+///
+/// # Panics
+/// If `table` fails validation.
+pub fn render_forwards(table: &str, bridge: &str, old: &[FwForward], new: &[FwForward]) -> String {
+    check_table(table);
+    let (gone, added) = forward_delta(bridge, old, new);
+    let mut s = String::new();
+    for g in &gone {
+        let _ = writeln!(
+            s,
+            "delete element inet {table} {} {{ {} }}",
+            g.set.name,
+            g.keys()
+        );
+    }
+    for g in &added {
+        add_group(&mut s, table, g, "add");
+    }
+    s
+}
+
 impl fmt::Display for Match {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -332,10 +354,14 @@ impl fmt::Display for Element {
             }
             write!(f, "{field}")?;
         }
-        match &self.jump {
-            Some(chain) => write!(f, " : jump {chain}"),
-            None => Ok(()),
+        if let Some(chain) = &self.jump {
+            return write!(f, " : jump {chain}");
         }
+        for (i, field) in self.data.iter().enumerate() {
+            f.write_str(if i == 0 { " : " } else { " . " })?;
+            write!(f, "{field}")?;
+        }
+        Ok(())
     }
 }
 
@@ -354,6 +380,7 @@ impl Group {
                 Element {
                     key: e.key.clone(),
                     jump: None,
+                    data: Vec::new(),
                 }
                 .to_string()
             })
@@ -375,9 +402,8 @@ fn family(net: &IpNet) -> &'static str {
 
 /// The one-line declaration of a set, as `add set` takes it.
 fn set_decl(set: &SetDef) -> String {
-    let value = if set.map { " : verdict" } else { "" };
     let flags = if set.interval { "; flags interval" } else { "" };
-    format!("type {}{value}{flags}", set.ty)
+    format!("type {}{}{flags}", set.ty, set.data_decl())
 }
 
 #[cfg(test)]

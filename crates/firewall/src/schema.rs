@@ -29,11 +29,33 @@ pub(crate) struct SetDef {
     /// The nft key type, fields joined by ` . `.
     pub(crate) ty: &'static str,
     pub(crate) interval: bool,
-    /// A verdict map (`: verdict`) instead of a set.
-    pub(crate) map: bool,
+    pub(crate) data: Data,
+}
+
+/// What a set maps its keys to: nothing (a plain set), verdicts, or values.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Data {
+    None,
+    Verdict,
+    /// The nft type of the values, fields joined by ` . `.
+    Typed(&'static str),
 }
 
 impl SetDef {
+    /// A map (`: verdict` or `: TYPE`) rather than a set.
+    pub(crate) fn is_map(&self) -> bool {
+        self.data != Data::None
+    }
+
+    /// The ` : TYPE` part of the declaration.
+    pub(crate) fn data_decl(&self) -> String {
+        match self.data {
+            Data::None => String::new(),
+            Data::Verdict => " : verdict".into(),
+            Data::Typed(t) => format!(" : {t}"),
+        }
+    }
+
     /// More than one key field: nft's concatenation, a pipapo set in the
     /// kernel when it has intervals.
     pub(crate) fn concat(&self) -> bool {
@@ -46,7 +68,16 @@ const fn set(name: &'static str, ty: &'static str, interval: bool) -> SetDef {
         name,
         ty,
         interval,
-        map: false,
+        data: Data::None,
+    }
+}
+
+const fn map(name: &'static str, ty: &'static str, data: &'static str) -> SetDef {
+    SetDef {
+        name,
+        ty,
+        interval: false,
+        data: Data::Typed(data),
     }
 }
 
@@ -77,13 +108,13 @@ pub(crate) const NAT4_CUSTOM: SetDef = SetDef {
     name: "nat4_custom",
     ty: "ipv4_addr",
     interval: true,
-    map: true,
+    data: Data::Verdict,
 };
 pub(crate) const NAT6_CUSTOM: SetDef = SetDef {
     name: "nat6_custom",
     ty: "ipv6_addr",
     interval: true,
-    map: true,
+    data: Data::Verdict,
 };
 pub(crate) const NAT4_SKIP: SetDef = set("nat4_skip", "ipv4_addr . ipv4_addr", true);
 pub(crate) const NAT6_SKIP: SetDef = set("nat6_skip", "ipv6_addr . ipv6_addr", true);
@@ -91,10 +122,43 @@ pub(crate) const NAT4: SetDef = set("nat4", "ipv4_addr", true);
 pub(crate) const NAT4_DEV: SetDef = set("nat4_dev", "ipv4_addr . ifname", true);
 pub(crate) const NAT6: SetDef = set("nat6", "ipv6_addr", true);
 pub(crate) const NAT6_DEV: SetDef = set("nat6_dev", "ipv6_addr . ifname", true);
+// Port forwards: protocol . host address . host port, or protocol . host port for
+// every local address, to guest address . guest port; and the forwarded
+// destinations the forward chain admits (bridge . guest . protocol . guest port).
+pub(crate) const FWD4: SetDef = map(
+    "fwd4",
+    "inet_proto . ipv4_addr . inet_service",
+    "ipv4_addr . inet_service",
+);
+pub(crate) const FWD4_ANY: SetDef = map(
+    "fwd4_any",
+    "inet_proto . inet_service",
+    "ipv4_addr . inet_service",
+);
+pub(crate) const FWD6: SetDef = map(
+    "fwd6",
+    "inet_proto . ipv6_addr . inet_service",
+    "ipv6_addr . inet_service",
+);
+pub(crate) const FWD6_ANY: SetDef = map(
+    "fwd6_any",
+    "inet_proto . inet_service",
+    "ipv6_addr . inet_service",
+);
+pub(crate) const FWDST4: SetDef = set(
+    "fwdst4",
+    "ifname . ipv4_addr . inet_proto . inet_service",
+    false,
+);
+pub(crate) const FWDST6: SetDef = set(
+    "fwdst6",
+    "ifname . ipv6_addr . inet_proto . inet_service",
+    false,
+);
 
 /// Every set of the skeleton, in declaration order. `cross` comes first: a
 /// network's element there marks it as present (see [`render_add_new`](crate::render_add_new)).
-pub(crate) const SETS: [&SetDef; 25] = [
+pub(crate) const SETS: [&SetDef; 31] = [
     &CROSS,
     &EST4,
     &EST4_DEV,
@@ -120,6 +184,12 @@ pub(crate) const SETS: [&SetDef; 25] = [
     &NAT4_DEV,
     &NAT6,
     &NAT6_DEV,
+    &FWD4,
+    &FWD4_ANY,
+    &FWD6,
+    &FWD6_ANY,
+    &FWDST4,
+    &FWDST6,
 ];
 
 /// A chain hooked into netfilter, with its fixed rules.
@@ -135,12 +205,15 @@ pub(crate) struct BaseChain {
 /// exactly for the families its per-network chain used to reject, so a
 /// packet leaving one kvnet network for another is judged by the
 /// destination's accepts and rejects first, then by the source's.
-pub(crate) const BASE_CHAINS: [BaseChain; 4] = [
+pub(crate) const BASE_CHAINS: [BaseChain; 6] = [
     BaseChain {
         name: "forward",
         hook: "type filter hook forward priority filter; policy accept;",
         rules: &[
             "iifname . oifname @cross counter accept",
+            // New connections through a port forward, before a NAT network's rejects.
+            "ct status dnat oifname . ip daddr . meta l4proto . th dport @fwdst4 counter accept",
+            "ct status dnat oifname . ip6 daddr . meta l4proto . th dport @fwdst6 counter accept",
             "ct state established,related oifname . ip daddr @est4 counter accept",
             "ct state established,related oifname . iifname . ip daddr @est4_dev counter accept",
             "ct state established,related oifname . ip6 daddr @est6 counter accept",
@@ -172,10 +245,37 @@ pub(crate) const BASE_CHAINS: [BaseChain; 4] = [
     // Custom SNAT networks first, then libvirt's NAT rules for all others:
     // no NAT towards multicast, broadcast or the own subnet, masquerade
     // anything else (TCP/UDP to unprivileged ports).
+    // Port forwards: to a given host address, or to any address of the host's own.
+    // NAT chains only see a connection's first packet, so the fib lookup is rare.
+    BaseChain {
+        name: "prerouting",
+        hook: "type nat hook prerouting priority dstnat; policy accept;",
+        rules: &[
+            "counter dnat ip to meta l4proto . ip daddr . th dport map @fwd4",
+            "fib daddr type local counter dnat ip to meta l4proto . th dport map @fwd4_any",
+            "counter dnat ip6 to meta l4proto . ip6 daddr . th dport map @fwd6",
+            "fib daddr type local counter dnat ip6 to meta l4proto . th dport map @fwd6_any",
+        ],
+    },
+    // The same for the host's own connections; loopback cannot be routed to a guest.
+    BaseChain {
+        name: "output_dnat",
+        hook: "type nat hook output priority -100; policy accept;",
+        rules: &[
+            "counter dnat ip to meta l4proto . ip daddr . th dport map @fwd4",
+            "ip daddr != 127.0.0.0/8 fib daddr type local counter dnat ip to meta l4proto . th dport map @fwd4_any",
+            "counter dnat ip6 to meta l4proto . ip6 daddr . th dport map @fwd6",
+            "ip6 daddr != ::1 fib daddr type local counter dnat ip6 to meta l4proto . th dport map @fwd6_any",
+        ],
+    },
     BaseChain {
         name: "postrouting",
         hook: "type nat hook postrouting priority srcnat; policy accept;",
         rules: &[
+            // Hairpin: a guest reaching another guest of its own network through a
+            // forward gets the host as source, so the reply comes back through it.
+            "ct status dnat oifname . ip saddr @est4 counter masquerade",
+            "ct status dnat oifname . ip6 saddr @est6 counter masquerade",
             "ip saddr vmap @nat4_custom",
             "ip6 saddr vmap @nat6_custom",
             "ip saddr . ip daddr @nat4_skip counter return",

@@ -8,8 +8,8 @@ mod common;
 use std::time::{Duration, Instant};
 
 use kvnet_firewall::{
-    FwMode, FwNetwork, encode_add_new, encode_remove, normalize_listing, render_add,
-    render_add_new, render_full, render_remove,
+    FwForward, FwMode, FwNetwork, Proto, encode_add_new, encode_forwards, encode_remove,
+    normalize_listing, render_add, render_add_new, render_forwards, render_full, render_remove,
 };
 use kvnet_host::testns::TestNs;
 
@@ -71,6 +71,22 @@ fn list_raw(ns: &TestNs) -> String {
     out.join("\n")
 }
 
+fn forward(
+    proto: Proto,
+    address: Option<&str>,
+    ports: (u16, u16),
+    guest: &str,
+    to: u16,
+) -> FwForward {
+    FwForward {
+        proto,
+        address: address.map(|a| a.parse().unwrap()),
+        ports,
+        guest: guest.parse().unwrap(),
+        guest_port: to,
+    }
+}
+
 /// Fixtures plus corner cases: a prefix off byte boundaries, an interval
 /// reaching the top of the address space, 15-character interface names,
 /// a single SNAT address and port.
@@ -98,6 +114,24 @@ fn networks() -> Vec<(&'static str, FwNetwork)> {
             dhcpv6: true,
             dns: false,
             tftp: true,
+            forwards: vec![
+                forward(Proto::Tcp, None, (2222, 2222), "10.0.0.5", 22),
+                forward(
+                    Proto::Udp,
+                    Some("198.51.100.1"),
+                    (5000, 5002),
+                    "10.0.0.6",
+                    6000,
+                ),
+                forward(
+                    Proto::Tcp,
+                    Some("2001:db8::1"),
+                    (443, 443),
+                    "fd00:1::5",
+                    8443,
+                ),
+                forward(Proto::Udp, None, (53, 53), "fd00:1::5", 53),
+            ],
         },
     ));
     all.push((
@@ -281,4 +315,40 @@ fn native_apply_cost_does_not_grow_with_network_count() {
         late <= early * 2 + Duration::from_millis(1),
         "native apply grew from {early:?} to {late:?}"
     );
+}
+
+#[test]
+#[ignore = "needs root"]
+fn native_forward_changes_match_nft() {
+    let (_, edge) = networks()
+        .into_iter()
+        .find(|(n, _)| *n == "edge_nat")
+        .expect("edge_nat");
+    let old = edge.forwards.clone();
+    // One forward kept, one moved to another guest, one gone, one new; and back.
+    let mut new = vec![old[0].clone(), old[2].clone()];
+    new[0].guest = "10.0.0.7".parse().unwrap();
+    new.push(forward(Proto::Tcp, None, (80, 81), "10.0.0.5", 8080));
+    for (from, to) in [(&old, &new), (&new, &old)] {
+        let mut start = edge.clone();
+        start.forwards = from.clone();
+        let native = ns();
+        apply_nft(&native, &render_add(TABLE, &start));
+        let batch = encode_forwards(TABLE, &start.bridge, from, to, 1).expect("a change");
+        native
+            .run(|| kvnet_host::nft::apply_batch(&batch))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let via_nft = ns();
+        apply_nft(&via_nft, &render_add(TABLE, &start));
+        apply_nft(&via_nft, &render_forwards(TABLE, &start.bridge, from, to));
+        let mut end = edge.clone();
+        end.forwards = to.clone();
+        let fresh = ns();
+        apply_nft(&fresh, &render_add(TABLE, &end));
+        assert_eq!(list(&native), list(&via_nft));
+        assert_eq!(list_raw(&native), list_raw(&via_nft));
+        // The same table a start with the new forwards makes.
+        assert_eq!(list(&native), list(&fresh));
+    }
+    assert!(encode_forwards(TABLE, &edge.bridge, &old, &old, 1).is_none());
 }

@@ -632,4 +632,51 @@ else:
         // DNS and DHCP are accepted; 5353 is not a service of the network.
         assert!(input.contains("counter packets 2 "), "{input}");
     }
+
+    #[test]
+    #[ignore = "needs root"]
+    fn port_forwards_reach_guests_from_outside_the_host_and_their_network() {
+        use kvnet_firewall::{FwForward, Proto, render_forwards};
+        need_python();
+        let t = setup();
+        use kvnet_firewall::FwMode::*;
+        // A second guest on brA, the one the forwards go to first.
+        let second = Netns::new();
+        veth(&t.host, &second, "vg1b", "10.10.1.3/24", Some("10.10.1.1"));
+        t.host.run(&["ip", "link", "set", "vg1b", "master", "brA"]);
+        let fwd = |address: Option<&str>, guest: &str| FwForward {
+            proto: Proto::Tcp,
+            address: address.map(|a| a.parse().unwrap()),
+            ports: (8080, 8080),
+            guest: guest.parse().unwrap(),
+            guest_port: 8080,
+        };
+        let mut a = net("a", "brA", Nat, "10.10.1.0/24");
+        a.forwards = vec![fwd(None, "10.10.1.3")];
+        let mut b = net("b", "brB", Nat, "10.10.2.0/24");
+        // A given host address wins over every address.
+        b.forwards = vec![fwd(Some("198.51.100.3"), "10.10.2.2")];
+        t.host.apply(&render_full(TABLE, &[a.clone(), b]));
+        let (ga, gb) = (&t.guests[0], &t.guests[1]);
+
+        // From outside: the guest sees the client's own address.
+        assert_eq!(connect(&t.wan, &second, "198.51.100.1"), "ok 198.51.100.2");
+        assert_eq!(connect(&t.wan, gb, "198.51.100.3"), "ok 198.51.100.2");
+        // From the host itself, to one of its addresses.
+        assert_eq!(connect(&t.host, &second, "198.51.100.1"), "ok 198.51.100.1");
+        // Hairpin: a guest of the same network, through the host's address on the
+        // bridge; the source is the host's, so the reply comes back through it.
+        assert_eq!(connect(ga, &second, "10.10.1.1"), "ok 10.10.1.1");
+        // The guests' own addresses stay unreachable from outside (NAT).
+        assert!(connect(&t.wan, ga, "10.10.1.2").starts_with("error"));
+
+        // The guest moves: only its elements change, live.
+        let moved = vec![fwd(None, "10.10.1.2")];
+        t.host
+            .apply(&render_forwards(TABLE, "brA", &a.forwards, &moved));
+        assert_eq!(connect(&t.wan, ga, "198.51.100.1"), "ok 198.51.100.2");
+        // Removed: refused again (the host has nothing listening on 8080).
+        t.host.apply(&render_forwards(TABLE, "brA", &moved, &[]));
+        assert_eq!(connect(&t.wan, ga, "198.51.100.1"), "refused");
+    }
 }

@@ -290,6 +290,7 @@ pub(crate) mod tests {
             dhcpv6: false,
             dns: true,
             tftp: false,
+            forwards: Vec::new(),
         }
     }
 
