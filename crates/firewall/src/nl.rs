@@ -331,6 +331,14 @@ fn key_bytes(e: &Element, last: bool) -> Vec<u8> {
     e.key.iter().flat_map(|f| field_bytes(f, last)).collect()
 }
 
+/// What a map element maps to.
+#[derive(Clone, Copy)]
+enum Value<'a> {
+    None,
+    Jump(&'a str),
+    Data(&'a [u8]),
+}
+
 /// One set element inside NFTA_SET_ELEM_LIST_ELEMENTS. libnftnl numbers
 /// them 1, 2, … (the kernel ignores the number), so `index` is copied.
 fn element(
@@ -339,8 +347,7 @@ fn element(
     key: &[u8],
     key_end: Option<&[u8]>,
     end: bool,
-    jump: Option<&str>,
-    data: &[u8],
+    value: Value,
     open: bool,
 ) {
     b.nest(index, |b| {
@@ -348,12 +355,12 @@ fn element(
             b.be32(NFTA_SET_ELEM_FLAGS, NFT_SET_ELEM_INTERVAL_END);
         }
         b.nest(NFTA_SET_ELEM_KEY, |b| b.attr(NFTA_DATA_VALUE, key));
-        if let Some(chain) = jump {
-            b.nest(NFTA_SET_ELEM_DATA, |b| {
+        match value {
+            Value::None => {}
+            Value::Jump(chain) => b.nest(NFTA_SET_ELEM_DATA, |b| {
                 verdict_data(b, NFT_JUMP, Some(chain))
-            });
-        } else if !data.is_empty() {
-            b.nest(NFTA_SET_ELEM_DATA, |b| b.attr(NFTA_DATA_VALUE, data));
+            }),
+            Value::Data(data) => b.nest(NFTA_SET_ELEM_DATA, |b| b.attr(NFTA_DATA_VALUE, data)),
         }
         if open {
             let mut udata = vec![NFTNL_UDATA_SET_ELEM_FLAGS, 4];
@@ -380,13 +387,16 @@ fn element(
 fn group_elements(b: &mut Buf, g: &Group, deleting: bool) {
     let mut index = 1;
     for e in &g.elements {
-        let jump = e.jump.as_deref();
         let data: Vec<u8> = if deleting {
             Vec::new()
         } else {
             e.data.iter().flat_map(|f| field_bytes(f, false)).collect()
         };
-        let data = data.as_slice();
+        let value = match (&e.jump, data.is_empty()) {
+            (Some(chain), _) => Value::Jump(chain),
+            (None, false) => Value::Data(&data),
+            (None, true) => Value::None,
+        };
         match (g.set.interval, g.set.concat(), e.key.as_slice()) {
             (true, false, [Field::Net(n)]) => {
                 let start = addr_bytes(n.network());
@@ -397,17 +407,16 @@ fn group_elements(b: &mut Buf, g: &Group, deleting: bool) {
                         &vec![0; start.len()],
                         None,
                         true,
-                        None,
-                        &[],
+                        Value::None,
                         false,
                     );
                     index += 1;
                 }
                 let end = interval_end(n);
-                element(b, index, &start, None, false, jump, data, end.is_none());
+                element(b, index, &start, None, false, value, end.is_none());
                 index += 1;
                 if let Some(end) = end {
-                    element(b, index, &end, None, true, None, &[], false);
+                    element(b, index, &end, None, true, Value::None, false);
                     index += 1;
                 }
             }
@@ -419,23 +428,13 @@ fn group_elements(b: &mut Buf, g: &Group, deleting: bool) {
                     &key_bytes(e, false),
                     Some(&end),
                     false,
-                    jump,
-                    data,
+                    value,
                     false,
                 );
                 index += 1;
             }
             (false, _, _) => {
-                element(
-                    b,
-                    index,
-                    &key_bytes(e, false),
-                    None,
-                    false,
-                    jump,
-                    data,
-                    false,
-                );
+                element(b, index, &key_bytes(e, false), None, false, value, false);
                 index += 1;
             }
         }
