@@ -209,3 +209,15 @@ impl Report {
         self.findings.iter().filter(|f| f.problem).count()
     }
 }
+
+/// One port forward of a network and where it goes now.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ForwardEntry {
+    pub forward: kvnet_model::PortForward,
+    /// The guest's current address; None when it has no lease (or the network is
+    /// not active): the forward is defined but installs nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guest_address: Option<std::net::IpAddr>,
+    /// Whether the forward is in the firewall now.
+    pub active: bool,
+}

@@ -2,11 +2,13 @@
 //! and [`Request`], the tagged union that travels: `{"op":"start","network":"default"}`.
 
 use crate::reply::{
-    Bridged, CreatedPort, Lease, NetSummary, NetworkId, Port, Report, Unbridged, Version,
+    Bridged, CreatedPort, ForwardEntry, Lease, NetSummary, NetworkId, Port, Report, Unbridged,
+    Version,
 };
-use kvnet_model::{UpdateCommand, UpdateSection};
+use kvnet_model::{FwdProto, PortForward, PortRange, UpdateCommand, UpdateSection};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+use std::net::IpAddr;
 
 /// A request and the data a successful reply to it carries.
 pub trait Call: Into<Request> {
@@ -36,6 +38,9 @@ pub enum Request {
     IfaceBridge(IfaceBridge),
     IfaceUnbridge(IfaceUnbridge),
     Doctor(Doctor),
+    ForwardAdd(ForwardAdd),
+    ForwardRemove(ForwardRemove),
+    ForwardList(ForwardList),
 }
 
 impl Request {
@@ -61,6 +66,9 @@ impl Request {
             Request::IfaceBridge(_) => "iface-bridge",
             Request::IfaceUnbridge(_) => "iface-unbridge",
             Request::Doctor(_) => "doctor",
+            Request::ForwardAdd(_) => "forward-add",
+            Request::ForwardRemove(_) => "forward-remove",
+            Request::ForwardList(_) => "forward-list",
         }
     }
 }
@@ -100,6 +108,9 @@ calls! {
     IfaceBridge => Bridged,
     IfaceUnbridge => Unbridged,
     Doctor => Report,
+    ForwardAdd => ForwardEntry,
+    ForwardRemove => (),
+    ForwardList => Vec<ForwardEntry>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -257,4 +268,28 @@ pub struct Doctor {
 
 fn yes() -> bool {
     true
+}
+
+/// Add a port forward to a network: to its persistent definition (if any) and, when
+/// it is active, live. The reply says where the guest is now.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ForwardAdd {
+    pub network: String,
+    pub forward: PortForward,
+}
+
+/// Remove the forward of a network that takes exactly these host ports.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ForwardRemove {
+    pub network: String,
+    pub proto: FwdProto,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<IpAddr>,
+    pub ports: PortRange,
+}
+
+/// A network's port forwards, with their guests' current addresses when active.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ForwardList {
+    pub network: String,
 }

@@ -233,6 +233,28 @@ fn the_reference_lists_every_request() {
         }
         .into(),
         Doctor::default().into(),
+        ForwardAdd {
+            network: String::new(),
+            forward: kvnet_model::PortForward {
+                proto: kvnet_model::FwdProto::Tcp,
+                address: None,
+                ports: "80".parse().unwrap(),
+                to: kvnet_model::GuestRef::Name("vm1".into()),
+                to_ports: "80".parse().unwrap(),
+            },
+        }
+        .into(),
+        ForwardRemove {
+            network: String::new(),
+            proto: kvnet_model::FwdProto::Tcp,
+            address: None,
+            ports: "80".parse().unwrap(),
+        }
+        .into(),
+        ForwardList {
+            network: String::new(),
+        }
+        .into(),
     ];
     let mut ops: Vec<&str> = all.iter().map(Request::op).collect();
     let mut listed = listed;

@@ -5,6 +5,7 @@
 
 mod client;
 mod doctor;
+mod forwards;
 mod iface;
 mod net;
 mod output;
@@ -62,6 +63,8 @@ enum Cmd {
     Port(ports::PortCmd),
     #[command(flatten)]
     Iface(iface::IfaceCmd),
+    #[command(flatten)]
+    Forward(forwards::ForwardCmd),
     /// Check the host for what stops guest traffic (other firewalls' drops,
     /// br_netfilter, forwarding, rp_filter, other DHCP/DNS servers, MTUs, kernel
     /// modules), naming the culprit and the fix. Exits with 2 when a problem is found.
@@ -88,6 +91,7 @@ fn run(cli: Cli) -> Result<()> {
         Cmd::Net(cmd) => net::run(&c, cmd)?,
         Cmd::Port(cmd) => ports::run(&c, cmd)?,
         Cmd::Iface(cmd) => iface::run(&c, cmd)?,
+        Cmd::Forward(cmd) => forwards::run(&c, cmd)?,
         Cmd::NetValidate { file, canonical } => {
             // --canonical is libvirt's parse-and-format round trip, which also accepts
             // definitions a define would refuse (e.g. <ip> on a passthrough network).

@@ -49,5 +49,8 @@ pub async fn handle(d: &mut Daemon, req: Request) -> Reply {
         Request::IfaceBridge(r) => reply::<IfaceBridge>(d.iface_bridge(&r).await),
         Request::IfaceUnbridge(r) => reply::<IfaceUnbridge>(d.iface_unbridge(&r.bridge).await),
         Request::Doctor(r) => reply::<Doctor>(d.doctor(r.network.as_deref()).await),
+        Request::ForwardAdd(r) => reply_warned::<ForwardAdd>(d.forward_add(r)),
+        Request::ForwardRemove(r) => reply::<ForwardRemove>(d.forward_remove(&r)),
+        Request::ForwardList(r) => reply::<ForwardList>(d.forward_list(&r.network)),
     }
 }

@@ -6,6 +6,7 @@
 //! and leaves a consistent state.
 
 use crate::dataplane::{Dataplane, checks};
+use crate::forwards;
 use crate::ids::entropy;
 use crate::ifbridge;
 use crate::lifecycle::Lifecycle;
@@ -15,7 +16,9 @@ use crate::registry::{Registry, UpdateTarget};
 use crate::store::{self, Durability, status};
 use anyhow::{Result, anyhow};
 use kvnet_api::request::{self as req, PortCreate};
-use kvnet_api::{Bridged, CreatedPort, Lease, NetworkId, Port, PortKind, Report, Unbridged};
+use kvnet_api::{
+    Bridged, CreatedPort, ForwardEntry, Lease, NetworkId, Port, PortKind, Report, Unbridged,
+};
 use kvnet_model::{MacAddr, Network};
 use tracing::{error, info, warn};
 
@@ -286,6 +289,18 @@ impl Daemon {
     /// What on this host stops guest traffic (`kvnet doctor`).
     pub async fn doctor(&self, network: Option<&str>) -> Result<Report> {
         crate::doctor::run(&self.registry, self.life.dp(), network).await
+    }
+
+    pub fn forward_add(&mut self, r: req::ForwardAdd) -> Result<(ForwardEntry, Vec<String>)> {
+        forwards::verbs::add(&mut self.registry, &self.paths, &self.life, r)
+    }
+
+    pub fn forward_remove(&mut self, r: &req::ForwardRemove) -> Result<()> {
+        forwards::verbs::remove(&mut self.registry, &self.paths, &self.life, r)
+    }
+
+    pub fn forward_list(&self, network: &str) -> Result<Vec<ForwardEntry>> {
+        forwards::verbs::list(&self.registry, &self.life, network)
     }
 
     pub async fn iface_unbridge(&self, bridge: &str) -> Result<Unbridged> {

@@ -18,6 +18,7 @@ mod api;
 mod daemon;
 mod dataplane;
 mod doctor;
+mod forwards;
 mod hooks;
 mod ids;
 mod ifbridge;

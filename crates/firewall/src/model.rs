@@ -10,6 +10,7 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use ipnet::IpNet;
 use kvnet_model::ifname::{self, IfnameError};
+use serde::{Deserialize, Serialize};
 
 /// The firewall roles that install rules, from
 /// [`kvnet_model::FirewallRole`]: open, bridge, macvtap and hostdev networks
@@ -69,7 +70,8 @@ pub struct FwNetwork {
 }
 
 /// A transport protocol a rule or a forward matches.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Proto {
     Tcp,
     Udp,
@@ -98,7 +100,7 @@ pub const MAX_FORWARD_PORTS: u32 = 4096;
 /// One port forward with its guest's address resolved: host ports
 /// `ports.0..=ports.1` (on `address`, or on every local address) go to
 /// `guest`, port `guest_port` onwards, in the same order.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct FwForward {
     pub proto: Proto,
     pub address: Option<IpAddr>,

@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 mod define;
+mod extension;
 mod format;
 pub mod ifname;
 mod parse;
@@ -19,6 +20,10 @@ mod tests;
 use std::fmt;
 
 pub use define::uuid_from_entropy;
+pub use extension::{
+    FwdProto, GuestRef, KVNET_NS, KvnetExt, MAX_FORWARD_PORTS, MAX_FORWARDS, PortForward,
+    PortRange, parse_target,
+};
 pub use profile::{BridgeRole, FirewallRole, GuestRole, Profile};
 pub use types::*;
 pub use update::{UpdateCommand, UpdateSection, apply_update};

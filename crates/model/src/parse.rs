@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use crate::types::*;
 use crate::xmltree::XmlElement;
-use crate::{DNSMASQ_NS, ModelError};
+use crate::{DNSMASQ_NS, KVNET_NS, ModelError};
 
 /// Element path -> line, so errors found after parsing can still point into the file.
 #[derive(Debug, Default)]
@@ -459,7 +459,7 @@ impl<'a, 'i> Parser<'a, 'i> {
         Ok(net)
     }
 
-    fn metadata(&self, n: Node) -> Vec<XmlElement> {
+    fn metadata(&mut self, n: Node) -> Vec<XmlElement> {
         let scope: Vec<(String, String)> = n
             .namespaces()
             .map(|ns| (ns.name().unwrap_or("").to_string(), ns.uri().to_string()))
@@ -475,6 +475,9 @@ impl<'a, 'i> Parser<'a, 'i> {
                 continue;
             }
             seen_ns.push(uri.to_string());
+            if uri == KVNET_NS {
+                self.mark_kvnet(c);
+            }
             let mut e = XmlElement::from_node(c, &scope);
             if e.own_namespace().is_none() {
                 let prefix = e
@@ -487,6 +490,27 @@ impl<'a, 'i> Parser<'a, 'i> {
             out.push(e);
         }
         out
+    }
+
+    /// Lines of kvnet's element and its forwards, under the paths the extension's errors use.
+    /// Counted on from one forward to the next: `line` scans from the top each time, which
+    /// thousands of forwards would make quadratic.
+    fn mark_kvnet(&mut self, n: Node) {
+        self.mark(n, crate::extension::ROOT_PATH);
+        let text = self.doc.input_text();
+        let (mut pos, mut line) = (n.range().start, self.line(n));
+        let forwards = n
+            .children()
+            .filter(|c| {
+                c.tag_name().namespace() == Some(KVNET_NS) && c.tag_name().name() == "forward"
+            })
+            .take(crate::extension::MAX_FORWARDS);
+        for (i, c) in forwards.enumerate() {
+            let start = c.range().start;
+            line += text[pos..start].bytes().filter(|&b| b == b'\n').count() as u32;
+            pos = start;
+            self.lines.0.insert(crate::extension::forward_path(i), line);
+        }
     }
 
     fn forward(&mut self, n: Node, path: &str) -> R<Forward> {

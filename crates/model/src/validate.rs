@@ -65,7 +65,7 @@ fn family_of(a: IpAddr) -> &'static str {
     if a.is_ipv4() { "IPv4" } else { "IPv6" }
 }
 
-fn ipv4_broadcast(net: &ipnet::IpNet) -> Option<IpAddr> {
+pub(crate) fn ipv4_broadcast(net: &ipnet::IpNet) -> Option<IpAddr> {
     match net {
         ipnet::IpNet::V4(n) if n.prefix_len() < 31 => Some(IpAddr::V4(n.broadcast())),
         _ => None,
@@ -73,7 +73,7 @@ fn ipv4_broadcast(net: &ipnet::IpNet) -> Option<IpAddr> {
 }
 
 /// Network address for subnets where it is not a usable host (not /31, /32, /127, /128).
-fn reserved_network_addr(net: &ipnet::IpNet) -> Option<IpAddr> {
+pub(crate) fn reserved_network_addr(net: &ipnet::IpNet) -> Option<IpAddr> {
     let usable_all = match net {
         ipnet::IpNet::V4(n) => n.prefix_len() >= 31,
         ipnet::IpNet::V6(n) => n.prefix_len() >= 127,
@@ -203,6 +203,8 @@ impl Network {
                 o,
             )?;
         }
+        // kvnet's own extension in <metadata>: after <ip>, whose subnets it refers to.
+        self.check_kvnet()?;
         Ok(())
     }
 

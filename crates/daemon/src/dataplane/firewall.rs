@@ -12,7 +12,8 @@ use crate::paths::Paths;
 use crate::store::{self, Durability};
 use anyhow::{Context, Result, anyhow};
 use kvnet_firewall::{
-    FwNetwork, encode_add_new, encode_guard, encode_remove, guard_table, render_full, render_remove,
+    FwForward, FwNetwork, encode_add_new, encode_forwards, encode_guard, encode_remove,
+    guard_table, render_full, render_remove,
 };
 use kvnet_host::nft;
 use kvnet_model::Network;
@@ -35,6 +36,10 @@ fn inputs<'a>(active: impl IntoIterator<Item = &'a Network>) -> Vec<FwNetwork> {
 struct Snapshot {
     networks: Vec<String>,
     listing: String,
+    /// Each network's port forwards as resolved then (guest addresses come from leases,
+    /// which the next kvnetd has not read yet when it adopts the table).
+    #[serde(default)]
+    forwards: BTreeMap<String, Vec<FwForward>>,
 }
 
 /// A handle on kvnet's table; clones share its state.
@@ -156,10 +161,15 @@ impl Firewall {
     }
 
     /// Re-apply one running network's rules after a live update (e.g. forward-interface):
-    /// the whole table in one transaction, so no moment lacks the network's rules.
+    /// the whole table in one transaction, so no moment lacks the network's rules. Its
+    /// port forwards stay as resolved; the caller re-resolves them afterwards.
     pub fn refresh(&self, old: &Network, new: &Network) -> Result<()> {
-        let new = FwNetwork::from_network(new);
-        if let Some(fw) = &new {
+        let mut new = FwNetwork::from_network(new);
+        if let Some(fw) = &mut new {
+            fw.forwards = self.forwards(&old.name);
+            if fw.validate().is_err() {
+                fw.forwards.clear();
+            }
             fw.validate().map_err(|e| anyhow!("firewall: {e}"))?;
         }
         let before = self.want(&old.name, new);
@@ -168,6 +178,68 @@ impl Firewall {
             return Err(e);
         }
         Ok(())
+    }
+
+    /// Network `name`'s rules as they are in the table (with its port forwards), or as
+    /// `net` renders them when the table holds none of its: what a removal must name.
+    pub fn installed(&self, net: &Network) -> Option<FwNetwork> {
+        self.wanted()
+            .get(&net.name)
+            .cloned()
+            .or_else(|| FwNetwork::from_network(net))
+    }
+
+    /// Network `name`'s port forwards as installed.
+    pub fn forwards(&self, name: &str) -> Vec<FwForward> {
+        self.wanted()
+            .get(name)
+            .map(|f| f.forwards.clone())
+            .unwrap_or_default()
+    }
+
+    /// Network `name`'s port forwards become `fwds` (guests resolved): the map elements
+    /// that change, and only those, in one batch; the whole table if that fails. A
+    /// network without rules (not active, or not NAT) takes none: Ok(false).
+    pub fn set_forwards(&self, name: &str, fwds: Vec<FwForward>) -> Result<bool> {
+        let mut wanted = self.wanted();
+        let Some(cur) = wanted.get(name) else {
+            return Ok(false);
+        };
+        if cur.forwards == fwds {
+            return Ok(true);
+        }
+        let mut next = cur.clone();
+        next.forwards = fwds;
+        let mut all: Vec<FwNetwork> = wanted
+            .values()
+            .filter(|f| f.name != name)
+            .cloned()
+            .collect();
+        all.push(next.clone());
+        kvnet_firewall::validate_all(&all).map_err(|e| anyhow!("firewall: {e}"))?;
+        let old = wanted
+            .insert(name.to_string(), next.clone())
+            .expect("present");
+        drop(wanted);
+        if self.state.skeleton.load(Relaxed) {
+            let seq = self.state.nl_seq.fetch_add(1024, Relaxed);
+            let batch = encode_forwards(
+                &self.table,
+                &next.bridge,
+                &old.forwards,
+                &next.forwards,
+                seq,
+            );
+            match batch.map_or(Ok(()), |b| nft::apply_batch(&b)) {
+                Ok(()) => return Ok(true),
+                Err(e) => debug!(network = %name, "forward change failed, rebuilding: {e}"),
+            }
+        }
+        if let Err(e) = self.rebuild() {
+            self.want(name, Some(old));
+            return Err(e);
+        }
+        Ok(true)
     }
 
     /// Rebuild the whole table, in one transaction, for the networks whose rules belong
@@ -246,6 +318,19 @@ impl Firewall {
         let _ = store::remove_if_exists(&paths.firewall_snapshot());
         let names: Vec<String> = active.iter().map(|n| n.name.clone()).collect();
         self.want_exactly(active);
+        // The forwards the previous kvnetd had resolved, until they are resolved anew.
+        if let Some(s) = &snapshot {
+            let mut wanted = self.wanted();
+            for (name, fwds) in &s.forwards {
+                if let Some(fw) = wanted.get_mut(name) {
+                    let mut with = fw.clone();
+                    with.forwards = fwds.clone();
+                    if with.validate().is_ok() {
+                        *fw = with;
+                    }
+                }
+            }
+        }
         let current = self.listing().unwrap_or_else(|e| {
             error!("cannot read the firewall: {e:#}");
             None
@@ -255,12 +340,10 @@ impl Firewall {
             // Also exactly the table this kvnetd renders: one left by a kvnet with
             // another layout would break the fast start path.
             (Some(s), Some(c)) => {
+                let fws: Vec<FwNetwork> = self.wanted().values().cloned().collect();
                 s.networks == names
                     && &s.listing == c
-                    && self
-                        .expected_listing(&inputs(active.iter().copied()))
-                        .as_ref()
-                        == Some(c)
+                    && self.expected_listing(&fws).as_ref() == Some(c)
             }
             (None, Some(_)) => false,
         };
@@ -279,9 +362,16 @@ impl Firewall {
     pub fn save_snapshot(&self, paths: &Paths, active: &[&Network]) {
         let networks = active.iter().map(|n| n.name.clone()).collect();
         let res = self.listing().and_then(|listing| {
+            let forwards = self
+                .wanted()
+                .iter()
+                .filter(|(_, f)| !f.forwards.is_empty())
+                .map(|(n, f)| (n.clone(), f.forwards.clone()))
+                .collect();
             let snap = Snapshot {
                 networks,
                 listing: listing.unwrap_or_default(),
+                forwards,
             };
             store::write_atomic(
                 &paths.firewall_snapshot(),

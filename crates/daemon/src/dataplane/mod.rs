@@ -180,7 +180,7 @@ impl Dataplane {
     /// never leaves the rest behind.
     pub async fn stop(&self, net: &Network, owns_bridge: bool) -> Result<()> {
         let mut errors = self.foreign.stop(net).await;
-        if let Some(fw) = FwNetwork::from_network(net)
+        if let Some(fw) = self.fw.installed(net)
             && let Err(e) = self.fw.remove(&fw)
         {
             errors.push(format!("remove firewall rules: {e:#}"));
@@ -223,7 +223,7 @@ impl Dataplane {
             }
         }
         let left = Leftovers {
-            firewall: FwNetwork::from_network(net),
+            firewall: self.fw.installed(net),
             bridge,
         };
         (left, errors)

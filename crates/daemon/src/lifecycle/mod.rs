@@ -15,6 +15,7 @@ pub mod sysctls;
 pub mod teardown;
 
 use crate::dataplane::{Dataplane, checks};
+use crate::forwards::Forwarder;
 use crate::ids::now;
 use crate::nssindex::NssIndex;
 use crate::paths::Paths;
@@ -36,6 +37,8 @@ pub struct Lifecycle {
     services: Services,
     /// The host's index of guest names (the NSS module's).
     nss: NssIndex,
+    /// Port forwards, kept pointing at their guests.
+    forwards: Forwarder,
     sysctls: Ledger,
     teardown: Teardown,
     /// Subscribed before the firewall is reconciled at start, so no change is missed;
@@ -69,6 +72,7 @@ impl Lifecycle {
             sysctls: Ledger::load(paths),
             services: Services::new(paths.clone()),
             nss: NssIndex::spawn(paths.nss_index()),
+            forwards: Forwarder::spawn(dp.fw().clone()),
             paths: paths.clone(),
             dp,
         })
@@ -206,6 +210,9 @@ impl Lifecycle {
                 error!("{w}");
             }
             self.nss.set(net, self.services.lease_names(&net.name));
+            if let Err(e) = self.forwards.set(net, self.services.lease_names(&net.name)) {
+                error!(network = %net.name, "port forwards not installed: {e:#}");
+            }
         }
         self.nss.ready();
         // A verb killed midway may have left a port off its bridge (a destroy, before
@@ -334,6 +341,9 @@ impl Lifecycle {
         self.services.local_addrs_of(&net, true);
         warnings.extend(self.services.start(&net));
         self.nss.set(&net, self.services.lease_names(&name));
+        if let Err(e) = self.forwards.set(&net, self.services.lease_names(&name)) {
+            warnings.push(format!("port forwards not installed: {e:#}"));
+        }
         let t_services = t0.elapsed();
         warnings.extend(self.replug(reg, ports, &name).await);
         debug!(
@@ -365,6 +375,7 @@ impl Lifecycle {
         // guests' default route through us.
         self.services.stop(name);
         self.nss.remove(name);
+        self.forwards.remove(name);
         // Ports stay registered (persistent TAPs stay too) and return at the next start.
         let mut errors = match live.bridge_name() {
             Some(br) => ports.unplug(self.dp.nl(), name, br).await,
@@ -415,6 +426,29 @@ impl Lifecycle {
     pub fn sync_services(&mut self, net: &Network) {
         self.services.sync(net);
         self.nss.set(net, self.services.lease_names(&net.name));
+        if let Err(e) = self.forwards.set(net, self.services.lease_names(&net.name)) {
+            error!(network = %net.name, "port forwards not installed: {e:#}");
+        }
+    }
+
+    /// `net`'s port forwards changed (live): resolved and installed now.
+    pub fn sync_forwards(&self, net: &Network) -> Result<Vec<crate::forwards::resolve::Resolved>> {
+        self.forwards.set(net, self.services.lease_names(&net.name))
+    }
+
+    /// Where forward `f` of active network `net` goes now.
+    pub fn forward_guest(
+        &self,
+        net: &Network,
+        f: &kvnet_model::PortForward,
+    ) -> Option<std::net::IpAddr> {
+        let leases = crate::forwards::guests(self.services.lease_names(&net.name).as_ref());
+        crate::forwards::resolve::guest_address(net, f, &leases)
+    }
+
+    /// `name`'s port forwards as last resolved.
+    pub fn resolved_forwards(&self, name: &str) -> Vec<crate::forwards::resolve::Resolved> {
+        self.forwards.resolved(name)
     }
 
     /// At daemon shutdown: finish queued teardowns, then record the firewall as this

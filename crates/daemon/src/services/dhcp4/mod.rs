@@ -99,6 +99,15 @@ impl LeaseNames {
             .filter_map(|l| Some((l.hostname?, l.ip_address)))
             .collect()
     }
+
+    /// (hostname, MAC, address) of every current lease: whom port forwards follow.
+    pub fn guests(&self) -> Vec<(Option<String>, String, Ipv4Addr)> {
+        lock(&self.server)
+            .leases(now())
+            .into_iter()
+            .map(|l| (l.hostname, l.mac_address.to_string(), l.ip_address))
+            .collect()
+    }
 }
 
 fn api_lease(l: LeaseView) -> Lease {
