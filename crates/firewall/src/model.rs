@@ -296,19 +296,15 @@ impl FwNetwork {
                 b: (self.name.clone(), b),
             });
         }
-        for (i, fwd) in self.forwards.iter().enumerate() {
-            self.check_forward(fwd)?;
-            if let Some(o) = self.forwards[..i].iter().find(|o| o.clashes(fwd)) {
-                return Err(FwError::ClashingForwards {
-                    a: (self.name.clone(), o.describe()),
-                    b: (self.name.clone(), fwd.describe()),
-                });
-            }
+        let nat_keys = self.nat_keys();
+        for fwd in &self.forwards {
+            self.check_forward(fwd, &nat_keys)?;
         }
-        Ok(())
+        let all: Vec<(&str, &FwForward)> = self.forwards.iter().map(|f| (&*self.name, f)).collect();
+        clash_free(all)
     }
 
-    fn check_forward(&self, fwd: &FwForward) -> Result<(), FwError> {
+    fn check_forward(&self, fwd: &FwForward, nat_keys: &[IpNet]) -> Result<(), FwError> {
         let bad = |reason: String| {
             Err(FwError::InvalidForward {
                 network: self.name.clone(),
@@ -351,7 +347,7 @@ impl FwNetwork {
             );
         }
         // The forward filter and hairpin rules match the network's NAT subnets.
-        let natted = self.nat_keys().iter().any(|n| n.contains(&fwd.guest));
+        let natted = nat_keys.iter().any(|n| n.contains(&fwd.guest));
         if !natted {
             return bad(format!(
                 "guest address {} is not in a NAT subnet of this network{}",
@@ -438,14 +434,6 @@ pub fn validate_all(nets: &[FwNetwork]) -> Result<(), FwError> {
     let mut forwards: Vec<(&str, &FwForward)> = Vec::new();
     for net in nets {
         net.validate()?;
-        for fwd in &net.forwards {
-            if let Some((other, o)) = forwards.iter().find(|(_, o)| o.clashes(fwd)) {
-                return Err(FwError::ClashingForwards {
-                    a: (other.to_string(), o.describe()),
-                    b: (net.name.clone(), fwd.describe()),
-                });
-            }
-        }
         forwards.extend(net.forwards.iter().map(|f| (net.name.as_str(), f)));
         if !bridges.insert(net.bridge.as_str()) {
             return Err(FwError::DuplicateBridge(net.bridge.clone()));
@@ -461,6 +449,31 @@ pub fn validate_all(nets: &[FwNetwork]) -> Result<(), FwError> {
                 });
             }
             nat_keys.push((&net.name, key));
+        }
+    }
+    clash_free(forwards)
+}
+
+/// Refuses two forwards that take the same host port, in O(n log n): sorted by
+/// protocol, address and first port, a clash is a forward starting at or before the
+/// highest port taken so far in its (protocol, address) run.
+fn clash_free(mut fwds: Vec<(&str, &FwForward)>) -> Result<(), FwError> {
+    fwds.sort_by_key(|(_, f)| (f.proto, f.address, f.ports.0));
+    let mut reach: Option<(&str, &FwForward)> = None;
+    for (net, f) in fwds {
+        if let Some((onet, o)) = reach
+            && o.clashes(f)
+        {
+            return Err(FwError::ClashingForwards {
+                a: (onet.to_string(), o.describe()),
+                b: (net.to_string(), f.describe()),
+            });
+        }
+        let further = reach.is_none_or(|(_, o)| {
+            o.proto != f.proto || o.address != f.address || f.ports.1 > o.ports.1
+        });
+        if further {
+            reach = Some((net, f));
         }
     }
     Ok(())

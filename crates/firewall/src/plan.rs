@@ -3,6 +3,7 @@
 //! the nft script ([`crate::render`]) and the netlink batch ([`crate::nl`])
 //! are derived from the same description and cannot drift apart.
 
+use std::collections::{BTreeSet, HashSet};
 use std::net::{IpAddr, Ipv4Addr};
 
 use ipnet::IpNet;
@@ -257,25 +258,46 @@ fn group(mut elems: Vec<(&'static SetDef, Element)>) -> Vec<Group> {
                 set,
                 elements: vec![e],
             }));
-        } else if mine.len() > 0 {
-            groups.push(Group {
-                set,
-                elements: mine.collect(),
-            });
+        } else {
+            // A netlink attribute holds at most 64 KiB: thousands of forwards take
+            // several messages (still one transaction).
+            let mut mine = mine.peekable();
+            while mine.peek().is_some() {
+                groups.push(Group {
+                    set,
+                    elements: mine.by_ref().take(MAX_GROUP).collect(),
+                });
+            }
         }
     }
     groups
 }
 
+/// The most elements one `add element` statement (one netlink message) carries.
+const MAX_GROUP: usize = 256;
+
 /// The map elements of port forwards into `bridge`'s network, a host port
 /// each, and the guest destinations the forward chain admits (each once).
 fn forward_elements(bridge: &str, fwds: &[FwForward]) -> Vec<(&'static SetDef, Element)> {
+    let mut out = map_elements(fwds);
+    out.extend(dest_elements(bridge, &destinations(fwds)));
+    out
+}
+
+type Dest = (IpAddr, Proto, u16);
+
+/// The guest ports `fwds` reach, each once.
+fn destinations(fwds: &[FwForward]) -> BTreeSet<Dest> {
+    fwds.iter()
+        .flat_map(|f| f.port_pairs().map(move |(_, gp)| (f.guest, f.proto, gp)))
+        .collect()
+}
+
+fn map_elements(fwds: &[FwForward]) -> Vec<(&'static SetDef, Element)> {
     let mut out = Vec::new();
-    let mut dests = std::collections::BTreeSet::new();
     for f in fwds {
-        let v4 = f.guest.is_ipv4();
         for (port, guest_port) in f.port_pairs() {
-            let (set, key) = match (f.address, v4) {
+            let (set, key) = match (f.address, f.guest.is_ipv4()) {
                 (Some(a), true) => (
                     &FWD4,
                     vec![Field::Proto(f.proto), host(a), Field::Port(port)],
@@ -296,26 +318,35 @@ fn forward_elements(bridge: &str, fwds: &[FwForward]) -> Vec<(&'static SetDef, E
                     data,
                 },
             ));
-            if dests.insert((f.guest, f.proto, guest_port)) {
-                let key = vec![
-                    Field::Ifname(bridge.to_string()),
-                    host(f.guest),
-                    Field::Proto(f.proto),
-                    Field::Port(guest_port),
-                ];
-                let set = if v4 { &FWDST4 } else { &FWDST6 };
-                out.push((
-                    set,
-                    Element {
-                        key,
-                        jump: None,
-                        data: Vec::new(),
-                    },
-                ));
-            }
         }
     }
     out
+}
+
+fn dest_elements<'a>(
+    bridge: &str,
+    dests: impl IntoIterator<Item = &'a Dest>,
+) -> Vec<(&'static SetDef, Element)> {
+    dests
+        .into_iter()
+        .map(|&(guest, proto, port)| {
+            let key = vec![
+                Field::Ifname(bridge.to_string()),
+                host(guest),
+                Field::Proto(proto),
+                Field::Port(port),
+            ];
+            let set = if guest.is_ipv4() { &FWDST4 } else { &FWDST6 };
+            (
+                set,
+                Element {
+                    key,
+                    jump: None,
+                    data: Vec::new(),
+                },
+            )
+        })
+        .collect()
 }
 
 fn host(a: IpAddr) -> Field {
@@ -323,28 +354,35 @@ fn host(a: IpAddr) -> Field {
 }
 
 /// What changes in the table when `bridge`'s forwards go from `old` to `new`:
-/// the elements to delete, then those to add, grouped by set. Elements both
-/// have stay, so a forward that did not change is never interrupted.
+/// the elements to delete, then those to add, grouped by set. Only the forwards
+/// that changed are rendered, so the cost follows the change, not the table; what
+/// both lists have stays, so a forward that did not change is never interrupted.
 pub(crate) fn forward_delta(
     bridge: &str,
     old: &[FwForward],
     new: &[FwForward],
 ) -> (Vec<Group>, Vec<Group>) {
-    let old = forward_elements(bridge, old);
-    let new = forward_elements(bridge, new);
-    let id = |(s, e): &(&SetDef, Element)| format!("{} {e}", s.name);
-    let old_ids: std::collections::HashSet<String> = old.iter().map(id).collect();
-    let new_ids: std::collections::HashSet<String> = new.iter().map(id).collect();
-    // A changed value under the same key is a delete and an add of that key.
-    let (gone, added): (Vec<_>, Vec<_>) = (
-        old.into_iter()
-            .filter(|x| !new_ids.contains(&id(x)))
-            .collect(),
-        new.into_iter()
-            .filter(|x| !old_ids.contains(&id(x)))
-            .collect(),
-    );
-    (group(gone), group(added))
+    let old_set: HashSet<&FwForward> = old.iter().collect();
+    let new_set: HashSet<&FwForward> = new.iter().collect();
+    let gone: Vec<FwForward> = old
+        .iter()
+        .filter(|f| !new_set.contains(f))
+        .cloned()
+        .collect();
+    let added: Vec<FwForward> = new
+        .iter()
+        .filter(|f| !old_set.contains(f))
+        .cloned()
+        .collect();
+    let mut del = map_elements(&gone);
+    let mut add = map_elements(&added);
+    // A host port whose guest changed is deleted, then added with its new value.
+    if !gone.is_empty() || !added.is_empty() {
+        let (was, now) = (destinations(old), destinations(new));
+        del.extend(dest_elements(bridge, was.difference(&now)));
+        add.extend(dest_elements(bridge, now.difference(&was)));
+    }
+    (group(del), group(add))
 }
 
 /// libvirt's five NAT rules for one subnet, in its order (four for IPv6,
@@ -549,5 +587,29 @@ mod tests {
             s.contains("fwdst6 { \"virbr0\" . fd00:1::5 . tcp . 8443 }"),
             "{s}"
         );
+    }
+
+    #[test]
+    fn ten_thousand_forwards_fit_in_netlink_messages() {
+        let mut n = test_net("virbr0");
+        n.subnets = vec!["10.0.0.0/16".parse().unwrap()];
+        n.forwards = (0..10_000u16)
+            .map(|i| {
+                let g = format!("10.0.{}.{}", i / 250, i % 250 + 1);
+                test_forward((20_000 + i, 20_000 + i), &g, 80)
+            })
+            .collect();
+        let p = plan(&n);
+        let fwd: usize = p
+            .groups
+            .iter()
+            .filter(|g| g.set.name == "fwd4_any")
+            .map(|g| g.elements.len())
+            .sum();
+        assert_eq!(fwd, 10_000);
+        assert!(p.groups.iter().all(|g| g.elements.len() <= MAX_GROUP));
+        // Encodes without an attribute overflowing (the encoder panics if one does).
+        let batch = crate::encode_add_new("kvnet", &n, 1);
+        assert!(batch.len() > 10_000 * 16);
     }
 }

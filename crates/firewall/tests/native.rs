@@ -352,3 +352,31 @@ fn native_forward_changes_match_nft() {
     }
     assert!(encode_forwards(TABLE, &edge.bridge, &old, &old, 1).is_none());
 }
+
+#[test]
+#[ignore = "needs root"]
+fn native_apply_carries_ten_thousand_forwards() {
+    let mut net = common::nat_default();
+    net.subnets = vec!["10.0.0.0/16".parse().unwrap()];
+    net.forwards = (0..10_000u16)
+        .map(|i| {
+            let guest = format!("10.0.{}.{}", i / 250, i % 250 + 1);
+            forward(Proto::Tcp, None, (20_000 + i, 20_000 + i), &guest, 80)
+        })
+        .collect();
+    let native = ns();
+    apply_nft(&native, &render_full(TABLE, &[common::numbered(1)]));
+    apply_native(&native, &net).unwrap_or_else(|e| panic!("{e}"));
+    let via_nft = ns();
+    apply_nft(&via_nft, &render_full(TABLE, &[common::numbered(1)]));
+    apply_nft(&via_nft, &render_add_new(TABLE, &net));
+    let listing = list(&native);
+    assert_eq!(listing.matches("element tcp . ").count(), 10_000);
+    assert_eq!(listing, list(&via_nft));
+    // And all of them go again in one change.
+    let batch = encode_forwards(TABLE, &net.bridge, &net.forwards, &[], 1).expect("a change");
+    native
+        .run(|| kvnet_host::nft::apply_batch(&batch))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(list(&native).matches("element tcp . ").count(), 0);
+}

@@ -20,6 +20,7 @@ pub mod link;
 mod netlink;
 pub mod nft;
 pub mod nftwatch;
+pub mod portprobe;
 pub mod procroutes;
 pub mod rawip;
 pub mod routewatch;

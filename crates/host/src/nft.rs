@@ -403,6 +403,26 @@ fn send_batch(fd: &std::os::fd::OwnedFd, batch: &[u8]) -> Result<(), HostError> 
     let mut pending: HashSet<u32> = described.keys().copied().collect();
 
     let _own = crate::nftwatch::own_socket(fd)?;
+    // Netlink refuses a datagram larger than the send buffer (EMSGSIZE): thousands of
+    // port forwards make a batch of several hundred KiB. As nft does, raise it first.
+    if batch.len() > 64 * 1024 {
+        let size = libc::c_int::try_from(batch.len() * 2).unwrap_or(libc::c_int::MAX);
+        for opt in [libc::SO_SNDBUFFORCE, libc::SO_SNDBUF] {
+            // SAFETY: size is a live c_int and its length is given.
+            let r = unsafe {
+                libc::setsockopt(
+                    fd.as_raw_fd(),
+                    libc::SOL_SOCKET,
+                    opt,
+                    (&size as *const libc::c_int).cast(),
+                    std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+                )
+            };
+            if r == 0 {
+                break;
+            }
+        }
+    }
     // SAFETY: sockaddr_nl is plain data; all-zero means "the kernel".
     let mut kernel: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
     kernel.nl_family = libc::AF_NETLINK as libc::sa_family_t;

@@ -294,7 +294,7 @@ pub fn parse_target(s: &str) -> Result<(GuestRef, Option<PortRange>), String> {
 }
 
 /// A port forward from the host to a guest on a NAT network (destination NAT).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct PortForward {
     pub proto: FwdProto,
     /// The host address the forward listens on; `None` for every address of the host.

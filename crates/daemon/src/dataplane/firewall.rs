@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::atomic::{AtomicBool, AtomicU32};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, mpsc};
 use tracing::{debug, error, info, warn};
 
 fn inputs<'a>(active: impl IntoIterator<Item = &'a Network>) -> Vec<FwNetwork> {
@@ -58,6 +58,16 @@ struct State {
     /// The networks whose rules belong in the table, by name: what a rebuild restores.
     wanted: Mutex<BTreeMap<String, FwNetwork>>,
     guard: Mutex<Guard>,
+    /// Port forward changes, applied in order by a thread of their own.
+    forward_jobs: Mutex<Option<mpsc::Sender<ForwardJob>>>,
+}
+
+/// One forward change for the forward thread; `done` hears how it went (a change
+/// that deletes nothing is waited for, so its failure reaches the caller).
+struct ForwardJob {
+    network: String,
+    batch: Vec<u8>,
+    done: Option<mpsc::Sender<Result<(), String>>>,
 }
 
 /// The guard table ([`kvnet_firewall::encode_guard`]), held while kvnet's table exists:
@@ -79,6 +89,7 @@ impl Firewall {
                 nl_seq: AtomicU32::new(1),
                 wanted: Mutex::new(BTreeMap::new()),
                 guard: Mutex::new(Guard::Off),
+                forward_jobs: Mutex::new(None),
             }),
         }
     }
@@ -200,6 +211,11 @@ impl Firewall {
     /// Network `name`'s port forwards become `fwds` (guests resolved): the map elements
     /// that change, and only those, in one batch; the whole table if that fails. A
     /// network without rules (not active, or not NAT) takes none: Ok(false).
+    ///
+    /// Deleting an element makes the kernel wait for an RCU grace period (15–30 ms
+    /// here) before the transaction returns, so the batches go to a thread of their
+    /// own, in order: a change that only removes forwards returns at once (the ports
+    /// stop forwarding a grace period later), one that adds is waited for.
     pub fn set_forwards(&self, name: &str, fwds: Vec<FwForward>) -> Result<bool> {
         let mut wanted = self.wanted();
         let Some(cur) = wanted.get(name) else {
@@ -217,29 +233,88 @@ impl Firewall {
             .collect();
         all.push(next.clone());
         kvnet_firewall::validate_all(&all).map_err(|e| anyhow!("firewall: {e}"))?;
+        let had: std::collections::HashSet<&FwForward> = cur.forwards.iter().collect();
+        let adds = next.forwards.iter().any(|f| !had.contains(f));
         let old = wanted
             .insert(name.to_string(), next.clone())
             .expect("present");
-        drop(wanted);
-        if self.state.skeleton.load(Relaxed) {
-            let seq = self.state.nl_seq.fetch_add(1024, Relaxed);
-            let batch = encode_forwards(
-                &self.table,
-                &next.bridge,
-                &old.forwards,
-                &next.forwards,
-                seq,
-            );
-            match batch.map_or(Ok(()), |b| nft::apply_batch(&b)) {
-                Ok(()) => return Ok(true),
-                Err(e) => debug!(network = %name, "forward change failed, rebuilding: {e}"),
+        if !self.state.skeleton.load(Relaxed) {
+            drop(wanted);
+            if let Err(e) = self.rebuild() {
+                self.want(name, Some(old));
+                return Err(e);
             }
+            return Ok(true);
         }
-        if let Err(e) = self.rebuild() {
-            self.want(name, Some(old));
-            return Err(e);
+        let seq = self.state.nl_seq.fetch_add(1024, Relaxed);
+        let Some(batch) = encode_forwards(
+            &self.table,
+            &next.bridge,
+            &old.forwards,
+            &next.forwards,
+            seq,
+        ) else {
+            return Ok(true);
+        };
+        // Queued under the lock of `wanted`: batches go in the order of the states.
+        let (done, result) = if adds {
+            let (tx, rx) = mpsc::channel();
+            (Some(tx), Some(rx))
+        } else {
+            (None, None)
+        };
+        self.forward_jobs().send(ForwardJob {
+            network: name.to_string(),
+            batch,
+            done,
+        })?;
+        drop(wanted);
+        match result.map(|r| r.recv()) {
+            None | Some(Ok(Ok(()))) => Ok(true),
+            Some(Ok(Err(e))) => {
+                self.want(name, Some(old));
+                Err(anyhow!("{e}"))
+            }
+            Some(Err(_)) => Err(anyhow!("the firewall's forward thread is gone")),
         }
-        Ok(true)
+    }
+
+    /// The forward thread's queue, the thread started at first use. A batch that
+    /// fails (someone changed the table meanwhile) is followed by a rebuild.
+    fn forward_jobs(&self) -> mpsc::Sender<ForwardJob> {
+        let mut q = self
+            .state
+            .forward_jobs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(tx) = q.as_ref() {
+            return tx.clone();
+        }
+        let (tx, rx) = mpsc::channel::<ForwardJob>();
+        let fw = self.clone();
+        std::thread::Builder::new()
+            .name("kvnet-forwards".into())
+            .spawn(move || {
+                for job in rx {
+                    let mut res = nft::apply_batch(&job.batch).map_err(|e| e.to_string());
+                    if let Err(e) = &res {
+                        debug!(network = %job.network, "forward change failed, rebuilding: {e}");
+                        res = fw.rebuild().map(|_| ()).map_err(|e| format!("{e:#}"));
+                    }
+                    match (job.done, res) {
+                        (Some(done), res) => {
+                            let _ = done.send(res);
+                        }
+                        (None, Err(e)) => {
+                            error!(network = %job.network, "port forwards not removed: {e}")
+                        }
+                        (None, Ok(())) => {}
+                    }
+                }
+            })
+            .expect("spawn the forward thread");
+        *q = Some(tx.clone());
+        tx
     }
 
     /// Rebuild the whole table, in one transaction, for the networks whose rules belong

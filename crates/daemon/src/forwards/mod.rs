@@ -5,7 +5,6 @@
 //! its error reaches the caller, and from a task of its own when a DHCPv4 service
 //! records a lease, so a forward follows a guest whose address changes with no command.
 
-pub mod listen;
 pub mod resolve;
 pub mod verbs;
 
@@ -13,9 +12,9 @@ use crate::dataplane::firewall::Firewall;
 use crate::services::LeaseNames;
 use anyhow::Result;
 use futures::future::select_all;
-use kvnet_model::Network;
+use kvnet_model::{Network, PortForward};
 use resolve::{GuestLease, Resolved, fw_forwards, resolve};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -75,14 +74,15 @@ fn sync_one(
 ) -> Result<Vec<Resolved>> {
     let forwards = net.kvnet_ext().map(|e| e.forwards).unwrap_or_default();
     let now = resolve(net, &forwards, &guests(leases));
-    let before = lock(resolved).get(&net.name).cloned();
     fw.set_forwards(&net.name, fw_forwards(&now))?;
+    let mut all = lock(resolved);
+    let before: HashMap<&PortForward, Option<IpAddr>> = all
+        .get(&net.name)
+        .iter()
+        .flat_map(|b| b.iter().map(|r| (&r.forward, r.guest)))
+        .collect();
     for r in &now {
-        let was = before
-            .iter()
-            .flatten()
-            .find(|b| b.forward == r.forward)
-            .and_then(|b| b.guest);
+        let was = before.get(&r.forward).copied().flatten();
         if was.is_some() && was != r.guest {
             let to = r
                 .guest
@@ -90,7 +90,8 @@ fn sync_one(
             info!(network = %net.name, event = "forward", "forward {} now goes to {to}", r.forward);
         }
     }
-    lock(resolved).insert(net.name.clone(), now.clone());
+    drop(before);
+    all.insert(net.name.clone(), now.clone());
     Ok(now)
 }
 

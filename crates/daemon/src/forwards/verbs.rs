@@ -3,7 +3,6 @@
 //! definition and, when the network is active, to the live one, whose forwards are
 //! installed before the change is recorded. A refused change leaves both as they were.
 
-use super::listen;
 use crate::lifecycle::Lifecycle;
 use crate::paths::Paths;
 use crate::registry::{Registry, UpdatePlan};
@@ -125,11 +124,11 @@ pub fn add(
             None
         }
     };
-    let proto = match f.proto {
-        FwdProto::Tcp => "tcp",
-        FwdProto::Udp => "udp",
-    };
-    if let Some(p) = listen::first_taken(proto, f.address, (f.ports.start, f.ports.end)) {
+    let tcp = f.proto == FwdProto::Tcp;
+    let proto = if tcp { "tcp" } else { "udp" };
+    if let Some(p) =
+        kvnet_host::portprobe::first_taken(tcp, f.address, (f.ports.start, f.ports.end))
+    {
         warnings.push(format!(
             "a host process listens on {proto} port {p}: connections from outside go to the guest instead"
         ));
