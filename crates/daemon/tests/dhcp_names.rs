@@ -130,12 +130,13 @@ fn fqdn_names_from_dhclient_and_dhcpcd_give_their_first_label() {
     let mut lab = Lab::new();
     lab.define_and_start(NET);
     let clients = [
-        // Option 12 with dots, from dhclient.conf.
+        // Option 12 with dots, from dhclient.conf. The script runs at PREINIT too:
+        // wait for BOUND, or dhclient is killed before its lease (seen under load).
         (
             "52:54:00:00:00:11",
             "send host-name \"db.other.org\";\n",
             "dhclient -cf {d}/conf -sf {d}/script -lf {d}/leases -pf {d}/pid -1 -d eth0 & \
-             p=$!; for _ in $(seq 100); do [ -s {d}/out ] && break; sleep 0.1; done; kill $p",
+             p=$!; for _ in $(seq 100); do grep -qs BOUND {d}/out && break; sleep 0.1; done; kill $p",
             "db",
         ),
         // Option 81 (dhcpcd sends the FQDN, asking the server to update).

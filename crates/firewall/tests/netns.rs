@@ -679,4 +679,34 @@ else:
         t.host.apply(&render_forwards(TABLE, "brA", &moved, &[]));
         assert_eq!(connect(&t.wan, ga, "198.51.100.1"), "refused");
     }
+
+    #[test]
+    #[ignore = "needs root"]
+    fn ipv6_forwards_reach_nat66_guests() {
+        use kvnet_firewall::{FwForward, Proto};
+        need_python();
+        let t = setup();
+        use kvnet_firewall::FwMode::*;
+        let mut a = FwNetwork {
+            subnets: vec![
+                "10.10.1.0/24".parse().unwrap(),
+                "fd00:1::/64".parse().unwrap(),
+            ],
+            ipv6: true,
+            nat_ipv6: true,
+            ..net("a", "brA", Nat, "10.10.1.0/24")
+        };
+        a.forwards = vec![FwForward {
+            proto: Proto::Tcp,
+            address: Some("fd00:ff::1".parse().unwrap()),
+            ports: (8080, 8080),
+            guest: "fd00:1::2".parse().unwrap(),
+            guest_port: 8080,
+        }];
+        t.host.apply(&render_full(TABLE, &[a]));
+        let ga = &t.guests[0];
+        // The wan has no route to fd00:1::/64 (NATed): only the forward gets it there.
+        assert_eq!(connect(&t.wan, ga, "fd00:ff::1"), "ok fd00:ff::2");
+        assert!(connect(&t.wan, ga, "fd00:1::2").starts_with("error"));
+    }
 }
