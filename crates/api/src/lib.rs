@@ -14,8 +14,8 @@ pub mod request;
 pub use client::{Answer, Client, ClientError, Retry, call, call_raw};
 
 pub use reply::{
-    Bridged, Check, CreatedPort, Finding, ForwardEntry, Lease, NetSummary, NetworkId, Port,
-    PortKind, Reply, Report, Unbridged, Version,
+    Bridged, Check, CreatedPort, EventKind, Finding, ForwardEntry, Lease, NetEvent, NetSummary,
+    NetworkId, Port, PortKind, Reply, Report, Unbridged, Version,
 };
 pub use request::{Call, Request};
 

@@ -221,3 +221,49 @@ pub struct ForwardEntry {
     /// Whether the forward is in the firewall now.
     pub active: bool,
 }
+
+/// What a network event is about (`net-event --event`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EventKind {
+    /// defined, undefined, started, stopped, updated (libvirt's lifecycle events).
+    Lifecycle,
+    /// A DHCP lease: added, renewed, released, expired (IPv4).
+    Lease,
+    /// A guest port: created, deleted.
+    Port,
+    /// A port forward: added, removed, moved (its guest's address changed).
+    Forward,
+    /// Not an event: this many events were dropped because the reader fell behind.
+    Gap,
+}
+
+impl std::fmt::Display for EventKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            EventKind::Lifecycle => "lifecycle",
+            EventKind::Lease => "lease",
+            EventKind::Port => "port",
+            EventKind::Forward => "forward",
+            EventKind::Gap => "gap",
+        })
+    }
+}
+
+/// One event of a network, as `events` streams them (one JSON object a line).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetEvent {
+    /// Unix time in milliseconds.
+    pub time_ms: u64,
+    /// Empty for a gap.
+    pub network: String,
+    pub kind: EventKind,
+    /// What happened: `started`, `added`, `created`… (see [`EventKind`]); for a gap,
+    /// `dropped`.
+    pub action: String,
+    /// The rest, by kind: `mac`, `address`, `hostname` (lease), `port` (the port's
+    /// interface), `forward` (its listing form), `to` (a moved forward's new address),
+    /// `count` (a gap's dropped events).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub detail: std::collections::BTreeMap<String, String>,
+}

@@ -2,8 +2,8 @@
 //! and [`Request`], the tagged union that travels: `{"op":"start","network":"default"}`.
 
 use crate::reply::{
-    Bridged, CreatedPort, ForwardEntry, Lease, NetSummary, NetworkId, Port, Report, Unbridged,
-    Version,
+    Bridged, CreatedPort, EventKind, ForwardEntry, Lease, NetSummary, NetworkId, Port, Report,
+    Unbridged, Version,
 };
 use kvnet_model::{FwdProto, PortForward, PortRange, UpdateCommand, UpdateSection};
 use serde::de::DeserializeOwned;
@@ -41,6 +41,7 @@ pub enum Request {
     ForwardAdd(ForwardAdd),
     ForwardRemove(ForwardRemove),
     ForwardList(ForwardList),
+    Events(Events),
 }
 
 impl Request {
@@ -69,6 +70,7 @@ impl Request {
             Request::ForwardAdd(_) => "forward-add",
             Request::ForwardRemove(_) => "forward-remove",
             Request::ForwardList(_) => "forward-list",
+            Request::Events(_) => "events",
         }
     }
 }
@@ -111,6 +113,7 @@ calls! {
     ForwardAdd => ForwardEntry,
     ForwardRemove => (),
     ForwardList => Vec<ForwardEntry>,
+    Events => (),
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -292,4 +295,16 @@ pub struct ForwardRemove {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct ForwardList {
     pub network: String,
+}
+
+/// Subscribe to events: the reply (`data` null) is followed on the same connection by
+/// one [`crate::NetEvent`] a line, as they happen, until the client closes it. Only
+/// `network`'s when given, only `kinds` when not empty. A reader that falls behind loses
+/// events, never stalls kvnetd: a `gap` event says how many.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Events {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub kinds: Vec<EventKind>,
 }

@@ -255,6 +255,7 @@ fn the_reference_lists_every_request() {
             network: String::new(),
         }
         .into(),
+        Events::default().into(),
     ];
     let mut ops: Vec<&str> = all.iter().map(Request::op).collect();
     let mut listed = listed;

@@ -5,6 +5,7 @@
 
 mod client;
 mod doctor;
+mod events;
 mod forwards;
 mod iface;
 mod net;
@@ -74,6 +75,9 @@ enum Cmd {
         #[command(flatten)]
         json: Json,
     },
+    /// Print kvnetd's events as they happen (virsh net-event): lifecycle, and kvnet's
+    /// lease, port and forward events. Exits after the first unless --loop.
+    NetEvent(events::NetEventArgs),
     /// Check a network XML file offline (no daemon needed).
     NetValidate {
         file: PathBuf,
@@ -92,6 +96,7 @@ fn run(cli: Cli) -> Result<()> {
         Cmd::Port(cmd) => ports::run(&c, cmd)?,
         Cmd::Iface(cmd) => iface::run(&c, cmd)?,
         Cmd::Forward(cmd) => forwards::run(&c, cmd)?,
+        Cmd::NetEvent(a) => events::run(&c.socket, a)?,
         Cmd::NetValidate { file, canonical } => {
             // --canonical is libvirt's parse-and-format round trip, which also accepts
             // definitions a define would refuse (e.g. <ip> on a passthrough network).

@@ -52,5 +52,7 @@ pub async fn handle(d: &mut Daemon, req: Request) -> Reply {
         Request::ForwardAdd(r) => reply_warned::<ForwardAdd>(d.forward_add(r)),
         Request::ForwardRemove(r) => reply::<ForwardRemove>(d.forward_remove(&r)),
         Request::ForwardList(r) => reply::<ForwardList>(d.forward_list(&r.network)),
+        // The connection itself streams events (server::conn); nothing gets here.
+        Request::Events(_) => Reply::err("events: a stream, served by the connection"),
     }
 }

@@ -6,10 +6,12 @@
 //! and leaves a consistent state.
 
 use crate::dataplane::{Dataplane, checks};
+use crate::events;
 use crate::forwards;
 use crate::ids::entropy;
 use crate::ifbridge;
 use crate::lifecycle::Lifecycle;
+use crate::nethooks;
 use crate::paths::Paths;
 use crate::ports::Ports;
 use crate::registry::{Registry, UpdateTarget};
@@ -17,7 +19,8 @@ use crate::store::{self, Durability, status};
 use anyhow::{Result, anyhow};
 use kvnet_api::request::{self as req, PortCreate};
 use kvnet_api::{
-    Bridged, CreatedPort, ForwardEntry, Lease, NetworkId, Port, PortKind, Report, Unbridged,
+    Bridged, CreatedPort, EventKind, ForwardEntry, Lease, NetworkId, Port, PortKind, Report,
+    Unbridged,
 };
 use kvnet_model::{MacAddr, Network};
 use tracing::{error, info, warn};
@@ -126,6 +129,7 @@ impl Daemon {
             ""
         };
         info!(network = %name, event = "defined", "defined{how}");
+        events::emit(&name, EventKind::Lifecycle, "defined", &[]);
         Ok(id(&net))
     }
 
@@ -150,6 +154,7 @@ impl Daemon {
             status::save(&self.paths, name, &st)?;
         }
         info!(network = %name, event = "undefined", "undefined");
+        events::emit(name, EventKind::Lifecycle, "undefined", &[]);
         Ok(())
     }
 
@@ -226,12 +231,20 @@ impl Daemon {
         }
         let live = if live.is_some() { "live " } else { "" };
         info!(network = %name, "updated ({live}{})", if config { "config" } else { "" });
+        events::emit(name, EventKind::Lifecycle, "updated", &[]);
+        if nethooks::any()
+            && let Ok(o) = self.registry.get(name)
+        {
+            nethooks::fire(name, "updated", "begin", o.current().to_xml(), Vec::new());
+        }
         Ok(())
     }
 
     pub async fn port_create(&mut self, r: PortCreate) -> Result<CreatedPort> {
         let t = self.life.target(&self.registry, &r.network).await?;
-        self.ports.create(self.life.nl(), &t, r).await
+        let created = self.ports.create(self.life.nl(), &t, r).await?;
+        self.port_event(&created.port, "created");
+        Ok(created)
     }
 
     /// port-attach by network name (a qemu script) or by bridge (the bridge helper).
@@ -260,16 +273,29 @@ impl Daemon {
             PortKind::Script
         };
         let nl = self.life.nl();
-        self.ports
+        let port = self
+            .ports
             .attach(nl, &t, &r.ifname, r.mac.as_deref(), kind)
-            .await
+            .await?;
+        self.port_event(&port, "created");
+        Ok(port)
     }
 
     pub async fn port_delete(&mut self, network: Option<&str>, ifname: &str) -> Result<()> {
         if let Some(n) = network {
             self.registry.get(n)?;
         }
-        self.ports.delete(self.life.nl(), network, ifname).await
+        let gone = self.ports.delete(self.life.nl(), network, ifname).await?;
+        let port = Port {
+            ifname: ifname.to_string(),
+            mac: None,
+            network: gone,
+            kind: PortKind::Script,
+            queues: 1,
+            isolated: false,
+        };
+        self.port_event(&port, "deleted");
+        Ok(())
     }
 
     pub async fn port_list(&mut self, network: &str) -> Result<Vec<Port>> {
@@ -289,6 +315,37 @@ impl Daemon {
     /// What on this host stops guest traffic (`kvnet doctor`).
     pub async fn doctor(&self, network: Option<&str>) -> Result<Report> {
         crate::doctor::run(&self.registry, self.life.dp(), network).await
+    }
+
+    /// A port's `port` event (`net-event`) and `port-created`/`port-deleted` hook, whose
+    /// stdin is libvirt's `<hookData>`: the network, then the port.
+    fn port_event(&self, port: &Port, action: &str) {
+        let mut detail = vec![("port", port.ifname.clone())];
+        detail.extend(port.mac.clone().map(|m| ("mac", m)));
+        events::emit(&port.network, EventKind::Port, action, &detail);
+        if nethooks::any()
+            && let Ok(o) = self.registry.get(&port.network)
+        {
+            let mac = port
+                .mac
+                .as_ref()
+                .map(|m| format!("  <mac address='{m}'/>\n"))
+                .unwrap_or_default();
+            let bridge = o.current().bridge_name().unwrap_or_default().to_string();
+            let xml = format!(
+                "<hookData>\n{}<networkport>\n{mac}  <plug type='network' bridge='{bridge}'/>\n  \
+                 <target dev='{}'/>\n</networkport>\n</hookData>\n",
+                o.current().to_xml(),
+                port.ifname
+            );
+            nethooks::fire(
+                &port.network,
+                &format!("port-{action}"),
+                "begin",
+                xml,
+                Vec::new(),
+            );
+        }
     }
 
     pub fn forward_add(&mut self, r: req::ForwardAdd) -> Result<(ForwardEntry, Vec<String>)> {

@@ -18,11 +18,13 @@ mod api;
 mod daemon;
 mod dataplane;
 mod doctor;
+mod events;
 mod forwards;
 mod hooks;
 mod ids;
 mod ifbridge;
 mod lifecycle;
+mod nethooks;
 mod nssindex;
 mod paths;
 mod ports;
@@ -89,6 +91,7 @@ fn lock_run_dir(paths: &Paths) -> Result<Flock<std::fs::File>> {
 async fn run(args: Args, passed: Option<UnixListener>, limits: server::Limits) -> Result<()> {
     let paths = Paths::new(args.config_dir, args.state_dir, args.run_dir, args.socket);
     let _lock = lock_run_dir(&paths)?;
+    nethooks::init(paths.config_dir.join("hooks"));
     let group = args
         .socket_group
         .as_deref()

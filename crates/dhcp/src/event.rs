@@ -86,6 +86,9 @@ pub enum Event {
         ip: Ipv4Addr,
         mac: MacAddr,
         hostname: Option<String>,
+        /// The client already held this address under a live lease (a renewal), as
+        /// opposed to a new binding.
+        renewed: bool,
     },
     /// A client asked for a name the admin defined (a `<dns><host>` or static host's):
     /// its lease goes without it.
@@ -178,7 +181,9 @@ impl fmt::Display for Event {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Event::Offer { ip, mac } => write!(f, "DHCPOFFER {ip} {mac}"),
-            Event::Ack { ip, mac, hostname } => {
+            Event::Ack {
+                ip, mac, hostname, ..
+            } => {
                 write!(f, "DHCPACK {ip} {mac}")?;
                 if let Some(h) = hostname {
                     write!(f, " {h}")?;

@@ -665,6 +665,7 @@ impl Server {
             ip,
             mac: c.mac,
             hostname,
+            renewed: !fresh,
         }));
     }
 

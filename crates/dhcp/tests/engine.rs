@@ -939,6 +939,7 @@ fn event_display_is_readable() {
         ip: ip(5),
         mac: mac(1),
         hostname: Some("vm".into()),
+        renewed: false,
     };
     assert_eq!(e.to_string(), "DHCPACK 192.168.122.5 52:54:00:00:00:01 vm");
 }

@@ -88,6 +88,12 @@ fn sync_one(
                 .guest
                 .map_or("nowhere (no lease)".into(), |a| a.to_string());
             info!(network = %net.name, event = "forward", "forward {} now goes to {to}", r.forward);
+            crate::events::emit(
+                &net.name,
+                kvnet_api::EventKind::Forward,
+                "moved",
+                &[("forward", r.forward.to_string()), ("to", to)],
+            );
         }
     }
     drop(before);

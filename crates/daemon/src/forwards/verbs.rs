@@ -3,13 +3,14 @@
 //! definition and, when the network is active, to the live one, whose forwards are
 //! installed before the change is recorded. A refused change leaves both as they were.
 
+use crate::events;
 use crate::lifecycle::Lifecycle;
 use crate::paths::Paths;
 use crate::registry::{Registry, UpdatePlan};
 use crate::store::{self, status};
 use anyhow::{Result, anyhow, bail};
-use kvnet_api::ForwardEntry;
 use kvnet_api::request::{ForwardAdd, ForwardRemove};
+use kvnet_api::{EventKind, ForwardEntry};
 use kvnet_model::{FwdProto, GuestRef, Network, PortForward};
 use tracing::info;
 
@@ -136,6 +137,12 @@ pub fn add(
     let active = plan.live.is_some();
     apply(reg, paths, life, name, plan)?;
     info!(network = %name, event = "forward", "forward {f} added");
+    events::emit(
+        name,
+        EventKind::Forward,
+        "added",
+        &[("forward", f.to_string())],
+    );
     Ok((
         ForwardEntry {
             forward: f,
@@ -175,6 +182,7 @@ pub fn remove(
     let gone = gone.to_string();
     apply(reg, paths, life, name, plan)?;
     info!(network = %name, event = "forward", "forward {gone} removed");
+    events::emit(name, EventKind::Forward, "removed", &[("forward", gone)]);
     Ok(())
 }
 

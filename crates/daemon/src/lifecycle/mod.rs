@@ -15,8 +15,10 @@ pub mod sysctls;
 pub mod teardown;
 
 use crate::dataplane::{Dataplane, checks};
+use crate::events;
 use crate::forwards::Forwarder;
 use crate::ids::now;
+use crate::nethooks;
 use crate::nssindex::NssIndex;
 use crate::paths::Paths;
 use crate::ports::{Ports, Target};
@@ -25,6 +27,7 @@ use crate::services::Services;
 use crate::store::{self, status};
 use anyhow::{Context, Result, anyhow, bail};
 use ipnet::IpNet;
+use kvnet_api::EventKind;
 use kvnet_host::nftwatch::NftWatcher;
 use kvnet_model::Network;
 use sysctls::{HostSysctls, Ledger};
@@ -303,6 +306,11 @@ impl Lifecycle {
             bridge_link.as_ref(),
         )
         .map_err(|e| anyhow!("cannot start network '{name}': {e}"))?;
+        if nethooks::any() {
+            nethooks::start_begin(&name, &net.to_xml())
+                .await
+                .with_context(|| format!("cannot start network '{name}'"))?;
+        }
         let t_checks = t0.elapsed();
         // Written ahead: see the module docs.
         let started = now();
@@ -353,6 +361,10 @@ impl Lifecycle {
             t0.elapsed() - t_services
         );
         info!(network = %name, event = "started", "started in {:.1} ms", t0.elapsed().as_secs_f64() * 1e3);
+        events::emit(&name, EventKind::Lifecycle, "started", &[]);
+        if nethooks::any() {
+            nethooks::fire(&name, "started", "begin", net.to_xml(), Vec::new());
+        }
         for w in &warnings {
             warn!("{w}");
         }
@@ -387,6 +399,10 @@ impl Lifecycle {
         self.dp.fw().forget(name);
         errors.extend(quiesce_errors);
         let (st, gone) = reg.stopped(name)?;
+        events::emit(name, EventKind::Lifecycle, "stopped", &[]);
+        if nethooks::any() {
+            nethooks::fire(name, "stopped", "end", live.to_xml(), Vec::new());
+        }
         errors.extend(self.release_sysctls(reg, &live));
         crate::hooks::kill_point("destroy:released");
         // The status stays, marked stopping, until the teardown is done: a daemon killed

@@ -360,7 +360,7 @@ impl Ports {
         nl: &Netlink,
         network: Option<&str>,
         ifname: &str,
-    ) -> Result<()> {
+    ) -> Result<String> {
         let (net, rec) = match network {
             Some(n) => {
                 let p = self
@@ -388,7 +388,7 @@ impl Ports {
         ports.retain(|p| p.ifname != ifname);
         self.save(&net, ports)?;
         info!(network = %net, "port {ifname} deleted");
-        Ok(())
+        Ok(net)
     }
 
     /// The ports of a network (known to exist; `net_isolated`, its `<port isolated>`).

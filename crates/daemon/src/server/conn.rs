@@ -76,6 +76,8 @@ impl Conn {
             self.idle.leave(self.id);
             let reply = match next {
                 Next::Read(Ok(Line::Complete)) => match serde_json::from_slice::<Request>(&buf) {
+                    // A subscription: the connection becomes the event stream.
+                    Ok(Request::Events(r)) => return self.events(r, rd, wr).await,
                     Ok(req) => (self.handler)(req).await,
                     Err(e) => Reply::err(format!("malformed request: {e}")),
                 },
@@ -104,6 +106,48 @@ impl Conn {
             }
             if *self.stopping.borrow() {
                 return Ok(());
+            }
+        }
+    }
+
+    /// Streams events to the client until it closes the connection or the server stops.
+    /// Events come from a broadcast channel: kvnetd never waits for this reader, which
+    /// loses the oldest when it falls behind and is told how many.
+    async fn events(
+        &mut self,
+        r: kvnet_api::request::Events,
+        mut rd: impl AsyncBufRead + Unpin,
+        mut wr: impl AsyncWriteExt + Unpin,
+    ) -> io::Result<()> {
+        use tokio::sync::broadcast::error::RecvError;
+        let mut rx = crate::events::subscribe();
+        if !self.send(&mut wr, &Reply::ok(&(), Vec::new())).await? {
+            return Ok(());
+        }
+        let mut sink = [0u8; 64];
+        loop {
+            let ev = tokio::select! {
+                ev = rx.recv() => match ev {
+                    Ok(ev) if crate::events::wanted(&ev, r.network.as_deref(), &r.kinds) => ev,
+                    Ok(_) => continue,
+                    Err(RecvError::Lagged(n)) => crate::events::gap(n),
+                    Err(RecvError::Closed) => return Ok(()),
+                },
+                // Anything the client sends, or its close, ends the stream.
+                _ = rd.read(&mut sink) => return Ok(()),
+                _ = self.stopping.wait_for(|s| *s) => return Ok(()),
+            };
+            let mut line = serde_json::to_vec(&ev)?;
+            line.push(b'\n');
+            match tokio::time::timeout(self.limits.write, wr.write_all(&line)).await {
+                Ok(r) => r?,
+                Err(_) => {
+                    warn!(
+                        "event reader took nothing for {:?}: stream closed",
+                        self.limits.write
+                    );
+                    return Ok(());
+                }
             }
         }
     }

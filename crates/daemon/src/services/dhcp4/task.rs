@@ -222,6 +222,7 @@ impl Task {
         rest: Vec<Effect>,
         holds: &mut AckHolds,
     ) {
+        let mut leases = Vec::new();
         for e in rest {
             match e {
                 Effect::Probe(ip) => {
@@ -231,11 +232,32 @@ impl Task {
                         holds.probed(ip, Instant::now());
                     }
                 }
-                Effect::Log(ev) => log_event(&self.name, &ev),
+                Effect::Log(ev) => {
+                    log_event(&self.name, &ev);
+                    leases.extend(lease_event(&ev));
+                }
                 Effect::Persist(_) | Effect::Send { .. } => {}
             }
         }
         let c = self.journal.commit(batch);
+        // Announced once durable: a change the journal could not take is not made.
+        if c.failed.is_none() {
+            let hooks = !leases.is_empty() && crate::nethooks::any_cached();
+            for (action, detail) in leases {
+                crate::events::emit(&self.name, kvnet_api::EventKind::Lease, action, &detail);
+                if hooks {
+                    let env = detail
+                        .into_iter()
+                        .map(|(k, v)| match k {
+                            "address" => ("KVNET_LEASE_ADDRESS", v),
+                            "mac" => ("KVNET_LEASE_MAC", v),
+                            _ => ("KVNET_LEASE_HOSTNAME", v),
+                        })
+                        .collect();
+                    crate::nethooks::fire(&self.name, "lease", action, String::new(), env);
+                }
+            }
+        }
         // The engine forgets what the journal could not take (the journal logs why).
         lock(&self.server).recorded(c.failed.is_none());
         if c.recorded > 0 {
@@ -273,6 +295,27 @@ impl Task {
             warn!(network = %self.name, "DHCP send to {dest}: {e}");
         }
     }
+}
+
+/// The `lease` event (net-event) a log event stands for, if any.
+fn lease_event(ev: &Event) -> Option<(&'static str, Vec<(&'static str, String)>)> {
+    let (action, ip, mac, hostname) = match ev {
+        Event::Ack {
+            ip,
+            mac,
+            hostname,
+            renewed,
+        } => {
+            let action = if *renewed { "renewed" } else { "added" };
+            (action, ip, mac, hostname.as_ref())
+        }
+        Event::Release { ip, mac } => ("released", ip, mac, None),
+        Event::Expired { ip, mac } => ("expired", ip, mac, None),
+        _ => return None,
+    };
+    let mut detail = vec![("address", ip.to_string()), ("mac", mac.to_string())];
+    detail.extend(hostname.map(|h| ("hostname", h.clone())));
+    Some((action, detail))
 }
 
 fn log_event(name: &str, ev: &Event) {
