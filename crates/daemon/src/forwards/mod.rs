@@ -114,10 +114,15 @@ impl Forwarder {
     /// are resolved and installed now, then followed.
     pub fn set(&self, net: &Network, leases: Option<LeaseNames>) -> Result<Vec<Resolved>> {
         let res = sync_one(&self.fw, &self.resolved, net, leases.as_ref());
-        let _ = self.tx.send(Msg::Set(Box::new(NetForwards {
-            net: net.clone(),
-            leases,
-        })));
+        // Only networks with forwards are followed.
+        let msg = match &res {
+            Ok(r) if r.is_empty() => Msg::Remove(net.name.clone()),
+            _ => Msg::Set(Box::new(NetForwards {
+                net: net.clone(),
+                leases,
+            })),
+        };
+        let _ = self.tx.send(msg);
         res
     }
 
@@ -153,12 +158,8 @@ async fn run(
 ) {
     let mut nets: BTreeMap<String, NetForwards> = BTreeMap::new();
     let apply = |nets: &mut BTreeMap<String, NetForwards>, m: Msg| match m {
-        // Only networks with forwards are followed.
-        Msg::Set(n) if n.net.kvnet_ext().is_ok_and(|e| !e.forwards.is_empty()) => {
-            nets.insert(n.net.name.clone(), *n);
-        }
         Msg::Set(n) => {
-            nets.remove(&n.net.name);
+            nets.insert(n.net.name.clone(), *n);
         }
         Msg::Remove(name) => {
             nets.remove(&name);

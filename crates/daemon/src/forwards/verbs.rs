@@ -22,14 +22,15 @@ fn clash(a: &PortForward, b: &PortForward) -> bool {
         && b.ports.start <= a.ports.end
 }
 
-/// `n` with its forwards changed by `edit`, validated as a define would be.
+/// `n` with its forwards changed by `edit`, checked as a define would check them (the
+/// rest of the definition is unchanged, and valid).
 fn edited(n: &Network, edit: &dyn Fn(&mut Vec<PortForward>) -> Result<()>) -> Result<Network> {
     let mut ext = n.kvnet_ext().map_err(|e| anyhow!("{e}"))?;
     edit(&mut ext.forwards)?;
+    n.check_kvnet_ext(&ext)
+        .map_err(|e| anyhow!("network '{}': {e}", n.name))?;
     let mut out = n.clone();
     out.set_kvnet_ext(&ext);
-    out.validate()
-        .map_err(|e| anyhow!("network '{}': {e}", n.name))?;
     Ok(out)
 }
 
