@@ -159,6 +159,39 @@ fn dockers_drop_is_lifted_for_kvnets_bridge_and_the_rules_come_back_after_a_flus
     );
     assert!(nat_works(&lab, g), "NAT through Docker's drop");
     assert!(cross_works(&lab, g), "guest to guest through Docker's drop");
+    // A port forward from the LAN gets through Docker's drop too (kvnet's "in" accept
+    // covers the forwarded destination).
+    let l = lab.guests[g].run(|| std::net::TcpListener::bind(("0.0.0.0", 22)).expect("listen"));
+    std::thread::spawn(move || {
+        for mut c in l.incoming().flatten() {
+            let _ = std::io::Write::write_all(&mut c, b"ssh");
+        }
+    });
+    let (ok, out) = lab.cli(&[
+        "net-forward-add",
+        "nat",
+        "--proto",
+        "tcp",
+        "--port",
+        "2222",
+        "--to",
+        "192.168.150.10:22",
+    ]);
+    assert!(ok, "{out}");
+    let got = lab.lan.run(|| {
+        let to = format!("{LAN_HOST}:2222").parse().unwrap();
+        let mut c = std::net::TcpStream::connect_timeout(&to, Duration::from_secs(2))
+            .map_err(|e| e.to_string())?;
+        let _ = c.set_read_timeout(Some(Duration::from_secs(2)));
+        let mut b = String::new();
+        std::io::Read::read_to_string(&mut c, &mut b).map_err(|e| e.to_string())?;
+        Ok::<_, String>(b)
+    });
+    assert_eq!(
+        got,
+        Ok("ssh".to_string()),
+        "a forward through Docker's drop"
+    );
     let (code, out) = doctor(&lab, &[]);
     assert_eq!(code, Some(0), "{out}");
     assert!(out.contains("kvnet keeps in other firewalls:"), "{out}");
