@@ -261,3 +261,68 @@ fn router_advertisements_leave_the_prefix_to_dhcpv6() {
         "a false warning at start:\n{log}"
     );
 }
+
+#[test]
+#[ignore = "needs root"]
+fn a_dhcpv6_guests_name_resolves_in_dns_and_on_the_host() {
+    have("dhcpcd", "dhcpcd-base");
+    have("dig", "dnsutils");
+    let mut lab = Lab::new();
+    lab.define_and_start(&NET.replace("<ip address=", "<domain name='v6.test'/><ip address="));
+    let g = guest6(&mut lab, MAC1);
+    let ns = &lab.guests[g];
+    let dir = temp_dir("dhcpcd6n", ns);
+    let d = dir.display().to_string();
+    // dhcpcd sends its hostname as the client FQDN (option 39).
+    std::fs::write(
+        dir.join("conf"),
+        "duid ll\nia_na 1\nnoipv6rs\nnohook resolv.conf\nhostname web6\nfqdn both\n",
+    )
+    .expect("conf");
+    std::fs::write(
+        dir.join("script"),
+        format!("#!/bin/sh\necho \"$reason $new_dhcp6_ia_na1_ia_addr1\" >> {d}/out\nexit 0\n"),
+    )
+    .expect("script");
+    let (_, out) = isolated_client(
+        ns,
+        &dir,
+        &format!(
+            "chmod +x {d}/script; timeout 30 dhcpcd -f {d}/conf -c {d}/script -6 -1 -B -t 20 -d eth0 2>&1"
+        ),
+    );
+    let report = std::fs::read_to_string(dir.join("out")).unwrap_or_default();
+    let _ = std::fs::remove_dir_all(&dir);
+    let addr = bound(&report, &["BOUND6", "REBOOT6"])
+        .unwrap_or_else(|| panic!("no address:\n{report}\n{out}\n{}", lab.daemon.log()));
+    let row = listed(&lab, addr).unwrap_or_else(|| panic!("{addr} not listed"));
+    assert!(row.contains("web6"), "{row}");
+    // The host's name index (the NSS module's), with and without the domain.
+    let index = lab.daemon.dir.join("run/nss-hosts");
+    let t0 = Instant::now();
+    let has = |name: &str| {
+        std::fs::read_to_string(&index)
+            .unwrap_or_default()
+            .lines()
+            .any(|l| l == format!("{name} {addr}"))
+    };
+    while !(has("web6") && has("web6.v6.test")) && t0.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        has("web6") && has("web6.v6.test"),
+        "{}",
+        std::fs::read_to_string(&index).unwrap_or_default()
+    );
+    // DNS: AAAA from the network's server, asked by a guest over IPv4.
+    ip(ns, "addr add 192.168.79.50/24 dev eth0");
+    let (ok, aaaa) = sh(
+        ns,
+        "dig +short +time=2 +tries=2 @192.168.79.1 web6.v6.test AAAA",
+    );
+    assert!(
+        ok && aaaa.trim() == addr.to_string(),
+        "{aaaa}\n{}",
+        lab.daemon.log()
+    );
+}

@@ -354,7 +354,7 @@ fn nss() {
     b.add("db", "192.168.122.30".parse().unwrap(), d);
     b.add("db", "2001:db8::30".parse().unwrap(), d);
     b.add("mail.other.org", "10.0.0.1".parse().unwrap(), d);
-    b.add_lease("vm1", Ipv4Addr::new(192, 168, 122, 50), d);
+    b.add_lease("vm1", Ipv4Addr::new(192, 168, 122, 50).into(), d);
     let (small, _) = b.build();
     write("nss", "small", &small);
     write("nss", "torn", &small[..small.len() / 2]);

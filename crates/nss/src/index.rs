@@ -15,7 +15,7 @@
 //! Everything here is safe code on byte slices: a hostile file can make a lookup miss,
 //! never panic, loop or allocate more than [`MAX_ADDRS`] addresses.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 
 pub const HEADER: &[u8] = b"kvnet-nss-hosts 1\n";
 pub const TRAILER: &[u8] = b"end\n";
@@ -291,9 +291,9 @@ impl Builder {
     }
 
     /// A DHCP lease's hostname, which the guest chose: see [`lease_name`].
-    pub fn add_lease(&mut self, hostname: &str, ip: Ipv4Addr, domain: Option<&str>) {
+    pub fn add_lease(&mut self, hostname: &str, ip: IpAddr, domain: Option<&str>) {
         match lease_name(hostname) {
-            Some(n) => self.add(&n, IpAddr::V4(ip), domain),
+            Some(n) => self.add(&n, ip, domain),
             None => self.rejected.push(hostname.escape_debug().to_string()),
         }
     }
@@ -321,6 +321,7 @@ impl Builder {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::Ipv4Addr;
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()
@@ -334,10 +335,10 @@ mod tests {
         b.add("db", ip("2001:db8::30"), d);
         b.add("db", ip("192.168.122.30"), d); // duplicate
         b.add("Mixed.Case.Org", ip("10.0.0.1"), d);
-        b.add_lease("VM1.evil.org", Ipv4Addr::new(192, 168, 122, 50), d);
+        b.add_lease("VM1.evil.org", Ipv4Addr::new(192, 168, 122, 50).into(), d);
         b.add("other", ip("192.168.100.5"), None);
         b.add("bad name", ip("10.0.0.2"), d);
-        b.add_lease("x\ny 1.2.3.4", Ipv4Addr::new(1, 2, 3, 4), d);
+        b.add_lease("x\ny 1.2.3.4", Ipv4Addr::new(1, 2, 3, 4).into(), d);
         assert_eq!(b.rejected.len(), 2, "{:?}", b.rejected);
         b.build().0
     }
@@ -521,11 +522,11 @@ mod tests {
             fn what_is_written_is_found(names in proptest::collection::btree_map("[a-z][a-z0-9-]{0,20}", any::<u32>(), 1..50)) {
                 let mut b = Builder::default();
                 for (n, a) in &names {
-                    b.add(n, IpAddr::V4(Ipv4Addr::from(*a)), Some("lab.test"));
+                    b.add(n, IpAddr::V4(std::net::Ipv4Addr::from(*a)), Some("lab.test"));
                 }
                 let f = b.build().0;
                 for (n, a) in &names {
-                    let want = vec![IpAddr::V4(Ipv4Addr::from(*a))];
+                    let want = vec![IpAddr::V4(std::net::Ipv4Addr::from(*a))];
                     prop_assert_eq!(lookup(&f, n, Family::Any), want.clone());
                     prop_assert_eq!(lookup(&f, &format!("{n}.lab.test"), Family::V4), want);
                 }

@@ -13,7 +13,7 @@
 //! changes), else DUID-LL of the bridge's MAC.
 
 use super::journal::{self, Journal, Outcome};
-use super::{Ctx, NetService, lock};
+use super::{Ctx, LeaseNames, NetService, lock};
 use crate::ids::now;
 use crate::paths::Paths;
 use anyhow::{Context, Result, anyhow};
@@ -26,6 +26,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::Interest;
 use tokio::net::UdpSocket;
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
@@ -41,6 +42,8 @@ const RCVBUF: usize = 1 << 20;
 pub struct Dhcp6 {
     bridge: String,
     server: Arc<Mutex<Server>>,
+    /// Bumped whenever a lease is recorded, for guest names (DNS, the host's index).
+    changed: watch::Sender<()>,
     task: JoinHandle<()>,
 }
 
@@ -111,16 +114,19 @@ impl NetService for Dhcp6 {
             .with_context(|| format!("interface index of {bridge}"))?;
         let sock = open_socket(bridge, ifindex)?;
         let server = Arc::new(Mutex::new(Server::new(cfg, table)));
+        let changed = watch::Sender::new(());
         let task = tokio::spawn(run(
             net.name.clone(),
             ifindex,
             sock,
             server.clone(),
             journal,
+            changed.clone(),
         ));
         Ok(Dhcp6 {
             bridge: bridge.to_string(),
             server,
+            changed,
             task,
         })
     }
@@ -135,6 +141,10 @@ impl NetService for Dhcp6 {
 
     fn status(&self) -> String {
         format!("DHCPv6 server on {}", self.bridge)
+    }
+
+    fn lease_names(&self) -> Option<LeaseNames> {
+        Some(LeaseNames::v6(self.server.clone(), &self.changed))
     }
 
     fn leases(&self) -> Vec<Lease> {
@@ -181,6 +191,7 @@ async fn run(
     sock: UdpSocket,
     server: Arc<Mutex<Server>>,
     mut journal: Journal,
+    changed: watch::Sender<()>,
 ) {
     let mut buf = vec![0u8; 4096];
     let mut deadline = lock(&server).next_deadline().unwrap_or(now() + IDLE_WAKEUP);
@@ -228,6 +239,9 @@ async fn run(
         let c = journal.commit(batch);
         // The engine forgets what the journal could not take (the journal logs why).
         lock(&server).recorded(c.failed.is_none());
+        if c.recorded > 0 {
+            changed.send_replace(());
+        }
         for (bytes, to) in c.replies {
             if let Err(e) = sock.send_to(&bytes, to).await {
                 warn!(network = %name, "DHCPv6 send to {to}: {e}");

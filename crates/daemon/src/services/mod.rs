@@ -13,10 +13,11 @@ mod dhcp4;
 mod dhcp6;
 mod dns;
 mod journal;
+mod leasenames;
 mod ra;
 mod tftp;
 
-pub use dhcp4::LeaseNames;
+pub use leasenames::LeaseNames;
 
 use crate::paths::Paths;
 use anyhow::Result;
@@ -147,7 +148,11 @@ impl Services {
             net,
             bridge,
             paths: &self.paths,
-            lease_names: running.iter().flatten().find_map(|s| s.lease_names()),
+            lease_names: running
+                .iter()
+                .flatten()
+                .filter_map(|s| s.lease_names())
+                .reduce(LeaseNames::merge),
             local_addrs: Arc::clone(&self.local_addrs),
         }
     }
@@ -227,14 +232,15 @@ impl Services {
         }
     }
 
-    /// A fresh subscription to the names of network `name`'s DHCPv4 leases (the host's
-    /// name index, `nssindex`), when its DHCPv4 service runs.
+    /// A fresh subscription to the names of network `name`'s DHCPv4 and DHCPv6 leases
+    /// (the host's name index, `nssindex`; port forwards), when a DHCP service runs.
     pub fn lease_names(&self, name: &str) -> Option<LeaseNames> {
         self.nets
             .get(name)?
             .iter()
             .flatten()
-            .find_map(|s| s.lease_names())
+            .filter_map(|s| s.lease_names())
+            .reduce(LeaseNames::merge)
     }
 
     /// The addresses of all active networks, which every DNS engine shares.

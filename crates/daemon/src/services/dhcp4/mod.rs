@@ -19,7 +19,7 @@ mod probe;
 mod task;
 
 use super::journal::{self, Journal};
-use super::{Ctx, NetService, lock};
+use super::{Ctx, LeaseNames, NetService, lock};
 use crate::ids::now;
 use crate::paths::Paths;
 use anyhow::{Context, Result, anyhow};
@@ -65,48 +65,6 @@ pub struct Dhcp4 {
 impl Drop for Dhcp4 {
     fn drop(&mut self) {
         self.task.abort();
-    }
-}
-
-/// The leases of a running DHCPv4 service as the DNS service sees them.
-#[derive(Clone)]
-pub struct LeaseNames {
-    server: Arc<Mutex<Server>>,
-    changed: watch::Receiver<()>,
-}
-
-impl LeaseNames {
-    /// Whether a lease was recorded since the last call.
-    pub fn changed(&mut self) -> bool {
-        let c = self.changed.has_changed().unwrap_or(false);
-        self.changed.mark_unchanged();
-        c
-    }
-
-    /// Resolves when a lease is recorded after the last look; never once the service
-    /// is gone (so a waiter does not spin on a closed channel).
-    pub async fn recorded(&mut self) {
-        if self.changed.changed().await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    }
-
-    /// (hostname, address) of every current lease that has a hostname.
-    pub fn names(&self) -> Vec<(String, Ipv4Addr)> {
-        lock(&self.server)
-            .leases(now())
-            .into_iter()
-            .filter_map(|l| Some((l.hostname?, l.ip_address)))
-            .collect()
-    }
-
-    /// (hostname, MAC, address) of every current lease: whom port forwards follow.
-    pub fn guests(&self) -> Vec<(Option<String>, String, Ipv4Addr)> {
-        lock(&self.server)
-            .leases(now())
-            .into_iter()
-            .map(|l| (l.hostname, l.mac_address.to_string(), l.ip_address))
-            .collect()
     }
 }
 
@@ -211,12 +169,6 @@ impl NetService for Dhcp4 {
     }
 
     fn lease_names(&self) -> Option<LeaseNames> {
-        let mut changed = self.changed.subscribe();
-        // A new subscriber has not seen the leases recorded so far.
-        changed.mark_changed();
-        Some(LeaseNames {
-            server: self.server.clone(),
-            changed,
-        })
+        Some(LeaseNames::v4(self.server.clone(), &self.changed))
     }
 }

@@ -234,7 +234,7 @@ impl Shell {
         }
         let mut names = n.statics.clone();
         if let Some(l) = &n.leases {
-            names.extend(l.names().into_iter().map(|(h, ip)| (h, IpAddr::V4(ip))));
+            names.extend(l.names());
         }
         n.stale = false;
         n.read = Instant::now();
