@@ -49,23 +49,26 @@ fn err(context: impl Into<String>, e: zbus::Error) -> HostError {
     HostError::new(context, ErrorKind::DBus(msg))
 }
 
+/// The system bus (`DBUS_SYSTEM_BUS_ADDRESS` when set, else the usual socket); None
+/// when there is none. A missing socket is seen without trying to connect.
+pub(crate) async fn system_bus() -> Option<zbus::Connection> {
+    let addr = std::env::var("DBUS_SYSTEM_BUS_ADDRESS")
+        .unwrap_or_else(|_| "unix:path=/run/dbus/system_bus_socket".into());
+    if let Some(path) = addr
+        .strip_prefix("unix:path=")
+        .map(|p| p.split(',').next().unwrap_or(p))
+        && !std::path::Path::new(path).exists()
+    {
+        return None;
+    }
+    zbus::Connection::system().await.ok()
+}
+
 impl Firewalld {
     /// Connects to the system bus; None when there is none (then firewalld cannot run).
     /// A missing socket is seen without trying: network starts ask this each time.
     pub async fn connect() -> Option<Firewalld> {
-        let addr = std::env::var("DBUS_SYSTEM_BUS_ADDRESS")
-            .unwrap_or_else(|_| "unix:path=/run/dbus/system_bus_socket".into());
-        if let Some(path) = addr
-            .strip_prefix("unix:path=")
-            .map(|p| p.split(',').next().unwrap_or(p))
-            && !std::path::Path::new(path).exists()
-        {
-            return None;
-        }
-        zbus::Connection::system()
-            .await
-            .ok()
-            .map(|conn| Firewalld { conn })
+        system_bus().await.map(|conn| Firewalld { conn })
     }
 
     /// Whether firewalld is on the bus now.

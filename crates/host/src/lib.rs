@@ -23,6 +23,7 @@ pub mod nftwatch;
 pub mod portprobe;
 pub mod procroutes;
 pub mod rawip;
+pub mod resolved;
 pub mod routewatch;
 pub mod sock;
 mod sys;

@@ -9,6 +9,7 @@
 //! orphan bridge; a destroy keeps the record, marked stopping, until the teardown is
 //! done.
 
+mod dnsreg;
 pub mod foreignwatch;
 pub mod fwrepair;
 pub mod sysctls;
@@ -216,6 +217,10 @@ impl Lifecycle {
             if let Err(e) = self.forwards.set(net, self.services.lease_names(&net.name)) {
                 error!(network = %net.name, "port forwards not installed: {e:#}");
             }
+            // resolved may have restarted meanwhile; registering again changes nothing.
+            if let Some(w) = dnsreg::register(self.dp.nl(), net).await {
+                warn!(network = %net.name, "{w}");
+            }
         }
         self.nss.ready();
         // A verb killed midway may have left a port off its bridge (a destroy, before
@@ -354,6 +359,7 @@ impl Lifecycle {
         }
         let t_services = t0.elapsed();
         warnings.extend(self.replug(reg, ports, &name).await);
+        warnings.extend(dnsreg::register(self.dp.nl(), &net).await);
         debug!(
             network = %name,
             "services {:?}, ports {:?}",
@@ -388,6 +394,9 @@ impl Lifecycle {
         self.services.stop(name);
         self.nss.remove(name);
         self.forwards.remove(name);
+        if let Some(w) = dnsreg::revert(self.dp.nl(), &live).await {
+            warn!(network = %name, "{w}");
+        }
         // Ports stay registered (persistent TAPs stay too) and return at the next start.
         let mut errors = match live.bridge_name() {
             Some(br) => ports.unplug(self.dp.nl(), name, br).await,
