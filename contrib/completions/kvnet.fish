@@ -136,9 +136,9 @@ complete -c kvnet -n "__fish_kvnet_using_subcommand net-forward-add" -l address 
 complete -c kvnet -n "__fish_kvnet_using_subcommand net-forward-add" -l to -d 'The guest: NAME, MAC or ADDRESS, then optionally :PORT or :PORT-PORT (default: the host ports); an IPv6 address with ports as [ADDRESS]:PORT' -r
 complete -c kvnet -n "__fish_kvnet_using_subcommand net-forward-add" -l socket -d 'kvnetd API socket' -r -F
 complete -c kvnet -n "__fish_kvnet_using_subcommand net-forward-add" -s h -l help -d 'Print help'
-complete -c kvnet -n "__fish_kvnet_using_subcommand net-forward-remove" -l proto -r
-complete -c kvnet -n "__fish_kvnet_using_subcommand net-forward-remove" -l port -d 'The forward\'s host port or range, as given when it was added' -r
-complete -c kvnet -n "__fish_kvnet_using_subcommand net-forward-remove" -l address -r
+complete -c kvnet -n "__fish_kvnet_using_subcommand net-forward-remove" -l proto -d 'tcp or udp' -r
+complete -c kvnet -n "__fish_kvnet_using_subcommand net-forward-remove" -l port -d 'Host port or range (P or P-Q)' -r
+complete -c kvnet -n "__fish_kvnet_using_subcommand net-forward-remove" -l address -d 'Only this host address (default: every address of the host)' -r
 complete -c kvnet -n "__fish_kvnet_using_subcommand net-forward-remove" -l socket -d 'kvnetd API socket' -r -F
 complete -c kvnet -n "__fish_kvnet_using_subcommand net-forward-remove" -s h -l help -d 'Print help'
 complete -c kvnet -n "__fish_kvnet_using_subcommand net-forward-list" -l socket -d 'kvnetd API socket' -r -F

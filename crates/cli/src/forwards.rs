@@ -4,11 +4,25 @@ use crate::client::Client;
 use crate::output::{Json, print_json};
 use crate::table;
 use anyhow::{Result, anyhow};
-use clap::Subcommand;
+use clap::{Args, Subcommand};
 use kvnet_api::ForwardEntry;
 use kvnet_api::request as req;
 use kvnet_model::{FwdProto, PortForward, PortRange, parse_target};
 use std::net::IpAddr;
+
+/// A forward's host side: what it takes on the host.
+#[derive(Args)]
+pub struct HostPorts {
+    /// tcp or udp.
+    #[arg(long)]
+    proto: FwdProto,
+    /// Host port or range (P or P-Q).
+    #[arg(long)]
+    port: PortRange,
+    /// Only this host address (default: every address of the host).
+    #[arg(long)]
+    address: Option<IpAddr>,
+}
 
 #[derive(Subcommand)]
 #[allow(clippy::enum_variant_names)]
@@ -18,15 +32,8 @@ pub enum ForwardCmd {
     /// its address changes. Kept in the network's definition (kvnet metadata).
     NetForwardAdd {
         network: String,
-        /// tcp or udp.
-        #[arg(long)]
-        proto: FwdProto,
-        /// Host port or range (P or P-Q).
-        #[arg(long)]
-        port: PortRange,
-        /// Only this host address (default: every address of the host).
-        #[arg(long)]
-        address: Option<IpAddr>,
+        #[command(flatten)]
+        host: HostPorts,
         /// The guest: NAME, MAC or ADDRESS, then optionally :PORT or :PORT-PORT
         /// (default: the host ports); an IPv6 address with ports as [ADDRESS]:PORT.
         #[arg(long, value_name = "GUEST[:PORT[-PORT]]")]
@@ -35,13 +42,9 @@ pub enum ForwardCmd {
     /// Remove the forward of these host ports.
     NetForwardRemove {
         network: String,
-        #[arg(long)]
-        proto: FwdProto,
-        /// The forward's host port or range, as given when it was added.
-        #[arg(long)]
-        port: PortRange,
-        #[arg(long)]
-        address: Option<IpAddr>,
+        /// The forward's host side, as given when it was added.
+        #[command(flatten)]
+        host: HostPorts,
     },
     /// A network's port forwards and where each goes now.
     NetForwardList {
@@ -55,9 +58,12 @@ pub fn run(c: &Client, cmd: ForwardCmd) -> Result<()> {
     match cmd {
         ForwardCmd::NetForwardAdd {
             network,
-            proto,
-            port,
-            address,
+            host:
+                HostPorts {
+                    proto,
+                    port,
+                    address,
+                },
             to,
         } => {
             let network = c.resolve(&network)?;
@@ -81,9 +87,12 @@ pub fn run(c: &Client, cmd: ForwardCmd) -> Result<()> {
         }
         ForwardCmd::NetForwardRemove {
             network,
-            proto,
-            port,
-            address,
+            host:
+                HostPorts {
+                    proto,
+                    port,
+                    address,
+                },
         } => {
             let network = c.resolve(&network)?;
             let host = address.map_or("*".into(), |a| a.to_string());

@@ -11,9 +11,8 @@
 //! [`COALESCE`] at most. Expired leases leave at the next periodic rebuild; a rebuild
 //! that changes nothing writes nothing.
 
-use crate::services::LeaseNames;
+use crate::services::{LeaseNames, any_recorded};
 use crate::store::{self, Durability};
-use futures::future::select_all;
 use kvnet_model::Network;
 use nss_kvnet::index::Builder;
 use std::collections::BTreeMap;
@@ -124,17 +123,9 @@ fn build(nets: &BTreeMap<String, NetNames>) -> Vec<u8> {
     bytes
 }
 
-/// Resolves when any network's DHCPv4 service records a lease.
+/// Resolves when any network's DHCP service records a lease.
 async fn lease_recorded(nets: &mut BTreeMap<String, NetNames>) {
-    let waits: Vec<_> = nets
-        .values_mut()
-        .filter_map(|n| n.leases.as_mut())
-        .map(|l| Box::pin(l.recorded()))
-        .collect();
-    if waits.is_empty() {
-        std::future::pending::<()>().await;
-    }
-    select_all(waits).await;
+    any_recorded(nets.values_mut().filter_map(|n| n.leases.as_mut())).await
 }
 
 fn apply(nets: &mut BTreeMap<String, NetNames>, ready: &mut bool, m: Msg) {

@@ -90,6 +90,35 @@ fn duid_ll(mac: &str) -> String {
     format!("00:03:00:01:{mac}")
 }
 
+/// One dhcpcd -6 run (DUID-LL, IA_NA, no RS, `extra` configuration lines) until it
+/// reports its address; our script instead of dhcpcd-run-hooks.
+fn dhcpcd6(lab: &Lab, g: usize, extra: &str) -> Ipv6Addr {
+    let ns = &lab.guests[g];
+    let dir = temp_dir("dhcpcd6", ns);
+    let d = dir.display().to_string();
+    std::fs::write(
+        dir.join("conf"),
+        format!("duid ll\nia_na 1\nnoipv6rs\nnohook resolv.conf\n{extra}"),
+    )
+    .expect("conf");
+    std::fs::write(
+        dir.join("script"),
+        format!("#!/bin/sh\necho \"$reason $new_dhcp6_ia_na1_ia_addr1\" >> {d}/out\nexit 0\n"),
+    )
+    .expect("script");
+    let (_, out) = isolated_client(
+        ns,
+        &dir,
+        &format!(
+            "chmod +x {d}/script; timeout 30 dhcpcd -f {d}/conf -c {d}/script -6 -1 -B -t 20 -d eth0 2>&1"
+        ),
+    );
+    let report = std::fs::read_to_string(dir.join("out")).unwrap_or_default();
+    let _ = std::fs::remove_dir_all(&dir);
+    bound(&report, &["BOUND6", "REBOOT6"])
+        .unwrap_or_else(|| panic!("no address:\n{report}\n{out}\n{}", lab.daemon.log()))
+}
+
 /// The `net-dhcp-leases` row of `addr`.
 fn listed(lab: &Lab, addr: Ipv6Addr) -> Option<String> {
     let (ok, out) = lab.cli(&["net-dhcp-leases", "v6"]);
@@ -189,31 +218,8 @@ fn dhcpcd_gets_a_listed_address() {
     let mut lab = Lab::new();
     lab.define_and_start(NET);
     let g = guest6(&mut lab, MAC2);
-    let ns = &lab.guests[g];
-    let dir = temp_dir("dhcpcd6", ns);
-    let d = dir.display().to_string();
-    // DUID-LL, no IA_PD or hostname; our script instead of dhcpcd-run-hooks.
-    std::fs::write(
-        dir.join("conf"),
-        "duid ll\nia_na 1\nnoipv6rs\nnohook resolv.conf\n",
-    )
-    .expect("conf");
-    std::fs::write(
-        dir.join("script"),
-        format!("#!/bin/sh\necho \"$reason $new_dhcp6_ia_na1_ia_addr1\" >> {d}/out\nexit 0\n"),
-    )
-    .expect("script");
-    let (_, out) = isolated_client(
-        ns,
-        &dir,
-        &format!(
-            "chmod +x {d}/script; timeout 30 dhcpcd -f {d}/conf -c {d}/script -6 -1 -B -t 20 -d eth0 2>&1"
-        ),
-    );
-    let report = std::fs::read_to_string(dir.join("out")).unwrap_or_default();
-    let _ = std::fs::remove_dir_all(&dir);
-    let addr = bound(&report, &["BOUND6", "REBOOT6"])
-        .unwrap_or_else(|| panic!("no address:\n{report}\n{out}\n{}", lab.daemon.log()));
+    // DUID-LL, no IA_PD or hostname.
+    let addr = dhcpcd6(&lab, g, "");
     assert!(in_range(addr), "{addr}");
     let row = listed(&lab, addr).unwrap_or_else(|| panic!("{addr} not listed"));
     assert!(
@@ -270,31 +276,9 @@ fn a_dhcpv6_guests_name_resolves_in_dns_and_on_the_host() {
     let mut lab = Lab::new();
     lab.define_and_start(&NET.replace("<ip address=", "<domain name='v6.test'/><ip address="));
     let g = guest6(&mut lab, MAC1);
-    let ns = &lab.guests[g];
-    let dir = temp_dir("dhcpcd6n", ns);
-    let d = dir.display().to_string();
     // dhcpcd sends its hostname as the client FQDN (option 39).
-    std::fs::write(
-        dir.join("conf"),
-        "duid ll\nia_na 1\nnoipv6rs\nnohook resolv.conf\nhostname web6\nfqdn both\n",
-    )
-    .expect("conf");
-    std::fs::write(
-        dir.join("script"),
-        format!("#!/bin/sh\necho \"$reason $new_dhcp6_ia_na1_ia_addr1\" >> {d}/out\nexit 0\n"),
-    )
-    .expect("script");
-    let (_, out) = isolated_client(
-        ns,
-        &dir,
-        &format!(
-            "chmod +x {d}/script; timeout 30 dhcpcd -f {d}/conf -c {d}/script -6 -1 -B -t 20 -d eth0 2>&1"
-        ),
-    );
-    let report = std::fs::read_to_string(dir.join("out")).unwrap_or_default();
-    let _ = std::fs::remove_dir_all(&dir);
-    let addr = bound(&report, &["BOUND6", "REBOOT6"])
-        .unwrap_or_else(|| panic!("no address:\n{report}\n{out}\n{}", lab.daemon.log()));
+    let addr = dhcpcd6(&lab, g, "hostname web6\nfqdn both\n");
+    let ns = &lab.guests[g];
     let row = listed(&lab, addr).unwrap_or_else(|| panic!("{addr} not listed"));
     assert!(row.contains("web6"), "{row}");
     // The host's name index (the NSS module's), with and without the domain.

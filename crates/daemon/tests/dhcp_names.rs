@@ -16,23 +16,7 @@ const NET: &str = "<network><name>res</name><forward mode='nat'/><bridge name='k
 
 /// One exchange from `mac`'s guest, sending `hostname` (option 12): the address bound.
 fn lease(lab: &mut Lab, mac: &str, hostname: &str) -> (usize, String) {
-    let g = lab.guest("kvr0", "", "");
-    ip(&lab.guests[g], &format!("link set eth0 address {mac}"));
-    let (ok, out) = sh(
-        &lab.guests[g],
-        &format!(
-            "busybox udhcpc -q -n -f -i eth0 -t 5 -T 1 -x hostname:{hostname} \
-             -s /bin/true 2>&1"
-        ),
-    );
-    assert!(ok, "{out}\n{}", lab.daemon.log());
-    let addr = out
-        .lines()
-        .find_map(|l| l.split("lease of ").nth(1))
-        .and_then(|l| l.split_whitespace().next())
-        .unwrap_or_else(|| panic!("no lease: {out}"))
-        .to_string();
-    (g, addr)
+    lab.udhcpc_guest("kvr0", mac, hostname)
 }
 
 #[test]

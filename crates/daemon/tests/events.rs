@@ -27,20 +27,7 @@ fn until(mut f: impl FnMut() -> bool) -> bool {
 }
 
 fn lease(lab: &mut Lab, mac: &str, hostname: &str) -> String {
-    let g = lab.guest("kve0", "", "");
-    ip(&lab.guests[g], &format!("link set eth0 address {mac}"));
-    let (ok, out) = sh(
-        &lab.guests[g],
-        &format!(
-            "busybox udhcpc -q -n -f -i eth0 -t 5 -T 1 -x hostname:{hostname} -s /bin/true 2>&1"
-        ),
-    );
-    assert!(ok, "{out}\n{}", lab.daemon.log());
-    out.lines()
-        .find_map(|l| l.split("lease of ").nth(1))
-        .and_then(|l| l.split_whitespace().next())
-        .unwrap_or_else(|| panic!("no lease: {out}"))
-        .to_string()
+    lab.udhcpc_guest("kve0", mac, hostname).1
 }
 
 #[test]

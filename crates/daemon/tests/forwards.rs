@@ -17,21 +17,7 @@ const NET: &str = "<network><name>fwd</name><forward mode='nat'/><bridge name='k
 
 /// A guest that takes a DHCP lease for `mac` sending `hostname`, and configures it.
 fn dhcp_guest(lab: &mut Lab, mac: &str, hostname: &str) -> (usize, String) {
-    let g = lab.guest("kvf0", "", "");
-    ip(&lab.guests[g], &format!("link set eth0 address {mac}"));
-    let (ok, out) = sh(
-        &lab.guests[g],
-        &format!(
-            "busybox udhcpc -q -n -f -i eth0 -t 5 -T 1 -x hostname:{hostname} -s /bin/true 2>&1"
-        ),
-    );
-    assert!(ok, "{out}\n{}", lab.daemon.log());
-    let addr = out
-        .lines()
-        .find_map(|l| l.split("lease of ").nth(1))
-        .and_then(|l| l.split_whitespace().next())
-        .unwrap_or_else(|| panic!("no lease: {out}"))
-        .to_string();
+    let (g, addr) = lab.udhcpc_guest("kvf0", mac, hostname);
     ip(&lab.guests[g], &format!("addr add {addr}/24 dev eth0"));
     ip(&lab.guests[g], "route add default via 192.168.60.1");
     (g, addr)

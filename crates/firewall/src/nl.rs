@@ -103,6 +103,35 @@ impl Buf {
     }
 }
 
+/// Numbers a batch's messages, its first one `seq`.
+struct Seq(u32);
+
+impl Seq {
+    fn next(&mut self) -> u32 {
+        let s = self.0;
+        self.0 = s.wrapping_add(1);
+        s
+    }
+}
+
+/// An nf_tables message type.
+fn nft(kind: u16) -> u16 {
+    (NFNL_SUBSYS_NFTABLES << 8) | kind
+}
+
+/// A transaction: BATCH_BEGIN, the messages `body` writes, BATCH_END; numbered from
+/// `seq` on.
+fn batch(seq: u32, capacity: usize, body: impl FnOnce(&mut Buf, &mut Seq)) -> Vec<u8> {
+    let mut b = Buf(Vec::with_capacity(capacity));
+    let mut s = Seq(seq);
+    let marker =
+        |b: &mut Buf, kind, seq| b.msg(kind, NLM_F_REQUEST, seq, 0, NFNL_SUBSYS_NFTABLES, |_| {});
+    marker(&mut b, NFNL_MSG_BATCH_BEGIN, s.next());
+    body(&mut b, &mut s);
+    marker(&mut b, NFNL_MSG_BATCH_END, s.next());
+    b.0
+}
+
 /// One nftables expression in a rule's expression list.
 fn expr(b: &mut Buf, name: &str, data: impl FnOnce(&mut Buf)) {
     b.nest(NFTA_LIST_ELEM, |b| {

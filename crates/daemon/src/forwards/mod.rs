@@ -9,9 +9,8 @@ pub mod resolve;
 pub mod verbs;
 
 use crate::dataplane::firewall::Firewall;
-use crate::services::LeaseNames;
+use crate::services::{LeaseNames, any_recorded};
 use anyhow::Result;
-use futures::future::select_all;
 use kvnet_model::{Network, PortForward};
 use resolve::{GuestLease, Resolved, fw_forwards, resolve};
 use std::collections::{BTreeMap, HashMap};
@@ -138,17 +137,9 @@ impl Forwarder {
     }
 }
 
-/// Resolves when any followed network's DHCPv4 service records a lease.
+/// Resolves when any followed network's DHCP service records a lease.
 async fn lease_recorded(nets: &mut BTreeMap<String, NetForwards>) {
-    let waits: Vec<_> = nets
-        .values_mut()
-        .filter_map(|n| n.leases.as_mut())
-        .map(|l| Box::pin(l.recorded()))
-        .collect();
-    if waits.is_empty() {
-        std::future::pending::<()>().await;
-    }
-    select_all(waits).await;
+    any_recorded(nets.values_mut().filter_map(|n| n.leases.as_mut())).await
 }
 
 async fn run(

@@ -118,3 +118,12 @@ impl LeaseNames {
             .collect()
     }
 }
+
+/// Resolves when any of `subs` records a lease; never when there is none.
+pub async fn any_recorded<'a>(subs: impl Iterator<Item = &'a mut LeaseNames>) {
+    let waits: Vec<_> = subs.map(|l| Box::pin(l.recorded())).collect();
+    if waits.is_empty() {
+        std::future::pending::<()>().await;
+    }
+    select_all(waits).await;
+}

@@ -17,7 +17,7 @@ mod leasenames;
 mod ra;
 mod tftp;
 
-pub use leasenames::LeaseNames;
+pub use leasenames::{LeaseNames, any_recorded};
 
 use crate::paths::Paths;
 use anyhow::Result;

@@ -418,6 +418,29 @@ impl Lab {
         i
     }
 
+    /// A guest on BRIDGE with `mac` that takes one DHCPv4 lease with busybox udhcpc,
+    /// sending `hostname` (option 12); the guest and the address bound (not configured
+    /// on its interface).
+    pub fn udhcpc_guest(&mut self, bridge: &str, mac: &str, hostname: &str) -> (usize, String) {
+        let g = self.guest(bridge, "", "");
+        ip(&self.guests[g], &format!("link set eth0 address {mac}"));
+        let (ok, out) = sh(
+            &self.guests[g],
+            &format!(
+                "busybox udhcpc -q -n -f -i eth0 -t 5 -T 1 -x hostname:{hostname} \
+                 -s /bin/true 2>&1"
+            ),
+        );
+        assert!(ok, "{out}\n{}", self.daemon.log());
+        let addr = out
+            .lines()
+            .find_map(|l| l.split("lease of ").nth(1))
+            .and_then(|l| l.split_whitespace().next())
+            .unwrap_or_else(|| panic!("no lease: {out}"))
+            .to_string();
+        (g, addr)
+    }
+
     pub fn nft_table(&self) -> String {
         sh(&self.host, "nft list table inet kvnet").1
     }

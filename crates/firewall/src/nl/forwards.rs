@@ -3,7 +3,7 @@
 //! and its cost does not depend on how many forwards the table holds.
 
 use super::consts::*;
-use super::{Buf, group_elements};
+use super::{batch, group_elements, nft};
 use crate::model::{FwForward, check_table};
 use crate::plan::{Group, forward_delta};
 
@@ -28,48 +28,20 @@ pub fn encode_forwards(
     if gone.is_empty() && added.is_empty() {
         return None;
     }
-    let mut b = Buf(Vec::with_capacity(1024));
-    let mut seq = seq;
-    let mut next = || {
-        seq = seq.wrapping_add(1);
-        seq.wrapping_sub(1)
-    };
-    let nft = |kind: u16| (NFNL_SUBSYS_NFTABLES << 8) | kind;
-    b.msg(
-        NFNL_MSG_BATCH_BEGIN,
-        NLM_F_REQUEST,
-        next(),
-        0,
-        NFNL_SUBSYS_NFTABLES,
-        |_| {},
-    );
-    let mut groups = |b: &mut Buf, groups: &[Group], kind: u16, flags: u16, deleting: bool| {
-        for g in groups {
-            b.msg(nft(kind), flags, next(), NFPROTO_INET, 0, |b| {
-                b.str(NFTA_SET_ELEM_LIST_TABLE, table);
-                b.str(NFTA_SET_ELEM_LIST_SET, g.set.name);
-                b.nest(NFTA_SET_ELEM_LIST_ELEMENTS, |b| {
-                    group_elements(b, g, deleting)
-                });
-            });
-        }
-    };
     let ack = NLM_F_REQUEST | NLM_F_ACK;
-    groups(&mut b, &gone, NFT_MSG_DELSETELEM, ack, true);
-    groups(
-        &mut b,
-        &added,
-        NFT_MSG_NEWSETELEM,
-        ack | NLM_F_CREATE,
-        false,
-    );
-    b.msg(
-        NFNL_MSG_BATCH_END,
-        NLM_F_REQUEST,
-        next(),
-        0,
-        NFNL_SUBSYS_NFTABLES,
-        |_| {},
-    );
-    Some(b.0)
+    Some(batch(seq, 1024, |b, seq| {
+        let mut groups = |groups: &[Group], kind: u16, flags: u16, deleting: bool| {
+            for g in groups {
+                b.msg(nft(kind), flags, seq.next(), NFPROTO_INET, 0, |b| {
+                    b.str(NFTA_SET_ELEM_LIST_TABLE, table);
+                    b.str(NFTA_SET_ELEM_LIST_SET, g.set.name);
+                    b.nest(NFTA_SET_ELEM_LIST_ELEMENTS, |b| {
+                        group_elements(b, g, deleting)
+                    });
+                });
+            }
+        };
+        groups(&gone, NFT_MSG_DELSETELEM, ack, true);
+        groups(&added, NFT_MSG_NEWSETELEM, ack | NLM_F_CREATE, false);
+    }))
 }

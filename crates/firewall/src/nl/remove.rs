@@ -8,7 +8,7 @@
 //! nothing changed), and the caller falls back to the script.
 
 use super::consts::*;
-use super::{Buf, group_elements};
+use super::{batch, group_elements, nft};
 use crate::model::{FwNetwork, check_table};
 use crate::plan::plan;
 
@@ -21,54 +21,46 @@ use crate::plan::plan;
 pub fn encode_remove(table: &str, net: &FwNetwork, seq: u32) -> Vec<u8> {
     check_table(table);
     let p = plan(net);
-    let mut b = Buf(Vec::with_capacity(2048));
-    let mut seq = seq;
-    let mut next = || {
-        seq = seq.wrapping_add(1);
-        seq.wrapping_sub(1)
-    };
-    let nft = |kind: u16| (NFNL_SUBSYS_NFTABLES << 8) | kind;
     let flags = NLM_F_REQUEST | NLM_F_ACK;
-    b.msg(
-        NFNL_MSG_BATCH_BEGIN,
-        NLM_F_REQUEST,
-        next(),
-        0,
-        NFNL_SUBSYS_NFTABLES,
-        |_| {},
-    );
-    for g in &p.groups {
-        b.msg(
-            nft(NFT_MSG_DELSETELEM),
-            flags,
-            next(),
-            NFPROTO_INET,
-            0,
-            |b| {
-                b.str(NFTA_SET_ELEM_LIST_TABLE, table);
-                b.str(NFTA_SET_ELEM_LIST_SET, g.set.name);
-                b.nest(NFTA_SET_ELEM_LIST_ELEMENTS, |b| group_elements(b, g, true));
-            },
-        );
-    }
-    if let Some(chain) = &p.chain {
-        // A DELRULE naming only the chain flushes it.
-        b.msg(nft(NFT_MSG_DELRULE), flags, next(), NFPROTO_INET, 0, |b| {
-            b.str(NFTA_RULE_TABLE, table);
-            b.str(NFTA_RULE_CHAIN, &chain.name);
-        });
-        b.msg(nft(NFT_MSG_DELCHAIN), flags, next(), NFPROTO_INET, 0, |b| {
-            b.str(NFTA_CHAIN_TABLE, table);
-            b.str(NFTA_CHAIN_NAME, &chain.name);
-        });
-    }
-    b.msg(
-        NFNL_MSG_BATCH_END,
-        NLM_F_REQUEST,
-        next(),
-        0,
-        NFNL_SUBSYS_NFTABLES,
-        |_| {},
-    );
-    b.0
+    batch(seq, 2048, |b, seq| {
+        for g in &p.groups {
+            b.msg(
+                nft(NFT_MSG_DELSETELEM),
+                flags,
+                seq.next(),
+                NFPROTO_INET,
+                0,
+                |b| {
+                    b.str(NFTA_SET_ELEM_LIST_TABLE, table);
+                    b.str(NFTA_SET_ELEM_LIST_SET, g.set.name);
+                    b.nest(NFTA_SET_ELEM_LIST_ELEMENTS, |b| group_elements(b, g, true));
+                },
+            );
+        }
+        if let Some(chain) = &p.chain {
+            // A DELRULE naming only the chain flushes it.
+            b.msg(
+                nft(NFT_MSG_DELRULE),
+                flags,
+                seq.next(),
+                NFPROTO_INET,
+                0,
+                |b| {
+                    b.str(NFTA_RULE_TABLE, table);
+                    b.str(NFTA_RULE_CHAIN, &chain.name);
+                },
+            );
+            b.msg(
+                nft(NFT_MSG_DELCHAIN),
+                flags,
+                seq.next(),
+                NFPROTO_INET,
+                0,
+                |b| {
+                    b.str(NFTA_CHAIN_TABLE, table);
+                    b.str(NFTA_CHAIN_NAME, &chain.name);
+                },
+            );
+        }
+    })
 }
