@@ -114,6 +114,9 @@ complete -c kvnet -n "__fish_kvnet_using_subcommand port-create" -l group -d 'Gr
 complete -c kvnet -n "__fish_kvnet_using_subcommand port-create" -l queues -d 'Queues of a multi-queue TAP' -r
 complete -c kvnet -n "__fish_kvnet_using_subcommand port-create" -l isolated -d 'Isolate the port from the network\'s other isolated ports (it still reaches the host and the uplink); default: the network\'s `<port isolated>`' -r -f -a "yes\t''
 no\t''"
+complete -c kvnet -n "__fish_kvnet_using_subcommand port-create" -l filter -d 'Traffic filter: `clean-traffic` lets the guest send only from its MAC and addresses, never as a DHCP server or router; default: the network\'s `<kvnet:filterref>`' -r -f -a "clean-traffic\t''
+none\t''"
+complete -c kvnet -n "__fish_kvnet_using_subcommand port-create" -l ip -d 'An address the guest may send from besides its DHCP leases and static hosts (repeat for more)' -r
 complete -c kvnet -n "__fish_kvnet_using_subcommand port-create" -l socket -d 'kvnetd API socket' -r -F
 complete -c kvnet -n "__fish_kvnet_using_subcommand port-create" -l json -d 'Print JSON instead of text'
 complete -c kvnet -n "__fish_kvnet_using_subcommand port-create" -s h -l help -d 'Print help'

@@ -120,6 +120,19 @@ pub struct Port {
     /// network's other isolated ports.
     #[serde(default)]
     pub isolated: bool,
+    /// The traffic filter in force: `none` or `clean-traffic`.
+    #[serde(default)]
+    pub filter: kvnet_model::TrafficFilter,
+    /// Addresses given at port-create besides leases and static hosts.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ips: Vec<std::net::IpAddr>,
+    /// Filtered ports: the MAC the filter locked the port to, when it learned it from
+    /// the port's first frame (a port created without a MAC).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub learned_mac: Option<String>,
+    /// Filtered ports: frames dropped as spoofed since the port was filtered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dropped: Option<u64>,
 }
 
 /// Reply to `port-create`.

@@ -210,6 +210,12 @@ pub struct PortCreate {
     /// `<port isolated>`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub isolated: Option<bool>,
+    /// The port's traffic filter; unset: the network's `<kvnet:filterref>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filter: Option<kvnet_model::TrafficFilter>,
+    /// Addresses the guest may send from besides its DHCP leases and static hosts.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ips: Vec<std::net::IpAddr>,
 }
 
 /// Register a TAP someone else created and put it on the network's bridge: by network

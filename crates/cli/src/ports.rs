@@ -35,6 +35,15 @@ pub enum PortCmd {
         /// the host and the uplink); default: the network's `<port isolated>`.
         #[arg(long, value_parser = ["yes", "no"])]
         isolated: Option<String>,
+        /// Traffic filter: `clean-traffic` lets the guest send only from its MAC and
+        /// addresses, never as a DHCP server or router; default: the network's
+        /// `<kvnet:filterref>`.
+        #[arg(long, value_parser = ["clean-traffic", "none"])]
+        filter: Option<String>,
+        /// An address the guest may send from besides its DHCP leases and static hosts
+        /// (repeat for more).
+        #[arg(long = "ip", value_name = "ADDR")]
+        ips: Vec<std::net::IpAddr>,
         #[command(flatten)]
         json: Json,
     },
@@ -63,6 +72,8 @@ pub fn run(c: &Client, cmd: PortCmd) -> Result<()> {
             group,
             queues,
             isolated,
+            filter,
+            ips,
             json,
         } => {
             let network = c.resolve(&network)?;
@@ -75,6 +86,11 @@ pub fn run(c: &Client, cmd: PortCmd) -> Result<()> {
                     group,
                     queues,
                     isolated: isolated.map(|v| v == "yes"),
+                    filter: filter
+                        .map(|f| f.parse())
+                        .transpose()
+                        .map_err(anyhow::Error::msg)?,
+                    ips,
                 })
                 .with_context(|| format!("failed to create a port on network '{network}'"))?;
             if json.json {
@@ -90,6 +106,9 @@ pub fn run(c: &Client, cmd: PortCmd) -> Result<()> {
                 if p.queues == 1 { "" } else { "s" },
                 if p.isolated { ", isolated" } else { "" }
             );
+            if p.filter != kvnet_model::TrafficFilter::None {
+                println!("Filter: {}", p.filter);
+            }
             println!("{}", created.qemu_args.join(" "));
         }
         PortCmd::PortList { network, json } => {
@@ -101,16 +120,31 @@ pub fn run(c: &Client, cmd: PortCmd) -> Result<()> {
             let rows = ports
                 .iter()
                 .map(|p| {
+                    let mac = match (&p.mac, &p.learned_mac) {
+                        (Some(m), _) => m.clone(),
+                        (None, Some(m)) => format!("{m} (learned)"),
+                        (None, None) => "-".into(),
+                    };
                     vec![
                         p.ifname.clone(),
-                        p.mac.clone().unwrap_or_else(|| "-".into()),
+                        mac,
                         p.kind.as_str().to_string(),
                         p.queues.to_string(),
                         if p.isolated { "yes" } else { "no" }.to_string(),
+                        p.filter.to_string(),
+                        p.dropped.map_or_else(|| "-".into(), |d| d.to_string()),
                     ]
                 })
                 .collect::<Vec<_>>();
-            let header = ["Interface", "MAC address", "Kind", "Queues", "Isolated"];
+            let header = [
+                "Interface",
+                "MAC address",
+                "Kind",
+                "Queues",
+                "Isolated",
+                "Filter",
+                "Dropped",
+            ];
             print!("{}", table::render(&header, &rows));
         }
         PortCmd::PortDelete { ifname, network } => {

@@ -39,7 +39,7 @@ pub async fn handle(d: &mut Daemon, req: Request) -> Reply {
         Request::Info(r) => reply::<Info>(d.registry().summary(&r.network)),
         Request::DumpXml(r) => reply::<DumpXml>(d.registry().dump_xml(&r.network, r.inactive)),
         Request::DhcpLeases(r) => reply::<DhcpLeases>(d.dhcp_leases(&r.network, r.mac.as_deref())),
-        Request::Update(r) => reply::<Update>(d.update(&r)),
+        Request::Update(r) => reply::<Update>(d.update(&r).await),
         Request::PortCreate(r) => reply::<PortCreate>(d.port_create(r).await),
         Request::PortAttach(r) => reply::<PortAttach>(d.port_attach(&r).await),
         Request::PortDelete(r) => {

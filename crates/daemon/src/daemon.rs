@@ -13,7 +13,7 @@ use crate::ifbridge;
 use crate::lifecycle::Lifecycle;
 use crate::nethooks;
 use crate::paths::Paths;
-use crate::ports::Ports;
+use crate::ports::{PortDefaults, Ports};
 use crate::registry::{Registry, UpdateTarget};
 use crate::store::{self, Durability, status};
 use anyhow::{Result, anyhow};
@@ -201,7 +201,7 @@ impl Daemon {
 
     /// net-update: plan it on the registry, persist the definition, apply it live, then
     /// record it and bring the services along.
-    pub fn update(&mut self, u: &req::Update) -> Result<()> {
+    pub async fn update(&mut self, u: &req::Update) -> Result<()> {
         let name = &u.network;
         let target = UpdateTarget {
             live: u.live,
@@ -227,7 +227,7 @@ impl Daemon {
             status::save(&self.paths, name, &st)?;
         }
         if let Some((_, new)) = &live {
-            self.life.sync_services(new);
+            self.life.sync_services(new).await;
         }
         let live = if live.is_some() { "live " } else { "" };
         info!(network = %name, "updated ({live}{})", if config { "config" } else { "" });
@@ -242,7 +242,23 @@ impl Daemon {
 
     pub async fn port_create(&mut self, r: PortCreate) -> Result<CreatedPort> {
         let t = self.life.target(&self.registry, &r.network).await?;
+        let network = r.network.clone();
         let created = self.ports.create(self.life.nl(), &t, r).await?;
+        let recs = self.ports.recs(&network);
+        if let Err(e) = self.life.filter_ports(&network, recs).await {
+            // A port asked to be filtered is not left unfiltered.
+            let ifname = &created.port.ifname;
+            if let Err(d) = self
+                .ports
+                .delete(self.life.nl(), Some(&network), ifname)
+                .await
+            {
+                warn!(network = %network, "port {ifname} stays: {d:#}");
+            }
+            let recs = self.ports.recs(&network);
+            let _ = self.life.filter_ports(&network, recs).await;
+            return Err(e.context(format!("cannot filter port {ifname}")));
+        }
         self.port_event(&created.port, "created");
         Ok(created)
     }
@@ -277,6 +293,10 @@ impl Daemon {
             .ports
             .attach(nl, &t, &r.ifname, r.mac.as_deref(), kind)
             .await?;
+        let recs = self.ports.recs(&network);
+        if let Err(e) = self.life.filter_ports(&network, recs).await {
+            warn!(network = %network, "port {}: port filter not applied: {e:#}", r.ifname);
+        }
         self.port_event(&port, "created");
         Ok(port)
     }
@@ -286,6 +306,11 @@ impl Daemon {
             self.registry.get(n)?;
         }
         let gone = self.ports.delete(self.life.nl(), network, ifname).await?;
+        if self.registry.live(&gone).is_ok()
+            && let Err(e) = self.life.filter_ports(&gone, self.ports.recs(&gone)).await
+        {
+            warn!(network = %gone, "port filter: {e:#}");
+        }
         let port = Port {
             ifname: ifname.to_string(),
             mac: None,
@@ -293,6 +318,10 @@ impl Daemon {
             kind: PortKind::Script,
             queues: 1,
             isolated: false,
+            filter: Default::default(),
+            ips: Vec::new(),
+            learned_mac: None,
+            dropped: None,
         };
         self.port_event(&port, "deleted");
         Ok(())
@@ -300,12 +329,38 @@ impl Daemon {
 
     pub async fn port_list(&mut self, network: &str) -> Result<Vec<Port>> {
         let obj = self.registry.get(network)?;
-        let isolated = obj
+        let defaults = obj
             .live
             .as_ref()
             .or(obj.def.as_ref())
-            .is_some_and(|n| n.isolated_port == Some(true));
-        self.ports.list(self.life.nl(), network, isolated).await
+            .map(PortDefaults::of)
+            .unwrap_or_default();
+        let before = self.ports.recs(network).len();
+        let mut list = self.ports.list(self.life.nl(), network, defaults).await?;
+        if self.registry.live(network).is_ok() {
+            if self.ports.recs(network).len() != before
+                && let Err(e) = self
+                    .life
+                    .filter_ports(network, self.ports.recs(network))
+                    .await
+            {
+                warn!(network = %network, "port filter: {e:#}");
+            }
+            if let Some(i) = self.life.filter_installed().await {
+                for p in &mut list {
+                    if !i.state.filtered.contains(&p.ifname) {
+                        continue;
+                    }
+                    p.dropped = Some(i.drops.get(&p.ifname).map_or(0, |d| d.0));
+                    p.learned_mac = i
+                        .learned
+                        .iter()
+                        .find(|(n, _)| *n == p.ifname)
+                        .map(|(_, m)| m.to_string());
+                }
+            }
+        }
+        Ok(list)
     }
 
     pub async fn iface_bridge(&self, r: &req::IfaceBridge) -> Result<Bridged> {

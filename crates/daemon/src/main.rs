@@ -27,6 +27,7 @@ mod lifecycle;
 mod nethooks;
 mod nssindex;
 mod paths;
+mod portfilter;
 mod ports;
 mod registry;
 mod server;

@@ -24,6 +24,7 @@ fn create(lab: &Lab, network: &str, ifname: Option<&str>, mac: Option<&str>) -> 
         group: None,
         queues: None,
         isolated: None,
+        ..Default::default()
     })
 }
 
@@ -54,6 +55,7 @@ fn port_create_list_delete_across_restarts() {
         group: Some("0".into()),
         queues: Some(2),
         isolated: None,
+        ..Default::default()
     });
     let c: CreatedPort = serde_json::from_value(r.data).unwrap();
     assert_eq!(c.port.ifname, "vnet0");

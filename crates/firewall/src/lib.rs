@@ -19,6 +19,7 @@
 //!   netlink batch.
 //! * `listing`: a live table and the rendered one in comparable form
 //!   ([`normalize_listing`], [`expected_listing`]).
+//! * [`portfilter`]: anti-spoofing for guest ports, a `bridge` table of its own.
 //!
 //! `tests/plans/` holds golden files in the manner of libvirt's
 //! networkxml2firewalltest: a network's XML, the script its first start
@@ -136,6 +137,7 @@ mod listing;
 mod model;
 pub mod nl;
 mod plan;
+pub mod portfilter;
 mod render;
 mod schema;
 

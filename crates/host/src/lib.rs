@@ -17,6 +17,7 @@ pub mod firewalld;
 pub mod icmp6;
 pub mod iptables;
 pub mod link;
+pub mod linkwatch;
 mod netlink;
 pub mod nft;
 pub mod nftwatch;

@@ -137,8 +137,17 @@ pub fn apply(script: &str) -> Result<(), HostError> {
 
 /// `nft list table FAMILY TABLE`, or `None` when the table does not exist.
 pub fn list_table(family: &str, table: &str) -> Result<Option<String>, HostError> {
-    let context = format!("nft list table {family} {table}");
-    let out = run(&context, &["list", "table", family, table], None)?;
+    list(&["list", "table", family, table])
+}
+
+/// `nft -j list table FAMILY TABLE` (JSON), or `None` when the table does not exist.
+pub fn list_table_json(family: &str, table: &str) -> Result<Option<String>, HostError> {
+    list(&["-j", "list", "table", family, table])
+}
+
+fn list(args: &[&str]) -> Result<Option<String>, HostError> {
+    let context = format!("nft {}", args.join(" "));
+    let out = run(&context, args, None)?;
     if out.status.success() {
         return Ok(Some(String::from_utf8_lossy(&out.stdout).into_owned()));
     }

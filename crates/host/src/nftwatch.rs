@@ -41,6 +41,9 @@ const NFNL_SUBSYS_NFTABLES: u16 = 10;
 /// `NFPROTO_INET`: the family of kvnet's table.
 pub const NFPROTO_INET: u8 = 1;
 
+/// `NFPROTO_BRIDGE`: the family of kvnet's port filter table.
+pub const NFPROTO_BRIDGE: u8 = 7;
+
 /// What kind of object a change is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Kind {

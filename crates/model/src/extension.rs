@@ -4,6 +4,7 @@
 //! ```xml
 //! <metadata>
 //!   <kvnet:network xmlns:kvnet="http://kvnet.org/xmlns/network/1.0">
+//!     <kvnet:filterref filter="clean-traffic"/>
 //!     <kvnet:forward proto="tcp" address="192.0.2.7" port="8080-8081" to="vm1" toPort="80-81"/>
 //!   </kvnet:network>
 //! </metadata>
@@ -74,6 +75,48 @@ impl FromStr for FwdProto {
             "tcp" => Ok(FwdProto::Tcp),
             "udp" => Ok(FwdProto::Udp),
             _ => Err(format!("unknown protocol '{s}' (expected 'tcp' or 'udp')")),
+        }
+    }
+}
+
+/// The traffic filter of guest ports (libvirt's nwfilter names): `clean-traffic` lets a
+/// guest send only from its own MAC and addresses and never as a DHCP server or router.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TrafficFilter {
+    #[default]
+    None,
+    CleanTraffic,
+}
+
+impl TrafficFilter {
+    pub fn is_none(&self) -> bool {
+        *self == TrafficFilter::None
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TrafficFilter::None => "none",
+            TrafficFilter::CleanTraffic => "clean-traffic",
+        }
+    }
+}
+
+impl fmt::Display for TrafficFilter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for TrafficFilter {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "clean-traffic" => Ok(TrafficFilter::CleanTraffic),
+            "none" => Ok(TrafficFilter::None),
+            _ => Err(format!(
+                "unknown traffic filter '{s}' (expected 'clean-traffic' or 'none')"
+            )),
         }
     }
 }
@@ -431,24 +474,39 @@ impl fmt::Display for PortForward {
 /// Everything kvnet keeps in its `<metadata>` element.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct KvnetExt {
+    /// `<kvnet:filterref filter='…'/>`: the filter of every guest port of the network
+    /// (a port may choose its own); none when absent.
+    #[serde(default, skip_serializing_if = "TrafficFilter::is_none")]
+    pub filter: TrafficFilter,
     #[serde(default)]
     pub forwards: Vec<PortForward>,
 }
 
 impl KvnetExt {
     pub fn is_empty(&self) -> bool {
-        self.forwards.is_empty()
+        self.forwards.is_empty() && self.filter == TrafficFilter::None
     }
 
     fn to_element(&self) -> XmlElement {
+        let filter = (self.filter != TrafficFilter::None).then(|| {
+            XmlNode::Element(XmlElement {
+                name: format!("{PREFIX}:filterref"),
+                namespaces: Vec::new(),
+                attributes: vec![("filter".into(), self.filter.to_string())],
+                children: Vec::new(),
+            })
+        });
         XmlElement {
             name: format!("{PREFIX}:network"),
             namespaces: vec![(PREFIX.to_string(), KVNET_NS.to_string())],
             attributes: Vec::new(),
-            children: self
-                .forwards
-                .iter()
-                .map(|f| XmlNode::Element(f.to_element()))
+            children: filter
+                .into_iter()
+                .chain(
+                    self.forwards
+                        .iter()
+                        .map(|f| XmlNode::Element(f.to_element())),
+                )
                 .collect(),
         }
     }
@@ -510,7 +568,10 @@ fn parse_root(root: &XmlElement) -> Result<KvnetExt, ModelError> {
             _ => None,
         })
     };
-    let count = elements().count();
+    // Counted before any is parsed, so a huge file costs little.
+    let count = elements()
+        .filter(|e| !e.name.ends_with("filterref"))
+        .count();
     if count > MAX_FORWARDS {
         return Err(ModelError::new(
             ROOT_PATH,
@@ -518,17 +579,54 @@ fn parse_root(root: &XmlElement) -> Result<KvnetExt, ModelError> {
         ));
     }
     let mut ext = KvnetExt::default();
+    let mut filters = 0;
     for e in elements() {
-        if kvnet_local(e, &[&root.namespaces, &e.namespaces]) != Some("forward") {
-            return Err(ModelError::new(
-                ROOT_PATH,
-                format!("unknown element <{}>", e.name),
-            ));
+        match kvnet_local(e, &[&root.namespaces, &e.namespaces]) {
+            Some("forward") => {
+                let p = forward_path(ext.forwards.len());
+                ext.forwards.push(parse_forward(&p, e)?);
+            }
+            Some("filterref") => {
+                filters += 1;
+                let p = format!("{ROOT_PATH}/kvnet:filterref[{filters}]");
+                if filters > 1 {
+                    return Err(ModelError::new(p, "a network has one <filterref>"));
+                }
+                ext.filter = parse_filterref(&p, e)?;
+            }
+            _ => {
+                return Err(ModelError::new(
+                    ROOT_PATH,
+                    format!("unknown element <{}>", e.name),
+                ));
+            }
         }
-        let p = forward_path(ext.forwards.len());
-        ext.forwards.push(parse_forward(&p, e)?);
     }
     Ok(ext)
+}
+
+fn parse_filterref(p: &str, e: &XmlElement) -> Result<TrafficFilter, ModelError> {
+    let err = |m: String| ModelError::new(p, m);
+    let mut filter = None;
+    for (n, v) in &e.attributes {
+        match n.as_str() {
+            "filter" => filter = Some(v.as_str()),
+            _ => return Err(err(format!("unknown attribute '{n}'"))),
+        }
+    }
+    no_text(p, &e.children)?;
+    if let Some(c) = e.children.iter().find_map(|c| match c {
+        XmlNode::Element(c) => Some(c),
+        _ => None,
+    }) {
+        return Err(err(format!(
+            "unknown element <{}> (kvnet's filters take no parameters)",
+            c.name
+        )));
+    }
+    required(p, filter, "filter")?
+        .parse()
+        .map_err(|e| err(format!("attribute 'filter': {e}")))
 }
 
 fn required<'v>(p: &str, v: Option<&'v str>, name: &str) -> Result<&'v str, ModelError> {
@@ -630,6 +728,18 @@ impl Network {
     /// Whether `ext` may go with this network: [`Network::validate`] checks the network's
     /// own extension with it; a client can check a changed one before storing it.
     pub fn check_kvnet_ext(&self, ext: &KvnetExt) -> Result<(), ModelError> {
+        if ext.filter != TrafficFilter::None
+            && crate::Profile::of(self).bridge == crate::BridgeRole::None
+        {
+            return Err(ModelError::new(
+                format!("{ROOT_PATH}/kvnet:filterref"),
+                format!(
+                    "filter '{}' needs a network with a bridge; forward mode '{}' gives guests host NICs",
+                    ext.filter,
+                    self.forward_mode()
+                ),
+            ));
+        }
         let fw = &ext.forwards;
         if fw.is_empty() {
             return Ok(());
@@ -733,7 +843,63 @@ mod tests {
     }
 
     fn ext(forwards: Vec<PortForward>) -> KvnetExt {
-        KvnetExt { forwards }
+        KvnetExt {
+            forwards,
+            ..KvnetExt::default()
+        }
+    }
+
+    #[test]
+    fn filterref_round_trips_and_is_checked() {
+        let n = net(&nat_net(&kv("<kvnet:filterref filter='clean-traffic'/>")));
+        let e = n.kvnet_ext().unwrap();
+        assert_eq!(e.filter, TrafficFilter::CleanTraffic);
+        assert!(e.forwards.is_empty() && !e.is_empty());
+        let again = net(&n.to_xml());
+        assert_eq!(again.kvnet_ext().unwrap(), e);
+        assert!(
+            n.to_xml()
+                .contains(r#"<kvnet:filterref filter="clean-traffic"/>"#)
+        );
+        // Set to none, the element goes (and the empty metadata with it).
+        let mut m = n.clone();
+        m.set_kvnet_ext(&KvnetExt::default());
+        assert!(!m.to_xml().contains("kvnet"), "{}", m.to_xml());
+
+        let bad = [
+            (
+                "<kvnet:filterref filter='no-spoof'/>",
+                "unknown traffic filter 'no-spoof'",
+            ),
+            ("<kvnet:filterref/>", "missing required attribute 'filter'"),
+            (
+                "<kvnet:filterref filter='clean-traffic' x='1'/>",
+                "unknown attribute 'x'",
+            ),
+            (
+                "<kvnet:filterref filter='clean-traffic'><kvnet:parameter/></kvnet:filterref>",
+                "take no parameters",
+            ),
+            (
+                "<kvnet:filterref filter='clean-traffic'/><kvnet:filterref filter='none'/>",
+                "one <filterref>",
+            ),
+        ];
+        for (inner, want) in bad {
+            let e = reject(&nat_net(&kv(inner)));
+            assert!(e.to_string().contains(want), "{inner}: {e}");
+        }
+        // A network without a bridge has no ports to filter.
+        let direct = format!(
+            "<network><name>d</name><metadata>{}</metadata><forward mode='bridge'>\
+             <interface dev='eth9'/></forward></network>",
+            kv("<kvnet:filterref filter='clean-traffic'/>")
+        );
+        let e = reject(&direct);
+        assert!(
+            e.to_string().contains("needs a network with a bridge"),
+            "{e}"
+        );
     }
 
     /// The message of the error `check_kvnet_ext` gives for these forwards on a NAT network.

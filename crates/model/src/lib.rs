@@ -22,7 +22,7 @@ use std::fmt;
 pub use define::uuid_from_entropy;
 pub use extension::{
     FwdProto, GuestRef, KVNET_NS, KvnetExt, MAX_FORWARD_PORTS, MAX_FORWARDS, PortForward,
-    PortRange, parse_target,
+    PortRange, TrafficFilter, parse_target,
 };
 pub use profile::{BridgeRole, FirewallRole, GuestRole, Profile};
 pub use types::*;

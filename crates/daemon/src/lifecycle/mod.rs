@@ -22,7 +22,8 @@ use crate::ids::now;
 use crate::nethooks;
 use crate::nssindex::NssIndex;
 use crate::paths::Paths;
-use crate::ports::{Ports, Target};
+use crate::portfilter::PortFilter;
+use crate::ports::{PortRec, Ports, Target};
 use crate::registry::Registry;
 use crate::services::Services;
 use crate::store::{self, status};
@@ -43,6 +44,8 @@ pub struct Lifecycle {
     nss: NssIndex,
     /// Port forwards, kept pointing at their guests.
     forwards: Forwarder,
+    /// Anti-spoofing of guest ports, kept in step with ports and leases.
+    filter: PortFilter,
     sysctls: Ledger,
     teardown: Teardown,
     /// Subscribed before the firewall is reconciled at start, so no change is missed;
@@ -77,6 +80,7 @@ impl Lifecycle {
             services: Services::new(paths.clone()),
             nss: NssIndex::spawn(paths.nss_index()),
             forwards: Forwarder::spawn(dp.fw().clone()),
+            filter: PortFilter::spawn(dp.fw().table().to_string()),
             paths: paths.clone(),
             dp,
         })
@@ -117,7 +121,8 @@ impl Lifecycle {
         Ok(Target {
             network: name.to_string(),
             bridge,
-            isolated: live.isolated_port == Some(true),
+            defaults: crate::ports::PortDefaults::of(live),
+            subnets: live.ips.clone(),
         })
     }
 
@@ -217,12 +222,20 @@ impl Lifecycle {
             if let Err(e) = self.forwards.set(net, self.services.lease_names(&net.name)) {
                 error!(network = %net.name, "port forwards not installed: {e:#}");
             }
+            let recs = ports.recs(&net.name).to_vec();
+            let leases = self.services.lease_names(&net.name);
+            if let Err(e) = self.filter.set(net, Some(recs), leases).await {
+                error!(network = %net.name, "port filter not applied: {e:#}");
+            }
             // resolved may have restarted meanwhile; registering again changes nothing.
             if let Some(w) = dnsreg::register(self.dp.nl(), net).await {
                 warn!(network = %net.name, "{w}");
             }
         }
         self.nss.ready();
+        if let Err(e) = self.filter.ready().await {
+            error!("port filter not applied: {e:#}");
+        }
         // A verb killed midway may have left a port off its bridge (a destroy, before
         // its record said so) or its TAP deleted (a port-delete, before unregistering
         // it); what is in place is left alone.
@@ -358,6 +371,15 @@ impl Lifecycle {
             warnings.push(format!("port forwards not installed: {e:#}"));
         }
         let t_services = t0.elapsed();
+        // Before the ports are plugged, so none sends unfiltered.
+        let recs = ports.recs(&name).to_vec();
+        if let Err(e) = self
+            .filter
+            .set(&net, Some(recs), self.services.lease_names(&name))
+            .await
+        {
+            warnings.push(format!("port filter not applied: {e:#}"));
+        }
         warnings.extend(self.replug(reg, ports, &name).await);
         warnings.extend(dnsreg::register(self.dp.nl(), &net).await);
         debug!(
@@ -394,6 +416,9 @@ impl Lifecycle {
         self.services.stop(name);
         self.nss.remove(name);
         self.forwards.remove(name);
+        if let Err(e) = self.filter.remove(name).await {
+            warn!(network = %name, "port filter: {e:#}");
+        }
         if let Some(w) = dnsreg::revert(self.dp.nl(), &live).await {
             warn!(network = %name, "{w}");
         }
@@ -448,12 +473,26 @@ impl Lifecycle {
         self.dp.fw().refresh(old, new)
     }
 
-    pub fn sync_services(&mut self, net: &Network) {
+    pub async fn sync_services(&mut self, net: &Network) {
         self.services.sync(net);
         self.nss.set(net, self.services.lease_names(&net.name));
         if let Err(e) = self.forwards.set(net, self.services.lease_names(&net.name)) {
             error!(network = %net.name, "port forwards not installed: {e:#}");
         }
+        let leases = self.services.lease_names(&net.name);
+        if let Err(e) = self.filter.set(net, None, leases).await {
+            error!(network = %net.name, "port filter not applied: {e:#}");
+        }
+    }
+
+    /// Active network `network`'s registered ports changed: the filter follows now.
+    pub async fn filter_ports(&self, network: &str, recs: &[PortRec]) -> Result<()> {
+        self.filter.ports(network, recs.to_vec()).await
+    }
+
+    /// The live port filter table: learned MACs and drop counters, for port-list.
+    pub async fn filter_installed(&self) -> Option<kvnet_firewall::portfilter::Installed> {
+        self.filter.installed().await
     }
 
     /// `net`'s port forwards changed (live): resolved and installed now.

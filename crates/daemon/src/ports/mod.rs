@@ -13,9 +13,11 @@ use kvnet_api::request::PortCreate;
 use kvnet_api::{CreatedPort, Port, PortKind};
 use kvnet_host::{Link, Netlink, tap};
 use kvnet_model::MacAddr;
+use kvnet_model::TrafficFilter;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashSet};
 use std::fs;
+use std::net::IpAddr;
 use tracing::{info, warn};
 
 /// The kernel's limit on the queues of one TAP (`MAX_TAP_QUEUES`).
@@ -36,24 +38,52 @@ pub struct PortRec {
     /// `port-create --isolated yes|no`; without it the network's `<port isolated>`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub isolated: Option<bool>,
+    /// `port-create --filter`; without it the network's `<kvnet:filterref>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filter: Option<TrafficFilter>,
+    /// `port-create --ip`: addresses the filter lets the guest send from.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ips: Vec<IpAddr>,
+}
+
+/// What a network gives its ports unless they choose otherwise.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PortDefaults {
+    /// `<port isolated='yes'/>`.
+    pub isolated: bool,
+    /// `<kvnet:filterref filter=…/>`.
+    pub filter: TrafficFilter,
+}
+
+impl PortDefaults {
+    pub fn of(net: &kvnet_model::Network) -> PortDefaults {
+        PortDefaults {
+            isolated: net.isolated_port == Some(true),
+            filter: net.kvnet_ext().map(|e| e.filter).unwrap_or_default(),
+        }
+    }
 }
 
 impl PortRec {
-    /// The port on `network`, whose `<port isolated>` is `net_isolated`.
-    pub fn view(&self, network: &str, net_isolated: bool) -> Port {
+    /// The port on `network`, whose defaults are `d`.
+    pub fn view(&self, network: &str, d: PortDefaults) -> Port {
         Port {
             ifname: self.ifname.clone(),
             mac: self.mac.map(|m| m.to_string()),
             network: network.to_string(),
             kind: self.kind,
             queues: self.queues,
-            isolated: self.isolated.unwrap_or(net_isolated),
+            isolated: self.isolated.unwrap_or(d.isolated),
+            filter: self.filter.unwrap_or(d.filter),
+            ips: self.ips.clone(),
+            learned_mac: None,
+            dropped: None,
         }
     }
 
     /// Whether the bridge port is isolated: the port's own choice, else its network's.
     pub fn isolated(&self, t: &Target) -> bool {
-        self.isolated.unwrap_or(t.isolated)
+        self.isolated.unwrap_or(t.defaults.isolated)
     }
 }
 
@@ -61,8 +91,37 @@ impl PortRec {
 pub struct Target {
     pub network: String,
     pub bridge: Link,
-    /// The network's `<port isolated='yes'/>`.
-    pub isolated: bool,
+    pub defaults: PortDefaults,
+    /// The network's addresses, which `--ip` must lie in.
+    pub subnets: Vec<kvnet_model::IpDef>,
+}
+
+/// `port-create --ip`: each address a guest address of one of the network's subnets.
+fn check_ips(t: &Target, ips: &[IpAddr]) -> Result<()> {
+    for &a in ips {
+        let Some(ip) = t.subnets.iter().find(|ip| ip.network().contains(&a)) else {
+            let nets: Vec<String> = t.subnets.iter().map(|i| i.network().to_string()).collect();
+            bail!(
+                "address {a} is not on network '{}' (its subnets: {})",
+                t.network,
+                if nets.is_empty() {
+                    "none".into()
+                } else {
+                    nets.join(", ")
+                }
+            );
+        };
+        if a == ip.address {
+            bail!(
+                "address {a} is the host's own address on network '{}'",
+                t.network
+            );
+        }
+        if a.is_multicast() || a.is_unspecified() {
+            bail!("address {a} cannot be a guest's: it is not unicast");
+        }
+    }
+    Ok(())
 }
 
 /// The lowest free `vnetN`, as libvirt names guest TAPs.
@@ -212,6 +271,7 @@ impl Ports {
         if !(1..=MAX_QUEUES).contains(&queues) {
             bail!("queues must be between 1 and {MAX_QUEUES}, not {queues}");
         }
+        check_ips(t, &a.ips)?;
         let owner = a.owner.as_deref().map(user_id).transpose()?;
         let group = a.group.as_deref().map(group_id).transpose()?;
         let links = nl.links().await?;
@@ -263,6 +323,8 @@ impl Ports {
             owner,
             group,
             isolated: a.isolated,
+            filter: a.filter,
+            ips: a.ips,
         };
         let network = &t.network;
         let mut ports = self.of(network).to_vec();
@@ -283,7 +345,7 @@ impl Ports {
         crate::hooks::kill_point("port-create:plugged");
         info!(network = %network, "port {ifname} created (guest MAC {mac}, {queues} queues)");
         Ok(CreatedPort {
-            port: rec.view(network, t.isolated),
+            port: rec.view(network, t.defaults),
             qemu_args: qemu_args(&ifname, mac, queues),
         })
     }
@@ -320,7 +382,7 @@ impl Ports {
             .of(network)
             .iter()
             .find(|p| p.ifname == ifname)
-            .map_or(t.isolated, |p| p.isolated(t));
+            .map_or(t.defaults.isolated, |p| p.isolated(t));
         plug::plug(nl, &link, &t.bridge, None, isolated)
             .await
             .with_context(|| format!("cannot attach {ifname} to network '{network}'"))?;
@@ -344,6 +406,8 @@ impl Ports {
                     owner: None,
                     group: None,
                     isolated: None,
+                    filter: None,
+                    ips: Vec::new(),
                 };
                 ports.push(rec.clone());
                 rec
@@ -351,7 +415,7 @@ impl Ports {
         };
         self.save(network, ports)?;
         info!(network = %network, "port {ifname} attached ({})", rec.kind.as_str());
-        Ok(rec.view(network, t.isolated))
+        Ok(rec.view(network, t.defaults))
     }
 
     /// port-delete, on `network` (known to exist) or whichever has the port.
@@ -391,14 +455,13 @@ impl Ports {
         Ok(net)
     }
 
-    /// The ports of a network (known to exist; `net_isolated`, its `<port isolated>`).
-    /// Ports qemu made whose TAP is gone (qemu exited without a downscript) are
-    /// forgotten here.
+    /// The ports of a network (known to exist; `d`, its port defaults). Ports qemu
+    /// made whose TAP is gone (qemu exited without a downscript) are forgotten here.
     pub async fn list(
         &mut self,
         nl: &Netlink,
         network: &str,
-        net_isolated: bool,
+        d: PortDefaults,
     ) -> Result<Vec<Port>> {
         let ports = self.of(network).to_vec();
         let mut keep = Vec::new();
@@ -410,7 +473,7 @@ impl Ports {
         if keep.len() != ports.len() {
             self.save(network, keep.clone())?;
         }
-        Ok(keep.iter().map(|p| p.view(network, net_isolated)).collect())
+        Ok(keep.iter().map(|p| p.view(network, d)).collect())
     }
 
     /// At a network's start: put its ports back on the bridge, re-creating persistent
@@ -451,6 +514,11 @@ impl Ports {
             warnings.push(format!("network '{network}': {e:#}"));
         }
         warnings
+    }
+
+    /// The registered ports of `network`, as stored.
+    pub fn recs(&self, network: &str) -> &[PortRec] {
+        self.of(network)
     }
 
     /// Whether the network has ports to put back at its start.
@@ -558,6 +626,8 @@ mod tests {
             owner: Some(1000),
             group: None,
             isolated: Some(true),
+            filter: Some(TrafficFilter::CleanTraffic),
+            ips: vec!["10.0.0.9".parse().unwrap()],
         };
         let mut ports = Ports::load(&p).unwrap();
         ports.save("default", vec![rec.clone()]).unwrap();
@@ -581,6 +651,8 @@ mod tests {
             owner: None,
             group: None,
             isolated: None,
+            filter: None,
+            ips: Vec::new(),
         };
         ports.save("good", vec![rec.clone()]).unwrap();
         fs::write(p.ports("torn"), b"[{\"ifname\": \"vn").unwrap();

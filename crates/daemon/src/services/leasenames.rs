@@ -119,6 +119,32 @@ impl LeaseNames {
     }
 }
 
+impl LeaseNames {
+    /// `(MAC, address)` of every current lease whose MAC is known: DHCPv4 leases, and
+    /// DHCPv6 ones whose DUID names a MAC. What the port filter lets guests send from.
+    pub fn bindings(&self) -> Vec<(kvnet_model::MacAddr, IpAddr)> {
+        let t = now();
+        let mut out = Vec::new();
+        for (table, _) in &self.sources {
+            match table {
+                Table::V4(s) => out.extend(
+                    lock(s)
+                        .leases(t)
+                        .into_iter()
+                        .map(|l| (l.mac_address, IpAddr::V4(l.ip_address))),
+                ),
+                Table::V6(s) => out.extend(
+                    lock(s)
+                        .leases(t)
+                        .into_iter()
+                        .filter_map(|l| Some((l.mac_address?, IpAddr::V6(l.ip_address)))),
+                ),
+            }
+        }
+        out
+    }
+}
+
 /// Resolves when any of `subs` records a lease; never when there is none.
 pub async fn any_recorded<'a>(subs: impl Iterator<Item = &'a mut LeaseNames>) {
     let waits: Vec<_> = subs.map(|l| Box::pin(l.recorded())).collect();

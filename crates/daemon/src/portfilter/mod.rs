@@ -1,0 +1,505 @@
+//! Anti-spoofing for guest ports (`<kvnet:filterref filter='clean-traffic'/>`,
+//! `port-create --filter`): kvnet-firewall's port filter table, kept in step with the
+//! active networks, their ports, the links on their bridges and the leases.
+//!
+//! One task owns the table. It changes only the elements that differ (one `nft -f`
+//! transaction), at once for a verb (which waits for it, so a port is filtered before
+//! the verb returns), and by itself when a lease is recorded, when a link appears on or
+//! leaves a filtered bridge (a guest attached without kvnet: its first frame locks its
+//! MAC), and every few seconds (expired leases). With nothing to filter the table is
+//! deleted, so hosts that do not use the filter pay nothing per frame.
+//!
+//! Another process that deletes or edits the table (`nft flush ruleset`) gets it
+//! rebuilt at once (ports learn their MACs again). A restarted kvnetd reads the live
+//! table and carries on from it: the MACs ports learned are kept. A port whose device is re-created (a new qemu, same TAP name)
+//! forgets the MAC it had learned.
+
+pub mod plan;
+
+use crate::ports::PortRec;
+use crate::services::{LeaseNames, any_recorded};
+use anyhow::{Context, Result, anyhow};
+use kvnet_firewall::portfilter::{
+    FilterState, Installed, parse_listing, render_changes, render_table,
+};
+use kvnet_host::linkwatch::LinkEvents;
+use kvnet_host::nftwatch::{self, NFPROTO_BRIDGE, NftWatcher, Notice};
+use kvnet_host::{Netlink, nft};
+use kvnet_model::{MacAddr, Network};
+use plan::NetView;
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+use tracing::{debug, info, warn};
+
+/// A burst of lease or link changes within this time is applied once.
+const COALESCE: Duration = Duration::from_millis(10);
+/// Also applied this often, so that an expired lease stops binding its address.
+const REFRESH: Duration = Duration::from_secs(5);
+
+struct NetSrc {
+    net: Network,
+    ports: Vec<PortRec>,
+    leases: Option<LeaseNames>,
+}
+
+enum Msg {
+    /// A network is active (started, adopted, updated); `ports` None keeps its ports.
+    Set {
+        net: Box<Network>,
+        ports: Option<Vec<PortRec>>,
+        leases: Option<LeaseNames>,
+        done: oneshot::Sender<Result<()>>,
+    },
+    /// A network's ports changed.
+    Ports {
+        network: String,
+        ports: Vec<PortRec>,
+        done: oneshot::Sender<Result<()>>,
+    },
+    Remove {
+        network: String,
+        done: oneshot::Sender<Result<()>>,
+    },
+    /// What the table holds now, for port-list.
+    Installed(oneshot::Sender<Option<Installed>>),
+    /// Every adopted network is known: the table may be changed from now on.
+    Ready(oneshot::Sender<Result<()>>),
+}
+
+/// The lifecycle's handle on the port filter; dropping it ends the task.
+pub struct PortFilter {
+    tx: mpsc::UnboundedSender<Msg>,
+}
+
+impl PortFilter {
+    /// Start the task on the current tokio runtime, for table `table` (family bridge).
+    pub fn spawn(table: String) -> PortFilter {
+        let (tx, rx) = mpsc::unbounded_channel();
+        tokio::spawn(run(table, rx));
+        PortFilter { tx }
+    }
+
+    async fn ask(&self, make: impl FnOnce(oneshot::Sender<Result<()>>) -> Msg) -> Result<()> {
+        let (done, rx) = oneshot::channel();
+        self.tx
+            .send(make(done))
+            .map_err(|_| anyhow!("the port filter task has stopped"))?;
+        rx.await
+            .map_err(|_| anyhow!("the port filter task has stopped"))?
+    }
+
+    /// `net` is active with these ports (None: as before) and leases.
+    pub async fn set(
+        &self,
+        net: &Network,
+        ports: Option<Vec<PortRec>>,
+        leases: Option<LeaseNames>,
+    ) -> Result<()> {
+        let net = Box::new(net.clone());
+        self.ask(|done| Msg::Set {
+            net,
+            ports,
+            leases,
+            done,
+        })
+        .await
+    }
+
+    /// Active network `network`'s registered ports are now `ports`.
+    pub async fn ports(&self, network: &str, ports: Vec<PortRec>) -> Result<()> {
+        let network = network.to_string();
+        self.ask(|done| Msg::Ports {
+            network,
+            ports,
+            done,
+        })
+        .await
+    }
+
+    /// Network `network` stopped.
+    pub async fn remove(&self, network: &str) -> Result<()> {
+        let network = network.to_string();
+        self.ask(|done| Msg::Remove { network, done }).await
+    }
+
+    /// At daemon start, once every adopted network is [`PortFilter::set`]: until then
+    /// nothing is changed, so a network not yet adopted does not lose its elements (nor
+    /// its ports their learned MACs).
+    pub async fn ready(&self) -> Result<()> {
+        self.ask(Msg::Ready).await
+    }
+
+    /// The live table (learned MACs, counters), None when there is none.
+    pub async fn installed(&self) -> Option<Installed> {
+        let (tx, rx) = oneshot::channel();
+        self.tx.send(Msg::Installed(tx)).ok()?;
+        rx.await.ok().flatten()
+    }
+}
+
+/// The task's state: the sources, and what the table holds as far as it knows.
+struct Task {
+    table: String,
+    nl: Option<Netlink>,
+    nets: BTreeMap<String, NetSrc>,
+    /// The table's elements as last applied; None: read the live table first.
+    applied: Option<FilterState>,
+    /// Learning ports' device indexes at the last sync: a new index is a new device.
+    learning: HashMap<String, u32>,
+    /// Every adopted network is known ([`PortFilter::ready`]).
+    ready: bool,
+    /// Another process changed the table: the next sync rebuilds it whole.
+    tampered: Option<String>,
+}
+
+/// What another process's nftables commit did to table `table` (family bridge), if
+/// anything.
+fn tampering(n: &Notice, table: &str) -> Option<String> {
+    let c = match n {
+        Notice::Lost => return Some("nftables notifications lost".into()),
+        Notice::Commit(c) if !nftwatch::is_own(c) => c,
+        Notice::Commit(_) => return None,
+    };
+    c.changes
+        .iter()
+        .any(|ch| ch.family == NFPROTO_BRIDGE && ch.table.as_deref().is_none_or(|t| t == table))
+        .then(|| format!("changed by pid {} ({})", c.pid, c.comm))
+}
+
+fn read_installed(table: &str) -> Result<Option<Installed>> {
+    match nft::list_table_json("bridge", table)? {
+        None => Ok(None),
+        Some(json) => Ok(Some(parse_listing(&json)?)),
+    }
+}
+
+impl Task {
+    /// Takes a verb's message in; returns whom to tell the outcome of the sync it calls
+    /// for, None when it needs none.
+    fn take(&mut self, m: Msg) -> Option<oneshot::Sender<Result<()>>> {
+        match m {
+            Msg::Set {
+                net,
+                ports,
+                leases,
+                done,
+            } => {
+                let name = net.name.clone();
+                let ports = ports
+                    .or_else(|| self.nets.remove(&name).map(|s| s.ports))
+                    .unwrap_or_default();
+                self.nets.insert(
+                    name,
+                    NetSrc {
+                        net: *net,
+                        ports,
+                        leases,
+                    },
+                );
+                Some(done)
+            }
+            Msg::Ports {
+                network,
+                ports,
+                done,
+            } => {
+                if let Some(s) = self.nets.get_mut(&network) {
+                    s.ports = ports;
+                }
+                Some(done)
+            }
+            Msg::Remove { network, done } => {
+                self.nets.remove(&network);
+                Some(done)
+            }
+            Msg::Installed(reply) => {
+                let _ = reply.send(read_installed(&self.table).ok().flatten());
+                None
+            }
+            Msg::Ready(done) => {
+                self.ready = true;
+                Some(done)
+            }
+        }
+    }
+
+    /// Links on each network's bridge that kvnet did not register, and every link's
+    /// index by name.
+    async fn links(&self) -> Result<(BTreeMap<String, Vec<String>>, HashMap<String, u32>)> {
+        let Some(nl) = &self.nl else {
+            return Ok(Default::default());
+        };
+        let links = nl.links().await?;
+        let index: HashMap<String, u32> = links.iter().map(|l| (l.name.clone(), l.index)).collect();
+        let by_index: HashMap<u32, &str> =
+            links.iter().map(|l| (l.index, l.name.as_str())).collect();
+        let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for (name, src) in &self.nets {
+            let Some(br) = src.net.bridge_name() else {
+                continue;
+            };
+            let registered: Vec<&str> = src.ports.iter().map(|p| p.ifname.as_str()).collect();
+            let on: Vec<String> = links
+                .iter()
+                .filter(|l| l.master.and_then(|m| by_index.get(&m)) == Some(&br))
+                .filter(|l| !registered.contains(&l.name.as_str()))
+                .map(|l| l.name.clone())
+                .collect();
+            out.insert(name.clone(), on);
+        }
+        Ok((out, index))
+    }
+
+    /// Bring the table to what the sources call for.
+    async fn sync(&mut self) -> Result<()> {
+        let (unregistered, index) = self.links().await?;
+        let views: Vec<NetView> = self
+            .nets
+            .iter()
+            .map(|(name, s)| NetView {
+                net: &s.net,
+                ports: &s.ports,
+                unregistered: unregistered.get(name).cloned().unwrap_or_default(),
+                leases: s
+                    .leases
+                    .as_ref()
+                    .map(LeaseNames::bindings)
+                    .unwrap_or_default(),
+            })
+            .collect();
+        let (want, refused) = FilterState::from_input(&plan::input(&views));
+        for r in refused {
+            warn!("{r}");
+        }
+        // A learning port whose device is new, or that stops learning, forgets its MAC.
+        let renewed: Vec<&String> = want
+            .learn
+            .iter()
+            .filter(|p| {
+                let was = self.learning.get(*p);
+                was.is_some() && was != index.get(*p)
+            })
+            .collect();
+        let stops = self.learning.keys().any(|p| !want.learn.contains(p));
+        let res = self.apply(&want, !renewed.is_empty() || stops, &renewed);
+        self.learning = want
+            .learn
+            .iter()
+            .filter_map(|p| index.get(p).map(|i| (p.clone(), *i)))
+            .collect();
+        res
+    }
+
+    fn apply(&mut self, want: &FilterState, forget_some: bool, renewed: &[&String]) -> Result<()> {
+        let empty = want.filtered.is_empty();
+        if let Some(why) = self.tampered.take() {
+            self.applied = None;
+            let live = read_installed(&self.table)?;
+            if empty && live.is_none() {
+                self.applied = Some(FilterState::default());
+                return Ok(());
+            }
+            let script = if empty {
+                format!("delete table bridge {}\n", self.table)
+            } else {
+                render_table(&self.table, want)
+            };
+            nft::apply(&script).context("rebuild the port filter table")?;
+            warn!(
+                "port filter table bridge {} {why}: rebuilt ({} ports; learned MACs are learned again)",
+                self.table,
+                want.filtered.len()
+            );
+            self.applied = Some(if empty {
+                FilterState::default()
+            } else {
+                want.clone()
+            });
+            return Ok(());
+        }
+        let installed = if self.applied.is_none() || forget_some {
+            read_installed(&self.table)?
+        } else {
+            None
+        };
+        let old = match (&self.applied, &installed) {
+            (Some(a), _) => Some(a.clone()),
+            (None, Some(i)) if i.current => Some(i.state.clone()),
+            (None, Some(_)) => None,
+            // No table: nothing to remove, everything to add.
+            (None, None) if empty => {
+                self.applied = Some(FilterState::default());
+                return Ok(());
+            }
+            (None, None) => None,
+        };
+        if empty {
+            if old.as_ref().is_some_and(|o| *o != FilterState::default()) || installed.is_some() {
+                let res = nft::apply(&format!("delete table bridge {}\n", self.table));
+                // Already gone (someone flushed the ruleset) is as good.
+                if res.is_err() && read_installed(&self.table)?.is_some() {
+                    res.context("remove the port filter table")?;
+                }
+                info!("port filter: no port is filtered, table removed");
+            }
+            self.applied = Some(FilterState::default());
+            return Ok(());
+        }
+        let Some(old) = old else {
+            nft::apply(&render_table(&self.table, want))
+                .context("install the port filter table")?;
+            info!(
+                "port filter: table installed ({} ports)",
+                want.filtered.len()
+            );
+            self.applied = Some(want.clone());
+            return Ok(());
+        };
+        let forget: Vec<(String, MacAddr)> = installed
+            .map(|i| i.learned)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|(p, _)| !want.learn.contains(p) || renewed.contains(&p))
+            .collect();
+        if let Some(script) = render_changes(&self.table, &old, want, &forget) {
+            if let Err(e) = nft::apply(&script) {
+                // Someone else changed the table (or it is gone): rebuild it whole.
+                warn!("port filter: changes refused ({e}); rebuilding the table");
+                self.applied = None;
+                nft::apply(&render_table(&self.table, want))
+                    .context("rebuild the port filter table")?;
+            }
+            debug!("port filter: applied\n{script}");
+        }
+        self.applied = Some(want.clone());
+        Ok(())
+    }
+}
+
+enum Wake {
+    Msg(Msg),
+    Changed,
+    LinksLost(kvnet_host::HostError),
+    Tampered(String),
+    WatchLost(kvnet_host::HostError),
+    Refresh,
+}
+
+async fn lease_recorded(nets: &mut BTreeMap<String, NetSrc>) {
+    any_recorded(nets.values_mut().filter_map(|n| n.leases.as_mut())).await
+}
+
+async fn nft_changed(
+    w: &mut Option<NftWatcher>,
+    table: &str,
+) -> Result<String, kvnet_host::HostError> {
+    let Some(w) = w else {
+        return std::future::pending().await;
+    };
+    loop {
+        let n = w.next().await?;
+        if let Some(why) = tampering(&n, table) {
+            // The rest of a burst goes into the same rebuild.
+            while let Ok(Some(_)) = w.try_next() {}
+            return Ok(why);
+        }
+    }
+}
+
+async fn link_changed(links: &mut Option<LinkEvents>) -> Result<(), kvnet_host::HostError> {
+    match links {
+        Some(l) => l.changed().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn run(table: String, mut rx: mpsc::UnboundedReceiver<Msg>) {
+    let nl = Netlink::connect()
+        .await
+        .inspect_err(|e| warn!("port filter: {e}: links attached without kvnet are not filtered"))
+        .ok();
+    let mut links = LinkEvents::open()
+        .inspect_err(|e| warn!("port filter: {e}: links attached without kvnet are not followed"))
+        .ok();
+    let mut t = Task {
+        table,
+        nl,
+        nets: BTreeMap::new(),
+        applied: None,
+        learning: HashMap::new(),
+        ready: false,
+        tampered: None,
+    };
+    let mut nft_watch = NftWatcher::open()
+        .inspect_err(|e| warn!("port filter: {e}: the table is not repaired when others change it"))
+        .ok();
+    let mut refresh = tokio::time::interval_at(tokio::time::Instant::now() + REFRESH, REFRESH);
+    refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let woke = tokio::select! {
+            m = rx.recv() => match m {
+                Some(m) => Wake::Msg(m),
+                None => return,
+            },
+            () = lease_recorded(&mut t.nets) => Wake::Changed,
+            r = link_changed(&mut links) => match r {
+                Ok(()) => Wake::Changed,
+                Err(e) => Wake::LinksLost(e),
+            },
+            r = nft_changed(&mut nft_watch, &t.table) => match r {
+                Ok(why) => Wake::Tampered(why),
+                Err(e) => Wake::WatchLost(e),
+            },
+            _ = refresh.tick() => Wake::Refresh,
+        };
+        let done = match woke {
+            Wake::Msg(m) => match t.take(m) {
+                Some(done) => Some(done),
+                None => continue,
+            },
+            Wake::LinksLost(e) => {
+                warn!("port filter: {e}: links attached without kvnet are not followed");
+                links = None;
+                None
+            }
+            Wake::Changed => {
+                tokio::time::sleep(COALESCE).await;
+                None
+            }
+            Wake::Tampered(why) => {
+                t.tampered = Some(why);
+                None
+            }
+            Wake::WatchLost(e) => {
+                warn!("port filter: {e}: the table is no longer repaired when others change it");
+                nft_watch = None;
+                None
+            }
+            Wake::Refresh => None,
+        };
+        if !t.ready {
+            if let Some(d) = done {
+                let _ = d.send(Ok(()));
+            }
+            continue;
+        }
+        // Leases recorded meanwhile are in this sync.
+        for n in t.nets.values_mut() {
+            if let Some(l) = n.leases.as_mut() {
+                l.changed();
+            }
+        }
+        let res = t.sync().await;
+        match done {
+            Some(d) => {
+                let _ = d.send(res);
+            }
+            None => {
+                if let Err(e) = res {
+                    warn!("port filter: {e:#}");
+                }
+            }
+        }
+    }
+}
