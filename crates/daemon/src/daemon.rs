@@ -243,22 +243,27 @@ impl Daemon {
     pub async fn port_create(&mut self, r: PortCreate) -> Result<CreatedPort> {
         let t = self.life.target(&self.registry, &r.network).await?;
         let network = r.network.clone();
-        let created = self.ports.create(self.life.nl(), &t, r).await?;
-        let recs = self.ports.recs(&network);
-        if let Err(e) = self.life.filter_ports(&network, recs).await {
-            // A port asked to be filtered is not left unfiltered.
-            let ifname = &created.port.ifname;
-            if let Err(d) = self
-                .ports
-                .delete(self.life.nl(), Some(&network), ifname)
-                .await
-            {
-                warn!(network = %network, "port {ifname} stays: {d:#}");
+        let rec = self.ports.register(self.life.nl(), &t, r).await?;
+        // Its filter is in place before the TAP is on the bridge.
+        let filtered = self
+            .life
+            .filter_ports(&network, self.ports.recs(&network))
+            .await;
+        let created = match filtered {
+            Ok(()) => self.ports.realize(self.life.nl(), &t, rec).await,
+            Err(e) => {
+                let ifname = rec.ifname.clone();
+                self.ports.unregister(&network, &ifname);
+                Err(e.context(format!("cannot filter port {ifname}")))
             }
-            let recs = self.ports.recs(&network);
-            let _ = self.life.filter_ports(&network, recs).await;
-            return Err(e.context(format!("cannot filter port {ifname}")));
+        };
+        if created.is_err() {
+            let _ = self
+                .life
+                .filter_ports(&network, self.ports.recs(&network))
+                .await;
         }
+        let created = created?;
         self.port_event(&created.port, "created");
         Ok(created)
     }

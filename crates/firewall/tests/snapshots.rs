@@ -58,3 +58,45 @@ fn add_script_does_not_depend_on_network_count() {
         .replace(&later.subnets[0].to_string(), &first.subnets[0].to_string());
     assert_eq!(rename, render_add("kvnet", &first));
 }
+
+/// The anti-spoofing table (family bridge), whole: a port with a known MAC and two
+/// addresses, a learning port, and the changes when the first goes and a lease comes.
+#[test]
+fn port_filter_snapshots() {
+    use kvnet_firewall::portfilter::{
+        FilterInput, FilterPort, FilterState, render_changes, render_table,
+    };
+    let mac = |s: &str| s.parse().unwrap();
+    let input = |ports: Vec<FilterPort>, bindings: &[(&str, &str)]| {
+        let i = FilterInput {
+            known_macs: ports.iter().filter_map(|p| p.mac).collect(),
+            ports,
+            bindings: bindings
+                .iter()
+                .map(|(m, a)| (mac(m), a.parse().unwrap()))
+                .collect(),
+        };
+        FilterState::from_input(&i).0
+    };
+    let vnet0 = FilterPort {
+        ifname: "vnet0".into(),
+        mac: Some(mac("52:54:00:00:00:0a")),
+    };
+    let tap0 = FilterPort {
+        ifname: "tap0".into(),
+        mac: None,
+    };
+    let before = input(
+        vec![vnet0, tap0.clone()],
+        &[
+            ("52:54:00:00:00:0a", "192.168.122.10"),
+            ("52:54:00:00:00:0a", "fd00::5054:ff:fe00:a"),
+        ],
+    );
+    check("portfilter.table", &render_table("kvnet", &before));
+    let after = input(vec![tap0], &[("52:54:00:00:00:0b", "192.168.122.101")]);
+    check(
+        "portfilter.changes",
+        &render_changes("kvnet", &before, &after, &[]).unwrap(),
+    );
+}

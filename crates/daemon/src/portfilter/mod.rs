@@ -138,13 +138,25 @@ impl PortFilter {
     }
 }
 
+/// The table, as far as the task knows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Live {
+    /// Read it first (at start, after another process changed it).
+    Unknown,
+    Absent,
+    /// Not kvnet's current layout, or changed by another process: replaced whole.
+    Foreign,
+    /// kvnet's, with these elements (learned ones aside).
+    Present(FilterState),
+}
+
 /// The task's state: the sources, and what the table holds as far as it knows.
 struct Task {
     table: String,
     nl: Option<Netlink>,
     nets: BTreeMap<String, NetSrc>,
-    /// The table's elements as last applied; None: read the live table first.
-    applied: Option<FilterState>,
+    /// What the table holds, as far as the task knows.
+    live: Live,
     /// Learning ports' device indexes at the last sync: a new index is a new device.
     learning: HashMap<String, u32>,
     /// Every adopted network is known ([`PortFilter::ready`]).
@@ -230,6 +242,15 @@ impl Task {
         let Some(nl) = &self.nl else {
             return Ok(Default::default());
         };
+        // Links matter for networks filtering links they did not register, and for
+        // ports that learn (a re-created device forgets): without either, no dump.
+        let wanted = self.nets.values().any(|s| {
+            crate::ports::PortDefaults::of(&s.net).filter != kvnet_model::TrafficFilter::None
+                || s.ports.iter().any(|p| p.mac.is_none())
+        });
+        if !wanted {
+            return Ok(Default::default());
+        }
         let links = nl.links().await?;
         let index: HashMap<String, u32> = links.iter().map(|l| (l.name.clone(), l.index)).collect();
         let by_index: HashMap<u32, &str> =
@@ -253,7 +274,9 @@ impl Task {
 
     /// Bring the table to what the sources call for.
     async fn sync(&mut self) -> Result<()> {
+        let t0 = std::time::Instant::now();
         let (unregistered, index) = self.links().await?;
+        let t_links = t0.elapsed();
         let views: Vec<NetView> = self
             .nets
             .iter()
@@ -283,6 +306,12 @@ impl Task {
             .collect();
         let stops = self.learning.keys().any(|p| !want.learn.contains(p));
         let res = self.apply(&want, !renewed.is_empty() || stops, &renewed);
+        debug!(
+            "port filter: {} ports in {:.1} ms (links {:.1} ms)",
+            want.filtered.len(),
+            t0.elapsed().as_secs_f64() * 1e3,
+            t_links.as_secs_f64() * 1e3
+        );
         self.learning = want
             .learn
             .iter()
@@ -292,50 +321,26 @@ impl Task {
     }
 
     fn apply(&mut self, want: &FilterState, forget_some: bool, renewed: &[&String]) -> Result<()> {
-        let empty = want.filtered.is_empty();
-        if let Some(why) = self.tampered.take() {
-            self.applied = None;
-            let live = read_installed(&self.table)?;
-            if empty && live.is_none() {
-                self.applied = Some(FilterState::default());
-                return Ok(());
-            }
-            let script = if empty {
-                format!("delete table bridge {}\n", self.table)
-            } else {
-                render_table(&self.table, want)
-            };
-            nft::apply(&script).context("rebuild the port filter table")?;
-            warn!(
-                "port filter table bridge {} {why}: rebuilt ({} ports; learned MACs are learned again)",
-                self.table,
-                want.filtered.len()
-            );
-            self.applied = Some(if empty {
-                FilterState::default()
-            } else {
-                want.clone()
-            });
-            return Ok(());
+        let tampered = self.tampered.take();
+        if tampered.is_some() {
+            self.live = Live::Unknown;
         }
-        let installed = if self.applied.is_none() || forget_some {
+        // What is there, read when not known, or when learned MACs are to be forgotten.
+        let installed = if self.live == Live::Unknown || forget_some {
             read_installed(&self.table)?
         } else {
             None
         };
-        let old = match (&self.applied, &installed) {
-            (Some(a), _) => Some(a.clone()),
-            (None, Some(i)) if i.current => Some(i.state.clone()),
-            (None, Some(_)) => None,
-            // No table: nothing to remove, everything to add.
-            (None, None) if empty => {
-                self.applied = Some(FilterState::default());
-                return Ok(());
-            }
-            (None, None) => None,
-        };
-        if empty {
-            if old.as_ref().is_some_and(|o| *o != FilterState::default()) || installed.is_some() {
+        if self.live == Live::Unknown {
+            self.live = match &installed {
+                None => Live::Absent,
+                Some(i) if i.current && tampered.is_none() => Live::Present(i.state.clone()),
+                // Another layout, or edited by someone: replaced whole.
+                Some(_) => Live::Foreign,
+            };
+        }
+        if want.filtered.is_empty() {
+            if self.live != Live::Absent {
                 let res = nft::apply(&format!("delete table bridge {}\n", self.table));
                 // Already gone (someone flushed the ruleset) is as good.
                 if res.is_err() && read_installed(&self.table)?.is_some() {
@@ -343,18 +348,28 @@ impl Task {
                 }
                 info!("port filter: no port is filtered, table removed");
             }
-            self.applied = Some(FilterState::default());
+            self.live = Live::Absent;
             return Ok(());
         }
-        let Some(old) = old else {
-            nft::apply(&render_table(&self.table, want))
-                .context("install the port filter table")?;
-            info!(
-                "port filter: table installed ({} ports)",
-                want.filtered.len()
-            );
-            self.applied = Some(want.clone());
-            return Ok(());
+        let old = match std::mem::replace(&mut self.live, Live::Unknown) {
+            Live::Present(old) => old,
+            _ => {
+                nft::apply(&render_table(&self.table, want))
+                    .context("install the port filter table")?;
+                match tampered {
+                    Some(why) => warn!(
+                        "port filter table bridge {} {why}: rebuilt ({} ports; learned MACs are learned again)",
+                        self.table,
+                        want.filtered.len()
+                    ),
+                    None => info!(
+                        "port filter: table installed ({} ports)",
+                        want.filtered.len()
+                    ),
+                }
+                self.live = Live::Present(want.clone());
+                return Ok(());
+            }
         };
         let forget: Vec<(String, MacAddr)> = installed
             .map(|i| i.learned)
@@ -366,13 +381,12 @@ impl Task {
             if let Err(e) = nft::apply(&script) {
                 // Someone else changed the table (or it is gone): rebuild it whole.
                 warn!("port filter: changes refused ({e}); rebuilding the table");
-                self.applied = None;
                 nft::apply(&render_table(&self.table, want))
                     .context("rebuild the port filter table")?;
             }
             debug!("port filter: applied\n{script}");
         }
-        self.applied = Some(want.clone());
+        self.live = Live::Present(want.clone());
         Ok(())
     }
 }
@@ -426,7 +440,7 @@ async fn run(table: String, mut rx: mpsc::UnboundedReceiver<Msg>) {
         table,
         nl,
         nets: BTreeMap::new(),
-        applied: None,
+        live: Live::Unknown,
         learning: HashMap::new(),
         ready: false,
         tampered: None,

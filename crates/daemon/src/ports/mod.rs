@@ -265,8 +265,10 @@ impl Ports {
         })
     }
 
-    /// port-create: a persistent TAP for a guest, on the target's bridge.
-    pub async fn create(&mut self, nl: &Netlink, t: &Target, a: PortCreate) -> Result<CreatedPort> {
+    /// port-create, first half: checks the request, picks the name and MAC and registers
+    /// the port (no TAP yet). The caller readies what must hold before the TAP is on the
+    /// bridge (its filter), then calls [`Ports::realize`].
+    pub async fn register(&mut self, nl: &Netlink, t: &Target, a: PortCreate) -> Result<PortRec> {
         let queues = a.queues.unwrap_or(1);
         if !(1..=MAX_QUEUES).contains(&queues) {
             bail!("queues must be between 1 and {MAX_QUEUES}, not {queues}");
@@ -332,12 +334,19 @@ impl Ports {
         // Registered before the TAP exists: a kvnetd killed in between leaves a port whose
         // TAP the next one makes when it adopts the network, never a TAP nobody lists.
         self.save(network, ports)?;
+        Ok(rec)
+    }
+
+    /// port-create, second half: the registered port's TAP, made and plugged; on failure
+    /// the port is unregistered again.
+    pub async fn realize(&mut self, nl: &Netlink, t: &Target, rec: PortRec) -> Result<CreatedPort> {
+        let network = &t.network;
+        let (ifname, queues) = (rec.ifname.clone(), rec.queues);
+        let Some(mac) = rec.mac else {
+            bail!("port {ifname} has no guest MAC to create a TAP for");
+        };
         if let Err(e) = plug::realize(nl, &rec, t).await {
-            let mut ports = self.of(network).to_vec();
-            ports.retain(|p| p.ifname != ifname);
-            if let Err(e) = self.save(network, ports) {
-                warn!(network = %network, "port {ifname} stays registered: {e:#}");
-            }
+            self.unregister(network, &ifname);
             return Err(e.context(format!(
                 "cannot create port {ifname} on network '{network}'"
             )));
@@ -348,6 +357,15 @@ impl Ports {
             port: rec.view(network, t.defaults),
             qemu_args: qemu_args(&ifname, mac, queues),
         })
+    }
+
+    /// Forget a port registered by [`Ports::register`] whose creation failed.
+    pub fn unregister(&mut self, network: &str, ifname: &str) {
+        let mut ports = self.of(network).to_vec();
+        ports.retain(|p| p.ifname != ifname);
+        if let Err(e) = self.save(network, ports) {
+            warn!(network = %network, "port {ifname} stays registered: {e:#}");
+        }
     }
 
     /// port-attach: register a TAP someone else made and put it on the target's bridge.
