@@ -119,3 +119,26 @@ if [ "$mode" = test ]; then
   fi
 fi
 command -v cargo >/dev/null || { echo "deps.sh: cargo not found (install Rust with rustup)" >&2; exit 1; }
+
+if [ "$mode" = test ]; then
+  # promtool (Debian's prometheus package) checks the metrics kvnetd serves. Only the
+  # binary is extracted, to $KVNET_TEST_CACHE/promtool: installing the package would
+  # start a Prometheus server on the machine.
+  cache="${KVNET_TEST_CACHE:-/var/cache/kvnet-test}"
+  pdir="$cache/prometheus"
+  if [ ! -x "$cache/promtool" ]; then
+    if [ "$(id -u)" != 0 ]; then
+      echo "deps.sh: promtool missing under $cache; run as root to fetch it" >&2
+      exit 1
+    fi
+    mkdir -p "$pdir/dl"
+    chown _apt "$pdir/dl" 2>/dev/null || true
+    (cd "$pdir/dl" && apt-get download -qq prometheus >/dev/null 2>&1) || {
+      echo "deps.sh: apt-get download prometheus failed" >&2
+      exit 1
+    }
+    dpkg-deb -x "$pdir/dl/"prometheus_*.deb "$pdir/x"
+    install -m 0755 "$pdir/x/usr/bin/promtool" "$cache/promtool"
+    rm -rf "$pdir"
+  fi
+fi

@@ -35,9 +35,11 @@ done
 T=$(realpath -m "${CARGO_TARGET_DIR:-target}")
 bins=(kvnetd kvnet kvnet-ifup kvnet-ifdown kvnet-bridge-helper)
 if [ -z "$bin_dir" ]; then
-  cargo build --release --locked $(printf -- '--bin %s ' "${bins[@]}")
+  cargo build --release --locked $(printf -- '--bin %s ' "${bins[@]}") -p kvnet-nss --lib
   bin_dir=$T/release
 fi
+# The NSS module (hosts: files kvnet dns) goes where glibc looks for libnss_*.so.2.
+multiarch=$(dpkg-architecture -qDEB_HOST_MULTIARCH)
 [ -n "$version" ] || version=$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -n1)
 out=$(realpath -m "${out:-$T/debian}")
 arch=$(dpkg --print-architecture)
@@ -51,6 +53,7 @@ trap 'rm -rf "$stage"' EXIT
 R=$stage/debian/kvnet
 D=contrib/debian
 install -d -m 0755 "$R"/usr/sbin "$R"/usr/bin "$R"/usr/libexec "$R"/lib/systemd/system \
+  "$R"/usr/lib/"$multiarch" \
   "$R"/etc/kvnet "$R"/usr/share/man/man1 "$R"/usr/share/man/man8 "$R"/usr/share/doc/kvnet \
   "$R"/usr/share/bash-completion/completions "$R"/usr/share/zsh/vendor-completions \
   "$R"/usr/share/fish/vendor_completions.d "$R"/usr/share/lintian/overrides "$R"/DEBIAN
@@ -62,10 +65,13 @@ put kvnet usr/bin
 put kvnet-ifup usr/bin
 put kvnet-ifdown usr/bin
 put kvnet-bridge-helper usr/libexec
-# As dh_strip does for executables.
+install -m 0644 "$bin_dir"/libnss_kvnet.so "$R"/usr/lib/"$multiarch"/libnss_kvnet.so.2
+# As dh_strip does for executables and shared libraries.
 for b in "$R"/usr/sbin/* "$R"/usr/bin/* "$R"/usr/libexec/*; do
   strip --remove-section=.comment --remove-section=.note "$b"
 done
+strip --remove-section=.comment --remove-section=.note --strip-unneeded \
+  "$R"/usr/lib/"$multiarch"/libnss_kvnet.so.2
 install -m 0644 contrib/systemd/kvnetd.service contrib/systemd/kvnetd.socket "$R"/lib/systemd/system/
 install -m 0644 "$D"/bridge.conf "$R"/etc/kvnet/bridge.conf
 for page in contrib/man/*.1 contrib/man/*.8; do
@@ -87,7 +93,7 @@ commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 chmod 0644 "$R"/usr/share/doc/kvnet/changelog.gz "$R"/usr/share/man/man*/*.gz
 
 install -m 0755 "$D"/postinst "$D"/prerm "$D"/postrm "$R"/DEBIAN/
-install -m 0644 "$D"/conffiles "$R"/DEBIAN/conffiles
+install -m 0644 "$D"/conffiles "$D"/triggers "$R"/DEBIAN/
 (cd "$R" && find . -path ./DEBIAN -prune -o -path ./etc -prune -o -type f -printf '%P\0' |
   LC_ALL=C sort -z | xargs -0 md5sum) >"$R"/DEBIAN/md5sums
 chmod 0644 "$R"/DEBIAN/md5sums

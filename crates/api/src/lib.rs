@@ -14,8 +14,9 @@ pub mod request;
 pub use client::{Answer, Client, ClientError, Retry, call, call_raw};
 
 pub use reply::{
-    Bridged, Check, CreatedPort, EventKind, Finding, ForwardEntry, Lease, NetEvent, NetSummary,
-    NetworkId, Port, PortKind, Reply, Report, Unbridged, Version,
+    Bridged, Check, CreatedPort, DhcpStats, EventKind, Finding, ForwardEntry, Lease, LeaseTime,
+    NetEvent, NetStats, NetSummary, NetworkId, Port, PortKind, PortTraffic, Reply, Report,
+    Unbridged, Version,
 };
 pub use request::{Call, Request};
 

@@ -280,3 +280,63 @@ pub struct NetEvent {
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub detail: std::collections::BTreeMap<String, String>,
 }
+
+/// Reply to `stats` (`net-stats`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct NetStats {
+    pub network: String,
+    pub active: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bridge: Option<String>,
+    /// The running DHCP servers (v4, v6).
+    #[serde(default)]
+    pub dhcp: Vec<DhcpStats>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dns: Option<kvnet_metrics::DnsCounters>,
+    #[serde(default)]
+    pub leases: Vec<LeaseTime>,
+    #[serde(default)]
+    pub ports: Vec<PortTraffic>,
+}
+
+/// One DHCP server's counters, pool and journal.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct DhcpStats {
+    /// `v4` or `v6`.
+    pub family: String,
+    /// Leases bound now, and the addresses the ranges hold.
+    pub active: u64,
+    pub pool: u64,
+    pub counters: kvnet_metrics::DhcpCounters,
+    pub journal_bytes: u64,
+    /// Each batch's journal write and fsync, seconds.
+    pub journal_fsync: kvnet_metrics::Histogram,
+    pub journal_failed_writes: u64,
+    pub journal_dropped_replies: u64,
+}
+
+/// A lease and how long it has left.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct LeaseTime {
+    pub ip_address: std::net::IpAddr,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac_address: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hostname: Option<String>,
+    /// Seconds until it expires; None for an infinite lease.
+    pub expires_in: Option<u64>,
+}
+
+/// A port's traffic, from the guest's point of view reversed: what the TAP received is
+/// what the guest sent.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PortTraffic {
+    pub ifname: String,
+    pub rx_bytes: u64,
+    pub rx_packets: u64,
+    pub tx_bytes: u64,
+    pub tx_packets: u64,
+    /// Frames the port filter dropped (filtered ports).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filter_dropped: Option<u64>,
+}

@@ -2,8 +2,8 @@
 //! and [`Request`], the tagged union that travels: `{"op":"start","network":"default"}`.
 
 use crate::reply::{
-    Bridged, CreatedPort, EventKind, ForwardEntry, Lease, NetSummary, NetworkId, Port, Report,
-    Unbridged, Version,
+    Bridged, CreatedPort, EventKind, ForwardEntry, Lease, NetStats, NetSummary, NetworkId, Port,
+    Report, Unbridged, Version,
 };
 use kvnet_model::{FwdProto, PortForward, PortRange, UpdateCommand, UpdateSection};
 use serde::de::DeserializeOwned;
@@ -42,6 +42,7 @@ pub enum Request {
     ForwardRemove(ForwardRemove),
     ForwardList(ForwardList),
     Events(Events),
+    Stats(Stats),
 }
 
 impl Request {
@@ -71,6 +72,7 @@ impl Request {
             Request::ForwardRemove(_) => "forward-remove",
             Request::ForwardList(_) => "forward-list",
             Request::Events(_) => "events",
+            Request::Stats(_) => "stats",
         }
     }
 }
@@ -114,6 +116,7 @@ calls! {
     ForwardRemove => (),
     ForwardList => Vec<ForwardEntry>,
     Events => (),
+    Stats => NetStats,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -241,6 +244,12 @@ pub struct PortDelete {
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct PortList {
+    pub network: String,
+}
+
+/// What a network's services counted, its leases and its ports' traffic (net-stats).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Stats {
     pub network: String,
 }
 

@@ -256,6 +256,10 @@ fn the_reference_lists_every_request() {
         }
         .into(),
         Events::default().into(),
+        Stats {
+            network: String::new(),
+        }
+        .into(),
     ];
     let mut ops: Vec<&str> = all.iter().map(Request::op).collect();
     let mut listed = listed;

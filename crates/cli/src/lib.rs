@@ -11,6 +11,7 @@ mod iface;
 mod net;
 mod output;
 mod ports;
+mod stats;
 mod table;
 
 use anyhow::{Result, anyhow};
@@ -78,6 +79,13 @@ enum Cmd {
     /// Print kvnetd's events as they happen (virsh net-event): lifecycle, and kvnet's
     /// lease, port and forward events. Exits after the first unless --loop.
     NetEvent(events::NetEventArgs),
+    /// A network's DHCP and DNS counters, leases with the time they have left, and its
+    /// ports' traffic (what kvnetd --metrics gives a scraper).
+    NetStats {
+        network: String,
+        #[command(flatten)]
+        json: Json,
+    },
     /// Check a network XML file offline (no daemon needed).
     NetValidate {
         file: PathBuf,
@@ -97,6 +105,7 @@ fn run(cli: Cli) -> Result<()> {
         Cmd::Iface(cmd) => iface::run(&c, cmd)?,
         Cmd::Forward(cmd) => forwards::run(&c, cmd)?,
         Cmd::NetEvent(a) => events::run(&c.socket, a)?,
+        Cmd::NetStats { network, json } => stats::run(&c, &network, json.json)?,
         Cmd::NetValidate { file, canonical } => {
             // --canonical is libvirt's parse-and-format round trip, which also accepts
             // definitions a define would refuse (e.g. <ip> on a passthrough network).

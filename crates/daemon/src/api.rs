@@ -46,6 +46,7 @@ pub async fn handle(d: &mut Daemon, req: Request) -> Reply {
             reply::<PortDelete>(d.port_delete(r.network.as_deref(), &r.ifname).await)
         }
         Request::PortList(r) => reply::<PortList>(d.port_list(&r.network).await),
+        Request::Stats(r) => reply::<Stats>(d.net_stats(&r.network).await),
         Request::IfaceBridge(r) => reply::<IfaceBridge>(d.iface_bridge(&r).await),
         Request::IfaceUnbridge(r) => reply::<IfaceUnbridge>(d.iface_unbridge(&r.bridge).await),
         Request::Doctor(r) => reply::<Doctor>(d.doctor(r.network.as_deref()).await),

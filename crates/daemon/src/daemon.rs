@@ -15,12 +15,13 @@ use crate::nethooks;
 use crate::paths::Paths;
 use crate::ports::{PortDefaults, Ports};
 use crate::registry::{Registry, UpdateTarget};
+use crate::services::ServiceStats;
 use crate::store::{self, Durability, status};
 use anyhow::{Result, anyhow};
 use kvnet_api::request::{self as req, PortCreate};
 use kvnet_api::{
-    Bridged, CreatedPort, EventKind, ForwardEntry, Lease, NetworkId, Port, PortKind, Report,
-    Unbridged,
+    Bridged, CreatedPort, DhcpStats, EventKind, ForwardEntry, Lease, LeaseTime, NetStats,
+    NetworkId, Port, PortKind, PortTraffic, Report, Unbridged,
 };
 use kvnet_model::{MacAddr, Network};
 use tracing::{error, info, warn};
@@ -366,6 +367,101 @@ impl Daemon {
             }
         }
         Ok(list)
+    }
+
+    /// `net-stats`: network `name`'s counters, leases and ports' traffic.
+    pub async fn net_stats(&self, name: &str) -> Result<NetStats> {
+        let traffic = match self.registry.live(name) {
+            Ok(_) => self.life.nl().link_traffic().await?,
+            Err(_) => Default::default(),
+        };
+        let filter = self.life.filter_installed().await;
+        self.stats_of(name, &traffic, filter.as_ref())
+    }
+
+    fn stats_of(
+        &self,
+        name: &str,
+        traffic: &std::collections::HashMap<String, [u64; 4]>,
+        filter: Option<&kvnet_firewall::portfilter::Installed>,
+    ) -> Result<NetStats> {
+        let obj = self.registry.get(name)?;
+        let net = obj.live.as_ref().or(obj.def.as_ref());
+        let mut out = NetStats {
+            network: name.to_string(),
+            active: obj.live.is_some(),
+            bridge: net.and_then(|n| n.bridge_name()).map(str::to_string),
+            dhcp: Vec::new(),
+            dns: None,
+            leases: Vec::new(),
+            ports: Vec::new(),
+        };
+        let Some(live) = obj.live.as_ref() else {
+            return Ok(out);
+        };
+        for s in self.life.service_stats(name) {
+            match s {
+                ServiceStats::Dhcp {
+                    family,
+                    stats,
+                    active,
+                    pool,
+                    journal,
+                } => out.dhcp.push(DhcpStats {
+                    family: family.to_string(),
+                    active,
+                    pool,
+                    counters: stats,
+                    journal_bytes: journal.bytes,
+                    journal_fsync: journal.fsync,
+                    journal_failed_writes: journal.failed_writes,
+                    journal_dropped_replies: journal.dropped_replies,
+                }),
+                ServiceStats::Dns(c) => out.dns = Some(c),
+            }
+        }
+        let now = crate::ids::now();
+        out.leases = self
+            .life
+            .leases(live)?
+            .into_iter()
+            .map(|l| LeaseTime {
+                ip_address: l.ip_address,
+                mac_address: l.mac_address,
+                hostname: l.hostname,
+                expires_in: (l.expiry_time != 0).then(|| l.expiry_time.saturating_sub(now)),
+            })
+            .collect();
+        for p in self.ports.recs(name) {
+            let t = traffic.get(&p.ifname).copied().unwrap_or_default();
+            out.ports.push(PortTraffic {
+                ifname: p.ifname.clone(),
+                rx_bytes: t[0],
+                rx_packets: t[1],
+                tx_bytes: t[2],
+                tx_packets: t[3],
+                filter_dropped: filter
+                    .filter(|i| i.state.filtered.contains(&p.ifname))
+                    .map(|i| i.drops.get(&p.ifname).map_or(0, |d| d.0)),
+            });
+        }
+        Ok(out)
+    }
+
+    /// The Prometheus text of every network and of the daemon (`--metrics`).
+    pub async fn metrics_text(&self) -> String {
+        let traffic = self.life.nl().link_traffic().await.unwrap_or_default();
+        let filter = self.life.filter_installed().await;
+        let nets: Vec<NetStats> = self
+            .registry
+            .summaries()
+            .iter()
+            .filter_map(|s| self.stats_of(&s.name, &traffic, filter.as_ref()).ok())
+            .collect();
+        kvnet_metrics::render(&crate::metrics::families(
+            &nets,
+            &crate::metrics::Daemon::now(),
+        ))
     }
 
     pub async fn iface_bridge(&self, r: &req::IfaceBridge) -> Result<Bridged> {

@@ -93,4 +93,9 @@ pub struct Args {
     /// Log filter, e.g. "info" or "kvnetd=debug".
     #[arg(long, default_value = "info", env = "KVNET_LOG")]
     pub log: String,
+    /// Serve Prometheus metrics (GET /metrics) on ADDR: a loopback address and port
+    /// (127.0.0.1:9125, [::1]:9125) or a Unix socket (unix:/run/kvnet/metrics.sock).
+    /// Off unless given.
+    #[arg(long, value_name = "ADDR", env = "KVNET_METRICS")]
+    pub metrics: Option<String>,
 }

@@ -24,6 +24,7 @@ mod hooks;
 mod ids;
 mod ifbridge;
 mod lifecycle;
+mod metrics;
 mod nethooks;
 mod nssindex;
 mod paths;
@@ -90,6 +91,13 @@ fn lock_run_dir(paths: &Paths) -> Result<Flock<std::fs::File>> {
 }
 
 async fn run(args: Args, passed: Option<UnixListener>, limits: server::Limits) -> Result<()> {
+    metrics::mark_started();
+    let metrics = args
+        .metrics
+        .as_deref()
+        .map(metrics::http::parse_listen)
+        .transpose()
+        .map_err(anyhow::Error::msg)?;
     let paths = Paths::new(args.config_dir, args.state_dir, args.run_dir, args.socket);
     let _lock = lock_run_dir(&paths)?;
     nethooks::init(paths.config_dir.join("hooks"));
@@ -117,6 +125,17 @@ async fn run(args: Args, passed: Option<UnixListener>, limits: server::Limits) -
     systemd::ready(&d.status_line());
     let _watchdog = systemd::spawn_watchdog();
     let d = Arc::new(tokio::sync::Mutex::new(d));
+    let _metrics = match &metrics {
+        Some(l) => {
+            let d = d.clone();
+            let render: metrics::http::Render = Arc::new(move || {
+                let d = d.clone();
+                Box::pin(async move { d.lock().await.metrics_text().await })
+            });
+            Some(metrics::http::spawn(l, render).await?)
+        }
+        None => None,
+    };
     let _status = {
         let d = d.clone();
         tokio::spawn(async move {

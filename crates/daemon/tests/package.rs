@@ -126,6 +126,7 @@ fn expected_files() -> Vec<String> {
         "usr/bin/kvnet",
         "usr/bin/kvnet-ifdown",
         "usr/bin/kvnet-ifup",
+        "usr/lib/x86_64-linux-gnu/libnss_kvnet.so.2",
         "usr/libexec/kvnet-bridge-helper",
         "usr/sbin/kvnetd",
         "usr/share/bash-completion/completions/kvnet",

@@ -133,6 +133,7 @@ mod lease;
 mod ratelimit;
 mod renewal;
 mod server;
+mod stats;
 pub mod v6;
 mod wire;
 
@@ -143,4 +144,5 @@ pub use event::{Destination, Effect, Event};
 pub use journal::{COMPACTION_FLOOR, Compaction};
 pub use lease::{LeaseRecord, LeaseState, LeaseTable, LeaseView, compact, encode_record, replay};
 pub use server::Server;
+pub use stats::Stats;
 pub use wire::Malformed;

@@ -1,5 +1,6 @@
 //! The DHCPv4 state machine (RFC 2131) for one subnet.
 
+use crate::stats::Count as _;
 use std::collections::{BTreeSet, HashMap};
 use std::net::Ipv4Addr;
 
@@ -211,6 +212,7 @@ pub struct Server {
     /// Per range: every address below this one has a lease record, so the search for a
     /// never-used address starts here instead of rescanning the leased part.
     fresh_from: Vec<u32>,
+    stats: crate::Stats,
 }
 
 impl Server {
@@ -233,6 +235,7 @@ impl Server {
             exhausted_logged: None,
             expired_upto: 0,
             fresh_from: Vec::new(),
+            stats: crate::Stats::default(),
         };
         s.prune();
         s
@@ -255,6 +258,11 @@ impl Server {
 
     pub fn config(&self) -> &Config {
         &self.cfg
+    }
+
+    /// What this server did since it started.
+    pub fn stats(&self) -> &crate::Stats {
+        &self.stats
     }
 
     /// The lease table as it stands (what `compact` should write).
@@ -331,8 +339,9 @@ impl Server {
                     mac: r.mac_address,
                 })
             })
-            .collect();
+            .collect::<Vec<_>>();
         self.expired_upto = self.expired_upto.max(now);
+        self.count(&out);
         out
     }
 
@@ -375,11 +384,18 @@ impl Server {
                 seen: mac,
             }));
         }
+        self.count(&out);
         out
     }
 
     /// Handle one datagram received on port 67 of this network's bridge.
     pub fn handle(&mut self, now: u64, bytes: &[u8]) -> Vec<Effect> {
+        let out = self.dispatch(now, bytes);
+        self.count(&out);
+        out
+    }
+
+    fn dispatch(&mut self, now: u64, bytes: &[u8]) -> Vec<Effect> {
         let mut out = Vec::new();
         let req = match wire::parse(bytes) {
             Ok(r) => r,
@@ -401,6 +417,14 @@ impl Server {
             return out;
         }
         let client = Client::of(&req);
+        self.stats.received(match req.msg_type {
+            MessageType::Discover => "discover",
+            MessageType::Request => "request",
+            MessageType::Release => "release",
+            MessageType::Decline => "decline",
+            MessageType::Inform => "inform",
+            _ => "other",
+        });
         match req.msg_type {
             MessageType::Discover => self.discover(&mut out, now, &req, &client),
             MessageType::Request => self.request(&mut out, now, &req, &client),
@@ -1138,7 +1162,18 @@ impl Server {
             self.log_count += 1;
             out.push(Effect::Log(ev));
         } else {
+            // Not in the output, so counted here.
+            self.stats.v4(&ev);
             self.log_suppressed += 1;
+        }
+    }
+
+    /// Counts the events of a call's output.
+    fn count(&mut self, out: &[Effect]) {
+        for e in out {
+            if let Effect::Log(ev) = e {
+                self.stats.v4(ev);
+            }
         }
     }
 }

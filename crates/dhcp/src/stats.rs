@@ -2,43 +2,21 @@
 //! what came of them. Counted by the engines from their own events, so a noisy event
 //! the log rate limit suppresses still counts.
 
-use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+pub use kvnet_metrics::DhcpCounters as Stats;
 
-/// Counters of one DHCP server.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Stats {
-    /// Well-formed messages received, by type (`discover`, `request`, … ; `solicit`,
-    /// `renew`, … for DHCPv6).
-    pub received: BTreeMap<String, u64>,
-    /// OFFERs (DHCPv6: ADVERTISEs).
-    pub offers: u64,
-    /// ACKs (DHCPv6: REPLYs that bind an address).
-    pub acks: u64,
-    /// NAKs (DHCPv6: no binding for a renewal).
-    pub naks: u64,
-    /// Requests answered with no address: the pool was exhausted.
-    pub no_address: u64,
-    /// Addresses found in use by another machine (ARP probes, DECLINE).
-    pub conflicts: u64,
-    pub declines: u64,
-    pub releases: u64,
-    pub expirations: u64,
-    /// Dropped: a client over its packet rate.
-    pub rate_limited: u64,
-    /// Dropped: the network's budget of lease changes was spent.
-    pub changes_limited: u64,
-    pub malformed: u64,
-    /// Well-formed, deliberately not answered (another server's, another subnet's…).
-    pub ignored: u64,
+/// How the engines count into [`Stats`].
+pub(crate) trait Count {
+    fn received(&mut self, kind: &str);
+    fn v4(&mut self, ev: &crate::Event);
+    fn v6(&mut self, ev: &crate::v6::Event);
 }
 
-impl Stats {
-    pub(crate) fn received(&mut self, kind: &str) {
+impl Count for Stats {
+    fn received(&mut self, kind: &str) {
         *self.received.entry(kind.to_string()).or_default() += 1;
     }
 
-    pub(crate) fn v4(&mut self, ev: &crate::Event) {
+    fn v4(&mut self, ev: &crate::Event) {
         use crate::Event as E;
         match ev {
             E::Offer { .. } => self.offers += 1,
@@ -64,7 +42,7 @@ impl Stats {
         }
     }
 
-    pub(crate) fn v6(&mut self, ev: &crate::v6::Event) {
+    fn v6(&mut self, ev: &crate::v6::Event) {
         use crate::v6::Event as E;
         match ev {
             E::Advertise { .. } => self.offers += 1,

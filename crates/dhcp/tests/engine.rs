@@ -1223,3 +1223,27 @@ fn overloaded_options_in_the_file_field_are_read() {
     assert_eq!(a.yiaddr(), ip(33));
     assert_eq!(a.persists[0].hostname.as_deref(), Some("over"));
 }
+
+#[test]
+fn stats_count_messages_and_outcomes() {
+    let mut s = server(&small_net(10, 11, "", ""));
+    let (a, b) = (mac(1), mac(2));
+    let ip_a = dora(&mut s, NOW, a);
+    dora(&mut s, NOW, b);
+    // The pool (two addresses) is exhausted for a third client.
+    send(&mut s, NOW, Pkt::discover(mac(3)));
+    send(&mut s, NOW + 1, Pkt::release(a, ip_a));
+    s.handle(NOW + 1, b"not dhcp");
+    let st = s.stats();
+    assert_eq!(st.received["discover"], 3);
+    assert_eq!(st.received["request"], 2);
+    assert_eq!(st.received["release"], 1);
+    assert_eq!((st.offers, st.acks, st.naks), (2, 2, 0));
+    assert_eq!((st.no_address, st.releases, st.malformed), (1, 1, 1));
+    // A NAK, then an expiry.
+    send(&mut s, NOW + 2, Pkt::select(mac(4), ip(200)));
+    let st = s.stats().clone();
+    assert!(st.naks + st.ignored >= 1, "{st:?}");
+    s.expire(NOW + 100_000);
+    assert_eq!(s.stats().expirations, 1);
+}

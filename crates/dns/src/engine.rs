@@ -1,5 +1,6 @@
 //! The query state machine: local answers, routing, and the table of forwarded queries.
 
+use crate::stats::Count as _;
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -130,6 +131,8 @@ struct Pending {
     tried: usize,
     timer: (Instant, u64),
     udp_limit: usize,
+    /// When the client's query came: the answer's latency.
+    arrived: Instant,
 }
 
 /// The DNS engine of one network. See the crate documentation for the shell's side.
@@ -149,6 +152,7 @@ pub struct Engine {
     timers: BTreeMap<(Instant, u64), PendingKey>,
     by_client: HashMap<(Peer, u16), PendingKey>,
     seq: u64,
+    stats: crate::Stats,
 }
 
 impl Engine {
@@ -172,6 +176,7 @@ impl Engine {
             timers: BTreeMap::new(),
             by_client: HashMap::new(),
             seq: 0,
+            stats: crate::Stats::default(),
         };
         e.rebuild();
         e
@@ -333,6 +338,22 @@ impl Engine {
 
     /// A query from a client. Never panics, whatever the bytes.
     pub fn handle_query(&mut self, now: Instant, client: Peer, bytes: &[u8]) -> Decision {
+        let d = self.query(now, client, bytes);
+        self.stats.query(&d);
+        d
+    }
+
+    /// What this engine did since it started.
+    pub fn stats(&self) -> &crate::Stats {
+        &self.stats
+    }
+
+    /// The shell's measure of a local answer's latency (the engine has no clock).
+    pub fn note_local_latency(&mut self, secs: f64) {
+        self.stats.latency.observe(secs);
+    }
+
+    fn query(&mut self, now: Instant, client: Peer, bytes: &[u8]) -> Decision {
         let Some(header) = read_header(bytes) else {
             return Decision::Drop;
         };
@@ -405,6 +426,7 @@ impl Engine {
             tried: 0,
             timer: (now, 0),
             udp_limit: limit,
+            arrived: now,
         };
         self.forward(now, p)
     }
@@ -435,8 +457,11 @@ impl Engine {
         };
         let rcode = header.metadata.response_code;
         if matches!(rcode, ResponseCode::ServFail | ResponseCode::Refused) && self.can_retry(&p) {
-            return self.forward(now, p);
+            let d = self.forward(now, p);
+            self.stats.upstream(&d, false);
+            return d;
         }
+        let latency = now.saturating_duration_since(p.arrived).as_secs_f64();
         let mut out = bytes.to_vec();
         out[..2].copy_from_slice(&p.client_id.to_be_bytes());
         if p.client.transport == Transport::Udp && out.len() > p.udp_limit {
@@ -445,10 +470,13 @@ impl Engine {
             out[2] |= 0x02;
             out[6..12].fill(0);
         }
-        Decision::Answer {
+        let d = Decision::Answer {
             to: p.client,
             bytes: out,
-        }
+        };
+        self.stats.upstream(&d, false);
+        self.stats.latency.observe(latency);
+        d
     }
 
     /// Queries whose upstream did not answer in time: the next upstream is tried, or the
@@ -463,11 +491,13 @@ impl Engine {
                 self.timers.remove(&(deadline, seq));
                 continue;
             };
-            if self.can_retry(&p) {
-                out.push(self.forward(now, p));
+            let d = if self.can_retry(&p) {
+                self.forward(now, p)
             } else {
-                out.push(self.servfail(&p));
-            }
+                self.servfail(&p)
+            };
+            self.stats.upstream(&d, true);
+            out.push(d);
         }
         out
     }

@@ -87,9 +87,11 @@ mod local;
 mod localaddrs;
 mod names;
 mod resolv;
+mod stats;
 
 pub use config::{Config, ConfigError, Forwarder};
 pub use engine::{Decision, Engine, Limits, Peer, Transport};
 pub use hostsfile::HostsFile;
 pub use localaddrs::LocalAddrs;
 pub use resolv::{parse_resolv_conf, parse_resolv_conf_with};
+pub use stats::Stats;

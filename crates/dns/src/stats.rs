@@ -2,37 +2,17 @@
 //! decisions.
 
 use crate::engine::Decision;
-use kvnet_metrics::Histogram;
+pub use kvnet_metrics::DnsCounters as Stats;
 
-/// Counters of one DNS engine.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Stats {
-    /// Queries received (UDP and TCP).
-    pub queries: u64,
-    /// Answered from the network's own names (authoritative: records, NODATA, NXDOMAIN).
-    pub local: u64,
-    /// Sent to an upstream server.
-    pub forwarded: u64,
-    /// Answers from upstream servers passed on.
-    pub upstream_answers: u64,
-    /// Upstreams that failed a query in the end: SERVFAIL to the client.
-    pub upstream_failures: u64,
-    /// Another upstream tried after a failure or timeout.
-    pub retries: u64,
-    /// Refused (policy: isolated networks, zone transfers, other classes).
-    pub refused: u64,
-    /// Malformed or unsupported queries answered with an error.
-    pub errors: u64,
-    /// Not answered: responses, retransmissions, unparsable bytes.
-    pub dropped: u64,
-    /// From a query's arrival to its answer, forwarded queries; local answers as the
-    /// shell measures them ([`crate::Engine::note_local_latency`]).
-    pub latency: Histogram,
+/// How the engine counts into [`Stats`].
+pub(crate) trait Count {
+    fn query(&mut self, d: &Decision);
+    fn upstream(&mut self, d: &Decision, timed_out: bool);
 }
 
-impl Stats {
+impl Count for Stats {
     /// A client query's outcome.
-    pub(crate) fn query(&mut self, d: &Decision) {
+    fn query(&mut self, d: &Decision) {
         self.queries += 1;
         match d {
             Decision::Forward { .. } => self.forwarded += 1,
@@ -52,7 +32,7 @@ impl Stats {
     }
 
     /// What became of a forwarded query: `d` after an upstream reply or a timeout.
-    pub(crate) fn upstream(&mut self, d: &Decision, timed_out: bool) {
+    fn upstream(&mut self, d: &Decision, timed_out: bool) {
         match d {
             Decision::Forward { .. } => self.retries += 1,
             Decision::Answer { .. } if timed_out => self.upstream_failures += 1,

@@ -619,3 +619,31 @@ fn guest_names_follow_a_domain_change() {
         vec![ip("192.168.122.10")]
     );
 }
+
+#[test]
+fn stats_count_local_forwarded_failed_and_latency() {
+    let mut e = with_resolv("<domain name='lab' localOnly='yes'/>");
+    // Local (authoritative NXDOMAIN for the network's domain), forwarded, dropped.
+    ask(&mut e, "nothere.lab.", RecordType::A);
+    let (to, fwd) = ask_forward(&mut e, "www.example.org.", RecordType::A);
+    e.handle_query(now0(), client(), b"\x00");
+    // The upstream answers 20 ms later.
+    let reply = reply_to(&fwd, "198.51.100.7");
+    let later = now0() + Duration::from_millis(20);
+    answer_of(e.handle_upstream_reply(later, to, &reply));
+    // Another query whose upstreams never answer: SERVFAIL in the end.
+    ask_forward(&mut e, "slow.example.org.", RecordType::A);
+    let mut t = now0();
+    for _ in 0..20 {
+        t += Duration::from_secs(5);
+        e.poll_timeouts(t);
+    }
+    let st = e.stats();
+    assert_eq!(st.queries, 4);
+    assert_eq!((st.local, st.forwarded, st.dropped), (1, 2, 1));
+    assert_eq!(st.upstream_answers, 1);
+    assert_eq!(st.upstream_failures, 1, "{st:?}");
+    assert!(st.retries >= 1, "{st:?}");
+    assert_eq!(st.latency.count(), 1);
+    assert!((0.02..1.0).contains(&st.latency.sum()), "{st:?}");
+}

@@ -1,5 +1,6 @@
 //! Links, bridges, addresses and routes over one rtnetlink connection.
 
+use std::collections::HashMap;
 use std::net::IpAddr;
 
 use futures::StreamExt;
@@ -592,6 +593,39 @@ impl Netlink {
                 _ => None,
             })
             .collect())
+    }
+
+    /// Every link's traffic counters by name: `(rx bytes, rx packets, tx bytes, tx
+    /// packets)` (IFLA_STATS64).
+    pub async fn link_traffic(&self) -> Result<HashMap<String, [u64; 4]>, HostError> {
+        let msgs = self
+            .request(
+                RouteNetlinkMessage::GetLink(LinkMessage::default()),
+                NLM_F_REQUEST | NLM_F_DUMP,
+            )
+            .await
+            .map_err(|n| n.into_error("list link statistics"))?;
+        let mut out = HashMap::new();
+        for m in &msgs {
+            let RouteNetlinkMessage::NewLink(l) = m else {
+                continue;
+            };
+            let mut name = None;
+            let mut stats = None;
+            for a in &l.attributes {
+                match a {
+                    LinkAttribute::IfName(n) => name = Some(n.clone()),
+                    LinkAttribute::Stats64(s) => {
+                        stats = Some([s.rx_bytes, s.rx_packets, s.tx_bytes, s.tx_packets]);
+                    }
+                    _ => {}
+                }
+            }
+            if let (Some(n), Some(s)) = (name, stats) {
+                out.insert(n, s);
+            }
+        }
+        Ok(out)
     }
 
     /// Creates the bridge DOWN in one RTM_NEWLINK carrying its MAC, MTU, STP

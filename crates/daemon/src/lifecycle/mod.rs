@@ -101,6 +101,11 @@ impl Lifecycle {
         self.services.lease_count()
     }
 
+    /// What network `name`'s running services counted.
+    pub fn service_stats(&self, name: &str) -> Vec<crate::services::ServiceStats> {
+        self.services.stats(name)
+    }
+
     /// The leases of `net`, from its running services or their journals.
     pub fn leases(&self, net: &Network) -> Result<Vec<kvnet_api::Lease>> {
         self.services.leases(net)
@@ -388,6 +393,7 @@ impl Lifecycle {
             t_services - t_net,
             t0.elapsed() - t_services
         );
+        crate::metrics::observe_start(t0.elapsed());
         info!(network = %name, event = "started", "started in {:.1} ms", t0.elapsed().as_secs_f64() * 1e3);
         events::emit(&name, EventKind::Lifecycle, "started", &[]);
         if nethooks::any() {
@@ -409,6 +415,7 @@ impl Lifecycle {
         name: &str,
         wait: bool,
     ) -> Result<()> {
+        let t0 = std::time::Instant::now();
         let live = reg.live(name)?.clone();
         let owns_bridge = reg.get(name)?.owns_bridge;
         // While the bridge and its ports are still up: the final RA withdraws the
@@ -457,6 +464,7 @@ impl Lifecycle {
         if wait {
             self.teardown.settle(None).await;
         }
+        crate::metrics::observe_destroy(t0.elapsed());
         if errors.is_empty() {
             info!(network = %name, event = "destroyed", "destroyed");
             Ok(())

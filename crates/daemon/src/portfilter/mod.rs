@@ -226,7 +226,12 @@ impl Task {
                 Some(done)
             }
             Msg::Installed(reply) => {
-                let _ = reply.send(read_installed(&self.table).ok().flatten());
+                // No process spawned for a table known to be absent (every scrape asks).
+                let live = match self.live {
+                    Live::Absent => None,
+                    _ => read_installed(&self.table).ok().flatten(),
+                };
+                let _ = reply.send(live);
                 None
             }
             Msg::Ready(done) => {

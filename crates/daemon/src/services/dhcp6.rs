@@ -42,6 +42,7 @@ const RCVBUF: usize = 1 << 20;
 pub struct Dhcp6 {
     bridge: String,
     server: Arc<Mutex<Server>>,
+    journal: Arc<Mutex<journal::JournalStats>>,
     /// Bumped whenever a lease is recorded, for guest names (DNS, the host's index).
     changed: watch::Sender<()>,
     task: JoinHandle<()>,
@@ -115,6 +116,7 @@ impl NetService for Dhcp6 {
         let sock = open_socket(bridge, ifindex)?;
         let server = Arc::new(Mutex::new(Server::new(cfg, table)));
         let changed = watch::Sender::new(());
+        let journal_stats = journal.stats();
         let task = tokio::spawn(run(
             net.name.clone(),
             ifindex,
@@ -126,6 +128,7 @@ impl NetService for Dhcp6 {
         Ok(Dhcp6 {
             bridge: bridge.to_string(),
             server,
+            journal: journal_stats,
             changed,
             task,
         })
@@ -145,6 +148,29 @@ impl NetService for Dhcp6 {
 
     fn lease_names(&self) -> Option<LeaseNames> {
         Some(LeaseNames::v6(self.server.clone(), &self.changed))
+    }
+
+    fn stats(&self) -> Option<super::ServiceStats> {
+        let (stats, active, pool) = {
+            let s = lock(&self.server);
+            let pool = s
+                .config()
+                .ranges
+                .iter()
+                .map(|r| {
+                    let n = u128::from(r.end).saturating_sub(u128::from(r.start)) + 1;
+                    u64::try_from(n).unwrap_or(u64::MAX)
+                })
+                .fold(0u64, u64::saturating_add);
+            (s.stats().clone(), s.leases(now()).len() as u64, pool)
+        };
+        Some(super::ServiceStats::Dhcp {
+            family: "v6",
+            stats,
+            active,
+            pool,
+            journal: lock(&self.journal).clone(),
+        })
     }
 
     fn leases(&self) -> Vec<Lease> {

@@ -18,6 +18,7 @@
 //! once there is space; the failure, its duration and the replies dropped are logged
 //! once when it starts, once a minute while it lasts, and once when it ends.
 
+use super::lock;
 use crate::store::{self, Durability};
 use anyhow::{Context, Result};
 use kvnet_dhcp::Compaction;
@@ -25,11 +26,24 @@ use std::fs::File;
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tracing::{debug, info, warn};
 
 /// A journal that keeps failing is reported this often.
 const FAILING_LOG_EVERY: Duration = Duration::from_secs(60);
+
+/// What a journal did, shared with its service for the metrics.
+#[derive(Debug, Clone, Default)]
+pub struct JournalStats {
+    /// Bytes in the file.
+    pub bytes: u64,
+    /// Each batch's write and fsync, in seconds.
+    pub fsync: kvnet_metrics::Histogram,
+    pub failed_writes: u64,
+    /// Replies held back because their lease changes could not be written.
+    pub dropped_replies: u64,
+}
 
 /// A journal open for appending.
 pub struct Journal {
@@ -45,6 +59,7 @@ pub struct Journal {
     /// next append counts, or a crash could bring back the old file without it.
     dir_unsynced: bool,
     failing: Option<Failing>,
+    stats: Arc<Mutex<JournalStats>>,
 }
 
 /// A journal whose appends fail: since when, and what was lost meanwhile.
@@ -87,6 +102,11 @@ pub fn load<T>(path: &Path, replay: fn(&str) -> T) -> Result<(T, String)> {
 }
 
 impl Journal {
+    /// Its counters, for the service's metrics.
+    pub fn stats(&self) -> Arc<Mutex<JournalStats>> {
+        self.stats.clone()
+    }
+
     /// Replay the journal at `path`, rewrite it compacted if that drops anything, and
     /// open it for appending.
     pub fn open<T>(
@@ -122,6 +142,10 @@ impl Journal {
                 compaction: Compaction::default(),
                 dir_unsynced: false,
                 failing: None,
+                stats: Arc::new(Mutex::new(JournalStats {
+                    bytes: compacted.len() as u64,
+                    ..JournalStats::default()
+                })),
             },
         ))
     }
@@ -136,7 +160,12 @@ impl Journal {
         let res = if lines.is_empty() {
             Ok(())
         } else {
-            self.append(lines.as_bytes(), recorded as u64)
+            let t = Instant::now();
+            let r = self.append(lines.as_bytes(), recorded as u64);
+            let mut st = lock(&self.stats);
+            st.fsync.observe(t.elapsed().as_secs_f64());
+            st.bytes = self.len;
+            r
         };
         match res {
             Ok(()) => {
@@ -153,6 +182,11 @@ impl Journal {
                 let (changed, kept): (Vec<_>, Vec<_>) =
                     batch.into_iter().partition(|o| !o.lines.is_empty());
                 let dropped = changed.iter().map(|o| o.replies.len()).sum();
+                {
+                    let mut st = lock(&self.stats);
+                    st.failed_writes += 1;
+                    st.dropped_replies += dropped as u64;
+                }
                 self.failed(&e, dropped);
                 Committed {
                     replies: kept.into_iter().flat_map(|o| o.replies).collect(),
@@ -231,6 +265,7 @@ impl Journal {
         match res {
             Ok(()) => {
                 self.len = text.len() as u64;
+                lock(&self.stats).bytes = self.len;
                 self.lines = text.lines().count() as u64;
                 self.compaction.done();
                 debug!(
@@ -361,6 +396,7 @@ mod tests {
             compaction: Compaction::default(),
             dir_unsynced: false,
             failing: None,
+            stats: Arc::default(),
         };
         let c = j.commit(batch());
         assert_eq!(
@@ -371,6 +407,11 @@ mod tests {
         let (e, dropped) = c.failed.expect("the write failed");
         assert_eq!(e.raw_os_error(), Some(28), "ENOSPC");
         assert_eq!((dropped, c.recorded), (1, 0));
+        {
+            let st = lock(&j.stats);
+            assert_eq!((st.failed_writes, st.dropped_replies), (1, 1));
+            assert_eq!(st.fsync.count(), 1);
+        }
         // A batch without lease changes never touches the disk.
         let c = j.commit(vec![Outcome {
             lines: String::new(),

@@ -85,6 +85,26 @@ pub trait NetService: Send + Sync {
     fn lease_names(&self) -> Option<LeaseNames> {
         None
     }
+
+    /// What the service counted (metrics, net-stats).
+    fn stats(&self) -> Option<ServiceStats> {
+        None
+    }
+}
+
+/// A service's counters, read at a scrape.
+#[derive(Debug, Clone)]
+pub enum ServiceStats {
+    Dhcp {
+        /// `v4` or `v6`.
+        family: &'static str,
+        stats: kvnet_dhcp::Stats,
+        /// Leases bound now, and addresses the ranges hold.
+        active: u64,
+        pool: u64,
+        journal: journal::JournalStats,
+    },
+    Dns(kvnet_dns::Stats),
 }
 
 /// A kind of service, as the loops over [`KINDS`] see it.
@@ -260,6 +280,17 @@ impl Services {
         } else {
             self.local_addrs.remove(addrs);
         }
+    }
+
+    /// The counters of network `name`'s running services.
+    pub fn stats(&self, name: &str) -> Vec<ServiceStats> {
+        self.nets
+            .get(name)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|s| s.stats())
+            .collect()
     }
 
     /// How many leases the running services hold, all networks together.

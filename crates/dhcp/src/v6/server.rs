@@ -1,5 +1,6 @@
 //! The DHCPv6 state machine (RFC 8415, IA_NA only).
 
+use crate::stats::Count as _;
 use std::collections::HashMap;
 use std::fmt;
 use std::net::Ipv6Addr;
@@ -149,6 +150,7 @@ pub struct Server {
     buckets: Limiter<Vec<u8>>,
     /// The network's budget of lease changes (`Config::change_rate`).
     changes: Bucket,
+    stats: crate::Stats,
 }
 
 /// T1 = ½, T2 = ⅞ of the lease, lifetime = the lease (all infinite for an infinite one).
@@ -202,6 +204,7 @@ impl Server {
     pub fn new(cfg: Config, table: LeaseTable) -> Server {
         Server {
             changes: Bucket::new(cfg.change_rate, 0),
+            stats: crate::Stats::default(),
             cfg,
             leases: table,
             offers: HashMap::new(),
@@ -279,20 +282,53 @@ impl Server {
                     duid: r.duid.clone(),
                 })
             })
-            .collect();
+            .collect::<Vec<_>>();
         self.expired_upto = self.expired_upto.max(now);
+        self.count(&out);
         out
     }
 
     /// Handle one datagram received on port 547 at `now` (unix seconds).
     pub fn handle(&mut self, now: u64, bytes: &[u8]) -> Vec<Effect> {
+        let out = self.dispatch(now, bytes);
+        self.count(&out);
+        out
+    }
+
+    /// What this server did since it started.
+    pub fn stats(&self) -> &crate::Stats {
+        &self.stats
+    }
+
+    fn count(&mut self, effects: &[Effect]) {
+        for e in effects {
+            if let Effect::Log(ev) = e {
+                self.stats.v6(ev);
+            }
+        }
+    }
+
+    fn dispatch(&mut self, now: u64, bytes: &[u8]) -> Vec<Effect> {
         let req = match wire::parse(bytes) {
             Ok(r) => r,
             Err(m) => return vec![Effect::Log(Event::Malformed(m))],
         };
+        self.stats.received(match req.msg_type {
+            wire::SOLICIT => "solicit",
+            wire::REQUEST => "request",
+            wire::RENEW => "renew",
+            wire::REBIND => "rebind",
+            wire::CONFIRM => "confirm",
+            wire::RELEASE => "release",
+            wire::DECLINE => "decline",
+            wire::INFORMATION_REQUEST => "information-request",
+            _ => "other",
+        });
         let key = req.client_id.clone().unwrap_or_default();
         if let Verdict::Drop { log } = self.buckets.take(self.cfg.rate, key, now) {
             if !log {
+                // Logged once per episode; counted every time.
+                self.stats.rate_limited += 1;
                 return Vec::new();
             }
             let duid = req.client_id.as_deref().map(format_client_id);

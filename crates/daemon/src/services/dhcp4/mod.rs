@@ -57,6 +57,7 @@ fn config(net: &Network) -> Result<Config> {
 pub struct Dhcp4 {
     bridge: String,
     server: Arc<Mutex<Server>>,
+    journal: Arc<Mutex<journal::JournalStats>>,
     /// Bumped whenever a lease is recorded, for the DNS service's guest names.
     changed: watch::Sender<()>,
     task: JoinHandle<()>,
@@ -122,6 +123,7 @@ impl NetService for Dhcp4 {
             .ok();
         let server = Arc::new(Mutex::new(Server::new(cfg, table)));
         let (changed, _) = watch::channel(());
+        let journal_stats = journal.stats();
         let task = tokio::spawn(
             task::Task {
                 name: net.name.clone(),
@@ -138,6 +140,7 @@ impl NetService for Dhcp4 {
         Ok(Dhcp4 {
             bridge: bridge.to_string(),
             server,
+            journal: journal_stats,
             changed,
             task,
         })
@@ -170,5 +173,27 @@ impl NetService for Dhcp4 {
 
     fn lease_names(&self) -> Option<LeaseNames> {
         Some(LeaseNames::v4(self.server.clone(), &self.changed))
+    }
+
+    fn stats(&self) -> Option<super::ServiceStats> {
+        let (stats, active, pool) = {
+            let s = lock(&self.server);
+            let pool: u64 = s
+                .config()
+                .ranges
+                .iter()
+                .map(|r| {
+                    u64::from(u32::from(r.end)).saturating_sub(u64::from(u32::from(r.start))) + 1
+                })
+                .sum();
+            (s.stats().clone(), s.leases(now()).len() as u64, pool)
+        };
+        Some(super::ServiceStats::Dhcp {
+            family: "v4",
+            stats,
+            active,
+            pool,
+            journal: lock(&self.journal).clone(),
+        })
     }
 }

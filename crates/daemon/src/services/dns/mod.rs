@@ -213,6 +213,12 @@ impl NetService for Dns {
         Ok(())
     }
 
+    fn stats(&self) -> Option<super::ServiceStats> {
+        Some(super::ServiceStats::Dns(
+            lock(&self.shell.engine).stats().clone(),
+        ))
+    }
+
     fn status(&self) -> String {
         format!("DNS server on {}", self.bridge)
     }
@@ -265,7 +271,13 @@ impl Shell {
 
     fn query(&self, client: Peer, bytes: &[u8]) -> Decision {
         self.refresh_names();
-        lock(&self.engine).handle_query(Instant::now(), client, bytes)
+        let t = Instant::now();
+        let mut e = lock(&self.engine);
+        let d = e.handle_query(t, client, bytes);
+        if matches!(d, Decision::Answer { .. }) {
+            e.note_local_latency(t.elapsed().as_secs_f64());
+        }
+        d
     }
 
     /// Remember which listening socket `client` wrote to.
