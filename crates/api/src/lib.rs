@@ -14,9 +14,9 @@ pub mod request;
 pub use client::{Answer, Client, ClientError, Retry, call, call_raw};
 
 pub use reply::{
-    Bridged, Check, CreatedPort, DhcpStats, EventKind, Finding, ForwardEntry, Lease, LeaseTime,
-    NetEvent, NetStats, NetSummary, NetworkId, Port, PortKind, PortTraffic, Reply, Report,
-    Unbridged, Version,
+    Bridged, Check, CreatedPort, DhcpStats, EventKind, Finding, FirewallStats, ForwardEntry, Lease,
+    LeaseTime, NetEvent, NetStats, NetSummary, NetworkId, Port, PortKind, PortTraffic, Reply,
+    Report, Unbridged, Version,
 };
 pub use request::{Call, Request};
 

@@ -297,6 +297,23 @@ pub struct NetStats {
     pub leases: Vec<LeaseTime>,
     #[serde(default)]
     pub ports: Vec<PortTraffic>,
+    /// Its firewall's figures, when it has rules.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub firewall: Option<FirewallStats>,
+}
+
+/// A network's traffic through kvnet's firewall, from its rules' counters.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct FirewallStats {
+    /// Forwarded from its guests out, and in to them.
+    pub out_packets: u64,
+    pub out_bytes: u64,
+    pub in_packets: u64,
+    pub in_bytes: u64,
+    /// Rejected, either way.
+    pub rejected_packets: u64,
+    /// Connections masqueraded.
+    pub nat_connections: u64,
 }
 
 /// One DHCP server's counters, pool and journal.

@@ -128,6 +128,23 @@ fn print(s: &NetStats) {
         ];
         print!("{}", table::render(&["", ""], &rows));
     }
+    if let Some(f) = &s.firewall {
+        println!();
+        println!("Firewall");
+        let rows = vec![
+            vec![
+                "forwarded out".into(),
+                format!("{} B / {} pkts", f.out_bytes, f.out_packets),
+            ],
+            vec![
+                "forwarded in".into(),
+                format!("{} B / {} pkts", f.in_bytes, f.in_packets),
+            ],
+            vec!["rejected".into(), format!("{} pkts", f.rejected_packets)],
+            vec!["NAT connections".into(), f.nat_connections.to_string()],
+        ];
+        print!("{}", table::render(&["", ""], &rows));
+    }
     if !s.leases.is_empty() {
         println!();
         let rows: Vec<Vec<String>> = s

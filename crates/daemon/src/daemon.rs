@@ -20,8 +20,8 @@ use crate::store::{self, Durability, status};
 use anyhow::{Result, anyhow};
 use kvnet_api::request::{self as req, PortCreate};
 use kvnet_api::{
-    Bridged, CreatedPort, DhcpStats, EventKind, ForwardEntry, Lease, LeaseTime, NetStats,
-    NetworkId, Port, PortKind, PortTraffic, Report, Unbridged,
+    Bridged, CreatedPort, DhcpStats, EventKind, FirewallStats, ForwardEntry, Lease, LeaseTime,
+    NetStats, NetworkId, Port, PortKind, PortTraffic, Report, Unbridged,
 };
 use kvnet_model::{MacAddr, Network};
 use tracing::{error, info, warn};
@@ -31,6 +31,15 @@ pub struct Daemon {
     registry: Registry,
     life: Lifecycle,
     ports: Ports,
+}
+
+/// What [`Daemon::stats_of`] reads besides the services: links' traffic, the port
+/// filter's table, the firewall's counters.
+#[derive(Default)]
+struct StatsSources {
+    traffic: std::collections::HashMap<String, [u64; 4]>,
+    filter: Option<kvnet_firewall::portfilter::Installed>,
+    firewall: std::collections::BTreeMap<String, kvnet_firewall::FwCounters>,
 }
 
 fn id(net: &Network) -> NetworkId {
@@ -371,20 +380,26 @@ impl Daemon {
 
     /// `net-stats`: network `name`'s counters, leases and ports' traffic.
     pub async fn net_stats(&self, name: &str) -> Result<NetStats> {
-        let traffic = match self.registry.live(name) {
-            Ok(_) => self.life.nl().link_traffic().await?,
-            Err(_) => Default::default(),
-        };
-        let filter = self.life.filter_installed().await;
-        self.stats_of(name, &traffic, filter.as_ref())
+        let src = self.stats_sources(self.registry.live(name).is_ok()).await?;
+        self.stats_of(name, &src, true)
     }
 
-    fn stats_of(
-        &self,
-        name: &str,
-        traffic: &std::collections::HashMap<String, [u64; 4]>,
-        filter: Option<&kvnet_firewall::portfilter::Installed>,
-    ) -> Result<NetStats> {
+    /// What every network's stats are read from; the host's links and kvnet's tables
+    /// only when some network is active.
+    async fn stats_sources(&self, any_active: bool) -> Result<StatsSources> {
+        if !any_active {
+            return Ok(StatsSources::default());
+        }
+        Ok(StatsSources {
+            traffic: self.life.nl().link_traffic().await?,
+            filter: self.life.filter_installed().await,
+            firewall: self.life.dp().fw().counters(),
+        })
+    }
+
+    /// Network `name`'s stats; its leases only if `leases` (a scrape has no use for
+    /// them, and listing 50,000 of them ten times a second would cost the DHCP server).
+    fn stats_of(&self, name: &str, src: &StatsSources, leases: bool) -> Result<NetStats> {
         let obj = self.registry.get(name)?;
         let net = obj.live.as_ref().or(obj.def.as_ref());
         let mut out = NetStats {
@@ -395,6 +410,7 @@ impl Daemon {
             dns: None,
             leases: Vec::new(),
             ports: Vec::new(),
+            firewall: None,
         };
         let Some(live) = obj.live.as_ref() else {
             return Ok(out);
@@ -420,20 +436,23 @@ impl Daemon {
                 ServiceStats::Dns(c) => out.dns = Some(c),
             }
         }
-        let now = crate::ids::now();
-        out.leases = self
-            .life
-            .leases(live)?
-            .into_iter()
-            .map(|l| LeaseTime {
-                ip_address: l.ip_address,
-                mac_address: l.mac_address,
-                hostname: l.hostname,
-                expires_in: (l.expiry_time != 0).then(|| l.expiry_time.saturating_sub(now)),
-            })
-            .collect();
+        if leases {
+            let now = crate::ids::now();
+            out.leases = self
+                .life
+                .leases(live)?
+                .into_iter()
+                .map(|l| LeaseTime {
+                    ip_address: l.ip_address,
+                    mac_address: l.mac_address,
+                    hostname: l.hostname,
+                    expires_in: (l.expiry_time != 0).then(|| l.expiry_time.saturating_sub(now)),
+                })
+                .collect();
+        }
+        let filter = src.filter.as_ref();
         for p in self.ports.recs(name) {
-            let t = traffic.get(&p.ifname).copied().unwrap_or_default();
+            let t = src.traffic.get(&p.ifname).copied().unwrap_or_default();
             out.ports.push(PortTraffic {
                 ifname: p.ifname.clone(),
                 rx_bytes: t[0],
@@ -445,18 +464,25 @@ impl Daemon {
                     .map(|i| i.drops.get(&p.ifname).map_or(0, |d| d.0)),
             });
         }
+        out.firewall = src.firewall.get(name).map(|c| FirewallStats {
+            out_packets: c.forwarded_out.packets,
+            out_bytes: c.forwarded_out.bytes,
+            in_packets: c.forwarded_in.packets,
+            in_bytes: c.forwarded_in.bytes,
+            rejected_packets: c.rejected.packets,
+            nat_connections: c.nat.packets,
+        });
         Ok(out)
     }
 
     /// The Prometheus text of every network and of the daemon (`--metrics`).
     pub async fn metrics_text(&self) -> String {
-        let traffic = self.life.nl().link_traffic().await.unwrap_or_default();
-        let filter = self.life.filter_installed().await;
-        let nets: Vec<NetStats> = self
-            .registry
-            .summaries()
+        let summaries = self.registry.summaries();
+        let any_active = summaries.iter().any(|s| s.active);
+        let src = self.stats_sources(any_active).await.unwrap_or_default();
+        let nets: Vec<NetStats> = summaries
             .iter()
-            .filter_map(|s| self.stats_of(&s.name, &traffic, filter.as_ref()).ok())
+            .filter_map(|s| self.stats_of(&s.name, &src, false).ok())
             .collect();
         kvnet_metrics::render(&crate::metrics::families(
             &nets,

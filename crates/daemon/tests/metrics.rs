@@ -61,6 +61,10 @@ fn scraped_metrics_are_valid_and_count_what_happened() {
         "dig +time=2 +tries=1 @10.79.0.1 nothere.lab A",
     );
     assert!(ok, "{out}");
+    // Traffic out through NAT to the LAN: the firewall's counters see it.
+    ip(&lab.guests[g], "route add default via 10.79.0.1");
+    assert!(ping(&lab.guests[g], "203.0.113.2"));
+    std::thread::sleep(Duration::from_millis(1100)); // the counters are read once a second
 
     let answer = scrape_tcp(&lab, "/metrics");
     assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
@@ -94,6 +98,15 @@ fn scraped_metrics_are_valid_and_count_what_happened() {
             1.0,
         ),
         ("kvnet_network_start_seconds_count", 1.0),
+        (
+            "kvnet_firewall_packets_total{network=\"m\",path=\"forwarded-out\"}",
+            1.0,
+        ),
+        (
+            "kvnet_firewall_packets_total{network=\"m\",path=\"forwarded-in\"}",
+            1.0,
+        ),
+        ("kvnet_firewall_nat_connections_total{network=\"m\"}", 1.0),
         ("process_open_fds", 5.0),
         ("process_resident_memory_bytes", 1e6),
     ] {

@@ -18,7 +18,8 @@
 //!   [`render_add_new`], [`render_remove`]); [`nl`]: the same additions as a
 //!   netlink batch.
 //! * `listing`: a live table and the rendered one in comparable form
-//!   ([`normalize_listing`], [`expected_listing`]).
+//!   ([`normalize_listing`], [`expected_listing`]); `counters`: each network's
+//!   figures from the counters of its elements ([`counters_by_network`]).
 //! * [`portfilter`]: anti-spoofing for guest ports, a `bridge` table of its own.
 //!
 //! `tests/plans/` holds golden files in the manner of libvirt's
@@ -122,8 +123,11 @@
 //!   through), or one NAT network with nested subnets, are refused, by
 //!   [`validate_all`]/[`FwNetwork::validate`] or by nft itself for
 //!   `render_add`. Nested routed subnets of one network are merged.
-//! * `render_full` recreates the table, so it resets all counters; counters
-//!   are per rule, shared by all networks.
+//! * `render_full` recreates the table, so it resets all counters (a rebuild
+//!   after someone else changed the table, an older layout at adoption); the
+//!   per-network figures are the counters of the network's elements (est, rt,
+//!   src, rej and nat sets), which need Linux 5.12 (set element expressions
+//!   cloned from the set's).
 //! * Concatenations with intervals (pipapo sets) need Linux 5.6 and nft
 //!   0.9.4 or later.
 //! * nft 1.0.6 still reads the table into its cache before each transaction,
@@ -132,6 +136,7 @@
 
 #![forbid(unsafe_code)]
 
+mod counters;
 mod input;
 mod listing;
 mod model;
@@ -141,6 +146,7 @@ pub mod portfilter;
 mod render;
 mod schema;
 
+pub use counters::{Count, FwCounters, counters_by_network};
 pub use listing::{expected_listing, normalize_listing};
 pub use model::{
     FwError, FwForward, FwMode, FwNetwork, MAX_FORWARD_PORTS, Proto, validate_all, validate_table,

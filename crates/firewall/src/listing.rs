@@ -36,7 +36,12 @@ pub fn normalize_listing(listing: &str) -> String {
             .windows(5)
             .position(|w| w[0] == "counter" && w[1] == "packets" && w[3] == "bytes")
         {
+            // In an element list the comma after the last element's counter stays.
+            let comma = words[i + 4].ends_with(',');
             words.drain(i + 1..i + 5);
+            if comma {
+                words[i] = "counter,";
+            }
         }
         let l = words.join(" ");
         if let Some(acc) = &mut elements {
@@ -56,6 +61,8 @@ pub fn normalize_listing(listing: &str) -> String {
         }
         if let Some(list) = elements.as_ref().and_then(|e| e.strip_suffix('}')) {
             for e in list.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+                // A counted set's elements list their counter; rendered ones do not.
+                let e = e.strip_suffix(" counter").unwrap_or(e);
                 out.push(format!("{scope}: element {e}"));
             }
             elements = None;
@@ -80,6 +87,11 @@ mod tests {
         let s2 =
             "table inet t {\n\tset r {\n\t}\n\tset s {\n\t\telements = { \"b\", \"a\" }\n\t}\n}";
         assert_eq!(normalize_listing(s1), normalize_listing(s2));
+        // A counted set's elements list their counters live.
+        let live = "table inet t {\n\tset s {\n\t\tcounter\n\t\telements = { \"a\" counter packets 3 bytes 9, \"b\" counter packets 0 bytes 0 }\n\t}\n}";
+        let rendered =
+            "table inet t {\n\tset s {\n\t\tcounter\n\t\telements = { \"a\", \"b\" }\n\t}\n}";
+        assert_eq!(normalize_listing(live), normalize_listing(rendered));
         // An element belongs to its set.
         let s3 = s2.replace("set r {\n\t}\n\tset s", "set s {\n\t}\n\tset r");
         assert_ne!(normalize_listing(s1), normalize_listing(&s3));

@@ -70,6 +70,9 @@ pub fn render_full(table: &str, nets: &[FwNetwork]) -> String {
         if set.interval {
             let _ = writeln!(s, "\t\tflags interval");
         }
+        if set.counted {
+            let _ = writeln!(s, "\t\tcounter");
+        }
         let elems: Vec<String> = plans
             .iter()
             .flat_map(|p| &p.groups)
@@ -403,7 +406,8 @@ fn family(net: &IpNet) -> &'static str {
 /// The one-line declaration of a set, as `add set` takes it.
 fn set_decl(set: &SetDef) -> String {
     let flags = if set.interval { "; flags interval" } else { "" };
-    format!("type {}{}{flags}", set.ty, set.data_decl())
+    let counter = if set.counted { "; counter" } else { "" };
+    format!("type {}{}{flags}{counter}", set.ty, set.data_decl())
 }
 
 #[cfg(test)]

@@ -30,6 +30,9 @@ pub(crate) struct SetDef {
     pub(crate) ty: &'static str,
     pub(crate) interval: bool,
     pub(crate) data: Data,
+    /// Each element counts the packets and bytes it matched (per-network figures for
+    /// the metrics: forwarded, rejected, NAT).
+    pub(crate) counted: bool,
 }
 
 /// What a set maps its keys to: nothing (a plain set), verdicts, or values.
@@ -69,6 +72,15 @@ const fn set(name: &'static str, ty: &'static str, interval: bool) -> SetDef {
         ty,
         interval,
         data: Data::None,
+        counted: false,
+    }
+}
+
+/// A set whose elements count their matches.
+const fn counted(name: &'static str, ty: &'static str, interval: bool) -> SetDef {
+    SetDef {
+        counted: true,
+        ..set(name, ty, interval)
     }
 }
 
@@ -78,6 +90,7 @@ const fn map(name: &'static str, ty: &'static str, data: &'static str) -> SetDef
         ty,
         interval: false,
         data: Data::Typed(data),
+        counted: false,
     }
 }
 
@@ -88,20 +101,20 @@ const IF_IF_V6: &str = "ifname . ifname . ipv6_addr";
 const SVC: &str = "ifname . inet_proto . inet_service";
 
 pub(crate) const CROSS: SetDef = set("cross", "ifname . ifname", false);
-pub(crate) const EST4: SetDef = set("est4", IF_V4, true);
-pub(crate) const EST4_DEV: SetDef = set("est4_dev", IF_IF_V4, true);
-pub(crate) const EST6: SetDef = set("est6", IF_V6, true);
-pub(crate) const EST6_DEV: SetDef = set("est6_dev", IF_IF_V6, true);
-pub(crate) const RT4: SetDef = set("rt4", IF_V4, true);
-pub(crate) const RT4_DEV: SetDef = set("rt4_dev", IF_IF_V4, true);
-pub(crate) const RT6: SetDef = set("rt6", IF_V6, true);
-pub(crate) const RT6_DEV: SetDef = set("rt6_dev", IF_IF_V6, true);
-pub(crate) const REJ4: SetDef = set("rej4", "ifname", false);
-pub(crate) const REJ6: SetDef = set("rej6", "ifname", false);
-pub(crate) const SRC4: SetDef = set("src4", IF_V4, true);
-pub(crate) const SRC4_DEV: SetDef = set("src4_dev", IF_IF_V4, true);
-pub(crate) const SRC6: SetDef = set("src6", IF_V6, true);
-pub(crate) const SRC6_DEV: SetDef = set("src6_dev", IF_IF_V6, true);
+pub(crate) const EST4: SetDef = counted("est4", IF_V4, true);
+pub(crate) const EST4_DEV: SetDef = counted("est4_dev", IF_IF_V4, true);
+pub(crate) const EST6: SetDef = counted("est6", IF_V6, true);
+pub(crate) const EST6_DEV: SetDef = counted("est6_dev", IF_IF_V6, true);
+pub(crate) const RT4: SetDef = counted("rt4", IF_V4, true);
+pub(crate) const RT4_DEV: SetDef = counted("rt4_dev", IF_IF_V4, true);
+pub(crate) const RT6: SetDef = counted("rt6", IF_V6, true);
+pub(crate) const RT6_DEV: SetDef = counted("rt6_dev", IF_IF_V6, true);
+pub(crate) const REJ4: SetDef = counted("rej4", "ifname", false);
+pub(crate) const REJ6: SetDef = counted("rej6", "ifname", false);
+pub(crate) const SRC4: SetDef = counted("src4", IF_V4, true);
+pub(crate) const SRC4_DEV: SetDef = counted("src4_dev", IF_IF_V4, true);
+pub(crate) const SRC6: SetDef = counted("src6", IF_V6, true);
+pub(crate) const SRC6_DEV: SetDef = counted("src6_dev", IF_IF_V6, true);
 pub(crate) const SVC_IN: SetDef = set("svc_in", SVC, false);
 pub(crate) const SVC_OUT: SetDef = set("svc_out", SVC, false);
 pub(crate) const NAT4_CUSTOM: SetDef = SetDef {
@@ -109,19 +122,21 @@ pub(crate) const NAT4_CUSTOM: SetDef = SetDef {
     ty: "ipv4_addr",
     interval: true,
     data: Data::Verdict,
+    counted: false,
 };
 pub(crate) const NAT6_CUSTOM: SetDef = SetDef {
     name: "nat6_custom",
     ty: "ipv6_addr",
     interval: true,
     data: Data::Verdict,
+    counted: false,
 };
 pub(crate) const NAT4_SKIP: SetDef = set("nat4_skip", "ipv4_addr . ipv4_addr", true);
 pub(crate) const NAT6_SKIP: SetDef = set("nat6_skip", "ipv6_addr . ipv6_addr", true);
-pub(crate) const NAT4: SetDef = set("nat4", "ipv4_addr", true);
-pub(crate) const NAT4_DEV: SetDef = set("nat4_dev", "ipv4_addr . ifname", true);
-pub(crate) const NAT6: SetDef = set("nat6", "ipv6_addr", true);
-pub(crate) const NAT6_DEV: SetDef = set("nat6_dev", "ipv6_addr . ifname", true);
+pub(crate) const NAT4: SetDef = counted("nat4", "ipv4_addr", true);
+pub(crate) const NAT4_DEV: SetDef = counted("nat4_dev", "ipv4_addr . ifname", true);
+pub(crate) const NAT6: SetDef = counted("nat6", "ipv6_addr", true);
+pub(crate) const NAT6_DEV: SetDef = counted("nat6_dev", "ipv6_addr . ifname", true);
 // Port forwards: protocol . host address . host port, or protocol . host port for
 // every local address, to guest address . guest port; and the forwarded
 // destinations the forward chain admits (bridge . guest . protocol . guest port).

@@ -60,6 +60,13 @@ struct State {
     guard: Mutex<Guard>,
     /// Port forward changes, applied in order by a thread of their own.
     forward_jobs: Mutex<Option<mpsc::Sender<ForwardJob>>>,
+    /// Each network's figures as last read (metrics), and when.
+    counters: Mutex<
+        Option<(
+            std::time::Instant,
+            BTreeMap<String, kvnet_firewall::FwCounters>,
+        )>,
+    >,
 }
 
 /// One forward change for the forward thread; `done` hears how it went (a change
@@ -90,6 +97,7 @@ impl Firewall {
                 wanted: Mutex::new(BTreeMap::new()),
                 guard: Mutex::new(Guard::Off),
                 forward_jobs: Mutex::new(None),
+                counters: Mutex::new(None),
             }),
         }
     }
@@ -118,6 +126,28 @@ impl Firewall {
             Some(fw) => wanted.insert(name.to_string(), fw),
             None => wanted.remove(name),
         }
+    }
+
+    /// Each network's firewall figures (forwarded, rejected, NAT), from its elements'
+    /// counters; read at most once a second, as listing the table is an `nft` process.
+    pub fn counters(&self) -> BTreeMap<String, kvnet_firewall::FwCounters> {
+        let mut c = self
+            .state
+            .counters
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some((t, v)) = c.as_ref()
+            && t.elapsed() < std::time::Duration::from_secs(1)
+        {
+            return v.clone();
+        }
+        let nets: Vec<FwNetwork> = self.wanted().values().cloned().collect();
+        let v = match nft::list_table_json("inet", &self.table) {
+            Ok(Some(json)) => kvnet_firewall::counters_by_network(&json, &nets).unwrap_or_default(),
+            _ => BTreeMap::new(),
+        };
+        *c = Some((std::time::Instant::now(), v.clone()));
+        v
     }
 
     /// The names of the networks whose rules belong in the table.

@@ -297,6 +297,32 @@ fn network(f: &mut Families, s: &NetStats) {
         )
         .hist(&l, &d.latency);
     }
+    if let Some(fw) = &s.firewall {
+        for (path, p, b) in [
+            ("forwarded-out", fw.out_packets, Some(fw.out_bytes)),
+            ("forwarded-in", fw.in_packets, Some(fw.in_bytes)),
+            ("rejected", fw.rejected_packets, None),
+        ] {
+            let l = [("network", n), ("path", path)];
+            f.num("kvnet_firewall_packets_total", C, "Packets through the network's firewall rules: forwarded from its guests, to them, and rejected.", &l, p as f64);
+            if let Some(b) = b {
+                f.num(
+                    "kvnet_firewall_bytes_total",
+                    C,
+                    "Bytes forwarded from the network's guests and to them.",
+                    &l,
+                    b as f64,
+                );
+            }
+        }
+        f.num(
+            "kvnet_firewall_nat_connections_total",
+            C,
+            "Connections of the network's guests masqueraded (NAT).",
+            &[("network", n)],
+            fw.nat_connections as f64,
+        );
+    }
     for p in &s.ports {
         let l = [("network", n), ("port", p.ifname.as_str())];
         f.num(
@@ -417,6 +443,10 @@ mod tests {
                 journal_dropped_replies: 0,
             }],
             dns: Some(kvnet_metrics::DnsCounters::default()),
+            firewall: Some(kvnet_api::FirewallStats {
+                nat_connections: 4,
+                ..Default::default()
+            }),
             leases: vec![],
             ports: vec![PortTraffic {
                 ifname: "vnet0".into(),
@@ -435,6 +465,7 @@ mod tests {
             dns: None,
             leases: vec![],
             ports: vec![],
+            firewall: None,
         };
         let text = kvnet_metrics::render(&families(&[active, defined], &Daemon::default()));
         for line in [
@@ -445,6 +476,7 @@ mod tests {
             "kvnet_dhcp_replies_total{network=\"default\",family=\"v4\",kind=\"offer\"} 3",
             "kvnet_port_filter_dropped_total{network=\"default\",port=\"vnet0\"} 5",
             "kvnet_dns_answers_total{network=\"default\",source=\"local\"} 0",
+            "kvnet_firewall_nat_connections_total{network=\"default\"} 4",
             "# TYPE kvnet_network_start_seconds histogram",
         ] {
             assert!(text.lines().any(|l| l == line), "missing {line}:\n{text}");

@@ -162,7 +162,7 @@ impl NetService for Dhcp6 {
                     u64::try_from(n).unwrap_or(u64::MAX)
                 })
                 .fold(0u64, u64::saturating_add);
-            (s.stats().clone(), s.leases(now()).len() as u64, pool)
+            (s.stats().clone(), s.active_leases(now()) as u64, pool)
         };
         Some(super::ServiceStats::Dhcp {
             family: "v6",

@@ -295,6 +295,11 @@ impl Server {
         out
     }
 
+    /// How many leases are bound at `now`, without listing them.
+    pub fn active_leases(&self, now: u64) -> usize {
+        self.leases.iter().filter(|r| r.is_active(now)).count()
+    }
+
     /// What this server did since it started.
     pub fn stats(&self) -> &crate::Stats {
         &self.stats

@@ -186,7 +186,7 @@ impl NetService for Dhcp4 {
                     u64::from(u32::from(r.end)).saturating_sub(u64::from(u32::from(r.start))) + 1
                 })
                 .sum();
-            (s.stats().clone(), s.leases(now()).len() as u64, pool)
+            (s.stats().clone(), s.active_leases(now()) as u64, pool)
         };
         Some(super::ServiceStats::Dhcp {
             family: "v4",
