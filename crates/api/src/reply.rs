@@ -141,6 +141,10 @@ pub struct CreatedPort {
     pub port: Port,
     /// Arguments that give a qemu guest this port, e.g. `-netdev tap,...`.
     pub qemu_args: Vec<String>,
+    /// Why the arguments say `vhost=off` (no /dev/vhost-net, or the owner cannot open
+    /// it); absent when they say `vhost=on`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vhost_off: Option<String>,
 }
 
 /// Reply to `iface-bridge`.

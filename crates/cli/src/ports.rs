@@ -109,6 +109,9 @@ pub fn run(c: &Client, cmd: PortCmd) -> Result<()> {
             if p.filter != kvnet_model::TrafficFilter::None {
                 println!("Filter: {}", p.filter);
             }
+            if let Some(why) = &created.vhost_off {
+                println!("vhost-net off: {why}");
+            }
             println!("{}", created.qemu_args.join(" "));
         }
         PortCmd::PortList { network, json } => {

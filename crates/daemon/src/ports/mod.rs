@@ -4,6 +4,7 @@
 //! network's next start) a reboot. Putting a TAP on a bridge is [`plug`]'s.
 
 mod plug;
+pub mod vhost;
 
 use crate::ids::{entropy, group_id, user_id};
 use crate::paths::Paths;
@@ -152,10 +153,11 @@ pub fn tap_mac(guest: [u8; 6]) -> [u8; 6] {
     m
 }
 
-/// qemu arguments for a port-create'd TAP. vhost stays off: an unprivileged qemu
-/// usually cannot open /dev/vhost-net.
-pub fn qemu_args(ifname: &str, mac: MacAddr, queues: u16) -> Vec<String> {
-    let mut netdev = format!("tap,id=net0,ifname={ifname},script=no,downscript=no,vhost=off");
+/// qemu arguments for a port-create'd TAP; `vhost` when its qemu can open
+/// /dev/vhost-net ([`vhost::decide`]).
+pub fn qemu_args(ifname: &str, mac: MacAddr, queues: u16, vhost: bool) -> Vec<String> {
+    let v = if vhost { "on" } else { "off" };
+    let mut netdev = format!("tap,id=net0,ifname={ifname},script=no,downscript=no,vhost={v}");
     let mut device = format!("virtio-net-pci,netdev=net0,mac={mac}");
     if queues > 1 {
         netdev += &format!(",queues={queues}");
@@ -353,9 +355,14 @@ impl Ports {
         }
         crate::hooks::kill_point("port-create:plugged");
         info!(network = %network, "port {ifname} created (guest MAC {mac}, {queues} queues)");
+        let vhost = vhost::decide(
+            vhost::device(std::path::Path::new(vhost::VHOST_NET)),
+            &vhost::runner(rec.owner, rec.group),
+        );
         Ok(CreatedPort {
             port: rec.view(network, t.defaults),
-            qemu_args: qemu_args(&ifname, mac, queues),
+            qemu_args: qemu_args(&ifname, mac, queues, vhost.is_ok()),
+            vhost_off: vhost.err(),
         })
     }
 
@@ -611,7 +618,7 @@ mod tests {
     fn qemu_arguments() {
         let mac: MacAddr = "52:54:00:12:34:56".parse().unwrap();
         assert_eq!(
-            qemu_args("vnet0", mac, 1),
+            qemu_args("vnet0", mac, 1, false),
             [
                 "-netdev",
                 "tap,id=net0,ifname=vnet0,script=no,downscript=no,vhost=off",
@@ -619,7 +626,8 @@ mod tests {
                 "virtio-net-pci,netdev=net0,mac=52:54:00:12:34:56"
             ]
         );
-        let a = qemu_args("vnet1", mac, 4);
+        let a = qemu_args("vnet1", mac, 4, false);
+        assert!(qemu_args("vnet1", mac, 1, true)[1].contains(",vhost=on"));
         assert!(a[1].ends_with(",queues=4"), "{a:?}");
         assert!(a[3].ends_with(",mq=on,vectors=10"), "{a:?}");
     }
