@@ -9,9 +9,9 @@
 mod lab;
 
 use kvnet_api::{CreatedPort, Port};
+use lab::frames::*;
 use lab::*;
-use std::fs::File;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::time::{Duration, Instant};
 
 const NET: &str = "<network><name>pf</name>\
@@ -188,123 +188,6 @@ fn guests_on_unregistered_links_are_locked_to_their_mac_and_addresses() {
     eventually("table removed", || {
         !sh(&lab.host, "nft list tables").1.contains("bridge kvnet")
     });
-}
-
-// --- frames written by the test as a TAP's guest ---
-
-fn mac_bytes(s: &str) -> [u8; 6] {
-    let v: Vec<u8> = s
-        .split(':')
-        .map(|b| u8::from_str_radix(b, 16).unwrap())
-        .collect();
-    v.try_into().unwrap()
-}
-
-fn eth(dst: [u8; 6], src: [u8; 6], ethertype: u16, payload: &[u8]) -> Vec<u8> {
-    let mut f = Vec::new();
-    f.extend_from_slice(&dst);
-    f.extend_from_slice(&src);
-    f.extend_from_slice(&ethertype.to_be_bytes());
-    f.extend_from_slice(payload);
-    f
-}
-
-fn arp(op: u16, sha: [u8; 6], spa: [u8; 4], tpa: [u8; 4]) -> Vec<u8> {
-    let mut p = vec![0, 1, 8, 0, 6, 4];
-    p.extend_from_slice(&op.to_be_bytes());
-    p.extend_from_slice(&sha);
-    p.extend_from_slice(&spa);
-    p.extend_from_slice(&[0; 6]);
-    p.extend_from_slice(&tpa);
-    p
-}
-
-fn checksum(data: &[u8]) -> u16 {
-    let mut sum: u32 = data
-        .chunks(2)
-        .map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)])))
-        .sum();
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
-}
-
-fn ipv4_udp(src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16) -> Vec<u8> {
-    let payload = [0u8; 8];
-    let udp_len = 8 + payload.len() as u16;
-    let mut p = vec![0x45, 0];
-    p.extend_from_slice(&(20 + udp_len).to_be_bytes());
-    p.extend_from_slice(&[0, 0, 0, 0, 64, 17, 0, 0]);
-    p.extend_from_slice(&src);
-    p.extend_from_slice(&dst);
-    let c = checksum(&p);
-    p[10..12].copy_from_slice(&c.to_be_bytes());
-    p.extend_from_slice(&sport.to_be_bytes());
-    p.extend_from_slice(&dport.to_be_bytes());
-    p.extend_from_slice(&udp_len.to_be_bytes());
-    p.extend_from_slice(&[0, 0]);
-    p.extend_from_slice(&payload);
-    p
-}
-
-/// A router advertisement from link-local `src`: ICMPv6 type 134 to all nodes.
-fn ipv6_ra(src: [u8; 16]) -> Vec<u8> {
-    let icmp = [134u8, 0, 0, 0, 64, 0, 0x07, 0x08, 0, 0, 0, 0, 0, 0, 0, 0];
-    let mut p = vec![0x60, 0, 0, 0];
-    p.extend_from_slice(&(icmp.len() as u16).to_be_bytes());
-    p.extend_from_slice(&[58, 255]);
-    p.extend_from_slice(&src);
-    let mut dst = [0u8; 16];
-    dst[0] = 0xff;
-    dst[1] = 0x02;
-    dst[15] = 1;
-    p.extend_from_slice(&dst);
-    p.extend_from_slice(&icmp);
-    p
-}
-
-/// The guest's end of a TAP: the test writes what the guest sends, reads what it gets.
-fn open_tap(lab: &Lab, name: &str) -> File {
-    let tap = lab
-        .host
-        .run(|| {
-            kvnet_host::tap::create(&kvnet_host::tap::TapConfig {
-                name: name.to_string(),
-                vnet_hdr: false,
-                queues: 1,
-                owner: None,
-                group: None,
-                persist: false,
-            })
-        })
-        .expect("open the TAP");
-    let fd = tap.fds.into_iter().next().unwrap();
-    let f = File::from(fd);
-    nix::fcntl::fcntl(
-        &f,
-        nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
-    )
-    .unwrap();
-    f
-}
-
-/// Whether an ARP reply for `ip` to `mac` comes back within two seconds.
-fn arp_reply_seen(f: &mut File, mac: [u8; 6], ip: [u8; 4]) -> bool {
-    let end = Instant::now() + Duration::from_secs(2);
-    let mut buf = [0u8; 2048];
-    while Instant::now() < end {
-        match f.read(&mut buf) {
-            Ok(n) if n >= 42 && buf[12..14] == [8, 6] && buf[20..22] == [0, 2] => {
-                if buf[0..6] == mac && buf[28..32] == ip {
-                    return true;
-                }
-            }
-            Ok(_) => {}
-            Err(_) => std::thread::sleep(Duration::from_millis(20)),
-        }
-    }
-    false
 }
 
 fn port_row(lab: &Lab, ifname: &str) -> Port {

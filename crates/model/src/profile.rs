@@ -8,7 +8,7 @@
 //! To support a new mode: give it a row in [`Profile::of`], and teach the daemon's
 //! lifecycle whatever new [`BridgeRole`] or [`FirewallRole`] it needs.
 
-use crate::{ForwardMode, MacTableManager, Network};
+use crate::{ForwardMode, Network};
 
 /// Who provides the bridge guests plug into.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -141,20 +141,7 @@ impl Network {
                 if n == 1 { "" } else { "s" }
             ));
         }
-        if let Some(b) = &self.bridge
-            && b.mac_table_manager == Some(MacTableManager::Libvirt)
-        {
-            out.push(
-                "<bridge macTableManager='libvirt'> (FDB entries managed by hand)".to_string(),
-            );
-        }
-        if self
-            .domain
-            .as_ref()
-            .is_some_and(|d| d.register == Some(true))
-        {
-            out.push("<domain register='yes'> (systemd-resolved registration)".to_string());
-        }
+
         if let Some(f) = &self.forward {
             if f.pf.is_some() {
                 out.push("<forward><pf> (SR-IOV virtual function pool)".to_string());

@@ -1255,7 +1255,9 @@ fn unsupported_features_are_listed() {
                  <ip address='10.0.0.1' prefix='24'><tftp root='/t'/></ip></network>",
     );
     let u = n.not_applied();
-    assert_eq!(u.len(), 2, "{u:?}");
+    // kvnetd keeps the forwarding table (macTableManager) and registers the domain
+    // with systemd-resolved itself.
+    assert!(u.is_empty(), "{u:?}");
     // kvnetd serves TFTP itself: it is not reported.
     assert!(!u.iter().any(|x| x.contains("tftp")), "{u:?}");
     // kvnetd puts the bridge in the zone when firewalld runs.

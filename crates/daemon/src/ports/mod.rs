@@ -54,6 +54,8 @@ pub struct PortDefaults {
     pub isolated: bool,
     /// `<kvnet:filterref filter=…/>`.
     pub filter: TrafficFilter,
+    /// `<bridge macTableManager='libvirt'>`: kvnet keeps the forwarding table.
+    pub mac_table: bool,
 }
 
 impl PortDefaults {
@@ -61,6 +63,8 @@ impl PortDefaults {
         PortDefaults {
             isolated: net.isolated_port == Some(true),
             filter: net.kvnet_ext().map(|e| e.filter).unwrap_or_default(),
+            mac_table: net.bridge.as_ref().and_then(|b| b.mac_table_manager)
+                == Some(kvnet_model::MacTableManager::Libvirt),
         }
     }
 }
@@ -85,6 +89,13 @@ impl PortRec {
     /// Whether the bridge port is isolated: the port's own choice, else its network's.
     pub fn isolated(&self, t: &Target) -> bool {
         self.isolated.unwrap_or(t.defaults.isolated)
+    }
+
+    /// The MAC to give a static forwarding entry, when kvnet keeps the network's table
+    /// (`macTableManager='libvirt'`) and knows the guest's MAC; a port without one keeps
+    /// the kernel's learning.
+    pub fn fdb(&self, t: &Target) -> Option<MacAddr> {
+        self.mac.filter(|_| t.defaults.mac_table)
     }
 }
 
@@ -403,12 +414,12 @@ impl Ports {
             .link(ifname)
             .await?
             .ok_or_else(|| anyhow!("TAP {ifname} vanished"))?;
-        let isolated = self
-            .of(network)
-            .iter()
-            .find(|p| p.ifname == ifname)
-            .map_or(t.defaults.isolated, |p| p.isolated(t));
-        plug::plug(nl, &link, &t.bridge, None, isolated)
+        let known = self.of(network).iter().find(|p| p.ifname == ifname);
+        let isolated = known.map_or(t.defaults.isolated, |p| p.isolated(t));
+        let fdb = mac
+            .or(known.and_then(|p| p.mac))
+            .filter(|_| t.defaults.mac_table);
+        plug::plug(nl, &link, &t.bridge, None, isolated, fdb)
             .await
             .with_context(|| format!("cannot attach {ifname} to network '{network}'"))?;
         let mut ports = self.of(network).to_vec();
@@ -514,7 +525,7 @@ impl Ports {
                 plug::realize(nl, p, t).await.map(|()| true)
             } else {
                 match nl.link(&p.ifname).await {
-                    Ok(Some(l)) => plug::plug(nl, &l, &t.bridge, None, p.isolated(t))
+                    Ok(Some(l)) => plug::plug(nl, &l, &t.bridge, None, p.isolated(t), p.fdb(t))
                         .await
                         .map(|()| true),
                     Ok(None) => Ok(false),

@@ -40,14 +40,16 @@ pub async fn check_mac_free(
 }
 
 /// Put an existing TAP on the bridge: MAC (persistent ports), MTU, master, port
-/// isolation (`<port isolated>`), up. What is already right is left alone; isolation
-/// is set every time, as the link does not tell it.
+/// isolation (`<port isolated>`), the forwarding table (`fdb`: the guest's MAC when the
+/// network has `<bridge macTableManager='libvirt'>`), up. What is already right is left
+/// alone; isolation and the table are set every time, as the link does not tell them.
 pub async fn plug(
     nl: &Netlink,
     tap: &Link,
     bridge: &Link,
     mac: Option<[u8; 6]>,
     isolated: bool,
+    fdb: Option<MacAddr>,
 ) -> Result<()> {
     let name = &tap.name;
     if let Some(m) = mac
@@ -70,6 +72,16 @@ pub async fn plug(
     nl.set_port_isolated(tap.index, isolated)
         .await
         .with_context(|| format!("set port isolation of {name}"))?;
+    // libvirt's macTableManager: the bridge neither learns nor floods on this port; it
+    // reaches the guest through a static entry for the MAC kvnet knows.
+    if let Some(m) = fdb {
+        nl.set_port_learning(tap.index, false)
+            .await
+            .with_context(|| format!("turn off learning on {name}"))?;
+        nl.add_static_fdb(tap.index, m.0)
+            .await
+            .with_context(|| format!("add {m} to the forwarding table for {name}"))?;
+    }
     if !tap.up {
         nl.set_up(tap.index, true)
             .await
@@ -106,7 +118,7 @@ pub async fn realize(nl: &Netlink, rec: &PortRec, t: &Target) -> Result<()> {
             .await?
             .ok_or_else(|| anyhow!("TAP {} vanished after creation", rec.ifname))?;
         let mac = rec.mac.map(|m| tap_mac(m.0));
-        plug(nl, &link, bridge, mac, rec.isolated(t)).await
+        plug(nl, &link, bridge, mac, rec.isolated(t), rec.fdb(t)).await
     }
     .await;
     if res.is_err() && created {

@@ -6,6 +6,8 @@
 
 #![allow(dead_code)]
 
+pub mod frames;
+
 use kvnet_api::request as req;
 use kvnet_api::{Reply, Request};
 use kvnet_host::testns::TestNs;

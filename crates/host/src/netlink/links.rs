@@ -467,6 +467,41 @@ impl Netlink {
             .map_err(|n| n.into_error(format!("set port isolation of link #{index}")))
     }
 
+    /// Bridge port flags `learning` and `flood` (unicast flooding to unknown
+    /// destinations) of the link, both `on` or both off: off for libvirt's
+    /// `macTableManager='libvirt'`, where kvnet keeps the forwarding table itself.
+    pub async fn set_port_learning(&self, index: u32, on: bool) -> Result<(), HostError> {
+        let b = LinkBridgePort::new(index)
+            .append_info_data(InfoBridgePort::Learning(on))
+            .append_info_data(InfoBridgePort::UnicastFlood(on));
+        self.ack(RouteNetlinkMessage::NewLink(b.build()), 0)
+            .await
+            .map_err(|n| n.into_error(format!("set learning and flooding of link #{index}")))
+    }
+
+    /// A static forwarding entry: frames to `mac` go to bridge port `port`
+    /// (`bridge fdb replace MAC dev PORT master static`).
+    pub async fn add_static_fdb(&self, port: u32, mac: [u8; 6]) -> Result<(), HostError> {
+        let mut m = NeighbourMessage::default();
+        m.header.family = AddressFamily::Bridge;
+        m.header.ifindex = port;
+        m.header.state = NeighbourState::Noarp;
+        m.header.flags = rtnetlink::packet_route::neighbour::NeighbourFlags::Controller;
+        m.attributes
+            .push(NeighbourAttribute::LinkLayerAddress(mac.to_vec()));
+        self.ack(
+            RouteNetlinkMessage::NewNeighbour(m),
+            NLM_F_CREATE | NLM_F_REPLACE,
+        )
+        .await
+        .map_err(|n| {
+            n.into_error(format!(
+                "add forwarding entry {} on link #{port}",
+                format_mac(&mac)
+            ))
+        })
+    }
+
     /// Enslaves the link to `master`, or releases it with `None`.
     pub async fn set_master(&self, index: u32, master: Option<u32>) -> Result<(), HostError> {
         let b = LinkUnspec::new_with_index(index).controller(master.unwrap_or(0));
