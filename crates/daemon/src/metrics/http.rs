@@ -119,7 +119,8 @@ async fn serve(listener: Listener, render: Render) {
     }
 }
 
-/// The request head, up to its blank line; None if it is too long, too slow or cut.
+/// The request head, up to its blank line; None if it is too long, too slow
+/// ([`HEAD_TIMEOUT`]) or cut.
 async fn read_head(s: &mut (impl AsyncRead + Unpin)) -> Option<String> {
     let mut buf = Vec::with_capacity(512);
     let mut chunk = [0u8; 1024];
@@ -212,6 +213,71 @@ mod tests {
                 .contains("absolute")
         );
         assert!(parse_listen("localhost").unwrap_err().contains("neither"));
+    }
+
+    fn render() -> Render {
+        Arc::new(|| Box::pin(async { "kvnet_up 1\n".to_string() }))
+    }
+
+    /// What `answer` writes back for `request` (the client side closed after it).
+    async fn exchange(request: &[u8]) -> String {
+        let (mut client, server) = tokio::io::duplex(64 * 1024);
+        let task = tokio::spawn(answer(server, render()));
+        client.write_all(request).await.unwrap();
+        let mut out = String::new();
+        client.read_to_string(&mut out).await.unwrap();
+        task.await.unwrap();
+        out
+    }
+
+    #[tokio::test]
+    async fn answers_a_scrape_and_refuses_the_rest() {
+        let ok = exchange(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").await;
+        assert!(ok.starts_with("HTTP/1.1 200 OK\r\n"), "{ok}");
+        assert!(
+            ok.contains("Content-Length: 11\r\n") && ok.ends_with("kvnet_up 1\n"),
+            "{ok}"
+        );
+        let no = exchange(b"DELETE /metrics HTTP/1.1\r\n\r\n").await;
+        assert!(no.starts_with("HTTP/1.1 405"), "{no}");
+        // A head over 8 KiB gets nothing but a closed connection.
+        let mut huge = b"GET /metrics HTTP/1.1\r\nX: ".to_vec();
+        huge.extend(std::iter::repeat_n(b'a', MAX_HEAD + 10));
+        assert_eq!(exchange(&huge).await, "");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_client_that_sends_nothing_is_cut_off() {
+        let (mut client, server) = tokio::io::duplex(1024);
+        let task = tokio::spawn(answer(server, render()));
+        client.write_all(b"GET /metr").await.unwrap();
+        // Time runs on (paused clock): the head never completes, the server gives up.
+        tokio::time::sleep(HEAD_TIMEOUT + Duration::from_secs(1)).await;
+        task.await.unwrap();
+        let mut out = String::new();
+        client.read_to_string(&mut out).await.unwrap();
+        assert_eq!(out, "");
+    }
+
+    #[tokio::test]
+    async fn a_stale_socket_file_is_replaced_and_anything_else_refused() {
+        let dir = std::env::temp_dir().join(format!("kvnet-metrics-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("m.sock");
+        // A socket file a killed kvnetd left behind.
+        drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
+        let task = spawn(&Listen::Unix(path.clone()), render()).await.unwrap();
+        let mut s = tokio::net::UnixStream::connect(&path).await.unwrap();
+        s.write_all(b"GET /metrics HTTP/1.1\r\n\r\n").await.unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).await.unwrap();
+        assert!(out.starts_with("HTTP/1.1 200 OK"), "{out}");
+        task.abort();
+        let file = dir.join("not-a-socket");
+        std::fs::write(&file, "x").unwrap();
+        let e = spawn(&Listen::Unix(file), render()).await.unwrap_err();
+        assert!(e.to_string().contains("is not a socket"), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
