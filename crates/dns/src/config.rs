@@ -166,6 +166,7 @@ impl Config {
             }
             cfg.forwarders.push(Forwarder { domain, addr });
         }
+        cfg.add_dnsmasq_options(net)?;
         for ip in &net.ips {
             cfg.own_addrs.push(ip.address);
             if ip.local_ptr == Some(true) {
@@ -178,6 +179,62 @@ impl Config {
             }
         }
         Ok(cfg)
+    }
+
+    /// libvirt's `<dnsmasq:options>` this server serves, with dnsmasq's meaning:
+    /// `host-record`, `txt-record`, `srv-host`, `server` and `local` (the others are
+    /// reported at start by the model's `not_applied`).
+    fn add_dnsmasq_options(&mut self, net: &Network) -> Result<(), ConfigError> {
+        use kvnet_model::DnsmasqOption as O;
+        for o in net.dnsmasq() {
+            match o {
+                O::HostRecord { names, addrs } => {
+                    let names = names
+                        .iter()
+                        .map(|n| name("host-record name", n))
+                        .collect::<Result<Vec<_>, _>>()?;
+                    for a in addrs {
+                        self.hosts.push((a, names.clone()));
+                    }
+                }
+                O::TxtRecord { name: owner, text } => {
+                    if let Some(c) = text.chars().find(|c| c.is_control()) {
+                        return Err(invalid(
+                            "txt-record value",
+                            &text,
+                            format!("contains the control character {c:?}"),
+                        ));
+                    }
+                    self.txts.push((name("txt-record name", &owner)?, text));
+                }
+                O::SrvHost {
+                    name: owner,
+                    target,
+                    port,
+                    priority,
+                    weight,
+                } => self.srvs.push(SrvRecord {
+                    name: name("srv-host name", &owner)?,
+                    target: target.map(|t| name("srv-host target", &t)).transpose()?,
+                    port,
+                    priority,
+                    weight,
+                }),
+                O::Server { domains, addr } if domains.is_empty() => {
+                    self.forwarders.push(Forwarder { domain: None, addr });
+                }
+                O::Server { domains, addr } => {
+                    for d in domains {
+                        self.forwarders.push(Forwarder {
+                            domain: Some(name("server domain", &d)?),
+                            addr,
+                        });
+                    }
+                }
+                O::Other(_) | O::Invalid { .. } => {}
+            }
+        }
+        Ok(())
     }
 
     /// The network's domain, lower-case, without a trailing dot.

@@ -493,3 +493,62 @@ fn the_network_wins_over_the_hosts_file_and_the_file_over_leases() {
         vec![ip("192.168.122.10")]
     );
 }
+
+/// libvirt's `<dnsmasq:options>` that kvnet serves itself, answered as dnsmasq answers.
+fn dnsmasq(options: &[&str]) -> String {
+    let opts: String = options
+        .iter()
+        .map(|o| format!("<dnsmasq:option value='{o}'/>"))
+        .collect();
+    format!(
+        "<dnsmasq:options xmlns:dnsmasq='http://libvirt.org/schemas/network/dnsmasq/1.0'>{opts}</dnsmasq:options>"
+    )
+}
+
+#[test]
+fn dnsmasq_records_are_served() {
+    let mut e = engine(&dnsmasq(&[
+        "host-record=nas,nas.lab,192.168.122.9,fd00::9",
+        "txt-record=info.lab,\"owner=ops\"",
+        "srv-host=_ldap._tcp.lab,dc.lab,389,5,7",
+        "cname=alias.lab,nas.lab",
+    ]));
+    let m = ask(&mut e, "nas.lab.", RecordType::A);
+    assert!(m.metadata.authoritative);
+    assert_eq!(addrs(&m), [ip("192.168.122.9")]);
+    let m = ask(&mut e, "nas.", RecordType::AAAA);
+    assert_eq!(addrs(&m), [ip("fd00::9")]);
+    // The first name owns the PTR, as with dnsmasq.
+    let m = ask(&mut e, "9.122.168.192.in-addr.arpa.", RecordType::PTR);
+    let RData::PTR(p) = &m.answers[0].data else {
+        panic!("{m:?}")
+    };
+    assert_eq!(p.0.to_ascii(), "nas.");
+    let m = ask(&mut e, "info.lab.", RecordType::TXT);
+    let RData::TXT(t) = &m.answers[0].data else {
+        panic!("{m:?}")
+    };
+    assert_eq!(&*t.txt_data[0], b"owner=ops");
+    let m = ask(&mut e, "_ldap._tcp.lab.", RecordType::SRV);
+    let RData::SRV(s) = &m.answers[0].data else {
+        panic!("{m:?}")
+    };
+    assert_eq!((s.priority, s.weight, s.port), (5, 7, 389));
+    assert_eq!(s.target.to_ascii(), "dc.lab.");
+}
+
+#[test]
+fn dnsmasq_servers_and_local_domains_route_queries() {
+    let mut e = engine(&dnsmasq(&[
+        "server=/corp.example/192.0.2.53#5353",
+        "local=/lab.test/",
+    ]));
+    e.set_upstreams(vec![sa("192.0.2.1:53")]);
+    let (to, _) = ask_forward(&mut e, "www.corp.example.", RecordType::A);
+    assert_eq!(to.addr, sa("192.0.2.53:5353"));
+    let (to, _) = ask_forward(&mut e, "www.other.example.", RecordType::A);
+    assert_eq!(to.addr, sa("192.0.2.1:53"));
+    // A local domain is never forwarded: what the network does not know does not exist.
+    let m = ask(&mut e, "anything.lab.test.", RecordType::A);
+    assert_eq!(rcode(&m), ResponseCode::NXDomain);
+}

@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 mod define;
+mod dnsmasq;
 mod extension;
 mod format;
 pub mod ifname;
@@ -20,6 +21,7 @@ mod tests;
 use std::fmt;
 
 pub use define::uuid_from_entropy;
+pub use dnsmasq::{DnsmasqOption, parse as parse_dnsmasq_option};
 pub use extension::{
     FwdProto, GuestRef, KVNET_NS, KvnetExt, MAX_FORWARD_PORTS, MAX_FORWARDS, PortForward,
     PortRange, TrafficFilter, parse_target,

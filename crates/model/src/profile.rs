@@ -134,11 +134,21 @@ impl Network {
     /// "<element> (what it would do)", e.g. for "X is accepted but not applied".
     pub fn not_applied(&self) -> Vec<String> {
         let mut out = Vec::new();
-        if !self.dnsmasq_options.is_empty() {
-            let n = self.dnsmasq_options.len();
+        // kvnet's DNS server serves host-record, txt-record, srv-host, server and local;
+        // every other option is named.
+        let kept: Vec<String> = self
+            .dnsmasq()
+            .into_iter()
+            .filter_map(|o| match o {
+                crate::DnsmasqOption::Other(n) => Some(n),
+                crate::DnsmasqOption::Invalid { option, why } => Some(format!("{option} ({why})")),
+                _ => None,
+            })
+            .collect();
+        if !kept.is_empty() {
             out.push(format!(
-                "<dnsmasq:options> ({n} option{}; kvnet does not run dnsmasq)",
-                if n == 1 { "" } else { "s" }
+                "<dnsmasq:options> {} (kvnet does not run dnsmasq)",
+                kept.join(", ")
             ));
         }
 
