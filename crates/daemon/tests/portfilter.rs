@@ -24,30 +24,10 @@ const NET: &str = "<network><name>pf</name>\
 
 const HOST_MAC_PREFIX: &str = "52:54:00:78:00:";
 
-/// A guest namespace on a veth that kvnet did not create: MAC set before the link is up,
-/// so its first frame (the one the filter learns) is from that MAC; IPv6 DAD off so
-/// addresses are usable at once.
+/// A guest namespace on a veth that kvnet did not create, its MAC set before the link is
+/// up: its first frame (the one the filter learns) is from that MAC.
 fn veth_guest(lab: &mut Lab, mac: &str) -> usize {
-    let g = kvnet_host::testns::TestNs::with_prefix("kvt-g").expect("guest ns");
-    let i = lab.guests.len();
-    let port = format!("vg{i}");
-    ip(
-        &lab.host,
-        &format!(
-            "link add {port} type veth peer name eth0 netns {}",
-            g.name()
-        ),
-    );
-    ip(&g, &format!("link set eth0 address {mac}"));
-    sh(
-        &g,
-        "sysctl -qw net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.eth0.accept_dad=0",
-    );
-    ip(&g, "link set lo up");
-    ip(&lab.host, &format!("link set {port} master kvf0 up"));
-    ip(&g, "link set eth0 up");
-    lab.guests.push(g);
-    i
+    lab.guest_with_mac("kvf0", "", "", Some(mac))
 }
 
 /// udhcpc's lease for guest `g`, configured on its eth0.

@@ -397,6 +397,18 @@ impl Lab {
     /// default route via GW (none if empty); its peer `vg<i>` in the host namespace is
     /// made a port of BRIDGE.
     pub fn guest(&mut self, bridge: &str, addr: &str, gw: &str) -> usize {
+        self.guest_with_mac(bridge, addr, gw, None)
+    }
+
+    /// [`Lab::guest`] whose `eth0` has `mac` before it is up, so that its first frame
+    /// (what a port filter learns) already comes from that MAC.
+    pub fn guest_with_mac(
+        &mut self,
+        bridge: &str,
+        addr: &str,
+        gw: &str,
+        mac: Option<&str>,
+    ) -> usize {
         let g = TestNs::with_prefix("kvt-g").expect("guest ns");
         let i = self.guests.len();
         let port = format!("vg{i}");
@@ -407,6 +419,9 @@ impl Lab {
                 g.name()
             ),
         );
+        if let Some(m) = mac {
+            ip(&g, &format!("link set eth0 address {m}"));
+        }
         ip(&self.host, &format!("link set {port} master {bridge} up"));
         ip(&g, "link set lo up");
         if !addr.is_empty() {
@@ -424,8 +439,7 @@ impl Lab {
     /// sending `hostname` (option 12); the guest and the address bound (not configured
     /// on its interface).
     pub fn udhcpc_guest(&mut self, bridge: &str, mac: &str, hostname: &str) -> (usize, String) {
-        let g = self.guest(bridge, "", "");
-        ip(&self.guests[g], &format!("link set eth0 address {mac}"));
+        let g = self.guest_with_mac(bridge, "", "", Some(mac));
         let (ok, out) = sh(
             &self.guests[g],
             &format!(
