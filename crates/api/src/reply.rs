@@ -133,6 +133,14 @@ pub struct Port {
     /// Filtered ports: frames dropped as spoofed since the port was filtered.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dropped: Option<u64>,
+    /// The portgroup the port was created in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub portgroup: Option<String>,
+    /// Bandwidth given at port-create (a portgroup's applies where unset).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inbound: Option<kvnet_model::BandwidthRate>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outbound: Option<kvnet_model::BandwidthRate>,
 }
 
 /// Reply to `port-create`.

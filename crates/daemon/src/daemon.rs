@@ -238,6 +238,10 @@ impl Daemon {
         }
         if let Some((_, new)) = &live {
             self.life.sync_services(new).await;
+            // A portgroup's or the network's bandwidth changed: its ports follow.
+            if let Err(e) = self.life.shape(&self.registry, &self.ports, name).await {
+                warn!(network = %name, "{e:#}");
+            }
         }
         let live = if live.is_some() { "live " } else { "" };
         info!(network = %name, "updated ({live}{})", if config { "config" } else { "" });
@@ -253,7 +257,21 @@ impl Daemon {
     pub async fn port_create(&mut self, r: PortCreate) -> Result<CreatedPort> {
         let t = self.life.target(&self.registry, &r.network).await?;
         let network = r.network.clone();
-        let rec = self.ports.register(self.life.nl(), &t, r).await?;
+        let others: Vec<_> = self
+            .ports
+            .recs(&network)
+            .iter()
+            .map(|p| p.qos.clone())
+            .collect();
+        let qos = crate::qos::plan::admit(
+            self.registry.live(&network)?,
+            r.portgroup.as_deref(),
+            r.inbound.as_deref().cloned(),
+            r.outbound.as_deref().cloned(),
+            &others,
+        )
+        .map_err(|e| anyhow!("cannot create a port on network '{network}': {e}"))?;
+        let rec = self.ports.register(self.life.nl(), &t, r, qos).await?;
         // Its filter is in place before the TAP is on the bridge.
         let filtered = self
             .life
@@ -274,6 +292,12 @@ impl Daemon {
                 .await;
         }
         let created = created?;
+        // Shaped once its TAP exists; if that fails, the port goes again.
+        if let Err(e) = self.life.shape(&self.registry, &self.ports, &network).await {
+            let ifname = &created.port.ifname;
+            let _ = self.port_delete(Some(&network), ifname).await;
+            return Err(e.context(format!("cannot shape port {ifname}")));
+        }
         self.port_event(&created.port, "created");
         Ok(created)
     }
@@ -321,6 +345,14 @@ impl Daemon {
             self.registry.get(n)?;
         }
         let gone = self.ports.delete(self.life.nl(), network, ifname).await?;
+        if let Err(e) = crate::qos::forget(self.life.nl(), ifname).await {
+            warn!(network = %gone, "port {ifname}: {e:#}");
+        }
+        if self.registry.live(&gone).is_ok()
+            && let Err(e) = self.life.shape(&self.registry, &self.ports, &gone).await
+        {
+            warn!(network = %gone, "{e:#}");
+        }
         if self.registry.live(&gone).is_ok()
             && let Err(e) = self.life.filter_ports(&gone, self.ports.recs(&gone)).await
         {
@@ -337,6 +369,9 @@ impl Daemon {
             ips: Vec::new(),
             learned_mac: None,
             dropped: None,
+            portgroup: None,
+            inbound: None,
+            outbound: None,
         };
         self.port_event(&port, "deleted");
         Ok(())

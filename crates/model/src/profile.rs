@@ -169,8 +169,10 @@ impl Network {
         if self.vlan.is_some() || self.portgroups.iter().any(|p| p.vlan.is_some()) {
             out.push("<vlan> (VLAN tagging)".to_string());
         }
-        if self.bandwidth.is_some() || self.portgroups.iter().any(|p| p.bandwidth.is_some()) {
-            out.push("<bandwidth> (traffic shaping)".to_string());
+        // kvnetd shapes the bridge and the guest ports (its qos module); a network
+        // without a bridge has nothing to put the network's own shaping on.
+        if self.bandwidth.is_some() && self.bridge_name().is_none() {
+            out.push("<bandwidth> (traffic shaping of a network without a bridge)".to_string());
         }
         out
     }

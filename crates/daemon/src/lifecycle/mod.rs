@@ -254,12 +254,27 @@ impl Lifecycle {
 
     /// Put the ports of active network `name` on its bridge, persistent TAPs re-created.
     async fn replug(&self, reg: &Registry, ports: &mut Ports, name: &str) -> Vec<String> {
-        if !ports.has_ports(name) {
-            return Vec::new();
+        let mut warnings = if !ports.has_ports(name) {
+            Vec::new()
+        } else {
+            match self.target(reg, name).await {
+                Ok(t) => ports.replug(self.dp.nl(), &t).await,
+                Err(e) => vec![format!("network '{name}': ports not attached: {e:#}")],
+            }
+        };
+        // Then their bandwidth (and the network's): only what differs is changed.
+        if let Err(e) = self.shape(reg, ports, name).await {
+            warnings.push(format!("network '{name}': {e:#}"));
         }
-        match self.target(reg, name).await {
-            Ok(t) => ports.replug(self.dp.nl(), &t).await,
-            Err(e) => vec![format!("network '{name}': ports not attached: {e:#}")],
+        warnings
+    }
+
+    /// Apply the `<bandwidth>` of active network `name` and its ports (crate::qos).
+    pub async fn shape(&self, reg: &Registry, ports: &Ports, name: &str) -> Result<()> {
+        let live = reg.live(name)?;
+        match live.bridge_name() {
+            Some(br) => crate::qos::sync(self.dp.nl(), live, br, ports.recs(name)).await,
+            None => Ok(()),
         }
     }
 
@@ -434,6 +449,12 @@ impl Lifecycle {
             Some(br) => ports.unplug(self.dp.nl(), name, br).await,
             None => Vec::new(),
         };
+        // The network's own shaping leaves its bridge (a host bridge stays) and IFB.
+        if let Some(br) = live.bridge_name()
+            && let Err(e) = crate::qos::unshape(self.dp.nl(), br).await
+        {
+            errors.push(format!("bandwidth of {br}: {e:#}"));
+        }
         let (left, quiesce_errors) = self.dp.quiesce(&live, owns_bridge).await;
         errors.extend(self.dp.foreign().stop(&live).await);
         // A rebuild from now on leaves its rules out; the teardown removes them.

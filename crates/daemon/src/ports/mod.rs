@@ -45,6 +45,9 @@ pub struct PortRec {
     /// `port-create --ip`: addresses the filter lets the guest send from.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ips: Vec<IpAddr>,
+    /// `port-create --portgroup/--inbound/--outbound` (crate::qos).
+    #[serde(default, skip_serializing_if = "crate::qos::PortQos::is_empty")]
+    pub qos: crate::qos::PortQos,
 }
 
 /// What a network gives its ports unless they choose otherwise.
@@ -83,6 +86,9 @@ impl PortRec {
             ips: self.ips.clone(),
             learned_mac: None,
             dropped: None,
+            portgroup: self.qos.portgroup.clone(),
+            inbound: self.qos.inbound.clone(),
+            outbound: self.qos.outbound.clone(),
         }
     }
 
@@ -281,7 +287,13 @@ impl Ports {
     /// port-create, first half: checks the request, picks the name and MAC and registers
     /// the port (no TAP yet). The caller readies what must hold before the TAP is on the
     /// bridge (its filter), then calls [`Ports::realize`].
-    pub async fn register(&mut self, nl: &Netlink, t: &Target, a: PortCreate) -> Result<PortRec> {
+    pub async fn register(
+        &mut self,
+        nl: &Netlink,
+        t: &Target,
+        a: PortCreate,
+        qos: crate::qos::PortQos,
+    ) -> Result<PortRec> {
         let queues = a.queues.unwrap_or(1);
         if !(1..=MAX_QUEUES).contains(&queues) {
             bail!("queues must be between 1 and {MAX_QUEUES}, not {queues}");
@@ -340,6 +352,7 @@ impl Ports {
             isolated: a.isolated,
             filter: a.filter,
             ips: a.ips,
+            qos,
         };
         let network = &t.network;
         let mut ports = self.of(network).to_vec();
@@ -444,6 +457,7 @@ impl Ports {
                     isolated: None,
                     filter: None,
                     ips: Vec::new(),
+                    qos: Default::default(),
                 };
                 ports.push(rec.clone());
                 rec
@@ -665,6 +679,7 @@ mod tests {
             isolated: Some(true),
             filter: Some(TrafficFilter::CleanTraffic),
             ips: vec!["10.0.0.9".parse().unwrap()],
+            qos: Default::default(),
         };
         let mut ports = Ports::load(&p).unwrap();
         ports.save("default", vec![rec.clone()]).unwrap();
@@ -690,6 +705,7 @@ mod tests {
             isolated: None,
             filter: None,
             ips: Vec::new(),
+            qos: Default::default(),
         };
         ports.save("good", vec![rec.clone()]).unwrap();
         fs::write(p.ports("torn"), b"[{\"ifname\": \"vn").unwrap();

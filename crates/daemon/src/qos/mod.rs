@@ -1,0 +1,65 @@
+//! Quality of service (`<bandwidth>`): [`plan`] says what each device of a network
+//! should have; [`sync`] reads what it has and applies only the difference, so running
+//! it again (a kvnetd restart, a start, an update) changes nothing that is right.
+
+pub mod plan;
+
+use crate::ports::PortRec;
+use anyhow::{Context, Result};
+use kvnet_host::Netlink;
+use kvnet_model::Network;
+pub use plan::PortQos;
+use tracing::info;
+
+/// Bring network `net`'s bridge and its ports' TAPs (and their IFBs) to the plan.
+/// A port whose TAP is missing is skipped (it is shaped when it is back).
+pub async fn sync(nl: &Netlink, net: &Network, bridge: &str, ports: &[PortRec]) -> Result<()> {
+    let ports: Vec<_> = ports
+        .iter()
+        .map(|p| (p.ifname.clone(), p.mac, p.qos.clone()))
+        .collect();
+    for d in plan::network_plan(net, bridge, &ports) {
+        apply(nl, &d)
+            .await
+            .with_context(|| format!("bandwidth of {} on network '{}'", d.dev, net.name))?;
+    }
+    Ok(())
+}
+
+async fn apply(nl: &Netlink, d: &plan::DevPlan) -> Result<()> {
+    let Some(link) = nl.link(&d.dev).await? else {
+        return Ok(());
+    };
+    let mut want = d.egress.clone();
+    if let Some((name, shape)) = &d.ifb {
+        let ifb = nl.ensure_ifb(name).await?;
+        let cur = nl.tc_shape(ifb).await?;
+        nl.tc_apply(ifb, &plan::changes(&cur, shape)).await?;
+        want.redirect = Some(ifb);
+    }
+    let cur = nl.tc_shape(link.index).await?;
+    let changes = plan::changes(&cur, &want);
+    if !changes.is_empty() {
+        info!("{}: {} traffic control change(s)", d.dev, changes.len());
+        nl.tc_apply(link.index, &changes).await?;
+    }
+    if d.ifb.is_none() {
+        nl.delete_ifb(&kvnet_host::ifb_name(&d.dev)).await?;
+    }
+    Ok(())
+}
+
+/// Remove kvnet's shaping from `dev` (a stopping network's bridge) and its IFB.
+pub async fn unshape(nl: &Netlink, dev: &str) -> Result<()> {
+    let d = plan::DevPlan {
+        dev: dev.to_string(),
+        egress: Default::default(),
+        ifb: None,
+    };
+    apply(nl, &d).await
+}
+
+/// A port or bridge that is gone: its IFB goes too.
+pub async fn forget(nl: &Netlink, dev: &str) -> Result<()> {
+    Ok(nl.delete_ifb(&kvnet_host::ifb_name(dev)).await?)
+}
