@@ -335,3 +335,28 @@ fn bad_bandwidth_is_refused_with_nothing_half_applied() {
     assert!(!list.contains("vnet"), "{list}");
     assert!(!lab.links().contains("ifb"), "{}", lab.links());
 }
+
+#[test]
+#[ignore = "needs root"]
+fn the_networks_bandwidth_shapes_its_bridge_and_leaves_with_it() {
+    let mut lab = Lab::new();
+    lab.define_and_start(
+        "<network><name>qn</name><forward mode='nat'/><bridge name='kvqn0'/>\
+         <bandwidth><inbound average='2000' peak='4000'/><outbound average='1000'/></bandwidth>\
+         <ip address='10.83.0.1' prefix='24'/></network>",
+    );
+    let state = tc_state(&lab, "kvqn0");
+    assert!(
+        state.contains("htb 1: root") && state.contains("default 0x2"),
+        "{state}"
+    );
+    assert!(state.contains("rate 16Mbit ceil 32Mbit"), "{state}");
+    assert!(state.contains("ifb-kvqn0"), "{state}");
+    let ifb = tc_state(&lab, "ifb-kvqn0");
+    assert!(ifb.contains("rate 8Mbit"), "{ifb}");
+    lab.restart_daemon();
+    assert_eq!(tc_state(&lab, "kvqn0"), state);
+    let (ok, out) = lab.cli(&["net-destroy", "qn"]);
+    assert!(ok, "{out}");
+    assert!(!lab.links().contains("ifb-kvqn0"), "{}", lab.links());
+}
