@@ -328,7 +328,7 @@ impl Daemon {
             PortKind::Script
         };
         let nl = self.life.nl();
-        let port = self
+        let mut port = self
             .ports
             .attach(nl, &t, &r.ifname, r.mac.as_deref(), kind)
             .await?;
@@ -336,8 +336,43 @@ impl Daemon {
         if let Err(e) = self.life.filter_ports(&network, recs).await {
             warn!(network = %network, "port {}: port filter not applied: {e:#}", r.ifname);
         }
+        port.portgroup = self.default_portgroup(&network, &r.ifname);
+        if let Err(e) = self.life.shape(&self.registry, &self.ports, &network).await {
+            warn!(network = %network, "port {}: {e:#}", r.ifname);
+        }
         self.port_event(&port, "created");
         Ok(port)
+    }
+
+    /// A port kvnet did not create (qemu's script, the bridge helper) is in the
+    /// network's default portgroup, as libvirt puts an interface naming none; returns
+    /// the port's portgroup.
+    fn default_portgroup(&mut self, network: &str, ifname: &str) -> Option<String> {
+        let recs = self.ports.recs(network);
+        let own = recs.iter().find(|p| p.ifname == ifname)?;
+        if !own.qos.is_empty() {
+            return own.qos.portgroup.clone();
+        }
+        let others: Vec<_> = recs
+            .iter()
+            .filter(|p| p.ifname != ifname)
+            .map(|p| p.qos.clone())
+            .collect();
+        let live = self.registry.live(network).ok()?;
+        match crate::qos::plan::admit(live, None, None, None, &others) {
+            Ok(q) if !q.is_empty() => {
+                let pg = q.portgroup.clone();
+                if let Err(e) = self.ports.set_qos(network, ifname, q) {
+                    warn!(network = %network, "port {ifname}: {e:#}");
+                }
+                pg
+            }
+            Ok(_) => None,
+            Err(e) => {
+                warn!(network = %network, "port {ifname}: default portgroup not applied: {e}");
+                None
+            }
+        }
     }
 
     pub async fn port_delete(&mut self, network: Option<&str>, ifname: &str) -> Result<()> {

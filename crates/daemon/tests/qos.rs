@@ -360,3 +360,20 @@ fn the_networks_bandwidth_shapes_its_bridge_and_leaves_with_it() {
     assert!(ok, "{out}");
     assert!(!lab.links().contains("ifb-kvqn0"), "{}", lab.links());
 }
+
+#[test]
+#[ignore = "needs root"]
+fn a_tap_qemu_attaches_takes_the_default_portgroup() {
+    let lab = Lab::new();
+    lab.define_and_start(NET);
+    ip(&lab.host, "tuntap add dev qtap0 mode tap");
+    let r = lab.ok(kvnet_api::request::PortAttach {
+        network: Some("qs".into()),
+        bridge: None,
+        ifname: "qtap0".into(),
+        mac: None,
+    });
+    assert_eq!(r.data["portgroup"], "slow", "{:?}", r.data);
+    let classes = sh(&lab.host, "tc class show dev qtap0").1;
+    assert!(classes.contains("rate 2400Kbit"), "{classes}");
+}

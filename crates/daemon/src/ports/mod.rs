@@ -566,6 +566,15 @@ impl Ports {
         warnings
     }
 
+    /// Record a registered port's QoS (crate::qos).
+    pub fn set_qos(&mut self, network: &str, ifname: &str, qos: crate::qos::PortQos) -> Result<()> {
+        let mut ports = self.of(network).to_vec();
+        if let Some(p) = ports.iter_mut().find(|p| p.ifname == ifname) {
+            p.qos = qos;
+        }
+        self.save(network, ports)
+    }
+
     /// The registered ports of `network`, as stored.
     pub fn recs(&self, network: &str) -> &[PortRec] {
         self.of(network)
