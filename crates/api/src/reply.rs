@@ -95,6 +95,9 @@ pub enum PortKind {
     Script,
     /// Created by kvnet-bridge-helper for qemu.
     Helper,
+    /// A macvtap kvnet made on a direct network's pool device (port-create), deleted by
+    /// port-delete.
+    Macvtap,
 }
 
 impl PortKind {
@@ -103,6 +106,7 @@ impl PortKind {
             PortKind::Persistent => "persistent",
             PortKind::Script => "script",
             PortKind::Helper => "helper",
+            PortKind::Macvtap => "macvtap",
         }
     }
 }
@@ -133,6 +137,9 @@ pub struct Port {
     /// Filtered ports: frames dropped as spoofed since the port was filtered.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dropped: Option<u64>,
+    /// Macvtap ports: the pool device (host NIC) the macvtap sits on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<String>,
 }
 
 /// Reply to `port-create`.
@@ -145,6 +152,10 @@ pub struct CreatedPort {
     /// it); absent when they say `vhost=on`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vhost_off: Option<String>,
+    /// Files qemu must be started with, as shell redirections (`3<>/dev/tap12`): a
+    /// macvtap is passed by descriptor (`-netdev tap,fd=3`), one per queue.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fds: Vec<String>,
 }
 
 /// Reply to `iface-bridge`.

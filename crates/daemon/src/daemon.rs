@@ -189,6 +189,42 @@ impl Daemon {
         Ok(())
     }
 
+    /// net-dumpxml. The live XML counts a running network's ports (`connections`), and
+    /// a direct network's per pool device, as libvirt's does.
+    pub fn dump_xml(&self, name: &str, inactive: bool) -> Result<String> {
+        let live = match self.registry.live(name) {
+            Ok(live) if !inactive => live,
+            _ => return self.registry.dump_xml(name, inactive),
+        };
+        let mut net = live.clone();
+        let recs = self.ports.recs(name);
+        net.connections = u32::try_from(recs.len()).ok().filter(|n| *n > 0);
+        if let Some(Ok(pool)) = self.life.pool(&self.registry, name)
+            && let Some(f) = net.forward.as_mut()
+        {
+            // A <pf> pool shows its virtual functions, as libvirt's live XML does.
+            if f.interfaces.is_empty() {
+                f.interfaces = pool
+                    .devices
+                    .iter()
+                    .map(|d| kvnet_model::ForwardInterface {
+                        dev: d.clone(),
+                        connections: None,
+                    })
+                    .collect();
+            }
+            let counts = crate::ports::direct::connections(&pool.devices, recs);
+            for i in &mut f.interfaces {
+                i.connections = counts
+                    .iter()
+                    .find(|(d, _)| *d == i.dev)
+                    .map(|(_, n)| *n)
+                    .filter(|n| *n > 0);
+            }
+        }
+        Ok(net.to_xml())
+    }
+
     pub fn registry(&self) -> &Registry {
         &self.registry
     }
@@ -251,6 +287,11 @@ impl Daemon {
     }
 
     pub async fn port_create(&mut self, r: PortCreate) -> Result<CreatedPort> {
+        if let Some(pool) = self.life.pool(&self.registry, &r.network) {
+            let created = self.ports.create_macvtap(self.life.nl(), &pool?, r).await?;
+            self.port_event(&created.port, "created");
+            return Ok(created);
+        }
         let t = self.life.target(&self.registry, &r.network).await?;
         let network = r.network.clone();
         let rec = self.ports.register(self.life.nl(), &t, r).await?;
@@ -337,6 +378,7 @@ impl Daemon {
             ips: Vec::new(),
             learned_mac: None,
             dropped: None,
+            parent: None,
         };
         self.port_event(&port, "deleted");
         Ok(())

@@ -18,6 +18,7 @@ pub mod icmp6;
 pub mod iptables;
 pub mod link;
 pub mod linkwatch;
+pub mod macvtap;
 mod netlink;
 pub mod nft;
 pub mod nftwatch;

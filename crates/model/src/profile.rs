@@ -47,6 +47,32 @@ pub struct GuestRole {
     pub host_resolvers: bool,
 }
 
+/// The mode of the macvtap device a guest of a direct network gets on a pool device
+/// (the kernel's `MACVLAN_MODE_*`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MacvtapMode {
+    /// Guests on one device reach each other inside the host (`forward mode='bridge'`).
+    Bridge,
+    /// Guests reach only the LAN, never each other, even through a reflecting switch.
+    Private,
+    /// Every frame goes out to the LAN switch (802.1Qbg reflective relay).
+    Vepa,
+    /// One guest takes the device exclusively.
+    Passthrough,
+}
+
+impl MacvtapMode {
+    /// The name `ip link` uses for the mode.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MacvtapMode::Bridge => "bridge",
+            MacvtapMode::Private => "private",
+            MacvtapMode::Vepa => "vepa",
+            MacvtapMode::Passthrough => "passthru",
+        }
+    }
+}
+
 /// What kvnet owns and does for a network, decided by its forward mode.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Profile {
@@ -59,6 +85,8 @@ pub struct Profile {
     /// kvnetd serves DHCP, DNS and router advertisements on the network's bridge.
     pub guest_services: bool,
     pub guests: GuestRole,
+    /// Direct networks: the mode of the macvtap each guest port gets on a pool device.
+    pub macvtap: Option<MacvtapMode>,
     /// Why kvnet refuses to start the network, when it does.
     pub unsupported: Option<String>,
 }
@@ -78,9 +106,10 @@ impl Profile {
                 default_router: mode != ForwardMode::Isolated,
                 host_resolvers: mode != ForwardMode::Isolated,
             },
+            macvtap: None,
             unsupported: None,
         };
-        let unmanaged = |bridge, unsupported: Option<&str>| Profile {
+        let unmanaged = |bridge, macvtap, unsupported: Option<&str>| Profile {
             mode,
             bridge,
             forwarding: false,
@@ -90,6 +119,7 @@ impl Profile {
                 default_router: false,
                 host_resolvers: false,
             },
+            macvtap,
             unsupported: unsupported.map(|why| {
                 format!(
                     "network '{}': forward mode '{mode}' {why} is not supported by kvnet yet",
@@ -108,13 +138,21 @@ impl Profile {
                     .as_ref()
                     .is_some_and(|f| !f.interfaces.is_empty()) =>
             {
-                unmanaged(BridgeRole::None, Some("with <interface> (macvtap)"))
+                unmanaged(BridgeRole::None, Some(MacvtapMode::Bridge), None)
             }
-            ForwardMode::Bridge => unmanaged(BridgeRole::Host, None),
-            ForwardMode::Private | ForwardMode::Vepa | ForwardMode::Passthrough => {
-                unmanaged(BridgeRole::None, Some("(macvtap)"))
+            ForwardMode::Bridge => unmanaged(BridgeRole::Host, None, None),
+            ForwardMode::Private => unmanaged(BridgeRole::None, Some(MacvtapMode::Private), None),
+            ForwardMode::Vepa => unmanaged(BridgeRole::None, Some(MacvtapMode::Vepa), None),
+            ForwardMode::Passthrough => {
+                unmanaged(BridgeRole::None, Some(MacvtapMode::Passthrough), None)
             }
-            ForwardMode::Hostdev => unmanaged(BridgeRole::None, Some("(hostdev)")),
+            // The daemon says why (no SR-IOV virtual functions on this host, or VF
+            // assignment to qemu, which kvnet does not do).
+            ForwardMode::Hostdev => unmanaged(
+                BridgeRole::None,
+                None,
+                Some("(hostdev: PCI passthrough of SR-IOV virtual functions)"),
+            ),
         }
     }
 
@@ -153,7 +191,8 @@ impl Network {
         }
 
         if let Some(f) = &self.forward {
-            if f.pf.is_some() {
+            // A macvtap pool takes the VFs' netdevs; hostdev is refused at start.
+            if f.pf.is_some() && self.profile().macvtap.is_none() {
                 out.push("<forward><pf> (SR-IOV virtual function pool)".to_string());
             }
             if !f.addresses.is_empty() {
@@ -259,34 +298,51 @@ mod tests {
     }
 
     #[test]
-    fn macvtap_and_hostdev_are_refused_with_the_reason() {
-        for (xml, why) in [
+    fn macvtap_modes_have_no_bridge_nor_services() {
+        for (xml, mode) in [
             (
                 "<network><name>m</name><forward mode='bridge'><interface dev='eth1'/></forward></network>",
-                "forward mode 'bridge' with <interface> (macvtap)",
+                MacvtapMode::Bridge,
             ),
             (
                 "<network><name>m</name><forward mode='private' dev='eth1'/></network>",
-                "forward mode 'private' (macvtap)",
+                MacvtapMode::Private,
             ),
             (
                 "<network><name>m</name><forward mode='vepa' dev='eth1'/></network>",
-                "forward mode 'vepa' (macvtap)",
+                MacvtapMode::Vepa,
             ),
             (
                 "<network><name>m</name><forward mode='passthrough' dev='eth1'/></network>",
-                "forward mode 'passthrough' (macvtap)",
+                MacvtapMode::Passthrough,
             ),
         ] {
             let p = net(xml).profile();
             assert_eq!(p.bridge, BridgeRole::None);
-            assert!(!p.guest_services && p.firewall == FirewallRole::None);
-            let msg = p.unsupported.expect(xml);
-            assert_eq!(
-                msg,
-                format!("network 'm': {why} is not supported by kvnet yet")
-            );
+            assert!(!p.guest_services && p.firewall == FirewallRole::None && !p.forwarding);
+            assert_eq!(p.macvtap, Some(mode), "{xml}");
+            assert_eq!(p.unsupported, None, "{xml}");
         }
+        assert_eq!(MacvtapMode::Passthrough.as_str(), "passthru");
+        assert_eq!(
+            with_forward("<forward mode='bridge'/>").profile().macvtap,
+            None
+        );
+    }
+
+    #[test]
+    fn hostdev_is_refused_with_the_reason() {
+        let p = net(
+            "<network><name>h</name><forward mode='hostdev' managed='yes'><pf dev='eth3'/></forward></network>",
+        )
+        .profile();
+        assert_eq!((p.bridge, p.macvtap), (BridgeRole::None, None));
+        assert_eq!(
+            p.unsupported.as_deref(),
+            Some(
+                "network 'h': forward mode 'hostdev' (hostdev: PCI passthrough of SR-IOV virtual functions) is not supported by kvnet yet"
+            )
+        );
     }
 
     #[test]

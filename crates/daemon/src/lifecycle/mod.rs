@@ -23,6 +23,7 @@ use crate::nethooks;
 use crate::nssindex::NssIndex;
 use crate::paths::Paths;
 use crate::portfilter::PortFilter;
+use crate::ports::direct::Pool;
 use crate::ports::{PortRec, Ports, Target};
 use crate::registry::Registry;
 use crate::services::Services;
@@ -35,6 +36,9 @@ use kvnet_model::Network;
 use sysctls::{HostSysctls, Ledger};
 use teardown::{Job, Teardown};
 use tracing::{debug, error, info, warn};
+
+/// Where the kernel shows devices (SR-IOV virtual functions of a `<pf>`).
+const SYSFS: &str = "/sys";
 
 pub struct Lifecycle {
     paths: Paths,
@@ -202,7 +206,7 @@ impl Lifecycle {
             // A transient network is gone with its stop: so are its ports (a destroy
             // killed before it dropped them). Not if it was defined since.
             if *transient && reg.get(&net.name).is_err() {
-                ports.drop_network(&net.name);
+                ports.drop_network(self.dp.nl(), &net.name).await;
             }
             status::remove(&self.paths, &net.name)?;
         }
@@ -252,10 +256,27 @@ impl Lifecycle {
         Ok(())
     }
 
-    /// Put the ports of active network `name` on its bridge, persistent TAPs re-created.
+    /// The pool of active direct network `name`, for port-create.
+    pub fn pool(&self, reg: &Registry, name: &str) -> Option<Result<Pool>> {
+        match reg.live(name) {
+            Ok(live) => Pool::of(live, std::path::Path::new(SYSFS)),
+            Err(e) => Some(Err(e)),
+        }
+    }
+
+    /// Put the ports of active network `name` on its bridge, persistent TAPs re-created;
+    /// on a direct network, its macvtaps up and re-made.
     async fn replug(&self, reg: &Registry, ports: &mut Ports, name: &str) -> Vec<String> {
         if !ports.has_ports(name) {
             return Vec::new();
+        }
+        if let Ok(live) = reg.live(name)
+            && let Some(pool) = Pool::of(live, std::path::Path::new(SYSFS))
+        {
+            return match pool {
+                Ok(pool) => ports.remake(self.dp.nl(), &pool).await,
+                Err(e) => vec![format!("network '{name}': ports not made: {e:#}")],
+            };
         }
         match self.target(reg, name).await {
             Ok(t) => ports.replug(self.dp.nl(), &t).await,
@@ -308,9 +329,9 @@ impl Lifecycle {
     ) -> Result<Vec<String>> {
         let t0 = std::time::Instant::now();
         let name = net.name.clone();
-        if let Some(msg) = net.profile().unsupported {
-            bail!(msg);
-        }
+        let direct_warnings = direct_checks(&net, std::path::Path::new(SYSFS), self.dp.nl())
+            .await
+            .map_err(|e| anyhow!("cannot start network '{name}': {e}"))?;
         // A network being torn down in the background may still hold this bridge name
         // or these subnets (in the kernel and in the firewall maps).
         let subnets: Vec<IpNet> = net.ips.iter().map(|ip| ip.network()).collect();
@@ -366,6 +387,7 @@ impl Lifecycle {
             .into_iter()
             .map(|w| format!("network '{name}': {w} is accepted but not applied by kvnet yet"))
             .chain(foreign_warnings)
+            .chain(direct_warnings)
             .collect();
         let t_net = t0.elapsed();
         reg.started(net.clone(), started)?;
@@ -432,7 +454,7 @@ impl Lifecycle {
         // Ports stay registered (persistent TAPs stay too) and return at the next start.
         let mut errors = match live.bridge_name() {
             Some(br) => ports.unplug(self.dp.nl(), name, br).await,
-            None => Vec::new(),
+            None => ports.quiet(self.dp.nl(), name).await,
         };
         let (left, quiesce_errors) = self.dp.quiesce(&live, owns_bridge).await;
         errors.extend(self.dp.foreign().stop(&live).await);
@@ -458,7 +480,7 @@ impl Lifecycle {
             status: self.paths.status(name),
         });
         if gone {
-            ports.drop_network(name);
+            ports.drop_network(self.dp.nl(), name).await;
         }
         self.services.local_addrs_of(&live, false);
         if wait {
@@ -535,4 +557,47 @@ impl Lifecycle {
         self.teardown.drain();
         self.dp.fw().save_snapshot(&self.paths, &reg.active());
     }
+}
+
+/// What must hold before a network without a bridge starts: a hostdev network is
+/// refused, saying first why its physical function has no virtual functions here; a
+/// direct network needs at least one of its pool's devices on the host. Returns
+/// warnings for missing devices.
+async fn direct_checks(
+    net: &Network,
+    sys: &std::path::Path,
+    nl: &kvnet_host::Netlink,
+) -> Result<Vec<String>> {
+    let profile = net.profile();
+    if let Some(msg) = profile.unsupported {
+        if let Some(pf) = net.forward.as_ref().and_then(|f| f.pf.as_deref())
+            && let Err(why) = kvnet_host::macvtap::vf_netdevs(sys, pf)
+        {
+            bail!(
+                "forward mode '{}' assigns SR-IOV virtual functions of {pf} to guests, and {why}",
+                profile.mode
+            );
+        }
+        bail!(msg);
+    }
+    let Some(pool) = Pool::of(net, sys) else {
+        return Ok(Vec::new());
+    };
+    let pool = pool?;
+    let mut missing = Vec::new();
+    for d in &pool.devices {
+        if nl.link(d).await?.is_none() {
+            missing.push(d.as_str());
+        }
+    }
+    if missing.len() == pool.devices.len() {
+        bail!(
+            "none of its devices ({}) exists on the host",
+            missing.join(", ")
+        );
+    }
+    Ok(missing
+        .iter()
+        .map(|d| format!("network '{}': device {d} of its pool does not exist on the host (ports go on the others)", net.name))
+        .collect())
 }

@@ -142,6 +142,8 @@ mod tests {
             isolated: None,
             filter,
             ips: Vec::new(),
+            parent: None,
+            parent_mac: None,
         }
     }
 

@@ -3,6 +3,7 @@
 //! survives a kvnetd restart, a `kill -9` and (for persistent TAPs, re-created at the
 //! network's next start) a reboot. Putting a TAP on a bridge is [`plug`]'s.
 
+pub mod direct;
 mod plug;
 pub mod vhost;
 
@@ -45,6 +46,12 @@ pub struct PortRec {
     /// `port-create --ip`: addresses the filter lets the guest send from.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ips: Vec<IpAddr>,
+    /// Macvtap ports: the pool device the macvtap is on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<String>,
+    /// Macvtap passthrough: the device's own MAC, given back at port-delete.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent_mac: Option<MacAddr>,
 }
 
 /// What a network gives its ports unless they choose otherwise.
@@ -83,6 +90,7 @@ impl PortRec {
             ips: self.ips.clone(),
             learned_mac: None,
             dropped: None,
+            parent: self.parent.clone(),
         }
     }
 
@@ -136,10 +144,10 @@ fn check_ips(t: &Target, ips: &[IpAddr]) -> Result<()> {
     Ok(())
 }
 
-/// The lowest free `vnetN`, as libvirt names guest TAPs.
-pub fn free_name(used: &HashSet<String>) -> String {
+/// The lowest free `PREFIXN`: libvirt names guest TAPs `vnetN`, macvtaps `macvtapN`.
+pub fn free_name(prefix: &str, used: &HashSet<String>) -> String {
     (0u32..)
-        .map(|n| format!("vnet{n}"))
+        .map(|n| format!("{prefix}{n}"))
         .find(|n| !used.contains(n))
         .expect("some vnetN is free")
 }
@@ -304,7 +312,7 @@ impl Ports {
             None => {
                 let mut used: HashSet<String> = links.iter().map(|l| l.name.clone()).collect();
                 used.extend(self.by_net.values().flatten().map(|p| p.ifname.clone()));
-                free_name(&used)
+                free_name("vnet", &used)
             }
         };
         let mac = match a.mac {
@@ -340,6 +348,8 @@ impl Ports {
             isolated: a.isolated,
             filter: a.filter,
             ips: a.ips,
+            parent: None,
+            parent_mac: None,
         };
         let network = &t.network;
         let mut ports = self.of(network).to_vec();
@@ -374,6 +384,7 @@ impl Ports {
             port: rec.view(network, t.defaults),
             qemu_args: qemu_args(&ifname, mac, queues, vhost.is_ok()),
             vhost_off: vhost.err(),
+            fds: Vec::new(),
         })
     }
 
@@ -444,6 +455,8 @@ impl Ports {
                     isolated: None,
                     filter: None,
                     ips: Vec::new(),
+                    parent: None,
+                    parent_mac: None,
                 };
                 ports.push(rec.clone());
                 rec
@@ -477,6 +490,8 @@ impl Ports {
         };
         if rec.kind == PortKind::Persistent {
             tap::delete(ifname)?;
+        } else if rec.kind == PortKind::Macvtap {
+            direct::unmake(nl, &rec).await?;
         } else if let Some(link) = nl.link(ifname).await?
             && link.master.is_some()
         {
@@ -502,7 +517,9 @@ impl Ports {
         let ports = self.of(network).to_vec();
         let mut keep = Vec::new();
         for p in &ports {
-            if p.kind == PortKind::Persistent || nl.link(&p.ifname).await?.is_some() {
+            if matches!(p.kind, PortKind::Persistent | PortKind::Macvtap)
+                || nl.link(&p.ifname).await?.is_some()
+            {
                 keep.push(p.clone());
             }
         }
@@ -586,12 +603,15 @@ impl Ports {
 
     /// A transient network that stops is gone for good: so are its ports (the TAPs
     /// kvnet created are deleted).
-    pub fn drop_network(&mut self, network: &str) {
+    pub async fn drop_network(&mut self, nl: &Netlink, network: &str) {
         for p in self.of(network).to_vec() {
-            if p.kind == PortKind::Persistent
-                && let Err(e) = tap::delete(&p.ifname)
-            {
-                warn!(network = %network, "{e}");
+            let res = match p.kind {
+                PortKind::Persistent => tap::delete(&p.ifname).map_err(anyhow::Error::from),
+                PortKind::Macvtap => direct::unmake(nl, &p).await,
+                _ => Ok(()),
+            };
+            if let Err(e) = res {
+                warn!(network = %network, "{e:#}");
             }
         }
         if let Err(e) = self.save(network, Vec::new()) {
@@ -610,8 +630,9 @@ mod tests {
             .iter()
             .map(|s| s.to_string())
             .collect();
-        assert_eq!(free_name(&used), "vnet2");
-        assert_eq!(free_name(&HashSet::new()), "vnet0");
+        assert_eq!(free_name("vnet", &used), "vnet2");
+        assert_eq!(free_name("vnet", &HashSet::new()), "vnet0");
+        assert_eq!(free_name("macvtap", &used), "macvtap0");
     }
 
     #[test]
@@ -665,6 +686,8 @@ mod tests {
             isolated: Some(true),
             filter: Some(TrafficFilter::CleanTraffic),
             ips: vec!["10.0.0.9".parse().unwrap()],
+            parent: None,
+            parent_mac: None,
         };
         let mut ports = Ports::load(&p).unwrap();
         ports.save("default", vec![rec.clone()]).unwrap();
@@ -690,6 +713,8 @@ mod tests {
             isolated: None,
             filter: None,
             ips: Vec::new(),
+            parent: None,
+            parent_mac: None,
         };
         ports.save("good", vec![rec.clone()]).unwrap();
         fs::write(p.ports("torn"), b"[{\"ifname\": \"vn").unwrap();
