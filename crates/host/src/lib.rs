@@ -36,5 +36,5 @@ pub mod testns;
 pub use error::{ErrorKind, HostError};
 pub use netlink::{
     BridgeSpec, FdbEntry, Link, LinkAddress, LinkRoute, Netlink, Route, STP_MAX_FORWARD_DELAY_CS,
-    STP_MIN_FORWARD_DELAY_CS, TABLE_MAIN, TunInfo, format_mac,
+    STP_MIN_FORWARD_DELAY_CS, TABLE_MAIN, TunInfo, VlanMember, format_mac,
 };

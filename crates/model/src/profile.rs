@@ -205,8 +205,12 @@ impl Network {
                     .to_string(),
             );
         }
-        if self.vlan.is_some() || self.portgroups.iter().any(|p| p.vlan.is_some()) {
-            out.push("<vlan> (VLAN tagging)".to_string());
+        // On a bridge, kvnet's VLAN filtering carries the network's own <vlan>.
+        if self.vlan.is_some() && self.profile().macvtap.is_some() {
+            out.push("<vlan> (VLAN tagging of a direct network's devices)".to_string());
+        }
+        if self.portgroups.iter().any(|p| p.vlan.is_some()) {
+            out.push("<portgroup><vlan> (VLAN tagging)".to_string());
         }
         if self.bandwidth.is_some() || self.portgroups.iter().any(|p| p.bandwidth.is_some()) {
             out.push("<bandwidth> (traffic shaping)".to_string());

@@ -132,6 +132,11 @@ impl Lifecycle {
             bridge,
             defaults: crate::ports::PortDefaults::of(live),
             subnets: live.ips.clone(),
+            vlans: live
+                .vlan
+                .as_ref()
+                .map(crate::ports::vlan::members)
+                .unwrap_or_default(),
         })
     }
 
@@ -350,6 +355,8 @@ impl Lifecycle {
             bridge_link.as_ref(),
         )
         .map_err(|e| anyhow!("cannot start network '{name}': {e}"))?;
+        vlan_checks(&net, bridge_link.as_ref())
+            .map_err(|e| anyhow!("cannot start network '{name}': {e}"))?;
         if nethooks::any() {
             nethooks::start_begin(&name, &net.to_xml())
                 .await
@@ -600,4 +607,27 @@ async fn direct_checks(
         .iter()
         .map(|d| format!("network '{}': device {d} of its pool does not exist on the host (ports go on the others)", net.name))
         .collect())
+}
+
+/// A network with `<vlan>`s: tags a bridge can carry, and a kernel that filters VLANs
+/// (a host bridge must already filter them: kvnet does not change it). A bridge kvnet
+/// makes has filtering turned on as it is made.
+fn vlan_checks(net: &Network, bridge: Option<&kvnet_host::Link>) -> Result<()> {
+    use crate::ports::vlan;
+    if !vlan::needed(net) || net.profile().macvtap.is_some() {
+        return Ok(());
+    }
+    vlan::check(net).map_err(|e| anyhow!(e))?;
+    if net.profile().bridge == kvnet_model::BridgeRole::Host
+        && let Some(b) = bridge
+        && let Some(why) = vlan::refusal(
+            net,
+            &b.name,
+            kvnet_host::link::bridge_vlan_filtering(&b.name),
+            false,
+        )
+    {
+        bail!(why);
+    }
+    Ok(())
 }

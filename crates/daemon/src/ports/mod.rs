@@ -6,6 +6,7 @@
 pub mod direct;
 mod plug;
 pub mod vhost;
+pub mod vlan;
 
 use crate::ids::{entropy, group_id, user_id};
 use crate::paths::Paths;
@@ -114,6 +115,9 @@ pub struct Target {
     pub defaults: PortDefaults,
     /// The network's addresses, which `--ip` must lie in.
     pub subnets: Vec<kvnet_model::IpDef>,
+    /// The VLANs of the network's `<vlan>` its ports belong to ([`vlan::members`]);
+    /// empty: the bridge's default.
+    pub vlans: Vec<kvnet_host::VlanMember>,
 }
 
 /// `port-create --ip`: each address a guest address of one of the network's subnets.
@@ -430,7 +434,7 @@ impl Ports {
         let fdb = mac
             .or(known.and_then(|p| p.mac))
             .filter(|_| t.defaults.mac_table);
-        plug::plug(nl, &link, &t.bridge, None, isolated, fdb)
+        plug::plug(nl, &link, t, None, isolated, fdb)
             .await
             .with_context(|| format!("cannot attach {ifname} to network '{network}'"))?;
         let mut ports = self.of(network).to_vec();
@@ -542,7 +546,7 @@ impl Ports {
                 plug::realize(nl, p, t).await.map(|()| true)
             } else {
                 match nl.link(&p.ifname).await {
-                    Ok(Some(l)) => plug::plug(nl, &l, &t.bridge, None, p.isolated(t), p.fdb(t))
+                    Ok(Some(l)) => plug::plug(nl, &l, t, None, p.isolated(t), p.fdb(t))
                         .await
                         .map(|()| true),
                     Ok(None) => Ok(false),

@@ -40,10 +40,12 @@ pub const TABLE_MAIN: u32 = 254;
 mod addresses;
 mod links;
 mod routes;
+mod vlans;
 
 pub use addresses::LinkAddress;
 pub use links::{BridgeSpec, FdbEntry, Link, TunInfo, format_mac};
 pub use routes::{LinkRoute, Route};
+pub use vlans::VlanMember;
 
 /// One rtnetlink socket; the connection task lives on the tokio runtime that
 /// called [`Netlink::connect`] and is stopped when this is dropped.
