@@ -98,6 +98,8 @@ pub enum PortKind {
     /// A macvtap kvnet made on a direct network's pool device (port-create), deleted by
     /// port-delete.
     Macvtap,
+    /// A PCI device (SR-IOV virtual function) of a hostdev network, for qemu's vfio-pci.
+    Hostdev,
 }
 
 impl PortKind {
@@ -107,6 +109,7 @@ impl PortKind {
             PortKind::Script => "script",
             PortKind::Helper => "helper",
             PortKind::Macvtap => "macvtap",
+            PortKind::Hostdev => "hostdev",
         }
     }
 }

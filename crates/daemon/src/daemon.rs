@@ -287,6 +287,15 @@ impl Daemon {
     }
 
     pub async fn port_create(&mut self, r: PortCreate) -> Result<CreatedPort> {
+        if let Some(pool) = self.life.hostdev_pool(&self.registry, &r.network) {
+            let sys = std::path::Path::new(crate::ports::SYSFS);
+            let created = self
+                .ports
+                .create_hostdev(self.life.nl(), sys, &pool?, r)
+                .await?;
+            self.port_event(&created.port, "created");
+            return Ok(created);
+        }
         if let Some(pool) = self.life.pool(&self.registry, &r.network) {
             let created = self.ports.create_macvtap(self.life.nl(), &pool?, r).await?;
             self.port_event(&created.port, "created");

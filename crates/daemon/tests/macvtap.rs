@@ -418,4 +418,14 @@ fn macvtap_modes_pools_and_refusals() {
         !ok && out.contains("takes its devices from mvnic0's SR-IOV virtual functions, but mvnic0 is not a PCI device"),
         "{out}"
     );
+    lab.ok(kvnet_api::request::Define {
+        xml: "<network><name>pci</name><forward mode='hostdev' managed='yes'>\
+              <address type='pci' domain='0' bus='0x7f' slot='0x1f' function='0x7'/></forward></network>"
+            .into(),
+    });
+    let (ok, out) = lab.cli(&["net-start", "pci"]);
+    assert!(
+        !ok && out.contains("none of its PCI devices (0000:7f:1f.7) exists on the host"),
+        "{out}"
+    );
 }

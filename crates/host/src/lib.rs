@@ -28,6 +28,7 @@ pub mod rawip;
 pub mod resolved;
 pub mod routewatch;
 pub mod sock;
+pub mod sriov;
 mod sys;
 pub mod sysctl;
 pub mod tap;

@@ -87,6 +87,9 @@ pub struct Profile {
     pub guests: GuestRole,
     /// Direct networks: the mode of the macvtap each guest port gets on a pool device.
     pub macvtap: Option<MacvtapMode>,
+    /// Hostdev networks: each guest port is a PCI device (an SR-IOV virtual function)
+    /// handed to qemu's vfio-pci.
+    pub hostdev: bool,
     /// Why kvnet refuses to start the network, when it does.
     pub unsupported: Option<String>,
 }
@@ -107,6 +110,7 @@ impl Profile {
                 host_resolvers: mode != ForwardMode::Isolated,
             },
             macvtap: None,
+            hostdev: false,
             unsupported: None,
         };
         let unmanaged = |bridge, macvtap, unsupported: Option<&str>| Profile {
@@ -120,6 +124,7 @@ impl Profile {
                 host_resolvers: false,
             },
             macvtap,
+            hostdev: mode == ForwardMode::Hostdev,
             unsupported: unsupported.map(|why| {
                 format!(
                     "network '{}': forward mode '{mode}' {why} is not supported by kvnet yet",
@@ -146,13 +151,24 @@ impl Profile {
             ForwardMode::Passthrough => {
                 unmanaged(BridgeRole::None, Some(MacvtapMode::Passthrough), None)
             }
-            // The daemon says why (no SR-IOV virtual functions on this host, or VF
-            // assignment to qemu, which kvnet does not do).
-            ForwardMode::Hostdev => unmanaged(
-                BridgeRole::None,
-                None,
-                Some("(hostdev: PCI passthrough of SR-IOV virtual functions)"),
-            ),
+            // Only vfio: legacy KVM assignment ('kvm') left Linux in 4.12.
+            ForwardMode::Hostdev
+                if net
+                    .forward
+                    .as_ref()
+                    .and_then(|f| f.driver.as_ref())
+                    .and_then(|d| d.name.as_deref())
+                    .is_some_and(|n| n != "vfio") =>
+            {
+                unmanaged(
+                    BridgeRole::None,
+                    None,
+                    Some(
+                        "with a <driver> other than 'vfio' (legacy KVM device assignment is gone from Linux)",
+                    ),
+                )
+            }
+            ForwardMode::Hostdev => unmanaged(BridgeRole::None, None, None),
         }
     }
 
@@ -191,12 +207,13 @@ impl Network {
         }
 
         if let Some(f) = &self.forward {
-            // A macvtap pool takes the VFs' netdevs; hostdev is refused at start.
-            if f.pf.is_some() && self.profile().macvtap.is_none() {
-                out.push("<forward><pf> (SR-IOV virtual function pool)".to_string());
-            }
-            if !f.addresses.is_empty() {
-                out.push("<forward><address> (PCI device pool)".to_string());
+            // A macvtap pool takes the VFs' netdevs, a hostdev pool the VFs; a passthrough
+            // network's PCI addresses would need their netdevs, which libvirt finds
+            // through the devices' drivers.
+            if !f.addresses.is_empty() && !self.profile().hostdev {
+                out.push(
+                    "<forward><address> (PCI device pool of a passthrough network)".to_string(),
+                );
             }
         }
         if self.virtualport.is_some() || self.portgroups.iter().any(|p| p.virtualport.is_some()) {
@@ -206,8 +223,8 @@ impl Network {
             );
         }
         // On a bridge, kvnet's VLAN filtering carries the network's own <vlan>.
-        if self.vlan.is_some() && self.profile().macvtap.is_some() {
-            out.push("<vlan> (VLAN tagging of a direct network's devices)".to_string());
+        if self.vlan.is_some() && self.profile().bridge == BridgeRole::None {
+            out.push("<vlan> (VLAN tagging of a direct or hostdev network's devices)".to_string());
         }
         if self.portgroups.iter().any(|p| p.vlan.is_some()) {
             out.push("<portgroup><vlan> (VLAN tagging)".to_string());
@@ -335,16 +352,24 @@ mod tests {
     }
 
     #[test]
-    fn hostdev_is_refused_with_the_reason() {
+    fn hostdev_takes_vfio_only() {
         let p = net(
             "<network><name>h</name><forward mode='hostdev' managed='yes'><pf dev='eth3'/></forward></network>",
         )
         .profile();
-        assert_eq!((p.bridge, p.macvtap), (BridgeRole::None, None));
+        assert_eq!(
+            (p.bridge, p.macvtap, p.hostdev),
+            (BridgeRole::None, None, true)
+        );
+        assert!(!p.guest_services && p.unsupported.is_none());
+        let p = net(
+            "<network><name>h</name><forward mode='hostdev'><driver name='kvm'/><pf dev='eth3'/></forward></network>",
+        )
+        .profile();
         assert_eq!(
             p.unsupported.as_deref(),
             Some(
-                "network 'h': forward mode 'hostdev' (hostdev: PCI passthrough of SR-IOV virtual functions) is not supported by kvnet yet"
+                "network 'h': forward mode 'hostdev' with a <driver> other than 'vfio' (legacy KVM device assignment is gone from Linux) is not supported by kvnet yet"
             )
         );
     }

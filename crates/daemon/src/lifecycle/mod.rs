@@ -24,6 +24,7 @@ use crate::nssindex::NssIndex;
 use crate::paths::Paths;
 use crate::portfilter::PortFilter;
 use crate::ports::direct::Pool;
+use crate::ports::hostdev::HostdevPool;
 use crate::ports::{PortRec, Ports, Target};
 use crate::registry::Registry;
 use crate::services::Services;
@@ -37,8 +38,7 @@ use sysctls::{HostSysctls, Ledger};
 use teardown::{Job, Teardown};
 use tracing::{debug, error, info, warn};
 
-/// Where the kernel shows devices (SR-IOV virtual functions of a `<pf>`).
-const SYSFS: &str = "/sys";
+use crate::ports::SYSFS;
 
 pub struct Lifecycle {
     paths: Paths,
@@ -261,6 +261,14 @@ impl Lifecycle {
         Ok(())
     }
 
+    /// The pool of active hostdev network `name`, for port-create.
+    pub fn hostdev_pool(&self, reg: &Registry, name: &str) -> Option<Result<HostdevPool>> {
+        match reg.live(name) {
+            Ok(live) => HostdevPool::of(live, std::path::Path::new(SYSFS)),
+            Err(e) => Some(Err(e)),
+        }
+    }
+
     /// The pool of active direct network `name`, for port-create.
     pub fn pool(&self, reg: &Registry, name: &str) -> Option<Result<Pool>> {
         match reg.live(name) {
@@ -273,6 +281,10 @@ impl Lifecycle {
     /// on a direct network, its macvtaps up and re-made.
     async fn replug(&self, reg: &Registry, ports: &mut Ports, name: &str) -> Vec<String> {
         if !ports.has_ports(name) {
+            return Vec::new();
+        }
+        // A hostdev port's device stays with its guest whatever the network does.
+        if reg.live(name).is_ok_and(|l| l.profile().hostdev) {
             return Vec::new();
         }
         if let Ok(live) = reg.live(name)
@@ -577,15 +589,31 @@ async fn direct_checks(
 ) -> Result<Vec<String>> {
     let profile = net.profile();
     if let Some(msg) = profile.unsupported {
-        if let Some(pf) = net.forward.as_ref().and_then(|f| f.pf.as_deref())
-            && let Err(why) = kvnet_host::macvtap::vf_netdevs(sys, pf)
-        {
+        bail!(msg);
+    }
+    if let Some(pool) = HostdevPool::of(net, sys) {
+        let pool = pool?;
+        let missing: Vec<&str> = pool
+            .devices
+            .iter()
+            .filter(|d| !sys.join("bus/pci/devices").join(&d.pci).exists())
+            .map(|d| d.pci.as_str())
+            .collect();
+        if missing.len() == pool.devices.len() {
             bail!(
-                "forward mode '{}' assigns SR-IOV virtual functions of {pf} to guests, and {why}",
-                profile.mode
+                "none of its PCI devices ({}) exists on the host",
+                missing.join(", ")
             );
         }
-        bail!(msg);
+        return Ok(missing
+            .iter()
+            .map(|d| {
+                format!(
+                    "network '{}': PCI device {d} of its pool does not exist on the host",
+                    net.name
+                )
+            })
+            .collect());
     }
     let Some(pool) = Pool::of(net, sys) else {
         return Ok(Vec::new());
@@ -614,7 +642,7 @@ async fn direct_checks(
 /// makes has filtering turned on as it is made.
 fn vlan_checks(net: &Network, bridge: Option<&kvnet_host::Link>) -> Result<()> {
     use crate::ports::vlan;
-    if !vlan::needed(net) || net.profile().macvtap.is_some() {
+    if !vlan::needed(net) || net.profile().bridge == kvnet_model::BridgeRole::None {
         return Ok(());
     }
     vlan::check(net).map_err(|e| anyhow!(e))?;

@@ -144,6 +144,7 @@ mod tests {
             ips: Vec::new(),
             parent: None,
             parent_mac: None,
+            managed: false,
         }
     }
 

@@ -36,7 +36,7 @@ impl Pool {
         let devices = if !f.interfaces.is_empty() {
             Ok(f.interfaces.iter().map(|i| i.dev.clone()).collect())
         } else if let Some(pf) = &f.pf {
-            macvtap::vf_netdevs(sys, pf).map_err(|why| {
+            kvnet_host::sriov::vf_netdevs(sys, pf).map_err(|why| {
                 anyhow!("network '{}' takes its devices from {pf}'s SR-IOV virtual functions, but {why}", net.name)
             })
         } else {
@@ -230,6 +230,7 @@ impl Ports {
             parent_mac: (pool.mode == MacvtapMode::Passthrough)
                 .then_some(parent_link.mac.map(MacAddr))
                 .flatten(),
+            managed: false,
         };
         let mut ports = self.of(network).to_vec();
         ports.push(rec.clone());
@@ -386,6 +387,7 @@ mod tests {
             ips: Vec::new(),
             parent: Some(parent.into()),
             parent_mac: None,
+            managed: false,
         }
     }
 

@@ -4,6 +4,7 @@
 //! network's next start) a reboot. Putting a TAP on a bridge is [`plug`]'s.
 
 pub mod direct;
+pub mod hostdev;
 mod plug;
 pub mod vhost;
 pub mod vlan;
@@ -53,7 +54,14 @@ pub struct PortRec {
     /// Macvtap passthrough: the device's own MAC, given back at port-delete.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parent_mac: Option<MacAddr>,
+    /// Hostdev: kvnet bound the device (`parent`) to vfio-pci and gives it back at
+    /// port-delete.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub managed: bool,
 }
+
+/// Where the kernel shows devices: SR-IOV virtual functions, PCI drivers.
+pub const SYSFS: &str = "/sys";
 
 /// What a network gives its ports unless they choose otherwise.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -354,6 +362,7 @@ impl Ports {
             ips: a.ips,
             parent: None,
             parent_mac: None,
+            managed: false,
         };
         let network = &t.network;
         let mut ports = self.of(network).to_vec();
@@ -461,6 +470,7 @@ impl Ports {
                     ips: Vec::new(),
                     parent: None,
                     parent_mac: None,
+                    managed: false,
                 };
                 ports.push(rec.clone());
                 rec
@@ -496,6 +506,8 @@ impl Ports {
             tap::delete(ifname)?;
         } else if rec.kind == PortKind::Macvtap {
             direct::unmake(nl, &rec).await?;
+        } else if rec.kind == PortKind::Hostdev {
+            hostdev::unassign(std::path::Path::new(SYSFS), &rec)?;
         } else if let Some(link) = nl.link(ifname).await?
             && link.master.is_some()
         {
@@ -521,8 +533,10 @@ impl Ports {
         let ports = self.of(network).to_vec();
         let mut keep = Vec::new();
         for p in &ports {
-            if matches!(p.kind, PortKind::Persistent | PortKind::Macvtap)
-                || nl.link(&p.ifname).await?.is_some()
+            if matches!(
+                p.kind,
+                PortKind::Persistent | PortKind::Macvtap | PortKind::Hostdev
+            ) || nl.link(&p.ifname).await?.is_some()
             {
                 keep.push(p.clone());
             }
@@ -612,6 +626,7 @@ impl Ports {
             let res = match p.kind {
                 PortKind::Persistent => tap::delete(&p.ifname).map_err(anyhow::Error::from),
                 PortKind::Macvtap => direct::unmake(nl, &p).await,
+                PortKind::Hostdev => hostdev::unassign(std::path::Path::new(SYSFS), &p),
                 _ => Ok(()),
             };
             if let Err(e) = res {
@@ -692,6 +707,7 @@ mod tests {
             ips: vec!["10.0.0.9".parse().unwrap()],
             parent: None,
             parent_mac: None,
+            managed: false,
         };
         let mut ports = Ports::load(&p).unwrap();
         ports.save("default", vec![rec.clone()]).unwrap();
@@ -719,6 +735,7 @@ mod tests {
             ips: Vec::new(),
             parent: None,
             parent_mac: None,
+            managed: false,
         };
         ports.save("good", vec![rec.clone()]).unwrap();
         fs::write(p.ports("torn"), b"[{\"ifname\": \"vn").unwrap();

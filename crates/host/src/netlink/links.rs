@@ -337,6 +337,20 @@ impl Netlink {
         }
     }
 
+    /// Gives virtual function `vf` of physical function `pf` (an index) the guest's
+    /// MAC (`ip link set PF vf N mac MAC`), as libvirt does before handing it to qemu.
+    pub async fn set_vf_mac(&self, pf: u32, vf: u32, mac: [u8; 6]) -> Result<(), HostError> {
+        use rtnetlink::packet_route::link::{LinkVfInfo, VfInfo, VfInfoMac};
+        let msg = LinkUnspec::new_with_index(pf)
+            .append_extra_attribute(LinkAttribute::VfInfoList(vec![LinkVfInfo(vec![
+                VfInfo::Mac(VfInfoMac::new(vf, &mac)),
+            ])]))
+            .build();
+        self.ack(RouteNetlinkMessage::SetLink(msg), 0)
+            .await
+            .map_err(|n| n.into_error(format!("set the MAC of VF {vf} of link #{pf}")))
+    }
+
     /// Creates a macvtap on `parent` in `mode` ("bridge", "private", "vepa",
     /// "passthru") with the guest's `mac`, down; returns its index. Its character device
     /// is /dev/tapINDEX ([`crate::macvtap`]).
