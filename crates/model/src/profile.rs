@@ -226,6 +226,20 @@ impl Network {
         if self.vlan.is_some() && self.profile().bridge == BridgeRole::None {
             out.push("<vlan> (VLAN tagging of a direct or hostdev network's devices)".to_string());
         }
+        // libvirt acts on it for macvtap only, following qemu's rx-filter events (QMP),
+        // which kvnet does not see; on a bridge it means nothing, there as here.
+        if self.profile().macvtap.is_some()
+            && (self.trust_guest_rx_filters == Some(true)
+                || self
+                    .portgroups
+                    .iter()
+                    .any(|p| p.trust_guest_rx_filters == Some(true)))
+        {
+            out.push(
+                "trustGuestRxFilters (a guest's MAC and multicast changes applied to its macvtap)"
+                    .to_string(),
+            );
+        }
         if self.portgroups.iter().any(|p| p.vlan.is_some()) {
             out.push("<portgroup><vlan> (VLAN tagging)".to_string());
         }
