@@ -95,6 +95,11 @@ pub enum PortKind {
     Script,
     /// Created by kvnet-bridge-helper for qemu.
     Helper,
+    /// A macvtap kvnet made on a direct network's pool device (port-create), deleted by
+    /// port-delete.
+    Macvtap,
+    /// A PCI device (SR-IOV virtual function) of a hostdev network, for qemu's vfio-pci.
+    Hostdev,
 }
 
 impl PortKind {
@@ -103,6 +108,8 @@ impl PortKind {
             PortKind::Persistent => "persistent",
             PortKind::Script => "script",
             PortKind::Helper => "helper",
+            PortKind::Macvtap => "macvtap",
+            PortKind::Hostdev => "hostdev",
         }
     }
 }
@@ -141,6 +148,9 @@ pub struct Port {
     pub inbound: Option<kvnet_model::BandwidthRate>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub outbound: Option<kvnet_model::BandwidthRate>,
+    /// Macvtap ports: the pool device (host NIC) the macvtap sits on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<String>,
 }
 
 /// Reply to `port-create`.
@@ -153,6 +163,10 @@ pub struct CreatedPort {
     /// it); absent when they say `vhost=on`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vhost_off: Option<String>,
+    /// Files qemu must be started with, as shell redirections (`3<>/dev/tap12`): a
+    /// macvtap is passed by descriptor (`-netdev tap,fd=3`), one per queue.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fds: Vec<String>,
 }
 
 /// Reply to `iface-bridge`.

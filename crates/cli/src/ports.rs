@@ -156,10 +156,18 @@ pub fn run(c: &Client, cmd: PortCmd) -> Result<()> {
             if let Some(g) = &p.portgroup {
                 println!("Portgroup: {g}");
             }
+            if let Some(dev) = &p.parent {
+                println!(
+                    "A macvtap on {dev}: qemu gets it by descriptor, opened by the shell redirections that end the line below"
+                );
+            }
             if let Some(why) = &created.vhost_off {
                 println!("vhost-net off: {why}");
             }
-            println!("{}", created.qemu_args.join(" "));
+            // A shell line: qemu's arguments, then the descriptors it must inherit.
+            let mut line = created.qemu_args.clone();
+            line.extend(created.fds.iter().cloned());
+            println!("{}", line.join(" "));
         }
         PortCmd::PortList { network, json } => {
             let network = c.resolve(&network)?;
@@ -167,6 +175,8 @@ pub fn run(c: &Client, cmd: PortCmd) -> Result<()> {
             if json.json {
                 return print_json(&ports);
             }
+            // Direct (macvtap) networks say which device each port is on.
+            let direct = ports.iter().any(|p| p.parent.is_some());
             let rows = ports
                 .iter()
                 .map(|p| {
@@ -175,7 +185,7 @@ pub fn run(c: &Client, cmd: PortCmd) -> Result<()> {
                         (None, Some(m)) => format!("{m} (learned)"),
                         (None, None) => "-".into(),
                     };
-                    vec![
+                    let mut row = vec![
                         p.ifname.clone(),
                         mac,
                         p.kind.as_str().to_string(),
@@ -183,10 +193,14 @@ pub fn run(c: &Client, cmd: PortCmd) -> Result<()> {
                         if p.isolated { "yes" } else { "no" }.to_string(),
                         p.filter.to_string(),
                         p.dropped.map_or_else(|| "-".into(), |d| d.to_string()),
-                    ]
+                    ];
+                    if direct {
+                        row.push(p.parent.clone().unwrap_or_else(|| "-".into()));
+                    }
+                    row
                 })
                 .collect::<Vec<_>>();
-            let header = [
+            let mut header = vec![
                 "Interface",
                 "MAC address",
                 "Kind",
@@ -195,6 +209,9 @@ pub fn run(c: &Client, cmd: PortCmd) -> Result<()> {
                 "Filter",
                 "Dropped",
             ];
+            if direct {
+                header.push("Device");
+            }
             print!("{}", table::render(&header, &rows));
         }
         PortCmd::PortDelete { ifname, network } => {

@@ -37,7 +37,7 @@ pub async fn handle(d: &mut Daemon, req: Request) -> Reply {
             reply::<List>(Ok(d.registry().summaries()))
         }
         Request::Info(r) => reply::<Info>(d.registry().summary(&r.network)),
-        Request::DumpXml(r) => reply::<DumpXml>(d.registry().dump_xml(&r.network, r.inactive)),
+        Request::DumpXml(r) => reply::<DumpXml>(d.dump_xml(&r.network, r.inactive)),
         Request::DhcpLeases(r) => reply::<DhcpLeases>(d.dhcp_leases(&r.network, r.mac.as_deref())),
         Request::Update(r) => reply::<Update>(d.update(&r).await),
         Request::PortCreate(r) => reply::<PortCreate>(d.port_create(r).await),

@@ -189,6 +189,42 @@ impl Daemon {
         Ok(())
     }
 
+    /// net-dumpxml. The live XML counts a running network's ports (`connections`), and
+    /// a direct network's per pool device, as libvirt's does.
+    pub fn dump_xml(&self, name: &str, inactive: bool) -> Result<String> {
+        let live = match self.registry.live(name) {
+            Ok(live) if !inactive => live,
+            _ => return self.registry.dump_xml(name, inactive),
+        };
+        let mut net = live.clone();
+        let recs = self.ports.recs(name);
+        net.connections = u32::try_from(recs.len()).ok().filter(|n| *n > 0);
+        if let Some(Ok(pool)) = self.life.pool(&self.registry, name)
+            && let Some(f) = net.forward.as_mut()
+        {
+            // A <pf> pool shows its virtual functions, as libvirt's live XML does.
+            if f.interfaces.is_empty() {
+                f.interfaces = pool
+                    .devices
+                    .iter()
+                    .map(|d| kvnet_model::ForwardInterface {
+                        dev: d.clone(),
+                        connections: None,
+                    })
+                    .collect();
+            }
+            let counts = crate::ports::direct::connections(&pool.devices, recs);
+            for i in &mut f.interfaces {
+                i.connections = counts
+                    .iter()
+                    .find(|(d, _)| *d == i.dev)
+                    .map(|(_, n)| *n)
+                    .filter(|n| *n > 0);
+            }
+        }
+        Ok(net.to_xml())
+    }
+
     pub fn registry(&self) -> &Registry {
         &self.registry
     }
@@ -255,6 +291,29 @@ impl Daemon {
     }
 
     pub async fn port_create(&mut self, r: PortCreate) -> Result<CreatedPort> {
+        if (r.inbound.is_some() || r.outbound.is_some())
+            && let Ok(live) = self.registry.live(&r.network)
+            && live.bridge_name().is_none()
+        {
+            return Err(anyhow!(
+                "network '{}' has no bridge: kvnet shapes (--inbound/--outbound) only ports on a bridge",
+                r.network
+            ));
+        }
+        if let Some(pool) = self.life.hostdev_pool(&self.registry, &r.network) {
+            let sys = std::path::Path::new(crate::ports::SYSFS);
+            let created = self
+                .ports
+                .create_hostdev(self.life.nl(), sys, &pool?, r)
+                .await?;
+            self.port_event(&created.port, "created");
+            return Ok(created);
+        }
+        if let Some(pool) = self.life.pool(&self.registry, &r.network) {
+            let created = self.ports.create_macvtap(self.life.nl(), &pool?, r).await?;
+            self.port_event(&created.port, "created");
+            return Ok(created);
+        }
         let t = self.life.target(&self.registry, &r.network).await?;
         let network = r.network.clone();
         let others: Vec<_> = self
@@ -407,6 +466,7 @@ impl Daemon {
             portgroup: None,
             inbound: None,
             outbound: None,
+            parent: None,
         };
         self.port_event(&port, "deleted");
         Ok(())

@@ -18,6 +18,7 @@ pub mod icmp6;
 pub mod iptables;
 pub mod link;
 pub mod linkwatch;
+pub mod macvtap;
 mod netlink;
 pub mod nft;
 pub mod nftwatch;
@@ -27,6 +28,7 @@ pub mod rawip;
 pub mod resolved;
 pub mod routewatch;
 pub mod sock;
+pub mod sriov;
 mod sys;
 pub mod sysctl;
 pub mod tap;
@@ -36,5 +38,5 @@ pub use error::{ErrorKind, HostError};
 pub use netlink::{
     BridgeSpec, FdbEntry, HtbClass, Link, LinkAddress, LinkRoute, MacFilter, Netlink, Route,
     STP_MAX_FORWARD_DELAY_CS, STP_MIN_FORWARD_DELAY_CS, TABLE_MAIN, TcChange, TcShape, TunInfo,
-    format_mac, ifb_name,
+    VlanMember, format_mac, ifb_name,
 };

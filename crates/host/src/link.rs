@@ -18,6 +18,13 @@ fn sysfs(name: &str, attr: &str) -> Option<String> {
     std::fs::read_to_string(format!("/sys/class/net/{name}/{attr}")).ok()
 }
 
+/// Whether bridge `name` filters VLANs (`bridge/vlan_filtering` in sysfs). `None`
+/// when the kernel has no VLAN filtering (CONFIG_BRIDGE_VLAN_FILTERING off: the file
+/// is missing though `bridge/` is there) or `name` is no bridge.
+pub fn bridge_vlan_filtering(name: &str) -> Option<bool> {
+    Some(sysfs(name, "bridge/vlan_filtering")?.trim() == "1")
+}
+
 /// The current MTU of link `name` (`/sys/class/net/NAME/mtu`), as [`mac`] reads it. A
 /// bridge without a configured MTU follows its ports', so callers re-read it.
 pub fn mtu(name: &str) -> Option<u32> {

@@ -27,7 +27,7 @@ pub use extension::{
     FwdProto, GuestRef, KVNET_NS, KvnetExt, MAX_FORWARD_PORTS, MAX_FORWARDS, PortForward,
     PortRange, TrafficFilter, parse_target,
 };
-pub use profile::{BridgeRole, FirewallRole, GuestRole, Profile};
+pub use profile::{BridgeRole, FirewallRole, GuestRole, MacvtapMode, Profile};
 pub use types::*;
 pub use update::{UpdateCommand, UpdateSection, apply_update};
 pub use validate::{MAX_NAME_BYTES, check_name_for_files};

@@ -47,6 +47,32 @@ pub struct GuestRole {
     pub host_resolvers: bool,
 }
 
+/// The mode of the macvtap device a guest of a direct network gets on a pool device
+/// (the kernel's `MACVLAN_MODE_*`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MacvtapMode {
+    /// Guests on one device reach each other inside the host (`forward mode='bridge'`).
+    Bridge,
+    /// Guests reach only the LAN, never each other, even through a reflecting switch.
+    Private,
+    /// Every frame goes out to the LAN switch (802.1Qbg reflective relay).
+    Vepa,
+    /// One guest takes the device exclusively.
+    Passthrough,
+}
+
+impl MacvtapMode {
+    /// The name `ip link` uses for the mode.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MacvtapMode::Bridge => "bridge",
+            MacvtapMode::Private => "private",
+            MacvtapMode::Vepa => "vepa",
+            MacvtapMode::Passthrough => "passthru",
+        }
+    }
+}
+
 /// What kvnet owns and does for a network, decided by its forward mode.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Profile {
@@ -59,6 +85,11 @@ pub struct Profile {
     /// kvnetd serves DHCP, DNS and router advertisements on the network's bridge.
     pub guest_services: bool,
     pub guests: GuestRole,
+    /// Direct networks: the mode of the macvtap each guest port gets on a pool device.
+    pub macvtap: Option<MacvtapMode>,
+    /// Hostdev networks: each guest port is a PCI device (an SR-IOV virtual function)
+    /// handed to qemu's vfio-pci.
+    pub hostdev: bool,
     /// Why kvnet refuses to start the network, when it does.
     pub unsupported: Option<String>,
 }
@@ -78,9 +109,11 @@ impl Profile {
                 default_router: mode != ForwardMode::Isolated,
                 host_resolvers: mode != ForwardMode::Isolated,
             },
+            macvtap: None,
+            hostdev: false,
             unsupported: None,
         };
-        let unmanaged = |bridge, unsupported: Option<&str>| Profile {
+        let unmanaged = |bridge, macvtap, unsupported: Option<&str>| Profile {
             mode,
             bridge,
             forwarding: false,
@@ -90,6 +123,8 @@ impl Profile {
                 default_router: false,
                 host_resolvers: false,
             },
+            macvtap,
+            hostdev: mode == ForwardMode::Hostdev,
             unsupported: unsupported.map(|why| {
                 format!(
                     "network '{}': forward mode '{mode}' {why} is not supported by kvnet yet",
@@ -108,13 +143,32 @@ impl Profile {
                     .as_ref()
                     .is_some_and(|f| !f.interfaces.is_empty()) =>
             {
-                unmanaged(BridgeRole::None, Some("with <interface> (macvtap)"))
+                unmanaged(BridgeRole::None, Some(MacvtapMode::Bridge), None)
             }
-            ForwardMode::Bridge => unmanaged(BridgeRole::Host, None),
-            ForwardMode::Private | ForwardMode::Vepa | ForwardMode::Passthrough => {
-                unmanaged(BridgeRole::None, Some("(macvtap)"))
+            ForwardMode::Bridge => unmanaged(BridgeRole::Host, None, None),
+            ForwardMode::Private => unmanaged(BridgeRole::None, Some(MacvtapMode::Private), None),
+            ForwardMode::Vepa => unmanaged(BridgeRole::None, Some(MacvtapMode::Vepa), None),
+            ForwardMode::Passthrough => {
+                unmanaged(BridgeRole::None, Some(MacvtapMode::Passthrough), None)
             }
-            ForwardMode::Hostdev => unmanaged(BridgeRole::None, Some("(hostdev)")),
+            // Only vfio: legacy KVM assignment ('kvm') left Linux in 4.12.
+            ForwardMode::Hostdev
+                if net
+                    .forward
+                    .as_ref()
+                    .and_then(|f| f.driver.as_ref())
+                    .and_then(|d| d.name.as_deref())
+                    .is_some_and(|n| n != "vfio") =>
+            {
+                unmanaged(
+                    BridgeRole::None,
+                    None,
+                    Some(
+                        "with a <driver> other than 'vfio' (legacy KVM device assignment is gone from Linux)",
+                    ),
+                )
+            }
+            ForwardMode::Hostdev => unmanaged(BridgeRole::None, None, None),
         }
     }
 
@@ -153,11 +207,13 @@ impl Network {
         }
 
         if let Some(f) = &self.forward {
-            if f.pf.is_some() {
-                out.push("<forward><pf> (SR-IOV virtual function pool)".to_string());
-            }
-            if !f.addresses.is_empty() {
-                out.push("<forward><address> (PCI device pool)".to_string());
+            // A macvtap pool takes the VFs' netdevs, a hostdev pool the VFs; a passthrough
+            // network's PCI addresses would need their netdevs, which libvirt finds
+            // through the devices' drivers.
+            if !f.addresses.is_empty() && !self.profile().hostdev {
+                out.push(
+                    "<forward><address> (PCI device pool of a passthrough network)".to_string(),
+                );
             }
         }
         if self.virtualport.is_some() || self.portgroups.iter().any(|p| p.virtualport.is_some()) {
@@ -166,13 +222,33 @@ impl Network {
                     .to_string(),
             );
         }
-        if self.vlan.is_some() || self.portgroups.iter().any(|p| p.vlan.is_some()) {
-            out.push("<vlan> (VLAN tagging)".to_string());
+        // On a bridge, kvnet's VLAN filtering carries the network's own <vlan>.
+        if self.vlan.is_some() && self.profile().bridge == BridgeRole::None {
+            out.push("<vlan> (VLAN tagging of a direct or hostdev network's devices)".to_string());
         }
-        // kvnetd shapes the bridge and the guest ports (its qos module); a network
-        // without a bridge has nothing to put the network's own shaping on.
-        if self.bandwidth.is_some() && self.bridge_name().is_none() {
-            out.push("<bandwidth> (traffic shaping of a network without a bridge)".to_string());
+        // libvirt acts on it for macvtap only, following qemu's rx-filter events (QMP),
+        // which kvnet does not see; on a bridge it means nothing, there as here.
+        if self.profile().macvtap.is_some()
+            && (self.trust_guest_rx_filters == Some(true)
+                || self
+                    .portgroups
+                    .iter()
+                    .any(|p| p.trust_guest_rx_filters == Some(true)))
+        {
+            out.push(
+                "trustGuestRxFilters (a guest's MAC and multicast changes applied to its macvtap)"
+                    .to_string(),
+            );
+        }
+        if self.portgroups.iter().any(|p| p.vlan.is_some()) {
+            out.push("<portgroup><vlan> (VLAN tagging)".to_string());
+        }
+        // kvnetd shapes a bridge and the guest ports on it (its qos module), not
+        // macvtaps (whose directions are the other way round).
+        if (self.bandwidth.is_some() || self.portgroups.iter().any(|p| p.bandwidth.is_some()))
+            && self.profile().bridge == BridgeRole::None
+        {
+            out.push("<bandwidth> (traffic shaping of a direct network's macvtaps)".to_string());
         }
         out
     }
@@ -261,34 +337,59 @@ mod tests {
     }
 
     #[test]
-    fn macvtap_and_hostdev_are_refused_with_the_reason() {
-        for (xml, why) in [
+    fn macvtap_modes_have_no_bridge_nor_services() {
+        for (xml, mode) in [
             (
                 "<network><name>m</name><forward mode='bridge'><interface dev='eth1'/></forward></network>",
-                "forward mode 'bridge' with <interface> (macvtap)",
+                MacvtapMode::Bridge,
             ),
             (
                 "<network><name>m</name><forward mode='private' dev='eth1'/></network>",
-                "forward mode 'private' (macvtap)",
+                MacvtapMode::Private,
             ),
             (
                 "<network><name>m</name><forward mode='vepa' dev='eth1'/></network>",
-                "forward mode 'vepa' (macvtap)",
+                MacvtapMode::Vepa,
             ),
             (
                 "<network><name>m</name><forward mode='passthrough' dev='eth1'/></network>",
-                "forward mode 'passthrough' (macvtap)",
+                MacvtapMode::Passthrough,
             ),
         ] {
             let p = net(xml).profile();
             assert_eq!(p.bridge, BridgeRole::None);
-            assert!(!p.guest_services && p.firewall == FirewallRole::None);
-            let msg = p.unsupported.expect(xml);
-            assert_eq!(
-                msg,
-                format!("network 'm': {why} is not supported by kvnet yet")
-            );
+            assert!(!p.guest_services && p.firewall == FirewallRole::None && !p.forwarding);
+            assert_eq!(p.macvtap, Some(mode), "{xml}");
+            assert_eq!(p.unsupported, None, "{xml}");
         }
+        assert_eq!(MacvtapMode::Passthrough.as_str(), "passthru");
+        assert_eq!(
+            with_forward("<forward mode='bridge'/>").profile().macvtap,
+            None
+        );
+    }
+
+    #[test]
+    fn hostdev_takes_vfio_only() {
+        let p = net(
+            "<network><name>h</name><forward mode='hostdev' managed='yes'><pf dev='eth3'/></forward></network>",
+        )
+        .profile();
+        assert_eq!(
+            (p.bridge, p.macvtap, p.hostdev),
+            (BridgeRole::None, None, true)
+        );
+        assert!(!p.guest_services && p.unsupported.is_none());
+        let p = net(
+            "<network><name>h</name><forward mode='hostdev'><driver name='kvm'/><pf dev='eth3'/></forward></network>",
+        )
+        .profile();
+        assert_eq!(
+            p.unsupported.as_deref(),
+            Some(
+                "network 'h': forward mode 'hostdev' with a <driver> other than 'vfio' (legacy KVM device assignment is gone from Linux) is not supported by kvnet yet"
+            )
+        );
     }
 
     #[test]

@@ -1273,10 +1273,20 @@ fn unsupported_features_are_listed() {
     // and shapes traffic: not reported.
     assert_eq!(d.not_applied(), Vec::<String>::new());
     assert_eq!(net(BASE).not_applied(), Vec::<String>::new());
+    // kvnetd gives hostdev guests the <pf>'s virtual functions itself.
     let h = net("<network><name>h</name><forward mode='hostdev'><pf dev='p'/></forward></network>");
+    assert_eq!(h.not_applied(), Vec::<String>::new());
+    let m = net(
+        "<network trustGuestRxFilters='yes'><name>m</name><forward mode='vepa'>\
+         <interface dev='eth1'/></forward><vlan><tag id='5'/></vlan></network>",
+    );
     assert_eq!(
-        h.not_applied(),
-        vec!["<forward><pf> (SR-IOV virtual function pool)".to_string()]
+        m.not_applied(),
+        vec![
+            "<vlan> (VLAN tagging of a direct or hostdev network's devices)".to_string(),
+            "trustGuestRxFilters (a guest's MAC and multicast changes applied to its macvtap)"
+                .to_string()
+        ]
     );
 }
 

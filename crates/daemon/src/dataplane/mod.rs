@@ -7,7 +7,7 @@ pub mod checks;
 pub mod firewall;
 pub mod foreign;
 
-use anyhow::{Context, Result, anyhow};
+use anyhow::{Context, Result, anyhow, bail};
 use firewall::Firewall;
 use foreign::Foreign;
 use kvnet_firewall::FwNetwork;
@@ -120,6 +120,9 @@ impl Dataplane {
             .await
             .with_context(|| format!("create bridge {}", spec.name))?;
         undo.push(Undo::DeleteLink(idx, spec.name.clone()));
+        if crate::ports::vlan::needed(net) {
+            self.filter_vlans(net, idx).await?;
+        }
         for (key, value) in checks::bridge_sysctls(net, &spec.name) {
             sysctl::write(&key, value)?;
         }
@@ -161,6 +164,25 @@ impl Dataplane {
             t0.elapsed() - t_fw
         );
         Ok(warnings)
+    }
+
+    /// VLAN filtering on a bridge kvnet made; the host is a member of the network's own
+    /// `<vlan>` as its guests are, so its DHCP and DNS serve them.
+    async fn filter_vlans(&self, net: &Network, idx: u32) -> Result<()> {
+        use crate::ports::vlan;
+        if let Err(e) = self.nl.set_vlan_filtering(idx, true).await {
+            if e.errno() == Some(nix::errno::Errno::EOPNOTSUPP as i32) {
+                bail!(vlan::missing_kernel_feature(net));
+            }
+            return Err(e.into());
+        }
+        if let Some(v) = &net.vlan {
+            self.nl
+                .set_port_vlans(idx, &vlan::members(v), &[vlan::DEFAULT], true)
+                .await
+                .context("put the host on the network's VLANs")?;
+        }
+        Ok(())
     }
 
     async fn run_undo(&self, u: Undo) -> Result<()> {

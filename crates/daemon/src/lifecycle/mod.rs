@@ -23,6 +23,8 @@ use crate::nethooks;
 use crate::nssindex::NssIndex;
 use crate::paths::Paths;
 use crate::portfilter::PortFilter;
+use crate::ports::direct::Pool;
+use crate::ports::hostdev::HostdevPool;
 use crate::ports::{PortRec, Ports, Target};
 use crate::registry::Registry;
 use crate::services::Services;
@@ -35,6 +37,8 @@ use kvnet_model::Network;
 use sysctls::{HostSysctls, Ledger};
 use teardown::{Job, Teardown};
 use tracing::{debug, error, info, warn};
+
+use crate::ports::SYSFS;
 
 pub struct Lifecycle {
     paths: Paths,
@@ -128,6 +132,11 @@ impl Lifecycle {
             bridge,
             defaults: crate::ports::PortDefaults::of(live),
             subnets: live.ips.clone(),
+            vlans: live
+                .vlan
+                .as_ref()
+                .map(crate::ports::vlan::members)
+                .unwrap_or_default(),
         })
     }
 
@@ -202,7 +211,7 @@ impl Lifecycle {
             // A transient network is gone with its stop: so are its ports (a destroy
             // killed before it dropped them). Not if it was defined since.
             if *transient && reg.get(&net.name).is_err() {
-                ports.drop_network(&net.name);
+                ports.drop_network(self.dp.nl(), &net.name).await;
             }
             status::remove(&self.paths, &net.name)?;
         }
@@ -252,29 +261,63 @@ impl Lifecycle {
         Ok(())
     }
 
-    /// Put the ports of active network `name` on its bridge, persistent TAPs re-created.
+    /// The pool of active hostdev network `name`, for port-create.
+    pub fn hostdev_pool(&self, reg: &Registry, name: &str) -> Option<Result<HostdevPool>> {
+        match reg.live(name) {
+            Ok(live) => HostdevPool::of(live, std::path::Path::new(SYSFS)),
+            Err(e) => Some(Err(e)),
+        }
+    }
+
+    /// The pool of active direct network `name`, for port-create.
+    pub fn pool(&self, reg: &Registry, name: &str) -> Option<Result<Pool>> {
+        match reg.live(name) {
+            Ok(live) => Pool::of(live, std::path::Path::new(SYSFS)),
+            Err(e) => Some(Err(e)),
+        }
+    }
+
+    /// Put the ports of active network `name` back, then shape them and the network.
     async fn replug(&self, reg: &Registry, ports: &mut Ports, name: &str) -> Vec<String> {
-        let mut warnings = if !ports.has_ports(name) {
-            Vec::new()
-        } else {
-            match self.target(reg, name).await {
-                Ok(t) => ports.replug(self.dp.nl(), &t).await,
-                Err(e) => vec![format!("network '{name}': ports not attached: {e:#}")],
-            }
-        };
-        // Then their bandwidth (and the network's): only what differs is changed.
+        let mut warnings = self.put_back(reg, ports, name).await;
+        // Only what differs is changed: an adopted network's shaping stays as is.
         if let Err(e) = self.shape(reg, ports, name).await {
             warnings.push(format!("network '{name}': {e:#}"));
         }
         warnings
     }
 
-    /// Apply the `<bandwidth>` of active network `name` and its ports (crate::qos).
+    /// Apply the `<bandwidth>` of active network `name` and its ports (crate::qos):
+    /// on networks with a bridge (a direct network's macvtaps are not shaped).
     pub async fn shape(&self, reg: &Registry, ports: &Ports, name: &str) -> Result<()> {
         let live = reg.live(name)?;
         match live.bridge_name() {
             Some(br) => crate::qos::sync(self.dp.nl(), live, br, ports.recs(name)).await,
             None => Ok(()),
+        }
+    }
+
+    /// Put the ports of active network `name` on its bridge, persistent TAPs re-created;
+    /// on a direct network, its macvtaps up and re-made.
+    async fn put_back(&self, reg: &Registry, ports: &mut Ports, name: &str) -> Vec<String> {
+        if !ports.has_ports(name) {
+            return Vec::new();
+        }
+        // A hostdev port's device stays with its guest whatever the network does.
+        if reg.live(name).is_ok_and(|l| l.profile().hostdev) {
+            return Vec::new();
+        }
+        if let Ok(live) = reg.live(name)
+            && let Some(pool) = Pool::of(live, std::path::Path::new(SYSFS))
+        {
+            return match pool {
+                Ok(pool) => ports.remake(self.dp.nl(), &pool).await,
+                Err(e) => vec![format!("network '{name}': ports not made: {e:#}")],
+            };
+        }
+        match self.target(reg, name).await {
+            Ok(t) => ports.replug(self.dp.nl(), &t).await,
+            Err(e) => vec![format!("network '{name}': ports not attached: {e:#}")],
         }
     }
 
@@ -323,9 +366,9 @@ impl Lifecycle {
     ) -> Result<Vec<String>> {
         let t0 = std::time::Instant::now();
         let name = net.name.clone();
-        if let Some(msg) = net.profile().unsupported {
-            bail!(msg);
-        }
+        let direct_warnings = direct_checks(&net, std::path::Path::new(SYSFS), self.dp.nl())
+            .await
+            .map_err(|e| anyhow!("cannot start network '{name}': {e}"))?;
         // A network being torn down in the background may still hold this bridge name
         // or these subnets (in the kernel and in the firewall maps).
         let subnets: Vec<IpNet> = net.ips.iter().map(|ip| ip.network()).collect();
@@ -344,6 +387,8 @@ impl Lifecycle {
             bridge_link.as_ref(),
         )
         .map_err(|e| anyhow!("cannot start network '{name}': {e}"))?;
+        vlan_checks(&net, bridge_link.as_ref())
+            .map_err(|e| anyhow!("cannot start network '{name}': {e}"))?;
         if nethooks::any() {
             nethooks::start_begin(&name, &net.to_xml())
                 .await
@@ -381,6 +426,7 @@ impl Lifecycle {
             .into_iter()
             .map(|w| format!("network '{name}': {w} is accepted but not applied by kvnet yet"))
             .chain(foreign_warnings)
+            .chain(direct_warnings)
             .collect();
         let t_net = t0.elapsed();
         reg.started(net.clone(), started)?;
@@ -447,7 +493,7 @@ impl Lifecycle {
         // Ports stay registered (persistent TAPs stay too) and return at the next start.
         let mut errors = match live.bridge_name() {
             Some(br) => ports.unplug(self.dp.nl(), name, br).await,
-            None => Vec::new(),
+            None => ports.quiet(self.dp.nl(), name).await,
         };
         // The network's own shaping leaves its bridge (a host bridge stays) and IFB.
         if let Some(br) = live.bridge_name()
@@ -479,7 +525,7 @@ impl Lifecycle {
             status: self.paths.status(name),
         });
         if gone {
-            ports.drop_network(name);
+            ports.drop_network(self.dp.nl(), name).await;
         }
         self.services.local_addrs_of(&live, false);
         if wait {
@@ -556,4 +602,86 @@ impl Lifecycle {
         self.teardown.drain();
         self.dp.fw().save_snapshot(&self.paths, &reg.active());
     }
+}
+
+/// What must hold before a network without a bridge starts: a hostdev network is
+/// refused, saying first why its physical function has no virtual functions here; a
+/// direct network needs at least one of its pool's devices on the host. Returns
+/// warnings for missing devices.
+async fn direct_checks(
+    net: &Network,
+    sys: &std::path::Path,
+    nl: &kvnet_host::Netlink,
+) -> Result<Vec<String>> {
+    let profile = net.profile();
+    if let Some(msg) = profile.unsupported {
+        bail!(msg);
+    }
+    if let Some(pool) = HostdevPool::of(net, sys) {
+        let pool = pool?;
+        let missing: Vec<&str> = pool
+            .devices
+            .iter()
+            .filter(|d| !sys.join("bus/pci/devices").join(&d.pci).exists())
+            .map(|d| d.pci.as_str())
+            .collect();
+        if missing.len() == pool.devices.len() {
+            bail!(
+                "none of its PCI devices ({}) exists on the host",
+                missing.join(", ")
+            );
+        }
+        return Ok(missing
+            .iter()
+            .map(|d| {
+                format!(
+                    "network '{}': PCI device {d} of its pool does not exist on the host",
+                    net.name
+                )
+            })
+            .collect());
+    }
+    let Some(pool) = Pool::of(net, sys) else {
+        return Ok(Vec::new());
+    };
+    let pool = pool?;
+    let mut missing = Vec::new();
+    for d in &pool.devices {
+        if nl.link(d).await?.is_none() {
+            missing.push(d.as_str());
+        }
+    }
+    if missing.len() == pool.devices.len() {
+        bail!(
+            "none of its devices ({}) exists on the host",
+            missing.join(", ")
+        );
+    }
+    Ok(missing
+        .iter()
+        .map(|d| format!("network '{}': device {d} of its pool does not exist on the host (ports go on the others)", net.name))
+        .collect())
+}
+
+/// A network with `<vlan>`s: tags a bridge can carry, and a kernel that filters VLANs
+/// (a host bridge must already filter them: kvnet does not change it). A bridge kvnet
+/// makes has filtering turned on as it is made.
+fn vlan_checks(net: &Network, bridge: Option<&kvnet_host::Link>) -> Result<()> {
+    use crate::ports::vlan;
+    if !vlan::needed(net) || net.profile().bridge == kvnet_model::BridgeRole::None {
+        return Ok(());
+    }
+    vlan::check(net).map_err(|e| anyhow!(e))?;
+    if net.profile().bridge == kvnet_model::BridgeRole::Host
+        && let Some(b) = bridge
+        && let Some(why) = vlan::refusal(
+            net,
+            &b.name,
+            kvnet_host::link::bridge_vlan_filtering(&b.name),
+            false,
+        )
+    {
+        bail!(why);
+    }
+    Ok(())
 }

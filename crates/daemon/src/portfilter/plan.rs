@@ -143,6 +143,9 @@ mod tests {
             filter,
             ips: Vec::new(),
             qos: Default::default(),
+            parent: None,
+            parent_mac: None,
+            managed: false,
         }
     }
 

@@ -3,8 +3,11 @@
 //! survives a kvnetd restart, a `kill -9` and (for persistent TAPs, re-created at the
 //! network's next start) a reboot. Putting a TAP on a bridge is [`plug`]'s.
 
+pub mod direct;
+pub mod hostdev;
 mod plug;
 pub mod vhost;
+pub mod vlan;
 
 use crate::ids::{entropy, group_id, user_id};
 use crate::paths::Paths;
@@ -48,7 +51,20 @@ pub struct PortRec {
     /// `port-create --portgroup/--inbound/--outbound` (crate::qos).
     #[serde(default, skip_serializing_if = "crate::qos::PortQos::is_empty")]
     pub qos: crate::qos::PortQos,
+    /// Macvtap ports: the pool device the macvtap is on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<String>,
+    /// Macvtap passthrough: the device's own MAC, given back at port-delete.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent_mac: Option<MacAddr>,
+    /// Hostdev: kvnet bound the device (`parent`) to vfio-pci and gives it back at
+    /// port-delete.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub managed: bool,
 }
+
+/// Where the kernel shows devices: SR-IOV virtual functions, PCI drivers.
+pub const SYSFS: &str = "/sys";
 
 /// What a network gives its ports unless they choose otherwise.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -89,6 +105,7 @@ impl PortRec {
             portgroup: self.qos.portgroup.clone(),
             inbound: self.qos.inbound.clone(),
             outbound: self.qos.outbound.clone(),
+            parent: self.parent.clone(),
         }
     }
 
@@ -112,6 +129,9 @@ pub struct Target {
     pub defaults: PortDefaults,
     /// The network's addresses, which `--ip` must lie in.
     pub subnets: Vec<kvnet_model::IpDef>,
+    /// The VLANs of the network's `<vlan>` its ports belong to ([`vlan::members`]);
+    /// empty: the bridge's default.
+    pub vlans: Vec<kvnet_host::VlanMember>,
 }
 
 /// `port-create --ip`: each address a guest address of one of the network's subnets.
@@ -142,10 +162,10 @@ fn check_ips(t: &Target, ips: &[IpAddr]) -> Result<()> {
     Ok(())
 }
 
-/// The lowest free `vnetN`, as libvirt names guest TAPs.
-pub fn free_name(used: &HashSet<String>) -> String {
+/// The lowest free `PREFIXN`: libvirt names guest TAPs `vnetN`, macvtaps `macvtapN`.
+pub fn free_name(prefix: &str, used: &HashSet<String>) -> String {
     (0u32..)
-        .map(|n| format!("vnet{n}"))
+        .map(|n| format!("{prefix}{n}"))
         .find(|n| !used.contains(n))
         .expect("some vnetN is free")
 }
@@ -316,7 +336,7 @@ impl Ports {
             None => {
                 let mut used: HashSet<String> = links.iter().map(|l| l.name.clone()).collect();
                 used.extend(self.by_net.values().flatten().map(|p| p.ifname.clone()));
-                free_name(&used)
+                free_name("vnet", &used)
             }
         };
         let mac = match a.mac {
@@ -353,6 +373,9 @@ impl Ports {
             filter: a.filter,
             ips: a.ips,
             qos,
+            parent: None,
+            parent_mac: None,
+            managed: false,
         };
         let network = &t.network;
         let mut ports = self.of(network).to_vec();
@@ -387,6 +410,7 @@ impl Ports {
             port: rec.view(network, t.defaults),
             qemu_args: qemu_args(&ifname, mac, queues, vhost.is_ok()),
             vhost_off: vhost.err(),
+            fds: Vec::new(),
         })
     }
 
@@ -432,7 +456,7 @@ impl Ports {
         let fdb = mac
             .or(known.and_then(|p| p.mac))
             .filter(|_| t.defaults.mac_table);
-        plug::plug(nl, &link, &t.bridge, None, isolated, fdb)
+        plug::plug(nl, &link, t, None, isolated, fdb)
             .await
             .with_context(|| format!("cannot attach {ifname} to network '{network}'"))?;
         let mut ports = self.of(network).to_vec();
@@ -458,6 +482,9 @@ impl Ports {
                     filter: None,
                     ips: Vec::new(),
                     qos: Default::default(),
+                    parent: None,
+                    parent_mac: None,
+                    managed: false,
                 };
                 ports.push(rec.clone());
                 rec
@@ -491,6 +518,10 @@ impl Ports {
         };
         if rec.kind == PortKind::Persistent {
             tap::delete(ifname)?;
+        } else if rec.kind == PortKind::Macvtap {
+            direct::unmake(nl, &rec).await?;
+        } else if rec.kind == PortKind::Hostdev {
+            hostdev::unassign(std::path::Path::new(SYSFS), &rec)?;
         } else if let Some(link) = nl.link(ifname).await?
             && link.master.is_some()
         {
@@ -516,7 +547,11 @@ impl Ports {
         let ports = self.of(network).to_vec();
         let mut keep = Vec::new();
         for p in &ports {
-            if p.kind == PortKind::Persistent || nl.link(&p.ifname).await?.is_some() {
+            if matches!(
+                p.kind,
+                PortKind::Persistent | PortKind::Macvtap | PortKind::Hostdev
+            ) || nl.link(&p.ifname).await?.is_some()
+            {
                 keep.push(p.clone());
             }
         }
@@ -539,7 +574,7 @@ impl Ports {
                 plug::realize(nl, p, t).await.map(|()| true)
             } else {
                 match nl.link(&p.ifname).await {
-                    Ok(Some(l)) => plug::plug(nl, &l, &t.bridge, None, p.isolated(t), p.fdb(t))
+                    Ok(Some(l)) => plug::plug(nl, &l, t, None, p.isolated(t), p.fdb(t))
                         .await
                         .map(|()| true),
                     Ok(None) => Ok(false),
@@ -609,12 +644,16 @@ impl Ports {
 
     /// A transient network that stops is gone for good: so are its ports (the TAPs
     /// kvnet created are deleted).
-    pub fn drop_network(&mut self, network: &str) {
+    pub async fn drop_network(&mut self, nl: &Netlink, network: &str) {
         for p in self.of(network).to_vec() {
-            if p.kind == PortKind::Persistent
-                && let Err(e) = tap::delete(&p.ifname)
-            {
-                warn!(network = %network, "{e}");
+            let res = match p.kind {
+                PortKind::Persistent => tap::delete(&p.ifname).map_err(anyhow::Error::from),
+                PortKind::Macvtap => direct::unmake(nl, &p).await,
+                PortKind::Hostdev => hostdev::unassign(std::path::Path::new(SYSFS), &p),
+                _ => Ok(()),
+            };
+            if let Err(e) = res {
+                warn!(network = %network, "{e:#}");
             }
         }
         if let Err(e) = self.save(network, Vec::new()) {
@@ -633,8 +672,9 @@ mod tests {
             .iter()
             .map(|s| s.to_string())
             .collect();
-        assert_eq!(free_name(&used), "vnet2");
-        assert_eq!(free_name(&HashSet::new()), "vnet0");
+        assert_eq!(free_name("vnet", &used), "vnet2");
+        assert_eq!(free_name("vnet", &HashSet::new()), "vnet0");
+        assert_eq!(free_name("macvtap", &used), "macvtap0");
     }
 
     #[test]
@@ -689,6 +729,9 @@ mod tests {
             filter: Some(TrafficFilter::CleanTraffic),
             ips: vec!["10.0.0.9".parse().unwrap()],
             qos: Default::default(),
+            parent: None,
+            parent_mac: None,
+            managed: false,
         };
         let mut ports = Ports::load(&p).unwrap();
         ports.save("default", vec![rec.clone()]).unwrap();
@@ -715,6 +758,9 @@ mod tests {
             filter: None,
             ips: Vec::new(),
             qos: Default::default(),
+            parent: None,
+            parent_mac: None,
+            managed: false,
         };
         ports.save("good", vec![rec.clone()]).unwrap();
         fs::write(p.ports("torn"), b"[{\"ifname\": \"vn").unwrap();

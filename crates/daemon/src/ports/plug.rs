@@ -46,12 +46,12 @@ pub async fn check_mac_free(
 pub async fn plug(
     nl: &Netlink,
     tap: &Link,
-    bridge: &Link,
+    t: &Target,
     mac: Option<[u8; 6]>,
     isolated: bool,
     fdb: Option<MacAddr>,
 ) -> Result<()> {
-    let name = &tap.name;
+    let (name, bridge) = (&tap.name, &t.bridge);
     if let Some(m) = mac
         && tap.mac != Some(m)
     {
@@ -68,6 +68,11 @@ pub async fn plug(
         nl.set_master(tap.index, Some(bridge.index))
             .await
             .with_context(|| format!("attach {name} to bridge {}", bridge.name))?;
+    }
+    if !t.vlans.is_empty() {
+        nl.set_port_vlans(tap.index, &t.vlans, &[super::vlan::DEFAULT], false)
+            .await
+            .with_context(|| format!("set the VLANs of {name}"))?;
     }
     nl.set_port_isolated(tap.index, isolated)
         .await
@@ -93,7 +98,6 @@ pub async fn plug(
 /// Create (if missing) and plug a persistent port's TAP; a TAP created here is deleted
 /// again when plugging fails.
 pub async fn realize(nl: &Netlink, rec: &PortRec, t: &Target) -> Result<()> {
-    let bridge = &t.bridge;
     let created = match nl.tun_info(&rec.ifname).await? {
         Some(t) if t.tap => false,
         Some(_) => bail!("{} is a TUN device, not a TAP", rec.ifname),
@@ -118,7 +122,7 @@ pub async fn realize(nl: &Netlink, rec: &PortRec, t: &Target) -> Result<()> {
             .await?
             .ok_or_else(|| anyhow!("TAP {} vanished after creation", rec.ifname))?;
         let mac = rec.mac.map(|m| tap_mac(m.0));
-        plug(nl, &link, bridge, mac, rec.isolated(t), rec.fdb(t)).await
+        plug(nl, &link, t, mac, rec.isolated(t), rec.fdb(t)).await
     }
     .await;
     if res.is_err() && created {

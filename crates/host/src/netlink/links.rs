@@ -337,6 +337,61 @@ impl Netlink {
         }
     }
 
+    /// Gives virtual function `vf` of physical function `pf` (an index) the guest's
+    /// MAC (`ip link set PF vf N mac MAC`), as libvirt does before handing it to qemu.
+    pub async fn set_vf_mac(&self, pf: u32, vf: u32, mac: [u8; 6]) -> Result<(), HostError> {
+        use rtnetlink::packet_route::link::{LinkVfInfo, VfInfo, VfInfoMac};
+        let msg = LinkUnspec::new_with_index(pf)
+            .append_extra_attribute(LinkAttribute::VfInfoList(vec![LinkVfInfo(vec![
+                VfInfo::Mac(VfInfoMac::new(vf, &mac)),
+            ])]))
+            .build();
+        self.ack(RouteNetlinkMessage::SetLink(msg), 0)
+            .await
+            .map_err(|n| n.into_error(format!("set the MAC of VF {vf} of link #{pf}")))
+    }
+
+    /// Creates a macvtap on `parent` in `mode` ("bridge", "private", "vepa",
+    /// "passthru") with the guest's `mac`, down; returns its index. Its character device
+    /// is /dev/tapINDEX ([`crate::macvtap`]).
+    pub async fn create_macvtap(
+        &self,
+        name: &str,
+        parent: u32,
+        mode: &str,
+        mac: [u8; 6],
+    ) -> Result<u32, HostError> {
+        use rtnetlink::packet_route::link::MacVtapMode;
+        let ctx = || format!("create macvtap {name} ({mode}) on link #{parent}");
+        let mode = match mode {
+            "bridge" => MacVtapMode::Bridge,
+            "private" => MacVtapMode::Private,
+            "vepa" => MacVtapMode::Vepa,
+            "passthru" => MacVtapMode::Passthrough,
+            other => {
+                return Err(HostError::new(
+                    ctx(),
+                    crate::ErrorKind::Invalid(format!("unknown mode {other}")),
+                ));
+            }
+        };
+        let msg = rtnetlink::LinkMacVtap::new(name, parent, mode)
+            .address(mac.to_vec())
+            .down()
+            .build();
+        self.ack(RouteNetlinkMessage::NewLink(msg), NLM_F_CREATE | NLM_F_EXCL)
+            .await
+            .map_err(|n| n.into_error(ctx()))?;
+        match self.link(name).await? {
+            Some(l) => Ok(l.index),
+            None => Err(HostError::netlink(
+                ctx(),
+                libc::ENODEV,
+                Some("vanished after creation".into()),
+            )),
+        }
+    }
+
     /// Brings an existing bridge's MAC, MTU, STP and forward delay in line with
     /// `spec`; returns a description of each correction (empty: nothing changed).
     pub async fn reconcile_bridge(&self, spec: &BridgeSpec) -> Result<Vec<String>, HostError> {
