@@ -316,20 +316,8 @@ impl Daemon {
         }
         let t = self.life.target(&self.registry, &r.network).await?;
         let network = r.network.clone();
-        let others: Vec<_> = self
-            .ports
-            .recs(&network)
-            .iter()
-            .map(|p| p.qos.clone())
-            .collect();
-        let qos = crate::qos::plan::admit(
-            self.registry.live(&network)?,
-            r.portgroup.as_deref(),
-            r.inbound.as_deref().cloned(),
-            r.outbound.as_deref().cloned(),
-            &others,
-        )
-        .map_err(|e| anyhow!("cannot create a port on network '{network}': {e}"))?;
+        let live = self.registry.live(&network)?;
+        let qos = crate::qos::admit(live, &r, self.ports.recs(&network))?;
         let rec = self.ports.register(self.life.nl(), &t, r, qos).await?;
         // Its filter is in place before the TAP is on the bridge.
         let filtered = self
@@ -403,35 +391,16 @@ impl Daemon {
         Ok(port)
     }
 
-    /// A port kvnet did not create (qemu's script, the bridge helper) is in the
-    /// network's default portgroup, as libvirt puts an interface naming none; returns
-    /// the port's portgroup.
+    /// A port kvnet did not create joins the default portgroup (crate::qos).
     fn default_portgroup(&mut self, network: &str, ifname: &str) -> Option<String> {
-        let recs = self.ports.recs(network);
-        let own = recs.iter().find(|p| p.ifname == ifname)?;
-        if !own.qos.is_empty() {
-            return own.qos.portgroup.clone();
-        }
-        let others: Vec<_> = recs
-            .iter()
-            .filter(|p| p.ifname != ifname)
-            .map(|p| p.qos.clone())
-            .collect();
         let live = self.registry.live(network).ok()?;
-        match crate::qos::plan::admit(live, None, None, None, &others) {
-            Ok(q) if !q.is_empty() => {
-                let pg = q.portgroup.clone();
-                if let Err(e) = self.ports.set_qos(network, ifname, q) {
-                    warn!(network = %network, "port {ifname}: {e:#}");
-                }
-                pg
-            }
-            Ok(_) => None,
-            Err(e) => {
-                warn!(network = %network, "port {ifname}: default portgroup not applied: {e}");
-                None
-            }
+        let (q, pg) = crate::qos::attached(live, self.ports.recs(network), ifname)?;
+        if let Some(q) = q
+            && let Err(e) = self.ports.set_qos(network, ifname, q)
+        {
+            warn!(network = %network, "port {ifname}: {e:#}");
         }
+        pg
     }
 
     pub async fn port_delete(&mut self, network: Option<&str>, ifname: &str) -> Result<()> {

@@ -49,6 +49,51 @@ async fn apply(nl: &Netlink, d: &plan::DevPlan) -> Result<()> {
     Ok(())
 }
 
+/// port-create's QoS (see [`plan::admit`]), beside the network's other ports.
+pub fn admit(
+    net: &Network,
+    r: &kvnet_api::request::PortCreate,
+    ports: &[PortRec],
+) -> Result<PortQos> {
+    let others: Vec<PortQos> = ports.iter().map(|p| p.qos.clone()).collect();
+    let (inbound, outbound) = (r.inbound.as_deref(), r.outbound.as_deref());
+    plan::admit(
+        net,
+        r.portgroup.as_deref(),
+        inbound.cloned(),
+        outbound.cloned(),
+        &others,
+    )
+    .map_err(|e| anyhow::anyhow!("cannot create a port on network '{}': {e}", net.name))
+}
+
+/// A port kvnet did not create (qemu's script, the bridge helper) is in the network's
+/// default portgroup, as libvirt puts an interface naming none: the QoS to record (if
+/// it has none yet) and its portgroup. `None`: not registered.
+pub fn attached(
+    net: &Network,
+    ports: &[PortRec],
+    ifname: &str,
+) -> Option<(Option<PortQos>, Option<String>)> {
+    let own = ports.iter().find(|p| p.ifname == ifname)?;
+    if !own.qos.is_empty() {
+        return Some((None, own.qos.portgroup.clone()));
+    }
+    let others: Vec<PortQos> = ports
+        .iter()
+        .filter(|p| p.ifname != ifname)
+        .map(|p| p.qos.clone())
+        .collect();
+    match plan::admit(net, None, None, None, &others) {
+        Ok(q) if !q.is_empty() => Some((Some(q.clone()), q.portgroup)),
+        Ok(_) => Some((None, None)),
+        Err(e) => {
+            tracing::warn!(network = %net.name, "port {ifname}: default portgroup not applied: {e}");
+            Some((None, None))
+        }
+    }
+}
+
 /// Remove kvnet's shaping from `dev` (a stopping network's bridge) and its IFB.
 pub async fn unshape(nl: &Netlink, dev: &str) -> Result<()> {
     let d = plan::DevPlan {
