@@ -275,7 +275,11 @@ impl Daemon {
         if let Some((_, new)) = &live {
             self.life.sync_services(new).await;
             // A portgroup's or the network's bandwidth changed: its ports follow.
-            if let Err(e) = self.life.shape(&self.registry, &self.ports, name).await {
+            if let Err(e) = self
+                .life
+                .shape(&self.registry, &self.ports, name, None)
+                .await
+            {
                 warn!(network = %name, "{e:#}");
             }
         }
@@ -340,7 +344,12 @@ impl Daemon {
         }
         let created = created?;
         // Shaped once its TAP exists; if that fails, the port goes again.
-        if let Err(e) = self.life.shape(&self.registry, &self.ports, &network).await {
+        let ifname = Some(created.port.ifname.as_str());
+        if let Err(e) = self
+            .life
+            .shape(&self.registry, &self.ports, &network, ifname)
+            .await
+        {
             let ifname = &created.port.ifname;
             let _ = self.port_delete(Some(&network), ifname).await;
             return Err(e.context(format!("cannot shape port {ifname}")));
@@ -384,7 +393,12 @@ impl Daemon {
             warn!(network = %network, "port {}: port filter not applied: {e:#}", r.ifname);
         }
         port.portgroup = self.default_portgroup(&network, &r.ifname);
-        if let Err(e) = self.life.shape(&self.registry, &self.ports, &network).await {
+        let only = Some(r.ifname.as_str());
+        if let Err(e) = self
+            .life
+            .shape(&self.registry, &self.ports, &network, only)
+            .await
+        {
             warn!(network = %network, "port {}: {e:#}", r.ifname);
         }
         self.port_event(&port, "created");
@@ -412,7 +426,10 @@ impl Daemon {
             warn!(network = %gone, "port {ifname}: {e:#}");
         }
         if self.registry.live(&gone).is_ok()
-            && let Err(e) = self.life.shape(&self.registry, &self.ports, &gone).await
+            && let Err(e) = self
+                .life
+                .shape(&self.registry, &self.ports, &gone, Some(ifname))
+                .await
         {
             warn!(network = %gone, "{e:#}");
         }

@@ -281,18 +281,25 @@ impl Lifecycle {
     async fn replug(&self, reg: &Registry, ports: &mut Ports, name: &str) -> Vec<String> {
         let mut warnings = self.put_back(reg, ports, name).await;
         // Only what differs is changed: an adopted network's shaping stays as is.
-        if let Err(e) = self.shape(reg, ports, name).await {
+        if let Err(e) = self.shape(reg, ports, name, None).await {
             warnings.push(format!("network '{name}': {e:#}"));
         }
         warnings
     }
 
-    /// Apply the `<bandwidth>` of active network `name` and its ports (crate::qos):
-    /// on networks with a bridge (a direct network's macvtaps are not shaped).
-    pub async fn shape(&self, reg: &Registry, ports: &Ports, name: &str) -> Result<()> {
+    /// Apply the `<bandwidth>` of active network `name` and its ports (crate::qos), or
+    /// with `only` of its bridge and that port: on networks with a bridge (a direct
+    /// network's macvtaps are not shaped).
+    pub async fn shape(
+        &self,
+        reg: &Registry,
+        ports: &Ports,
+        name: &str,
+        only: Option<&str>,
+    ) -> Result<()> {
         let live = reg.live(name)?;
         match live.bridge_name() {
-            Some(br) => crate::qos::sync(self.dp.nl(), live, br, ports.recs(name)).await,
+            Some(br) => crate::qos::sync(self.dp.nl(), live, br, ports.recs(name), only).await,
             None => Ok(()),
         }
     }

@@ -11,25 +11,49 @@ use kvnet_model::Network;
 pub use plan::PortQos;
 use tracing::info;
 
-/// Bring network `net`'s bridge and its ports' TAPs (and their IFBs) to the plan.
-/// A port whose TAP is missing is skipped (it is shaped when it is back).
-pub async fn sync(nl: &Netlink, net: &Network, bridge: &str, ports: &[PortRec]) -> Result<()> {
+/// Bring network `net`'s bridge and its ports' TAPs (and their IFBs) to the plan; with
+/// `only`, the bridge and that port (a port verb: the others have not changed). A port
+/// whose TAP is missing is skipped (it is shaped when it is back).
+pub async fn sync(
+    nl: &Netlink,
+    net: &Network,
+    bridge: &str,
+    ports: &[PortRec],
+    only: Option<&str>,
+) -> Result<()> {
     let ports: Vec<_> = ports
         .iter()
         .map(|p| (p.ifname.clone(), p.mac, p.qos.clone()))
         .collect();
+    // One dump says which devices have qdiscs kvnet could have made: a device that
+    // wants nothing and has none is not read.
+    let shaped = nl.tc_devices().await?;
     for d in plan::network_plan(net, bridge, &ports) {
-        apply(nl, &d)
+        if only.is_some_and(|o| o != d.dev && d.dev != bridge) {
+            continue;
+        }
+        apply(nl, &d, &shaped)
             .await
             .with_context(|| format!("bandwidth of {} on network '{}'", d.dev, net.name))?;
     }
     Ok(())
 }
 
-async fn apply(nl: &Netlink, d: &plan::DevPlan) -> Result<()> {
+async fn apply(
+    nl: &Netlink,
+    d: &plan::DevPlan,
+    shaped: &std::collections::HashSet<u32>,
+) -> Result<()> {
     let Some(link) = nl.link(&d.dev).await? else {
         return Ok(());
     };
+    let bare = d.egress == Default::default() && d.ifb.is_none();
+    if bare && !shaped.contains(&link.index) {
+        return nl
+            .delete_ifb(&kvnet_host::ifb_name(&d.dev))
+            .await
+            .map_err(Into::into);
+    }
     let mut want = d.egress.clone();
     if let Some((name, shape)) = &d.ifb {
         let ifb = nl.ensure_ifb(name).await?;
@@ -101,10 +125,11 @@ pub async fn unshape(nl: &Netlink, dev: &str) -> Result<()> {
         egress: Default::default(),
         ifb: None,
     };
-    apply(nl, &d).await
+    apply(nl, &d, &nl.tc_devices().await?).await
 }
 
-/// A port or bridge that is gone: its IFB goes too.
+/// A port that leaves kvnet: its shaping goes if its TAP stays (qemu's), and its IFB.
 pub async fn forget(nl: &Netlink, dev: &str) -> Result<()> {
+    unshape(nl, dev).await?;
     Ok(nl.delete_ifb(&kvnet_host::ifb_name(dev)).await?)
 }

@@ -288,6 +288,32 @@ impl Netlink {
             .collect())
     }
 
+    /// The devices with an HTB root `1:` or an ingress qdisc: the only ones that can
+    /// hold kvnet's traffic control (one dump for all of them).
+    pub async fn tc_devices(&self) -> Result<std::collections::HashSet<u32>, HostError> {
+        let ctx = "list qdiscs";
+        let out = self
+            .request(
+                RouteNetlinkMessage::GetQueueDiscipline(TcMessage::with_index(0)),
+                NLM_F_REQUEST | NLM_F_DUMP,
+            )
+            .await
+            .map_err(|n| n.into_error(ctx))?;
+        Ok(out
+            .into_iter()
+            .filter_map(|m| match m {
+                RouteNetlinkMessage::NewQueueDiscipline(t) => Some(t),
+                _ => None,
+            })
+            .filter(|t| match kind_of(&t.attributes) {
+                Some("htb") => t.header.handle.major == HTB_MAJOR,
+                Some("ingress") => true,
+                _ => false,
+            })
+            .map(|t| t.header.index as u32)
+            .collect())
+    }
+
     /// kvnet's traffic control on device `index`, read back.
     pub async fn tc_shape(&self, index: u32) -> Result<TcShape, HostError> {
         let ctx = format!("read traffic control of link #{index}");
