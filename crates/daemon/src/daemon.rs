@@ -254,6 +254,9 @@ impl Daemon {
             config: u.config,
         };
         let plan = self.registry.plan_update(name, u, target)?;
+        if let Some((_, new)) = &plan.live {
+            crate::qos::check_floors(new, self.ports.recs(name))?;
+        }
         if let Some(d) = &plan.def {
             store::save_definition(&self.paths, name, &d.to_xml())?;
         }

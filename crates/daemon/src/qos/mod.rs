@@ -91,6 +91,14 @@ pub fn admit(
     .map_err(|e| anyhow::anyhow!("cannot create a port on network '{}': {e}", net.name))
 }
 
+/// A live change (a portgroup's `<bandwidth>`) must leave the ports' floors under the
+/// network's inbound average, as port-create does.
+pub fn check_floors(net: &Network, ports: &[PortRec]) -> Result<()> {
+    let qos: Vec<PortQos> = ports.iter().map(|p| p.qos.clone()).collect();
+    plan::floors_fit(net, &qos)
+        .map_err(|e| anyhow::anyhow!("network '{}' not updated: {e}", net.name))
+}
+
 /// A port kvnet did not create (qemu's script, the bridge helper) is in the network's
 /// default portgroup, as libvirt puts an interface naming none: the QoS to record (if
 /// it has none yet) and its portgroup. `None`: not registered.

@@ -128,6 +128,28 @@ pub fn admit(
     Ok(q)
 }
 
+/// The ports' floors on `net`: each needs the network's inbound average, and together
+/// they fit under it.
+pub fn floors_fit(net: &Network, ports: &[PortQos]) -> Result<(), String> {
+    let floors: Vec<u64> = ports
+        .iter()
+        .filter_map(|q| q.effective(net).inbound.and_then(|r| r.floor))
+        .collect();
+    if floors.is_empty() {
+        return Ok(());
+    }
+    let sum: u64 = floors.iter().sum();
+    match net_inbound(net).and_then(|r| r.average) {
+        None => Err(format!(
+            "its ports' floors ({sum} kB/s) need an inbound average, which it would not have"
+        )),
+        Some(avg) if sum > avg => Err(format!(
+            "its ports' floors ({sum} kB/s) would exceed its inbound average of {avg} kB/s"
+        )),
+        Some(_) => Ok(()),
+    }
+}
+
 fn net_inbound(net: &Network) -> Option<&BandwidthRate> {
     net.bandwidth.as_ref().and_then(|b| b.inbound.as_ref())
 }

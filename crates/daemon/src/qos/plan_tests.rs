@@ -299,3 +299,27 @@ fn a_portgroup_update_reaches_its_ports() {
         "{ch:?}"
     );
 }
+
+#[test]
+fn a_portgroup_update_must_leave_the_floors_under_the_average() {
+    let g = |floor: u64| {
+        net(&format!(
+            "<bandwidth><inbound average='1000'/></bandwidth><portgroup name='g' default='yes'>\
+             <bandwidth><inbound floor='{floor}'/></bandwidth></portgroup>"
+        ))
+    };
+    let q = admit(&g(400), None, None, None, &[]).unwrap();
+    let two = [
+        q.clone(),
+        PortQos {
+            class: Some(4),
+            ..q
+        },
+    ];
+    assert_eq!(floors_fit(&g(500), &two), Ok(()));
+    assert_eq!(
+        floors_fit(&g(600), &two).unwrap_err(),
+        "its ports' floors (1200 kB/s) would exceed its inbound average of 1000 kB/s"
+    );
+    assert_eq!(floors_fit(&net(""), &[]), Ok(()));
+}
