@@ -17,10 +17,11 @@ run_pkgs=(nftables iproute2 procps libcap2-bin)
 # disabled afterwards. systemd gives systemd-analyze, which checks kvnetd's units.
 # ipxe-qemu (a dependency of qemu-system-x86, named for clarity) has the NIC option ROMs
 # the PXE guest boots through. dpkg-dev (dpkg-shlibdeps) and binutils (strip) build the
-# Debian package (scripts/package.sh), lintian judges it.
+# Debian package (scripts/package.sh), lintian judges it. iperf3 measures shaped ports
+# (the QoS tests and bench/qos.sh).
 test_pkgs=(iputils-ping python3 busybox-static dnsutils qemu-system-x86 ipxe-qemu cpio gzip
   isc-dhcp-client dhcpcd-base ndisc6 iptables ufw firewalld dbus-daemon systemd
-  dpkg-dev binutils lintian)
+  dpkg-dev binutils lintian iperf3)
 mode="${1:-run}"
 want=("${run_pkgs[@]}")
 [ "$mode" = test ] && want+=("${test_pkgs[@]}")

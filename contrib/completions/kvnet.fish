@@ -118,6 +118,9 @@ no\t''"
 complete -c kvnet -n "__fish_kvnet_using_subcommand port-create" -l filter -d 'Traffic filter: `clean-traffic` lets the guest send only from its MAC and addresses, never as a DHCP server or router; default: the network\'s `<kvnet:filterref>`' -r -f -a "clean-traffic\t''
 none\t''"
 complete -c kvnet -n "__fish_kvnet_using_subcommand port-create" -l ip -d 'An address the guest may send from besides its DHCP leases and static hosts (repeat for more)' -r
+complete -c kvnet -n "__fish_kvnet_using_subcommand port-create" -l portgroup -d 'Take the bandwidth of this `<portgroup>` of the network (default: its `default=\'yes\'` portgroup, if any)' -r
+complete -c kvnet -n "__fish_kvnet_using_subcommand port-create" -l inbound -d 'Shape traffic to the guest: average, peak (kB/s), burst (kB), floor (kB/s, guaranteed under the network\'s inbound average), e.g. `1000,2000,64`' -r
+complete -c kvnet -n "__fish_kvnet_using_subcommand port-create" -l outbound -d 'Shape traffic from the guest: average, peak (kB/s), burst (kB)' -r
 complete -c kvnet -n "__fish_kvnet_using_subcommand port-create" -l socket -d 'kvnetd API socket' -r -F
 complete -c kvnet -n "__fish_kvnet_using_subcommand port-create" -l json -d 'Print JSON instead of text'
 complete -c kvnet -n "__fish_kvnet_using_subcommand port-create" -s h -l help -d 'Print help'

@@ -140,6 +140,14 @@ pub struct Port {
     /// Filtered ports: frames dropped as spoofed since the port was filtered.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dropped: Option<u64>,
+    /// The portgroup the port was created in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub portgroup: Option<String>,
+    /// Bandwidth given at port-create (a portgroup's applies where unset).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inbound: Option<kvnet_model::BandwidthRate>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outbound: Option<kvnet_model::BandwidthRate>,
     /// Macvtap ports: the pool device (host NIC) the macvtap sits on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parent: Option<String>,

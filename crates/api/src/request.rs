@@ -219,6 +219,17 @@ pub struct PortCreate {
     /// Addresses the guest may send from besides its DHCP leases and static hosts.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ips: Vec<std::net::IpAddr>,
+    /// A `<portgroup>` of the network whose `<bandwidth>` the port takes; unset: the
+    /// network's default portgroup, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub portgroup: Option<String>,
+    /// Traffic to the guest (libvirt's units: kB/s, burst kB); replaces the
+    /// portgroup's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inbound: Option<Box<kvnet_model::BandwidthRate>>,
+    /// Traffic from the guest; replaces the portgroup's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outbound: Option<Box<kvnet_model::BandwidthRate>>,
 }
 
 /// Register a TAP someone else created and put it on the network's bridge: by network

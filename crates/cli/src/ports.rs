@@ -44,6 +44,17 @@ pub enum PortCmd {
         /// (repeat for more).
         #[arg(long = "ip", value_name = "ADDR")]
         ips: Vec<std::net::IpAddr>,
+        /// Take the bandwidth of this `<portgroup>` of the network (default: its
+        /// `default='yes'` portgroup, if any).
+        #[arg(long)]
+        portgroup: Option<String>,
+        /// Shape traffic to the guest: average, peak (kB/s), burst (kB), floor (kB/s,
+        /// guaranteed under the network's inbound average), e.g. `1000,2000,64`.
+        #[arg(long, value_name = "AVG[,PEAK[,BURST[,FLOOR]]]", value_parser = inbound)]
+        inbound: Option<Box<kvnet_model::BandwidthRate>>,
+        /// Shape traffic from the guest: average, peak (kB/s), burst (kB).
+        #[arg(long, value_name = "AVG[,PEAK[,BURST]]", value_parser = outbound)]
+        outbound: Option<Box<kvnet_model::BandwidthRate>>,
         #[command(flatten)]
         json: Json,
     },
@@ -62,6 +73,28 @@ pub enum PortCmd {
     },
 }
 
+fn inbound(s: &str) -> Result<Box<kvnet_model::BandwidthRate>, String> {
+    kvnet_model::BandwidthRate::parse_cli(s, true).map(Box::new)
+}
+
+fn outbound(s: &str) -> Result<Box<kvnet_model::BandwidthRate>, String> {
+    kvnet_model::BandwidthRate::parse_cli(s, false).map(Box::new)
+}
+
+/// `average 1000 kB/s, peak 2000 kB/s, burst 64 kB, floor 500 kB/s`.
+fn rate_text(r: &kvnet_model::BandwidthRate) -> String {
+    [
+        ("average", r.average, "kB/s"),
+        ("peak", r.peak, "kB/s"),
+        ("burst", r.burst, "kB"),
+        ("floor", r.floor, "kB/s"),
+    ]
+    .iter()
+    .filter_map(|(n, v, u)| v.map(|v| format!("{n} {v} {u}")))
+    .collect::<Vec<_>>()
+    .join(", ")
+}
+
 pub fn run(c: &Client, cmd: PortCmd) -> Result<()> {
     match cmd {
         PortCmd::PortCreate {
@@ -74,6 +107,9 @@ pub fn run(c: &Client, cmd: PortCmd) -> Result<()> {
             isolated,
             filter,
             ips,
+            portgroup,
+            inbound,
+            outbound,
             json,
         } => {
             let network = c.resolve(&network)?;
@@ -91,6 +127,9 @@ pub fn run(c: &Client, cmd: PortCmd) -> Result<()> {
                         .transpose()
                         .map_err(anyhow::Error::msg)?,
                     ips,
+                    portgroup,
+                    inbound,
+                    outbound,
                 })
                 .with_context(|| format!("failed to create a port on network '{network}'"))?;
             if json.json {
@@ -108,6 +147,14 @@ pub fn run(c: &Client, cmd: PortCmd) -> Result<()> {
             );
             if p.filter != kvnet_model::TrafficFilter::None {
                 println!("Filter: {}", p.filter);
+            }
+            for (dir, r) in [("Inbound", &p.inbound), ("Outbound", &p.outbound)] {
+                if let Some(r) = r {
+                    println!("{dir}: {}", rate_text(r));
+                }
+            }
+            if let Some(g) = &p.portgroup {
+                println!("Portgroup: {g}");
             }
             if let Some(dev) = &p.parent {
                 println!(

@@ -254,6 +254,9 @@ impl Daemon {
             config: u.config,
         };
         let plan = self.registry.plan_update(name, u, target)?;
+        if let Some((_, new)) = &plan.live {
+            crate::qos::check_floors(new, self.ports.recs(name))?;
+        }
         if let Some(d) = &plan.def {
             store::save_definition(&self.paths, name, &d.to_xml())?;
         }
@@ -274,6 +277,14 @@ impl Daemon {
         }
         if let Some((_, new)) = &live {
             self.life.sync_services(new).await;
+            // A portgroup's or the network's bandwidth changed: its ports follow.
+            if let Err(e) = self
+                .life
+                .shape(&self.registry, &self.ports, name, None)
+                .await
+            {
+                warn!(network = %name, "{e:#}");
+            }
         }
         let live = if live.is_some() { "live " } else { "" };
         info!(network = %name, "updated ({live}{})", if config { "config" } else { "" });
@@ -287,6 +298,15 @@ impl Daemon {
     }
 
     pub async fn port_create(&mut self, r: PortCreate) -> Result<CreatedPort> {
+        if (r.inbound.is_some() || r.outbound.is_some())
+            && let Ok(live) = self.registry.live(&r.network)
+            && live.bridge_name().is_none()
+        {
+            return Err(anyhow!(
+                "network '{}' has no bridge: kvnet shapes (--inbound/--outbound) only ports on a bridge",
+                r.network
+            ));
+        }
         if let Some(pool) = self.life.hostdev_pool(&self.registry, &r.network) {
             let sys = std::path::Path::new(crate::ports::SYSFS);
             let created = self
@@ -303,7 +323,9 @@ impl Daemon {
         }
         let t = self.life.target(&self.registry, &r.network).await?;
         let network = r.network.clone();
-        let rec = self.ports.register(self.life.nl(), &t, r).await?;
+        let live = self.registry.live(&network)?;
+        let qos = crate::qos::admit(live, &r, self.ports.recs(&network))?;
+        let rec = self.ports.register(self.life.nl(), &t, r, qos).await?;
         // Its filter is in place before the TAP is on the bridge.
         let filtered = self
             .life
@@ -324,6 +346,17 @@ impl Daemon {
                 .await;
         }
         let created = created?;
+        // Shaped once its TAP exists; if that fails, the port goes again.
+        let ifname = Some(created.port.ifname.as_str());
+        if let Err(e) = self
+            .life
+            .shape(&self.registry, &self.ports, &network, ifname)
+            .await
+        {
+            let ifname = &created.port.ifname;
+            let _ = self.port_delete(Some(&network), ifname).await;
+            return Err(e.context(format!("cannot shape port {ifname}")));
+        }
         self.port_event(&created.port, "created");
         Ok(created)
     }
@@ -354,7 +387,7 @@ impl Daemon {
             PortKind::Script
         };
         let nl = self.life.nl();
-        let port = self
+        let mut port = self
             .ports
             .attach(nl, &t, &r.ifname, r.mac.as_deref(), kind)
             .await?;
@@ -362,8 +395,29 @@ impl Daemon {
         if let Err(e) = self.life.filter_ports(&network, recs).await {
             warn!(network = %network, "port {}: port filter not applied: {e:#}", r.ifname);
         }
+        port.portgroup = self.default_portgroup(&network, &r.ifname);
+        let only = Some(r.ifname.as_str());
+        if let Err(e) = self
+            .life
+            .shape(&self.registry, &self.ports, &network, only)
+            .await
+        {
+            warn!(network = %network, "port {}: {e:#}", r.ifname);
+        }
         self.port_event(&port, "created");
         Ok(port)
+    }
+
+    /// A port kvnet did not create joins the default portgroup (crate::qos).
+    fn default_portgroup(&mut self, network: &str, ifname: &str) -> Option<String> {
+        let live = self.registry.live(network).ok()?;
+        let (q, pg) = crate::qos::attached(live, self.ports.recs(network), ifname)?;
+        if let Some(q) = q
+            && let Err(e) = self.ports.set_qos(network, ifname, q)
+        {
+            warn!(network = %network, "port {ifname}: {e:#}");
+        }
+        pg
     }
 
     pub async fn port_delete(&mut self, network: Option<&str>, ifname: &str) -> Result<()> {
@@ -371,6 +425,17 @@ impl Daemon {
             self.registry.get(n)?;
         }
         let gone = self.ports.delete(self.life.nl(), network, ifname).await?;
+        if let Err(e) = crate::qos::forget(self.life.nl(), ifname).await {
+            warn!(network = %gone, "port {ifname}: {e:#}");
+        }
+        if self.registry.live(&gone).is_ok()
+            && let Err(e) = self
+                .life
+                .shape(&self.registry, &self.ports, &gone, Some(ifname))
+                .await
+        {
+            warn!(network = %gone, "{e:#}");
+        }
         if self.registry.live(&gone).is_ok()
             && let Err(e) = self.life.filter_ports(&gone, self.ports.recs(&gone)).await
         {
@@ -387,6 +452,9 @@ impl Daemon {
             ips: Vec::new(),
             learned_mac: None,
             dropped: None,
+            portgroup: None,
+            inbound: None,
+            outbound: None,
             parent: None,
         };
         self.port_event(&port, "deleted");

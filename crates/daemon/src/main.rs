@@ -30,6 +30,7 @@ mod nssindex;
 mod paths;
 mod portfilter;
 mod ports;
+mod qos;
 mod registry;
 mod server;
 mod services;

@@ -36,6 +36,7 @@ pub mod testns;
 
 pub use error::{ErrorKind, HostError};
 pub use netlink::{
-    BridgeSpec, FdbEntry, Link, LinkAddress, LinkRoute, Netlink, Route, STP_MAX_FORWARD_DELAY_CS,
-    STP_MIN_FORWARD_DELAY_CS, TABLE_MAIN, TunInfo, VlanMember, format_mac,
+    BridgeSpec, FdbEntry, HtbClass, Link, LinkAddress, LinkRoute, MacFilter, Netlink, Route,
+    STP_MAX_FORWARD_DELAY_CS, STP_MIN_FORWARD_DELAY_CS, TABLE_MAIN, TcChange, TcShape, TunInfo,
+    VlanMember, format_mac, ifb_name,
 };

@@ -3,6 +3,7 @@
 
 #![forbid(unsafe_code)]
 
+mod bandwidth;
 mod define;
 mod dnsmasq;
 mod extension;

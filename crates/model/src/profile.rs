@@ -243,8 +243,12 @@ impl Network {
         if self.portgroups.iter().any(|p| p.vlan.is_some()) {
             out.push("<portgroup><vlan> (VLAN tagging)".to_string());
         }
-        if self.bandwidth.is_some() || self.portgroups.iter().any(|p| p.bandwidth.is_some()) {
-            out.push("<bandwidth> (traffic shaping)".to_string());
+        // kvnetd shapes a bridge and the guest ports on it (its qos module), not
+        // macvtaps (whose directions are the other way round).
+        if (self.bandwidth.is_some() || self.portgroups.iter().any(|p| p.bandwidth.is_some()))
+            && self.profile().bridge == BridgeRole::None
+        {
+            out.push("<bandwidth> (traffic shaping of a direct network's macvtaps)".to_string());
         }
         out
     }

@@ -277,9 +277,36 @@ impl Lifecycle {
         }
     }
 
+    /// Put the ports of active network `name` back, then shape them and the network.
+    async fn replug(&self, reg: &Registry, ports: &mut Ports, name: &str) -> Vec<String> {
+        let mut warnings = self.put_back(reg, ports, name).await;
+        // Only what differs is changed: an adopted network's shaping stays as is.
+        if let Err(e) = self.shape(reg, ports, name, None).await {
+            warnings.push(format!("network '{name}': {e:#}"));
+        }
+        warnings
+    }
+
+    /// Apply the `<bandwidth>` of active network `name` and its ports (crate::qos), or
+    /// with `only` of its bridge and that port: on networks with a bridge (a direct
+    /// network's macvtaps are not shaped).
+    pub async fn shape(
+        &self,
+        reg: &Registry,
+        ports: &Ports,
+        name: &str,
+        only: Option<&str>,
+    ) -> Result<()> {
+        let live = reg.live(name)?;
+        match live.bridge_name() {
+            Some(br) => crate::qos::sync(self.dp.nl(), live, br, ports.recs(name), only).await,
+            None => Ok(()),
+        }
+    }
+
     /// Put the ports of active network `name` on its bridge, persistent TAPs re-created;
     /// on a direct network, its macvtaps up and re-made.
-    async fn replug(&self, reg: &Registry, ports: &mut Ports, name: &str) -> Vec<String> {
+    async fn put_back(&self, reg: &Registry, ports: &mut Ports, name: &str) -> Vec<String> {
         if !ports.has_ports(name) {
             return Vec::new();
         }
@@ -475,6 +502,12 @@ impl Lifecycle {
             Some(br) => ports.unplug(self.dp.nl(), name, br).await,
             None => ports.quiet(self.dp.nl(), name).await,
         };
+        // The network's own shaping leaves its bridge (a host bridge stays) and IFB.
+        if let Some(br) = live.bridge_name()
+            && let Err(e) = crate::qos::unshape(self.dp.nl(), br).await
+        {
+            errors.push(format!("bandwidth of {br}: {e:#}"));
+        }
         let (left, quiesce_errors) = self.dp.quiesce(&live, owns_bridge).await;
         errors.extend(self.dp.foreign().stop(&live).await);
         // A rebuild from now on leaves its rules out; the teardown removes them.

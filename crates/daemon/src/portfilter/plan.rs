@@ -142,6 +142,7 @@ mod tests {
             isolated: None,
             filter,
             ips: Vec::new(),
+            qos: Default::default(),
             parent: None,
             parent_mac: None,
             managed: false,

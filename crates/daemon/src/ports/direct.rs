@@ -231,6 +231,8 @@ impl Ports {
                 .then_some(parent_link.mac.map(MacAddr))
                 .flatten(),
             managed: false,
+            // Not shaped (crate::qos shapes bridged ports).
+            qos: Default::default(),
         };
         let mut ports = self.of(network).to_vec();
         ports.push(rec.clone());
@@ -388,6 +390,7 @@ mod tests {
             parent: Some(parent.into()),
             parent_mac: None,
             managed: false,
+            qos: Default::default(),
         }
     }
 

@@ -163,6 +163,8 @@ impl Ports {
             parent: Some(dev.pci.clone()),
             parent_mac: None,
             managed: pool.managed,
+            // Not shaped (crate::qos shapes bridged ports).
+            qos: Default::default(),
         };
         let mut ports = self.of(network).to_vec();
         ports.push(rec.clone());

@@ -48,6 +48,9 @@ pub struct PortRec {
     /// `port-create --ip`: addresses the filter lets the guest send from.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ips: Vec<IpAddr>,
+    /// `port-create --portgroup/--inbound/--outbound` (crate::qos).
+    #[serde(default, skip_serializing_if = "crate::qos::PortQos::is_empty")]
+    pub qos: crate::qos::PortQos,
     /// Macvtap ports: the pool device the macvtap is on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parent: Option<String>,
@@ -99,6 +102,9 @@ impl PortRec {
             ips: self.ips.clone(),
             learned_mac: None,
             dropped: None,
+            portgroup: self.qos.portgroup.clone(),
+            inbound: self.qos.inbound.clone(),
+            outbound: self.qos.outbound.clone(),
             parent: self.parent.clone(),
         }
     }
@@ -301,7 +307,13 @@ impl Ports {
     /// port-create, first half: checks the request, picks the name and MAC and registers
     /// the port (no TAP yet). The caller readies what must hold before the TAP is on the
     /// bridge (its filter), then calls [`Ports::realize`].
-    pub async fn register(&mut self, nl: &Netlink, t: &Target, a: PortCreate) -> Result<PortRec> {
+    pub async fn register(
+        &mut self,
+        nl: &Netlink,
+        t: &Target,
+        a: PortCreate,
+        qos: crate::qos::PortQos,
+    ) -> Result<PortRec> {
         let queues = a.queues.unwrap_or(1);
         if !(1..=MAX_QUEUES).contains(&queues) {
             bail!("queues must be between 1 and {MAX_QUEUES}, not {queues}");
@@ -360,6 +372,7 @@ impl Ports {
             isolated: a.isolated,
             filter: a.filter,
             ips: a.ips,
+            qos,
             parent: None,
             parent_mac: None,
             managed: false,
@@ -468,6 +481,7 @@ impl Ports {
                     isolated: None,
                     filter: None,
                     ips: Vec::new(),
+                    qos: Default::default(),
                     parent: None,
                     parent_mac: None,
                     managed: false,
@@ -585,6 +599,15 @@ impl Ports {
             warnings.push(format!("network '{network}': {e:#}"));
         }
         warnings
+    }
+
+    /// Record a registered port's QoS (crate::qos).
+    pub fn set_qos(&mut self, network: &str, ifname: &str, qos: crate::qos::PortQos) -> Result<()> {
+        let mut ports = self.of(network).to_vec();
+        if let Some(p) = ports.iter_mut().find(|p| p.ifname == ifname) {
+            p.qos = qos;
+        }
+        self.save(network, ports)
     }
 
     /// The registered ports of `network`, as stored.
@@ -705,6 +728,7 @@ mod tests {
             isolated: Some(true),
             filter: Some(TrafficFilter::CleanTraffic),
             ips: vec!["10.0.0.9".parse().unwrap()],
+            qos: Default::default(),
             parent: None,
             parent_mac: None,
             managed: false,
@@ -733,6 +757,7 @@ mod tests {
             isolated: None,
             filter: None,
             ips: Vec::new(),
+            qos: Default::default(),
             parent: None,
             parent_mac: None,
             managed: false,

@@ -40,11 +40,13 @@ pub const TABLE_MAIN: u32 = 254;
 mod addresses;
 mod links;
 mod routes;
+mod tc;
 mod vlans;
 
 pub use addresses::LinkAddress;
 pub use links::{BridgeSpec, FdbEntry, Link, TunInfo, format_mac};
 pub use routes::{LinkRoute, Route};
+pub use tc::{HtbClass, MacFilter, TcChange, TcShape, ifb_name};
 pub use vlans::VlanMember;
 
 /// One rtnetlink socket; the connection task lives on the tokio runtime that
