@@ -180,13 +180,7 @@ impl Ports {
             }
             None => free_name("macvtap", &used),
         };
-        let mut macs: HashSet<[u8; 6]> = links.iter().filter_map(|l| l.mac).collect();
-        macs.extend(
-            self.by_net
-                .values()
-                .flatten()
-                .filter_map(|p| p.mac.map(|m| m.0)),
-        );
+        let macs = self.used_macs(&links);
         let mac = match a.mac {
             Some(m) => {
                 let m = parse_mac(&m)?;

@@ -295,6 +295,18 @@ impl Ports {
         self.of(network).iter().map(|p| p.ifname.clone()).collect()
     }
 
+    /// MACs a new guest must not take: the host's links' and every registered port's.
+    fn used_macs(&self, links: &[Link]) -> HashSet<[u8; 6]> {
+        let mut used: HashSet<[u8; 6]> = links.iter().filter_map(|l| l.mac).collect();
+        used.extend(
+            self.by_net
+                .values()
+                .flatten()
+                .filter_map(|p| p.mac.map(|m| m.0)),
+        );
+        used
+    }
+
     /// The network a TAP is registered on.
     fn owner(&self, ifname: &str) -> Option<(&str, &PortRec)> {
         self.by_net.iter().find_map(|(n, ps)| {
@@ -346,13 +358,7 @@ impl Ports {
                 m
             }
             None => {
-                let mut used: HashSet<[u8; 6]> = links.iter().filter_map(|l| l.mac).collect();
-                used.extend(
-                    self.by_net
-                        .values()
-                        .flatten()
-                        .filter_map(|p| p.mac.map(|m| m.0)),
-                );
+                let mut used = self.used_macs(&links);
                 used.extend(
                     nl.bridge_fdb(t.bridge.index)
                         .await?

@@ -320,21 +320,26 @@ impl Netlink {
         }
     }
 
-    /// Creates a veth pair (both ends DOWN); returns the index of `name`.
-    pub async fn create_veth(&self, name: &str, peer: &str) -> Result<u32, HostError> {
-        let ctx = || format!("create veth {name} peer {peer}");
-        let msg = LinkVeth::new(name, peer).down().build();
+    /// Sends a RTM_NEWLINK that must create link `name`; returns its index.
+    async fn create(&self, msg: LinkMessage, name: &str, ctx: String) -> Result<u32, HostError> {
         self.ack(RouteNetlinkMessage::NewLink(msg), NLM_F_CREATE | NLM_F_EXCL)
             .await
-            .map_err(|n| n.into_error(ctx()))?;
+            .map_err(|n| n.into_error(ctx.clone()))?;
         match self.link(name).await? {
             Some(l) => Ok(l.index),
             None => Err(HostError::netlink(
-                ctx(),
+                ctx,
                 libc::ENODEV,
                 Some("vanished after creation".into()),
             )),
         }
+    }
+
+    /// Creates a veth pair (both ends DOWN); returns the index of `name`.
+    pub async fn create_veth(&self, name: &str, peer: &str) -> Result<u32, HostError> {
+        let ctx = || format!("create veth {name} peer {peer}");
+        let msg = LinkVeth::new(name, peer).down().build();
+        self.create(msg, name, ctx()).await
     }
 
     /// Gives virtual function `vf` of physical function `pf` (an index) the guest's
@@ -379,17 +384,7 @@ impl Netlink {
             .address(mac.to_vec())
             .down()
             .build();
-        self.ack(RouteNetlinkMessage::NewLink(msg), NLM_F_CREATE | NLM_F_EXCL)
-            .await
-            .map_err(|n| n.into_error(ctx()))?;
-        match self.link(name).await? {
-            Some(l) => Ok(l.index),
-            None => Err(HostError::netlink(
-                ctx(),
-                libc::ENODEV,
-                Some("vanished after creation".into()),
-            )),
-        }
+        self.create(msg, name, ctx()).await
     }
 
     /// Brings an existing bridge's MAC, MTU, STP and forward delay in line with
