@@ -307,17 +307,27 @@ impl Daemon {
                 r.network
             ));
         }
+        // A direct or hostdev port records its portgroup (an unknown one is refused).
+        let direct_qos = |d: &Self, r: &PortCreate| -> Result<crate::qos::PortQos> {
+            let live = d.registry.live(&r.network)?;
+            crate::qos::admit(live, r, d.ports.recs(&r.network))
+        };
         if let Some(pool) = self.life.hostdev_pool(&self.registry, &r.network) {
             let sys = std::path::Path::new(crate::ports::SYSFS);
+            let qos = direct_qos(self, &r)?;
             let created = self
                 .ports
-                .create_hostdev(self.life.nl(), sys, &pool?, r)
+                .create_hostdev(self.life.nl(), sys, &pool?, r, qos)
                 .await?;
             self.port_event(&created.port, "created");
             return Ok(created);
         }
         if let Some(pool) = self.life.pool(&self.registry, &r.network) {
-            let created = self.ports.create_macvtap(self.life.nl(), &pool?, r).await?;
+            let qos = direct_qos(self, &r)?;
+            let created = self
+                .ports
+                .create_macvtap(self.life.nl(), &pool?, r, qos)
+                .await?;
             self.port_event(&created.port, "created");
             return Ok(created);
         }

@@ -283,6 +283,10 @@ fn macvtap_modes_pools_and_refusals() {
             "--isolated needs a bridge",
         ),
         (
+            vec!["mvb", "--portgroup", "nosuch"],
+            "network 'mvb' has no portgroup 'nosuch' (its portgroups: none)",
+        ),
+        (
             vec!["mvb", "--mac", a.port.mac.as_deref().unwrap()],
             "is already used on network 'mvb'",
         ),

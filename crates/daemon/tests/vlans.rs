@@ -3,7 +3,7 @@
 //! were written on) the networks that need it are refused at start, naming the missing
 //! feature, and nothing is left behind. On a kernel with it, the same test checks the
 //! traffic instead: guests of two access networks on VLAN 10 talk, a guest on VLAN 20
-//! hears neither, and a trunk guest gets both, tagged. Never a silent skip.
+//! (through a portgroup) hears neither, and a trunk guest gets both, tagged. Never a silent skip.
 
 mod lab;
 
@@ -84,6 +84,18 @@ fn vlans_isolate_guests_or_are_refused_naming_the_kernel_feature() {
             !ok && out.contains("CONFIG_BRIDGE_VLAN_FILTERING is off"),
             "{out}"
         );
+        // A portgroup's <vlan> needs the same.
+        lab.ok(kvnet_api::request::Define {
+            xml: net(
+                "pg",
+                "<portgroup name='twenty'><vlan><tag id='20'/></vlan></portgroup>",
+            ),
+        });
+        let (ok, out) = lab.cli(&["net-start", "pg"]);
+        assert!(
+            !ok && out.contains("CONFIG_BRIDGE_VLAN_FILTERING is off"),
+            "{out}"
+        );
         // Without <vlan> the same bridge works.
         lab.ok(kvnet_api::request::Define {
             xml: net("plain", ""),
@@ -103,7 +115,12 @@ fn vlans_isolate_guests_or_are_refused_naming_the_kernel_feature() {
     lab.ok(kvnet_api::request::Start {
         network: "v10".into(),
     });
-    lab.define_and_start(&net("v20", "<vlan><tag id='20'/></vlan>"));
+    // VLAN 20 through a portgroup: a port naming it is on 20, one naming none on the
+    // network's 10.
+    lab.define_and_start(&net(
+        "pg",
+        "<vlan><tag id='10'/></vlan><portgroup name='twenty'><vlan><tag id='20'/></vlan></portgroup>",
+    ));
     lab.define_and_start(&net(
         "trunk",
         "<vlan trunk='yes'><tag id='10'/><tag id='20'/></vlan>",
@@ -115,8 +132,18 @@ fn vlans_isolate_guests_or_are_refused_naming_the_kernel_feature() {
         "52:54:00:81:00:0d",
     );
     let a = create(&lab, "v10", ma);
-    let b = create(&lab, "v10", mb);
-    let c = create(&lab, "v20", mc);
+    let b = create(&lab, "pg", mb);
+    let (ok, out) = lab.cli(&[
+        "port-create",
+        "pg",
+        "--mac",
+        mc,
+        "--portgroup",
+        "twenty",
+        "--json",
+    ]);
+    assert!(ok, "{out}");
+    let c: CreatedPort = serde_json::from_str(&out).unwrap();
     let t = create(&lab, "trunk", mt);
     let vlans = sh(&lab.host, "bridge vlan show").1;
     assert!(vlans.contains(&a.port.ifname), "{vlans}");

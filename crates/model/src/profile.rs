@@ -240,8 +240,14 @@ impl Network {
                     .to_string(),
             );
         }
-        if self.portgroups.iter().any(|p| p.vlan.is_some()) {
-            out.push("<portgroup><vlan> (VLAN tagging)".to_string());
+        // On a bridge, a portgroup's <vlan> is its ports' VLANs (kvnetd's ports::vlan).
+        if self.portgroups.iter().any(|p| p.vlan.is_some())
+            && self.profile().bridge == BridgeRole::None
+        {
+            out.push(
+                "<portgroup><vlan> (VLAN tagging of a direct or hostdev network's devices)"
+                    .to_string(),
+            );
         }
         // kvnetd shapes a bridge and the guest ports on it (its qos module), not
         // macvtaps (whose directions are the other way round).

@@ -176,9 +176,10 @@ impl Dataplane {
             }
             return Err(e.into());
         }
-        if let Some(v) = &net.vlan {
+        let host = vlan::default_members(net);
+        if !host.is_empty() {
             self.nl
-                .set_port_vlans(idx, &vlan::members(v), &[vlan::DEFAULT], true)
+                .set_port_vlans(idx, &host, &[vlan::DEFAULT], true)
                 .await
                 .context("put the host on the network's VLANs")?;
         }

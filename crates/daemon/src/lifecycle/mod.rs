@@ -137,6 +137,21 @@ impl Lifecycle {
                 .as_ref()
                 .map(crate::ports::vlan::members)
                 .unwrap_or_default(),
+            portgroup_vlans: live
+                .portgroups
+                .iter()
+                .filter_map(|g| {
+                    Some((
+                        g.name.clone(),
+                        crate::ports::vlan::members(g.vlan.as_ref()?),
+                    ))
+                })
+                .collect(),
+            default_portgroup: live
+                .portgroups
+                .iter()
+                .find(|g| g.is_default)
+                .map(|g| g.name.clone()),
         })
     }
 

@@ -143,6 +143,7 @@ impl Ports {
         nl: &Netlink,
         pool: &Pool,
         a: PortCreate,
+        qos: crate::qos::PortQos,
     ) -> Result<CreatedPort> {
         let network = &pool.network;
         let direct = || format!("network '{network}' is a direct (macvtap) network");
@@ -225,8 +226,8 @@ impl Ports {
                 .then_some(parent_link.mac.map(MacAddr))
                 .flatten(),
             managed: false,
-            // Not shaped (crate::qos shapes bridged ports).
-            qos: Default::default(),
+            // Its portgroup only: kvnet shapes bridged ports (crate::qos).
+            qos,
         };
         let mut ports = self.of(network).to_vec();
         ports.push(rec.clone());

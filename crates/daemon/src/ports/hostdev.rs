@@ -107,6 +107,7 @@ impl Ports {
         sys: &Path,
         pool: &HostdevPool,
         a: PortCreate,
+        qos: crate::qos::PortQos,
     ) -> Result<CreatedPort> {
         let network = &pool.network;
         if !a.ips.is_empty() || a.filter.is_some_and(|f| !f.is_none()) || a.isolated.is_some() {
@@ -163,8 +164,8 @@ impl Ports {
             parent: Some(dev.pci.clone()),
             parent_mac: None,
             managed: pool.managed,
-            // Not shaped (crate::qos shapes bridged ports).
-            qos: Default::default(),
+            // Its portgroup only: kvnet shapes bridged ports (crate::qos).
+            qos,
         };
         let mut ports = self.of(network).to_vec();
         ports.push(rec.clone());

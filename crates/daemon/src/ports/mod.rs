@@ -132,6 +132,21 @@ pub struct Target {
     /// The VLANs of the network's `<vlan>` its ports belong to ([`vlan::members`]);
     /// empty: the bridge's default.
     pub vlans: Vec<kvnet_host::VlanMember>,
+    /// The VLANs of each portgroup with a `<vlan>`, for the ports in it.
+    pub portgroup_vlans: Vec<(String, Vec<kvnet_host::VlanMember>)>,
+    /// The portgroup of ports that name none (`default='yes'`).
+    pub default_portgroup: Option<String>,
+}
+
+impl Target {
+    /// The VLANs of a port in `portgroup` (else the default portgroup): that
+    /// portgroup's `<vlan>`, else the network's.
+    pub fn vlans_of(&self, portgroup: Option<&str>) -> &[kvnet_host::VlanMember] {
+        portgroup
+            .or(self.default_portgroup.as_deref())
+            .and_then(|g| self.portgroup_vlans.iter().find(|(n, _)| n == g))
+            .map_or(&self.vlans, |(_, v)| v)
+    }
 }
 
 /// `port-create --ip`: each address a guest address of one of the network's subnets.
@@ -462,7 +477,8 @@ impl Ports {
         let fdb = mac
             .or(known.and_then(|p| p.mac))
             .filter(|_| t.defaults.mac_table);
-        plug::plug(nl, &link, t, None, isolated, fdb)
+        let portgroup = known.and_then(|p| p.qos.portgroup.as_deref());
+        plug::plug(nl, &link, t, None, isolated, fdb, portgroup)
             .await
             .with_context(|| format!("cannot attach {ifname} to network '{network}'"))?;
         let mut ports = self.of(network).to_vec();
@@ -580,9 +596,17 @@ impl Ports {
                 plug::realize(nl, p, t).await.map(|()| true)
             } else {
                 match nl.link(&p.ifname).await {
-                    Ok(Some(l)) => plug::plug(nl, &l, t, None, p.isolated(t), p.fdb(t))
-                        .await
-                        .map(|()| true),
+                    Ok(Some(l)) => plug::plug(
+                        nl,
+                        &l,
+                        t,
+                        None,
+                        p.isolated(t),
+                        p.fdb(t),
+                        p.qos.portgroup.as_deref(),
+                    )
+                    .await
+                    .map(|()| true),
                     Ok(None) => Ok(false),
                     Err(e) => Err(e.into()),
                 }
@@ -710,6 +734,43 @@ mod tests {
         assert!(qemu_args("vnet1", mac, 1, true)[1].contains(",vhost=on"));
         assert!(a[1].ends_with(",queues=4"), "{a:?}");
         assert!(a[3].ends_with(",mq=on,vectors=10"), "{a:?}");
+    }
+
+    #[test]
+    fn a_ports_vlans_are_its_portgroups_else_the_default_portgroups_else_the_networks() {
+        let m = |vid| kvnet_host::VlanMember {
+            vid,
+            pvid: true,
+            untagged: true,
+        };
+        let mut t = Target {
+            network: "n".into(),
+            bridge: Link {
+                index: 1,
+                name: "br0".into(),
+                kind: Some("bridge".into()),
+                mac: None,
+                mtu: 1500,
+                up: true,
+                master: None,
+                loopback: false,
+            },
+            defaults: PortDefaults::default(),
+            subnets: Vec::new(),
+            vlans: vec![m(5)],
+            portgroup_vlans: vec![("web".into(), vec![m(10)]), ("db".into(), vec![m(20)])],
+            default_portgroup: None,
+        };
+        assert_eq!(t.vlans_of(Some("db")), [m(20)]);
+        assert_eq!(
+            t.vlans_of(Some("plain")),
+            [m(5)],
+            "a portgroup without <vlan>"
+        );
+        assert_eq!(t.vlans_of(None), [m(5)]);
+        t.default_portgroup = Some("web".into());
+        assert_eq!(t.vlans_of(None), [m(10)]);
+        assert_eq!(t.vlans_of(Some("db")), [m(20)]);
     }
 
     #[test]

@@ -50,6 +50,7 @@ pub async fn plug(
     mac: Option<[u8; 6]>,
     isolated: bool,
     fdb: Option<MacAddr>,
+    portgroup: Option<&str>,
 ) -> Result<()> {
     let (name, bridge) = (&tap.name, &t.bridge);
     if let Some(m) = mac
@@ -69,8 +70,9 @@ pub async fn plug(
             .await
             .with_context(|| format!("attach {name} to bridge {}", bridge.name))?;
     }
-    if !t.vlans.is_empty() {
-        nl.set_port_vlans(tap.index, &t.vlans, &[super::vlan::DEFAULT], false)
+    let vlans = t.vlans_of(portgroup);
+    if !vlans.is_empty() {
+        nl.set_port_vlans(tap.index, vlans, &[super::vlan::DEFAULT], false)
             .await
             .with_context(|| format!("set the VLANs of {name}"))?;
     }
@@ -122,7 +124,8 @@ pub async fn realize(nl: &Netlink, rec: &PortRec, t: &Target) -> Result<()> {
             .await?
             .ok_or_else(|| anyhow!("TAP {} vanished after creation", rec.ifname))?;
         let mac = rec.mac.map(|m| tap_mac(m.0));
-        plug(nl, &link, t, mac, rec.isolated(t), rec.fdb(t)).await
+        let portgroup = rec.qos.portgroup.as_deref();
+        plug(nl, &link, t, mac, rec.isolated(t), rec.fdb(t), portgroup).await
     }
     .await;
     if res.is_err() && created {

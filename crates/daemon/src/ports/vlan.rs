@@ -44,6 +44,19 @@ pub fn needed(net: &Network) -> bool {
     net.vlan.is_some() || net.portgroups.iter().any(|p| p.vlan.is_some())
 }
 
+/// The VLANs of a port that names no portgroup, and of the host on a bridge kvnet
+/// owns (so its DHCP and DNS serve those ports): the default portgroup's `<vlan>`, else
+/// the network's; empty: the bridge's default VLAN.
+pub fn default_members(net: &Network) -> Vec<VlanMember> {
+    net.portgroups
+        .iter()
+        .find(|p| p.is_default)
+        .and_then(|p| p.vlan.as_ref())
+        .or(net.vlan.as_ref())
+        .map(members)
+        .unwrap_or_default()
+}
+
 /// A bridge carries VLANs 1 to 4094 only: 0 means "priority tag" and 4095 is reserved
 /// (libvirt's schema allows both).
 pub fn check(net: &Network) -> Result<(), String> {
@@ -99,6 +112,32 @@ mod tests {
         ))
         .unwrap();
         n.vlan.unwrap()
+    }
+
+    #[test]
+    fn the_host_is_on_the_default_portgroups_vlans_else_the_networks() {
+        let n = |xml: &str| {
+            Network::from_xml(&format!(
+                "<network><name>v</name><bridge name='br0'/>{xml}</network>"
+            ))
+            .unwrap()
+        };
+        let access = |vid| vec![m(vid, true, true)];
+        let pg = "<portgroup name='a'><vlan><tag id='20'/></vlan></portgroup>";
+        let default_pg =
+            "<portgroup name='d' default='yes'><vlan><tag id='30'/></vlan></portgroup>";
+        let net_vlan = "<vlan><tag id='10'/></vlan>";
+        assert_eq!(default_members(&n("")), []);
+        assert_eq!(
+            default_members(&n(pg)),
+            [],
+            "a named portgroup is not the host's"
+        );
+        assert_eq!(default_members(&n(&format!("{net_vlan}{pg}"))), access(10));
+        assert_eq!(
+            default_members(&n(&format!("{net_vlan}{pg}{default_pg}"))),
+            access(30)
+        );
     }
 
     fn m(vid: u16, pvid: bool, untagged: bool) -> VlanMember {
