@@ -6,7 +6,7 @@ use std::io;
 use std::net::Ipv4Addr;
 use std::os::fd::AsRawFd;
 
-use nix::sys::socket::{self, AddressFamily, MsgFlags, SockFlag, SockType};
+use nix::sys::socket::{self, AddressFamily, LinkAddr, MsgFlags, SockFlag, SockType};
 use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
 
@@ -31,6 +31,19 @@ impl ArpSocket {
         let ctx = || format!("open ARP socket on {bridge}");
         let ifindex =
             nix::net::if_::if_nametoindex(bridge).map_err(|e| HostError::new(ctx(), e))?;
+        let ifindex = i32::try_from(ifindex)
+            .map_err(|_| HostError::invalid(ctx(), format!("interface index {ifindex}")))?;
+        Self::bound(ifindex).map_err(|e| HostError::new(ctx(), e))
+    }
+
+    /// Opens one socket for the ARP frames of every interface, each read with the
+    /// interface it came in on: one socket for all networks, as the kernel walks every
+    /// packet socket on each event of each device (a bridge's start among them).
+    pub fn open_all() -> Result<ArpSocket, HostError> {
+        Self::bound(0).map_err(|e| HostError::new("open ARP socket on every interface", e))
+    }
+
+    fn bound(ifindex: i32) -> io::Result<ArpSocket> {
         // Protocol 0 here and ETH_P_ARP at bind: a socket created with a protocol already
         // listens on every interface, and re-binding it to one waits for an RCU grace
         // period (10-20 ms of every network start).
@@ -39,15 +52,10 @@ impl ArpSocket {
             SockType::Raw,
             SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
             None,
-        )
-        .map_err(|e| HostError::new(ctx(), e))?;
+        )?;
         let fd = BgClose::new(fd);
-        let ifindex = i32::try_from(ifindex)
-            .map_err(|_| HostError::invalid(ctx(), format!("interface index {ifindex}")))?;
-        socket::bind(fd.as_raw_fd(), &sys::packet_addr(ifindex, ETH_P_ARP))
-            .map_err(|e| HostError::new(ctx(), e))?;
-        let fd = sys::register(fd, Interest::READABLE | Interest::WRITABLE)
-            .map_err(|e| HostError::new(ctx(), e))?;
+        socket::bind(fd.as_raw_fd(), &sys::packet_addr(ifindex, ETH_P_ARP))?;
+        let fd = sys::register(fd, Interest::READABLE | Interest::WRITABLE)?;
         Ok(ArpSocket { fd })
     }
 
@@ -59,19 +67,21 @@ impl ArpSocket {
         self.fd.readable().await.map(drop)
     }
 
-    /// Hands `claim` the sender (address, MAC) of every ARP request and reply read
-    /// without blocking, at most a bounded number per call; frames that claim nothing
-    /// (probes, other protocols) are skipped. Err only for a failed receive.
-    pub fn drain(&self, mut claim: impl FnMut(Ipv4Addr, [u8; 6])) -> io::Result<()> {
+    /// Hands `claim` the interface index and the sender (address, MAC) of every ARP
+    /// request and reply read without blocking, at most a bounded number per call;
+    /// frames that claim nothing (probes, other protocols) are skipped. Err only for a
+    /// failed receive.
+    pub fn drain(&self, mut claim: impl FnMut(u32, Ipv4Addr, [u8; 6])) -> io::Result<()> {
         let mut buf = [0u8; 128];
         for _ in 0..DRAIN_MAX {
             let r = self.fd.try_io(Interest::READABLE, |fd| {
-                socket::recv(fd.as_raw_fd(), &mut buf, MsgFlags::MSG_DONTWAIT).map_err(Into::into)
+                socket::recvfrom::<LinkAddr>(fd.as_raw_fd(), &mut buf).map_err(Into::into)
             });
             match r {
-                Ok(n) => {
+                Ok((n, from)) => {
+                    let ifindex = from.map_or(0, |a| a.ifindex() as u32);
                     if let Some((ip, mac)) = parse(&buf[..n]) {
-                        claim(ip, mac);
+                        claim(ifindex, ip, mac);
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
@@ -81,11 +91,15 @@ impl ArpSocket {
         Ok(())
     }
 
-    /// Broadcasts an RFC 5227 probe for `ip` from `own_mac` (the bridge's): who-has `ip`
-    /// with sender address 0.0.0.0, so that no neighbour cache learns anything from it.
-    pub fn send_probe(&self, own_mac: [u8; 6], ip: Ipv4Addr) -> io::Result<()> {
+    /// Broadcasts on interface `ifindex` an RFC 5227 probe for `ip` from `own_mac` (the
+    /// bridge's): who-has `ip` with sender address 0.0.0.0, so that no neighbour cache
+    /// learns anything from it.
+    pub fn send_probe(&self, ifindex: u32, own_mac: [u8; 6], ip: Ipv4Addr) -> io::Result<()> {
         let frame = probe_frame(own_mac, ip);
-        socket::send(self.fd.as_raw_fd(), &frame, MsgFlags::MSG_DONTWAIT)?;
+        let ifindex =
+            i32::try_from(ifindex).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+        let to = sys::packet_addr(ifindex, ETH_P_ARP);
+        socket::sendto(self.fd.as_raw_fd(), &frame, &to, MsgFlags::MSG_DONTWAIT)?;
         Ok(())
     }
 }
@@ -240,9 +254,11 @@ mod tests {
                 })
             });
             a.block_on(|| async move {
-                let sock = ArpSocket::open("kva0").unwrap();
+                // The prober's socket hears every interface and sends on one.
+                let sock = ArpSocket::open_all().unwrap();
+                let kva0 = nix::net::if_::if_nametoindex("kva0").unwrap();
                 opened_rx.recv().unwrap();
-                sock.send_probe(mac_a, target).unwrap();
+                sock.send_probe(kva0, mac_a, target).unwrap();
                 probed_rx.recv().unwrap();
                 let mut claims = Vec::new();
                 let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
@@ -251,9 +267,9 @@ mod tests {
                         .await
                         .expect("a reply within 5 s")
                         .unwrap();
-                    sock.drain(|ip, mac| claims.push((ip, mac))).unwrap();
+                    sock.drain(|i, ip, mac| claims.push((i, ip, mac))).unwrap();
                 }
-                assert_eq!(claims, vec![(target, mac_b)]);
+                assert_eq!(claims, vec![(kva0, target, mac_b)]);
             });
             peer.join().unwrap();
         });

@@ -1,5 +1,5 @@
-//! UDP over a raw IPv4 socket bound to one device, with headers and the UDP checksum
-//! built here.
+//! UDP over a raw IPv4 socket, with headers and the UDP checksum built here: one socket
+//! for every interface, each datagram sent out of the one it names.
 //!
 //! Why: a datagram sent through the kernel's UDP socket on a bridge leaves with its UDP
 //! checksum only partly computed (CHECKSUM_PARTIAL, left to offload), and a veth or TAP
@@ -8,13 +8,13 @@
 //! older clients drop such replies. Whether to fall back to the UDP socket when no raw
 //! socket can be opened (no CAP_NET_RAW) is the caller's choice.
 
-use std::ffi::OsString;
 use std::io;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::os::fd::{AsRawFd, OwnedFd};
 
 use nix::sys::socket::{
-    self, AddressFamily, MsgFlags, SockFlag, SockProtocol, SockType, SockaddrIn, sockopt,
+    self, AddressFamily, ControlMessage, MsgFlags, SockFlag, SockProtocol, SockType, SockaddrIn,
+    sockopt,
 };
 use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
@@ -28,18 +28,16 @@ const UDP_HEADER: usize = 8;
 /// The largest payload an IPv4 datagram without options can carry.
 pub const MAX_PAYLOAD: usize = u16::MAX as usize - IP_HEADER - UDP_HEADER;
 
-/// A raw IPv4 socket on one device that sends UDP datagrams from a fixed source.
+/// A raw IPv4 socket that sends UDP datagrams out of any interface.
 pub struct UdpSender {
     fd: AsyncFd<OwnedFd>,
-    src: SocketAddrV4,
 }
 
 impl UdpSender {
-    /// Opens the socket on `device` for datagrams from `src`, with a send buffer of
-    /// `sndbuf` bytes (beyond net.core.wmem_max where the caller may). Needs CAP_NET_RAW
-    /// and a tokio runtime.
-    pub fn open(device: &str, src: SocketAddrV4, sndbuf: usize) -> Result<UdpSender, HostError> {
-        let ctx = || format!("open raw IPv4 socket on {device}");
+    /// Opens the socket with a send buffer of `sndbuf` bytes (beyond net.core.wmem_max
+    /// where the caller may). Needs CAP_NET_RAW and a tokio runtime.
+    pub fn open(sndbuf: usize) -> Result<UdpSender, HostError> {
+        let ctx = || "open raw IPv4 socket".to_string();
         let err = |e: nix::Error| HostError::new(ctx(), e);
         // IPPROTO_RAW: send only (nothing is ever received on it), headers included.
         let fd = socket::socket(
@@ -49,35 +47,44 @@ impl UdpSender {
             SockProtocol::Raw,
         )
         .map_err(err)?;
-        socket::setsockopt(&fd, sockopt::BindToDevice, &OsString::from(device)).map_err(err)?;
         socket::setsockopt(&fd, sockopt::Broadcast, &true).map_err(err)?;
         // The FORCE variant passes net.core.wmem_max (CAP_NET_ADMIN); the plain one is capped.
         if socket::setsockopt(&fd, sockopt::SndBufForce, &sndbuf).is_err() {
             socket::setsockopt(&fd, sockopt::SndBuf, &sndbuf).map_err(err)?;
         }
         let fd = sys::register(fd, Interest::WRITABLE).map_err(|e| HostError::new(ctx(), e))?;
-        Ok(UdpSender { fd, src })
+        Ok(UdpSender { fd })
     }
 
-    pub fn source(&self) -> SocketAddrV4 {
-        self.src
-    }
-
-    /// Sends `payload` to `dst` (unicast or 255.255.255.255) out of the device, waiting
-    /// while the send buffer is full.
-    pub async fn send_to(&self, payload: &[u8], dst: SocketAddrV4) -> io::Result<()> {
+    /// Sends `payload` from `src` to `dst` (unicast or 255.255.255.255) out of interface
+    /// `ifindex` (IP_PKTINFO), waiting while the send buffer is full.
+    pub async fn send_to(
+        &self,
+        payload: &[u8],
+        src: SocketAddrV4,
+        dst: SocketAddrV4,
+        ifindex: u32,
+    ) -> io::Result<()> {
         if payload.len() > MAX_PAYLOAD {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 format!("a UDP payload of {} bytes", payload.len()),
             ));
         }
-        let pkt = ip_udp(self.src, dst, payload);
+        let pkt = ip_udp(src, dst, payload);
         // With IP_HDRINCL the port of the address is ignored; the header has it.
         let to = SockaddrIn::from(SocketAddrV4::new(*dst.ip(), 0));
+        let info = libc::in_pktinfo {
+            ipi_ifindex: ifindex as libc::c_int,
+            ipi_spec_dst: libc::in_addr { s_addr: 0 },
+            ipi_addr: libc::in_addr { s_addr: 0 },
+        };
+        let iov = [io::IoSlice::new(&pkt)];
+        let cmsg = [ControlMessage::Ipv4PacketInfo(&info)];
         self.fd
             .async_io(Interest::WRITABLE, |fd| {
-                socket::sendto(fd.as_raw_fd(), &pkt, &to, MsgFlags::empty()).map_err(Into::into)
+                socket::sendmsg(fd.as_raw_fd(), &iov, &cmsg, MsgFlags::empty(), Some(&to))
+                    .map_err(Into::into)
             })
             .await
             .map(drop)
@@ -253,21 +260,28 @@ mod tests {
                 })
             });
             a.block_on(|| async move {
-                let tx = UdpSender::open("kva1", src, 1 << 16).unwrap();
-                assert_eq!(tx.source(), src);
+                let tx = UdpSender::open(1 << 16).unwrap();
+                let kva1 = nix::net::if_::if_nametoindex("kva1").unwrap();
                 ready_rx.recv().unwrap();
                 let big = vec![0u8; MAX_PAYLOAD + 1];
                 let e = tx
-                    .send_to(&big, SocketAddrV4::new(Ipv4Addr::BROADCAST, 68))
+                    .send_to(&big, src, SocketAddrV4::new(Ipv4Addr::BROADCAST, 68), kva1)
                     .await
                     .unwrap_err();
                 assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
-                tx.send_to(b"to all", SocketAddrV4::new(Ipv4Addr::BROADCAST, 68))
-                    .await
-                    .unwrap();
+                tx.send_to(
+                    b"to all",
+                    src,
+                    SocketAddrV4::new(Ipv4Addr::BROADCAST, 68),
+                    kva1,
+                )
+                .await
+                .unwrap();
                 tx.send_to(
                     b"odd length!",
+                    src,
                     SocketAddrV4::new(Ipv4Addr::new(10, 78, 0, 2), 68),
+                    kva1,
                 )
                 .await
                 .unwrap();

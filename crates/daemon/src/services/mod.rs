@@ -38,6 +38,8 @@ pub struct Ctx<'a> {
     pub lease_names: Option<LeaseNames>,
     /// Every address of the active networks (DNS never forwards to them).
     pub local_addrs: Arc<LocalAddrs>,
+    /// The DHCPv4 sockets every network shares.
+    pub dhcp4: &'a dhcp4::Hub,
 }
 
 /// One guest service of one network.
@@ -152,6 +154,7 @@ pub struct Services {
     paths: Paths,
     nets: BTreeMap<String, Running>,
     local_addrs: Arc<LocalAddrs>,
+    dhcp4: dhcp4::Hub,
 }
 
 impl Services {
@@ -160,6 +163,7 @@ impl Services {
             paths,
             nets: BTreeMap::new(),
             local_addrs: Arc::default(),
+            dhcp4: dhcp4::Hub::default(),
         }
     }
 
@@ -174,6 +178,7 @@ impl Services {
                 .filter_map(|s| s.lease_names())
                 .reduce(LeaseNames::merge),
             local_addrs: Arc::clone(&self.local_addrs),
+            dhcp4: &self.dhcp4,
         }
     }
 

@@ -2,9 +2,9 @@
 //! `kvnet_dhcp` (socket, lease journal, clock, timers). See crates/dhcp/src/lib.rs for
 //! the contract this shell keeps.
 //!
-//! One UDP socket per network, bound to 0.0.0.0:67 and to the bridge device
-//! (SO_BINDTODEVICE), so every network can listen on port 67 at once and a request is
-//! answered only by the network it arrived on.
+//! The sockets are the [`hub`]'s, shared by every network: one UDP socket on 0.0.0.0:67
+//! whose datagrams go to the network of the bridge they arrived on, so a request is
+//! answered only by that network.
 //!
 //! Checksums: a reply sent through the kernel's UDP socket on the bridge leaves with its
 //! UDP checksum only partly computed (CHECKSUM_PARTIAL, the bridge offloads it), and a
@@ -15,8 +15,11 @@
 //! through a raw IPv4 socket instead, with the UDP checksum computed, so every reply
 //! carries a complete checksum; without CAP_NET_RAW it falls back to the UDP socket.
 
+mod hub;
 mod probe;
 mod task;
+
+pub use hub::Hub;
 
 use super::journal::{self, Journal};
 use super::{Ctx, LeaseNames, NetService, lock};
@@ -25,20 +28,12 @@ use crate::paths::Paths;
 use anyhow::{Context, Result, anyhow};
 use kvnet_api::Lease;
 use kvnet_dhcp::{Config, LeaseView, Server};
-use kvnet_host::rawip::UdpSender;
-use kvnet_host::sock::DeviceSocket;
 use kvnet_model::Network;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::net::{IpAddr, SocketAddrV4};
 use std::sync::{Arc, Mutex};
-use tokio::net::UdpSocket;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::warn;
-
-/// Kernel receive buffer of the DHCP socket: room for a burst of a few thousand
-/// datagrams while a batch is being made durable.
-const RCVBUF: usize = 4 << 20;
-const SNDBUF: usize = 1 << 20;
 
 /// The `<ip>` kvnet serves DHCP on: the first IPv4 one with `<dhcp>` (libvirt allows
 /// only one).
@@ -81,16 +76,6 @@ fn api_lease(l: LeaseView) -> Lease {
     }
 }
 
-fn open_socket(bridge: &str) -> Result<UdpSocket> {
-    let fd = DeviceSocket::udp(bridge, SocketAddr::from((Ipv4Addr::UNSPECIFIED, 67)))
-        .broadcast()
-        .rcvbuf(RCVBUF)
-        .sndbuf(SNDBUF)
-        .drop_counts()
-        .bind()?;
-    UdpSocket::from_std(std::net::UdpSocket::from(fd)).context("register the DHCP socket")
-}
-
 impl NetService for Dhcp4 {
     fn what() -> &'static str {
         "DHCP server"
@@ -109,28 +94,22 @@ impl NetService for Dhcp4 {
             kvnet_dhcp::replay,
             kvnet_dhcp::compact,
         )?;
-        let sock = open_socket(bridge)?;
-        let prober = probe::Prober::open(bridge)
-            .inspect_err(|e| {
-                warn!(network = %net.name, "no address-conflict detection on {bridge}: {e}");
-            })
-            .ok();
-        let raw = UdpSender::open(bridge, SocketAddrV4::new(cfg.server_ip, 67), SNDBUF)
-            .inspect_err(|e| {
-                warn!(network = %net.name,
-                    "DHCP replies on {bridge} through the UDP socket, checksums left to offload: {e}");
-            })
-            .ok();
+        let ifindex =
+            nix::net::if_::if_nametoindex(bridge).with_context(|| format!("bridge {bridge}"))?;
+        let port = ctx.dhcp4.register(bridge, ifindex)?;
+        if !port.arp() {
+            warn!(network = %net.name, "no address-conflict detection on {bridge}");
+        }
+        let src = SocketAddrV4::new(cfg.server_ip, 67);
         let server = Arc::new(Mutex::new(Server::new(cfg, table)));
         let (changed, _) = watch::channel(());
         let journal_stats = journal.stats();
         let task = tokio::spawn(
             task::Task {
                 name: net.name.clone(),
-                bridge: bridge.to_string(),
-                sock,
-                raw,
-                prober,
+                src,
+                prober: port.arp().then(|| probe::Prober::new(bridge)),
+                port,
                 server: server.clone(),
                 journal,
                 changed: changed.clone(),

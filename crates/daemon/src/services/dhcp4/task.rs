@@ -1,19 +1,16 @@
 //! The DHCPv4 service's task: datagrams, ARP claims and timers in; the engine's effects
 //! carried out with one group commit of the journal per batch.
 
+use super::hub::{Inbound, Port};
 use super::probe::Prober;
 use crate::ids::now;
 use crate::services::journal::{Journal, Outcome};
 use crate::services::lock;
 use kvnet_dhcp::conflict::{AckHolds, Hold};
 use kvnet_dhcp::{Destination, Effect, Event, Server};
-use kvnet_host::rawip::UdpSender;
-use kvnet_host::sock::recv_counting;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::io::Interest;
-use tokio::net::UdpSocket;
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
@@ -36,11 +33,10 @@ struct Reply {
 
 pub(super) struct Task {
     pub name: String,
-    pub bridge: String,
-    pub sock: UdpSocket,
-    /// Replies with a complete UDP checksum (see the module docs); without it, the UDP
-    /// socket.
-    pub raw: Option<UdpSender>,
+    /// The server's address and port, the source of its replies.
+    pub src: SocketAddrV4,
+    /// What arrives on the bridge, and the way out (the hub's sockets).
+    pub port: Port,
     pub prober: Option<Prober>,
     pub server: Arc<Mutex<Server>>,
     pub journal: Journal,
@@ -48,8 +44,8 @@ pub(super) struct Task {
     pub changed: watch::Sender<()>,
 }
 
-/// Datagrams the kernel dropped because the socket's buffer was full, logged in one line
-/// at most every [`DROP_LOG_EVERY`].
+/// Datagrams and claims lost because the network's queue in the hub was full, logged in
+/// one line at most every [`DROP_LOG_EVERY`].
 struct Drops {
     seen: u32,
     logged: u32,
@@ -57,10 +53,8 @@ struct Drops {
 }
 
 impl Drops {
-    fn note(&mut self, count: Option<u32>) {
-        if let Some(n) = count {
-            self.seen = self.seen.max(n);
-        }
+    fn note(&mut self, count: u32) {
+        self.seen = self.seen.max(count);
     }
 
     fn report(&mut self, name: &str, bridge: &str) {
@@ -68,7 +62,7 @@ impl Drops {
             return;
         }
         warn!(network = %name,
-            "the kernel dropped {} DHCP datagrams on {bridge} in the last {} s: the receive buffer was full",
+            "{} DHCP datagrams or ARP frames on {bridge} dropped in the last {} s: the network's queue was full",
             self.seen.wrapping_sub(self.logged), self.at.elapsed().as_secs());
         self.logged = self.seen;
         self.at = Instant::now();
@@ -102,7 +96,6 @@ fn outcome(effects: Vec<Effect>, rest: &mut Vec<Effect>) -> Outcome<Reply> {
 
 impl Task {
     pub async fn run(mut self) {
-        let mut buf = vec![0u8; 4096];
         let mut holds = AckHolds::default();
         let mut drops = Drops {
             seen: 0,
@@ -114,7 +107,7 @@ impl Task {
             let t = now();
             let effects: Vec<Effect> = {
                 let mut srv = lock(&self.server);
-                kvnet_host::arp::neighbours(&self.bridge)
+                kvnet_host::arp::neighbours(self.port.bridge())
                     .into_iter()
                     .flat_map(|(ip, mac)| srv.note_in_use(ip, kvnet_model::MacAddr(mac), t))
                     .collect()
@@ -127,15 +120,10 @@ impl Task {
             .next_deadline()
             .unwrap_or(now() + IDLE_WAKEUP);
         let mut deadline_at = now();
+        let mut inbound = Vec::with_capacity(BATCH);
         loop {
             // At least a second, so a deadline that is already due cannot make us spin.
             let wait = Duration::from_secs(deadline.saturating_sub(now()).max(1));
-            let arp_ready = async {
-                match &self.prober {
-                    Some(p) => p.readable().await,
-                    None => std::future::pending().await,
-                }
-            };
             let release = async {
                 match holds.next_release() {
                     Some(t) => tokio::time::sleep_until(t.into()).await,
@@ -143,18 +131,25 @@ impl Task {
                 }
             };
             tokio::select! {
-                r = self.sock.readable() => if let Err(e) = r {
-                    warn!(network = %self.name, "DHCP socket on {}: {e}", self.bridge);
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
+                m = self.port.rx.recv() => match m {
+                    Some(m) => inbound.push(m),
+                    // The hub lives as long as the daemon.
+                    None => std::future::pending().await,
                 },
-                () = arp_ready => {},
                 () = release => {},
                 _ = tokio::time::sleep(wait) => {},
             }
+            // Group commit: what the queue holds (up to BATCH) goes through the engine,
+            // then one fsync covers every lease of the batch, then the replies.
+            while inbound.len() < BATCH {
+                match self.port.rx.try_recv() {
+                    Ok(m) => inbound.push(m),
+                    Err(_) => break,
+                }
+            }
+            drops.note(self.port.dropped());
             let mut batch = Vec::new();
             let mut rest = Vec::new();
-            let mut recv_failed = false;
             let due;
             {
                 let t = now();
@@ -162,33 +157,23 @@ impl Task {
                 // Claims first, so that a squatter's answer to a probe counts against a
                 // REQUEST arriving in the same batch, and against the held ACKs released
                 // below.
-                if let Some(p) = &self.prober {
-                    let mut claims = Vec::new();
-                    p.drain(|ip, mac| claims.extend(srv.note_in_use(ip, mac, t)));
+                let mut claims = Vec::new();
+                let mut datagrams = Vec::new();
+                for m in inbound.drain(..) {
+                    match m {
+                        Inbound::Claim(ip, mac) => claims.extend(srv.note_in_use(ip, mac, t)),
+                        Inbound::Datagram(d) => datagrams.push(d),
+                    }
+                }
+                if !claims.is_empty() {
                     for ip in holds.drop_conflicts(&claims) {
                         warn!(network = %self.name, "held DHCPACK of {ip} not sent: the address is in use");
                     }
                     batch.push(outcome(claims, &mut rest));
                 }
                 due = holds.take_due(Instant::now());
-                // Group commit: everything the socket holds (up to BATCH) goes through the
-                // engine, then one fsync covers every lease of the batch, then the replies.
-                for _ in 0..BATCH {
-                    let r = self
-                        .sock
-                        .try_io(Interest::READABLE, || recv_counting(&self.sock, &mut buf));
-                    match r {
-                        Ok((n, _, d)) => {
-                            drops.note(d);
-                            batch.push(outcome(srv.handle(t, &buf[..n]), &mut rest));
-                        }
-                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
-                        Err(e) => {
-                            warn!(network = %self.name, "DHCP receive on {}: {e}", self.bridge);
-                            recv_failed = true;
-                            break;
-                        }
-                    }
+                for d in datagrams {
+                    batch.push(outcome(srv.handle(t, &d), &mut rest));
                 }
                 if t >= deadline {
                     batch.push(outcome(srv.expire(t), &mut rest));
@@ -206,11 +191,7 @@ impl Task {
             for h in due {
                 self.send(&h.bytes, h.to).await;
             }
-            drops.report(&self.name, &self.bridge);
-            if recv_failed {
-                // The socket may stay readable with the same error: do not spin on it.
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
+            drops.report(&self.name, self.port.bridge());
         }
     }
 
@@ -227,7 +208,7 @@ impl Task {
             match e {
                 Effect::Probe(ip) => {
                     if let Some(p) = &mut self.prober
-                        && p.probe(ip)
+                        && p.probe(&self.port, ip)
                     {
                         holds.probed(ip, Instant::now());
                     }
@@ -287,11 +268,7 @@ impl Task {
             other => other.ip(),
         };
         let to = SocketAddrV4::new(dest, to.port());
-        let res = match &self.raw {
-            Some(raw) => raw.send_to(bytes, to).await,
-            None => self.sock.send_to(bytes, to).await.map(drop),
-        };
-        if let Err(e) = res {
+        if let Err(e) = self.port.send(bytes, self.src, to).await {
             warn!(network = %self.name, "DHCP send to {dest}: {e}");
         }
     }
