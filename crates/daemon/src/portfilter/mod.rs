@@ -482,10 +482,16 @@ async fn run(table: String, mut rx: mpsc::UnboundedReceiver<Msg>) {
                 links = None;
                 None
             }
-            Wake::Changed => {
-                tokio::time::sleep(COALESCE).await;
-                None
-            }
+            // A burst of changes is applied once; a verb arriving meanwhile ends the wait
+            // (its sync covers the changes too), so a network's start never waits out
+            // the burst its own new bridge set off.
+            Wake::Changed => tokio::select! {
+                () = tokio::time::sleep(COALESCE) => None,
+                m = rx.recv() => match m {
+                    Some(m) => t.take(m),
+                    None => return,
+                },
+            },
             Wake::Tampered(why) => {
                 t.tampered = Some(why);
                 None
