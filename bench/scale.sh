@@ -122,3 +122,7 @@ echo "kvnetd with $NETS networks active: RSS ${rss} kB, ${fds} descriptors, ${id
 awk -v a="${r0/./}" -v b="${r1/./}" 'BEGIN {printf "kill -9, then a new kvnetd answering with every network adopted: %.2f s\n", (b-a)/1e6}'
 echo "networks active after the restart: $active of $NETS"
 echo "ping through NAT across the kill and restart: $(grep -E 'packets transmitted' "$DIR/ping")"
+# Anything but replies (errors, losses) is shown, to say what went wrong.
+if grep -qE ' [1-9][0-9]*(\.[0-9]+)?% packet loss|errors' "$DIR/ping"; then
+  grep -vE 'bytes from|^$' "$DIR/ping" | head -20
+fi

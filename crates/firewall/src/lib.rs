@@ -153,6 +153,7 @@ pub use model::{
 };
 pub use nl::{encode_add_new, encode_forwards, encode_guard, encode_remove, guard_table};
 pub use render::{
-    Ruleset, render_add, render_add_new, render_forwards, render_full, render_remove,
+    Ruleset, render_add, render_add_new, render_forwards, render_full, render_rebuild,
+    render_remove,
 };
 pub use schema::{DEFAULT_TABLE, chain_id};

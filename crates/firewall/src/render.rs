@@ -10,7 +10,7 @@ use crate::model::{FwForward, FwNetwork, check_table};
 use crate::plan::{
     Action, Chain, Dir, Element, Field, Group, Match, Plan, Rule, forward_delta, plan,
 };
-use crate::schema::{BASE_CHAINS, DEFAULT_TABLE, SETS, SetDef};
+use crate::schema::{BASE_CHAINS, DEFAULT_TABLE, REJ4, REJ6, SETS, SetDef};
 
 /// Renders scripts for one table name; a thin wrapper over the free functions.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,6 +48,44 @@ impl Ruleset {
 /// call [`validate_all`](crate::validate_all) first to also catch duplicate bridges and
 /// overlapping NAT subnets, which nft would refuse.
 pub fn render_full(table: &str, nets: &[FwNetwork]) -> String {
+    render_table(table, nets, true)
+}
+
+/// [`render_full`] as two scripts to apply one after the other, for replacing a table
+/// under live traffic: the first without the reject sets' elements, the second adding
+/// them. In one transaction the kernel makes the new rules and the hash sets' elements
+/// live before the concatenated-interval (pipapo) sets' ones (their new match data is
+/// swapped in after the generation flips), so a guest's packet could meet its bridge in
+/// rej4 before its subnet in src4 and be rejected. Split, the moment in between lets
+/// such packets through (as while the table is missing), never rejects them.
+pub fn render_rebuild(table: &str, nets: &[FwNetwork]) -> [String; 2] {
+    let mut rejects = String::new();
+    for set in [&REJ4, &REJ6] {
+        let elems = elements_of(&nets.iter().map(plan).collect::<Vec<_>>(), set);
+        if !elems.is_empty() {
+            let _ = writeln!(
+                rejects,
+                "add element inet {table} {} {{ {} }}",
+                set.name,
+                elems.join(", ")
+            );
+        }
+    }
+    [render_table(table, nets, false), rejects]
+}
+
+/// The elements `plans` put in `set`, as nft writes them.
+fn elements_of(plans: &[Plan], set: &SetDef) -> Vec<String> {
+    plans
+        .iter()
+        .flat_map(|p| &p.groups)
+        .filter(|g| g.set.name == set.name)
+        .flat_map(|g| &g.elements)
+        .map(Element::to_string)
+        .collect()
+}
+
+fn render_table(table: &str, nets: &[FwNetwork], with_rejects: bool) -> String {
     check_table(table);
     let plans: Vec<Plan> = nets.iter().map(plan).collect();
     let mut s = String::new();
@@ -73,14 +111,9 @@ pub fn render_full(table: &str, nets: &[FwNetwork]) -> String {
         if set.counted {
             let _ = writeln!(s, "\t\tcounter");
         }
-        let elems: Vec<String> = plans
-            .iter()
-            .flat_map(|p| &p.groups)
-            .filter(|g| g.set.name == set.name)
-            .flat_map(|g| &g.elements)
-            .map(Element::to_string)
-            .collect();
-        if !elems.is_empty() {
+        let reject = set.name == REJ4.name || set.name == REJ6.name;
+        let elems = elements_of(&plans, set);
+        if !elems.is_empty() && (with_rejects || !reject) {
             let _ = writeln!(s, "\t\telements = {{ {} }}", elems.join(",\n\t\t\t     "));
         }
         let _ = writeln!(s, "\t}}\n");

@@ -13,7 +13,7 @@ use crate::store::{self, Durability};
 use anyhow::{Context, Result, anyhow};
 use kvnet_firewall::{
     FwForward, FwNetwork, encode_add_new, encode_forwards, encode_guard, encode_remove,
-    guard_table, render_full, render_remove,
+    guard_table, render_rebuild, render_remove,
 };
 use kvnet_host::nft;
 use kvnet_model::Network;
@@ -353,7 +353,17 @@ impl Firewall {
     pub fn rebuild(&self) -> Result<usize> {
         let fws: Vec<FwNetwork> = self.wanted().values().cloned().collect();
         kvnet_firewall::validate_all(&fws).map_err(|e| anyhow!("firewall: {e}"))?;
-        nft::apply(&render_full(&self.table, &fws)).context("apply firewall ruleset")?;
+        // In two steps, so no guest packet is rejected while the table is replaced (see
+        // render_rebuild).
+        let [table, rejects] = render_rebuild(&self.table, &fws);
+        nft::apply(&table).context("apply firewall ruleset")?;
+        if !rejects.is_empty()
+            && let Err(e) = nft::apply(&rejects)
+            // Deleted again in between: the watcher sees that and rebuilds once more.
+            && nft::list_table("inet", &self.table)?.is_some()
+        {
+            return Err(e).context("apply firewall ruleset (rejects)");
+        }
         // render_full drops the table when no network needs it.
         self.state.skeleton.store(!fws.is_empty(), Relaxed);
         self.hold_guard(!fws.is_empty());
@@ -440,17 +450,20 @@ impl Firewall {
             error!("cannot read the firewall: {e:#}");
             None
         });
+        // Exactly the table this kvnetd renders (one left by a kvnet with another layout
+        // would break the fast start path).
+        let expected = || {
+            let fws: Vec<FwNetwork> = self.wanted().values().cloned().collect();
+            self.expected_listing(&fws)
+        };
         let unchanged = match (&snapshot, &current) {
             (_, None) => names.is_empty(),
-            // Also exactly the table this kvnetd renders: one left by a kvnet with
-            // another layout would break the fast start path.
             (Some(s), Some(c)) => {
-                let fws: Vec<FwNetwork> = self.wanted().values().cloned().collect();
-                s.networks == names
-                    && &s.listing == c
-                    && self.expected_listing(&fws).as_ref() == Some(c)
+                s.networks == names && &s.listing == c && expected().as_ref() == Some(c)
             }
-            (None, Some(_)) => false,
+            // After a crash (no snapshot): kept when it is exactly what these networks
+            // need, so a kill -9 and restart rewrites nothing under the guests' traffic.
+            (None, Some(c)) => expected().as_ref() == Some(c),
         };
         if unchanged {
             self.state.skeleton.store(current.is_some(), Relaxed);

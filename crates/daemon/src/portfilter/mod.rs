@@ -43,6 +43,26 @@ struct NetSrc {
     leases: Option<LeaseNames>,
 }
 
+impl NetSrc {
+    fn may_filter(&self) -> bool {
+        plan::may_filter(&self.net, &self.ports)
+    }
+}
+
+/// A change that filters nothing before or after leaves the table as it is: answered at
+/// once, with no sync (a sync reads every network, milliseconds at 1,000 of them).
+/// Otherwise whom to tell the outcome of the sync.
+fn unless_quiet(
+    matters: bool,
+    done: oneshot::Sender<Result<()>>,
+) -> Option<oneshot::Sender<Result<()>>> {
+    if matters {
+        return Some(done);
+    }
+    let _ = done.send(Ok(()));
+    None
+}
+
 enum Msg {
     /// A network is active (started, adopted, updated); `ports` None keeps its ports.
     Set {
@@ -198,32 +218,34 @@ impl Task {
                 done,
             } => {
                 let name = net.name.clone();
-                let ports = ports
-                    .or_else(|| self.nets.remove(&name).map(|s| s.ports))
-                    .unwrap_or_default();
-                self.nets.insert(
-                    name,
-                    NetSrc {
-                        net: *net,
-                        ports,
-                        leases,
-                    },
-                );
-                Some(done)
+                let old = self.nets.remove(&name);
+                let mattered = old.as_ref().is_some_and(NetSrc::may_filter);
+                let ports = ports.or(old.map(|s| s.ports)).unwrap_or_default();
+                let src = NetSrc {
+                    net: *net,
+                    ports,
+                    leases,
+                };
+                let matters = src.may_filter();
+                self.nets.insert(name, src);
+                unless_quiet(mattered || matters, done)
             }
             Msg::Ports {
                 network,
                 ports,
                 done,
             } => {
+                let mut matters = false;
                 if let Some(s) = self.nets.get_mut(&network) {
+                    matters = s.may_filter();
                     s.ports = ports;
+                    matters |= s.may_filter();
                 }
-                Some(done)
+                unless_quiet(matters, done)
             }
             Msg::Remove { network, done } => {
-                self.nets.remove(&network);
-                Some(done)
+                let old = self.nets.remove(&network);
+                unless_quiet(old.as_ref().is_some_and(NetSrc::may_filter), done)
             }
             Msg::Installed(reply) => {
                 // No process spawned for a table known to be absent (every scrape asks).

@@ -41,6 +41,16 @@ fn host_mac(h: &kvnet_model::DhcpHost) -> Option<MacAddr> {
     })
 }
 
+/// Whether a network with these ports may filter anything (its links not yet known):
+/// one that cannot changes nothing in the table, so its start or stop needs no sync.
+pub fn may_filter(net: &Network, ports: &[PortRec]) -> bool {
+    let d = PortDefaults::of(net);
+    d.filter == TrafficFilter::CleanTraffic
+        || ports
+            .iter()
+            .any(|p| port_filter(p, d) == TrafficFilter::CleanTraffic)
+}
+
 /// Whether any port of `v` is filtered (only those networks' guests go into the sets).
 fn filters_any(v: &NetView) -> bool {
     let d = PortDefaults::of(v.net);
