@@ -183,6 +183,10 @@ struct Task {
     ready: bool,
     /// Another process changed the table: the next sync rebuilds it whole.
     tampered: Option<String>,
+    /// The last sync left nothing filtered and no network may filter since: link and
+    /// lease changes cannot change the table (a sync reads every network, milliseconds
+    /// at 1,000 of them, and a start would wait behind it).
+    idle: bool,
 }
 
 /// What another process's nftables commit did to table `table` (family bridge), if
@@ -471,6 +475,7 @@ async fn run(table: String, mut rx: mpsc::UnboundedReceiver<Msg>) {
         learning: HashMap::new(),
         ready: false,
         tampered: None,
+        idle: false,
     };
     let mut nft_watch = NftWatcher::open()
         .inspect_err(|e| warn!("port filter: {e}: the table is not repaired when others change it"))
@@ -537,7 +542,12 @@ async fn run(table: String, mut rx: mpsc::UnboundedReceiver<Msg>) {
                 l.changed();
             }
         }
+        let may_filter = t.nets.values().any(NetSrc::may_filter);
+        if done.is_none() && t.idle && !may_filter && t.tampered.is_none() {
+            continue;
+        }
         let res = t.sync().await;
+        t.idle = res.is_ok() && !may_filter;
         match done {
             Some(d) => {
                 let _ = d.send(res);
