@@ -23,8 +23,10 @@ use crate::types::{ForwardMode, Network};
 use crate::xmltree::{XmlElement, XmlNode};
 
 mod forward;
+mod overlay;
 use forward::parse_forward;
 pub use forward::{FwdProto, GuestRef, PortForward, PortRange, parse_target};
+pub use overlay::{MAX_VNI, Overlay, VXLAN_OVERHEAD, VXLAN_PORT};
 
 /// The namespace of `<kvnet:network>` in a network's `<metadata>`.
 pub const KVNET_NS: &str = "http://kvnet.org/xmlns/network/1.0";
@@ -99,11 +101,14 @@ pub struct KvnetExt {
     pub filter: TrafficFilter,
     #[serde(default)]
     pub forwards: Vec<PortForward>,
+    /// `<kvnet:overlay>`: the network spans hosts (VXLAN, BGP EVPN).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub overlay: Option<Overlay>,
 }
 
 impl KvnetExt {
     pub fn is_empty(&self) -> bool {
-        self.forwards.is_empty() && self.filter == TrafficFilter::None
+        self.forwards.is_empty() && self.filter == TrafficFilter::None && self.overlay.is_none()
     }
 
     fn to_element(&self) -> XmlElement {
@@ -121,6 +126,11 @@ impl KvnetExt {
             attributes: Vec::new(),
             children: filter
                 .into_iter()
+                .chain(
+                    self.overlay
+                        .iter()
+                        .map(|o| XmlNode::Element(o.to_element())),
+                )
                 .chain(
                     self.forwards
                         .iter()
@@ -189,7 +199,7 @@ fn parse_root(root: &XmlElement) -> Result<KvnetExt, ModelError> {
     };
     // Counted before any is parsed, so a huge file costs little.
     let count = elements()
-        .filter(|e| !e.name.ends_with("filterref"))
+        .filter(|e| !e.name.ends_with("filterref") && !e.name.ends_with("overlay"))
         .count();
     if count > MAX_FORWARDS {
         return Err(ModelError::new(
@@ -204,6 +214,13 @@ fn parse_root(root: &XmlElement) -> Result<KvnetExt, ModelError> {
             Some("forward") => {
                 let p = forward_path(ext.forwards.len());
                 ext.forwards.push(parse_forward(&p, e)?);
+            }
+            Some("overlay") => {
+                let p = format!("{ROOT_PATH}/kvnet:overlay");
+                if ext.overlay.is_some() {
+                    return Err(ModelError::new(p, "a network has one <overlay>"));
+                }
+                ext.overlay = Some(overlay::parse_overlay(&p, e)?);
             }
             Some("filterref") => {
                 filters += 1;
@@ -306,6 +323,20 @@ impl Network {
                     "filter '{}' needs a network with a bridge; forward mode '{}' gives guests host NICs",
                     ext.filter,
                     self.forward_mode()
+                ),
+            ));
+        }
+        if ext.overlay.is_some() && crate::Profile::of(self).bridge != crate::BridgeRole::Managed {
+            return Err(ModelError::new(
+                format!("{ROOT_PATH}/kvnet:overlay"),
+                format!(
+                    "an overlay needs a bridge kvnet makes (forward mode nat, route, open or none); forward mode '{}' {}",
+                    self.forward_mode(),
+                    if crate::Profile::of(self).bridge == crate::BridgeRole::None {
+                        "gives guests host NICs"
+                    } else {
+                        "uses a host bridge as it is"
+                    }
                 ),
             ));
         }

@@ -24,8 +24,8 @@ use std::fmt;
 pub use define::uuid_from_entropy;
 pub use dnsmasq::{DnsmasqOption, parse as parse_dnsmasq_option};
 pub use extension::{
-    FwdProto, GuestRef, KVNET_NS, KvnetExt, MAX_FORWARD_PORTS, MAX_FORWARDS, PortForward,
-    PortRange, TrafficFilter, parse_target,
+    FwdProto, GuestRef, KVNET_NS, KvnetExt, MAX_FORWARD_PORTS, MAX_FORWARDS, MAX_VNI, Overlay,
+    PortForward, PortRange, TrafficFilter, VXLAN_OVERHEAD, VXLAN_PORT, parse_target,
 };
 pub use profile::{BridgeRole, FirewallRole, GuestRole, MacvtapMode, Profile};
 pub use types::*;

@@ -898,3 +898,126 @@ fn parse_target_forms() {
         assert_eq!(parse_target(bad), Err(msg.to_string()), "{bad:?}");
     }
 }
+
+#[test]
+fn an_overlay_round_trips_and_is_read() {
+    let xml = nat_net(&kv(
+        "<kvnet:overlay vni='100' dev='eth1'/><kvnet:filterref filter='clean-traffic'/>",
+    ));
+    let n = net(&xml);
+    let o = n.kvnet_ext().unwrap().overlay.unwrap();
+    assert_eq!(
+        o,
+        Overlay {
+            vni: 100,
+            local: None,
+            dev: Some("eth1".into()),
+            port: None
+        }
+    );
+    assert_eq!((o.device(), o.port()), ("kvx100".to_string(), VXLAN_PORT));
+    let again = net(&n.to_xml());
+    assert_eq!(again.kvnet_ext().unwrap(), n.kvnet_ext().unwrap());
+    assert!(
+        n.to_xml()
+            .contains(r#"<kvnet:overlay vni="100" dev="eth1"/>"#),
+        "{}",
+        n.to_xml()
+    );
+    let full = net(&nat_net(&kv(
+        "<kvnet:overlay vni='16777215' local='10.255.0.1' dev='lo' port='8472'/>",
+    )));
+    let o = full.kvnet_ext().unwrap().overlay.unwrap();
+    assert_eq!(o.local, Some("10.255.0.1".parse().unwrap()));
+    assert_eq!(o.port(), 8472);
+}
+
+#[test]
+fn bad_overlays_are_refused_naming_the_attribute() {
+    for (inner, why) in [
+        (
+            "<kvnet:overlay dev='eth1'/>",
+            "missing required attribute 'vni'",
+        ),
+        (
+            "<kvnet:overlay vni='0' dev='eth1'/>",
+            "'0' is not a VNI (1 to 16777215)",
+        ),
+        ("<kvnet:overlay vni='16777216' dev='eth1'/>", "is not a VNI"),
+        ("<kvnet:overlay vni='x' dev='eth1'/>", "'x' is not a VNI"),
+        (
+            "<kvnet:overlay vni='5'/>",
+            "needs 'local' (the VTEP address) or 'dev'",
+        ),
+        (
+            "<kvnet:overlay vni='5' local='fd00::1'/>",
+            "is not an IPv4 address",
+        ),
+        (
+            "<kvnet:overlay vni='5' local='127.0.0.1'/>",
+            "cannot be a VTEP address",
+        ),
+        (
+            "<kvnet:overlay vni='5' local='239.1.1.1'/>",
+            "cannot be a VTEP address",
+        ),
+        (
+            "<kvnet:overlay vni='5' dev='a/b'/>",
+            "is not an interface name",
+        ),
+        (
+            "<kvnet:overlay vni='5' dev='sixteen-chars-xx'/>",
+            "1 to 15 bytes",
+        ),
+        (
+            "<kvnet:overlay vni='5' dev='e' port='0'/>",
+            "is not a UDP port",
+        ),
+        (
+            "<kvnet:overlay vni='5' dev='e' ttl='3'/>",
+            "unknown attribute 'ttl'",
+        ),
+        (
+            "<kvnet:overlay vni='5' dev='e'><kvnet:x/></kvnet:overlay>",
+            "unknown element",
+        ),
+        (
+            "<kvnet:overlay vni='5' dev='e'/><kvnet:overlay vni='6' dev='e'/>",
+            "a network has one <overlay>",
+        ),
+    ] {
+        let e = reject(&nat_net(&kv(inner)));
+        assert!(e.to_string().contains(why), "{inner}: {e}");
+    }
+    // Only a bridge kvnet makes can carry the VXLAN port.
+    let host_bridge = format!(
+        "<network><name>hb</name><metadata>{}</metadata><forward mode='bridge'/><bridge name='br0'/></network>",
+        kv("<kvnet:overlay vni='5' dev='eth1'/>")
+    );
+    let e = reject(&host_bridge);
+    assert!(
+        e.to_string()
+            .contains("an overlay needs a bridge kvnet makes (forward mode nat, route, open or none); forward mode 'bridge' uses a host bridge as it is"),
+        "{e}"
+    );
+}
+
+#[test]
+fn an_overlays_guest_mtu_fits_the_underlay() {
+    let o = Overlay {
+        vni: 1,
+        local: None,
+        dev: Some("eth1".into()),
+        port: None,
+    };
+    assert_eq!(o.guest_mtu(None, 1500), Ok(1450));
+    assert_eq!(o.guest_mtu(None, 9000), Ok(8950));
+    assert_eq!(o.guest_mtu(Some(1400), 1500), Ok(1400));
+    assert_eq!(o.guest_mtu(Some(1450), 1500), Ok(1450));
+    let e = o.guest_mtu(Some(1500), 1500).unwrap_err();
+    assert!(
+        e.contains("<mtu size='1500'> does not fit the underlay: its MTU 1500 less VXLAN's 50 bytes leaves 1450"),
+        "{e}"
+    );
+    assert!(o.guest_mtu(None, 600).unwrap_err().contains("too small"));
+}
