@@ -38,5 +38,5 @@ pub use error::{ErrorKind, HostError};
 pub use netlink::{
     BridgeSpec, FdbEntry, HtbClass, Link, LinkAddress, LinkRoute, MacFilter, Netlink, Route,
     STP_MAX_FORWARD_DELAY_CS, STP_MIN_FORWARD_DELAY_CS, TABLE_MAIN, TcChange, TcShape, TunInfo,
-    VlanMember, format_mac, ifb_name,
+    VlanMember, VxlanSpec, format_mac, ifb_name,
 };

@@ -6,6 +6,7 @@
 pub mod checks;
 pub mod firewall;
 pub mod foreign;
+pub mod overlay;
 
 use anyhow::{Context, Result, anyhow, bail};
 use firewall::Firewall;
@@ -136,6 +137,13 @@ impl Dataplane {
             .set_up(idx, true)
             .await
             .with_context(|| format!("set {} up", spec.name))?;
+        if let Some(o) = overlay::of(net) {
+            let u = overlay::underlay(&self.nl, &o).await?;
+            let mtu = u.guest_mtu(&o, net.mtu).map_err(|e| anyhow!(e))?;
+            let s = overlay::spec(&o, &u, mtu);
+            let vx = overlay::create(&self.nl, &s, idx).await?;
+            undo.push(Undo::DeleteLink(vx, s.name));
+        }
         for r in &net.routes {
             let route = static_route(r, idx);
             self.nl.add_route(&route).await.with_context(|| {
@@ -208,6 +216,11 @@ impl Dataplane {
         {
             errors.push(format!("remove firewall rules: {e:#}"));
         }
+        if let Some(o) = overlay::of(net).filter(|_| owns_bridge)
+            && let Err(e) = overlay::delete(&self.nl, &o).await
+        {
+            errors.push(format!("{e:#}"));
+        }
         if owns_bridge && let Some(br) = net.bridge_name() {
             match self.nl.link(br).await {
                 Ok(Some(l)) => {
@@ -244,6 +257,13 @@ impl Dataplane {
                 Ok(None) => {}
                 Err(e) => errors.push(format!("look up bridge {br}: {e}")),
             }
+        }
+        // The VXLAN port goes at once: the bridge's deletion would leave it behind, and
+        // the other hosts learn from FRR that this one no longer carries the VNI.
+        if let Some(o) = overlay::of(net).filter(|_| owns_bridge)
+            && let Err(e) = overlay::delete(&self.nl, &o).await
+        {
+            errors.push(format!("{e:#}"));
         }
         let left = Leftovers {
             firewall: self.fw.installed(net),
@@ -286,6 +306,11 @@ impl Dataplane {
         if !link.up {
             self.nl.set_up(link.index, true).await?;
             fixed.push("link up".into());
+        }
+        if let Some(o) = overlay::of(net) {
+            let u = overlay::underlay(&self.nl, &o).await?;
+            let mtu = u.guest_mtu(&o, net.mtu).map_err(|e| anyhow!(e))?;
+            fixed.extend(overlay::ensure(&self.nl, &overlay::spec(&o, &u, mtu), link.index).await?);
         }
         let routes = self.nl.routes().await?;
         for r in &net.routes {

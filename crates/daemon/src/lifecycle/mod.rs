@@ -388,6 +388,18 @@ impl Lifecycle {
     ) -> Result<Vec<String>> {
         let t0 = std::time::Instant::now();
         let name = net.name.clone();
+        let mut net = net;
+        // An overlay's guests get the MTU that fits in the underlay with VXLAN's headers
+        // (the bridge, DHCP's option 26 and the live XML all say it).
+        if let Some(o) = crate::dataplane::overlay::of(&net) {
+            let u = crate::dataplane::overlay::underlay(self.dp.nl(), &o)
+                .await
+                .map_err(|e| anyhow!("cannot start network '{name}': overlay: {e:#}"))?;
+            let mtu = u
+                .guest_mtu(&o, net.mtu)
+                .map_err(|e| anyhow!("cannot start network '{name}': overlay: {e}"))?;
+            net.mtu = Some(mtu);
+        }
         let direct_warnings = direct_checks(&net, std::path::Path::new(SYSFS), self.dp.nl())
             .await
             .map_err(|e| anyhow!("cannot start network '{name}': {e}"))?;
@@ -468,13 +480,15 @@ impl Lifecycle {
         {
             warnings.push(format!("port filter not applied: {e:#}"));
         }
+        let t_filter = t0.elapsed();
         warnings.extend(self.replug(reg, ports, &name).await);
         warnings.extend(dnsreg::register(self.dp.nl(), &net).await);
         debug!(
             network = %name,
-            "services {:?}, ports {:?}",
+            "services {:?}, port filter {:?}, ports {:?}",
             t_services - t_net,
-            t0.elapsed() - t_services
+            t_filter - t_services,
+            t0.elapsed() - t_filter
         );
         crate::metrics::observe_start(t0.elapsed());
         info!(network = %name, event = "started", "started in {:.1} ms", t0.elapsed().as_secs_f64() * 1e3);

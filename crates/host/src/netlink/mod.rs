@@ -44,7 +44,7 @@ mod tc;
 mod vlans;
 
 pub use addresses::LinkAddress;
-pub use links::{BridgeSpec, FdbEntry, Link, TunInfo, format_mac};
+pub use links::{BridgeSpec, FdbEntry, Link, TunInfo, VxlanSpec, format_mac};
 pub use routes::{LinkRoute, Route};
 pub use tc::{HtbClass, MacFilter, TcChange, TcShape, ifb_name};
 pub use vlans::VlanMember;
