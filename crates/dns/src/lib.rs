@@ -87,6 +87,7 @@ mod local;
 mod localaddrs;
 mod names;
 mod resolv;
+mod routes;
 mod stats;
 
 pub use config::{Config, ConfigError, Forwarder};
