@@ -359,3 +359,22 @@ fn log_queries_is_a_config_flag() {
     assert!(config(&nat(&options(&["log-queries"]))).log_queries());
     assert!(!config(&nat("")).log_queries());
 }
+
+#[test]
+fn query_log_lines_name_the_question_and_its_fate() {
+    let mut e = wildcard();
+    let q = query(0x77, "x.apps.lab.", RecordType::A);
+    let d = e.handle_query(now0(), client(), &q);
+    let line = kvnet_dns::query_log_line(client(), &q, &d);
+    assert_eq!(
+        line,
+        "query[A] x.apps.lab. from 192.168.122.50:40000: No Error x.apps.lab. A 192.168.122.50"
+    );
+    let q = query(0x78, "www.example.org.", RecordType::AAAA);
+    let d = e.handle_query(now0(), client(), &q);
+    let line = kvnet_dns::query_log_line(client(), &q, &d);
+    assert_eq!(
+        line,
+        "query[AAAA] www.example.org. from 192.168.122.50:40000: forwarded to 192.0.2.1:53"
+    );
+}
