@@ -443,8 +443,9 @@ fn the_hosts_file_is_served_and_re_read_on_change() {
 }
 
 /// libvirt's `<dnsmasq:options>` that kvnet serves itself, asked with dig: the same
-/// answers dnsmasq gives (A, AAAA, TXT, SRV; a `local=` domain is NXDOMAIN); the others
-/// are named in the start's warning.
+/// answers dnsmasq 2.90 gives (A, AAAA, TXT, SRV; `local=` and `address=/d/` NXDOMAIN; an
+/// `address=` wildcard; a cname chain; a ptr-record; domain-needed and bogus-priv); the
+/// others are named in the start's warning, and log-queries logs each query.
 #[test]
 #[ignore = "needs root"]
 fn dnsmasq_options_are_answered_over_the_wire() {
@@ -458,21 +459,64 @@ fn dnsmasq_options_are_answered_over_the_wire() {
         <dnsmasq:option value='srv-host=_ldap._tcp.lab,dc.lab,389,5,7'/>\
         <dnsmasq:option value='local=/corp.test/'/>\
         <dnsmasq:option value='cname=alias.lab,nas.lab'/>\
+        <dnsmasq:option value='cname=chain.lab,alias.lab,300'/>\
+        <dnsmasq:option value='address=/apps.lab/192.168.101.50'/>\
+        <dnsmasq:option value='address=/apps.lab/fd01::50'/>\
+        <dnsmasq:option value='address=/gone.lab/'/>\
+        <dnsmasq:option value='address=/null.lab/#'/>\
+        <dnsmasq:option value='ptr-record=77.101.168.192.in-addr.arpa,printer.lab'/>\
+        <dnsmasq:option value='domain-needed'/>\
+        <dnsmasq:option value='bogus-priv'/>\
+        <dnsmasq:option value='log-queries'/>\
+        <dnsmasq:option value='dhcp-script=/bin/true'/>\
         </dnsmasq:options></network>";
     lab.ok(req::Define { xml: net.into() });
     let (ok, out) = lab.cli(&["net-start", "dm"]);
     assert!(ok, "{out}");
     assert!(
-        out.contains("<dnsmasq:options> cname") && !out.contains("host-record"),
+        out.contains("<dnsmasq:options> dhcp-script")
+            && !out.contains("host-record")
+            && !out.contains("cname")
+            && !out.contains("address"),
         "only the untranslated option is reported: {out}"
     );
     let g = lab.guest("kvdm0", "192.168.101.10", "192.168.101.1");
     let g = &lab.guests[g];
     let at = |args: &str| dig_at(g, "192.168.101.1", &format!("+short {args}"));
+    let full = |args: &str| dig_at(g, "192.168.101.1", args);
     assert_eq!(at("nas.lab A").trim(), "192.168.101.9");
     assert_eq!(at("nas.lab AAAA").trim(), "fd01::9");
     assert_eq!(at("info.lab TXT").trim(), "\"owner=ops\"");
     assert_eq!(at("_ldap._tcp.lab SRV").trim(), "5 7 389 dc.lab.");
-    let nx = dig_at(g, "192.168.101.1", "x.corp.test A");
+    let nx = full("x.corp.test A");
     assert!(nx.contains("status: NXDOMAIN"), "{nx}");
+
+    // address=: the domain and every name below it, both families; whole labels only.
+    assert_eq!(at("x.y.apps.lab A").trim(), "192.168.101.50");
+    assert_eq!(at("apps.lab A").trim(), "192.168.101.50");
+    assert_eq!(at("x.y.apps.lab AAAA").trim(), "fd01::50");
+    let nx = full("deep.down.gone.lab AAAA");
+    assert!(nx.contains("status: NXDOMAIN"), "{nx}");
+    assert_eq!(at("ad.null.lab A").trim(), "0.0.0.0");
+    assert_eq!(at("ad.null.lab AAAA").trim(), "::");
+    // cname: the alias chain, then the target's address.
+    assert_eq!(
+        at("chain.lab A").lines().collect::<Vec<_>>(),
+        ["alias.lab.", "nas.lab.", "192.168.101.9"]
+    );
+    let chain = full("+noall +answer chain.lab A");
+    assert!(chain.contains("300\tIN\tCNAME\talias.lab."), "{chain}");
+    // ptr-record.
+    assert_eq!(at("-x 192.168.101.77").trim(), "printer.lab.");
+    // domain-needed: a dotless name is not forwarded; bogus-priv: nor a private PTR.
+    let nx = full("intranet A");
+    assert!(nx.contains("status: NXDOMAIN"), "{nx}");
+    let nx = full("-x 10.1.2.3");
+    assert!(nx.contains("status: NXDOMAIN"), "{nx}");
+    // log-queries.
+    let log = lab.daemon.log();
+    assert!(
+        log.contains("query[A] x.y.apps.lab. from 192.168.101.10"),
+        "{log}"
+    );
 }

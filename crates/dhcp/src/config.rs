@@ -5,6 +5,8 @@ use std::net::{IpAddr, Ipv4Addr};
 use ipnet::Ipv4Net;
 use kvnet_model::{GuestRole, Lease, MacAddr, Network};
 
+use crate::extra::{BootRule, ExtraOption};
+
 /// How long an address is leased.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum LeaseTime {
@@ -129,6 +131,13 @@ pub struct Config {
     pub rate: RateLimit,
     /// Per-network rate of lease changes ([`RateLimit::for_pool`]).
     pub change_rate: RateLimit,
+    /// `dhcp-option[-force]` from `<dnsmasq:options>`, in their order.
+    pub extra_options: Vec<ExtraOption>,
+    /// `dhcp-boot` from `<dnsmasq:options>`, in their order; one that applies wins over
+    /// `boot_file`/`next_server` (libvirt writes its `<bootp>` before the options).
+    pub boot_rules: Vec<BootRule>,
+    /// `log-dhcp`: every exchange is logged with the options asked for and sent.
+    pub log_dhcp: bool,
 }
 
 impl Config {
@@ -152,6 +161,9 @@ impl Config {
             in_use_hold: 600,
             rate: RateLimit::default(),
             change_rate: RateLimit::for_pool(0),
+            extra_options: Vec::new(),
+            boot_rules: Vec::new(),
+            log_dhcp: false,
         }
     }
 
@@ -238,6 +250,8 @@ impl Config {
             .map(|n| n.to_ascii_lowercase())
             .collect();
         cfg.mtu = net.mtu.and_then(|m| u16::try_from(m).ok());
+        (cfg.extra_options, cfg.boot_rules, cfg.log_dhcp) =
+            crate::extra::from_network(net, server_ip);
         let range_sizes: u128 = cfg
             .ranges
             .iter()

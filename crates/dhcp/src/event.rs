@@ -161,6 +161,16 @@ pub enum Event {
     Suppressed {
         count: u64,
     },
+    /// `log-dhcp`: a message and the reply to it, with the options the client asked for
+    /// (None: it sent no request list) and the options sent back, in order.
+    Exchange {
+        mac: MacAddr,
+        request: &'static str,
+        /// The client has a `<host>` entry (dnsmasq's tag `known`).
+        known: bool,
+        asked: Option<Vec<u8>>,
+        sent: Vec<u8>,
+    },
 }
 
 impl Event {
@@ -229,6 +239,21 @@ impl fmt::Display for Event {
             Event::Malformed(m) => write!(f, "malformed packet: {m}"),
             Event::Ignored { mac, reason } => write!(f, "ignoring packet from {mac}: {reason}"),
             Event::Suppressed { count } => write!(f, "{count} similar messages suppressed"),
+            Event::Exchange {
+                mac,
+                request,
+                known,
+                asked,
+                sent,
+            } => {
+                let tags = if *known { "known" } else { "unknown" };
+                write!(f, "{request} from {mac} ({tags})")?;
+                match asked {
+                    Some(a) => write!(f, ", requested options {a:?}")?,
+                    None => write!(f, ", no parameter request list")?,
+                }
+                write!(f, "; reply options {sent:?}")
+            }
         }
     }
 }

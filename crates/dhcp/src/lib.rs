@@ -127,6 +127,7 @@
 mod config;
 pub mod conflict;
 mod event;
+mod extra;
 mod fqdn;
 mod journal;
 mod lease;
@@ -141,6 +142,7 @@ pub use config::{
     Config, ConfigError, LeaseTime, Range, RateLimit, StaticHost, format_client_id, parse_client_id,
 };
 pub use event::{Destination, Effect, Event};
+pub use extra::{BootRule, ExtraOption};
 pub use journal::{COMPACTION_FLOOR, Compaction};
 pub use lease::{LeaseRecord, LeaseState, LeaseTable, LeaseView, compact, encode_record, replay};
 pub use server::Server;

@@ -38,7 +38,8 @@ impl Count for Stats {
             | E::NameRefused { .. }
             | E::NameMoved { .. }
             | E::Revoked { .. }
-            | E::Suppressed { .. } => {}
+            | E::Suppressed { .. }
+            | E::Exchange { .. } => {}
         }
     }
 

@@ -206,6 +206,8 @@ pub(crate) struct Reply {
     pub ciaddr: Ipv4Addr,
     pub siaddr: Ipv4Addr,
     pub file: Option<String>,
+    /// BOOTP `sname`.
+    pub sname: Option<String>,
     pub broadcast: bool,
     pub opts: Vec<DhcpOption>,
 }
@@ -256,6 +258,32 @@ fn order_options(msg: &mut Vec<u8>, prl: &[u8]) {
     msg.extend_from_slice(&area);
 }
 
+/// The codes of the options in `msg` (an encoded message of ours), in order: for
+/// `log-dhcp`.
+pub(crate) fn option_codes(msg: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut i = HEADER_LEN + 4;
+    while let Some(&code) = msg.get(i) {
+        match code {
+            255 => break,
+            0 => i += 1,
+            _ => {
+                out.push(code);
+                i += 2 + usize::from(msg.get(i + 1).copied().unwrap_or(0));
+            }
+        }
+    }
+    out
+}
+
+/// The codes of the client's parameter request list (55), if it sent one.
+pub(crate) fn requested(req: &Message) -> Option<Vec<u8>> {
+    match req.opts().get(OptionCode::ParameterRequestList) {
+        Some(DhcpOption::ParameterRequestList(p)) => Some(p.iter().map(|&c| u8::from(c)).collect()),
+        _ => None,
+    }
+}
+
 pub(crate) fn encode_reply(req: &Message, reply: Reply) -> Vec<u8> {
     let mut m = Message::default();
     m.set_opcode(Opcode::BootReply)
@@ -274,6 +302,9 @@ pub(crate) fn encode_reply(req: &Message, reply: Reply) -> Vec<u8> {
     m.set_flags(flags);
     if let Some(f) = reply.file.as_deref().filter(|f| f.len() < 128) {
         m.set_fname_str(f);
+    }
+    if let Some(s) = reply.sname.as_deref().filter(|s| s.len() < 64) {
+        m.set_sname_str(s);
     }
     let opts = m.opts_mut();
     opts.insert(DhcpOption::MessageType(reply.msg_type));

@@ -3,7 +3,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use kvnet_model::{GuestRole, Network};
+use kvnet_model::{AddressAnswer, GuestRole, Network};
 
 use crate::names::{check_name, reverse_zone};
 
@@ -77,6 +77,16 @@ pub struct Config {
     pub(crate) local_ptr_nets: Vec<(IpAddr, u8)>,
     /// The network's own addresses: never used as upstreams (query loops).
     pub(crate) own_addrs: Vec<IpAddr>,
+    /// `address=`: zone ("" for every name) and its answer.
+    pub(crate) addresses: Vec<(String, AddressAnswer)>,
+    /// `cname=`: alias, target, TTL.
+    pub(crate) cnames: Vec<(String, String, Option<u32>)>,
+    /// `ptr-record=`: owner and target (None: the root).
+    pub(crate) ptr_records: Vec<(String, Option<String>)>,
+    /// `bogus-priv`.
+    pub(crate) bogus_priv: bool,
+    /// `log-queries`: the shell logs every query.
+    pub(crate) log_queries: bool,
 }
 
 impl Config {
@@ -100,6 +110,11 @@ impl Config {
             local_ptr_zones: Vec::new(),
             local_ptr_nets: Vec::new(),
             own_addrs: Vec::new(),
+            addresses: Vec::new(),
+            cnames: Vec::new(),
+            ptr_records: Vec::new(),
+            bogus_priv: false,
+            log_queries: false,
         };
         if let Some(d) = &net.domain {
             cfg.domain = Some(name("domain name", &d.name)?);
@@ -182,8 +197,9 @@ impl Config {
     }
 
     /// libvirt's `<dnsmasq:options>` this server serves, with dnsmasq's meaning:
-    /// `host-record`, `txt-record`, `srv-host`, `server` and `local` (the others are
-    /// reported at start by the model's `not_applied`).
+    /// `host-record`, `txt-record`, `srv-host`, `server`, `local`, `address`, `cname`,
+    /// `ptr-record`, `domain-needed`, `bogus-priv` and `log-queries` (the DHCP ones are
+    /// the DHCP server's; the others are reported at start by the model's `not_applied`).
     fn add_dnsmasq_options(&mut self, net: &Network) -> Result<(), ConfigError> {
         use kvnet_model::DnsmasqOption as O;
         for o in net.dnsmasq() {
@@ -231,7 +247,44 @@ impl Config {
                         });
                     }
                 }
-                O::Other(_) | O::Invalid { .. } => {}
+                O::Address { domains, answer } => {
+                    for d in domains {
+                        // "" is `/#/`: every name.
+                        let zone = match d.as_str() {
+                            "" => d,
+                            d => name("address domain", d)?,
+                        };
+                        self.addresses.push((zone, answer));
+                    }
+                }
+                O::Cname {
+                    aliases,
+                    target,
+                    ttl,
+                } => {
+                    let target = name("cname target", &target)?;
+                    for a in aliases {
+                        self.cnames
+                            .push((name("cname alias", &a)?, target.clone(), ttl));
+                    }
+                }
+                O::PtrRecord {
+                    name: owner,
+                    target,
+                } => self.ptr_records.push((
+                    name("ptr-record name", &owner)?,
+                    target.map(|t| name("ptr-record target", &t)).transpose()?,
+                )),
+                // libvirt writes `domain-needed` for forwardPlainNames='no'.
+                O::DomainNeeded => self.forward_plain_names = false,
+                O::BogusPriv => self.bogus_priv = true,
+                O::LogQueries => self.log_queries = true,
+                O::DhcpOption(_)
+                | O::DhcpBoot(_)
+                | O::LogDhcp
+                | O::Other(_)
+                | O::Unsupported { .. }
+                | O::Invalid { .. } => {}
             }
         }
         Ok(())
@@ -248,6 +301,11 @@ impl Config {
 
     pub fn forward_plain_names(&self) -> bool {
         self.forward_plain_names
+    }
+
+    /// `log-queries`: the shell logs each query and what became of it.
+    pub fn log_queries(&self) -> bool {
+        self.log_queries
     }
 
     /// No `<forward>`: the host's resolvers are never used.

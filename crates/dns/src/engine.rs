@@ -15,7 +15,8 @@ use rand::{Rng, SeedableRng};
 
 use crate::config::Config;
 use crate::local::{LocalData, Lookup, guest_name};
-use crate::names::{in_zone, is_plain, key_of, reverse_addr};
+use crate::names::key_of;
+use crate::routes::{Routed, Routes, address_records};
 
 /// How a message travels between the shell and a peer. The engine never sees the 2-byte TCP
 /// length prefix; it only needs the transport to decide truncation and to forward a query the
@@ -94,14 +95,6 @@ impl Default for Limits {
 const MAX_QUERY_LEN: usize = 4096;
 const HEADER_LEN: usize = 12;
 
-#[derive(Debug, Clone)]
-enum Route {
-    /// Answer NXDOMAIN rather than forward (`local=/zone/`).
-    Local,
-    /// Domain-specific upstreams (`server=/zone/addr`).
-    Servers(Vec<SocketAddr>),
-}
-
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Question {
     key: String,
@@ -142,7 +135,7 @@ pub struct Engine {
     limits: Limits,
     guests: Vec<(String, IpAddr)>,
     local: LocalData,
-    routes: Vec<(String, Route)>,
+    routes: Routes,
     resolv: Vec<SocketAddr>,
     local_addrs: Arc<LocalAddrs>,
     hosts_file: Arc<HostsFile>,
@@ -167,7 +160,7 @@ impl Engine {
             limits,
             guests: Vec::new(),
             local: LocalData::default(),
-            routes: Vec::new(),
+            routes: Routes::default(),
             resolv: Vec::new(),
             local_addrs: Arc::default(),
             hosts_file: Arc::default(),
@@ -246,39 +239,7 @@ impl Engine {
             .collect();
         self.local = LocalData::build(&self.config, &guests, self.hosts_file.clone());
 
-        let mut routes: HashMap<String, Route> = HashMap::new();
-        let mut add = |zone: String, route: Route| {
-            // For one zone, explicit upstreams win over "local only".
-            let merged = match (routes.remove(&zone), route) {
-                (Some(Route::Servers(mut a)), Route::Servers(b)) => {
-                    a.extend(b);
-                    Route::Servers(a)
-                }
-                (Some(old @ Route::Servers(_)), Route::Local) => old,
-                (_, new) => new,
-            };
-            routes.insert(zone, merged);
-        };
-        if let (Some(d), true) = (&self.config.domain, self.config.local_only) {
-            add(d.clone(), Route::Local);
-        }
-        for z in &self.config.local_ptr_zones {
-            add(z.clone(), Route::Local);
-        }
-        for f in &self.config.forwarders {
-            if let Some(d) = &f.domain {
-                // libvirt documents a domain-only forwarder as "never forward"; its own
-                // `server=/d/#` means the opposite in dnsmasq (libvirt issue 597).
-                let r = match f.addr {
-                    Some(a) => Route::Servers(vec![a]),
-                    None => Route::Local,
-                };
-                add(d.clone(), r);
-            }
-        }
-        let mut routes: Vec<(String, Route)> = routes.into_iter().collect();
-        routes.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then(a.0.cmp(&b.0)));
-        self.routes = routes;
+        self.routes = Routes::build(&self.config);
     }
 
     fn default_upstreams(&self) -> Vec<SocketAddr> {
@@ -296,32 +257,8 @@ impl Engine {
         }
     }
 
-    /// Upstreams for a name not answered locally; `None` means "local only": NXDOMAIN.
-    fn upstreams_for(&self, key: &str) -> Option<Vec<SocketAddr>> {
-        if !self.config.forward_plain_names && is_plain(key) {
-            return None;
-        }
-        let route = self
-            .routes
-            .iter()
-            .find(|(zone, _)| in_zone(key, zone))
-            .map(|(_, r)| r);
-        let list = match route {
-            Some(Route::Local) => return None,
-            Some(Route::Servers(s)) => s.clone(),
-            None => {
-                let local_ptr = reverse_addr(key).is_some_and(|ip| {
-                    self.config
-                        .local_ptr_nets
-                        .iter()
-                        .any(|(net, len)| same_subnet(ip, *net, *len))
-                });
-                if local_ptr {
-                    return None;
-                }
-                self.default_upstreams()
-            }
-        };
+    /// `list` without the addresses that would loop back to us.
+    fn usable(&self, list: Vec<SocketAddr>) -> Vec<SocketAddr> {
         let mut out: Vec<SocketAddr> = Vec::new();
         for a in list {
             // Forwarding to ourselves would loop until the pending table fills.
@@ -333,7 +270,7 @@ impl Engine {
                 out.push(a);
             }
         }
-        Some(out)
+        out
     }
 
     /// A query from a client. Never panics, whatever the bytes.
@@ -391,20 +328,30 @@ impl Engine {
             return answer(self.respond(&query, ResponseCode::Refused, false, vec![], limit));
         }
         let question = Question::of(q);
-        match self
-            .local
-            .lookup(&question.key, q.name(), q.query_type(), self.limits.ttl)
-        {
+        let qtype = q.query_type();
+        let ttl = self.limits.ttl;
+        let upstreams = match self.local.lookup(&question.key, q.name(), qtype, ttl) {
             Lookup::Records(records) => {
                 return answer(self.respond(&query, ResponseCode::NoError, true, records, limit));
             }
             Lookup::NoData => {
-                return answer(self.respond(&query, ResponseCode::NoError, true, vec![], limit));
+                let ips = self.routes.addresses(&self.config, &question.key, qtype);
+                let records = address_records(q.name(), &ips, ttl);
+                return answer(self.respond(&query, ResponseCode::NoError, true, records, limit));
             }
-            Lookup::NotFound => {}
-        }
-        let Some(upstreams) = self.upstreams_for(&question.key) else {
-            return answer(self.respond(&query, ResponseCode::NXDomain, true, vec![], limit));
+            Lookup::NotFound => match self.routes.route(&self.config, &question.key, qtype) {
+                Routed::Answer(ips) => {
+                    let records = address_records(q.name(), &ips, ttl);
+                    let rcode = ResponseCode::NoError;
+                    return answer(self.respond(&query, rcode, true, records, limit));
+                }
+                Routed::NxDomain => {
+                    let rcode = ResponseCode::NXDomain;
+                    return answer(self.respond(&query, rcode, true, vec![], limit));
+                }
+                Routed::Forward(list) => self.usable(list),
+                Routed::Default => self.usable(self.default_upstreams()),
+            },
         };
         // Isolated networks and loops-only lists: a policy refusal, not a failure.
         if upstreams.is_empty() || self.limits.max_attempts == 0 || self.limits.max_pending == 0 {
@@ -651,40 +598,4 @@ fn header_only(h: &Header, rcode: ResponseCode) -> Option<Vec<u8>> {
     m.metadata.recursion_available = true;
     m.metadata.response_code = rcode;
     m.to_vec().ok()
-}
-
-fn same_subnet(ip: IpAddr, net: IpAddr, prefix: u8) -> bool {
-    match (ip, net) {
-        (IpAddr::V4(a), IpAddr::V4(n)) => {
-            let p = u32::from(prefix.min(32));
-            let mask = u32::MAX.checked_shl(32 - p).unwrap_or(0);
-            u32::from(a) & mask == u32::from(n) & mask
-        }
-        (IpAddr::V6(a), IpAddr::V6(n)) => {
-            let p = u32::from(prefix.min(128));
-            let mask = u128::MAX.checked_shl(128 - p).unwrap_or(0);
-            u128::from(a) & mask == u128::from(n) & mask
-        }
-        _ => false,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn subnets() {
-        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
-        assert!(same_subnet(
-            ip("192.168.122.200"),
-            ip("192.168.122.128"),
-            25
-        ));
-        assert!(!same_subnet(ip("192.168.122.2"), ip("192.168.122.128"), 25));
-        assert!(same_subnet(ip("10.1.2.3"), ip("0.0.0.0"), 0));
-        assert!(same_subnet(ip("2001:db8::5"), ip("2001:db8::"), 64));
-        assert!(!same_subnet(ip("2001:db9::5"), ip("2001:db8::"), 64));
-        assert!(!same_subnet(ip("2001:db8::5"), ip("10.0.0.0"), 8));
-    }
 }

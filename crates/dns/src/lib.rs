@@ -8,6 +8,8 @@
 //!   `<dns><host>` names: A/AAAA, as `name` and, with `<domain name>`, `name.domain`
 //!   (`expand-hosts`); PTR for all of them under `in-addr.arpa` and `ip6.arpa`.
 //! * `<txt>` and `<srv>` records (an SRV without a domain lives in the network's domain).
+//! * From `<dnsmasq:options>`: `host-record`, `txt-record`, `srv-host`, `cname` (the chain,
+//!   then the target's own records) and `ptr-record` (replacing the hosts' PTRs).
 //! * The host's `/etc/hosts` ([`Engine::set_hosts_file`] with [`HostsFile::parse`]), as
 //!   libvirt's dnsmasq serves it: after the network's own names, before lease names (a
 //!   lease's name that the file holds is not served), expanded with the domain too.
@@ -20,7 +22,11 @@
 //!   reverse zones: NXDOMAIN, never forwarded. (libvirt documents the domain-only forwarder
 //!   this way; the `server=/domain/#` it writes makes dnsmasq forward after all, libvirt
 //!   issue 597.)
-//! * `<dns forwardPlainNames='no'>`: dotless names get NXDOMAIN.
+//! * `<dns forwardPlainNames='no'>` (and `domain-needed`): dotless names get NXDOMAIN.
+//! * `address=/zone/IP` answers A or AAAA for the zone and below (`#`: 0.0.0.0 and ::, no
+//!   IP: NXDOMAIN); it shares the longest-zone rule with `server=` and `local=`, and a
+//!   zone without an address of the query's family leaves it to its parent zones.
+//! * `bogus-priv`: PTR queries for private ranges (RFC 6303) get NXDOMAIN.
 //! * `<forwarder domain addr [port]>`: that domain goes to those upstreams.
 //! * Default upstreams: the `<forwarder addr>`s without a domain if any (`no-resolv`), else
 //!   none on an isolated network (`no-resolv`), else the host's resolvers
@@ -86,12 +92,15 @@ mod hostsfile;
 mod local;
 mod localaddrs;
 mod names;
+mod querylog;
 mod resolv;
+mod routes;
 mod stats;
 
 pub use config::{Config, ConfigError, Forwarder};
 pub use engine::{Decision, Engine, Limits, Peer, Transport};
 pub use hostsfile::HostsFile;
 pub use localaddrs::LocalAddrs;
+pub use querylog::query_log_line;
 pub use resolv::{parse_resolv_conf, parse_resolv_conf_with};
 pub use stats::Stats;

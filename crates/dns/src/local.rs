@@ -4,7 +4,7 @@ use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use hickory_proto::rr::rdata::{A, AAAA, PTR, SOA, SRV, TXT};
+use hickory_proto::rr::rdata::{A, AAAA, CNAME, PTR, SOA, SRV, TXT};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 
 use crate::config::{Config, SrvRecord};
@@ -38,7 +38,14 @@ pub(crate) struct LocalData {
     empty: HashSet<String>,
     /// The host's /etc/hosts, consulted after the network's own names.
     hosts: Arc<HostsFile>,
+    /// `cname=`: alias → target and TTL.
+    cnames: HashMap<String, (String, Option<u32>)>,
+    /// `ptr-record=`: owner → targets (None: the root).
+    ptr_records: HashMap<String, Vec<Option<String>>>,
 }
+
+/// How many aliases a chain may go through: cnames pointing at each other end here.
+const MAX_CHAIN: usize = 8;
 
 /// A guest name as dnsmasq registers a DHCP name: our domain suffix is dropped, and a foreign
 /// domain is ignored (only the host part is kept), so guests cannot claim names elsewhere.
@@ -88,6 +95,18 @@ impl LocalData {
                 d.add_addr(full, *ip);
             }
             d.add_ptr(*ip, full.unwrap_or_else(|| n.clone()));
+        }
+        for (alias, target, ttl) in &cfg.cnames {
+            // dnsmasq: "the cname must be unique"; the first one stands.
+            d.cnames
+                .entry(alias.clone())
+                .or_insert((target.clone(), *ttl));
+        }
+        for (owner, target) in &cfg.ptr_records {
+            d.ptr_records
+                .entry(owner.clone())
+                .or_default()
+                .push(target.clone());
         }
         for (owner, value) in &cfg.txts {
             d.names
@@ -174,7 +193,72 @@ impl LocalData {
     }
 
     /// Records for `key` of type `qtype`, owned by `owner` (the query's own spelling).
+    /// An alias answers its CNAME before anything else (a CNAME owner holds no other
+    /// data); a `ptr-record` replaces the PTRs of hosts and leases for its name, as in
+    /// dnsmasq, and exists for PTR queries only (dnsmasq forwards the other types).
     pub(crate) fn lookup(&self, key: &str, owner: &Name, qtype: RecordType, ttl: u32) -> Lookup {
+        if let Some(records) = self.cname_chain(key, owner, qtype, ttl) {
+            return Lookup::Records(records);
+        }
+        if let Some(targets) = self
+            .ptr_records
+            .get(key)
+            .filter(|_| matches!(qtype, RecordType::PTR | RecordType::ANY))
+        {
+            let records = targets
+                .iter()
+                .filter_map(|t| match t {
+                    Some(t) => name_of(t),
+                    None => Some(Name::root()),
+                })
+                .map(|t| Record::from_rdata(owner.clone(), ttl, RData::PTR(PTR(t))))
+                .collect();
+            return Lookup::Records(records);
+        }
+        self.own_records(key, owner, qtype, ttl)
+    }
+
+    /// A `cname=` alias: its CNAME, those of the aliases it leads through, then the
+    /// target's own records of `qtype`. A target the network does not hold gets the
+    /// CNAME alone, for the client to follow (what dnsmasq 2.90 answers).
+    fn cname_chain(
+        &self,
+        key: &str,
+        owner: &Name,
+        qtype: RecordType,
+        ttl: u32,
+    ) -> Option<Vec<Record>> {
+        let (mut target, mut own_ttl) = self.cnames.get(key)?.clone();
+        let mut owner = owner.clone();
+        let mut out = Vec::new();
+        let mut seen = vec![key.to_string()];
+        loop {
+            let tname = name_of(&target)?;
+            let cname = RData::CNAME(CNAME(tname.clone()));
+            out.push(Record::from_rdata(owner, own_ttl.unwrap_or(ttl), cname));
+            if qtype == RecordType::CNAME {
+                break;
+            }
+            match self.cnames.get(&target) {
+                Some(next) if !seen.contains(&target) && seen.len() < MAX_CHAIN => {
+                    seen.push(target);
+                    (target, own_ttl) = next.clone();
+                    owner = tname;
+                }
+                Some(_) => break,
+                None => {
+                    if let Lookup::Records(r) = self.own_records(&target, &tname, qtype, ttl) {
+                        out.extend(r);
+                    }
+                    break;
+                }
+            }
+        }
+        Some(out)
+    }
+
+    /// [`LocalData::lookup`] without aliases and `ptr-record`s.
+    fn own_records(&self, key: &str, owner: &Name, qtype: RecordType, ttl: u32) -> Lookup {
         let mut out = Vec::new();
         let mut exists = false;
         let any = qtype == RecordType::ANY;

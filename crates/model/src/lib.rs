@@ -22,7 +22,9 @@ mod tests;
 use std::fmt;
 
 pub use define::uuid_from_entropy;
-pub use dnsmasq::{DnsmasqOption, parse as parse_dnsmasq_option};
+pub use dnsmasq::{
+    AddressAnswer, DhcpBoot, DhcpOpt, DhcpValue, DnsmasqOption, parse as parse_dnsmasq_option,
+};
 pub use extension::{
     FwdProto, GuestRef, KVNET_NS, KvnetExt, MAX_FORWARD_PORTS, MAX_FORWARDS, MAX_VNI, Overlay,
     PortForward, PortRange, TrafficFilter, VXLAN_OVERHEAD, VXLAN_PORT, parse_target,

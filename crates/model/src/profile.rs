@@ -188,14 +188,17 @@ impl Network {
     /// "<element> (what it would do)", e.g. for "X is accepted but not applied".
     pub fn not_applied(&self) -> Vec<String> {
         let mut out = Vec::new();
-        // kvnet's DNS server serves host-record, txt-record, srv-host, server and local;
-        // every other option is named.
+        // kvnet's DNS and DHCP servers apply the options the model translates; every
+        // other one is named, and one kvnet cannot read or apply in its form says why.
         let kept: Vec<String> = self
             .dnsmasq()
             .into_iter()
             .filter_map(|o| match o {
                 crate::DnsmasqOption::Other(n) => Some(n),
-                crate::DnsmasqOption::Invalid { option, why } => Some(format!("{option} ({why})")),
+                crate::DnsmasqOption::Invalid { option, why }
+                | crate::DnsmasqOption::Unsupported { option, why } => {
+                    Some(format!("{option} ({why})"))
+                }
                 _ => None,
             })
             .collect();

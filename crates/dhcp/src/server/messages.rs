@@ -54,7 +54,8 @@ impl Server {
         let lease = self.lease_time(host.as_ref(), ip, req.lease_time);
         let name = host.as_ref().and_then(|h| h.name.clone());
         let names = name.map(DhcpOption::Hostname).into_iter().collect();
-        let bytes = self.address_reply(req, MessageType::Offer, ip, Some(lease), c, names);
+        let known = host.is_some();
+        let bytes = self.address_reply(req, MessageType::Offer, ip, Some(lease), c, names, known);
         out.push(Effect::Send {
             bytes,
             to: destination(req, ip, false),
@@ -122,6 +123,7 @@ impl Server {
                         ciaddr: Ipv4Addr::UNSPECIFIED,
                         siaddr: Ipv4Addr::UNSPECIFIED,
                         file: None,
+                        sname: None,
                         // RFC 2131 4.3.2: a relay must broadcast the NAK to the client.
                         broadcast: relayed,
                         opts,
@@ -248,7 +250,8 @@ impl Server {
             .into_iter()
             .chain(fqdn)
             .collect();
-        let bytes = self.address_reply(req, MessageType::Ack, ip, Some(lease), c, names);
+        let known = host.is_some();
+        let bytes = self.address_reply(req, MessageType::Ack, ip, Some(lease), c, names, known);
         out.push(Effect::Send {
             bytes,
             to: destination(req, ip, false),
@@ -331,16 +334,19 @@ impl Server {
         if let Some(id) = &c.id_raw {
             opts.push(DhcpOption::ClientIdentifier(id.clone()));
         }
+        let known = self.host_for(c, now).is_some();
+        let (siaddr, file, sname) = self.boot_fields(known);
         let bytes = wire::encode_reply(
             &req.msg,
             Reply {
                 msg_type: MessageType::Ack,
                 yiaddr: Ipv4Addr::UNSPECIFIED,
                 ciaddr: ip,
-                siaddr: self.cfg.next_server.unwrap_or(Ipv4Addr::UNSPECIFIED),
-                file: self.cfg.boot_file.clone(),
+                siaddr,
+                file,
+                sname,
                 broadcast: false,
-                opts,
+                opts: self.with_extras(req, known, opts),
             },
         );
         out.push(Effect::Send {

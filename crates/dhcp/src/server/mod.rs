@@ -287,7 +287,46 @@ impl Server {
             MessageType::Inform => self.inform(&mut out, now, &req, &client),
             _ => {}
         }
+        if self.cfg.log_dhcp {
+            self.log_exchange(&mut out, now, &req, &client);
+        }
         out
+    }
+
+    /// `log-dhcp`: what the client asked for and what each reply carries.
+    fn log_exchange(&self, out: &mut Vec<Effect>, now: u64, req: &Request, c: &Client) {
+        let request = match req.msg_type {
+            MessageType::Discover => "DHCPDISCOVER",
+            MessageType::Request => "DHCPREQUEST",
+            MessageType::Release => "DHCPRELEASE",
+            MessageType::Decline => "DHCPDECLINE",
+            MessageType::Inform => "DHCPINFORM",
+            _ => "DHCP",
+        };
+        let known = self.host_for(c, now).is_some();
+        let asked = wire::requested(&req.msg);
+        let replies: Vec<Vec<u8>> = out
+            .iter()
+            .filter_map(|e| match e {
+                Effect::Send { bytes, .. } => Some(wire::option_codes(bytes)),
+                _ => None,
+            })
+            .collect();
+        // A message without a reply (RELEASE, DECLINE) is logged with none.
+        let replies = if replies.is_empty() {
+            vec![Vec::new()]
+        } else {
+            replies
+        };
+        for sent in replies {
+            out.push(Effect::Log(Event::Exchange {
+                mac: c.mac,
+                request,
+                known,
+                asked: asked.clone(),
+                sent,
+            }));
+        }
     }
 
     /// Per-client token bucket; when it runs dry the packet is dropped, and that is

@@ -26,6 +26,33 @@ impl Server {
         opts
     }
 
+    /// The `dhcp-option`s for this client (`known`: it has a `<host>` entry) applied to
+    /// `opts`.
+    pub(super) fn with_extras(
+        &self,
+        req: &Request,
+        known: bool,
+        mut opts: Vec<DhcpOption>,
+    ) -> Vec<DhcpOption> {
+        let prl = wire::requested(&req.msg);
+        crate::extra::apply(&mut opts, &self.cfg.extra_options, known, prl.as_deref());
+        opts
+    }
+
+    /// BOOTP `siaddr`, `file` and `sname`: a `dhcp-boot` that applies, else `<bootp>`
+    /// and `<tftp>`'s.
+    pub(super) fn boot_fields(&self, known: bool) -> (Ipv4Addr, Option<String>, Option<String>) {
+        match crate::extra::boot(&self.cfg.boot_rules, known) {
+            Some(b) => (b.next_server, Some(b.file.clone()), b.server_name.clone()),
+            None => (
+                self.cfg.next_server.unwrap_or(Ipv4Addr::UNSPECIFIED),
+                self.cfg.boot_file.clone(),
+                None,
+            ),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn address_reply(
         &self,
         req: &Request,
@@ -34,6 +61,7 @@ impl Server {
         lease: Option<LeaseTime>,
         c: &Client,
         names: Vec<DhcpOption>,
+        known: bool,
     ) -> Vec<u8> {
         let mut opts = self.common_options();
         opts.extend(names);
@@ -56,16 +84,18 @@ impl Server {
         } else {
             Ipv4Addr::UNSPECIFIED
         };
+        let (siaddr, file, sname) = self.boot_fields(known);
         wire::encode_reply(
             &req.msg,
             Reply {
                 msg_type: kind,
                 yiaddr: ip,
                 ciaddr,
-                siaddr: self.cfg.next_server.unwrap_or(Ipv4Addr::UNSPECIFIED),
-                file: self.cfg.boot_file.clone(),
+                siaddr,
+                file,
+                sname,
                 broadcast: false,
-                opts,
+                opts: self.with_extras(req, known, opts),
             },
         )
     }

@@ -37,7 +37,7 @@ use std::time::{Duration, Instant};
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
-use tracing::debug;
+use tracing::{debug, info};
 
 /// Lease names are also re-read this often, so expired leases drop out of DNS.
 const NAMES_REFRESH: Duration = Duration::from_secs(30);
@@ -276,6 +276,10 @@ impl Shell {
         let d = e.handle_query(t, client, bytes);
         if matches!(d, Decision::Answer { .. }) {
             e.note_local_latency(t.elapsed().as_secs_f64());
+        }
+        // `log-queries` in the network's <dnsmasq:options>.
+        if e.config().log_queries() {
+            info!(network = %self.name, "{}", kvnet_dns::query_log_line(client, bytes, &d));
         }
         d
     }
