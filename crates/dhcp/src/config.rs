@@ -103,6 +103,12 @@ pub struct Config {
     pub server_ip: Ipv4Addr,
     pub subnet: Ipv4Net,
     pub ranges: Vec<Range>,
+    /// On an overlay network, this host's share of the ranges, (index, count): new
+    /// addresses come only from it ([`Config::own_ranges`]), so that no two hosts ever
+    /// pick the same one. An address of `ranges` outside it is still given to a client
+    /// asking for it (a guest that moved here keeps its address), after the conflict
+    /// probe. None: all of `ranges`.
+    pub slice: Option<(usize, usize)>,
     pub hosts: Vec<StaticHost>,
     /// Option 3; `None` on isolated networks (dnsmasq's empty `dhcp-option=3`).
     pub router: Option<Ipv4Addr>,
@@ -147,6 +153,7 @@ impl Config {
             server_ip,
             subnet: subnet.trunc(),
             ranges: Vec::new(),
+            slice: None,
             hosts: Vec::new(),
             router: None,
             dns_server: None,
@@ -282,6 +289,39 @@ impl Config {
             .iter()
             .find(|r| r.contains(ip))
             .map_or(self.default_lease, |r| r.lease)
+    }
+
+    /// This config for host `index` of `count` sharing the network ([`Config::slice`]).
+    pub fn slice(mut self, index: usize, count: usize) -> Config {
+        let count = count.max(1);
+        self.slice = Some((index.min(count - 1), count));
+        self
+    }
+
+    /// Where new addresses come from: each range cut into `count` contiguous parts as
+    /// equal as can be (the first ones one address longer), the `index`th kept; a part
+    /// may be empty (a range shorter than `count`).
+    pub fn own_ranges(&self) -> Vec<Range> {
+        let Some((index, count)) = self.slice else {
+            return self.ranges.clone();
+        };
+        let (index, count) = (index as u64, count as u64);
+        self.ranges
+            .iter()
+            .map(|r| {
+                let (s, e) = (u64::from(u32::from(r.start)), u64::from(u32::from(r.end)));
+                let size = e - s + 1;
+                let (q, rem) = (size / count, size % count);
+                let start = s + index * q + index.min(rem);
+                let len = q + u64::from(index < rem);
+                // An empty part: start past end, so it holds nothing.
+                Range {
+                    start: Ipv4Addr::from(start.min(u64::from(u32::MAX)) as u32),
+                    end: Ipv4Addr::from((start + len).saturating_sub(1) as u32),
+                    lease: r.lease,
+                }
+            })
+            .collect()
     }
 
     pub(crate) fn in_range(&self, ip: Ipv4Addr) -> bool {

@@ -1247,3 +1247,47 @@ fn stats_count_messages_and_outcomes() {
     s.expire(NOW + 100_000);
     assert_eq!(s.stats().expirations, 1);
 }
+
+/// An overlay network's hosts share its ranges: each part is contiguous, the parts cover
+/// every address once, and their sizes differ by one at most.
+#[test]
+fn slices_partition_the_ranges() {
+    let cfg = config(&small_net(10, 19, "", ""));
+    for count in 1..=12usize {
+        let mut seen = Vec::new();
+        let mut sizes = Vec::new();
+        for index in 0..count {
+            let own = cfg.clone().slice(index, count).own_ranges();
+            assert_eq!(own.len(), 1);
+            let (s, e) = (u32::from(own[0].start), u32::from(own[0].end));
+            sizes.push((s..=e).count());
+            seen.extend(s..=e);
+        }
+        let all: Vec<u32> = (u32::from(ip(10))..=u32::from(ip(19))).collect();
+        assert_eq!(seen, all, "{count} hosts cover the range once, in order");
+        let (min, max) = (sizes.iter().min().unwrap(), sizes.iter().max().unwrap());
+        assert!(max - min <= 1, "{count}: {sizes:?}");
+    }
+    assert_eq!(cfg.clone().slice(9, 3).slice, Some((2, 3)), "index capped");
+    assert_eq!(cfg.own_ranges(), cfg.ranges, "no slice: the whole ranges");
+}
+
+/// Two hosts of an overlay network never pick the same new address; a guest that moved
+/// from one to the other keeps its address there.
+#[test]
+fn hosts_of_an_overlay_allocate_from_their_slices_and_honour_a_moved_guest() {
+    let cfg = config(&small_net(10, 19, "", ""));
+    let mut a = Server::new(cfg.clone().slice(0, 2), LeaseTable::new());
+    let mut b = Server::new(cfg.slice(1, 2), LeaseTable::new());
+    let on_a: Vec<Ipv4Addr> = (1..=5).map(|i| dora(&mut a, NOW, mac(i))).collect();
+    let on_b: Vec<Ipv4Addr> = (11..=15).map(|i| dora(&mut b, NOW, mac(i))).collect();
+    assert_eq!(on_a, (10..=14).map(ip).collect::<Vec<_>>());
+    assert_eq!(on_b, (15..=19).map(ip).collect::<Vec<_>>());
+    // Both slices are full: no borrowing from the other host's.
+    let r = a.handle(NOW, &Pkt::discover(mac(6)).bytes());
+    assert!(!r.iter().any(|e| matches!(e, Effect::Send { .. })), "{r:?}");
+    // A guest of A moves to B and reboots: B acks its address.
+    let moved = send(&mut b, NOW + 60, Pkt::init_reboot(mac(1), on_a[0]));
+    assert_eq!(moved.kind(), MessageType::Ack);
+    assert_eq!(moved.yiaddr(), on_a[0]);
+}

@@ -249,7 +249,7 @@ impl Server {
         if let Some(ip) = requested.filter(|ip| ok(*ip)) {
             return Some(ip);
         }
-        for (r, from) in self.cfg.ranges.iter().zip(&self.fresh_from) {
+        for (r, from) in self.cfg.own_ranges().iter().zip(&self.fresh_from) {
             let e = u32::from(r.end);
             if let Some(ip) = (*from..=e)
                 .map(Ipv4Addr::from)
@@ -258,9 +258,11 @@ impl Server {
                 return Some(ip);
             }
         }
+        let own_ranges = self.cfg.own_ranges();
+        let own = |ip: Ipv4Addr| own_ranges.iter().any(|r| r.contains(ip));
         self.leases
             .iter()
-            .filter(|r| !r.is_active(now) && ok(r.ip_address))
+            .filter(|r| !r.is_active(now) && own(r.ip_address) && ok(r.ip_address))
             .min_by_key(|r| r.freed_at())
             .map(|r| r.ip_address)
     }
@@ -269,7 +271,7 @@ impl Server {
     /// offer. Records are never removed except by `prune`, which resets the hints; an
     /// offer that goes away without a lease moves the hint back to its address.
     pub(super) fn advance_fresh(&mut self, now: u64) {
-        let ranges = &self.cfg.ranges;
+        let ranges = self.cfg.own_ranges();
         self.fresh_from.resize(ranges.len(), 0);
         // Only offers that did not turn into a lease give an address back; the hint must
         // not go back for the others, or every ACK would cost a rescan.
