@@ -31,6 +31,11 @@ impl Paths {
         }
     }
 
+    /// The fabric description of overlay networks (kvnet_model::Fabric), readable.
+    pub fn fabric(&self) -> PathBuf {
+        self.config_dir.join("fabric.toml")
+    }
+
     /// Persistent definitions (`NAME.xml`) and `autostart/`: root only (0700).
     pub fn networks_dir(&self) -> PathBuf {
         self.config_dir.join("networks")

@@ -142,7 +142,8 @@ impl Dataplane {
             let mtu = u.guest_mtu(&o, net.mtu).map_err(|e| anyhow!(e))?;
             let s = overlay::spec(&o, &u, mtu);
             let vx = overlay::create(&self.nl, &s, idx).await?;
-            undo.push(Undo::DeleteLink(vx, s.name));
+            undo.push(Undo::DeleteLink(vx, s.name.clone()));
+            self.fence(&s.name, true)?;
         }
         for r in &net.routes {
             let route = static_route(r, idx);
@@ -172,6 +173,27 @@ impl Dataplane {
             t0.elapsed() - t_fw
         );
         Ok(warnings)
+    }
+
+    /// Keeps DHCP off the VXLAN port `dev` (`on`), or stops (see [`overlay::fence_script`]).
+    fn fence(&self, dev: &str, on: bool) -> Result<()> {
+        let table = overlay::fence_table(self.fw.table());
+        kvnet_host::nft::apply(&overlay::fence_script(&table, dev, on))
+            .with_context(|| format!("keep DHCP off {dev}"))
+    }
+
+    /// An overlay's VXLAN port out of the DHCP fence, then deleted; the errors.
+    async fn unfence_and_delete(&self, o: &kvnet_model::Overlay) -> Vec<String> {
+        let mut errors = Vec::new();
+        if self.nl.link(&o.device()).await.ok().flatten().is_some()
+            && let Err(e) = self.fence(&o.device(), false)
+        {
+            errors.push(format!("{e:#}"));
+        }
+        if let Err(e) = overlay::delete(&self.nl, o).await {
+            errors.push(format!("{e:#}"));
+        }
+        errors
     }
 
     /// VLAN filtering on a bridge kvnet made; the host is a member of the network's own
@@ -216,10 +238,8 @@ impl Dataplane {
         {
             errors.push(format!("remove firewall rules: {e:#}"));
         }
-        if let Some(o) = overlay::of(net).filter(|_| owns_bridge)
-            && let Err(e) = overlay::delete(&self.nl, &o).await
-        {
-            errors.push(format!("{e:#}"));
+        if let Some(o) = overlay::of(net).filter(|_| owns_bridge) {
+            errors.extend(self.unfence_and_delete(&o).await);
         }
         if owns_bridge && let Some(br) = net.bridge_name() {
             match self.nl.link(br).await {
@@ -260,10 +280,8 @@ impl Dataplane {
         }
         // The VXLAN port goes at once: the bridge's deletion would leave it behind, and
         // the other hosts learn from FRR that this one no longer carries the VNI.
-        if let Some(o) = overlay::of(net).filter(|_| owns_bridge)
-            && let Err(e) = overlay::delete(&self.nl, &o).await
-        {
-            errors.push(format!("{e:#}"));
+        if let Some(o) = overlay::of(net).filter(|_| owns_bridge) {
+            errors.extend(self.unfence_and_delete(&o).await);
         }
         let left = Leftovers {
             firewall: self.fw.installed(net),
@@ -310,7 +328,9 @@ impl Dataplane {
         if let Some(o) = overlay::of(net) {
             let u = overlay::underlay(&self.nl, &o).await?;
             let mtu = u.guest_mtu(&o, net.mtu).map_err(|e| anyhow!(e))?;
-            fixed.extend(overlay::ensure(&self.nl, &overlay::spec(&o, &u, mtu), link.index).await?);
+            let s = overlay::spec(&o, &u, mtu);
+            fixed.extend(overlay::ensure(&self.nl, &s, link.index).await?);
+            self.fence(&s.name, true)?;
         }
         let routes = self.nl.routes().await?;
         for r in &net.routes {

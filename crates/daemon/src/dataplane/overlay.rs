@@ -128,6 +128,48 @@ pub async fn ensure(nl: &Netlink, s: &VxlanSpec, bridge: u32) -> Result<Vec<Stri
     Ok(vec![format!("VXLAN device {}", s.name)])
 }
 
+/// DHCP (v4 and v6) stays on each host: a guest's requests never cross the VXLAN port
+/// and neither do other hosts' answers, so only its own host answers it, from its slice
+/// of the ranges (docs/architecture.md, "Overlay networks"). One bridge-family table for
+/// every overlay network, its VXLAN devices in a set; the script is idempotent (the fixed
+/// rules are rewritten, the set keeps the other networks' devices).
+pub fn fence_script(table: &str, dev: &str, on: bool) -> String {
+    if !on {
+        return format!("delete element bridge {table} overlay {{ \"{dev}\" }}\n");
+    }
+    const DHCP: &str = "udp dport { 67, 68, 546, 547 } drop";
+    let mut s =
+        format!("add table bridge {table}\nadd set bridge {table} overlay {{ type ifname; }}\n");
+    for (chain, hook) in [
+        ("forward", "forward"),
+        ("input", "input"),
+        ("output", "output"),
+    ] {
+        s.push_str(&format!(
+            "add chain bridge {table} {chain} {{ type filter hook {hook} priority 0; policy accept; }}\nflush chain bridge {table} {chain}\n"
+        ));
+    }
+    for (chain, dir) in [
+        ("forward", "oifname"),
+        ("forward", "iifname"),
+        ("input", "iifname"),
+        ("output", "oifname"),
+    ] {
+        s.push_str(&format!(
+            "add rule bridge {table} {chain} {dir} @overlay {DHCP}\n"
+        ));
+    }
+    s.push_str(&format!(
+        "add element bridge {table} overlay {{ \"{dev}\" }}\n"
+    ));
+    s
+}
+
+/// The bridge table of [`fence_script`] beside kvnet's inet table `fw_table`.
+pub fn fence_table(fw_table: &str) -> String {
+    format!("{fw_table}_overlay")
+}
+
 /// Deletes the overlay's VXLAN device, if there is one.
 pub async fn delete(nl: &Netlink, o: &Overlay) -> Result<()> {
     if let Some(l) = nl.link(&o.device()).await? {
@@ -149,6 +191,32 @@ mod tests {
             dev: Some("eth1".into()),
             port: None,
         }
+    }
+
+    #[test]
+    fn the_dhcp_fence_is_idempotent_and_per_device() {
+        let on = fence_script("kvnet_overlay", "kvx100", true);
+        assert_eq!(
+            on,
+            "add table bridge kvnet_overlay\n\
+             add set bridge kvnet_overlay overlay { type ifname; }\n\
+             add chain bridge kvnet_overlay forward { type filter hook forward priority 0; policy accept; }\n\
+             flush chain bridge kvnet_overlay forward\n\
+             add chain bridge kvnet_overlay input { type filter hook input priority 0; policy accept; }\n\
+             flush chain bridge kvnet_overlay input\n\
+             add chain bridge kvnet_overlay output { type filter hook output priority 0; policy accept; }\n\
+             flush chain bridge kvnet_overlay output\n\
+             add rule bridge kvnet_overlay forward oifname @overlay udp dport { 67, 68, 546, 547 } drop\n\
+             add rule bridge kvnet_overlay forward iifname @overlay udp dport { 67, 68, 546, 547 } drop\n\
+             add rule bridge kvnet_overlay input iifname @overlay udp dport { 67, 68, 546, 547 } drop\n\
+             add rule bridge kvnet_overlay output oifname @overlay udp dport { 67, 68, 546, 547 } drop\n\
+             add element bridge kvnet_overlay overlay { \"kvx100\" }\n"
+        );
+        assert_eq!(
+            fence_script("kvnet_overlay", "kvx100", false),
+            "delete element bridge kvnet_overlay overlay { \"kvx100\" }\n"
+        );
+        assert_eq!(fence_table("kvnet"), "kvnet_overlay");
     }
 
     #[test]

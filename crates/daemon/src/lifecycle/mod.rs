@@ -10,6 +10,7 @@
 //! done.
 
 mod dnsreg;
+mod fabric;
 pub mod foreignwatch;
 pub mod fwrepair;
 pub mod sysctls;
@@ -244,6 +245,15 @@ impl Lifecycle {
         self.services.set_local_addrs(active.iter().copied());
         let names: Vec<String> = active.iter().map(|n| n.name.clone()).collect();
         for net in active {
+            match fabric::dhcp_slice(self.dp.nl(), &self.paths, net).await {
+                Ok((slice, w)) => {
+                    self.services.set_slice(&net.name, slice);
+                    if let Some(w) = w {
+                        warn!("{w}");
+                    }
+                }
+                Err(e) => error!(network = %net.name, "DHCP not sliced: {e:#}"),
+            }
             for w in self.services.start(net) {
                 error!("{w}");
             }
@@ -400,6 +410,10 @@ impl Lifecycle {
                 .map_err(|e| anyhow!("cannot start network '{name}': overlay: {e}"))?;
             net.mtu = Some(mtu);
         }
+        // Before anything changes: a fabric that does not list this host refuses it.
+        let (slice, slice_warning) = fabric::dhcp_slice(self.dp.nl(), &self.paths, &net)
+            .await
+            .map_err(|e| anyhow!("cannot start network '{name}': {e:#}"))?;
         let direct_warnings = direct_checks(&net, std::path::Path::new(SYSFS), self.dp.nl())
             .await
             .map_err(|e| anyhow!("cannot start network '{name}': {e}"))?;
@@ -464,6 +478,8 @@ impl Lifecycle {
             .collect();
         let t_net = t0.elapsed();
         reg.started(net.clone(), started)?;
+        self.services.set_slice(&name, slice);
+        warnings.extend(slice_warning);
         self.services.local_addrs_of(&net, true);
         warnings.extend(self.services.start(&net));
         self.nss.set(&net, self.services.lease_names(&name));

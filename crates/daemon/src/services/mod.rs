@@ -40,6 +40,8 @@ pub struct Ctx<'a> {
     pub local_addrs: Arc<LocalAddrs>,
     /// The DHCPv4 sockets every network shares.
     pub dhcp4: &'a dhcp4::Hub,
+    /// On an overlay network, this host's share of the DHCPv4 ranges (index, count).
+    pub dhcp_slice: Option<(usize, usize)>,
 }
 
 /// One guest service of one network.
@@ -155,6 +157,8 @@ pub struct Services {
     nets: BTreeMap<String, Running>,
     local_addrs: Arc<LocalAddrs>,
     dhcp4: dhcp4::Hub,
+    /// Overlay networks' DHCP slices ([`Ctx::dhcp_slice`]), by network.
+    slices: BTreeMap<String, (usize, usize)>,
 }
 
 impl Services {
@@ -164,7 +168,16 @@ impl Services {
             nets: BTreeMap::new(),
             local_addrs: Arc::default(),
             dhcp4: dhcp4::Hub::default(),
+            slices: BTreeMap::new(),
         }
+    }
+
+    /// Network `name`'s DHCP slice for its next start or reconfiguration.
+    pub fn set_slice(&mut self, name: &str, slice: Option<(usize, usize)>) {
+        match slice {
+            Some(s) => self.slices.insert(name.to_string(), s),
+            None => self.slices.remove(name),
+        };
     }
 
     fn ctx<'a>(&'a self, net: &'a Network, bridge: &'a str, running: &Running) -> Ctx<'a> {
@@ -179,6 +192,7 @@ impl Services {
                 .reduce(LeaseNames::merge),
             local_addrs: Arc::clone(&self.local_addrs),
             dhcp4: &self.dhcp4,
+            dhcp_slice: self.slices.get(&net.name).copied(),
         }
     }
 

@@ -43,9 +43,14 @@ fn ip_index(net: &Network) -> Option<usize> {
         .position(|ip| !ip.is_ipv6() && ip.dhcp.is_some())
 }
 
-fn config(net: &Network) -> Result<Config> {
+fn config(net: &Network, slice: Option<(usize, usize)>) -> Result<Config> {
     let idx = ip_index(net).context("the network has no IPv4 <dhcp>")?;
-    Config::from_network(net, idx, net.profile().guests).map_err(|e| anyhow!("DHCP config: {e}"))
+    let cfg = Config::from_network(net, idx, net.profile().guests)
+        .map_err(|e| anyhow!("DHCP config: {e}"))?;
+    Ok(match slice {
+        Some((i, n)) => cfg.slice(i, n),
+        None => cfg,
+    })
 }
 
 /// A running DHCPv4 service; dropping it stops the task (the journal stays).
@@ -88,7 +93,7 @@ impl NetService for Dhcp4 {
     /// Replay and compact the journal, open the sockets on the bridge, spawn the task.
     fn start(ctx: &Ctx) -> Result<Dhcp4> {
         let (net, bridge) = (ctx.net, ctx.bridge);
-        let cfg = config(net)?;
+        let cfg = config(net, ctx.dhcp_slice)?;
         let (table, journal) = Journal::open(
             &ctx.paths.lease_journal(&net.name),
             kvnet_dhcp::replay,
@@ -127,7 +132,7 @@ impl NetService for Dhcp4 {
 
     /// A live change of the definition (net-update of hosts or ranges).
     fn reconfigure(&self, ctx: &Ctx) -> Result<()> {
-        let cfg = config(ctx.net)?;
+        let cfg = config(ctx.net, ctx.dhcp_slice)?;
         lock(&self.server).reconfigure(cfg);
         Ok(())
     }
@@ -146,7 +151,7 @@ impl NetService for Dhcp4 {
 
     fn stored_leases(paths: &Paths, net: &Network) -> Result<Vec<Lease>> {
         let (table, _) = journal::load(&paths.lease_journal(&net.name), kvnet_dhcp::replay)?;
-        let leases = Server::new(config(net)?, table).leases(now());
+        let leases = Server::new(config(net, None)?, table).leases(now());
         Ok(leases.into_iter().map(api_lease).collect())
     }
 

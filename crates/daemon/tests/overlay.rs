@@ -1,0 +1,158 @@
+//! Overlay networks (`<kvnet:overlay>`), root only: the same definition on two hosts,
+//! each with its kvnetd, joined by an underlay link. kvnetd makes the VXLAN port (no
+//! learning, neighbour suppression, an MTU that fits the underlay) and keeps DHCP on each
+//! host, which hands out only its slice of the range (from the fabric file). Here the
+//! test itself installs the flood entries BGP EVPN's type-3 routes would (the FRR lab
+//! is in fabric.rs); guests on the two hosts then reach each other across the overlay.
+
+mod lab;
+
+use kvnet_api::request as req;
+use lab::*;
+
+const OVERLAY: &str = "<network><name>ov</name><forward mode='nat'/>\
+    <bridge name='kvov0'/><mac address='52:54:00:0e:00:01'/>\
+    <ip address='10.77.0.1' prefix='24'><dhcp><range start='10.77.0.10' end='10.77.0.49'/></dhcp></ip>\
+    <metadata><kvnet:network xmlns:kvnet='http://kvnet.org/xmlns/network/1.0'>\
+    <kvnet:overlay vni='4242' dev='kvul0'/></kvnet:network></metadata></network>";
+
+const FABRIC: &str = "asn = 65000\n\
+    [[host]]\nname = \"a\"\nvtep = \"172.31.254.1\"\n\
+    [[host]]\nname = \"b\"\nvtep = \"172.31.254.2\"\n";
+
+/// A lab whose kvnetd has the fabric file.
+fn host() -> Lab {
+    let setup = Setup {
+        shell: vec![format!(
+            "mkdir -p $D/etc && printf '%s' '{FABRIC}' > $D/etc/fabric.toml"
+        )],
+        ..Setup::default()
+    };
+    Lab::with_setup(&[], &setup)
+}
+
+fn underlay(a: &Lab, b: &Lab) {
+    a.host.veth_to("kvul0", &b.host, "kvul0").unwrap();
+    for (lab, n) in [(a, 1), (b, 2)] {
+        ip(&lab.host, &format!("addr add 172.31.254.{n}/24 dev kvul0"));
+        ip(&lab.host, "link set kvul0 up");
+    }
+}
+
+fn leases(lab: &Lab) -> String {
+    lab.cli(&["net-dhcp-leases", "ov"]).1
+}
+
+#[test]
+#[ignore = "needs root"]
+fn an_overlay_joins_two_hosts_and_each_host_serves_its_own_guests() {
+    have("busybox", "busybox-static");
+    let (mut a, mut b) = (host(), host());
+    underlay(&a, &b);
+    a.define_and_start(OVERLAY);
+    b.define_and_start(OVERLAY);
+
+    // The VXLAN port, as EVPN wants it; the guests' MTU leaves room for its headers.
+    let d = sh(&a.host, "ip -d link show kvx4242").1;
+    for want in [
+        "mtu 1450",
+        "master kvov0",
+        "vxlan id 4242 local 172.31.254.1 dev kvul0",
+        "dstport 4789",
+        "nolearning",
+        "learning off",
+        "neigh_suppress on",
+    ] {
+        assert!(d.contains(want), "{want}: {d}");
+    }
+    let fence = sh(&a.host, "nft list table bridge kvnet_overlay").1;
+    assert!(
+        fence.contains("elements = { \"kvx4242\" }")
+            && fence.contains("oifname @overlay udp dport { 67, 68, 546, 547 } drop"),
+        "DHCP is kept off the VXLAN port: {fence}"
+    );
+    let live = a.cli(&["net-dumpxml", "ov"]).1;
+    assert!(live.contains("<mtu size='1450'/>"), "{live}");
+
+    // What EVPN's type-3 routes install: each host floods to the other.
+    for (lab, other) in [(&a, 2), (&b, 1)] {
+        let (ok, out) = sh(
+            &lab.host,
+            &format!("bridge fdb append 00:00:00:00:00:00 dev kvx4242 dst 172.31.254.{other}"),
+        );
+        assert!(ok, "{out}");
+    }
+
+    // Each guest's lease comes from its own host's half of the range: DHCP does not
+    // cross the overlay (b's server would otherwise answer a's guest too).
+    let (ga, addr_a) = a.udhcpc_guest("kvov0", "52:54:00:0e:00:0a", "ga");
+    let (gb, addr_b) = b.udhcpc_guest("kvov0", "52:54:00:0e:00:0b", "gb");
+    assert_eq!(addr_a, "10.77.0.10", "a's slice starts the range");
+    assert_eq!(addr_b, "10.77.0.30", "b's slice is the second half");
+    assert!(leases(&a).contains("52:54:00:0e:00:0a") && !leases(&a).contains("52:54:00:0e:00:0b"));
+    assert!(leases(&b).contains("52:54:00:0e:00:0b") && !leases(&b).contains("52:54:00:0e:00:0a"));
+
+    // The guests reach each other across the overlay, full-sized frames included.
+    ip(&a.guests[ga], &format!("addr add {addr_a}/24 dev eth0"));
+    ip(&b.guests[gb], &format!("addr add {addr_b}/24 dev eth0"));
+    for g in [&a.guests[ga], &b.guests[gb]] {
+        ip(g, "link set eth0 mtu 1450");
+    }
+    let (ok, out) = sh(
+        &a.guests[ga],
+        &format!("ping -c 3 -W 2 -M do -s 1422 {addr_b}"),
+    );
+    assert!(ok, "{out}");
+
+    // A restart adopts the port as it is; a destroy removes it, the other host keeps its own.
+    let index = sh(&a.host, "cat /sys/class/net/kvx4242/ifindex").1;
+    a.restart_daemon();
+    assert_eq!(sh(&a.host, "cat /sys/class/net/kvx4242/ifindex").1, index);
+    a.ok(req::Destroy {
+        network: "ov".into(),
+        wait: true,
+    });
+    assert!(!a.links().contains("kvx4242"), "{}", a.links());
+    let fence = sh(&a.host, "nft list set bridge kvnet_overlay overlay").1;
+    assert!(!fence.contains("kvx4242"), "{fence}");
+    assert!(b.links().contains("kvx4242"));
+}
+
+#[test]
+#[ignore = "needs root"]
+fn an_overlay_is_refused_when_it_cannot_fit_or_its_host_is_not_in_the_fabric() {
+    let (a, b) = (host(), host());
+    underlay(&a, &b);
+    // A network MTU the underlay cannot carry with VXLAN's headers.
+    a.ok(req::Define {
+        xml: OVERLAY.replace(
+            "<bridge name='kvov0'/>",
+            "<bridge name='kvov0'/><mtu size='1500'/>",
+        ),
+    });
+    let (ok, out) = a.cli(&["net-start", "ov"]);
+    assert!(
+        !ok && out.contains("<mtu size='1500'> does not fit the underlay: its MTU 1500 less VXLAN's 50 bytes leaves 1450"),
+        "{out}"
+    );
+    assert!(!a.links().contains("kvov0"), "nothing left: {}", a.links());
+    // A VTEP the fabric does not list.
+    ip(&b.host, "addr add 172.31.254.9/24 dev kvul0");
+    b.ok(req::Define {
+        xml: OVERLAY.replace("dev='kvul0'", "dev='kvul0' local='172.31.254.9'"),
+    });
+    let (ok, out) = b.cli(&["net-start", "ov"]);
+    assert!(
+        !ok && out.contains("this host's VTEP 172.31.254.9 is not a host of the fabric"),
+        "{out}"
+    );
+    // An underlay that does not exist.
+    b.ok(req::Define {
+        xml: OVERLAY.replace("dev='kvul0'", "dev='nosuch0'"),
+    });
+    let (ok, out) = b.cli(&["net-start", "ov"]);
+    assert!(
+        !ok && out.contains("underlay interface nosuch0 does not exist"),
+        "{out}"
+    );
+}
