@@ -305,7 +305,15 @@ impl Lifecycle {
     /// Put the ports of active network `name` back, then shape them and the network.
     async fn replug(&self, reg: &Registry, ports: &mut Ports, name: &str) -> Vec<String> {
         let mut warnings = self.put_back(reg, ports, name).await;
-        // Only what differs is changed: an adopted network's shaping stays as is.
+        // Only what differs is changed: an adopted network's shaping stays as is. A
+        // bridge without ports and bandwidth has nothing to shape (reading every
+        // device's qdiscs costs milliseconds at 1,000 networks).
+        let bandwidth = reg.live(name).is_ok_and(|n| {
+            n.bandwidth.is_some() || n.portgroups.iter().any(|p| p.bandwidth.is_some())
+        });
+        if !bandwidth && !ports.has_ports(name) {
+            return warnings;
+        }
         if let Err(e) = self.shape(reg, ports, name, None).await {
             warnings.push(format!("network '{name}': {e:#}"));
         }

@@ -187,6 +187,8 @@ struct Task {
     /// lease changes cannot change the table (a sync reads every network, milliseconds
     /// at 1,000 of them, and a start would wait behind it).
     idle: bool,
+    /// How many networks may filter ([`NetSrc::may_filter`]), counted at each verb.
+    filtering: usize,
 }
 
 /// What another process's nftables commit did to table `table` (family bridge), if
@@ -214,6 +216,12 @@ impl Task {
     /// Takes a verb's message in; returns whom to tell the outcome of the sync it calls
     /// for, None when it needs none.
     fn take(&mut self, m: Msg) -> Option<oneshot::Sender<Result<()>>> {
+        let done = self.take_msg(m);
+        self.filtering = self.nets.values().filter(|n| n.may_filter()).count();
+        done
+    }
+
+    fn take_msg(&mut self, m: Msg) -> Option<oneshot::Sender<Result<()>>> {
         match m {
             Msg::Set {
                 net,
@@ -476,6 +484,7 @@ async fn run(table: String, mut rx: mpsc::UnboundedReceiver<Msg>) {
         ready: false,
         tampered: None,
         idle: false,
+        filtering: 0,
     };
     let mut nft_watch = NftWatcher::open()
         .inspect_err(|e| warn!("port filter: {e}: the table is not repaired when others change it"))
@@ -488,7 +497,9 @@ async fn run(table: String, mut rx: mpsc::UnboundedReceiver<Msg>) {
                 Some(m) => Wake::Msg(m),
                 None => return,
             },
-            () = lease_recorded(&mut t.nets) => Wake::Changed,
+            // Leases only matter to filtered networks (and waiting on them is a future
+            // per network).
+            () = lease_recorded(&mut t.nets), if t.filtering > 0 || !t.idle => Wake::Changed,
             r = link_changed(&mut links) => match r {
                 Ok(()) => Wake::Changed,
                 Err(e) => Wake::LinksLost(e),
@@ -536,15 +547,15 @@ async fn run(table: String, mut rx: mpsc::UnboundedReceiver<Msg>) {
             }
             continue;
         }
+        let may_filter = t.filtering > 0;
+        if done.is_none() && t.idle && !may_filter && t.tampered.is_none() {
+            continue;
+        }
         // Leases recorded meanwhile are in this sync.
         for n in t.nets.values_mut() {
             if let Some(l) = n.leases.as_mut() {
                 l.changed();
             }
-        }
-        let may_filter = t.nets.values().any(NetSrc::may_filter);
-        if done.is_none() && t.idle && !may_filter && t.tampered.is_none() {
-            continue;
         }
         let res = t.sync().await;
         t.idle = res.is_ok() && !may_filter;
