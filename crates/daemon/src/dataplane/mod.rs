@@ -332,7 +332,12 @@ impl Dataplane {
             fixed.extend(overlay::ensure(&self.nl, &s, link.index).await?);
             self.fence(&s.name, true)?;
         }
-        let routes = self.nl.routes().await?;
+        // The route table (thousands of routes at 1,000 networks) only when needed.
+        let routes = if net.routes.is_empty() {
+            Vec::new()
+        } else {
+            self.nl.routes().await?
+        };
         for r in &net.routes {
             let want = static_route(r, link.index);
             if !routes

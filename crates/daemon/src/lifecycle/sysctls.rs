@@ -61,15 +61,19 @@ impl Ledger {
     /// Before a start: record the current value of each of `keys` that is not on yet
     /// and was not recorded before, and write the record.
     pub fn reserve(&mut self, sys: &impl Sysctls, keys: &[&str]) -> Result<()> {
+        let mut changed = false;
         for &key in keys {
             if !self.orig.contains_key(key) {
                 let cur = sys.read(key)?;
                 if cur.trim() != "1" {
                     self.orig.insert(key.to_string(), cur.trim().to_string());
+                    changed = true;
                 }
             }
         }
-        self.save()
+        // Written (and synced) only when it says something new: an adoption of 1,000
+        // networks would otherwise write it 1,000 times.
+        if changed { self.save() } else { Ok(()) }
     }
 
     /// After a stop, or a failed start: put back each of `keys` no other running network
