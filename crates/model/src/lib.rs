@@ -7,6 +7,7 @@ mod bandwidth;
 mod define;
 mod dnsmasq;
 mod extension;
+pub mod fabric;
 mod format;
 pub mod ifname;
 mod parse;
@@ -27,6 +28,7 @@ pub use extension::{
     FwdProto, GuestRef, KVNET_NS, KvnetExt, MAX_FORWARD_PORTS, MAX_FORWARDS, PortForward,
     PortRange, TrafficFilter, parse_target,
 };
+pub use fabric::{DEFAULT_FABRIC_PATH, Fabric, FabricError, FabricHost};
 pub use profile::{BridgeRole, FirewallRole, GuestRole, MacvtapMode, Profile};
 pub use types::*;
 pub use update::{UpdateCommand, UpdateSection, apply_update};
