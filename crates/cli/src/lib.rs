@@ -72,7 +72,8 @@ enum Cmd {
     Forward(forwards::ForwardCmd),
     /// Check the host for what stops guest traffic (other firewalls' drops,
     /// br_netfilter, forwarding, rp_filter, other DHCP/DNS servers, MTUs, kernel
-    /// modules), naming the culprit and the fix. Exits with 2 when a problem is found.
+    /// modules, and FRR's EVPN sessions and VNIs when the host is in a fabric), naming
+    /// the culprit and the fix. Exits with 2 when a problem is found.
     Doctor {
         /// Only this (active) network.
         network: Option<String>,

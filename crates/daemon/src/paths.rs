@@ -114,6 +114,12 @@ impl Paths {
         self.run_dir.join("nss-hosts")
     }
 
+    /// The EVPN fabric this host belongs to (kvnet-model's `fabric`), if it exists:
+    /// `kvnet doctor` then checks FRR.
+    pub fn fabric(&self) -> PathBuf {
+        self.config_dir.join("fabric.toml")
+    }
+
     pub fn lock(&self) -> PathBuf {
         self.run_dir.join("kvnetd.pid")
     }
