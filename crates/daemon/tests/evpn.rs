@@ -223,4 +223,20 @@ fn the_doctor_follows_frr_sessions_and_vnis() {
         found.contains(&"problem VNI 100 (vxlan100) not in FRR".to_string()),
         "{found:?}"
     );
+
+    // Without the fabric file, a VXLAN port with neither remote nor group still makes
+    // the doctor ask FRR; peers are then named by address only.
+    std::fs::remove_file(&fabric).expect("rm fabric");
+    let (code, found) = evpn(&lab);
+    assert_eq!(code, Some(2));
+    assert!(
+        found.contains(&"problem VNI 100 (vxlan100) not in FRR".to_string()),
+        "{found:?}"
+    );
+    assert!(
+        found
+            .iter()
+            .any(|f| f.starts_with("problem BGP peer 10.255.0.2: ")),
+        "{found:?}"
+    );
 }

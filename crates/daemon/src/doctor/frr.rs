@@ -1,6 +1,7 @@
 //! The doctor's EVPN judgements, pure: the fabric file, what vtysh answered and the
 //! VNIs this host's networks carry in; findings out. The shell (`doctor::evpn`) runs
-//! vtysh and `ip`.
+//! vtysh and `ip`. Without a fabric file FRR is still checked when a network has a
+//! VXLAN port with neither `remote` nor `group`: only EVPN can give it remote VTEPs.
 //!
 //! Seen on FRR 8.4 (fixtures in `testdata/`, from `testdata/capture-frr.sh`):
 //! `show bgp l2vpn evpn summary json` is `{}` without a BGP instance or without the
@@ -79,18 +80,23 @@ pub fn bad_fabric(path: &str, error: &str) -> Finding {
     )
 }
 
-/// The findings about FRR on this host: whether it answers, its sessions with the
-/// other hosts of `fabric`, and the VNIs it advertises among `expected`.
+/// The findings about FRR on this host: whether it answers, its sessions (with the
+/// other hosts of `fabric`, when there is a fabric file), and the VNIs it advertises
+/// among `expected`.
 ///
 /// A VNI without remote VTEPs is a note, not a problem: a network may not be started
 /// on the other hosts yet, and its guests here still reach each other.
-pub fn judge(fabric: &Fabric, frr: &Frr, expected: &[OverlayVni]) -> Vec<Finding> {
+pub fn judge(fabric: Option<&Fabric>, frr: &Frr, expected: &[OverlayVni]) -> Vec<Finding> {
+    let why = match fabric {
+        Some(_) => "the host is in an EVPN fabric",
+        None => "networks have VXLAN ports that only EVPN gives remote VTEPs",
+    };
     let (summary, vnis) = match frr {
         Frr::NoVtysh => {
             return vec![evpn(
                 None,
                 "FRR: vtysh not found".into(),
-                "the host is in an EVPN fabric but FRR is not installed: overlay networks reach no other host".into(),
+                format!("{why} but FRR is not installed: overlay networks reach no other host"),
                 format!("'apt-get install frr', set bgpd=yes in /etc/frr/daemons, then {LOAD}"),
             )];
         }
@@ -98,8 +104,11 @@ pub fn judge(fabric: &Fabric, frr: &Frr, expected: &[OverlayVni]) -> Vec<Finding
             return vec![evpn(
                 None,
                 format!("FRR: {}", first_line(msg)),
-                "FRR does not answer: no EVPN routes are exchanged, overlay networks reach no other host".into(),
-                "'systemctl start frr' with bgpd=yes in /etc/frr/daemons; see 'journalctl -u frr'".into(),
+                format!(
+                    "{why} but FRR does not answer: no EVPN routes are exchanged, overlay networks reach no other host"
+                ),
+                "'systemctl start frr' with bgpd=yes in /etc/frr/daemons; see 'journalctl -u frr'"
+                    .into(),
             )];
         }
         Frr::Answered { summary, vnis } => (summary, vnis),
@@ -114,9 +123,9 @@ fn first_line(s: &str) -> &str {
     s.trim().lines().next().unwrap_or("vtysh failed")
 }
 
-/// The BGP sessions: every peer Established, every host this one should peer with
-/// (by the fabric) configured.
-fn sessions(fabric: &Fabric, json: &str) -> Vec<Finding> {
+/// The BGP sessions: every peer Established and, with a fabric, every host this one
+/// should peer with configured.
+fn sessions(fabric: Option<&Fabric>, json: &str) -> Vec<Finding> {
     let summary: Summary = match serde_json::from_str(json) {
         Ok(s) => s,
         Err(e) => {
@@ -139,7 +148,7 @@ fn sessions(fabric: &Fabric, json: &str) -> Vec<Finding> {
     let name_of = |ip: &str| {
         ip.parse()
             .ok()
-            .and_then(|a| fabric.by_vtep(a))
+            .and_then(|a| fabric?.by_vtep(a))
             .map(|(_, h)| h.name.as_str())
     };
     let mut out = Vec::new();
@@ -160,7 +169,7 @@ fn sessions(fabric: &Fabric, json: &str) -> Vec<Finding> {
                 ),
             ));
         }
-        if host.is_none() {
+        if host.is_none() && fabric.is_some() {
             out.push(Finding {
                 problem: false,
                 ..evpn(
@@ -172,6 +181,9 @@ fn sessions(fabric: &Fabric, json: &str) -> Vec<Finding> {
             });
         }
     }
+    let Some(fabric) = fabric else {
+        return out;
+    };
     let Some((_, me)) = fabric.by_vtep(id) else {
         out.push(evpn(
             None,
@@ -204,7 +216,9 @@ fn sessions(fabric: &Fabric, json: &str) -> Vec<Finding> {
 }
 
 /// The VNIs: each expected one known to zebra, and learnt by the other hosts.
-fn advertised(fabric: &Fabric, json: &str, expected: &[OverlayVni]) -> Vec<Finding> {
+fn advertised(fabric: Option<&Fabric>, json: &str, expected: &[OverlayVni]) -> Vec<Finding> {
+    // Without a fabric file, assume there are other hosts: that is what the port is for.
+    let others = fabric.is_none_or(|f| f.hosts.len() > 1);
     // Nothing at all is what vtysh prints when EVPN is off.
     let known: BTreeMap<String, Vni> = if json.trim().is_empty() {
         BTreeMap::new()
@@ -233,13 +247,13 @@ fn advertised(fabric: &Fabric, json: &str, expected: &[OverlayVni]) -> Vec<Findi
                     x.device
                 ),
             )),
-            Some(v) if v.remote_vteps.is_empty() && fabric.hosts.len() > 1 => {
+            Some(v) if v.remote_vteps.is_empty() && others => {
                 out.push(Finding {
                     problem: false,
                     ..evpn(
                         Some(&x.network),
                         format!("VNI {} ({}) has no remote VTEP", x.vni, x.device),
-                        "no other host of the fabric advertises this VNI: broadcasts stay on this host".into(),
+                        "no other host advertises this VNI: broadcasts stay on this host".into(),
                         "start the network on the other hosts; if it runs there, check their BGP sessions ('kvnet doctor' there)".into(),
                     )
                 });
@@ -256,6 +270,8 @@ pub struct VxlanLink {
     pub name: String,
     pub vni: u32,
     pub master: Option<String>,
+    /// Neither `remote` nor `group`: its remote VTEPs can only come from EVPN.
+    pub evpn: bool,
 }
 
 /// Parses `ip -j -d link show type vxlan`. Devices without an `id` (a "single VXLAN
@@ -269,8 +285,10 @@ pub fn parse_vxlan_links(json: &str) -> Result<Vec<VxlanLink>, serde_json::Error
     Ok(links
         .iter()
         .filter_map(|l| {
-            let vni = l.pointer("/linkinfo/info_data/id")?.as_u64()?;
+            let data = l.pointer("/linkinfo/info_data")?;
+            let vni = data.get("id")?.as_u64()?;
             Some(VxlanLink {
+                evpn: data.get("remote").is_none() && data.get("group").is_none(),
                 name: l.get("ifname")?.as_str()?.to_string(),
                 vni: u32::try_from(vni).ok()?,
                 master: l.get("master").and_then(|m| m.as_str()).map(str::to_string),

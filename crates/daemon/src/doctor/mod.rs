@@ -161,17 +161,17 @@ fn vtysh() -> String {
     std::env::var("KVNET_VTYSH").unwrap_or_else(|_| "vtysh".to_string())
 }
 
-/// The EVPN findings, when this host is in a fabric (its file exists): FRR's sessions
-/// and the VNIs of the VXLAN ports on `nets`' bridges.
+/// The EVPN findings, when this host is in a fabric (its file exists) or a network
+/// has a VXLAN port only EVPN can serve: FRR's sessions and the VNIs of the VXLAN
+/// ports on `nets`' bridges.
 async fn evpn(path: &Path, nets: &[&Network]) -> Vec<Finding> {
     let shown = path.display().to_string();
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Vec::new(),
-        Err(e) => return vec![frr::bad_fabric(&shown, &e.to_string())],
-    };
-    let fabric = match kvnet_model::Fabric::parse(&text) {
-        Ok(f) => f,
+    let fabric = match std::fs::read_to_string(path) {
+        Ok(text) => match kvnet_model::Fabric::parse(&text) {
+            Ok(f) => Some(f),
+            Err(e) => return vec![frr::bad_fabric(&shown, &e.to_string())],
+        },
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
         Err(e) => return vec![frr::bad_fabric(&shown, &e.to_string())],
     };
     let links = match tool("ip", &["-j", "-d", "link", "show", "type", "vxlan"]).await {
@@ -180,6 +180,9 @@ async fn evpn(path: &Path, nets: &[&Network]) -> Vec<Finding> {
     };
     let expected: Vec<frr::OverlayVni> = links
         .into_iter()
+        // With a fabric every VXLAN port counts; without, only EVPN's (no remote, no
+        // group): a static VXLAN needs no FRR.
+        .filter(|l| fabric.is_some() || l.evpn)
         .filter_map(|l| {
             let net = nets.iter().find(|n| {
                 n.bridge_name()
@@ -192,6 +195,9 @@ async fn evpn(path: &Path, nets: &[&Network]) -> Vec<Finding> {
             })
         })
         .collect();
+    if fabric.is_none() && expected.is_empty() {
+        return Vec::new();
+    }
     let vtysh = vtysh();
     let state = match (
         tool(&vtysh, &["-c", "show bgp l2vpn evpn summary json"]).await,
@@ -202,7 +208,7 @@ async fn evpn(path: &Path, nets: &[&Network]) -> Vec<Finding> {
         (Ok(Err(msg)), _) | (_, Ok(Err(msg))) => frr::Frr::Failed(msg),
         (Ok(Ok(summary)), Ok(Ok(vnis))) => frr::Frr::Answered { summary, vnis },
     };
-    frr::judge(&fabric, &state, &expected)
+    frr::judge(fabric.as_ref(), &state, &expected)
 }
 
 /// Runs `program` for at most [`TOOL_TIMEOUT`]: its stdout when it succeeds, else

@@ -45,12 +45,12 @@ fn a_healthy_full_mesh_gives_nothing() {
         fixture!("mesh-host1-summary.json"),
         fixture!("mesh-host1-vni.json"),
     );
-    assert_eq!(judge(&fabric(MESH), &frr, &[vni(100, "lab")]), []);
+    assert_eq!(judge(Some(&fabric(MESH)), &frr, &[vni(100, "lab")]), []);
     let frr = answered(
         fixture!("mesh-host3-summary.json"),
         fixture!("mesh-host3-vni.json"),
     );
-    assert_eq!(judge(&fabric(MESH), &frr, &[vni(100, "lab")]), []);
+    assert_eq!(judge(Some(&fabric(MESH)), &frr, &[vni(100, "lab")]), []);
 }
 
 #[test]
@@ -59,13 +59,13 @@ fn route_reflection_is_healthy_on_the_reflector_and_its_client() {
         fixture!("rr-host1-summary.json"),
         fixture!("rr-host1-vni.json"),
     );
-    assert_eq!(judge(&rr(), &frr, &[vni(100, "lab")]), []);
+    assert_eq!(judge(Some(&rr()), &frr, &[vni(100, "lab")]), []);
     // Host 3 peers with host 1 only and still learns host 2's VTEP.
     let frr = answered(
         fixture!("rr-host3-summary.json"),
         fixture!("rr-host3-vni.json"),
     );
-    assert_eq!(judge(&rr(), &frr, &[vni(100, "lab")]), []);
+    assert_eq!(judge(Some(&rr()), &frr, &[vni(100, "lab")]), []);
 }
 
 #[test]
@@ -74,7 +74,7 @@ fn a_peer_that_is_down_is_named_with_its_state() {
         fixture!("mesh-host1-peer-down-summary.json"),
         fixture!("mesh-host1-peer-down-vni.json"),
     );
-    let f = judge(&fabric(MESH), &frr, &[vni(100, "lab")]);
+    let f = judge(Some(&fabric(MESH)), &frr, &[vni(100, "lab")]);
     assert_eq!(
         brief(&f),
         [(true, "BGP peer host2 (10.255.0.2): Idle".to_string())]
@@ -91,7 +91,7 @@ fn a_fabric_host_without_a_session_is_named() {
         fixture!("mesh-host1-summary.json"),
         fixture!("mesh-host1-vni.json"),
     );
-    let f = judge(&fabric(&four), &frr, &[]);
+    let f = judge(Some(&fabric(&four)), &frr, &[]);
     assert_eq!(
         brief(&f),
         [(true, "no BGP session with host4 (10.255.0.4)".to_string())]
@@ -104,12 +104,12 @@ fn a_fabric_host_without_a_session_is_named() {
         fixture!("rr-host3-summary.json"),
         fixture!("rr-host3-vni.json"),
     );
-    assert_eq!(judge(&fabric(&four_rr), &client, &[]), []);
+    assert_eq!(judge(Some(&fabric(&four_rr)), &client, &[]), []);
     let reflector = answered(
         fixture!("rr-host1-summary.json"),
         fixture!("rr-host1-vni.json"),
     );
-    let f = judge(&fabric(&four_rr), &reflector, &[]);
+    let f = judge(Some(&fabric(&four_rr)), &reflector, &[]);
     assert_eq!(
         brief(&f),
         [(true, "no BGP session with host4 (10.255.0.4)".to_string())]
@@ -127,13 +127,13 @@ fn peers_and_router_ids_outside_the_fabric_are_reported() {
         fixture!("mesh-host1-vni.json"),
     );
     assert_eq!(
-        brief(&judge(&fabric(two), &frr, &[])),
+        brief(&judge(Some(&fabric(two)), &frr, &[])),
         [(false, "BGP peer 10.255.0.2".to_string())]
     );
     let others = "asn = 65000\n\
         [[host]]\nname = \"a\"\nvtep = \"10.9.0.1\"\n\
         [[host]]\nname = \"b\"\nvtep = \"10.9.0.2\"\n";
-    let f = judge(&fabric(others), &frr, &[]);
+    let f = judge(Some(&fabric(others)), &frr, &[]);
     assert_eq!(
         brief(&f),
         [
@@ -150,7 +150,11 @@ fn an_expected_vni_missing_from_frr_is_a_problem_of_its_network() {
         fixture!("mesh-host1-summary.json"),
         fixture!("mesh-host1-vni.json"),
     );
-    let f = judge(&fabric(MESH), &frr, &[vni(100, "lab"), vni(300, "other")]);
+    let f = judge(
+        Some(&fabric(MESH)),
+        &frr,
+        &[vni(100, "lab"), vni(300, "other")],
+    );
     assert_eq!(
         brief(&f),
         [(true, "VNI 300 (vxlan300) not in FRR".to_string())]
@@ -166,7 +170,7 @@ fn a_vni_no_other_host_has_is_a_note() {
         fixture!("mesh-host1-summary.json"),
         fixture!("mesh-host1-vni.json"),
     );
-    let f = judge(&fabric(MESH), &frr, &[vni(200, "solo")]);
+    let f = judge(Some(&fabric(MESH)), &frr, &[vni(200, "solo")]);
     assert_eq!(
         brief(&f),
         [(false, "VNI 200 (vxlan200) has no remote VTEP".to_string())]
@@ -175,17 +179,17 @@ fn a_vni_no_other_host_has_is_a_note() {
     // A one-host fabric has nobody to learn from: no note (only the missing instance).
     let one = "asn = 65000\n[[host]]\nname = \"host1\"\nvtep = \"10.255.0.1\"\n";
     let frr = answered("{}".into(), fixture!("mesh-host1-vni.json"));
-    let f = judge(&fabric(one), &frr, &[vni(200, "solo")]);
+    let f = judge(Some(&fabric(one)), &frr, &[vni(200, "solo")]);
     assert_eq!(brief(&f), [(true, "FRR: no BGP EVPN instance".to_string())]);
 }
 
 #[test]
 fn frr_missing_down_or_unconfigured_is_one_problem() {
-    let f = judge(&fabric(MESH), &Frr::NoVtysh, &[vni(100, "lab")]);
+    let f = judge(Some(&fabric(MESH)), &Frr::NoVtysh, &[vni(100, "lab")]);
     assert_eq!(brief(&f), [(true, "FRR: vtysh not found".to_string())]);
     assert!(f[0].fix.contains("apt-get install frr"));
     let down = fixture!("frr-down.stderr");
-    let f = judge(&fabric(MESH), &Frr::Failed(down), &[]);
+    let f = judge(Some(&fabric(MESH)), &Frr::Failed(down), &[]);
     assert_eq!(
         brief(&f),
         [(
@@ -194,14 +198,14 @@ fn frr_missing_down_or_unconfigured_is_one_problem() {
         )]
     );
     let f = judge(
-        &fabric(MESH),
+        Some(&fabric(MESH)),
         &Frr::Failed("bgpd is not running\n".into()),
         &[],
     );
     assert_eq!(brief(&f), [(true, "FRR: bgpd is not running".to_string())]);
     // bgpd without `router bgp`, and zebra without EVPN (it prints nothing).
     let f = judge(
-        &fabric(MESH),
+        Some(&fabric(MESH)),
         &answered("{}".into(), String::new()),
         &[vni(100, "lab")],
     );
@@ -217,7 +221,7 @@ fn frr_missing_down_or_unconfigured_is_one_problem() {
 #[test]
 fn output_that_is_not_json_is_reported_not_trusted() {
     let frr = answered("% Unknown command".into(), "% Unknown command".into());
-    let f = judge(&fabric(MESH), &frr, &[]);
+    let f = judge(Some(&fabric(MESH)), &frr, &[]);
     assert_eq!(f.len(), 2);
     assert!(f[0].culprit.contains("show bgp l2vpn evpn summary json"));
     assert_eq!(f[0].detail, "vtysh said: % Unknown command");
@@ -244,12 +248,14 @@ fn vxlan_links_give_their_vni_and_bridge() {
             VxlanLink {
                 name: "vxlan100".into(),
                 vni: 100,
-                master: Some("br100".into())
+                master: Some("br100".into()),
+                evpn: true,
             },
             VxlanLink {
                 name: "vxlan7".into(),
                 vni: 7,
-                master: None
+                master: None,
+                evpn: true,
             },
         ]
     );
@@ -260,4 +266,37 @@ fn vxlan_links_give_their_vni_and_bridge() {
         r#"[{"ifname":"vxlan0","linkinfo":{"info_kind":"vxlan","info_data":{"external":true}}}]"#;
     assert_eq!(parse_vxlan_links(external).unwrap(), []);
     assert!(parse_vxlan_links("oops").is_err());
+    // A static remote or a multicast group: not EVPN's.
+    let fixed = r#"[{"ifname":"vx1","linkinfo":{"info_data":{"id":1,"remote":"192.0.2.9"}}},
+        {"ifname":"vx2","linkinfo":{"info_data":{"id":2,"group":"239.1.1.1"}}}]"#;
+    let l = parse_vxlan_links(fixed).unwrap();
+    assert_eq!((l[0].evpn, l[1].evpn), (false, false));
+}
+
+#[test]
+fn without_a_fabric_file_only_frr_and_the_vnis_are_judged() {
+    // host1's FRR, judged without knowing the fabric: nothing about hosts.
+    let frr = answered(
+        fixture!("mesh-host1-peer-down-summary.json"),
+        fixture!("mesh-host1-peer-down-vni.json"),
+    );
+    let f = judge(
+        None,
+        &frr,
+        &[vni(100, "lab"), vni(200, "solo"), vni(300, "x")],
+    );
+    assert_eq!(
+        brief(&f),
+        [
+            (true, "BGP peer 10.255.0.2: Idle".to_string()),
+            (false, "VNI 200 (vxlan200) has no remote VTEP".to_string()),
+            (true, "VNI 300 (vxlan300) not in FRR".to_string()),
+        ]
+    );
+    let f = judge(None, &Frr::NoVtysh, &[vni(100, "lab")]);
+    assert!(
+        f[0].detail
+            .starts_with("networks have VXLAN ports that only EVPN"),
+        "{f:?}"
+    );
 }
