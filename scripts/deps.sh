@@ -18,10 +18,11 @@ run_pkgs=(nftables iproute2 procps libcap2-bin)
 # ipxe-qemu (a dependency of qemu-system-x86, named for clarity) has the NIC option ROMs
 # the PXE guest boots through. dpkg-dev (dpkg-shlibdeps) and binutils (strip) build the
 # Debian package (scripts/package.sh), lintian judges it. iperf3 measures shaped ports
-# (the QoS tests and bench/qos.sh).
+# (the QoS tests and bench/qos.sh). frr (zebra, bgpd, vtysh) runs the EVPN doctor test's
+# two hosts in namespaces; its service is disabled like firewalld's.
 test_pkgs=(iputils-ping python3 busybox-static dnsutils qemu-system-x86 ipxe-qemu cpio gzip
   isc-dhcp-client dhcpcd-base ndisc6 iptables ufw firewalld dbus-daemon systemd
-  dpkg-dev binutils lintian iperf3)
+  dpkg-dev binutils lintian iperf3 frr)
 mode="${1:-run}"
 want=("${run_pkgs[@]}")
 [ "$mode" = test ] && want+=("${test_pkgs[@]}")
@@ -47,6 +48,10 @@ if [ ${#missing[@]} -gt 0 ]; then
     ensure_user polkitd polkitd /nonexistent "polkit"
     ensure_group messagebus
     ensure_user messagebus messagebus /nonexistent ""
+    # frr's postinst adds groups frrvty and frr and user frr.
+    ensure_group frrvty
+    ensure_group frr
+    ensure_user frr frr /nonexistent "Frr routing suite"
   fi
   apt-get update -qq
   updated=1
@@ -68,7 +73,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   fi
   rm -f "$log"
   if [ -d /run/systemd/system ] && [ "$mode" = test ]; then
-    systemctl disable firewalld ufw >/dev/null 2>&1 || true
+    systemctl disable firewalld ufw frr >/dev/null 2>&1 || true
   fi
 fi
 

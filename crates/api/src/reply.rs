@@ -202,6 +202,9 @@ pub enum Check {
     Mtu,
     /// A kernel feature kvnet needs is missing.
     KernelModule,
+    /// Networks across hosts: FRR, the BGP EVPN sessions of the fabric, the VNIs
+    /// FRR advertises.
+    Evpn,
 }
 
 impl Check {
@@ -214,6 +217,7 @@ impl Check {
             Check::Listener => "listener",
             Check::Mtu => "mtu",
             Check::KernelModule => "kernel-module",
+            Check::Evpn => "evpn",
         }
     }
 }

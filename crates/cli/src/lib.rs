@@ -6,6 +6,7 @@
 mod client;
 mod doctor;
 mod events;
+mod fabric;
 mod forwards;
 mod iface;
 mod net;
@@ -28,6 +29,8 @@ const AFTER_HELP: &str = "\
 Files:
   /run/kvnet/kvnetd.sock
           kvnetd's API socket (root only unless kvnetd runs with --socket-group).
+  /etc/kvnet/fabric.toml
+          The EVPN fabric (hosts, VTEPs, BGP AS) that fabric-config reads.
 
 Exit status:
   0       Success.
@@ -69,7 +72,8 @@ enum Cmd {
     Forward(forwards::ForwardCmd),
     /// Check the host for what stops guest traffic (other firewalls' drops,
     /// br_netfilter, forwarding, rp_filter, other DHCP/DNS servers, MTUs, kernel
-    /// modules), naming the culprit and the fix. Exits with 2 when a problem is found.
+    /// modules, and FRR's EVPN sessions and VNIs when the host is in a fabric), naming
+    /// the culprit and the fix. Exits with 2 when a problem is found.
     Doctor {
         /// Only this (active) network.
         network: Option<String>,
@@ -93,6 +97,10 @@ enum Cmd {
         #[arg(long)]
         canonical: bool,
     },
+    /// Print this host's FRR configuration (frr.conf) for the EVPN fabric that
+    /// networks spanning hosts use, from the fabric file alone (no daemon needed); on
+    /// stderr, how to load it.
+    FabricConfig(fabric::FabricConfigArgs),
     /// Print shell completions.
     Completions { shell: clap_complete::Shell },
 }
@@ -125,6 +133,7 @@ fn run(cli: Cli) -> Result<()> {
             }
         }
         Cmd::Doctor { network, json } => doctor::run(&c, network, json.json)?,
+        Cmd::FabricConfig(a) => fabric::run(a)?,
         Cmd::Completions { shell } => completions(shell, &mut std::io::stdout()),
     }
     Ok(())

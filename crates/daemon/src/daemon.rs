@@ -625,7 +625,7 @@ impl Daemon {
 
     /// What on this host stops guest traffic (`kvnet doctor`).
     pub async fn doctor(&self, network: Option<&str>) -> Result<Report> {
-        crate::doctor::run(&self.registry, self.life.dp(), network).await
+        crate::doctor::run(&self.registry, self.life.dp(), &self.paths, network).await
     }
 
     /// A port's `port` event (`net-event`) and `port-created`/`port-deleted` hook, whose

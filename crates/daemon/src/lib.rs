@@ -20,6 +20,9 @@ Files:
   /etc/kvnet/networks/NAME.xml
           Persistent network definitions (root only); networks/autostart/NAME.xml
           marks one to start at boot.
+  /etc/kvnet/fabric.toml
+          The EVPN fabric this host belongs to (kvnet fabric-config); when it exists,
+          kvnet doctor asks FRR (vtysh, or $KVNET_VTYSH) about its sessions and VNIs.
   /etc/kvnet/bridge.conf
           kvnet-bridge-helper's ACL; kvnetd keeps /etc/kvnet readable for it.
   /var/lib/kvnet/leases/, /var/lib/kvnet/ports/

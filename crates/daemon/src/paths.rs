@@ -31,11 +31,6 @@ impl Paths {
         }
     }
 
-    /// The fabric description of overlay networks (kvnet_model::Fabric), readable.
-    pub fn fabric(&self) -> PathBuf {
-        self.config_dir.join("fabric.toml")
-    }
-
     /// Persistent definitions (`NAME.xml`) and `autostart/`: root only (0700).
     pub fn networks_dir(&self) -> PathBuf {
         self.config_dir.join("networks")
@@ -117,6 +112,12 @@ impl Paths {
     /// /run/kvnet/nss-hosts: readable by everyone.
     pub fn nss_index(&self) -> PathBuf {
         self.run_dir.join("nss-hosts")
+    }
+
+    /// The EVPN fabric this host belongs to (kvnet-model's `fabric`), if it exists:
+    /// overlay networks take their DHCP slices from it, and `kvnet doctor` checks FRR.
+    pub fn fabric(&self) -> PathBuf {
+        self.config_dir.join("fabric.toml")
     }
 
     pub fn lock(&self) -> PathBuf {

@@ -1,12 +1,14 @@
 //! `kvnet doctor`: what on this host stops guest traffic, by culprit and fix. This is
 //! the thin shell that gathers the facts (the ruleset, sysctls, routes, sockets,
-//! links, kernel modules); [`checks`] judges them.
+//! links, kernel modules, FRR); [`checks`] and [`frr`] judge them.
 
 pub mod checks;
+pub mod frr;
 
 use crate::dataplane::Dataplane;
 use crate::dataplane::checks::forwarding_sysctls;
 use crate::dataplane::foreign::{self, Mode};
+use crate::paths::Paths;
 use crate::registry::Registry;
 use anyhow::Result;
 use checks::{Feature, Mtu};
@@ -17,9 +19,15 @@ use kvnet_host::{procroutes, sysctl};
 use kvnet_model::Network;
 use std::net::IpAddr;
 use std::path::Path;
+use std::time::Duration;
 
 /// The report for every active network, or only `only` (which must be active).
-pub async fn run(reg: &Registry, dp: &Dataplane, only: Option<&str>) -> Result<Report> {
+pub async fn run(
+    reg: &Registry,
+    dp: &Dataplane,
+    paths: &Paths,
+    only: Option<&str>,
+) -> Result<Report> {
     let nets: Vec<&Network> = match only {
         Some(name) => vec![reg.live(name)?],
         None => reg.active(),
@@ -66,6 +74,7 @@ pub async fn run(reg: &Registry, dp: &Dataplane, only: Option<&str>) -> Result<R
         findings.extend(mtu(dp, net, br).await);
     }
     findings.extend(checks::modules(present));
+    findings.extend(evpn(&paths.fabric(), &nets).await);
     Ok(Report {
         findings,
         kvnet_changes: dp.foreign().changes().await,
@@ -140,6 +149,93 @@ async fn mtu(dp: &Dataplane, net: &Network, br: &str) -> Vec<Finding> {
         mtu: bridge.mtu,
     };
     checks::mtu(&net.name, &bridge, wanted, &ports)
+}
+
+/// How long vtysh and `ip` may take: FRR answers in milliseconds; a hung daemon must
+/// not hang the doctor.
+const TOOL_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The vtysh binary: `$KVNET_VTYSH` if set (tests point it at a namespace's FRR),
+/// else `vtysh` from `PATH`.
+fn vtysh() -> String {
+    std::env::var("KVNET_VTYSH").unwrap_or_else(|_| "vtysh".to_string())
+}
+
+/// The EVPN findings, when this host is in a fabric (its file exists) or a network
+/// has a VXLAN port only EVPN can serve: FRR's sessions and the VNIs of the VXLAN
+/// ports on `nets`' bridges.
+async fn evpn(path: &Path, nets: &[&Network]) -> Vec<Finding> {
+    let shown = path.display().to_string();
+    let fabric = match std::fs::read_to_string(path) {
+        Ok(text) => match kvnet_model::Fabric::parse(&text) {
+            Ok(f) => Some(f),
+            Err(e) => return vec![frr::bad_fabric(&shown, &e.to_string())],
+        },
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return vec![frr::bad_fabric(&shown, &e.to_string())],
+    };
+    let links = match tool("ip", &["-j", "-d", "link", "show", "type", "vxlan"]).await {
+        Ok(Ok(out)) => frr::parse_vxlan_links(&out).unwrap_or_default(),
+        _ => Vec::new(),
+    };
+    let expected: Vec<frr::OverlayVni> = links
+        .into_iter()
+        // With a fabric every VXLAN port counts; without, only EVPN's (no remote, no
+        // group): a static VXLAN needs no FRR.
+        .filter(|l| fabric.is_some() || l.evpn)
+        .filter_map(|l| {
+            let net = nets.iter().find(|n| {
+                n.bridge_name()
+                    .is_some_and(|b| l.master.as_deref() == Some(b))
+            })?;
+            Some(frr::OverlayVni {
+                vni: l.vni,
+                network: net.name.clone(),
+                device: l.name,
+            })
+        })
+        .collect();
+    if fabric.is_none() && expected.is_empty() {
+        return Vec::new();
+    }
+    let vtysh = vtysh();
+    let state = match (
+        tool(&vtysh, &["-c", "show bgp l2vpn evpn summary json"]).await,
+        tool(&vtysh, &["-c", "show evpn vni json"]).await,
+    ) {
+        (Err(e), _) | (_, Err(e)) if e.kind() == std::io::ErrorKind::NotFound => frr::Frr::NoVtysh,
+        (Err(e), _) | (_, Err(e)) => frr::Frr::Failed(format!("{vtysh}: {e}")),
+        (Ok(Err(msg)), _) | (_, Ok(Err(msg))) => frr::Frr::Failed(msg),
+        (Ok(Ok(summary)), Ok(Ok(vnis))) => frr::Frr::Answered { summary, vnis },
+    };
+    frr::judge(fabric.as_ref(), &state, &expected)
+}
+
+/// Runs `program` for at most [`TOOL_TIMEOUT`]: its stdout when it succeeds, else
+/// what it said (stderr, else stdout) or how it failed.
+async fn tool(program: &str, args: &[&str]) -> std::io::Result<Result<String, String>> {
+    let child = tokio::process::Command::new(program)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()?;
+    let Ok(out) = tokio::time::timeout(TOOL_TIMEOUT, child.wait_with_output()).await else {
+        return Ok(Err(format!(
+            "{program} did not answer within {TOOL_TIMEOUT:?}"
+        )));
+    };
+    let out = out?;
+    let text = |b: &[u8]| String::from_utf8_lossy(b).trim().to_string();
+    if out.status.success() {
+        return Ok(Ok(String::from_utf8_lossy(&out.stdout).into_owned()));
+    }
+    let said = [text(&out.stderr), text(&out.stdout)]
+        .into_iter()
+        .find(|t| !t.is_empty())
+        .unwrap_or_else(|| format!("{program} failed ({})", out.status));
+    Ok(Err(said))
 }
 
 /// A kernel feature is there: one of its files exists, or its module is loaded or
