@@ -156,3 +156,126 @@ fn an_overlay_is_refused_when_it_cannot_fit_or_its_host_is_not_in_the_fabric() {
         "{out}"
     );
 }
+
+/// Polls `cond` every 100 ms for up to `secs`; the time it took, or None.
+fn within(secs: u64, mut cond: impl FnMut() -> bool) -> Option<std::time::Duration> {
+    let t0 = std::time::Instant::now();
+    while t0.elapsed() < std::time::Duration::from_secs(secs) {
+        if cond() {
+            return Some(t0.elapsed());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    None
+}
+
+/// The same with BGP EVPN: two hosts with FRR configured by `kvnet fabric-config`, VTEPs
+/// on lo routed over the underlay link, one overlay NAT network defined identically on
+/// both (`dev='lo'`). FRR alone tells each host where the other's guests are; a guest
+/// moving between hosts is reached again within a second and keeps its address.
+#[test]
+#[ignore = "needs root"]
+fn an_overlay_over_frr_evpn_carries_guests_and_a_move() {
+    use lab::frr::{Frr, TempDir};
+    have("busybox", "busybox-static");
+    have("vtysh", "frr");
+    let fabric = "asn = 65000\n\
+        [[host]]\nname = \"a\"\nvtep = \"10.255.0.1\"\n\
+        [[host]]\nname = \"b\"\nvtep = \"10.255.0.2\"\n";
+    let setup = Setup {
+        shell: vec![format!(
+            "mkdir -p $D/etc && printf '%s' '{fabric}' > $D/etc/fabric.toml"
+        )],
+        ..Setup::default()
+    };
+    let (mut a, mut b) = (Lab::with_setup(&[], &setup), Lab::with_setup(&[], &setup));
+    a.host.veth_to("kvul0", &b.host, "kvul0").unwrap();
+    for (lab, n, other) in [(&a, 1, 2), (&b, 2, 1)] {
+        ip(&lab.host, &format!("addr add 172.31.254.{n}/24 dev kvul0"));
+        ip(&lab.host, "link set kvul0 up");
+        ip(&lab.host, &format!("addr add 10.255.0.{n}/32 dev lo"));
+        ip(
+            &lab.host,
+            &format!("route add 10.255.0.{other}/32 via 172.31.254.{other}"),
+        );
+    }
+    let net = OVERLAY.replace("dev='kvul0'", "dev='lo'");
+    a.define_and_start(&net);
+    b.define_and_start(&net);
+    let base = std::env::temp_dir().join(format!("kvnet-ovfrr-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&base);
+    std::fs::create_dir_all(&base).unwrap();
+    let _base = TempDir(base.clone());
+    let _fa = Frr::start(
+        &a.host,
+        &base.join("a"),
+        &a.daemon.dir.join("etc/fabric.toml"),
+        "a",
+    );
+    let _fb = Frr::start(
+        &b.host,
+        &base.join("b"),
+        &b.daemon.dir.join("etc/fabric.toml"),
+        "b",
+    );
+    // Each host's flood list gets the other's VTEP from its type-3 route.
+    for (lab, other) in [(&a, 2), (&b, 1)] {
+        let flood = format!("00:00:00:00:00:00 dst 10.255.0.{other}");
+        let took = within(40, || {
+            sh(&lab.host, "bridge fdb show dev kvx4242")
+                .1
+                .contains(&flood)
+        });
+        assert!(
+            took.is_some(),
+            "{}",
+            sh(&lab.host, "bridge fdb show dev kvx4242").1
+        );
+    }
+
+    let (g1, addr1) = a.udhcpc_guest("kvov0", "52:54:00:0e:00:11", "g1");
+    let (g2, addr2) = b.udhcpc_guest("kvov0", "52:54:00:0e:00:12", "g2");
+    let (g3, addr3) = b.udhcpc_guest("kvov0", "52:54:00:0e:00:13", "g3");
+    for (lab, g, addr) in [(&a, g1, &addr1), (&b, g2, &addr2), (&b, g3, &addr3)] {
+        ip(&lab.guests[g], &format!("addr add {addr}/24 dev eth0"));
+        ip(&lab.guests[g], "link set eth0 mtu 1450");
+    }
+    let reach =
+        |from: &kvnet_host::testns::TestNs, to: &str| sh(from, &format!("ping -c 1 -W 1 {to}")).0;
+    let state = |lab: &Lab| {
+        format!(
+            "{}\n{}\n{}",
+            sh(&lab.host, "bridge fdb show br kvov0").1,
+            sh(&lab.host, "ip neigh show dev kvov0").1,
+            sh(&lab.host, "ip -d link show kvx4242; ip route").1
+        )
+    };
+    assert!(
+        within(10, || reach(&a.guests[g1], &addr2)).is_some(),
+        "g1 reaches g2\nA:\n{}\nB:\n{}",
+        state(&a),
+        state(&b)
+    );
+    assert!(reach(&b.guests[g3], &addr1), "g3 reaches g1");
+
+    // g3 moves from b to a: its port goes on b, a new one with its MAC and address comes
+    // on a; g2 (on b) reaches it again through the overlay, within a second.
+    ip(&b.host, &format!("link del vg{g3}"));
+    let moved = a.guest_with_mac("kvov0", &addr3, "", Some("52:54:00:0e:00:13"));
+    ip(&a.guests[moved], "link set eth0 mtu 1450");
+    // The guest speaks first, as a migrated guest does (a gratuitous ARP).
+    let _ = sh(
+        &a.guests[moved],
+        &format!("busybox arping -U -c 1 -I eth0 {addr3}"),
+    );
+    let took = within(5, || reach(&b.guests[g2], &addr3));
+    let took = took.expect("g2 reaches the moved g3");
+    eprintln!("traffic to the moved guest resumed after {took:?}");
+    assert!(took < std::time::Duration::from_secs(1), "{took:?}");
+    // Its lease moves with it: a's server acks its address (init-reboot).
+    let (ok, out) = sh(
+        &a.guests[moved],
+        &format!("busybox udhcpc -q -n -f -i eth0 -t 5 -T 1 -r {addr3} -s /bin/true 2>&1"),
+    );
+    assert!(ok && out.contains(&format!("lease of {addr3}")), "{out}");
+}

@@ -7,6 +7,7 @@
 #![allow(dead_code)]
 
 pub mod frames;
+pub mod frr;
 
 use kvnet_api::request as req;
 use kvnet_api::{Reply, Request};
