@@ -257,6 +257,13 @@ fn an_overlay_over_frr_evpn_carries_guests_and_a_move() {
         state(&b)
     );
     assert!(reach(&b.guests[g3], &addr1), "g3 reaches g1");
+    // Each guest goes out through its own host's NAT (the anycast gateway): each lab's
+    // LAN sees the datagram from its host's uplink address.
+    for (lab, g) in [(&a, g1), (&b, g2)] {
+        ip(&lab.guests[g], "route add default via 10.77.0.1");
+        let src = udp_source_seen_by_lan(lab, &lab.guests[g]).expect("datagram arrived");
+        assert_eq!(src.ip().to_string(), LAN_HOST, "NATed by its own host");
+    }
 
     // g3 moves from b to a: its port goes on b, a new one with its MAC and address comes
     // on a; g2 (on b) reaches it again through the overlay, within a second.
