@@ -298,16 +298,8 @@ impl Daemon {
     }
 
     pub async fn port_create(&mut self, r: PortCreate) -> Result<CreatedPort> {
-        if (r.inbound.is_some() || r.outbound.is_some())
-            && let Ok(live) = self.registry.live(&r.network)
-            && live.bridge_name().is_none()
-        {
-            return Err(anyhow!(
-                "network '{}' has no bridge: kvnet shapes (--inbound/--outbound) only ports on a bridge",
-                r.network
-            ));
-        }
-        // A direct or hostdev port records its portgroup (an unknown one is refused).
+        // A direct or hostdev port records its portgroup (an unknown one is refused) and
+        // its rates (a hostdev port's, or a floor on a direct network, are refused).
         let direct_qos = |d: &Self, r: &PortCreate| -> Result<crate::qos::PortQos> {
             let live = d.registry.live(&r.network)?;
             crate::qos::admit(live, r, d.ports.recs(&r.network))
@@ -324,10 +316,21 @@ impl Daemon {
         }
         if let Some(pool) = self.life.pool(&self.registry, &r.network) {
             let qos = direct_qos(self, &r)?;
+            let network = r.network.clone();
             let created = self
                 .ports
                 .create_macvtap(self.life.nl(), &pool?, r, qos)
                 .await?;
+            // Shaped once its macvtap exists; if that fails, the port goes again.
+            let ifname = created.port.ifname.as_str();
+            if let Err(e) = self
+                .life
+                .shape(&self.registry, &self.ports, &network, Some(ifname))
+                .await
+            {
+                let _ = self.port_delete(Some(&network), ifname).await;
+                return Err(e.context(format!("cannot shape port {ifname}")));
+            }
             self.port_event(&created.port, "created");
             return Ok(created);
         }
