@@ -298,8 +298,21 @@ impl Daemon {
     }
 
     pub async fn port_create(&mut self, r: PortCreate) -> Result<CreatedPort> {
-        // A direct or hostdev port records its portgroup (an unknown one is refused) and
-        // its rates (a hostdev port's, or a floor on a direct network, are refused).
+        // Refused on the definition, active or not: rates on a hostdev port, a floor on
+        // a direct network's.
+        if let Ok(o) = self.registry.get(&r.network)
+            && let Err(e) = crate::qos::plan::check_rates(
+                o.current(),
+                r.inbound.as_deref(),
+                r.outbound.as_deref(),
+            )
+        {
+            return Err(anyhow!(
+                "cannot create a port on network '{}': {e}",
+                r.network
+            ));
+        }
+        // A direct or hostdev port records its portgroup (an unknown one is refused).
         let direct_qos = |d: &Self, r: &PortCreate| -> Result<crate::qos::PortQos> {
             let live = d.registry.live(&r.network)?;
             crate::qos::admit(live, r, d.ports.recs(&r.network))

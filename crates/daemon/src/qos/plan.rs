@@ -103,21 +103,8 @@ pub fn admit(
     if let Some(r) = &outbound {
         r.check("outbound", false)?;
     }
-    if net.profile().hostdev && (inbound.is_some() || outbound.is_some()) {
-        return Err(
-            "a hostdev port is a virtual function the guest drives itself: the host cannot shape it (--inbound/--outbound)"
-                .to_string(),
-        );
-    }
-    // libvirt's virNetDevSupportBandwidthFloor: a floor is a class under the bridge's
-    // HTB, so only the networks kvnet gives a bridge of its own have one.
+    check_rates(net, inbound.as_ref(), outbound.as_ref())?;
     let bridged = net.bridge_name().is_some();
-    if !bridged && inbound.as_ref().is_some_and(|r| r.floor.is_some()) {
-        return Err(
-            "a floor needs a bridge's traffic classes: it is supported on nat, route, open and isolated networks, not on a direct network"
-                .to_string(),
-        );
-    }
     let mut q = PortQos {
         portgroup,
         inbound,
@@ -147,6 +134,29 @@ pub fn admit(
         q.class = (FIRST_PORT_CLASS..=u16::MAX).find(|c| !taken.contains(c));
     }
     Ok(q)
+}
+
+/// The rates a port may ask for on `net`: none on a hostdev network (its VF is the
+/// guest's), no floor without a bridge (libvirt's virNetDevSupportBandwidthFloor: a
+/// floor is a class under the bridge's HTB).
+pub fn check_rates(
+    net: &Network,
+    inbound: Option<&BandwidthRate>,
+    outbound: Option<&BandwidthRate>,
+) -> Result<(), String> {
+    if net.profile().hostdev && (inbound.is_some() || outbound.is_some()) {
+        return Err(
+            "a hostdev port is a virtual function the guest drives itself: the host cannot shape it (--inbound/--outbound)"
+                .to_string(),
+        );
+    }
+    if net.bridge_name().is_none() && inbound.is_some_and(|r| r.floor.is_some()) {
+        return Err(
+            "a floor needs a bridge's traffic classes: it is supported on nat, route, open and isolated networks, not on a direct network"
+                .to_string(),
+        );
+    }
+    Ok(())
 }
 
 /// The ports' floors on `net`: each needs the network's inbound average, and together
