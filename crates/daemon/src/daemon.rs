@@ -298,12 +298,17 @@ impl Daemon {
     }
 
     pub async fn port_create(&mut self, r: PortCreate) -> Result<CreatedPort> {
-        if (r.inbound.is_some() || r.outbound.is_some())
-            && let Ok(live) = self.registry.live(&r.network)
-            && live.bridge_name().is_none()
+        // Refused on the definition, active or not: rates on a hostdev port, a floor on
+        // a direct network's.
+        if let Ok(o) = self.registry.get(&r.network)
+            && let Err(e) = crate::qos::plan::check_rates(
+                o.current(),
+                r.inbound.as_deref(),
+                r.outbound.as_deref(),
+            )
         {
             return Err(anyhow!(
-                "network '{}' has no bridge: kvnet shapes (--inbound/--outbound) only ports on a bridge",
+                "cannot create a port on network '{}': {e}",
                 r.network
             ));
         }
@@ -324,10 +329,21 @@ impl Daemon {
         }
         if let Some(pool) = self.life.pool(&self.registry, &r.network) {
             let qos = direct_qos(self, &r)?;
+            let network = r.network.clone();
             let created = self
                 .ports
                 .create_macvtap(self.life.nl(), &pool?, r, qos)
                 .await?;
+            // Shaped once its macvtap exists; if that fails, the port goes again.
+            let ifname = created.port.ifname.as_str();
+            if let Err(e) = self
+                .life
+                .shape(&self.registry, &self.ports, &network, Some(ifname))
+                .await
+            {
+                let _ = self.port_delete(Some(&network), ifname).await;
+                return Err(e.context(format!("cannot shape port {ifname}")));
+            }
             self.port_event(&created.port, "created");
             return Ok(created);
         }

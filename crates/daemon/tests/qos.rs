@@ -8,49 +8,12 @@ mod lab;
 
 use kvnet_api::CreatedPort;
 use kvnet_host::testns::TestNs;
-use lab::frames::open_tap;
+use lab::frames::{blocking, open_tap, pump};
 use lab::*;
-use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use std::fs::File;
-use std::io::{Read, Write};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
-
-/// Copy frames from one TAP file to another until `stop`, or until reading fails for a
-/// second (its device is gone). A frame the other side refuses (its link not up yet)
-/// is dropped, as a wire would.
-fn pump(mut from: File, mut to: File, stop: Arc<AtomicBool>) {
-    use std::os::fd::AsFd;
-    let mut buf = vec![0u8; 65536];
-    let mut errors = 0;
-    while errors < 100 && !stop.load(Ordering::Relaxed) {
-        let mut fds = [PollFd::new(from.as_fd(), PollFlags::POLLIN)];
-        if !matches!(poll(&mut fds, PollTimeout::from(100u16)), Ok(n) if n > 0) {
-            continue;
-        }
-        match from.read(&mut buf) {
-            Ok(n) => {
-                errors = 0;
-                let _ = to.write(&buf[..n]);
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(_) => {
-                errors += 1;
-                thread::sleep(std::time::Duration::from_millis(10));
-            }
-        }
-    }
-}
-
-fn blocking(f: File) -> File {
-    nix::fcntl::fcntl(
-        &f,
-        nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::empty()),
-    )
-    .unwrap();
-    f
-}
 
 /// A guest wired to its port by two relay threads, which let go of the port's TAP
 /// when it is dropped.
@@ -104,28 +67,6 @@ fn relay_guest(lab: &Lab, port: &str, mac: &str, addr: &str) -> Guest {
     }
 }
 
-/// Goodput in kB/s (1000 bytes) of `iperf3 -c` from `client` to `server_addr` in
-/// `server`, after a second omitted for slow start; `reverse`: the server sends.
-fn iperf(server: &TestNs, server_addr: &str, client: &TestNs, port: u16, reverse: bool) -> f64 {
-    let (ok, out) = sh(
-        server,
-        &format!("iperf3 -s -1 -D -B {server_addr} -p {port}"),
-    );
-    assert!(ok, "iperf3 server: {out}");
-    std::thread::sleep(std::time::Duration::from_millis(300));
-    let r = if reverse { "-R" } else { "" };
-    let (ok, out) = sh(
-        client,
-        &format!("iperf3 -c {server_addr} -p {port} -t 4 -O 1 -J {r}"),
-    );
-    assert!(ok, "iperf3 client: {out}");
-    let v: serde_json::Value = serde_json::from_str(&out).expect("iperf3 JSON");
-    v["end"]["sum_received"]["bits_per_second"]
-        .as_f64()
-        .expect("bits_per_second")
-        / 8000.0
-}
-
 /// The guest reaches the host (its first frames wait for ARP through the relay).
 fn reaches(g: &TestNs, addr: &str) -> bool {
     (0..5).any(|_| ping(g, addr))
@@ -137,18 +78,6 @@ fn create(lab: &Lab, net: &str, args: &[&str]) -> CreatedPort {
     let (ok, out) = lab.cli(&a);
     assert!(ok, "{out}\n{}", lab.daemon.log());
     serde_json::from_str(&out).unwrap()
-}
-
-fn within(measured: f64, target: f64, what: &str) {
-    let dev = (measured - target) / target;
-    eprintln!(
-        "{what}: {measured:.0} kB/s for {target:.0} kB/s ({:+.1} %)",
-        dev * 100.0
-    );
-    assert!(
-        dev.abs() <= 0.10,
-        "{what}: {measured:.0} kB/s, target {target:.0} kB/s"
-    );
 }
 
 /// What a restart must leave as is: the qdiscs and classes, without counters.

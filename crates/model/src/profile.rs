@@ -252,12 +252,39 @@ impl Network {
                     .to_string(),
             );
         }
-        // kvnetd shapes a bridge and the guest ports on it (its qos module), not
-        // macvtaps (whose directions are the other way round).
-        if (self.bandwidth.is_some() || self.portgroups.iter().any(|p| p.bandwidth.is_some()))
-            && self.profile().bridge == BridgeRole::None
+        // kvnetd shapes a bridge and its ports, and a direct network's macvtaps (its qos
+        // module); a hostdev network's VFs belong to the guests.
+        let profile = self.profile();
+        if profile.hostdev
+            && (self.bandwidth.is_some() || self.portgroups.iter().any(|p| p.bandwidth.is_some()))
         {
-            out.push("<bandwidth> (traffic shaping of a direct network's macvtaps)".to_string());
+            out.push(
+                "<bandwidth> (traffic shaping of a hostdev network's virtual functions)"
+                    .to_string(),
+            );
+        }
+        if profile.macvtap.is_some() {
+            // A port takes its own rates or its portgroup's, never the network's; with
+            // no bridge libvirt applies the network's nowhere either.
+            if self.bandwidth.is_some() {
+                out.push(
+                    "<bandwidth> (network-wide shaping of a direct network, which has no bridge to shape)"
+                        .to_string(),
+                );
+            }
+            // A floor is a class under a bridge's HTB (libvirt: nat, route, open and
+            // isolated networks only).
+            let floor = |b: &Option<crate::Bandwidth>| {
+                b.as_ref()
+                    .and_then(|b| b.inbound.as_ref())
+                    .is_some_and(|r| r.floor.is_some())
+            };
+            if self.portgroups.iter().any(|p| floor(&p.bandwidth)) {
+                out.push(
+                    "<portgroup><bandwidth><inbound floor> (guaranteed rate of a direct network's ports, which needs a bridge)"
+                        .to_string(),
+                );
+            }
         }
         out
     }

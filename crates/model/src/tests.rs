@@ -1288,6 +1288,28 @@ fn unsupported_features_are_listed() {
                 .to_string()
         ]
     );
+    // kvnetd shapes a direct network's macvtaps by their portgroups' rates; the
+    // network's own <bandwidth> and a portgroup's floor have nothing to act on.
+    let shaped = net(
+        "<network><name>s</name><forward mode='bridge'><interface dev='eth1'/></forward>\
+         <portgroup name='g' default='yes'><bandwidth><inbound average='10'/>\
+         <outbound average='5'/></bandwidth></portgroup></network>",
+    );
+    assert_eq!(shaped.not_applied(), Vec::<String>::new());
+    let f = net(
+        "<network><name>f</name><forward mode='vepa'><interface dev='eth1'/></forward>\
+         <bandwidth><inbound average='100'/></bandwidth><portgroup name='g'><bandwidth>\
+         <inbound average='10' floor='5'/></bandwidth></portgroup></network>",
+    );
+    assert_eq!(
+        f.not_applied(),
+        vec![
+            "<bandwidth> (network-wide shaping of a direct network, which has no bridge to shape)"
+                .to_string(),
+            "<portgroup><bandwidth><inbound floor> (guaranteed rate of a direct network's ports, which needs a bridge)"
+                .to_string(),
+        ]
+    );
 }
 
 #[test]

@@ -321,8 +321,8 @@ impl Lifecycle {
     }
 
     /// Apply the `<bandwidth>` of active network `name` and its ports (crate::qos), or
-    /// with `only` of its bridge and that port: on networks with a bridge (a direct
-    /// network's macvtaps are not shaped).
+    /// with `only` of its bridge and that port; on a direct network, of its macvtaps
+    /// (a hostdev network's VFs are the guests' own: nothing to shape).
     pub async fn shape(
         &self,
         reg: &Registry,
@@ -333,6 +333,9 @@ impl Lifecycle {
         let live = reg.live(name)?;
         match live.bridge_name() {
             Some(br) => crate::qos::sync(self.dp.nl(), live, br, ports.recs(name), only).await,
+            None if live.profile().macvtap.is_some() => {
+                crate::qos::sync_direct(self.dp.nl(), live, ports.recs(name), only).await
+            }
             None => Ok(()),
         }
     }

@@ -226,7 +226,7 @@ impl Ports {
                 .then_some(parent_link.mac.map(MacAddr))
                 .flatten(),
             managed: false,
-            // Its portgroup only: kvnet shapes bridged ports (crate::qos).
+            // Its rates and portgroup: shaped on the macvtap (crate::qos::sync_direct).
             qos,
         };
         let mut ports = self.of(network).to_vec();
@@ -341,13 +341,18 @@ async fn make(nl: &Netlink, rec: &PortRec, mode: MacvtapMode) -> Result<String> 
     res
 }
 
-/// Delete a macvtap port's link, and give a passthrough device its own MAC back.
+/// Delete a macvtap port's link and the IFB its inbound went through, and give a
+/// passthrough device its own MAC back.
 pub async fn unmake(nl: &Netlink, rec: &PortRec) -> Result<()> {
     if let Some(l) = nl.link(&rec.ifname).await? {
         nl.delete_link(l.index)
             .await
             .with_context(|| format!("delete macvtap {}", rec.ifname))?;
     }
+    let ifb = kvnet_host::ifb_name(&rec.ifname);
+    nl.delete_ifb(&ifb)
+        .await
+        .with_context(|| format!("delete {ifb}"))?;
     if let (Some(parent), Some(mac)) = (&rec.parent, rec.parent_mac)
         && let Some(l) = nl.link(parent).await?
         && l.mac != Some(mac.0)

@@ -39,6 +39,33 @@ pub async fn sync(
     Ok(())
 }
 
+/// Bring direct network `net`'s macvtaps (and their IFBs) to the plan
+/// ([`plan::direct_plan`]); with `only`, that port. A missing macvtap is skipped (it
+/// is shaped when it is made again, at the network's start).
+pub async fn sync_direct(
+    nl: &Netlink,
+    net: &Network,
+    ports: &[PortRec],
+    only: Option<&str>,
+) -> Result<()> {
+    let ports: Vec<_> = ports
+        .iter()
+        .filter(|p| p.kind == kvnet_api::PortKind::Macvtap)
+        .filter(|p| only.is_none_or(|o| o == p.ifname))
+        .map(|p| (p.ifname.clone(), p.qos.clone()))
+        .collect();
+    if ports.is_empty() {
+        return Ok(());
+    }
+    let shaped = nl.tc_devices().await?;
+    for d in plan::direct_plan(net, &ports) {
+        apply(nl, &d, &shaped)
+            .await
+            .with_context(|| format!("bandwidth of {} on network '{}'", d.dev, net.name))?;
+    }
+    Ok(())
+}
+
 async fn apply(
     nl: &Netlink,
     d: &plan::DevPlan,

@@ -10,6 +10,10 @@
 //!   `1:2` (the default) for whatever has no floor, and a class per port with a floor
 //!   (rate = floor, ceil = the network's peak or average), steered by the guest's MAC;
 //!   the network's outbound goes through an IFB from the bridge's ingress.
+//! * On a direct network a port's macvtap is the guest's own end, so the directions
+//!   are swapped: outbound shapes the macvtap's egress, inbound its ingress (through an
+//!   IFB); no floor, and the network's own `<bandwidth>` shapes nothing, as in libvirt
+//!   ([`direct_plan`]).
 
 use kvnet_host::{HtbClass, MacFilter, TcChange, TcShape};
 use kvnet_model::{Bandwidth, BandwidthRate, MacAddr, Network};
@@ -99,13 +103,17 @@ pub fn admit(
     if let Some(r) = &outbound {
         r.check("outbound", false)?;
     }
+    check_rates(net, inbound.as_ref(), outbound.as_ref())?;
+    let bridged = net.bridge_name().is_some();
     let mut q = PortQos {
         portgroup,
         inbound,
         outbound,
         class: None,
     };
-    if let Some(floor) = q.effective(net).inbound.and_then(|r| r.floor) {
+    if let Some(floor) = q.effective(net).inbound.and_then(|r| r.floor)
+        && bridged
+    {
         let Some(avg) = net_inbound(net).and_then(|r| r.average) else {
             return Err(format!(
                 "a floor needs an inbound average on network '{}', which has none",
@@ -128,6 +136,29 @@ pub fn admit(
     Ok(q)
 }
 
+/// The rates a port may ask for on `net`: none on a hostdev network (its VF is the
+/// guest's), no floor without a bridge (libvirt's virNetDevSupportBandwidthFloor: a
+/// floor is a class under the bridge's HTB).
+pub fn check_rates(
+    net: &Network,
+    inbound: Option<&BandwidthRate>,
+    outbound: Option<&BandwidthRate>,
+) -> Result<(), String> {
+    if net.profile().hostdev && (inbound.is_some() || outbound.is_some()) {
+        return Err(
+            "a hostdev port is a virtual function the guest drives itself: the host cannot shape it (--inbound/--outbound)"
+                .to_string(),
+        );
+    }
+    if net.bridge_name().is_none() && inbound.is_some_and(|r| r.floor.is_some()) {
+        return Err(
+            "a floor needs a bridge's traffic classes: it is supported on nat, route, open and isolated networks, not on a direct network"
+                .to_string(),
+        );
+    }
+    Ok(())
+}
+
 /// The ports' floors on `net`: each needs the network's inbound average, and together
 /// they fit under it.
 pub fn floors_fit(net: &Network, ports: &[PortQos]) -> Result<(), String> {
@@ -135,7 +166,8 @@ pub fn floors_fit(net: &Network, ports: &[PortQos]) -> Result<(), String> {
         .iter()
         .filter_map(|q| q.effective(net).inbound.and_then(|r| r.floor))
         .collect();
-    if floors.is_empty() {
+    // A direct network's portgroup floors are not applied (model's not_applied).
+    if floors.is_empty() || net.bridge_name().is_none() {
         return Ok(());
     }
     let sum: u64 = floors.iter().sum();
@@ -278,6 +310,27 @@ pub fn network_plan(
         },
     );
     out
+}
+
+/// Every macvtap of direct network `net` with `ports` (name, QoS), including those
+/// that want nothing (so that what they had goes). A macvtap is seen from the host as
+/// the guest's own interface (libvirt's "shares host view", bandwidth not swapped): what
+/// the guest sends leaves through its egress (outbound: HTB there), what it receives
+/// arrives on its ingress (inbound: through an IFB). The port's own rates, else its
+/// portgroup's (the default one if it named none); not the network's `<bandwidth>`,
+/// which libvirt gives no port and, without a bridge, applies nowhere.
+pub fn direct_plan(net: &Network, ports: &[(String, PortQos)]) -> Vec<DevPlan> {
+    ports
+        .iter()
+        .map(|(name, q)| {
+            let bw = q.effective(net);
+            DevPlan {
+                dev: name.clone(),
+                egress: leaf_shape(bw.outbound.as_ref()),
+                ifb: ifb(name, bw.inbound.as_ref()),
+            }
+        })
+        .collect()
 }
 
 /// Classes parents first.

@@ -323,3 +323,174 @@ fn a_portgroup_update_must_leave_the_floors_under_the_average() {
     );
     assert_eq!(floors_fit(&net(""), &[]), Ok(()));
 }
+
+/// A direct (macvtap) network in `mode` on eth1.
+fn direct_net(mode: &str, extra: &str) -> Network {
+    Network::from_xml(&format!(
+        "<network><name>d</name><forward mode='{mode}'><interface dev='eth1'/></forward>\
+         {extra}</network>"
+    ))
+    .unwrap()
+}
+
+/// The rates (bytes/s) of a macvtap's egress and of the IFB behind its ingress.
+fn rates(p: &DevPlan) -> (Option<u64>, Option<u64>) {
+    (
+        p.egress.classes.first().map(|c| c.rate),
+        p.ifb.as_ref().map(|(_, s)| s.classes[0].rate),
+    )
+}
+
+#[test]
+fn a_macvtap_is_shaped_the_other_way_round_from_a_tap() {
+    for mode in ["bridge", "private", "vepa", "passthrough"] {
+        let n = direct_net(mode, "");
+        let q = admit(
+            &n,
+            None,
+            Some(rate(1000, Some(2000), None, None)),
+            Some(rate(500, None, None, None)),
+            &[],
+        )
+        .unwrap();
+        let plan = direct_plan(&n, &[("macvtap0".into(), q)]);
+        // No bridge: the macvtap only.
+        assert_eq!(plan.len(), 1, "{mode}");
+        let p = &plan[0];
+        assert_eq!(p.dev, "macvtap0");
+        // From the guest (outbound) leaves through the egress ...
+        assert_eq!(p.egress.htb_default, Some(1));
+        assert_eq!(p.egress.classes.len(), 1);
+        assert_eq!(rates(p), (Some(500_000), Some(1_000_000)), "{mode}");
+        // ... to the guest (inbound, with its peak) through the IFB.
+        let (name, shape) = p.ifb.as_ref().unwrap();
+        assert_eq!(name, "ifb-macvtap0");
+        assert_eq!(shape.classes[0].ceil, 2_000_000);
+        assert_eq!(p.egress.redirect, None, "sync sets the redirect");
+    }
+}
+
+#[test]
+fn one_direction_shapes_one_side_of_a_macvtap() {
+    let n = direct_net("bridge", "");
+    let q = admit(&n, None, Some(rate(100, None, None, None)), None, &[]).unwrap();
+    let p = &direct_plan(&n, &[("m0".into(), q)])[0];
+    assert_eq!(p.egress, TcShape::default());
+    assert_eq!(rates(p), (None, Some(100_000)));
+    let q = admit(&n, None, None, Some(rate(200, None, None, None)), &[]).unwrap();
+    let p = &direct_plan(&n, &[("m0".into(), q)])[0];
+    assert_eq!(rates(p), (Some(200_000), None));
+    // A port that wants nothing is listed, so that what it had goes.
+    let p = &direct_plan(&n, &[("m0".into(), PortQos::default())])[0];
+    assert_eq!(
+        (p.egress.clone(), p.ifb.clone()),
+        (TcShape::default(), None)
+    );
+}
+
+#[test]
+fn a_macvtaps_rates_come_from_the_port_then_its_portgroup_then_the_default_one() {
+    let n = direct_net("vepa", GROUPS);
+    let plan = |pg: Option<&str>, i: Option<u64>, o: Option<u64>| {
+        let r = |v: Option<u64>| v.map(|v| rate(v, None, None, None));
+        let q = admit(&n, pg, r(i), r(o), &[]).unwrap();
+        rates(&direct_plan(&n, &[("m0".into(), q)])[0])
+    };
+    // The default portgroup (gold: inbound 1000, outbound 500).
+    assert_eq!(plan(None, None, None), (Some(500_000), Some(1_000_000)));
+    // The port's own direction replaces the group's, the other stays the group's.
+    assert_eq!(plan(None, Some(10), None), (Some(500_000), Some(10_000)));
+    assert_eq!(plan(None, None, Some(20)), (Some(20_000), Some(1_000_000)));
+    // A named portgroup instead of the default one: bronze has inbound 100 only.
+    assert_eq!(plan(Some("bronze"), None, None), (None, Some(100_000)));
+    assert_eq!(
+        plan(Some("bronze"), None, Some(30)),
+        (Some(30_000), Some(100_000))
+    );
+    // One without <bandwidth> shapes nothing, and the port's own rates still apply.
+    assert_eq!(plan(Some("plain"), None, None), (None, None));
+    assert_eq!(
+        plan(Some("plain"), Some(40), Some(50)),
+        (Some(50_000), Some(40_000))
+    );
+}
+
+#[test]
+fn a_direct_networks_own_bandwidth_shapes_no_macvtap() {
+    // As libvirt: a port takes its own or its portgroup's, never the network's, and
+    // without a bridge the network's is applied nowhere (model's not_applied).
+    let n = direct_net(
+        "bridge",
+        "<bandwidth><inbound average='100'/><outbound average='100'/></bandwidth>",
+    );
+    let q = admit(&n, None, None, None, &[]).unwrap();
+    assert!(q.is_empty());
+    let plan = direct_plan(&n, &[("m0".into(), q)]);
+    assert_eq!(rates(&plan[0]), (None, None));
+}
+
+#[test]
+fn a_floor_is_refused_on_a_port_of_a_direct_network_and_ignored_from_its_portgroup() {
+    let n = direct_net("bridge", "");
+    let e = admit(&n, None, Some(rate(100, None, None, Some(50))), None, &[]).unwrap_err();
+    assert_eq!(
+        e,
+        "a floor needs a bridge's traffic classes: it is supported on nat, route, open and isolated networks, not on a direct network"
+    );
+    // A portgroup's floor: its average applies, the floor takes no class.
+    let n = direct_net(
+        "bridge",
+        "<portgroup name='f' default='yes'><bandwidth><inbound average='300' floor='100'/>\
+         </bandwidth></portgroup>",
+    );
+    let q = admit(&n, None, None, None, &[]).unwrap();
+    assert_eq!((q.portgroup.as_deref(), q.class), (Some("f"), None));
+    let p = &direct_plan(&n, &[("m0".into(), q.clone())])[0];
+    assert_eq!(rates(p), (None, Some(300_000)));
+    assert_eq!(p.ifb.as_ref().unwrap().1.classes.len(), 1);
+    // Floors the network cannot hold do not stop a portgroup update there.
+    assert_eq!(floors_fit(&n, &[q.clone(), q]), Ok(()));
+}
+
+#[test]
+fn a_hostdev_port_cannot_be_shaped() {
+    let n = Network::from_xml(
+        "<network><name>h</name><forward mode='hostdev' managed='yes'><pf dev='p'/></forward></network>",
+    )
+    .unwrap();
+    for (i, o) in [
+        (Some(rate(100, None, None, None)), None),
+        (None, Some(rate(100, None, None, None))),
+    ] {
+        let e = admit(&n, None, i, o, &[]).unwrap_err();
+        assert!(e.starts_with("a hostdev port is a virtual function"), "{e}");
+    }
+    assert_eq!(admit(&n, None, None, None, &[]), Ok(PortQos::default()));
+}
+
+#[test]
+fn a_macvtaps_shaping_changes_only_what_differs() {
+    let n = direct_net("bridge", GROUPS);
+    let after = direct_net(
+        "bridge",
+        &GROUPS.replace("<outbound average='500'/>", "<outbound average='800'/>"),
+    );
+    let q = admit(&n, None, None, None, &[]).unwrap();
+    let p = |n: &Network| direct_plan(n, &[("m0".into(), q.clone())]).remove(0);
+    let (before, now) = (p(&n), p(&after));
+    // From nothing: the root and its class; the same again: nothing.
+    let fresh = changes(&TcShape::default(), &before.egress);
+    assert!(
+        matches!(&fresh[..], [TcChange::AddRoot(1), TcChange::PutClass(c)] if c.rate == 500_000)
+    );
+    assert_eq!(changes(&before.egress, &before.egress), []);
+    let ifb = &before.ifb.as_ref().unwrap().1;
+    assert_eq!(changes(ifb, ifb), []);
+    // A portgroup update: the egress class only; the IFB (inbound) as it was.
+    let ch = changes(&before.egress, &now.egress);
+    assert!(
+        matches!(&ch[..], [TcChange::PutClass(c)] if c.rate == 800_000),
+        "{ch:?}"
+    );
+    assert_eq!(before.ifb, now.ifb);
+}

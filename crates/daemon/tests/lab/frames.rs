@@ -2,8 +2,12 @@
 //! end opened by the test, Ethernet, ARP, IPv4/UDP and IPv6 router advertisements.
 
 use super::Lab;
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use std::fs::File;
-use std::io::Read;
+use std::io::{Read, Write};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread;
 use std::time::{Duration, Instant};
 
 pub fn mac_bytes(s: &str) -> [u8; 6] {
@@ -133,4 +137,39 @@ pub fn frames_for(f: &mut File, d: Duration) -> Vec<Vec<u8>> {
         }
     }
     out
+}
+
+/// Copy frames from one TAP file to another until `stop`, or until reading fails for a
+/// second (its device is gone). A frame the other side refuses (its link not up yet)
+/// is dropped, as a wire would.
+pub fn pump(mut from: File, mut to: File, stop: Arc<AtomicBool>) {
+    use std::os::fd::AsFd;
+    let mut buf = vec![0u8; 65536];
+    let mut errors = 0;
+    while errors < 100 && !stop.load(Ordering::Relaxed) {
+        let mut fds = [PollFd::new(from.as_fd(), PollFlags::POLLIN)];
+        if !matches!(poll(&mut fds, PollTimeout::from(100u16)), Ok(n) if n > 0) {
+            continue;
+        }
+        match from.read(&mut buf) {
+            Ok(n) => {
+                errors = 0;
+                let _ = to.write(&buf[..n]);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => {
+                errors += 1;
+                thread::sleep(std::time::Duration::from_millis(10));
+            }
+        }
+    }
+}
+
+pub fn blocking(f: File) -> File {
+    nix::fcntl::fcntl(
+        &f,
+        nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::empty()),
+    )
+    .unwrap();
+    f
 }

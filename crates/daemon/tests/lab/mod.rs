@@ -620,3 +620,38 @@ pub fn isolated_client(g: &TestNs, dir: &std::path::Path, cmd: &str) -> (bool, S
         ),
     )
 }
+
+/// Goodput in kB/s (1000 bytes) of `iperf3 -c` from `client` to `server_addr` in
+/// `server`, after a second omitted for slow start; `reverse`: the server sends.
+pub fn iperf(server: &TestNs, server_addr: &str, client: &TestNs, port: u16, reverse: bool) -> f64 {
+    let (ok, out) = sh(
+        server,
+        &format!("iperf3 -s -1 -D -B {server_addr} -p {port}"),
+    );
+    assert!(ok, "iperf3 server: {out}");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let r = if reverse { "-R" } else { "" };
+    let (ok, out) = sh(
+        client,
+        &format!("iperf3 -c {server_addr} -p {port} -t 4 -O 1 -J {r}"),
+    );
+    assert!(ok, "iperf3 client: {out}");
+    let v: serde_json::Value = serde_json::from_str(&out).expect("iperf3 JSON");
+    v["end"]["sum_received"]["bits_per_second"]
+        .as_f64()
+        .expect("bits_per_second")
+        / 8000.0
+}
+
+/// `measured` within ±10 % of `target` (kB/s).
+pub fn within(measured: f64, target: f64, what: &str) {
+    let dev = (measured - target) / target;
+    eprintln!(
+        "{what}: {measured:.0} kB/s for {target:.0} kB/s ({:+.1} %)",
+        dev * 100.0
+    );
+    assert!(
+        dev.abs() <= 0.10,
+        "{what}: {measured:.0} kB/s, target {target:.0} kB/s"
+    );
+}
