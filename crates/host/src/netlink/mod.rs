@@ -42,12 +42,14 @@ mod links;
 mod routes;
 mod tc;
 mod vlans;
+mod vxlan;
 
 pub use addresses::LinkAddress;
-pub use links::{BridgeSpec, FdbEntry, Link, TunInfo, VxlanSpec, format_mac};
+pub use links::{BridgeSpec, FdbEntry, Link, TunInfo, format_mac};
 pub use routes::{LinkRoute, Route};
 pub use tc::{HtbClass, MacFilter, TcChange, TcShape, ifb_name};
 pub use vlans::VlanMember;
+pub use vxlan::VxlanSpec;
 
 /// One rtnetlink socket; the connection task lives on the tokio runtime that
 /// called [`Netlink::connect`] and is stopped when this is dropped.
