@@ -1,0 +1,225 @@
+#!/usr/bin/env bash
+# A network across three hosts, all in network namespaces of this machine: an underlay
+# namespace (a bridge), three host namespaces each with FRR (zebra + bgpd, configured by
+# `kvnet fabric-config`) and its own kvnetd, one overlay NAT network defined the same on
+# each, a guest on each host. It checks leases (each from its host's slice), reach across
+# hosts, NAT through each guest's own host, a guest's move, a kvnetd killed and restarted,
+# a host's FRR stopped; prints what happened and the figures; removes everything on any
+# exit; exits 0 only when every check held.
+#   scripts/fabric-demo.sh [--keep-going]
+set -uo pipefail
+cd "$(dirname "$0")/.."
+[ "$(id -u)" = 0 ] || { echo "fabric-demo needs root (network namespaces)" >&2; exit 1; }
+for p in vtysh iperf3 busybox; do
+  command -v "$p" >/dev/null || { echo "fabric-demo needs $p (apt-get install frr iperf3 busybox-static)" >&2; exit 1; }
+done
+cargo build --release --locked -q --bin kvnetd --bin kvnet || exit 1
+T=$(realpath -m "${CARGO_TARGET_DIR:-target}")/release
+P=fd$$
+DIR=$(mktemp -d /tmp/kvfabric.XXXXXX)
+NSS=("$P-u")
+FAILED=0
+. bench/lib.sh
+
+cleanup() {
+  set +e
+  for h in 1 2 3; do
+    for d in bgpd zebra; do
+      [ -f "$DIR/h$h/frr/$d.pid" ] && kill -9 "$(cat "$DIR/h$h/frr/$d.pid")" 2>/dev/null
+    done
+  done
+  pkill -9 -f "kvnetd --config-dir $DIR/" 2>/dev/null
+  drop_netns "${NSS[@]}"
+  rm -rf "$DIR"
+}
+trap cleanup EXIT INT TERM
+
+check() { # description command...
+  local what=$1; shift
+  if "$@" >/dev/null 2>&1; then echo "  ok    $what"; else echo "  FAIL  $what"; FAILED=1; fi
+}
+in_ns() { ip netns exec "$@"; }
+kv() { local h=$1; shift; KVNET_SOCKET=$DIR/h$h/run/kvnetd.sock "$T/kvnet" "$@"; }
+
+cat >"$DIR/fabric.toml" <<EOF
+asn = 65000
+[[host]]
+name = "h1"
+vtep = "10.255.0.1"
+[[host]]
+name = "h2"
+vtep = "10.255.0.2"
+[[host]]
+name = "h3"
+vtep = "10.255.0.3"
+EOF
+cat >"$DIR/ov.xml" <<'EOF'
+<network>
+  <name>ov</name>
+  <forward mode='nat'/>
+  <bridge name='kvov0'/>
+  <mac address='52:54:00:0e:00:01'/>
+  <ip address='10.77.0.1' prefix='24'>
+    <dhcp><range start='10.77.0.10' end='10.77.0.249'/></dhcp>
+  </ip>
+  <metadata>
+    <kvnet:network xmlns:kvnet='http://kvnet.org/xmlns/network/1.0'>
+      <kvnet:overlay vni='4242' dev='lo'/>
+    </kvnet:network>
+  </metadata>
+</network>
+EOF
+
+echo "== the lab"
+ip netns add "$P-u"; in_ns "$P-u" ip link set lo up
+in_ns "$P-u" ip link add ul type bridge; in_ns "$P-u" ip link set ul up
+start_kvnetd() { # host
+  local h=$1
+  in_ns "$P-h$h" "$T/kvnetd" --config-dir "$DIR/h$h/etc" --state-dir "$DIR/h$h/lib" \
+    --run-dir "$DIR/h$h/run" --log warn 2>>"$DIR/h$h/kvnetd.log" &
+  for _ in $(seq 500); do kv "$h" net-list >/dev/null 2>&1 && return 0; sleep 0.01; done
+  echo "kvnetd on h$h did not come up"; cat "$DIR/h$h/kvnetd.log"; return 1
+}
+for h in 1 2 3; do
+  ns=$P-h$h; NSS+=("$ns" "$P-l$h")
+  ip netns add "$ns"; in_ns "$ns" ip link set lo up
+  ip link add "$P-v$h" type veth peer name ul0 netns "$ns"
+  ip link set "$P-v$h" netns "$P-u"
+  in_ns "$P-u" ip link set "$P-v$h" master ul up
+  in_ns "$ns" ip addr add "172.31.254.$h/24" dev ul0
+  in_ns "$ns" ip link set ul0 up
+  in_ns "$ns" ip addr add "10.255.0.$h/32" dev lo
+  for o in 1 2 3; do
+    [ "$o" = "$h" ] || in_ns "$ns" ip route add "10.255.0.$o/32" via "172.31.254.$o"
+  done
+  # Each host's own "LAN" beyond its NAT.
+  ip netns add "$P-l$h"; in_ns "$P-l$h" ip link set lo up
+  in_ns "$ns" ip link add wan0 type veth peer name lan0 netns "$P-l$h"
+  in_ns "$ns" ip addr add 203.0.113.1/24 dev wan0; in_ns "$ns" ip link set wan0 up
+  in_ns "$P-l$h" ip addr add 203.0.113.2/24 dev lan0; in_ns "$P-l$h" ip link set lan0 up
+  in_ns "$ns" ip route add default via 203.0.113.2
+  mkdir -p "$DIR/h$h/etc" "$DIR/h$h/lib" "$DIR/h$h/run" "$DIR/h$h/frr"
+  cp "$DIR/fabric.toml" "$DIR/h$h/etc/fabric.toml"
+  start_kvnetd "$h" || exit 1
+  kv "$h" net-destroy default >/dev/null
+  kv "$h" net-define "$DIR/ov.xml" >/dev/null && kv "$h" net-start ov >/dev/null || { echo "h$h: overlay did not start"; exit 1; }
+  # FRR, every path under the lab's dir.
+  f=$DIR/h$h/frr
+  "$T/kvnet" fabric-config --fabric "$DIR/fabric.toml" --host "h$h" >"$f/frr.conf" 2>/dev/null
+  : >"$f/empty.conf"; chmod 755 "$DIR" "$DIR/h$h"; chown -R frr:frr "$f"
+  c="-d -P 0 --vty_socket $f -z $f/zserv.api -f $f/empty.conf"
+  in_ns "$ns" /usr/lib/frr/zebra $c -i "$f/zebra.pid" --log "file:$f/zebra.log" 2>>"$f/start.log" || exit 1
+  in_ns "$ns" /usr/lib/frr/bgpd $c -i "$f/bgpd.pid" --log "file:$f/bgpd.log" 2>>"$f/start.log" || exit 1
+  in_ns "$ns" vtysh --vty_socket "$f" -f "$f/frr.conf" >/dev/null || exit 1
+done
+vtysh_h() { local h=$1; shift; in_ns "$P-h$h" vtysh --vty_socket "$DIR/h$h/frr" "$@"; }
+t0=$EPOCHREALTIME
+for _ in $(seq 300); do
+  n=0
+  for h in 1 2 3; do
+    [ "$(in_ns "$P-h$h" bridge fdb show dev kvx4242 | grep -c '^00:00:00:00:00:00')" = 2 ] && n=$((n + 1))
+  done
+  [ "$n" = 3 ] && break; sleep 0.1
+done
+t1=$EPOCHREALTIME
+check "every host's flood list has the other two VTEPs (EVPN type-3)" test "$n" = 3
+echo "  sessions up and VNIs exchanged after $(awk -v a="${t0/./}" -v b="${t1/./}" 'BEGIN {printf "%.1f", (b-a)/1e6}') s"
+
+echo "== guests"
+guest() { # host name mac -> prints the leased address (runs in a subshell: its
+  # namespace is recorded for the cleanup beforehand)
+  local h=$1 g=$P-$2 mac=$3
+  ip netns add "$g"; in_ns "$g" ip link set lo up
+  in_ns "$P-h$h" ip link add "$2" type veth peer name eth0 netns "$g"
+  in_ns "$g" ip link set eth0 address "$mac"
+  in_ns "$P-h$h" ip link set "$2" master kvov0 up
+  in_ns "$g" ip link set eth0 mtu 1450 up
+  in_ns "$g" busybox udhcpc -q -n -f -i eth0 -t 5 -T 1 -s /bin/true 2>&1 |
+    sed -n 's/.*lease of \([0-9.]*\).*/\1/p' | head -1
+}
+NSS+=("$P-g1" "$P-g1b" "$P-g2" "$P-g3" "$P-g4")
+A1=$(guest 1 g1 52:54:00:0e:00:11); A2=$(guest 2 g2 52:54:00:0e:00:12); A3=$(guest 3 g3 52:54:00:0e:00:13)
+A1b=$(guest 1 g1b 52:54:00:0e:00:14); A4=$(guest 3 g4 52:54:00:0e:00:15)
+echo "  g1 $A1 (h1), g1b $A1b (h1), g2 $A2 (h2), g3 $A3 (h3), g4 $A4 (h3)"
+inslice() { # addr host: h's third of .10-.249 (80 addresses each)
+  local last=${1##*.} lo=$((10 + ($2 - 1) * 80)); [ "$last" -ge "$lo" ] && [ "$last" -lt $((lo + 80)) ]
+}
+check "g1's lease is from h1's slice" inslice "$A1" 1
+check "g2's lease is from h2's slice" inslice "$A2" 2
+check "g3's lease is from h3's slice" inslice "$A3" 3
+for g in g1 g1b g2 g3 g4; do
+  eval "a=\$A${g#g}"; in_ns "$P-$g" ip addr add "$a/24" dev eth0; in_ns "$P-$g" ip route add default via 10.77.0.1
+done
+reach() { in_ns "$P-$1" ping -c 1 -W 1 "$2"; }
+check "g1 (h1) reaches g2 (h2)" reach g1 "$A2"
+check "g2 (h2) reaches g3 (h3)" reach g2 "$A3"
+check "g3 (h3) reaches g1 (h1)" reach g3 "$A1"
+for h in 1 2 3; do
+  g=g$h
+  check "g$h goes out through h$h's own NAT" reach "$g" 203.0.113.2
+done
+
+echo "== figures"
+lat() { in_ns "$P-$1" ping -q -c 100 -i 0.01 "$2" | awk -F/ '/rtt/ {print $5}'; }
+tput() { # from to -> Mbit/s
+  in_ns "$P-$2" iperf3 -s -1 -D -p 5201 >/dev/null 2>&1; sleep 0.3
+  in_ns "$P-$1" iperf3 -c "$3" -p 5201 -t 3 -J 2>/dev/null |
+    python3 -c 'import json,sys; print("%.0f" % (json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"]/1e6))'
+}
+L_same=$(lat g1 "$A1b"); L_x=$(lat g1 "$A2")
+B_same=$(tput g1 g1b "$A1b"); B_x=$(tput g1 g2 "$A2")
+echo "  ping g1 -> g1b (same host) $L_same ms, g1 -> g2 (across hosts) $L_x ms"
+echo "  TCP g1 -> g1b (same host) $B_same Mbit/s, g1 -> g2 (across) $B_x Mbit/s ($(awk -v a="$B_x" -v b="$B_same" 'BEGIN {printf "%.0f", 100*a/b}') %)"
+
+echo "== a guest moves (g3: h3 -> h1, same MAC and address)"
+# g2 pings g3 every 10 ms across the move: the replies missing are the outage.
+in_ns "$P-g2" ping -i 0.01 -c 300 -W 1 "$A3" >"$DIR/move" 2>&1 &
+mp=$!
+sleep 0.3
+in_ns "$P-h3" ip link del g3
+in_ns "$P-h1" ip link add g3m type veth peer name eth0 netns "$P-g3"
+in_ns "$P-g3" ip link set eth0 address 52:54:00:0e:00:13
+in_ns "$P-h1" ip link set g3m master kvov0 up
+in_ns "$P-g3" ip link set eth0 mtu 1450 up
+in_ns "$P-g3" ip addr add "$A3/24" dev eth0 2>/dev/null
+in_ns "$P-g3" ip route replace default via 10.77.0.1
+in_ns "$P-g3" busybox arping -U -c 1 -I eth0 "$A3" >/dev/null 2>&1
+wait "$mp"
+check "g2 (h2) reaches the moved g3 (now on h1)" reach g2 "$A3"
+lostn=$(awk '/packets transmitted/ {print $1 - $4}' "$DIR/move")
+echo "  pings every 10 ms across the move: $lostn of 300 unanswered (about $((lostn * 10)) ms without traffic)"
+check "traffic to the moved g3 resumed within a second" test "$lostn" -lt 100
+for _ in $(seq 50); do vtysh_h 2 -c 'show evpn mac vni 4242 mac 52:54:00:0e:00:13 json' 2>/dev/null | grep -q '"remoteVtep":"10.255.0.1"' && break; sleep 0.1; done
+check "h2's EVPN has g3 behind h1's VTEP (MAC mobility)" sh -c "ip netns exec $P-h2 vtysh --vty_socket $DIR/h2/frr -c 'show evpn mac vni 4242 mac 52:54:00:0e:00:13 json' | grep -q '\"remoteVtep\":\"10.255.0.1\"'"
+check "g3 keeps its address: h1 acks it" sh -c "ip netns exec $P-g3 busybox udhcpc -q -n -f -i eth0 -t 5 -T 1 -r $A3 -s /bin/true 2>&1 | grep -q 'lease of $A3'"
+
+echo "== kvnetd on h2 killed and restarted, g1 (h1) pinging g2 (h2) all along"
+in_ns "$P-g1" ping -i 0.01 -c 300 -W 1 "$A2" >"$DIR/ping" 2>&1 &
+pp=$!
+sleep 0.5
+pkill -9 -f "kvnetd --config-dir $DIR/h2/" ; sleep 0.3
+start_kvnetd 2 || FAILED=1
+wait "$pp"
+check "no ping lost across h2's kvnetd restart" grep -q ' 0% packet loss' "$DIR/ping"
+echo "  $(grep 'packets transmitted' "$DIR/ping")"
+check "h2 adopted the overlay" sh -c "KVNET_SOCKET=$DIR/h2/run/kvnetd.sock $T/kvnet net-list | grep -q 'ov .*active'"
+check "g3 (now h1) still reaches g4 (h3)" reach g3 "$A4"
+
+echo "== FRR on h2 stops"
+kill "$(cat "$DIR/h2/frr/bgpd.pid")" "$(cat "$DIR/h2/frr/zebra.pid")" 2>/dev/null
+t0=$EPOCHREALTIME
+for _ in $(seq 200); do
+  vtysh_h 1 -c 'show bgp l2vpn evpn summary json' 2>/dev/null |
+    python3 -c 'import json,sys; p=json.load(sys.stdin)["peers"]; sys.exit(0 if p["10.255.0.2"]["state"]!="Established" else 1)' && break
+  sleep 0.1
+done
+t1=$EPOCHREALTIME
+echo "  h1 saw h2's session down after $(awk -v a="${t0/./}" -v b="${t1/./}" 'BEGIN {printf "%.1f", (b-a)/1e6}') s"
+check "g1 (h1) and g4 (h3) still reach each other" reach g1 "$A4"
+check "g2 (h2) keeps its own gateway and NAT" reach g2 203.0.113.2
+lost() { ! reach "$@"; }
+check "g2 (h2) lost only its reach to the other hosts" lost g2 "$A1"
+
+echo
+if [ "$FAILED" = 0 ]; then echo "every check held"; else echo "some checks FAILED"; fi
+exit "$FAILED"
