@@ -13,6 +13,7 @@ use lab::*;
 #[test]
 #[ignore = "needs root"]
 fn three_hosts_with_frr_and_kvnetd_hold_every_check() {
+    kvnet_host::testns::require_root("network namespaces, FRR and kvnetd for three hosts");
     have("vtysh", "frr");
     have("iperf3", "iperf3");
     have("busybox", "busybox-static");

@@ -26,7 +26,12 @@ impl Network {
             return;
         }
         if self.mac.is_none() {
-            self.mac = Some(free_mac(used_macs, entropy()));
+            self.mac = Some(match self.kvnet_ext().ok().and_then(|e| e.overlay) {
+                // Every host of an overlay defines the network with the same gateway MAC
+                // (a distributed anycast gateway) without anyone writing it down.
+                Some(o) => overlay_mac(o.vni),
+                None => free_mac(used_macs, entropy()),
+            });
         }
         let bridge = self.bridge.get_or_insert_with(Bridge::default);
         let template = match bridge.name.as_deref() {
@@ -54,6 +59,19 @@ fn free_mac(used: &HashSet<MacAddr>, r: u64) -> MacAddr {
         .map(|i| mk(start.wrapping_add(i) & 0xff_ffff))
         .find(|m| !used.contains(m))
         .unwrap_or_else(|| mk(start))
+}
+
+/// The gateway MAC of an overlay with `vni` that names none: locally administered,
+/// unicast, `02:6b:76` ("kv") and the VNI's 24 bits.
+pub fn overlay_mac(vni: u32) -> MacAddr {
+    MacAddr([
+        0x02,
+        0x6b,
+        0x76,
+        (vni >> 16) as u8,
+        (vni >> 8) as u8,
+        vni as u8,
+    ])
 }
 
 /// A fresh v4 UUID from the caller's entropy (for daemons that need one outside a define).

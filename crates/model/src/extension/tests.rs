@@ -1021,3 +1021,25 @@ fn an_overlays_guest_mtu_fits_the_underlay() {
     );
     assert!(o.guest_mtu(None, 600).unwrap_err().contains("too small"));
 }
+
+#[test]
+fn an_overlay_defined_without_a_mac_gets_the_same_one_on_every_host() {
+    let xml = nat_net(&kv("<kvnet:overlay vni='4242' dev='eth1'/>"));
+    let mut macs = Vec::new();
+    for seed in [1u64, 2] {
+        let mut n = net(&xml);
+        let mut e = move || seed;
+        n.complete_for_define(&Default::default(), &Default::default(), &mut e);
+        macs.push(n.mac.unwrap());
+    }
+    assert_eq!(
+        macs[0], macs[1],
+        "one anycast gateway MAC whatever the host"
+    );
+    assert_eq!(macs[0].to_string(), "02:6b:76:00:10:92");
+    // Without an overlay, the MAC is random as libvirt's.
+    let mut a = net(&nat_net(""));
+    let mut e = || 7u64;
+    a.complete_for_define(&Default::default(), &Default::default(), &mut e);
+    assert!(a.mac.unwrap().to_string().starts_with("52:54:00:"));
+}
