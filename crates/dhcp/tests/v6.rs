@@ -779,3 +779,49 @@ fn the_network_budget_drops_v6_changes_but_not_renewals() {
     let e = s.handle(NOW + 1000, &pkt(MessageType::Request, 4, true, &[offered]));
     assert_eq!(addr_of(&one(&e)).map(|x| x.0), Ok(offered));
 }
+
+/// On an overlay network each host hands out new addresses from its slice of the range
+/// only; a client asking for its address from another host's slice (it moved) gets it.
+#[test]
+fn hosts_of_an_overlay_lease_from_their_slices_and_keep_a_moved_client() {
+    let n = net(&small(10, ""));
+    let idx = v6::ip_index(&n).unwrap();
+    let cfg = Config::from_network(&n, idx, SERVER_DUID.to_vec()).unwrap();
+    for count in 1..=12usize {
+        let mut seen = Vec::new();
+        for index in 0..count {
+            for r in cfg.clone().slice(index, count).own_ranges() {
+                seen.extend(u128::from(r.start)..=u128::from(r.end));
+            }
+        }
+        let all: Vec<u128> = (u128::from(a(0x100))..=u128::from(a(0x109))).collect();
+        assert_eq!(seen, all, "{count} hosts cover the range once");
+    }
+    let mut h1 = Server::new(cfg.clone().slice(0, 2), LeaseTable::new());
+    let mut h2 = Server::new(cfg.slice(1, 2), LeaseTable::new());
+    let on1: Vec<Ipv6Addr> = (1..=5)
+        .map(|c| bind(&mut h1, NOW, &client(c)).unwrap())
+        .collect();
+    let on2: Vec<Ipv6Addr> = (11..=15)
+        .map(|c| bind(&mut h2, NOW, &client(c)).unwrap())
+        .collect();
+    assert_eq!(on1, (0x100..=0x104).map(a).collect::<Vec<_>>());
+    assert_eq!(on2, (0x105..=0x109).map(a).collect::<Vec<_>>());
+    assert_eq!(
+        bind(&mut h1, NOW, &client(6)),
+        Err(Status::NoAddrsAvail),
+        "no borrowing from the other host's slice"
+    );
+    // client 1 moved to h2 and solicits its address.
+    let adv = one(&h2.handle(
+        NOW + 60,
+        &msg(
+            MessageType::Solicit,
+            Some(&client(1)),
+            false,
+            &[(1, &[on1[0]])],
+            vec![],
+        ),
+    ));
+    assert_eq!(addr_of(&adv).map(|x| x.0), Ok(on1[0]));
+}

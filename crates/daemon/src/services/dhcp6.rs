@@ -63,9 +63,13 @@ fn server_duid(net: &Network, bridge: &str) -> Result<Vec<u8>> {
     Ok(v6::duid_ll(MacAddr(mac)))
 }
 
-fn config(net: &Network, duid: Vec<u8>) -> Result<Config> {
+fn config(net: &Network, duid: Vec<u8>, slice: Option<(usize, usize)>) -> Result<Config> {
     let idx = v6::ip_index(net).context("the network has no IPv6 <dhcp>")?;
-    Config::from_network(net, idx, duid).map_err(|e| anyhow!("DHCPv6 config: {e}"))
+    let cfg = Config::from_network(net, idx, duid).map_err(|e| anyhow!("DHCPv6 config: {e}"))?;
+    Ok(match slice {
+        Some((i, n)) => cfg.slice(i, n),
+        None => cfg,
+    })
 }
 
 fn api_lease(l: LeaseView) -> Lease {
@@ -105,7 +109,7 @@ impl NetService for Dhcp6 {
     /// Replay and compact the journal, open the socket on the bridge, spawn the task.
     fn start(ctx: &Ctx) -> Result<Dhcp6> {
         let (net, bridge) = (ctx.net, ctx.bridge);
-        let cfg = config(net, server_duid(net, bridge)?)?;
+        let cfg = config(net, server_duid(net, bridge)?, ctx.dhcp_slice)?;
         let (table, journal) = Journal::open(
             &ctx.paths.lease_journal6(&net.name),
             v6::replay,
@@ -138,7 +142,7 @@ impl NetService for Dhcp6 {
     fn reconfigure(&self, ctx: &Ctx) -> Result<()> {
         let mut srv = lock(&self.server);
         let duid = srv.config().server_duid.clone();
-        srv.reconfigure(config(ctx.net, duid)?);
+        srv.reconfigure(config(ctx.net, duid, ctx.dhcp_slice)?);
         Ok(())
     }
 
@@ -184,7 +188,7 @@ impl NetService for Dhcp6 {
     fn stored_leases(paths: &Paths, net: &Network) -> Result<Vec<Lease>> {
         let (table, _) = journal::load(&paths.lease_journal6(&net.name), v6::replay)?;
         // Listing needs no server identifier.
-        let leases = Server::new(config(net, Vec::new())?, table).leases(now());
+        let leases = Server::new(config(net, Vec::new(), None)?, table).leases(now());
         Ok(leases.into_iter().map(api_lease).collect())
     }
 }

@@ -42,6 +42,10 @@ pub struct Config {
     pub server_ip: Ipv6Addr,
     pub prefix: Ipv6Net,
     pub ranges: Vec<Range>,
+    /// On an overlay network, this host's share of the ranges (index, count), as for
+    /// DHCPv4 ([`crate::Config::slice`]): new addresses only from it; an address of the
+    /// ranges a client asks for (a guest that moved here) is still given.
+    pub slice: Option<(usize, usize)>,
     pub hosts: Vec<StaticHost>,
     /// Option 23; `None` when `<dns enable='no'>`.
     pub dns_server: Option<Ipv6Addr>,
@@ -66,6 +70,7 @@ impl Config {
             server_ip,
             prefix: prefix.trunc(),
             ranges: Vec::new(),
+            slice: None,
             hosts: Vec::new(),
             dns_server: None,
             domain: None,
@@ -75,6 +80,43 @@ impl Config {
             rate: RateLimit::default(),
             change_rate: RateLimit::for_pool(0),
         }
+    }
+
+    /// This config for host `index` of `count` sharing the network.
+    pub fn slice(mut self, index: usize, count: usize) -> Config {
+        let count = count.max(1);
+        self.slice = Some((index.min(count - 1), count));
+        self
+    }
+
+    /// Where new addresses come from: each range cut into `count` contiguous parts as
+    /// equal as can be, the `index`th kept (empty parts hold nothing).
+    pub fn own_ranges(&self) -> Vec<Range> {
+        let Some((index, count)) = self.slice else {
+            return self.ranges.clone();
+        };
+        let (index, count) = (index as u128, count as u128);
+        self.ranges
+            .iter()
+            .map(|r| {
+                let (s, e) = (u128::from(r.start), u128::from(r.end));
+                // The whole address space is one more than u128 holds: saturate.
+                let size = (e - s).saturating_add(1);
+                let (q, rem) = (size / count, size % count);
+                let start = s + index * q + index.min(rem);
+                let len = q + u128::from(index < rem);
+                // An empty part: start past end.
+                let (start, end) = match len {
+                    0 => (start.max(1), start.max(1) - 1),
+                    _ => (start, start + len - 1),
+                };
+                Range {
+                    start: Ipv6Addr::from(start),
+                    end: Ipv6Addr::from(end),
+                    lease: r.lease,
+                }
+            })
+            .collect()
     }
 
     /// Build the config for `net.ips[ip_index]` (an IPv6 `<ip>` with `<dhcp>`).

@@ -457,7 +457,7 @@ impl Server {
         }
         // Every unusable address stands for a lease, offer, quarantine or host, so the
         // scan ends after at most that many steps past the first free address.
-        for r in &self.cfg.ranges {
+        for r in &self.cfg.own_ranges() {
             let (mut a, end) = (u128::from(r.start), u128::from(r.end));
             while a <= end {
                 if self.free_for(Ipv6Addr::from(a), duid, ia.iaid, now) {
