@@ -22,48 +22,24 @@ else
 fi
 P=fd$$
 DIR=$(mktemp -d /tmp/kvfabric.XXXXXX)
-NSS=("$P-u")
+NSS=()
 FAILED=0
 . bench/lib.sh
+. scripts/fabric-lib.sh
 
-cleanup() {
-  set +e
-  for h in 1 2 3; do
-    for d in bgpd zebra; do
-      [ -f "$DIR/h$h/frr/$d.pid" ] && kill -9 "$(cat "$DIR/h$h/frr/$d.pid")" 2>/dev/null
-    done
-  done
-  pkill -9 -f "kvnetd --config-dir $DIR/" 2>/dev/null
-  drop_netns "${NSS[@]}"
-  rm -rf "$DIR"
-}
-trap cleanup EXIT INT TERM
+trap fabric_cleanup EXIT INT TERM
 
 check() { # description command...
   local what=$1; shift
   if "$@" >/dev/null 2>&1; then echo "  ok    $what"; else echo "  FAIL  $what"; FAILED=1; fi
 }
-in_ns() { ip netns exec "$@"; }
-kv() { local h=$1; shift; KVNET_SOCKET=$DIR/h$h/run/kvnetd.sock "$T/kvnet" "$@"; }
 
-cat >"$DIR/fabric.toml" <<EOF
-asn = 65000
-[[host]]
-name = "h1"
-vtep = "10.255.0.1"
-[[host]]
-name = "h2"
-vtep = "10.255.0.2"
-[[host]]
-name = "h3"
-vtep = "10.255.0.3"
-EOF
+fabric_toml 3 >"$DIR/fabric.toml"
 cat >"$DIR/ov.xml" <<'EOF'
 <network>
   <name>ov</name>
   <forward mode='nat'/>
   <bridge name='kvov0'/>
-  <mac address='52:54:00:0e:00:01'/>
   <ip address='10.77.0.1' prefix='24'>
     <dhcp><range start='10.77.0.10' end='10.77.0.249'/></dhcp>
   </ip>
@@ -76,48 +52,14 @@ cat >"$DIR/ov.xml" <<'EOF'
 EOF
 
 echo "== the lab"
-ip netns add "$P-u"; in_ns "$P-u" ip link set lo up
-in_ns "$P-u" ip link add ul type bridge; in_ns "$P-u" ip link set ul up
-start_kvnetd() { # host
-  local h=$1
-  in_ns "$P-h$h" "$T/kvnetd" --config-dir "$DIR/h$h/etc" --state-dir "$DIR/h$h/lib" \
-    --run-dir "$DIR/h$h/run" --log warn 2>>"$DIR/h$h/kvnetd.log" &
-  for _ in $(seq 500); do kv "$h" net-list >/dev/null 2>&1 && return 0; sleep 0.01; done
-  echo "kvnetd on h$h did not come up"; cat "$DIR/h$h/kvnetd.log"; return 1
-}
+fabric_underlay
 for h in 1 2 3; do
-  ns=$P-h$h; NSS+=("$ns" "$P-l$h")
-  ip netns add "$ns"; in_ns "$ns" ip link set lo up
-  ip link add "$P-v$h" type veth peer name ul0 netns "$ns"
-  ip link set "$P-v$h" netns "$P-u"
-  in_ns "$P-u" ip link set "$P-v$h" master ul up
-  in_ns "$ns" ip addr add "172.31.254.$h/24" dev ul0
-  in_ns "$ns" ip link set ul0 up
-  in_ns "$ns" ip addr add "10.255.0.$h/32" dev lo
-  for o in 1 2 3; do
-    [ "$o" = "$h" ] || in_ns "$ns" ip route add "10.255.0.$o/32" via "172.31.254.$o"
-  done
-  # Each host's own "LAN" beyond its NAT.
-  ip netns add "$P-l$h"; in_ns "$P-l$h" ip link set lo up
-  in_ns "$ns" ip link add wan0 type veth peer name lan0 netns "$P-l$h"
-  in_ns "$ns" ip addr add 203.0.113.1/24 dev wan0; in_ns "$ns" ip link set wan0 up
-  in_ns "$P-l$h" ip addr add 203.0.113.2/24 dev lan0; in_ns "$P-l$h" ip link set lan0 up
-  in_ns "$ns" ip route add default via 203.0.113.2
-  mkdir -p "$DIR/h$h/etc" "$DIR/h$h/lib" "$DIR/h$h/run" "$DIR/h$h/frr"
-  cp "$DIR/fabric.toml" "$DIR/h$h/etc/fabric.toml"
-  start_kvnetd "$h" || exit 1
-  kv "$h" net-destroy default >/dev/null
+  fabric_host "$h" 3 || exit 1
   kv "$h" net-define "$DIR/ov.xml" >/dev/null && kv "$h" net-start ov >/dev/null || { echo "h$h: overlay did not start"; exit 1; }
-  # FRR, every path under the lab's dir.
-  f=$DIR/h$h/frr
-  "$T/kvnet" fabric-config --fabric "$DIR/fabric.toml" --host "h$h" >"$f/frr.conf" 2>/dev/null
-  : >"$f/empty.conf"; chmod 755 "$DIR" "$DIR/h$h"; chown -R frr:frr "$f"
-  c="-d -P 0 --vty_socket $f -z $f/zserv.api -f $f/empty.conf"
-  in_ns "$ns" /usr/lib/frr/zebra $c -i "$f/zebra.pid" --log "file:$f/zebra.log" 2>>"$f/start.log" || exit 1
-  in_ns "$ns" /usr/lib/frr/bgpd $c -i "$f/bgpd.pid" --log "file:$f/bgpd.log" 2>>"$f/start.log" || exit 1
-  in_ns "$ns" vtysh --vty_socket "$f" -f "$f/frr.conf" >/dev/null || exit 1
+  fabric_frr "$h" || exit 1
 done
-vtysh_h() { local h=$1; shift; in_ns "$P-h$h" vtysh --vty_socket "$DIR/h$h/frr" "$@"; }
+gw_macs=$(for h in 1 2 3; do in_ns "$P-h$h" cat /sys/class/net/kvov0/address; done | sort -u)
+check "one gateway MAC on every host (anycast, from the VNI: $gw_macs)" test "$gw_macs" = 02:6b:76:00:10:92
 t0=$EPOCHREALTIME
 for _ in $(seq 300); do
   n=0
