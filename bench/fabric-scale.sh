@@ -69,7 +69,7 @@ run() { # hosts nets
 }
 trap 'fabric_cleanup 2>/dev/null' EXIT INT TERM
 
-echo "kvnet $(git describe --always --dirty 2>/dev/null), $(date -u +%F), $(nproc) cores, FRR $(vtysh --version | head -1 | awk '{print $NF}')"
+echo "kvnet $(git describe --always --dirty 2>/dev/null), $(date -u +%F), $(nproc) cores, FRR $(dpkg-query -W -f='${Version}' frr 2>/dev/null)"
 echo
 echo "| hosts | overlay networks | FRR start to every flood list complete | EVPN routes received by host 1 | host 1's zebra + bgpd RSS | overlay \`net-start\` on host 1 (median) |"
 echo "| --- | --- | --- | --- | --- | --- |"
