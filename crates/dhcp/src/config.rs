@@ -298,28 +298,22 @@ impl Config {
         self
     }
 
-    /// Where new addresses come from: each range cut into `count` contiguous parts as
-    /// equal as can be (the first ones one address longer), the `index`th kept; a part
-    /// may be empty (a range shorter than `count`).
+    /// Where new addresses come from: the ranges, or this host's part of each
+    /// ([`crate::slice::part`]; empty parts left out).
     pub fn own_ranges(&self) -> Vec<Range> {
         let Some((index, count)) = self.slice else {
             return self.ranges.clone();
         };
-        let (index, count) = (index as u64, count as u64);
         self.ranges
             .iter()
-            .map(|r| {
-                let (s, e) = (u64::from(u32::from(r.start)), u64::from(u32::from(r.end)));
-                let size = e - s + 1;
-                let (q, rem) = (size / count, size % count);
-                let start = s + index * q + index.min(rem);
-                let len = q + u64::from(index < rem);
-                // An empty part: start past end, so it holds nothing.
-                Range {
-                    start: Ipv4Addr::from(start.min(u64::from(u32::MAX)) as u32),
-                    end: Ipv4Addr::from((start + len).saturating_sub(1) as u32),
+            .filter_map(|r| {
+                let (s, e) = (u32::from(r.start), u32::from(r.end));
+                let (s, e) = crate::slice::part(s.into(), e.into(), index, count)?;
+                Some(Range {
+                    start: Ipv4Addr::from(s as u32),
+                    end: Ipv4Addr::from(e as u32),
                     lease: r.lease,
-                }
+                })
             })
             .collect()
     }

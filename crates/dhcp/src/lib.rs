@@ -134,6 +134,7 @@ mod lease;
 mod ratelimit;
 mod renewal;
 mod server;
+mod slice;
 mod stats;
 pub mod v6;
 mod wire;

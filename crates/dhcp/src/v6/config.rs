@@ -89,32 +89,21 @@ impl Config {
         self
     }
 
-    /// Where new addresses come from: each range cut into `count` contiguous parts as
-    /// equal as can be, the `index`th kept (empty parts hold nothing).
+    /// Where new addresses come from: the ranges, or this host's part of each
+    /// ([`crate::slice::part`]; empty parts left out).
     pub fn own_ranges(&self) -> Vec<Range> {
         let Some((index, count)) = self.slice else {
             return self.ranges.clone();
         };
-        let (index, count) = (index as u128, count as u128);
         self.ranges
             .iter()
-            .map(|r| {
-                let (s, e) = (u128::from(r.start), u128::from(r.end));
-                // The whole address space is one more than u128 holds: saturate.
-                let size = (e - s).saturating_add(1);
-                let (q, rem) = (size / count, size % count);
-                let start = s + index * q + index.min(rem);
-                let len = q + u128::from(index < rem);
-                // An empty part: start past end.
-                let (start, end) = match len {
-                    0 => (start.max(1), start.max(1) - 1),
-                    _ => (start, start + len - 1),
-                };
-                Range {
-                    start: Ipv6Addr::from(start),
-                    end: Ipv6Addr::from(end),
+            .filter_map(|r| {
+                let (s, e) = crate::slice::part(r.start.into(), r.end.into(), index, count)?;
+                Some(Range {
+                    start: Ipv6Addr::from(s),
+                    end: Ipv6Addr::from(e),
                     lease: r.lease,
-                }
+                })
             })
             .collect()
     }
