@@ -12,13 +12,11 @@ mod lab;
 
 use guest::{Guest, Image};
 use kvnet_api::CreatedPort;
-use kvnet_host::testns::TestNs;
-use lab::frames::{arp, blocking, eth, mac_bytes, pump};
+use lab::frames::{self, arp, eth, mac_bytes};
 use lab::*;
 use std::fs::File;
 use std::io::{Read, Write};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
@@ -436,53 +434,10 @@ fn macvtap_modes_pools_and_refusals() {
     );
 }
 
-/// A guest namespace standing in for qemu: its `eth0`, a TAP with a virtio-net header
-/// like the macvtap's, relayed frame for frame to and from the port's /dev/tapN, as
-/// qemu does with the descriptor it is given.
-struct RelayGuest {
-    ns: TestNs,
-    stop: Arc<AtomicBool>,
-    threads: Vec<std::thread::JoinHandle<()>>,
-}
-
-impl Drop for RelayGuest {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        for t in self.threads.drain(..) {
-            let _ = t.join();
-        }
-    }
-}
-
-fn relay_guest(c: &CreatedPort, addr: &str) -> RelayGuest {
-    let ns = TestNs::with_prefix("kvt-mq").expect("guest ns");
-    let tap = ns
-        .run(|| {
-            kvnet_host::tap::create(&kvnet_host::tap::TapConfig {
-                name: "eth0".into(),
-                vnet_hdr: true,
-                queues: 1,
-                owner: None,
-                group: None,
-                persist: false,
-            })
-        })
-        .expect("guest TAP");
-    let inner = File::from(tap.fds.into_iter().next().unwrap());
-    let outer = blocking(open(c));
-    let (i2, o2) = (inner.try_clone().unwrap(), outer.try_clone().unwrap());
-    let stop = Arc::new(AtomicBool::new(false));
-    let (s1, s2) = (stop.clone(), stop.clone());
-    let threads = vec![
-        std::thread::spawn(move || pump(outer, inner, s1)),
-        std::thread::spawn(move || pump(i2, o2, s2)),
-    ];
+/// A guest standing in for qemu on macvtap port `c` (see [`frames::relay_guest`]).
+fn relay_guest(c: &CreatedPort, addr: &str) -> frames::RelayGuest {
     let mac = c.port.mac.as_deref().expect("a MAC");
-    ip(&ns, &format!("link set eth0 address {mac}"));
-    ip(&ns, "link set lo up");
-    ip(&ns, &format!("addr add {addr}/24 dev eth0"));
-    ip(&ns, "link set eth0 up");
-    RelayGuest { ns, stop, threads }
+    frames::relay_guest("kvt-mq", open(c), true, mac, addr)
 }
 
 /// What a restart must leave as is: `dev`'s qdiscs and classes, without counters.

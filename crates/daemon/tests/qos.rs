@@ -8,63 +8,13 @@ mod lab;
 
 use kvnet_api::CreatedPort;
 use kvnet_host::testns::TestNs;
-use lab::frames::{blocking, open_tap, pump};
+use lab::frames::{self, RelayGuest, open_tap};
 use lab::*;
-use std::fs::File;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 
-/// A guest wired to its port by two relay threads, which let go of the port's TAP
-/// when it is dropped.
-struct Guest {
-    ns: TestNs,
-    stop: Arc<AtomicBool>,
-    threads: Vec<thread::JoinHandle<()>>,
-}
-
-impl Drop for Guest {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        for t in self.threads.drain(..) {
-            let _ = t.join();
-        }
-    }
-}
-
 /// A guest namespace whose `eth0` (a TAP) is wired to port `port`.
-fn relay_guest(lab: &Lab, port: &str, mac: &str, addr: &str) -> Guest {
-    let g = TestNs::with_prefix("kvt-q").expect("guest ns");
-    let tap = g
-        .run(|| {
-            kvnet_host::tap::create(&kvnet_host::tap::TapConfig {
-                name: "eth0".into(),
-                vnet_hdr: false,
-                queues: 1,
-                owner: None,
-                group: None,
-                persist: false,
-            })
-        })
-        .expect("guest TAP");
-    let inner = File::from(tap.fds.into_iter().next().unwrap());
-    let outer = blocking(open_tap(lab, port));
-    let (i2, o2) = (inner.try_clone().unwrap(), outer.try_clone().unwrap());
-    let stop = Arc::new(AtomicBool::new(false));
-    let (s1, s2) = (stop.clone(), stop.clone());
-    let threads = vec![
-        thread::spawn(move || pump(outer, inner, s1)),
-        thread::spawn(move || pump(i2, o2, s2)),
-    ];
-    ip(&g, &format!("link set eth0 address {mac}"));
-    ip(&g, "link set lo up");
-    ip(&g, &format!("addr add {addr}/24 dev eth0"));
-    ip(&g, "link set eth0 up");
-    Guest {
-        ns: g,
-        stop,
-        threads,
-    }
+fn relay_guest(lab: &Lab, port: &str, mac: &str, addr: &str) -> RelayGuest {
+    frames::relay_guest("kvt-q", open_tap(lab, port), false, mac, addr)
 }
 
 /// The guest reaches the host (its first frames wait for ARP through the relay).

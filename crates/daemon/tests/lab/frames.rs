@@ -173,3 +173,57 @@ pub fn blocking(f: File) -> File {
     .unwrap();
     f
 }
+
+/// A guest namespace standing in for qemu: its `eth0`, a TAP (with a virtio-net header
+/// when `vnet_hdr`, like a macvtap's), relayed frame for frame to and from `port` (the
+/// guest end of a port's TAP or a macvtap's /dev/tapN), as qemu does with the
+/// descriptor it is given. Dropping it stops the relay and lets go of the port.
+pub struct RelayGuest {
+    pub ns: kvnet_host::testns::TestNs,
+    stop: Arc<AtomicBool>,
+    threads: Vec<thread::JoinHandle<()>>,
+}
+
+impl Drop for RelayGuest {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+/// A [`RelayGuest`] (namespace named from `prefix`) with `mac` and `addr`/24 on `eth0`.
+pub fn relay_guest(prefix: &str, port: File, vnet_hdr: bool, mac: &str, addr: &str) -> RelayGuest {
+    let ns = kvnet_host::testns::TestNs::with_prefix(prefix).expect("guest ns");
+    let tap = ns
+        .run(|| {
+            kvnet_host::tap::create(&kvnet_host::tap::TapConfig {
+                name: "eth0".into(),
+                vnet_hdr,
+                queues: 1,
+                owner: None,
+                group: None,
+                persist: false,
+            })
+        })
+        .expect("guest TAP");
+    let inner = File::from(tap.fds.into_iter().next().unwrap());
+    let outer = blocking(port);
+    let (i2, o2) = (inner.try_clone().unwrap(), outer.try_clone().unwrap());
+    let stop = Arc::new(AtomicBool::new(false));
+    let (s1, s2) = (stop.clone(), stop.clone());
+    let threads = vec![
+        thread::spawn(move || pump(outer, inner, s1)),
+        thread::spawn(move || pump(i2, o2, s2)),
+    ];
+    for cmd in [
+        format!("link set eth0 address {mac}"),
+        "link set lo up".into(),
+        format!("addr add {addr}/24 dev eth0"),
+        "link set eth0 up".into(),
+    ] {
+        super::ip(&ns, &cmd);
+    }
+    RelayGuest { ns, stop, threads }
+}
