@@ -104,6 +104,24 @@ fn an_overlay_joins_two_hosts_and_each_host_serves_its_own_guests() {
     );
     assert!(ok, "{out}");
 
+    // Someone flushes the ruleset on both hosts: the fence comes back with kvnet's
+    // table, and DHCP still stays on each host.
+    for lab in [&a, &b] {
+        let (ok, out) = sh(&lab.host, "nft flush ruleset");
+        assert!(ok, "{out}");
+    }
+    for lab in [&a, &b] {
+        let back = within(5, || {
+            sh(&lab.host, "nft list set bridge kvnet_overlay overlay")
+                .1
+                .contains("\"kvx4242\"")
+        });
+        assert!(back.is_some(), "the fence is rebuilt after a flush");
+    }
+    let (_, addr_b2) = b.udhcpc_guest("kvov0", "52:54:00:0e:00:0c", "gb2");
+    assert_eq!(addr_b2, "10.77.0.31", "from b's slice");
+    assert!(!leases(&a).contains("52:54:00:0e:00:0c"), "{}", leases(&a));
+
     // A restart adopts the port as it is; a destroy removes it, the other host keeps its own.
     let index = sh(&a.host, "cat /sys/class/net/kvx4242/ifindex").1;
     a.restart_daemon();
@@ -113,8 +131,9 @@ fn an_overlay_joins_two_hosts_and_each_host_serves_its_own_guests() {
         wait: true,
     });
     assert!(!a.links().contains("kvx4242"), "{}", a.links());
-    let fence = sh(&a.host, "nft list set bridge kvnet_overlay overlay").1;
-    assert!(!fence.contains("kvx4242"), "{fence}");
+    // The last overlay took its fence table with it.
+    let (ok, fence) = sh(&a.host, "nft list table bridge kvnet_overlay");
+    assert!(!ok, "{fence}");
     assert!(b.links().contains("kvx4242"));
 }
 

@@ -21,6 +21,8 @@
 //!   ([`normalize_listing`], [`expected_listing`]); `counters`: each network's
 //!   figures from the counters of its elements ([`counters_by_network`]).
 //! * [`portfilter`]: anti-spoofing for guest ports, a `bridge` table of its own.
+//! * [`fence`]: overlay networks' DHCP fence on their VXLAN ports, another `bridge`
+//!   table ([`render_fence`](fence::render_fence), [`encode_fence`]).
 //!
 //! `tests/plans/` holds golden files in the manner of libvirt's
 //! networkxml2firewalltest: a network's XML, the script its first start
@@ -137,6 +139,7 @@
 #![forbid(unsafe_code)]
 
 mod counters;
+pub mod fence;
 mod input;
 mod listing;
 mod model;
@@ -151,7 +154,9 @@ pub use listing::{expected_listing, normalize_listing};
 pub use model::{
     FwError, FwForward, FwMode, FwNetwork, MAX_FORWARD_PORTS, Proto, validate_all, validate_table,
 };
-pub use nl::{encode_add_new, encode_forwards, encode_guard, encode_remove, guard_table};
+pub use nl::{
+    encode_add_new, encode_fence, encode_forwards, encode_guard, encode_remove, guard_table,
+};
 pub use render::{
     Ruleset, render_add, render_add_new, render_forwards, render_full, render_rebuild,
     render_remove,

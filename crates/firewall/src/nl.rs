@@ -26,10 +26,12 @@ use crate::model::{FwNetwork, check_table};
 use crate::plan::{Action, Chain, Dir, Element, Field, Group, Match, Rule, plan};
 
 pub mod consts;
+mod fence;
 mod forwards;
 mod guard;
 mod remove;
 
+pub use fence::encode_fence;
 pub use forwards::encode_forwards;
 pub use guard::{encode_guard, guard_table};
 pub use remove::encode_remove;

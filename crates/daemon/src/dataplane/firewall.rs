@@ -8,6 +8,7 @@
 //! repair in `lifecycle::fwrepair`) rebuilds it whole: never with only one network.
 //! It is a cheap handle: clones share the table's state.
 
+use super::fence::Fence;
 use crate::paths::Paths;
 use crate::store::{self, Durability};
 use anyhow::{Context, Result, anyhow};
@@ -47,6 +48,8 @@ struct Snapshot {
 pub struct Firewall {
     table: String,
     state: Arc<State>,
+    /// The overlay networks' DHCP fence, a bridge table repaired with this one.
+    fence: Fence,
 }
 
 struct State {
@@ -90,6 +93,7 @@ enum Guard {
 impl Firewall {
     pub fn new(table: String) -> Firewall {
         Firewall {
+            fence: Fence::new(&table),
             table,
             state: Arc::new(State {
                 skeleton: AtomicBool::new(false),
@@ -104,6 +108,10 @@ impl Firewall {
 
     pub fn table(&self) -> &str {
         &self.table
+    }
+
+    pub fn fence(&self) -> &Fence {
+        &self.fence
     }
 
     fn wanted(&self) -> MutexGuard<'_, BTreeMap<String, FwNetwork>> {
@@ -367,6 +375,7 @@ impl Firewall {
         // render_full drops the table when no network needs it.
         self.state.skeleton.store(!fws.is_empty(), Relaxed);
         self.hold_guard(!fws.is_empty());
+        self.fence.rebuild()?;
         Ok(fws.len())
     }
 
@@ -398,16 +407,18 @@ impl Firewall {
     /// The table may have been changed by someone else: the next start rebuilds it.
     pub fn invalidate(&self) {
         self.state.skeleton.store(false, Relaxed);
+        self.fence.invalidate();
     }
 
     /// Whether the live table is exactly what [`Firewall::rebuild`] would make.
     pub fn is_intact(&self) -> Result<bool> {
         let fws: Vec<FwNetwork> = self.wanted().values().cloned().collect();
         let expected = self.expected_listing(&fws);
-        Ok(match self.listing()? {
+        let table = match self.listing()? {
             None => fws.is_empty(),
             Some(live) => expected.is_some_and(|e| e == live),
-        })
+        };
+        Ok(table && self.fence.is_intact()?)
     }
 
     /// The comparable form of the table rebuilt for `fws`; None when they cannot be
@@ -433,6 +444,14 @@ impl Firewall {
         let _ = store::remove_if_exists(&paths.firewall_snapshot());
         let names: Vec<String> = active.iter().map(|n| n.name.clone()).collect();
         self.want_exactly(active);
+        let fenced = active
+            .iter()
+            .filter_map(|n| super::overlay::of(n))
+            .map(|o| o.device())
+            .collect();
+        if let Err(e) = self.fence.reconcile_at_start(fenced) {
+            error!("overlay networks' DHCP fence not applied, DHCP may cross hosts: {e:#}");
+        }
         // The forwards the previous kvnetd had resolved, until they are resolved anew.
         if let Some(s) = &snapshot {
             let mut wanted = self.wanted();

@@ -4,6 +4,7 @@
 //! [`firewall`]'s, kvnet's changes in other firewalls [`foreign`]'s.
 
 pub mod checks;
+pub mod fence;
 pub mod firewall;
 pub mod foreign;
 pub mod overlay;
@@ -31,6 +32,8 @@ pub struct Dataplane {
 
 enum Undo {
     DeleteLink(u32, String),
+    /// A network's VXLAN device out of the DHCP fence.
+    Unfence(String, String),
     Firewall(FwNetwork),
 }
 
@@ -143,7 +146,8 @@ impl Dataplane {
             let s = overlay::spec(&o, &u, mtu);
             let vx = overlay::create(&self.nl, &s, idx).await?;
             undo.push(Undo::DeleteLink(vx, s.name.clone()));
-            self.fence(&s.name, true)?;
+            self.fw.fence().set(&net.name, &s.name, true)?;
+            undo.push(Undo::Unfence(net.name.clone(), s.name.clone()));
         }
         for r in &net.routes {
             let route = static_route(r, idx);
@@ -175,19 +179,10 @@ impl Dataplane {
         Ok(warnings)
     }
 
-    /// Keeps DHCP off the VXLAN port `dev` (`on`), or stops (see [`overlay::fence_script`]).
-    fn fence(&self, dev: &str, on: bool) -> Result<()> {
-        let table = overlay::fence_table(self.fw.table());
-        kvnet_host::nft::apply(&overlay::fence_script(&table, dev, on))
-            .with_context(|| format!("keep DHCP off {dev}"))
-    }
-
-    /// An overlay's VXLAN port out of the DHCP fence, then deleted; the errors.
-    async fn unfence_and_delete(&self, o: &kvnet_model::Overlay) -> Vec<String> {
+    /// Network `network`'s VXLAN port out of the DHCP fence, then deleted; the errors.
+    async fn unfence_and_delete(&self, network: &str, o: &kvnet_model::Overlay) -> Vec<String> {
         let mut errors = Vec::new();
-        if self.nl.link(&o.device()).await.ok().flatten().is_some()
-            && let Err(e) = self.fence(&o.device(), false)
-        {
+        if let Err(e) = self.fw.fence().set(network, &o.device(), false) {
             errors.push(format!("{e:#}"));
         }
         if let Err(e) = overlay::delete(&self.nl, o).await {
@@ -224,6 +219,7 @@ impl Dataplane {
                 .await
                 .with_context(|| format!("delete {name}"))?,
             Undo::Firewall(fw) => self.fw.remove(&fw)?,
+            Undo::Unfence(network, dev) => self.fw.fence().set(&network, &dev, false)?,
         }
         Ok(())
     }
@@ -239,7 +235,7 @@ impl Dataplane {
             errors.push(format!("remove firewall rules: {e:#}"));
         }
         if let Some(o) = overlay::of(net).filter(|_| owns_bridge) {
-            errors.extend(self.unfence_and_delete(&o).await);
+            errors.extend(self.unfence_and_delete(&net.name, &o).await);
         }
         if owns_bridge && let Some(br) = net.bridge_name() {
             match self.nl.link(br).await {
@@ -281,7 +277,7 @@ impl Dataplane {
         // The VXLAN port goes at once: the bridge's deletion would leave it behind, and
         // the other hosts learn from FRR that this one no longer carries the VNI.
         if let Some(o) = overlay::of(net).filter(|_| owns_bridge) {
-            errors.extend(self.unfence_and_delete(&o).await);
+            errors.extend(self.unfence_and_delete(&net.name, &o).await);
         }
         let left = Leftovers {
             firewall: self.fw.installed(net),
@@ -329,8 +325,8 @@ impl Dataplane {
             let u = overlay::underlay(&self.nl, &o).await?;
             let mtu = u.guest_mtu(&o, net.mtu).map_err(|e| anyhow!(e))?;
             let s = overlay::spec(&o, &u, mtu);
+            // Its DHCP fence: Firewall::reconcile_at_start, for every network at once.
             fixed.extend(overlay::ensure(&self.nl, &s, link.index).await?);
-            self.fence(&s.name, true)?;
         }
         // The route table (thousands of routes at 1,000 networks) only when needed.
         let routes = if net.routes.is_empty() {

@@ -1,7 +1,8 @@
 //! An overlay network's VXLAN port (`<kvnet:overlay>`): made on the network's bridge at
 //! start, checked at adoption, deleted at stop. Which hosts carry the VNI and where each
 //! guest is, FRR's zebra and bgpd learn from the kernel (BGP EVPN): kvnet only makes the
-//! device, without data-plane learning and with neighbour suppression.
+//! device, without data-plane learning and with neighbour suppression. Its DHCP fence is
+//! the firewall's ([`super::fence`]).
 
 use anyhow::{Context, Result, anyhow, bail};
 use kvnet_host::{Netlink, VxlanSpec};
@@ -38,47 +39,47 @@ impl Underlay {
 }
 
 /// Finds the VTEP: `local` (it must be an address of this host) or the first IPv4
-/// address of `dev`, and the underlay device that carries it.
+/// address of `dev`, and the underlay device that carries it. A lookup by name or one
+/// address dump: a start costs the same beside a thousand bridges.
 pub async fn underlay(nl: &Netlink, o: &Overlay) -> Result<Underlay> {
-    let links = nl.links().await?;
-    let device = |index: u32| links.iter().find(|l| l.index == index);
-    let v4 = |a: &ipnet::IpNet| match a.addr() {
-        IpAddr::V4(v) if !v.is_loopback() => Some(v),
-        _ => None,
-    };
+    let carrier = |l: &kvnet_host::Link| (!l.loopback).then_some((l.index, l.mtu));
     if let Some(name) = &o.dev {
-        let l = links
-            .iter()
-            .find(|l| &l.name == name)
+        let l = nl
+            .link(name)
+            .await?
             .ok_or_else(|| anyhow!("underlay interface {name} does not exist"))?;
         let addrs = nl.addresses(l.index).await?;
         let vtep = match o.local {
             Some(a) if addrs.iter().any(|n| n.addr() == IpAddr::V4(a)) => a,
             Some(a) => bail!("VTEP address {a} is not an address of {name}"),
-            None => addrs.iter().find_map(v4).ok_or_else(|| {
-                anyhow!("underlay interface {name} has no IPv4 address for the VTEP")
-            })?,
+            None => addrs
+                .iter()
+                .find_map(|a| match a.addr() {
+                    IpAddr::V4(v) if !v.is_loopback() => Some(v),
+                    _ => None,
+                })
+                .ok_or_else(|| {
+                    anyhow!("underlay interface {name} has no IPv4 address for the VTEP")
+                })?,
         };
-        let dev = (!l.loopback).then_some((l.index, l.mtu));
-        return Ok(Underlay { vtep, dev });
+        return Ok(Underlay {
+            vtep,
+            dev: carrier(&l),
+        });
     }
     let vtep = o
         .local
         .context("an overlay names its VTEP ('local') or underlay ('dev')")?;
-    for l in &links {
-        if nl
-            .addresses(l.index)
-            .await?
-            .iter()
-            .any(|n| n.addr() == IpAddr::V4(vtep))
-        {
-            let dev = device(l.index)
-                .filter(|l| !l.loopback)
-                .map(|l| (l.index, l.mtu));
-            return Ok(Underlay { vtep, dev });
-        }
-    }
-    bail!("VTEP address {vtep} is not an address of this host")
+    let not_here = || anyhow!("VTEP address {vtep} is not an address of this host");
+    let index = nl
+        .link_with_address(IpAddr::V4(vtep))
+        .await?
+        .ok_or_else(not_here)?;
+    let l = nl.link_by_index(index).await?.ok_or_else(not_here)?;
+    Ok(Underlay {
+        vtep,
+        dev: carrier(&l),
+    })
 }
 
 /// The VXLAN device `o` wants on this host.
@@ -128,48 +129,6 @@ pub async fn ensure(nl: &Netlink, s: &VxlanSpec, bridge: u32) -> Result<Vec<Stri
     Ok(vec![format!("VXLAN device {}", s.name)])
 }
 
-/// DHCP (v4 and v6) stays on each host: a guest's requests never cross the VXLAN port
-/// and neither do other hosts' answers, so only its own host answers it, from its slice
-/// of the ranges (docs/architecture.md, "Overlay networks"). One bridge-family table for
-/// every overlay network, its VXLAN devices in a set; the script is idempotent (the fixed
-/// rules are rewritten, the set keeps the other networks' devices).
-pub fn fence_script(table: &str, dev: &str, on: bool) -> String {
-    if !on {
-        return format!("delete element bridge {table} overlay {{ \"{dev}\" }}\n");
-    }
-    const DHCP: &str = "udp dport { 67, 68, 546, 547 } drop";
-    let mut s =
-        format!("add table bridge {table}\nadd set bridge {table} overlay {{ type ifname; }}\n");
-    for (chain, hook) in [
-        ("forward", "forward"),
-        ("input", "input"),
-        ("output", "output"),
-    ] {
-        s.push_str(&format!(
-            "add chain bridge {table} {chain} {{ type filter hook {hook} priority 0; policy accept; }}\nflush chain bridge {table} {chain}\n"
-        ));
-    }
-    for (chain, dir) in [
-        ("forward", "oifname"),
-        ("forward", "iifname"),
-        ("input", "iifname"),
-        ("output", "oifname"),
-    ] {
-        s.push_str(&format!(
-            "add rule bridge {table} {chain} {dir} @overlay {DHCP}\n"
-        ));
-    }
-    s.push_str(&format!(
-        "add element bridge {table} overlay {{ \"{dev}\" }}\n"
-    ));
-    s
-}
-
-/// The bridge table of [`fence_script`] beside kvnet's inet table `fw_table`.
-pub fn fence_table(fw_table: &str) -> String {
-    format!("{fw_table}_overlay")
-}
-
 /// Deletes the overlay's VXLAN device, if there is one.
 pub async fn delete(nl: &Netlink, o: &Overlay) -> Result<()> {
     if let Some(l) = nl.link(&o.device()).await? {
@@ -191,32 +150,6 @@ mod tests {
             dev: Some("eth1".into()),
             port: None,
         }
-    }
-
-    #[test]
-    fn the_dhcp_fence_is_idempotent_and_per_device() {
-        let on = fence_script("kvnet_overlay", "kvx100", true);
-        assert_eq!(
-            on,
-            "add table bridge kvnet_overlay\n\
-             add set bridge kvnet_overlay overlay { type ifname; }\n\
-             add chain bridge kvnet_overlay forward { type filter hook forward priority 0; policy accept; }\n\
-             flush chain bridge kvnet_overlay forward\n\
-             add chain bridge kvnet_overlay input { type filter hook input priority 0; policy accept; }\n\
-             flush chain bridge kvnet_overlay input\n\
-             add chain bridge kvnet_overlay output { type filter hook output priority 0; policy accept; }\n\
-             flush chain bridge kvnet_overlay output\n\
-             add rule bridge kvnet_overlay forward oifname @overlay udp dport { 67, 68, 546, 547 } drop\n\
-             add rule bridge kvnet_overlay forward iifname @overlay udp dport { 67, 68, 546, 547 } drop\n\
-             add rule bridge kvnet_overlay input iifname @overlay udp dport { 67, 68, 546, 547 } drop\n\
-             add rule bridge kvnet_overlay output oifname @overlay udp dport { 67, 68, 546, 547 } drop\n\
-             add element bridge kvnet_overlay overlay { \"kvx100\" }\n"
-        );
-        assert_eq!(
-            fence_script("kvnet_overlay", "kvx100", false),
-            "delete element bridge kvnet_overlay overlay { \"kvx100\" }\n"
-        );
-        assert_eq!(fence_table("kvnet"), "kvnet_overlay");
     }
 
     #[test]

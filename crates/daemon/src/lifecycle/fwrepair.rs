@@ -11,7 +11,10 @@
 //! happened meanwhile.
 
 use crate::dataplane::firewall::Firewall;
-use kvnet_host::nftwatch::{self, Change, Commit, Kind, NFPROTO_INET, NftWatcher, Notice};
+use kvnet_firewall::fence::fence_table;
+use kvnet_host::nftwatch::{
+    self, Change, Commit, Kind, NFPROTO_BRIDGE, NFPROTO_INET, NftWatcher, Notice,
+};
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 use tracing::{debug, error, info, warn};
@@ -33,20 +36,25 @@ pub enum Finding {
     Unsure(String),
 }
 
-/// What commit `c` means for kvnet's table `table` (family inet); `own` tells whether
-/// kvnet made it.
+/// What commit `c` means for kvnet's table `table` (family inet) and its overlay DHCP
+/// fence (family bridge); `own` tells whether kvnet made it.
 pub fn judge(c: &Commit, table: &str, own: bool) -> Option<Finding> {
     if own {
         return None;
     }
+    let fence = fence_table(table);
     let ours: Vec<&Change> = c
         .changes
         .iter()
-        .filter(|ch| ch.family == NFPROTO_INET && ch.table.as_deref() == Some(table))
+        .filter(|ch| match ch.family {
+            NFPROTO_INET => ch.table.as_deref() == Some(table),
+            NFPROTO_BRIDGE => ch.table.as_deref() == Some(&fence),
+            _ => false,
+        })
         .collect();
     if ours.is_empty() {
-        return c
-            .touches(table)
+        let fence_may = |ch: &&Change| ch.family == NFPROTO_BRIDGE && ch.table.is_none();
+        return (c.touches(table) || c.changes.iter().any(|ch| fence_may(&ch)))
             .then(|| Finding::Unsure(format!("unreadable changes by pid {} ({})", c.pid, c.comm)));
     }
     let table_change = |added| {
@@ -163,7 +171,7 @@ fn repair(fw: &Firewall, finding: &Finding, noticed: Instant) {
         },
     };
     let names = fw.wanted_names();
-    if names.is_empty() {
+    if names.is_empty() && !fw.fence().wanted() {
         return debug!("table inet {table} {what}: no network needs it");
     }
     match fw.rebuild() {
@@ -268,6 +276,23 @@ mod tests {
         assert_eq!(
             judge(&recreated, "kvnet", false),
             tampered("edited (chain added)")
+        );
+    }
+
+    #[test]
+    fn the_overlay_fence_is_watched_too() {
+        let c = commit(&[(Kind::Table, false, NFPROTO_BRIDGE, Some("kvnet_overlay"))]);
+        assert_eq!(judge(&c, "kvnet", false), tampered("deleted"));
+        let c = commit(&[(Kind::Element, false, NFPROTO_BRIDGE, Some("kvnet_overlay"))]);
+        assert_eq!(
+            judge(&c, "kvnet", false),
+            tampered("edited (element deleted)")
+        );
+        let c = commit(&[(Kind::Rule, true, NFPROTO_BRIDGE, Some("kvnet"))]);
+        assert_eq!(
+            judge(&c, "kvnet", false),
+            None,
+            "the port filter's own table"
         );
     }
 

@@ -97,6 +97,27 @@ impl Netlink {
         }
     }
 
+    /// The link that carries address `addr`, if one does: one dump of the host's
+    /// addresses, whatever the number of links.
+    pub async fn link_with_address(
+        &self,
+        addr: std::net::IpAddr,
+    ) -> Result<Option<u32>, HostError> {
+        let msgs = self
+            .request(
+                RouteNetlinkMessage::GetAddress(AddressMessage::default()),
+                NLM_F_REQUEST | NLM_F_DUMP,
+            )
+            .await
+            .map_err(|n| n.into_error(format!("find the link with address {addr}")))?;
+        Ok(msgs.iter().find_map(|m| match m {
+            RouteNetlinkMessage::NewAddress(a) if address_from_message(a)?.addr() == addr => {
+                Some(a.header.index)
+            }
+            _ => None,
+        }))
+    }
+
     /// Addresses on the link with their scope and settable flags, in the kernel's
     /// order (an IPv4 primary before its secondaries).
     pub async fn link_addresses(&self, index: u32) -> Result<Vec<LinkAddress>, HostError> {
