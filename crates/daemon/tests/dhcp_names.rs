@@ -148,7 +148,7 @@ fn fqdn_names_from_dhclient_and_dhcpcd_give_their_first_label() {
             &dir,
             &format!("chmod +x {d}/script; {}", cmd.replace("{d}", &d)),
         );
-        let _ = std::fs::remove_dir_all(&dir);
+        drop(dir);
         assert!(ok, "{name}: {out}\n{}", lab.daemon.log());
         let rows = listed(&lab);
         let row = rows

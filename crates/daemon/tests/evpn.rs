@@ -7,7 +7,7 @@
 mod lab;
 
 use kvnet_api::Report;
-use lab::frr::{Frr, TempDir};
+use lab::frr::Frr;
 use lab::*;
 use std::time::{Duration, Instant};
 

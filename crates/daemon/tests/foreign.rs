@@ -228,7 +228,7 @@ static UFW: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// ufw enabled in the lab's host namespace, its configuration a private copy (the
 /// directory returned).
-fn enable_ufw(lab: &Lab) -> std::path::PathBuf {
+fn enable_ufw(lab: &Lab) -> TempDir {
     let etc = temp_dir("ufw", &lab.host);
     let (ok, out) = sh(
         &lab.host,

@@ -51,7 +51,9 @@ fn promtool() -> PathBuf {
 #[test]
 #[ignore = "needs root"]
 fn scraped_metrics_are_valid_and_count_what_happened() {
-    let sock = std::env::temp_dir().join(format!("kvnet-metrics-{}.sock", std::process::id()));
+    let dir = TempDir(std::env::temp_dir().join(format!("kvnet-metrics-{}", std::process::id())));
+    std::fs::create_dir_all(&*dir).expect("socket dir");
+    let sock = dir.join("metrics.sock");
     let mut lab = Lab::with_env(&[("KVNET_METRICS", "127.0.0.1:9125")]);
     lab.define_and_start(NET);
     let (g, addr) = lab.udhcpc_guest("kvm0", "52:54:00:79:00:01", "vm1");

@@ -195,7 +195,7 @@ fn within(secs: u64, mut cond: impl FnMut() -> bool) -> Option<std::time::Durati
 #[test]
 #[ignore = "needs root"]
 fn an_overlay_over_frr_evpn_carries_guests_and_a_move() {
-    use lab::frr::{Frr, TempDir};
+    use lab::frr::Frr;
     have("busybox", "busybox-static");
     have("vtysh", "frr");
     let fabric = "asn = 65000\n\

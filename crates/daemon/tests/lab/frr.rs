@@ -69,12 +69,3 @@ impl Drop for Frr {
         self.stop("zebra");
     }
 }
-
-/// Removes the test's directory last (after both FRRs stopped).
-pub struct TempDir(pub PathBuf);
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}

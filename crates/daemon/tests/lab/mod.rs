@@ -599,11 +599,33 @@ pub fn have(program: &str, package: &str) {
 }
 
 /// A fresh scratch directory for test `tag` in guest `g`.
-pub fn temp_dir(tag: &str, g: &TestNs) -> std::path::PathBuf {
+pub fn temp_dir(tag: &str, g: &TestNs) -> TempDir {
     let dir = std::env::temp_dir().join(format!("kvnet-{tag}-{}", g.name()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("temp dir");
-    dir
+    TempDir(dir)
+}
+
+/// A directory removed with everything in it when dropped (a failed test's too).
+pub struct TempDir(pub std::path::PathBuf);
+
+impl std::ops::Deref for TempDir {
+    type Target = std::path::Path;
+    fn deref(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl AsRef<std::path::Path> for TempDir {
+    fn as_ref(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 /// A client's run in `g` with its files in `dir`: under `ip netns exec` the shell has a
