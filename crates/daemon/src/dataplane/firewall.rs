@@ -375,7 +375,6 @@ impl Firewall {
         // render_full drops the table when no network needs it.
         self.state.skeleton.store(!fws.is_empty(), Relaxed);
         self.hold_guard(!fws.is_empty());
-        self.fence.rebuild()?;
         Ok(fws.len())
     }
 

@@ -2,7 +2,8 @@
 //! ([`NftWatcher`]); when another process deletes kvnet's table (`nft flush ruleset`,
 //! `nft delete table`) or changes anything in it, the whole table is rebuilt for every
 //! network whose rules belong in it ([`Firewall::rebuild`]): one transaction, connection
-//! tracking untouched, so established flows and their NAT go on.
+//! tracking untouched, so established flows and their NAT go on. The overlay networks'
+//! DHCP fence (a bridge table, [`crate::dataplane::fence`]) is watched and rebuilt with it.
 //!
 //! kvnet's own commits (its `nft` children, its native batches, the teardown thread's)
 //! are recognised by their committer ([`nftwatch::is_own`]) and ignored, so a rebuild
@@ -173,6 +174,10 @@ fn repair(fw: &Firewall, finding: &Finding, noticed: Instant) {
     let names = fw.wanted_names();
     if names.is_empty() && !fw.fence().wanted() {
         return debug!("table inet {table} {what}: no network needs it");
+    }
+    // The fence first: the rebuild below only reports the inet table.
+    if let Err(e) = fw.fence().rebuild() {
+        error!("the overlay networks' DHCP fence could not be rebuilt: {e:#}");
     }
     match fw.rebuild() {
         Ok(n) => info!(
