@@ -138,6 +138,62 @@ fn an_overlay_joins_two_hosts_and_each_host_serves_its_own_guests() {
     assert!(b.links().contains("kvx4242"));
 }
 
+/// An open network puts no rules in kvnet's table, yet as an overlay it needs the DHCP
+/// fence all the same: made at start, rebuilt after a flush by itself, deleted at stop.
+#[test]
+#[ignore = "needs root"]
+fn an_open_overlay_keeps_dhcp_on_each_host_without_kvnets_table() {
+    have("busybox", "busybox-static");
+    let (mut a, mut b) = (host(), host());
+    underlay(&a, &b);
+    let xml = OVERLAY.replace("<forward mode='nat'/>", "<forward mode='open'/>");
+    // Without the built-in NAT network, kvnet's table has nothing in it.
+    for lab in [&a, &b] {
+        lab.ok(req::Destroy {
+            network: "default".into(),
+            wait: true,
+        });
+    }
+    a.define_and_start(&xml);
+    b.define_and_start(&xml);
+    for (lab, other) in [(&a, 2), (&b, 1)] {
+        let (ok, out) = sh(
+            &lab.host,
+            &format!("bridge fdb append 00:00:00:00:00:00 dev kvx4242 dst 172.31.254.{other}"),
+        );
+        assert!(ok, "{out}");
+    }
+    let (has_table, t) = sh(&a.host, "nft list table inet kvnet");
+    assert!(!has_table, "it went with the last network that needed it: {t}");
+    for lab in [&a, &b] {
+        let (ok, out) = sh(&lab.host, "nft flush ruleset");
+        assert!(ok, "{out}");
+        let back = within(5, || {
+            sh(&lab.host, "nft list set bridge kvnet_overlay overlay")
+                .1
+                .contains("\"kvx4242\"")
+        });
+        assert!(back.is_some(), "the fence alone is rebuilt after a flush");
+    }
+    let (ga, addr_a) = a.udhcpc_guest("kvov0", "52:54:00:0e:01:0a", "oa");
+    let (gb, addr_b) = b.udhcpc_guest("kvov0", "52:54:00:0e:01:0b", "ob");
+    assert_eq!(
+        (addr_a.as_str(), addr_b.as_str()),
+        ("10.77.0.10", "10.77.0.30")
+    );
+    assert!(!leases(&a).contains("52:54:00:0e:01:0b"), "{}", leases(&a));
+    ip(&a.guests[ga], &format!("addr add {addr_a}/24 dev eth0"));
+    ip(&b.guests[gb], &format!("addr add {addr_b}/24 dev eth0"));
+    let (ok, out) = sh(&a.guests[ga], &format!("ping -c 2 -W 2 {addr_b}"));
+    assert!(ok, "{out}");
+    a.ok(req::Destroy {
+        network: "ov".into(),
+        wait: true,
+    });
+    let (ok, fence) = sh(&a.host, "nft list table bridge kvnet_overlay");
+    assert!(!ok, "deleted with the last overlay: {fence}");
+}
+
 #[test]
 #[ignore = "needs root"]
 fn an_overlay_is_refused_when_it_cannot_fit_or_its_host_is_not_in_the_fabric() {

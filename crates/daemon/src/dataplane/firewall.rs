@@ -209,6 +209,23 @@ impl Firewall {
         }
     }
 
+    /// After a teardown: with no network left in it, kvnet's table goes (`render_full`
+    /// of none), so a host without kvnet networks keeps no NAT hooks or connection
+    /// tracking for kvnet. Decided and done under the lock of `wanted`: a start meanwhile
+    /// either comes first (the table stays) or finds the skeleton gone and rebuilds.
+    /// Returns whether the table was deleted.
+    pub fn drop_if_unused(&self) -> Result<bool> {
+        let wanted = self.wanted();
+        if !wanted.is_empty() {
+            return Ok(false);
+        }
+        self.state.skeleton.store(false, Relaxed);
+        nft::apply(&kvnet_firewall::render_full(&self.table, &[]))
+            .with_context(|| format!("delete table inet {}", self.table))?;
+        drop(wanted);
+        Ok(true)
+    }
+
     /// Re-apply one running network's rules after a live update (e.g. forward-interface):
     /// the whole table in one transaction, so no moment lacks the network's rules. Its
     /// port forwards stay as resolved; the caller re-resolves them afterwards.

@@ -80,7 +80,7 @@ impl Lifecycle {
             fw_watch,
             fw_repair: None,
             foreign_watch: None,
-            teardown: Teardown::spawn(dp.fw().table().to_string())?,
+            teardown: Teardown::spawn(dp.fw().clone())?,
             sysctls: Ledger::load(paths),
             services: Services::new(paths.clone()),
             nss: NssIndex::spawn(paths.nss_index()),

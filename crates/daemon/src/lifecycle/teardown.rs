@@ -9,6 +9,7 @@
 //! its next start. A later start that needs the same bridge name or subnets first waits
 //! for the job ([`Teardown::settle`]).
 
+use crate::dataplane::firewall::Firewall;
 use anyhow::{Context, Result};
 use ipnet::IpNet;
 use kvnet_firewall::FwNetwork;
@@ -45,7 +46,7 @@ pub struct Teardown {
 }
 
 impl Teardown {
-    pub fn spawn(table: String) -> Result<Teardown> {
+    pub fn spawn(fw: Firewall) -> Result<Teardown> {
         let (tx, rx) = mpsc::channel::<(Job, oneshot::Sender<()>)>();
         let (ready_tx, ready_rx) = mpsc::channel();
         let thread = std::thread::Builder::new()
@@ -70,7 +71,7 @@ impl Teardown {
                 };
                 let _ = ready_tx.send(Ok(()));
                 for (job, done) in rx {
-                    run(&rt, &nl, &table, job);
+                    run(&rt, &nl, &fw, job);
                     let _ = done.send(());
                 }
             })
@@ -130,13 +131,21 @@ impl Teardown {
     }
 }
 
-fn run(rt: &tokio::runtime::Runtime, nl: &Netlink, table: &str, job: Job) {
+fn run(rt: &tokio::runtime::Runtime, nl: &Netlink, firewall: &Firewall, job: Job) {
     crate::hooks::kill_point("teardown");
     let mut errors = Vec::new();
-    if let Some(fw) = &job.firewall
-        && let Err(e) = crate::dataplane::firewall::remove_rules(table, fw)
-    {
-        errors.push(format!("remove firewall rules: {e:#}"));
+    if let Some(fw) = &job.firewall {
+        if let Err(e) = crate::dataplane::firewall::remove_rules(firewall.table(), fw) {
+            errors.push(format!("remove firewall rules: {e:#}"));
+        }
+        match firewall.drop_if_unused() {
+            Ok(true) => info!(
+                "no network needs table inet {} any more: deleted",
+                firewall.table()
+            ),
+            Ok(false) => {}
+            Err(e) => errors.push(format!("{e:#}")),
+        }
     }
     if let Some(br) = &job.bridge {
         let res = rt.block_on(async {
