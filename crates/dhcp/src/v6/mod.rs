@@ -51,11 +51,13 @@
 //! | `<domain name>` | domain search list (24) |
 
 mod config;
+mod event;
 mod lease;
 mod server;
 mod wire;
 
 pub use config::{Config, Range, StaticHost, duid_ll, duid_mac, duid_uuid, ip_index};
+pub use event::{Effect, Event};
 pub use lease::{LeaseRecord, LeaseState, LeaseTable, LeaseView, compact, encode_record, replay};
-pub use server::{Effect, Event, Server};
+pub use server::Server;
 pub use wire::Malformed;
