@@ -3,6 +3,7 @@
 
 mod lab;
 
+use lab::dhcp6::{bound, dhclient6};
 use lab::*;
 use std::net::Ipv6Addr;
 use std::time::{Duration, Instant};
@@ -14,71 +15,6 @@ const NET: &str = "<network><name>v6</name><forward mode='nat'/><bridge name='kv
 
 const MAC1: &str = "52:54:00:00:06:01";
 const MAC2: &str = "52:54:00:00:06:02";
-
-/// A guest on the bridge with `mac`, once its link-local address is past DAD (a DHCPv6
-/// client binds to it).
-fn guest6(lab: &mut Lab, mac: &str) -> usize {
-    let g = lab.guest("kvd6", "", "");
-    let ns = &lab.guests[g];
-    ip(ns, "link set eth0 down");
-    ip(ns, &format!("link set eth0 address {mac}"));
-    ip(ns, "link set eth0 up");
-    let t0 = Instant::now();
-    loop {
-        let lladdr = ip(ns, "-6 addr show dev eth0 scope link");
-        let tentative = ip(ns, "-6 addr show dev eth0 tentative");
-        if lladdr.contains("fe80::") && tentative.trim().is_empty() {
-            return g;
-        }
-        assert!(
-            t0.elapsed() < Duration::from_secs(10),
-            "DAD did not finish: {lladdr}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// One dhclient -6 run until it reports a binding; its DUID is DUID-LL of the MAC (-D LL).
-/// The script only reports, the guest's address stays as it is. A fresh lease file each
-/// time, so every run starts with a Solicit.
-fn dhclient6(lab: &Lab, g: usize) -> Option<Ipv6Addr> {
-    let ns = &lab.guests[g];
-    let dir = temp_dir("dhclient6", ns);
-    let d = dir.display().to_string();
-    std::fs::write(dir.join("conf"), "timeout 20;\nretry 1;\n").expect("conf");
-    std::fs::write(
-        dir.join("script"),
-        format!("#!/bin/sh\necho \"$reason $new_ip6_address\" >> {d}/out\nexit 0\n"),
-    )
-    .expect("script");
-    let (_, out) = isolated_client(
-        ns,
-        &dir,
-        &format!(
-            "chmod +x {d}/script; \
-             dhclient -6 -D LL -d -1 -v -cf {d}/conf -sf {d}/script -lf {d}/leases \
-             -pf {d}/pid eth0 > {d}/log 2>&1 & p=$!; \
-             for _ in $(seq 200); do grep -qs BOUND6 {d}/out && break; sleep 0.1; done; \
-             kill $p; wait $p || true; cat {d}/log"
-        ),
-    );
-    let report = std::fs::read_to_string(dir.join("out")).unwrap_or_default();
-    let _ = std::fs::remove_dir_all(&dir);
-    let addr = bound(&report, &["BOUND6"]);
-    if addr.is_none() {
-        eprintln!("dhclient -6 got no address:\n{report}\n{out}");
-    }
-    addr
-}
-
-fn bound(report: &str, reasons: &[&str]) -> Option<Ipv6Addr> {
-    report.lines().find_map(|l| {
-        let (reason, addr) = l.split_once(' ')?;
-        reasons
-            .contains(&reason)
-            .then(|| addr.trim().parse().ok())?
-    })
-}
 
 fn in_range(a: Ipv6Addr) -> bool {
     let lo: Ipv6Addr = "fd00:79::100".parse().unwrap();
@@ -134,7 +70,7 @@ fn dhclient_gets_a_listed_address_that_survives_a_crash_and_a_static_host_wins()
     have("dhclient", "isc-dhcp-client");
     let mut lab = Lab::new();
     lab.define_and_start(NET);
-    let g = guest6(&mut lab, MAC1);
+    let g = lab.guest6("kvd6", MAC1);
     let log = |lab: &Lab| lab.daemon.log();
 
     let first = dhclient6(&lab, g).unwrap_or_else(|| panic!("no address\n{}", log(&lab)));
@@ -160,7 +96,7 @@ fn dhclient_gets_a_listed_address_that_survives_a_crash_and_a_static_host_wins()
         "lease lost in the crash\n{}",
         log(&lab)
     );
-    let other = guest6(&mut lab, MAC2);
+    let other = lab.guest6("kvd6", MAC2);
     let second = dhclient6(&lab, other).unwrap_or_else(|| panic!("no address\n{}", log(&lab)));
     assert!(
         in_range(second) && second != first,
@@ -217,7 +153,7 @@ fn dhcpcd_gets_a_listed_address() {
     have("dhcpcd", "dhcpcd-base");
     let mut lab = Lab::new();
     lab.define_and_start(NET);
-    let g = guest6(&mut lab, MAC2);
+    let g = lab.guest6("kvd6", MAC2);
     // DUID-LL, no IA_PD or hostname.
     let addr = dhcpcd6(&lab, g, "");
     assert!(in_range(addr), "{addr}");
@@ -234,7 +170,7 @@ fn router_advertisements_leave_the_prefix_to_dhcpv6() {
     have("rdisc6", "ndisc6");
     let mut lab = Lab::new();
     lab.define_and_start(NET);
-    let g = guest6(&mut lab, MAC1);
+    let g = lab.guest6("kvd6", MAC1);
     let (ok, out) = sh(&lab.guests[g], "rdisc6 -1 -r 3 -w 2000 eth0");
     assert!(ok, "no router advertisement:\n{out}");
     let field = |name: &str| {
@@ -275,7 +211,7 @@ fn a_dhcpv6_guests_name_resolves_in_dns_and_on_the_host() {
     have("dig", "dnsutils");
     let mut lab = Lab::new();
     lab.define_and_start(&NET.replace("<ip address=", "<domain name='v6.test'/><ip address="));
-    let g = guest6(&mut lab, MAC1);
+    let g = lab.guest6("kvd6", MAC1);
     // dhcpcd sends its hostname as the client FQDN (option 39).
     let addr = dhcpcd6(&lab, g, "hostname web6\nfqdn both\n");
     let ns = &lab.guests[g];

@@ -164,7 +164,10 @@ fn an_open_overlay_keeps_dhcp_on_each_host_without_kvnets_table() {
         assert!(ok, "{out}");
     }
     let (has_table, t) = sh(&a.host, "nft list table inet kvnet");
-    assert!(!has_table, "it went with the last network that needed it: {t}");
+    assert!(
+        !has_table,
+        "it went with the last network that needed it: {t}"
+    );
     for lab in [&a, &b] {
         let (ok, out) = sh(&lab.host, "nft flush ruleset");
         assert!(ok, "{out}");
@@ -192,6 +195,52 @@ fn an_open_overlay_keeps_dhcp_on_each_host_without_kvnets_table() {
     });
     let (ok, fence) = sh(&a.host, "nft list table bridge kvnet_overlay");
     assert!(!ok, "deleted with the last overlay: {fence}");
+}
+
+/// DHCPv6 is fenced like DHCPv4: a guest's Solicit (multicast, flooded to every host
+/// carrying the VNI without the fence) is answered by its own host alone, from that
+/// host's half of the IPv6 range.
+#[test]
+#[ignore = "needs root"]
+fn dhcpv6_stays_on_each_host_and_hands_out_its_slice() {
+    use lab::dhcp6::dhclient6;
+    let (mut a, mut b) = (host(), host());
+    underlay(&a, &b);
+    let xml = OVERLAY.replace(
+        "</ip>",
+        "</ip><ip family='ipv6' address='fd00:77::1' prefix='64'><dhcp>\
+         <range start='fd00:77::100' end='fd00:77::1ff'/></dhcp></ip>",
+    );
+    a.define_and_start(&xml);
+    b.define_and_start(&xml);
+    for (lab, other) in [(&a, 2), (&b, 1)] {
+        let (ok, out) = sh(
+            &lab.host,
+            &format!("bridge fdb append 00:00:00:00:00:00 dev kvx4242 dst 172.31.254.{other}"),
+        );
+        assert!(ok, "{out}");
+    }
+    let half = |addr: std::net::Ipv6Addr| {
+        let last = addr.segments()[7];
+        assert!((0x100..=0x1ff).contains(&last), "{addr} is in the range");
+        if last < 0x180 { "a" } else { "b" }
+    };
+    let ga = a.guest6("kvov0", "52:54:00:0e:02:0a");
+    let gb = b.guest6("kvov0", "52:54:00:0e:02:0b");
+    let addr_a = dhclient6(&a, ga).unwrap_or_else(|| panic!("{}", a.daemon.log()));
+    let addr_b = dhclient6(&b, gb).unwrap_or_else(|| panic!("{}", b.daemon.log()));
+    assert_eq!((half(addr_a), half(addr_b)), ("a", "b"));
+    let leases6 = |lab: &Lab| lab.cli(&["net-dhcp-leases", "ov"]).1;
+    assert!(
+        !leases6(&a).contains(&addr_b.to_string()),
+        "{}",
+        leases6(&a)
+    );
+    assert!(
+        !leases6(&b).contains(&addr_a.to_string()),
+        "{}",
+        leases6(&b)
+    );
 }
 
 #[test]

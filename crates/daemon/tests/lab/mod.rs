@@ -6,6 +6,7 @@
 
 #![allow(dead_code)]
 
+pub mod dhcp6;
 pub mod frames;
 pub mod frr;
 
