@@ -5,9 +5,14 @@
 
 pub mod direct;
 pub mod hostdev;
+mod naming;
 mod plug;
+mod record;
 pub mod vhost;
 pub mod vlan;
+
+pub use naming::{free_name, qemu_args, random_mac, tap_mac};
+pub use record::{PortDefaults, PortRec, Target};
 
 use crate::ids::{entropy, group_id, user_id};
 use crate::paths::Paths;
@@ -16,216 +21,17 @@ use anyhow::{Context, Result, anyhow, bail};
 use kvnet_api::request::PortCreate;
 use kvnet_api::{CreatedPort, Port, PortKind};
 use kvnet_host::{Link, Netlink, tap};
-use kvnet_model::MacAddr;
-use kvnet_model::TrafficFilter;
-use serde::{Deserialize, Serialize};
+use naming::parse_mac;
+use record::check_ips;
 use std::collections::{BTreeMap, HashSet};
 use std::fs;
-use std::net::IpAddr;
 use tracing::{info, warn};
 
 /// The kernel's limit on the queues of one TAP (`MAX_TAP_QUEUES`).
 pub const MAX_QUEUES: u16 = 256;
 
-/// One registered port, as stored.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct PortRec {
-    pub ifname: String,
-    pub mac: Option<MacAddr>,
-    pub kind: PortKind,
-    pub queues: u16,
-    /// Who may open a persistent TAP (kept to re-create it after a reboot).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub owner: Option<u32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub group: Option<u32>,
-    /// `port-create --isolated yes|no`; without it the network's `<port isolated>`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub isolated: Option<bool>,
-    /// `port-create --filter`; without it the network's `<kvnet:filterref>`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub filter: Option<TrafficFilter>,
-    /// `port-create --ip`: addresses the filter lets the guest send from.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub ips: Vec<IpAddr>,
-    /// `port-create --portgroup/--inbound/--outbound` (crate::qos).
-    #[serde(default, skip_serializing_if = "crate::qos::PortQos::is_empty")]
-    pub qos: crate::qos::PortQos,
-    /// Macvtap ports: the pool device the macvtap is on.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub parent: Option<String>,
-    /// Macvtap passthrough: the device's own MAC, given back at port-delete.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub parent_mac: Option<MacAddr>,
-    /// Hostdev: kvnet bound the device (`parent`) to vfio-pci and gives it back at
-    /// port-delete.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub managed: bool,
-}
-
 /// Where the kernel shows devices: SR-IOV virtual functions, PCI drivers.
 pub const SYSFS: &str = "/sys";
-
-/// What a network gives its ports unless they choose otherwise.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct PortDefaults {
-    /// `<port isolated='yes'/>`.
-    pub isolated: bool,
-    /// `<kvnet:filterref filter=…/>`.
-    pub filter: TrafficFilter,
-    /// `<bridge macTableManager='libvirt'>`: kvnet keeps the forwarding table.
-    pub mac_table: bool,
-}
-
-impl PortDefaults {
-    pub fn of(net: &kvnet_model::Network) -> PortDefaults {
-        PortDefaults {
-            isolated: net.isolated_port == Some(true),
-            filter: net.kvnet_ext().map(|e| e.filter).unwrap_or_default(),
-            mac_table: net.bridge.as_ref().and_then(|b| b.mac_table_manager)
-                == Some(kvnet_model::MacTableManager::Libvirt),
-        }
-    }
-}
-
-impl PortRec {
-    /// The port on `network`, whose defaults are `d`.
-    pub fn view(&self, network: &str, d: PortDefaults) -> Port {
-        Port {
-            ifname: self.ifname.clone(),
-            mac: self.mac.map(|m| m.to_string()),
-            network: network.to_string(),
-            kind: self.kind,
-            queues: self.queues,
-            isolated: self.isolated.unwrap_or(d.isolated),
-            filter: self.filter.unwrap_or(d.filter),
-            ips: self.ips.clone(),
-            learned_mac: None,
-            dropped: None,
-            portgroup: self.qos.portgroup.clone(),
-            inbound: self.qos.inbound.clone(),
-            outbound: self.qos.outbound.clone(),
-            parent: self.parent.clone(),
-        }
-    }
-
-    /// Whether the bridge port is isolated: the port's own choice, else its network's.
-    pub fn isolated(&self, t: &Target) -> bool {
-        self.isolated.unwrap_or(t.defaults.isolated)
-    }
-
-    /// The MAC to give a static forwarding entry, when kvnet keeps the network's table
-    /// (`macTableManager='libvirt'`) and knows the guest's MAC; a port without one keeps
-    /// the kernel's learning.
-    pub fn fdb(&self, t: &Target) -> Option<MacAddr> {
-        self.mac.filter(|_| t.defaults.mac_table)
-    }
-}
-
-/// The bridge of an active network, as the port verbs need it.
-pub struct Target {
-    pub network: String,
-    pub bridge: Link,
-    pub defaults: PortDefaults,
-    /// The network's addresses, which `--ip` must lie in.
-    pub subnets: Vec<kvnet_model::IpDef>,
-    /// The VLANs of the network's `<vlan>` its ports belong to ([`vlan::members`]);
-    /// empty: the bridge's default.
-    pub vlans: Vec<kvnet_host::VlanMember>,
-    /// The VLANs of each portgroup with a `<vlan>`, for the ports in it.
-    pub portgroup_vlans: Vec<(String, Vec<kvnet_host::VlanMember>)>,
-    /// The portgroup of ports that name none (`default='yes'`).
-    pub default_portgroup: Option<String>,
-}
-
-impl Target {
-    /// The VLANs of a port in `portgroup` (else the default portgroup): that
-    /// portgroup's `<vlan>`, else the network's.
-    pub fn vlans_of(&self, portgroup: Option<&str>) -> &[kvnet_host::VlanMember] {
-        portgroup
-            .or(self.default_portgroup.as_deref())
-            .and_then(|g| self.portgroup_vlans.iter().find(|(n, _)| n == g))
-            .map_or(&self.vlans, |(_, v)| v)
-    }
-}
-
-/// `port-create --ip`: each address a guest address of one of the network's subnets.
-fn check_ips(t: &Target, ips: &[IpAddr]) -> Result<()> {
-    for &a in ips {
-        let Some(ip) = t.subnets.iter().find(|ip| ip.network().contains(&a)) else {
-            let nets: Vec<String> = t.subnets.iter().map(|i| i.network().to_string()).collect();
-            bail!(
-                "address {a} is not on network '{}' (its subnets: {})",
-                t.network,
-                if nets.is_empty() {
-                    "none".into()
-                } else {
-                    nets.join(", ")
-                }
-            );
-        };
-        if a == ip.address {
-            bail!(
-                "address {a} is the host's own address on network '{}'",
-                t.network
-            );
-        }
-        if a.is_multicast() || a.is_unspecified() {
-            bail!("address {a} cannot be a guest's: it is not unicast");
-        }
-    }
-    Ok(())
-}
-
-/// The lowest free `PREFIXN`: libvirt names guest TAPs `vnetN`, macvtaps `macvtapN`.
-pub fn free_name(prefix: &str, used: &HashSet<String>) -> String {
-    (0u32..)
-        .map(|n| format!("{prefix}{n}"))
-        .find(|n| !used.contains(n))
-        .expect("some vnetN is free")
-}
-
-/// A random 52:54:00:xx:xx:xx (qemu's prefix) not in `used`.
-pub fn random_mac(used: &HashSet<[u8; 6]>, mut rand: impl FnMut() -> u64) -> MacAddr {
-    loop {
-        let r = rand().to_le_bytes();
-        let mac = [0x52, 0x54, 0x00, r[0], r[1], r[2]];
-        if !used.contains(&mac) && !used.contains(&tap_mac(mac)) {
-            return MacAddr(mac);
-        }
-    }
-}
-
-/// The TAP's own MAC: the guest's with a first byte of 0xFE, as libvirt does, so the
-/// bridge never adopts it (a bridge takes its lowest port MAC) and it differs from
-/// the guest's.
-pub fn tap_mac(guest: [u8; 6]) -> [u8; 6] {
-    let mut m = guest;
-    m[0] = 0xfe;
-    m
-}
-
-/// qemu arguments for a port-create'd TAP; `vhost` when its qemu can open
-/// /dev/vhost-net ([`vhost::decide`]).
-pub fn qemu_args(ifname: &str, mac: MacAddr, queues: u16, vhost: bool) -> Vec<String> {
-    let v = if vhost { "on" } else { "off" };
-    let mut netdev = format!("tap,id=net0,ifname={ifname},script=no,downscript=no,vhost={v}");
-    let mut device = format!("virtio-net-pci,netdev=net0,mac={mac}");
-    if queues > 1 {
-        netdev += &format!(",queues={queues}");
-        // virtio-net wants a vector per queue in each direction, plus config and control.
-        device += &format!(",mq=on,vectors={}", 2 * u32::from(queues) + 2);
-    }
-    vec!["-netdev".into(), netdev, "-device".into(), device]
-}
-
-fn parse_mac(s: &str) -> Result<MacAddr> {
-    let m: MacAddr = s.parse().map_err(|e: String| anyhow!("{e}"))?;
-    if m.is_multicast() || m.is_zero() {
-        bail!("MAC address '{s}' cannot be a guest's: it is multicast or zero");
-    }
-    Ok(m)
-}
 
 /// The registered ports of every network.
 pub struct Ports {
@@ -695,91 +501,7 @@ impl Ports {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn lowest_free_vnet_name() {
-        let used: HashSet<String> = ["vnet0", "vnet1", "vnet3", "eth0"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-        assert_eq!(free_name("vnet", &used), "vnet2");
-        assert_eq!(free_name("vnet", &HashSet::new()), "vnet0");
-        assert_eq!(free_name("macvtap", &used), "macvtap0");
-    }
-
-    #[test]
-    fn random_mac_avoids_used_and_their_tap_twins() {
-        let mut seq = [1u64, 2, 3].into_iter();
-        let used: HashSet<[u8; 6]> = [[0x52, 0x54, 0, 1, 0, 0], [0xfe, 0x54, 0, 2, 0, 0]]
-            .into_iter()
-            .collect();
-        let m = random_mac(&used, || seq.next().unwrap());
-        assert_eq!(m.to_string(), "52:54:00:03:00:00");
-        assert_eq!(tap_mac(m.0), [0xfe, 0x54, 0, 3, 0, 0]);
-    }
-
-    #[test]
-    fn qemu_arguments() {
-        let mac: MacAddr = "52:54:00:12:34:56".parse().unwrap();
-        assert_eq!(
-            qemu_args("vnet0", mac, 1, false),
-            [
-                "-netdev",
-                "tap,id=net0,ifname=vnet0,script=no,downscript=no,vhost=off",
-                "-device",
-                "virtio-net-pci,netdev=net0,mac=52:54:00:12:34:56"
-            ]
-        );
-        let a = qemu_args("vnet1", mac, 4, false);
-        assert!(qemu_args("vnet1", mac, 1, true)[1].contains(",vhost=on"));
-        assert!(a[1].ends_with(",queues=4"), "{a:?}");
-        assert!(a[3].ends_with(",mq=on,vectors=10"), "{a:?}");
-    }
-
-    #[test]
-    fn a_ports_vlans_are_its_portgroups_else_the_default_portgroups_else_the_networks() {
-        let m = |vid| kvnet_host::VlanMember {
-            vid,
-            pvid: true,
-            untagged: true,
-        };
-        let mut t = Target {
-            network: "n".into(),
-            bridge: Link {
-                index: 1,
-                name: "br0".into(),
-                kind: Some("bridge".into()),
-                mac: None,
-                mtu: 1500,
-                up: true,
-                master: None,
-                loopback: false,
-            },
-            defaults: PortDefaults::default(),
-            subnets: Vec::new(),
-            vlans: vec![m(5)],
-            portgroup_vlans: vec![("web".into(), vec![m(10)]), ("db".into(), vec![m(20)])],
-            default_portgroup: None,
-        };
-        assert_eq!(t.vlans_of(Some("db")), [m(20)]);
-        assert_eq!(
-            t.vlans_of(Some("plain")),
-            [m(5)],
-            "a portgroup without <vlan>"
-        );
-        assert_eq!(t.vlans_of(None), [m(5)]);
-        t.default_portgroup = Some("web".into());
-        assert_eq!(t.vlans_of(None), [m(10)]);
-        assert_eq!(t.vlans_of(Some("db")), [m(20)]);
-    }
-
-    #[test]
-    fn guest_macs_must_be_unicast() {
-        assert!(parse_mac("52:54:00:00:00:01").is_ok());
-        assert!(parse_mac("01:00:5e:00:00:01").is_err());
-        assert!(parse_mac("00:00:00:00:00:00").is_err());
-        assert!(parse_mac("52:54:00").is_err());
-    }
+    use kvnet_model::TrafficFilter;
 
     #[test]
     fn registry_round_trips_and_empty_removes_the_file() {
