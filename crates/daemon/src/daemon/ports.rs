@@ -48,18 +48,7 @@ impl Daemon {
                 .ports
                 .create_macvtap(self.life.nl(), &pool?, r, qos)
                 .await?;
-            // Shaped once its macvtap exists; if that fails, the port goes again.
-            let ifname = created.port.ifname.as_str();
-            if let Err(e) = self
-                .life
-                .shape(&self.registry, &self.ports, &network, Some(ifname))
-                .await
-            {
-                let _ = self.port_delete(Some(&network), ifname).await;
-                return Err(e.context(format!("cannot shape port {ifname}")));
-            }
-            self.port_event(&created.port, "created");
-            return Ok(created);
+            return self.shaped(&network, created).await;
         }
         let t = self.life.target(&self.registry, &r.network).await?;
         let network = r.network.clone();
@@ -85,16 +74,19 @@ impl Daemon {
                 .filter_ports(&network, self.ports.recs(&network))
                 .await;
         }
-        let created = created?;
-        // Shaped once its TAP exists; if that fails, the port goes again.
-        let ifname = Some(created.port.ifname.as_str());
+        self.shaped(&network, created?).await
+    }
+
+    /// A new port shaped once its device (TAP or macvtap) exists, and announced; if the
+    /// shaping fails, the port goes again.
+    async fn shaped(&mut self, network: &str, created: CreatedPort) -> Result<CreatedPort> {
+        let ifname = created.port.ifname.as_str();
         if let Err(e) = self
             .life
-            .shape(&self.registry, &self.ports, &network, ifname)
+            .shape(&self.registry, &self.ports, network, Some(ifname))
             .await
         {
-            let ifname = &created.port.ifname;
-            let _ = self.port_delete(Some(&network), ifname).await;
+            let _ = self.port_delete(Some(network), ifname).await;
             return Err(e.context(format!("cannot shape port {ifname}")));
         }
         self.port_event(&created.port, "created");
