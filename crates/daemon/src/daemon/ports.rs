@@ -38,7 +38,12 @@ impl Daemon {
                 .ports
                 .create_hostdev(self.life.nl(), sys, &pool?, r, qos)
                 .await?;
-            self.port_event(&created.port, "created");
+            self.port_event(
+                &created.port.network,
+                &created.port.ifname,
+                created.port.mac.as_deref(),
+                "created",
+            );
             return Ok(created);
         }
         if let Some(pool) = self.life.pool(&self.registry, &r.network) {
@@ -89,7 +94,12 @@ impl Daemon {
             let _ = self.port_delete(Some(network), ifname).await;
             return Err(e.context(format!("cannot shape port {ifname}")));
         }
-        self.port_event(&created.port, "created");
+        self.port_event(
+            &created.port.network,
+            &created.port.ifname,
+            created.port.mac.as_deref(),
+            "created",
+        );
         Ok(created)
     }
 
@@ -136,7 +146,7 @@ impl Daemon {
         {
             warn!(network = %network, "port {}: {e:#}", r.ifname);
         }
-        self.port_event(&port, "created");
+        self.port_event(&port.network, &port.ifname, port.mac.as_deref(), "created");
         Ok(port)
     }
 
@@ -173,23 +183,7 @@ impl Daemon {
         {
             warn!(network = %gone, "port filter: {e:#}");
         }
-        let port = Port {
-            ifname: ifname.to_string(),
-            mac: None,
-            network: gone,
-            kind: PortKind::Script,
-            queues: 1,
-            isolated: false,
-            filter: Default::default(),
-            ips: Vec::new(),
-            learned_mac: None,
-            dropped: None,
-            portgroup: None,
-            inbound: None,
-            outbound: None,
-            parent: None,
-        };
-        self.port_event(&port, "deleted");
+        self.port_event(&gone, ifname, None, "deleted");
         Ok(())
     }
 
@@ -231,16 +225,14 @@ impl Daemon {
 
     /// A port's `port` event (`net-event`) and `port-created`/`port-deleted` hook, whose
     /// stdin is libvirt's `<hookData>`: the network, then the port.
-    fn port_event(&self, port: &Port, action: &str) {
-        let mut detail = vec![("port", port.ifname.clone())];
-        detail.extend(port.mac.clone().map(|m| ("mac", m)));
-        events::emit(&port.network, EventKind::Port, action, &detail);
+    fn port_event(&self, network: &str, ifname: &str, mac: Option<&str>, action: &str) {
+        let mut detail = vec![("port", ifname.to_string())];
+        detail.extend(mac.map(|m| ("mac", m.to_string())));
+        events::emit(network, EventKind::Port, action, &detail);
         if nethooks::any()
-            && let Ok(o) = self.registry.get(&port.network)
+            && let Ok(o) = self.registry.get(network)
         {
-            let mac = port
-                .mac
-                .as_ref()
+            let mac = mac
                 .map(|m| format!("  <mac address='{m}'/>\n"))
                 .unwrap_or_default();
             let bridge = o.current().bridge_name().unwrap_or_default().to_string();
@@ -248,15 +240,9 @@ impl Daemon {
                 "<hookData>\n{}<networkport>\n{mac}  <plug type='network' bridge='{bridge}'/>\n  \
                  <target dev='{}'/>\n</networkport>\n</hookData>\n",
                 o.current().to_xml(),
-                port.ifname
+                ifname
             );
-            nethooks::fire(
-                &port.network,
-                &format!("port-{action}"),
-                "begin",
-                xml,
-                Vec::new(),
-            );
+            nethooks::fire(network, &format!("port-{action}"), "begin", xml, Vec::new());
         }
     }
 }
