@@ -39,6 +39,29 @@ fn underlay(a: &Lab, b: &Lab) {
     }
 }
 
+/// What EVPN's type-3 routes would install: each host floods to the other.
+fn flood(a: &Lab, b: &Lab) {
+    for (lab, other) in [(a, 2), (b, 1)] {
+        let (ok, out) = sh(
+            &lab.host,
+            &format!("bridge fdb append 00:00:00:00:00:00 dev kvx4242 dst 172.31.254.{other}"),
+        );
+        assert!(ok, "{out}");
+    }
+}
+
+/// `nft flush ruleset` on `lab`'s host; the DHCP fence is back within a few seconds.
+fn flush_and_await_fence(lab: &Lab) -> std::time::Duration {
+    let (ok, out) = sh(&lab.host, "nft flush ruleset");
+    assert!(ok, "{out}");
+    within(5, || {
+        sh(&lab.host, "nft list set bridge kvnet_overlay overlay")
+            .1
+            .contains("\"kvx4242\"")
+    })
+    .expect("the fence is rebuilt after a flush")
+}
+
 fn leases(lab: &Lab) -> String {
     lab.cli(&["net-dhcp-leases", "ov"]).1
 }
@@ -74,14 +97,7 @@ fn an_overlay_joins_two_hosts_and_each_host_serves_its_own_guests() {
     let live = a.cli(&["net-dumpxml", "ov"]).1;
     assert!(live.contains("<mtu size='1450'/>"), "{live}");
 
-    // What EVPN's type-3 routes install: each host floods to the other.
-    for (lab, other) in [(&a, 2), (&b, 1)] {
-        let (ok, out) = sh(
-            &lab.host,
-            &format!("bridge fdb append 00:00:00:00:00:00 dev kvx4242 dst 172.31.254.{other}"),
-        );
-        assert!(ok, "{out}");
-    }
+    flood(&a, &b);
 
     // Each guest's lease comes from its own host's half of the range: DHCP does not
     // cross the overlay (b's server would otherwise answer a's guest too).
@@ -107,16 +123,7 @@ fn an_overlay_joins_two_hosts_and_each_host_serves_its_own_guests() {
     // Someone flushes the ruleset on both hosts: the fence comes back with kvnet's
     // table, and DHCP still stays on each host.
     for lab in [&a, &b] {
-        let (ok, out) = sh(&lab.host, "nft flush ruleset");
-        assert!(ok, "{out}");
-    }
-    for lab in [&a, &b] {
-        let back = within(5, || {
-            sh(&lab.host, "nft list set bridge kvnet_overlay overlay")
-                .1
-                .contains("\"kvx4242\"")
-        });
-        let back = back.expect("the fence is rebuilt after a flush");
+        let back = flush_and_await_fence(lab);
         eprintln!("fence back {back:?} after the flush (polled every 100 ms)");
     }
     let (_, addr_b2) = b.udhcpc_guest("kvov0", "52:54:00:0e:00:0c", "gb2");
@@ -156,27 +163,15 @@ fn an_open_overlay_keeps_dhcp_on_each_host_without_kvnets_table() {
     }
     a.define_and_start(&xml);
     b.define_and_start(&xml);
-    for (lab, other) in [(&a, 2), (&b, 1)] {
-        let (ok, out) = sh(
-            &lab.host,
-            &format!("bridge fdb append 00:00:00:00:00:00 dev kvx4242 dst 172.31.254.{other}"),
-        );
-        assert!(ok, "{out}");
-    }
+    flood(&a, &b);
     let (has_table, t) = sh(&a.host, "nft list table inet kvnet");
     assert!(
         !has_table,
         "it went with the last network that needed it: {t}"
     );
+    // The fence alone is rebuilt: there is no inet table to notice missing.
     for lab in [&a, &b] {
-        let (ok, out) = sh(&lab.host, "nft flush ruleset");
-        assert!(ok, "{out}");
-        let back = within(5, || {
-            sh(&lab.host, "nft list set bridge kvnet_overlay overlay")
-                .1
-                .contains("\"kvx4242\"")
-        });
-        assert!(back.is_some(), "the fence alone is rebuilt after a flush");
+        flush_and_await_fence(lab);
     }
     let (ga, addr_a) = a.udhcpc_guest("kvov0", "52:54:00:0e:01:0a", "oa");
     let (gb, addr_b) = b.udhcpc_guest("kvov0", "52:54:00:0e:01:0b", "ob");
@@ -213,13 +208,7 @@ fn dhcpv6_stays_on_each_host_and_hands_out_its_slice() {
     );
     a.define_and_start(&xml);
     b.define_and_start(&xml);
-    for (lab, other) in [(&a, 2), (&b, 1)] {
-        let (ok, out) = sh(
-            &lab.host,
-            &format!("bridge fdb append 00:00:00:00:00:00 dev kvx4242 dst 172.31.254.{other}"),
-        );
-        assert!(ok, "{out}");
-    }
+    flood(&a, &b);
     let half = |addr: std::net::Ipv6Addr| {
         let last = addr.segments()[7];
         assert!((0x100..=0x1ff).contains(&last), "{addr} is in the range");
