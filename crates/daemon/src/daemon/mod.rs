@@ -120,6 +120,8 @@ impl Daemon {
         self.registry.prepare(xml, links, &mut entropy)
     }
 
+    /// net-define: the definition is written (fsynced) before the registry has it; a
+    /// running transient network becomes persistent.
     pub async fn define(&mut self, xml: &str) -> Result<NetworkId> {
         let net = self.prepare(xml).await?;
         let name = net.name.clone();
@@ -139,6 +141,8 @@ impl Daemon {
         Ok(id(&net))
     }
 
+    /// net-create: a transient network, started at once and forgotten if that fails;
+    /// returns the start's warnings.
     pub async fn create(&mut self, xml: &str) -> Result<(NetworkId, Vec<String>)> {
         let net = self.prepare(xml).await?;
         self.registry.create(&net)?;
@@ -152,6 +156,8 @@ impl Daemon {
         Ok((id(&net), res?))
     }
 
+    /// net-undefine: refused while ports are registered; a running network stays up,
+    /// transient.
     pub fn undefine(&mut self, name: &str) -> Result<()> {
         self.registry
             .check_undefine(name, &self.ports.names(name))?;
@@ -164,6 +170,7 @@ impl Daemon {
         Ok(())
     }
 
+    /// net-start; returns warnings about other firewalls' drops left in place.
     pub async fn start(&mut self, name: &str) -> Result<Vec<String>> {
         let net = self.registry.startable(name)?;
         self.life
@@ -171,12 +178,14 @@ impl Daemon {
             .await
     }
 
+    /// net-destroy; with `wait`, returns once the background teardown is done.
     pub async fn destroy(&mut self, name: &str, wait: bool) -> Result<()> {
         self.life
             .destroy(&mut self.registry, &mut self.ports, name, wait)
             .await
     }
 
+    /// net-autostart: the link under CONFIG_DIR first, then the registry.
     pub fn set_autostart(&mut self, name: &str, enable: bool) -> Result<()> {
         self.registry.check_autostart(name)?;
         store::set_autostart(&self.paths, name, enable)?;
@@ -221,6 +230,7 @@ impl Daemon {
         Ok(net.to_xml())
     }
 
+    /// The networks, for the read-only verbs (net-list, net-info).
     pub fn registry(&self) -> &Registry {
         &self.registry
     }
@@ -293,14 +303,17 @@ impl Daemon {
         Ok(())
     }
 
+    /// net-forward-add (`forwards::verbs`): kept in kvnet's metadata, applied live.
     pub fn forward_add(&mut self, r: req::ForwardAdd) -> Result<(ForwardEntry, Vec<String>)> {
         forwards::verbs::add(&mut self.registry, &self.paths, &self.life, r)
     }
 
+    /// net-forward-remove.
     pub fn forward_remove(&mut self, r: &req::ForwardRemove) -> Result<()> {
         forwards::verbs::remove(&mut self.registry, &self.paths, &self.life, r)
     }
 
+    /// net-forward-list; on a running network, each with the guest address it reaches now.
     pub fn forward_list(&self, network: &str) -> Result<Vec<ForwardEntry>> {
         forwards::verbs::list(&self.registry, &self.life, network)
     }
