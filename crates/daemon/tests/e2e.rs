@@ -231,6 +231,39 @@ fn open_network_has_no_rules() {
     assert!(!lab.links().contains("kvo0"));
 }
 
+/// kvnet's table outlives its last network for `KVNET_IDLE_TABLE` seconds (a network
+/// stopped and started again keeps the fast start path), then goes: an idle host keeps
+/// no NAT hooks for kvnet. A start brings it back.
+#[test]
+#[ignore = "needs root"]
+fn the_table_outlives_its_last_network_for_a_while_then_goes() {
+    let lab = Lab::with_env(&[("KVNET_IDLE_TABLE", "2")]);
+    let table = || sh(&lab.host, "nft list table inet kvnet");
+    lab.ok(req::Destroy {
+        network: "default".into(),
+        wait: true,
+    });
+    let (kept, _) = table();
+    assert!(kept, "kept right after the last network's teardown");
+    let t0 = std::time::Instant::now();
+    while table().0 {
+        assert!(
+            t0.elapsed() < std::time::Duration::from_secs(10),
+            "still there after 10 s:\n{}",
+            lab.daemon.log()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(
+        t0.elapsed() >= std::time::Duration::from_secs(1),
+        "not before its time"
+    );
+    lab.ok(req::Start {
+        network: "default".into(),
+    });
+    assert!(table().1.contains("\"virbr0\""), "{}", table().1);
+}
+
 #[test]
 #[ignore = "needs root"]
 fn bridge_mode_uses_the_host_bridge_as_is() {

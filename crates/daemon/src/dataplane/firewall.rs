@@ -209,11 +209,11 @@ impl Firewall {
         }
     }
 
-    /// After a teardown: with no network left in it, kvnet's table goes (`render_full`
-    /// of none), so a host without kvnet networks keeps no NAT hooks or connection
-    /// tracking for kvnet. Decided and done under the lock of `wanted`: a start meanwhile
-    /// either comes first (the table stays) or finds the skeleton gone and rebuilds.
-    /// Returns whether the table was deleted.
+    /// With no network left in it (a while after the last teardown), kvnet's table goes
+    /// (`render_full` of none), so a host without kvnet networks keeps no NAT hooks or
+    /// connection tracking for kvnet. Decided and done under the lock of `wanted`: a
+    /// start meanwhile either comes first (the table stays) or finds the skeleton gone
+    /// and rebuilds. Returns whether the table was deleted.
     pub fn drop_if_unused(&self) -> Result<bool> {
         let wanted = self.wanted();
         if !wanted.is_empty() {

@@ -8,6 +8,11 @@
 //! `stopping`) until its job is done, so a daemon killed meanwhile finishes the job at
 //! its next start. A later start that needs the same bridge name or subnets first waits
 //! for the job ([`Teardown::settle`]).
+//!
+//! When the last network with rules is gone, kvnet's table stays for
+//! [`idle_table`] (a minute by default), so that a network stopped and started again
+//! takes the fast start path; then it is deleted, and an idle host keeps no NAT hooks or
+//! connection tracking for kvnet.
 
 use crate::dataplane::firewall::Firewall;
 use anyhow::{Context, Result};
@@ -15,8 +20,9 @@ use ipnet::IpNet;
 use kvnet_firewall::FwNetwork;
 use kvnet_host::Netlink;
 use std::path::PathBuf;
-use std::sync::mpsc;
+use std::sync::mpsc::{self, RecvTimeoutError};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 use tracing::{error, info};
 
@@ -70,9 +76,31 @@ impl Teardown {
                     }
                 };
                 let _ = ready_tx.send(Ok(()));
-                for (job, done) in rx {
-                    run(&rt, &nl, &fw, job);
-                    let _ = done.send(());
+                let idle = idle_table();
+                // When kvnet's table, left without networks, is to be deleted.
+                let mut drop_at: Option<Instant> = None;
+                loop {
+                    let next = match drop_at {
+                        Some(t) => rx.recv_timeout(t.saturating_duration_since(Instant::now())),
+                        None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
+                    };
+                    match next {
+                        Ok((job, done)) => {
+                            let had_rules = job.firewall.is_some();
+                            run(&rt, &nl, &fw, job);
+                            let _ = done.send(());
+                            if had_rules && fw.wanted_names().is_empty() {
+                                drop_at = Some(Instant::now() + idle);
+                            }
+                        }
+                        Err(RecvTimeoutError::Timeout) => {
+                            drop_at = None;
+                            drop_idle_table(&fw);
+                        }
+                        // At shutdown a pending deletion is left to the next kvnetd,
+                        // which deletes a table no active network needs.
+                        Err(RecvTimeoutError::Disconnected) => break,
+                    }
                 }
             })
             .context("spawn teardown thread")?;
@@ -131,21 +159,36 @@ impl Teardown {
     }
 }
 
+/// How long kvnet's table outlives its last network: `KVNET_IDLE_TABLE` seconds, 60 by
+/// default.
+pub fn idle_table() -> Duration {
+    let secs = std::env::var("KVNET_IDLE_TABLE")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(60);
+    Duration::from_secs(secs)
+}
+
+/// Deletes kvnet's table if no network has needed it since (a start meanwhile keeps it).
+fn drop_idle_table(fw: &Firewall) {
+    match fw.drop_if_unused() {
+        Ok(true) => info!(
+            "table inet {} deleted: no network has needed it for {:?}",
+            fw.table(),
+            idle_table()
+        ),
+        Ok(false) => {}
+        Err(e) => error!("{e:#}"),
+    }
+}
+
 fn run(rt: &tokio::runtime::Runtime, nl: &Netlink, firewall: &Firewall, job: Job) {
     crate::hooks::kill_point("teardown");
     let mut errors = Vec::new();
-    if let Some(fw) = &job.firewall {
-        if let Err(e) = crate::dataplane::firewall::remove_rules(firewall.table(), fw) {
-            errors.push(format!("remove firewall rules: {e:#}"));
-        }
-        match firewall.drop_if_unused() {
-            Ok(true) => info!(
-                "no network needs table inet {} any more: deleted",
-                firewall.table()
-            ),
-            Ok(false) => {}
-            Err(e) => errors.push(format!("{e:#}")),
-        }
+    if let Some(fw) = &job.firewall
+        && let Err(e) = crate::dataplane::firewall::remove_rules(firewall.table(), fw)
+    {
+        errors.push(format!("remove firewall rules: {e:#}"));
     }
     if let Some(br) = &job.bridge {
         let res = rt.block_on(async {
