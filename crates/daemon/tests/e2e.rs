@@ -243,8 +243,12 @@ fn the_table_outlives_its_last_network_for_a_while_then_goes() {
         network: "default".into(),
         wait: true,
     });
+    let guard = || sh(&lab.host, "nft list table inet kvnet_guard").0;
     let (kept, _) = table();
-    assert!(kept, "kept right after the last network's teardown");
+    assert!(
+        kept && guard(),
+        "kept, with its guard, right after the last network's teardown"
+    );
     let t0 = std::time::Instant::now();
     while table().0 {
         assert!(
@@ -258,6 +262,7 @@ fn the_table_outlives_its_last_network_for_a_while_then_goes() {
         t0.elapsed() >= std::time::Duration::from_secs(1),
         "not before its time"
     );
+    assert!(!guard(), "the guard goes with the table");
     lab.ok(req::Start {
         network: "default".into(),
     });

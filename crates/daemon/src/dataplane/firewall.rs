@@ -202,11 +202,10 @@ impl Firewall {
 
     /// Network `name`'s rules no longer belong in the table (they are being removed in
     /// the background), so a rebuild leaves them out.
+    /// The guard stays while the table does ([`Firewall::drop_if_unused`]): releasing it
+    /// waits for an RCU grace period (about 20 ms), not for a destroy to pay.
     pub fn forget(&self, name: &str) {
         self.want(name, None);
-        if self.wanted().is_empty() {
-            self.hold_guard(false);
-        }
     }
 
     /// With no network left in it (a while after the last teardown), kvnet's table goes
@@ -222,6 +221,7 @@ impl Firewall {
         self.state.skeleton.store(false, Relaxed);
         nft::apply(&kvnet_firewall::render_full(&self.table, &[]))
             .with_context(|| format!("delete table inet {}", self.table))?;
+        self.hold_guard(false);
         drop(wanted);
         Ok(true)
     }
